@@ -1,0 +1,233 @@
+//! The canonical event: what both dialects map into, and the Pangea-form envelope whose
+//! canonical JSON is hashed.
+
+pub mod canonical;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// Which API brought an event in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    H2o = 0,
+    Pangea = 1,
+    Server = 2,
+}
+
+impl Origin {
+    pub fn from_i64(v: i64) -> Self {
+        match v {
+            0 => Self::H2o,
+            1 => Self::Pangea,
+            _ => Self::Server,
+        }
+    }
+}
+
+/// H2O event types; stored as integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Unspecified = 0,
+    Api = 1,
+    System = 2,
+}
+
+impl EventType {
+    pub const NAMES: [&'static str; 3] = ["TYPE_UNSPECIFIED", "TYPE_API", "TYPE_SYSTEM"];
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "TYPE_UNSPECIFIED" => Some(Self::Unspecified),
+            "TYPE_API" => Some(Self::Api),
+            "TYPE_SYSTEM" => Some(Self::System),
+            _ => None,
+        }
+    }
+    pub fn from_i64(v: i64) -> Self {
+        match v {
+            1 => Self::Api,
+            2 => Self::System,
+            _ => Self::Unspecified,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// A validated event on its way to the writer. The writer assigns `received_at`, builds the
+/// envelope `{event, received_at, signature?, public_key?}` and hashes its canonical JSON.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub uid: Uuid,
+    pub origin: Origin,
+    pub workspace: String,
+    pub actor: String,
+    pub action: String,
+    pub event_source: String,
+    pub target: Option<String>,
+    pub source: Option<String>,
+    pub status: Option<String>,
+    pub status_code: Option<i64>,
+    pub read_only: bool,
+    pub event_type: EventType,
+    /// Microseconds; `None` means "use received_at".
+    pub event_time: Option<i64>,
+    /// Text indexed for free-text search.
+    pub fts_body: String,
+    /// The Pangea-form event object, stored verbatim inside the envelope.
+    pub event: Map<String, Value>,
+    pub signature: Option<String>,
+    pub public_key: Option<String>,
+}
+
+/// Builds the envelope JSON for a receive time.
+pub fn envelope(ev: &NewEvent, received_at: &str) -> Value {
+    let mut env = Map::new();
+    env.insert("event".into(), Value::Object(ev.event.clone()));
+    env.insert("received_at".into(), Value::String(received_at.to_string()));
+    if let Some(s) = &ev.signature {
+        env.insert("signature".into(), Value::String(s.clone()));
+    }
+    if let Some(k) = &ev.public_key {
+        env.insert("public_key".into(), Value::String(k.clone()));
+    }
+    Value::Object(env)
+}
+
+/// An event as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub uid: Uuid,
+    pub origin: Origin,
+    pub received_at: i64,
+    pub buffer: u64,
+    pub hash: [u8; 32],
+    pub envelope: String,
+}
+
+impl StoredEvent {
+    pub fn hash_hex(&self) -> String {
+        hex::encode(self.hash)
+    }
+    pub fn envelope_value(&self) -> Value {
+        serde_json::from_str(&self.envelope).unwrap_or(Value::Null)
+    }
+}
+
+/// Private and special-purpose addresses redacted to `private` (H2O §7.5).
+pub fn is_private_ip(s: &str) -> bool {
+    use std::net::IpAddr;
+    let Ok(ip) = s.parse::<IpAddr>() else { return false };
+    match ip {
+        IpAddr::V4(v4) => private_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return private_v4(v4);
+            }
+            let seg0 = v6.segments()[0];
+            v6.is_loopback() || (seg0 & 0xfe00) == 0xfc00 || (seg0 & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+fn private_v4(ip: std::net::Ipv4Addr) -> bool {
+    let o = ip.octets();
+    o[0] == 10
+        || (o[0] == 172 && (16..32).contains(&o[1]))
+        || (o[0] == 192 && o[1] == 168)
+        || o[0] == 127
+        || (o[0] == 169 && o[1] == 254)
+        || (o[0] == 100 && (64..128).contains(&o[1]))
+}
+
+/// First `workspaces/<id>` pair among the `/`-separated segments of a resource name.
+pub fn workspace_from_resource(resource: &str) -> String {
+    let segs: Vec<&str> = resource.split('/').collect();
+    for w in segs.windows(2) {
+        if w[0] == "workspaces" && !w[1].is_empty() {
+            return format!("workspaces/{}", w[1]);
+        }
+    }
+    String::new()
+}
+
+/// Parses an RFC 3339 timestamp with a mandatory offset into (µs since epoch, sub-µs nanos).
+pub fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
+    let b = s.as_bytes();
+    // chrono accepts some forms we don't (e.g. spaces); check the shape first.
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't') {
+        return None;
+    }
+    let dt = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    if dt.timestamp_subsec_nanos() >= 1_000_000_000 {
+        return None; // leap second
+    }
+    let us = dt.timestamp_micros();
+    Some((us, dt.timestamp_subsec_nanos() % 1000))
+}
+
+/// protojson-style timestamp: UTC `Z`, 0/3/6/9 fraction digits.
+pub fn format_protojson(us: i64, sub_nanos: u32) -> String {
+    let dt = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
+    let nanos = dt.timestamp_subsec_nanos() + sub_nanos;
+    let base = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
+    if nanos == 0 {
+        format!("{base}Z")
+    } else if nanos.is_multiple_of(1_000_000) {
+        format!("{base}.{:03}Z", nanos / 1_000_000)
+    } else if nanos.is_multiple_of(1000) {
+        format!("{base}.{:06}Z", nanos / 1000)
+    } else {
+        format!("{base}.{nanos:09}Z")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_private_ranges_only() {
+        for ip in [
+            "10.0.0.1",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "127.0.0.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "::1",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "::ffff:10.1.2.3",
+        ] {
+            assert!(is_private_ip(ip), "{ip}");
+        }
+        for ip in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:db8::1", "not-an-ip", ""] {
+            assert!(!is_private_ip(ip), "{ip}");
+        }
+    }
+
+    #[test]
+    fn derives_workspace() {
+        assert_eq!(workspace_from_resource("workspaces/w1/daiEngine/e1"), "workspaces/w1");
+        assert_eq!(workspace_from_resource("//engine-manager/workspaces/w1/daiEngines/e1"), "workspaces/w1");
+        assert_eq!(workspace_from_resource("//audittrail"), "");
+        assert_eq!(workspace_from_resource("workspaces/"), "");
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        let (us, ns) = parse_rfc3339("2025-07-02T10:00:00.123456+00:00").unwrap();
+        assert_eq!(format_protojson(us, ns), "2025-07-02T10:00:00.123456Z");
+        let (us, ns) = parse_rfc3339("2025-07-02T10:00:00.123456789Z").unwrap();
+        assert_eq!(format_protojson(us, ns), "2025-07-02T10:00:00.123456789Z");
+        let (us, ns) = parse_rfc3339("2025-07-02T12:00:00+02:00").unwrap();
+        assert_eq!(format_protojson(us, ns), "2025-07-02T10:00:00Z");
+        assert_eq!(format_protojson(parse_rfc3339("2025-07-02T10:00:00.5Z").unwrap().0, 0), "2025-07-02T10:00:00.500Z");
+        assert!(parse_rfc3339("2025-07-02T10:00:00").is_none());
+        assert!(parse_rfc3339("2025-07-02 10:00:00Z").is_none());
+    }
+}

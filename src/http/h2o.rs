@@ -1,0 +1,923 @@
+//! The H2O Audit Trail dialect (`spec/h2o-api.md`): create, batch create, search, `/version`,
+//! and the OIDC + discovery endpoints the official client's login functions use.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{AuthFailure, BodyError, State, authenticate, base_url, read_body, with_reader};
+use crate::event::canonical::{JsonErrorKind, parse_strict, to_canonical_string};
+use crate::event::{
+    EventType, NewEvent, Origin, format_protojson, is_private_ip, parse_rfc3339, workspace_from_resource,
+};
+use crate::keys::Principal;
+use crate::ledger::random_bytes;
+use crate::search::re2;
+use crate::store::search::{EventRow, H2oField, H2oQuery, h2o_search};
+use crate::store::writer::{Outcome, WriteError};
+
+const SINGLE_LIMIT: usize = 1 << 20;
+const BATCH_LIMIT: usize = 16 << 20;
+const MAX_BATCH: usize = 1000;
+const MAX_STRING: usize = 8192;
+const MAX_MAP: usize = 256;
+const MAX_DEPTH: usize = 64;
+const DEFAULT_START: &str = "2025-07-01T00:00:00Z";
+const TOKEN_TTL_US: i64 = 24 * 3600 * 1_000_000;
+
+/// An H2O error: grpc-gateway body `{code, message, details}` with the matching HTTP status.
+#[derive(Debug, Clone)]
+pub struct H2oError {
+    pub status: StatusCode,
+    pub code: i32,
+    pub message: String,
+}
+
+impl H2oError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, code: 3, message: message.into() }
+    }
+    fn unauthenticated() -> Self {
+        Self { status: StatusCode::UNAUTHORIZED, code: 16, message: "unauthenticated".into() }
+    }
+    fn denied() -> Self {
+        Self { status: StatusCode::FORBIDDEN, code: 7, message: "permission denied".into() }
+    }
+    fn conflict(id: &Uuid) -> Self {
+        Self { status: StatusCode::CONFLICT, code: 6, message: format!("event events/{id} already exists") }
+    }
+    fn too_large() -> Self {
+        Self { status: StatusCode::PAYLOAD_TOO_LARGE, code: 3, message: "request body too large".into() }
+    }
+    fn internal() -> Self {
+        Self { status: StatusCode::INTERNAL_SERVER_ERROR, code: 13, message: "internal error".into() }
+    }
+    fn unavailable() -> Self {
+        Self { status: StatusCode::SERVICE_UNAVAILABLE, code: 14, message: "service unavailable".into() }
+    }
+    pub fn not_found() -> Self {
+        Self { status: StatusCode::NOT_FOUND, code: 5, message: "Not Found".into() }
+    }
+    pub fn method_not_allowed() -> Self {
+        Self { status: StatusCode::METHOD_NOT_ALLOWED, code: 12, message: "Method Not Allowed".into() }
+    }
+    fn status_json(&self) -> Value {
+        json!({"code": self.code, "message": self.message, "details": []})
+    }
+}
+
+impl std::fmt::Display for H2oError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for H2oError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        let mut b = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            b.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        b.json(self.status_json())
+    }
+}
+
+impl From<AuthFailure> for H2oError {
+    fn from(f: AuthFailure) -> Self {
+        match f {
+            AuthFailure::Unauthenticated => Self::unauthenticated(),
+            AuthFailure::Unavailable => Self::unavailable(),
+        }
+    }
+}
+
+impl From<BodyError> for H2oError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge => Self::too_large(),
+            BodyError::Read => Self::invalid("invalid request body: cannot read the body"),
+        }
+    }
+}
+
+impl From<WriteError> for H2oError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Busy | WriteError::Stopped => Self::unavailable(),
+            WriteError::Storage(_) => Self::unavailable(),
+        }
+    }
+}
+
+type H2oResult = Result<HttpResponse, H2oError>;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let mna = || web::to(|| async { H2oError::method_not_allowed().error_response() });
+    cfg.service(web::resource("/v1/events").route(web::post().to(create_event)).default_service(mna()))
+        .service(
+            web::resource(["/v1/events:batchCreate", "/v1/events%3AbatchCreate", "/v1/events%3abatchCreate"])
+                .route(web::post().to(batch_create_events))
+                .default_service(mna()),
+        )
+        .service(
+            web::resource(["/v1/events:search", "/v1/events%3Asearch", "/v1/events%3asearch"])
+                .route(web::post().to(search_events))
+                .default_service(mna()),
+        )
+        .service(web::resource("/version").route(web::get().to(version)).default_service(mna()))
+        .service(web::resource("/.well-known/openid-configuration").route(web::get().to(openid_configuration)))
+        .service(web::resource("/oauth/token").route(web::post().to(token)))
+        .service(web::resource("/.ai.h2o.cloud.discovery/v1/environment").route(web::get().to(discovery_environment)))
+        .service(web::resource("/.ai.h2o.cloud.discovery/v1/services").route(web::get().to(discovery_services)))
+        .service(web::resource("/.ai.h2o.cloud.discovery/v1/clients").route(web::get().to(discovery_clients)))
+        .service(
+            web::resource("/.ai.h2o.cloud.discovery/v1/links")
+                .route(web::get().to(|| async { HttpResponse::Ok().json(json!({"links": []})) })),
+        )
+        .service(
+            web::resource("/.ai.h2o.cloud.discovery/v1/components")
+                .route(web::get().to(|| async { HttpResponse::Ok().json(json!({"components": []})) })),
+        );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing and validation
+
+fn parse_body(bytes: &[u8]) -> Result<Value, H2oError> {
+    parse_strict(bytes, MAX_DEPTH).map_err(|e| match e.kind {
+        JsonErrorKind::DuplicateKey => H2oError::invalid(format!("invalid request body: {}", e.detail)),
+        _ => H2oError::invalid(format!("invalid request body: {}", truncate(&e.detail, 200))),
+    })
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Canonical UUIDv4: 8-4-4-4-12 hex, version 4, RFC 4122 variant.
+pub fn parse_uuid4(s: &str) -> Option<Uuid> {
+    let b = s.as_bytes();
+    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+        return None;
+    }
+    let u = Uuid::try_parse(s).ok()?;
+    (u.get_version_num() == 4 && u.get_variant() == uuid::Variant::RFC4122).then_some(u)
+}
+
+fn bad_type(field: &str, what: &str) -> H2oError {
+    H2oError::invalid(format!("invalid request body: {field} must be {what}"))
+}
+
+fn opt_str<'a>(obj: &'a Map<String, Value>, key: &str, field: &str) -> Result<Option<&'a str>, H2oError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            if s.len() > MAX_STRING {
+                return Err(H2oError::invalid(format!("{field} exceeds the maximum size of {MAX_STRING}")));
+            }
+            Ok(Some(s))
+        }
+        Some(_) => Err(bad_type(field, "a string")),
+    }
+}
+
+fn string_map(
+    obj: &Map<String, Value>,
+    key: &str,
+    field: &str,
+    check_keys: bool,
+) -> Result<Map<String, Value>, H2oError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) => {
+            if m.len() > MAX_MAP {
+                return Err(H2oError::invalid(format!("{field} exceeds the maximum size of {MAX_MAP}")));
+            }
+            for (k, v) in m {
+                if !v.is_string() {
+                    return Err(bad_type(&format!("{field} values"), "strings"));
+                }
+                if v.as_str().is_some_and(|s| s.len() > MAX_STRING) {
+                    return Err(H2oError::invalid(format!("{field} exceeds the maximum size of {MAX_STRING}")));
+                }
+                if k.len() > 256 {
+                    return Err(H2oError::invalid(format!("{field} exceeds the maximum size of 256")));
+                }
+                if check_keys && !valid_metadata_key(k) {
+                    return Err(H2oError::invalid(format!(
+                        "{field} key \"{}\" must match ^[a-z]([a-z0-9_]{{0,61}}[a-z0-9])?$",
+                        truncate(k, 64)
+                    )));
+                }
+            }
+            Ok(m.clone())
+        }
+        Some(_) => Err(bad_type(field, "an object of strings")),
+    }
+}
+
+fn valid_metadata_key(k: &str) -> bool {
+    let b = k.as_bytes();
+    if b.is_empty() || b.len() > 63 || !b[0].is_ascii_lowercase() {
+        return false;
+    }
+    if !b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_') {
+        return false;
+    }
+    b.len() == 1 || b[b.len() - 1] != b'_'
+}
+
+/// Validates an H2O Event object and maps it to the canonical event.
+fn parse_event(value: &Value, uid: Uuid, redact: bool) -> Result<NewEvent, H2oError> {
+    let Value::Object(obj) = value else { return Err(bad_type("event", "an object")) };
+    let event_time = match obj.get("eventTime") {
+        None | Some(Value::Null) => return Err(H2oError::invalid("event.event_time is required")),
+        Some(Value::String(s)) => parse_rfc3339(s)
+            .ok_or_else(|| H2oError::invalid("event.event_time must be an RFC 3339 timestamp with a UTC offset"))?,
+        Some(_) => return Err(H2oError::invalid("event.event_time must be an RFC 3339 timestamp with a UTC offset")),
+    };
+    let required = |key: &str, field: &str| -> Result<String, H2oError> {
+        match opt_str(obj, key, &format!("event.{field}"))? {
+            Some(s) if !s.is_empty() => Ok(s.to_string()),
+            _ => Err(H2oError::invalid(format!("event.{field} is required"))),
+        }
+    };
+    let event_source = required("eventSource", "event_source")?;
+    let action = required("action", "action")?;
+    let principal = required("principal", "principal")?;
+    let mut source_ip = required("sourceIpAddress", "source_ip_address")?;
+    let read_only = match obj.get("readOnly") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad_type("event.read_only", "a boolean")),
+    };
+    let resource = opt_str(obj, "resource", "event.resource")?.unwrap_or_default().to_string();
+    let user_agent = opt_str(obj, "userAgent", "event.user_agent")?.unwrap_or_default().to_string();
+    let metadata = string_map(obj, "metadata", "event.metadata", true)?;
+    let request_parameters = string_map(obj, "requestParameters", "event.request_parameters", false)?;
+    let event_type = match obj.get("type") {
+        None | Some(Value::Null) => EventType::Unspecified,
+        Some(Value::String(s)) => EventType::from_name(s).ok_or_else(type_error)?,
+        Some(_) => return Err(type_error()),
+    };
+    let status = match obj.get("status") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(s)) => {
+            let code = match s.get("code") {
+                None | Some(Value::Null) => 0,
+                Some(Value::Number(n)) => n
+                    .as_i64()
+                    .filter(|c| i32::try_from(*c).is_ok())
+                    .ok_or_else(|| bad_type("event.status.code", "an int32"))?,
+                Some(_) => return Err(bad_type("event.status.code", "an int32")),
+            };
+            let message = opt_str(s, "message", "event.status.message")?.unwrap_or_default().to_string();
+            Some((code, message))
+        }
+        Some(_) => return Err(bad_type("event.status", "an object")),
+    };
+    let workspace = match obj.get("workspaceOverride") {
+        None | Some(Value::Null) => workspace_from_resource(&resource),
+        Some(Value::String(w)) => {
+            let ok =
+                w.is_empty() || w.strip_prefix("workspaces/").is_some_and(|id| !id.is_empty() && !id.contains('/'));
+            if !ok {
+                return Err(H2oError::invalid("event.workspace_override must have the form workspaces/{workspace}"));
+            }
+            w.clone()
+        }
+        Some(_) => return Err(bad_type("event.workspace_override", "a string")),
+    };
+    if redact && is_private_ip(&source_ip) {
+        source_ip = "private".into();
+    }
+    let timestamp = format_protojson(event_time.0, event_time.1);
+    let message = metadata.get("message").and_then(Value::as_str).unwrap_or(&action).to_string();
+    let mut ev = Map::new();
+    ev.insert("action".into(), json!(action));
+    ev.insert("actor".into(), json!(principal));
+    ev.insert("event_id".into(), json!(uid.to_string()));
+    ev.insert("event_source".into(), json!(event_source));
+    ev.insert("message".into(), json!(message));
+    ev.insert("metadata".into(), Value::Object(metadata.clone()));
+    ev.insert("read_only".into(), json!(read_only));
+    ev.insert("request_parameters".into(), Value::Object(request_parameters.clone()));
+    ev.insert("source".into(), json!(source_ip));
+    if let Some((code, msg)) = &status {
+        ev.insert("status".into(), json!(code.to_string()));
+        ev.insert("status_message".into(), json!(msg));
+    }
+    ev.insert("target".into(), json!(resource));
+    if !workspace.is_empty() {
+        ev.insert("tenant_id".into(), json!(workspace));
+    }
+    ev.insert("timestamp".into(), json!(timestamp));
+    ev.insert("type".into(), json!(event_type.name()));
+    ev.insert("user_agent".into(), json!(user_agent));
+    let mut fts = vec![message.clone(), principal.clone(), action.clone(), resource.clone(), event_source.clone()];
+    fts.extend(metadata.values().filter_map(|v| v.as_str().map(str::to_string)));
+    Ok(NewEvent {
+        uid,
+        origin: Origin::H2o,
+        workspace,
+        actor: principal,
+        action,
+        event_source,
+        target: Some(resource),
+        source: Some(source_ip),
+        status: status.as_ref().map(|(c, _)| c.to_string()),
+        status_code: status.as_ref().map(|(c, _)| *c),
+        read_only,
+        event_type,
+        event_time: Some(event_time.0),
+        fts_body: fts.join(" "),
+        event: ev,
+        signature: None,
+        public_key: None,
+    })
+}
+
+fn type_error() -> H2oError {
+    H2oError::invalid("event.type must be one of TYPE_UNSPECIFIED, TYPE_API, TYPE_SYSTEM")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+fn s<'a>(ev: &'a Value, key: &str) -> &'a str {
+    ev.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Renders any stored event in the H2O shape (architecture.md's mapping for Pangea events).
+pub fn render_event(row: &EventRow) -> Value {
+    let env: Value = serde_json::from_str(&row.envelope).unwrap_or(Value::Null);
+    let ev = env.get("event").cloned().unwrap_or(Value::Null);
+    let receive_time = format_protojson(row.received_at, 0);
+    if row.origin == Origin::Pangea {
+        let mut metadata = Map::new();
+        for k in ["message", "new", "old"] {
+            if let Some(v) = ev.get(k).and_then(Value::as_str) {
+                metadata.insert(k.into(), json!(v));
+            }
+        }
+        let status = ev.get("status").and_then(Value::as_str);
+        let code = status.and_then(|c| c.parse::<i32>().ok());
+        if let (Some(st), None) = (status, code) {
+            metadata.insert("status".into(), json!(st));
+        }
+        let uid = s(&ev, "event_id");
+        let mut out = json!({
+            "eventTime": format_protojson(row.event_time, 0),
+            "eventSource": "pangea",
+            "action": s(&ev, "action"),
+            "readOnly": false,
+            "principal": s(&ev, "actor"),
+            "sourceIpAddress": s(&ev, "source"),
+            "name": format!("events/{uid}"),
+            "receiveTime": receive_time,
+            "resource": s(&ev, "target"),
+            "requestParameters": {},
+            "loginPrincipal": "",
+            "userAgent": "",
+            "metadata": metadata,
+            "workspace": row.workspace,
+            "type": "TYPE_UNSPECIFIED",
+        });
+        if let Some(c) = code {
+            out["status"] = json!({"code": c, "message": ""});
+        }
+        return out;
+    }
+    let mut out = json!({
+        "eventTime": s(&ev, "timestamp"),
+        "eventSource": s(&ev, "event_source"),
+        "action": s(&ev, "action"),
+        "readOnly": ev.get("read_only").and_then(Value::as_bool).unwrap_or(false),
+        "principal": s(&ev, "actor"),
+        "sourceIpAddress": s(&ev, "source"),
+        "name": format!("events/{}", s(&ev, "event_id")),
+        "receiveTime": receive_time,
+        "resource": s(&ev, "target"),
+        "requestParameters": ev.get("request_parameters").cloned().unwrap_or_else(|| json!({})),
+        "loginPrincipal": "",
+        "userAgent": s(&ev, "user_agent"),
+        "metadata": ev.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        "workspace": row.workspace,
+        "type": ev.get("type").and_then(Value::as_str).unwrap_or("TYPE_UNSPECIFIED"),
+    });
+    if let Some(code) = ev.get("status").and_then(Value::as_str).and_then(|c| c.parse::<i64>().ok()) {
+        out["status"] = json!({"code": code, "message": s(&ev, "status_message")});
+    }
+    out
+}
+
+fn render_stored(stored: &crate::event::StoredEvent, workspace: &str) -> Value {
+    render_event(&EventRow {
+        seq: stored.seq,
+        origin: stored.origin,
+        received_at: stored.received_at,
+        event_time: 0,
+        workspace: workspace.to_string(),
+        buffer: stored.buffer,
+        hash: stored.hash,
+        envelope: stored.envelope.clone(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+
+async fn require(state: &State, req: &HttpRequest, ingest: bool) -> Result<Principal, H2oError> {
+    let p = authenticate(state, req).await?;
+    let ok = if ingest { p.scopes.can_ingest() } else { p.scopes.can_search() };
+    if ok { Ok(p) } else { Err(H2oError::denied()) }
+}
+
+#[derive(serde::Deserialize)]
+struct CreateQuery {
+    #[serde(rename = "eventId")]
+    event_id: Option<String>,
+}
+
+async fn create_event(state: State, req: HttpRequest, payload: web::Payload) -> H2oResult {
+    let principal = require(&state, &req, true).await?;
+    let body = read_body(payload, SINGLE_LIMIT).await?;
+    let q = web::Query::<CreateQuery>::from_query(req.query_string()).ok();
+    let uid = q
+        .and_then(|q| q.event_id.clone())
+        .as_deref()
+        .and_then(parse_uuid4)
+        .ok_or_else(|| H2oError::invalid("event_id must be in UUIDv4 format"))?;
+    let value = parse_body(&body)?;
+    let ev = parse_event(&value, uid, state.config.redact_private_ips)?;
+    if !principal.may_see(&ev.workspace) {
+        return Err(H2oError::denied());
+    }
+    let workspace = ev.workspace.clone();
+    let appended = state.writer.append(vec![ev]).await?;
+    match appended.outcomes.into_iter().next() {
+        Some(Outcome::Stored(s)) | Some(Outcome::Existing(s)) => {
+            Ok(HttpResponse::Ok().json(json!({"event": render_stored(&s, &workspace)})))
+        }
+        Some(Outcome::Conflict) => Err(H2oError::conflict(&uid)),
+        None => Err(H2oError::internal()),
+    }
+}
+
+async fn batch_create_events(state: State, req: HttpRequest, payload: web::Payload) -> H2oResult {
+    let principal = require(&state, &req, true).await?;
+    let body = read_body(payload, BATCH_LIMIT).await?;
+    let value = parse_body(&body)?;
+    let requests = match value.get("requests") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => return Err(bad_type("requests", "an array")),
+    };
+    if !value.is_object() {
+        return Err(bad_type("body", "an object"));
+    }
+    if requests.len() > MAX_BATCH {
+        return Err(H2oError::invalid("requests: at most 1000 events can be created in a batch"));
+    }
+    let mut failed = Map::new();
+    let mut valid: Vec<(usize, NewEvent)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, item) in requests.iter().enumerate() {
+        match parse_batch_item(item, state.config.redact_private_ips) {
+            Ok(ev) if !principal.may_see(&ev.workspace) => {
+                failed.insert(i.to_string(), H2oError::denied().status_json());
+            }
+            Ok(ev) if !seen.insert(ev.uid) => {
+                failed.insert(i.to_string(), H2oError::conflict(&ev.uid).status_json());
+            }
+            Ok(ev) => valid.push((i, ev)),
+            Err(e) => {
+                failed.insert(i.to_string(), e.status_json());
+            }
+        }
+    }
+    let mut events = Vec::new();
+    if !valid.is_empty() {
+        let (idx, evs): (Vec<usize>, Vec<NewEvent>) = valid.into_iter().unzip();
+        let workspaces: Vec<String> = evs.iter().map(|e| e.workspace.clone()).collect();
+        let uids: Vec<Uuid> = evs.iter().map(|e| e.uid).collect();
+        let appended = state.writer.append(evs).await?;
+        for (k, outcome) in appended.outcomes.into_iter().enumerate() {
+            match outcome {
+                Outcome::Stored(s) | Outcome::Existing(s) => events.push(render_stored(&s, &workspaces[k])),
+                Outcome::Conflict => {
+                    failed.insert(idx[k].to_string(), H2oError::conflict(&uids[k]).status_json());
+                }
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({"events": events, "failedRequests": failed})))
+}
+
+fn parse_batch_item(item: &Value, redact: bool) -> Result<NewEvent, H2oError> {
+    let Value::Object(obj) = item else { return Err(bad_type("requests[]", "an object")) };
+    let uid = obj
+        .get("eventId")
+        .and_then(Value::as_str)
+        .and_then(parse_uuid4)
+        .ok_or_else(|| H2oError::invalid("event_id must be in UUIDv4 format"))?;
+    match obj.get("event") {
+        None | Some(Value::Null) => Err(H2oError::invalid("event is required")),
+        Some(ev) => parse_event(ev, uid, redact),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Search
+
+const STRING_FILTERS: [(&str, &str, H2oField); 6] = [
+    ("eventSource", "event_source", H2oField::EventSource),
+    ("resource", "resource", H2oField::Resource),
+    ("principal", "principal", H2oField::Principal),
+    ("sourceIpAddress", "source_ip_address", H2oField::SourceIp),
+    ("workspace", "workspace", H2oField::Workspace),
+    ("action", "action", H2oField::Action),
+];
+
+struct ParsedSearch {
+    query: H2oQuery,
+    start: (i64, u32),
+    page_size: usize,
+    filter_hash: [u8; 16],
+    normalized: Value,
+}
+
+fn filter_time(f: &Map<String, Value>, key: &str, field: &str) -> Result<Option<(i64, u32)>, H2oError> {
+    let err = || H2oError::invalid(format!("filter.{field} must be an RFC 3339 timestamp with a UTC offset"));
+    match f.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => parse_rfc3339(s).map(Some).ok_or_else(err),
+        Some(_) => Err(err()),
+    }
+}
+
+fn check_regex(pattern: &str, field: &str) -> Result<(), H2oError> {
+    re2::compile(pattern).map(|_| ()).map_err(|e| {
+        H2oError::invalid(format!("filter.{field} is not a valid RE2 pattern: {}", truncate(&e.reason, 200)))
+    })
+}
+
+fn type_list(f: &Map<String, Value>, key: &str, field: &str) -> Result<Vec<i64>, H2oError> {
+    let err = || H2oError::invalid(format!("filter.{field} must contain only TYPE_UNSPECIFIED, TYPE_API, TYPE_SYSTEM"));
+    match f.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => {
+            a.iter().map(|v| v.as_str().and_then(EventType::from_name).map(|t| t as i64).ok_or_else(err)).collect()
+        }
+        Some(_) => Err(err()),
+    }
+}
+
+fn parse_search(value: &Value, principal: &Principal) -> Result<ParsedSearch, H2oError> {
+    let Value::Object(body) = value else { return Err(bad_type("body", "an object")) };
+    let empty = Map::new();
+    let filter = match body.get("filter") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(f)) => f,
+        Some(_) => return Err(bad_type("filter", "an object")),
+    };
+    let page_size = match body.get("pageSize") {
+        None | Some(Value::Null) => 50,
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(n) if n < 0 => return Err(H2oError::invalid("page_size must not be negative")),
+            Some(0) => 50,
+            Some(n) => n.min(1000) as usize,
+            None => return Err(bad_type("page_size", "an integer")),
+        },
+        Some(_) => return Err(bad_type("page_size", "an integer")),
+    };
+    let mut q = H2oQuery { limit: page_size + 1, ..Default::default() };
+    let start = filter_time(filter, "startEventTime", "start_event_time")?
+        .unwrap_or_else(|| parse_rfc3339(DEFAULT_START).unwrap_or((0, 0)));
+    let end = filter_time(filter, "endEventTime", "end_event_time")?;
+    q.start_us = start.0;
+    q.end_us = end.map(|e| e.0).unwrap_or(i64::MAX);
+    for (wire, field, f) in STRING_FILTERS {
+        if let Some(v) = opt_str(filter, &format!("{wire}Exact"), &format!("filter.{field}_exact"))? {
+            q.exact.push((f, v.to_string()));
+        }
+        if let Some(v) = opt_str(filter, &format!("{wire}Regex"), &format!("filter.{field}_regex"))? {
+            check_regex(v, &format!("{field}_regex"))?;
+            q.regex.push((f, v.to_string()));
+        }
+    }
+    q.read_only = match filter.get("readOnly") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(bad_type("filter.read_only", "a boolean")),
+    };
+    if let Some(re) = opt_str(filter, "statusCodeRegex", "filter.status_code_regex")? {
+        check_regex(re, "status_code_regex")?;
+        q.status_code_regex = Some(re.to_string());
+    }
+    for (k, v) in string_map(filter, "metadataExact", "filter.metadata_exact", false)? {
+        q.metadata_exact.push((k, v.as_str().unwrap_or_default().to_string()));
+    }
+    for (k, v) in string_map(filter, "metadataRegex", "filter.metadata_regex", false)? {
+        let pattern = v.as_str().unwrap_or_default().to_string();
+        check_regex(&pattern, &format!("metadata_regex[\"{}\"]", truncate(&k, 64)))?;
+        q.metadata_regex.push((k, pattern));
+    }
+    q.include_types = type_list(filter, "includeTypes", "include_types")?;
+    q.exclude_types = type_list(filter, "excludeTypes", "exclude_types")?;
+    if principal.is_limited() {
+        q.allowed_workspaces = Some(principal.workspaces.clone());
+    }
+    // The normalized filter: null, empty maps and empty lists dropped.
+    let mut normalized = Map::new();
+    for (k, v) in filter {
+        let keep = match v {
+            Value::Null => false,
+            Value::Object(m) => !m.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            _ => true,
+        };
+        if keep {
+            normalized.insert(k.clone(), v.clone());
+        }
+    }
+    let normalized = Value::Object(normalized);
+    let digest = Sha256::digest(format!("{}|{page_size}", to_canonical_string(&normalized)).as_bytes());
+    let mut filter_hash = [0u8; 16];
+    filter_hash.copy_from_slice(&digest[..16]);
+    Ok(ParsedSearch { query: q, start, page_size, filter_hash, normalized })
+}
+
+/// Page token: version | filter hash | frozen end | last (event_time, seq) | issued | key id, HMAC'd.
+struct PageToken {
+    filter_hash: [u8; 16],
+    end_us: i64,
+    last_time: i64,
+    last_seq: i64,
+    issued_us: i64,
+    key_id: [u8; 8],
+}
+
+fn key_id_bytes(id: &str) -> [u8; 8] {
+    let d = Sha256::digest(id.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    b
+}
+
+fn mac(key: &[u8; 32], payload: &[u8]) -> [u8; 16] {
+    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    m.update(payload);
+    let out = m.finalize().into_bytes();
+    let mut t = [0u8; 16];
+    t.copy_from_slice(&out[..16]);
+    t
+}
+
+impl PageToken {
+    fn encode(&self, key: &[u8; 32]) -> String {
+        let mut p = vec![1u8];
+        p.extend_from_slice(&self.filter_hash);
+        for v in [self.end_us, self.last_time, self.last_seq, self.issued_us] {
+            p.extend_from_slice(&v.to_be_bytes());
+        }
+        p.extend_from_slice(&self.key_id);
+        let tag = mac(key, &p);
+        p.extend_from_slice(&tag);
+        B64URL.encode(p)
+    }
+
+    fn decode(token: &str, key: &[u8; 32]) -> Option<Self> {
+        let raw = B64URL.decode(token).ok()?;
+        if raw.len() != 1 + 16 + 32 + 8 + 16 || raw[0] != 1 {
+            return None;
+        }
+        let (payload, tag) = raw.split_at(raw.len() - 16);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&mac(key, payload)[..], tag)) {
+            return None;
+        }
+        let int = |i: usize| i64::from_be_bytes(payload[17 + i * 8..25 + i * 8].try_into().unwrap_or([0; 8]));
+        let mut filter_hash = [0u8; 16];
+        filter_hash.copy_from_slice(&payload[1..17]);
+        let mut key_id = [0u8; 8];
+        key_id.copy_from_slice(&payload[49..57]);
+        Some(Self { filter_hash, end_us: int(0), last_time: int(1), last_seq: int(2), issued_us: int(3), key_id })
+    }
+}
+
+async fn search_events(state: State, req: HttpRequest, payload: web::Payload) -> H2oResult {
+    let principal = require(&state, &req, false).await?;
+    let body = read_body(payload, SINGLE_LIMIT).await?;
+    let value = parse_body(&body)?;
+    let mut parsed = parse_search(&value, &principal)?;
+    let now = crate::keys::now_micros();
+    let token = match value.get("pageToken") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) if t.is_empty() => None,
+        Some(Value::String(t)) => {
+            let tok = PageToken::decode(t, &state.token_key)
+                .filter(|tok| now - tok.issued_us < TOKEN_TTL_US && tok.key_id == key_id_bytes(&principal.key_id))
+                .ok_or_else(|| H2oError::invalid("invalid page_token"))?;
+            if tok.filter_hash != parsed.filter_hash {
+                return Err(H2oError::invalid("page_token does not match the search request"));
+            }
+            Some(tok)
+        }
+        Some(_) => return Err(bad_type("page_token", "a string")),
+    };
+    // Freeze the end of the window at the first page.
+    let end_us = match &token {
+        Some(t) => t.end_us,
+        None => parsed.query.end_us.min(now),
+    };
+    parsed.query.end_us = end_us;
+    if parsed.query.start_us >= end_us {
+        return Err(H2oError::invalid("filter.start_event_time must be before filter.end_event_time"));
+    }
+    parsed.query.after = token.as_ref().map(|t| (t.last_time, t.last_seq));
+    let query = parsed.query.clone();
+    let mut rows =
+        with_reader(&state, move |conn| h2o_search(conn, &query)).await.map_err(|()| H2oError::unavailable())?;
+    let more = rows.len() > parsed.page_size;
+    rows.truncate(parsed.page_size);
+    let events: Vec<Value> = rows.iter().map(render_event).collect();
+    let (next, until) = match (more, rows.last()) {
+        (true, Some(last)) => {
+            let tok = PageToken {
+                filter_hash: parsed.filter_hash,
+                end_us,
+                last_time: last.event_time,
+                last_seq: last.seq,
+                issued_us: token.as_ref().map(|t| t.issued_us).unwrap_or(now),
+                key_id: key_id_bytes(&principal.key_id),
+            };
+            let until = events.last().map(|e| e["eventTime"].clone()).unwrap_or(Value::Null);
+            (tok.encode(&state.token_key), until)
+        }
+        _ => (String::new(), json!(format_protojson(parsed.start.0, parsed.start.1))),
+    };
+    if token.is_none() && state.config.self_audit {
+        self_audit(&state, &req, &principal, &parsed.normalized);
+    }
+    Ok(HttpResponse::Ok().json(json!({"events": events, "nextPageToken": next, "searchedUntilTime": until})))
+}
+
+/// Records one event per first-page search, asynchronously (H2O §9.4).
+fn self_audit(state: &State, req: &HttpRequest, principal: &Principal, filter: &Value) {
+    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let ua = req.headers().get(header::USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+    let now = chrono::Utc::now();
+    let body = json!({
+        "eventTime": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "eventSource": "h2oai-audittrail-server",
+        "action": "actions/audittrail/events/SEARCH",
+        "readOnly": true,
+        "principal": format!("keys/{}", principal.key_id),
+        "sourceIpAddress": if peer.is_empty() { "unknown".to_string() } else { peer },
+        "status": {"code": 0, "message": ""},
+        "resource": "//audittrail",
+        "requestParameters": {"filter": to_canonical_string(filter)},
+        "userAgent": truncate(&ua, 1024),
+        "type": "TYPE_API",
+    });
+    let Ok(mut ev) = parse_event(&body, Uuid::new_v4(), state.config.redact_private_ips) else { return };
+    ev.origin = Origin::Server;
+    let writer = state.writer.clone();
+    actix_web::rt::spawn(async move {
+        if let Err(e) = writer.append(vec![ev]).await {
+            tracing::warn!(error = %e, "self-audit event not recorded");
+        }
+    });
+}
+
+async fn version() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"version": env!("CARGO_PKG_VERSION")}))
+}
+
+// ---------------------------------------------------------------------------------------------
+// OIDC and discovery
+
+async fn openid_configuration(state: State, req: HttpRequest) -> HttpResponse {
+    let base = base_url(&state, &req);
+    HttpResponse::Ok().json(json!({
+        "issuer": base,
+        "token_endpoint": format!("{base}/oauth/token"),
+        "grant_types_supported": ["refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "none"],
+        "response_types_supported": [],
+    }))
+}
+
+fn oauth_error(error: &str, description: &str) -> HttpResponse {
+    HttpResponse::BadRequest()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({"error": error, "error_description": description}))
+}
+
+async fn token(state: State, payload: web::Payload) -> HttpResponse {
+    let Ok(body) = read_body(payload, 64 * 1024).await else {
+        return oauth_error("invalid_request", "request body too large");
+    };
+    let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+        return oauth_error("invalid_request", "grant_type is required");
+    };
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let Some(grant) = get("grant_type") else { return oauth_error("invalid_request", "grant_type is required") };
+    if grant != "refresh_token" {
+        return oauth_error("unsupported_grant_type", "only refresh_token is supported");
+    }
+    let Some(refresh) = get("refresh_token") else {
+        return oauth_error("invalid_request", "refresh_token is required");
+    };
+    let keys = state.keys.clone();
+    let result = web::block(move || keys.authenticate(&refresh).map(|p| keys.mint_access_token(&p))).await;
+    match result {
+        Ok(Ok(access)) => HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": crate::keys::ACCESS_TOKEN_TTL.as_secs(),
+        })),
+        _ => oauth_error("invalid_grant", "invalid refresh token"),
+    }
+}
+
+async fn discovery_environment(state: State, req: HttpRequest) -> HttpResponse {
+    let base = base_url(&state, &req);
+    HttpResponse::Ok().json(json!({"environment": {
+        "h2oCloudEnvironment": base,
+        "issuerUrl": base,
+        "h2oCloudPlatformOauth2Scope": "openid offline_access",
+        "h2oCloudVersion": env!("CARGO_PKG_VERSION"),
+    }}))
+}
+
+async fn discovery_services(state: State, req: HttpRequest) -> HttpResponse {
+    let base = base_url(&state, &req);
+    HttpResponse::Ok().json(json!({"services": [{
+        "name": "services/audit-trail",
+        "displayName": "Audit Trail",
+        "uri": base,
+        "version": env!("CARGO_PKG_VERSION"),
+    }]}))
+}
+
+async fn discovery_clients(state: State) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"clients": [{
+        "name": "clients/platform",
+        "displayName": "Platform",
+        "oauth2ClientId": state.config.oauth_client_id,
+    }]}))
+}
+
+#[allow(dead_code)]
+fn random_token_key() -> [u8; 32] {
+    random_bytes::<32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid4_strictness() {
+        assert!(parse_uuid4("b096430b-c7a8-47f2-a129-d9ae58cf454f").is_some());
+        assert!(parse_uuid4("B096430B-C7A8-47F2-A129-D9AE58CF454F").is_some());
+        assert!(parse_uuid4("b096430bc7a847f2a129d9ae58cf454f").is_none());
+        assert!(parse_uuid4("b096430b-c7a8-17f2-a129-d9ae58cf454f").is_none());
+        assert!(parse_uuid4("b096430b-c7a8-47f2-c129-d9ae58cf454f").is_none());
+        assert!(parse_uuid4("{b096430b-c7a8-47f2-a129-d9ae58cf454f}").is_none());
+    }
+
+    #[test]
+    fn metadata_keys() {
+        for k in ["a", "k_1", "abc", "a1"] {
+            assert!(valid_metadata_key(k), "{k}");
+        }
+        for k in ["", "A", "1a", "a_", "a-b", &"a".repeat(64)] {
+            assert!(!valid_metadata_key(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn page_token_round_trip_and_tamper() {
+        let key = [3u8; 32];
+        let t = PageToken { filter_hash: [1; 16], end_us: 5, last_time: 4, last_seq: 3, issued_us: 2, key_id: [9; 8] };
+        let enc = t.encode(&key);
+        let d = PageToken::decode(&enc, &key).unwrap();
+        assert_eq!((d.end_us, d.last_time, d.last_seq, d.issued_us), (5, 4, 3, 2));
+        assert!(PageToken::decode(&enc, &[4u8; 32]).is_none());
+        let mut raw = B64URL.decode(&enc).unwrap();
+        raw[20] ^= 1;
+        assert!(PageToken::decode(&B64URL.encode(raw), &key).is_none());
+        assert!(PageToken::decode("garbage", &key).is_none());
+    }
+}

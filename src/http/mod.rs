@@ -1,0 +1,153 @@
+//! HTTP: the actix app factory shared by the server and the tests, authentication, and the two
+//! dialects (`h2o`, `pangea`) plus the UI routes (`ui`).
+
+pub mod h2o;
+pub mod pangea;
+pub mod ui;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, web};
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+
+use crate::config::Config;
+use crate::keys::{AuthError, KeyStore, Principal};
+use crate::ledger::Ledger;
+use crate::store::Pool;
+use crate::store::writer::WriterHandle;
+
+/// Everything handlers need.
+pub struct AppState {
+    pub config: Config,
+    pub data_dir: PathBuf,
+    pub pool: Pool,
+    pub writer: WriterHandle,
+    pub ledger: Arc<Ledger>,
+    pub keys: Arc<KeyStore>,
+    /// HMAC key for H2O page tokens.
+    pub token_key: [u8; 32],
+    pub pangea: pangea::PangeaState,
+    pub started: std::time::Instant,
+}
+
+pub type State = web::Data<AppState>;
+
+/// Registers every route: H2O at the root, Pangea under `/pangea`, UI at `/`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    pangea::configure(cfg);
+    h2o::configure(cfg);
+    ui::configure(cfg);
+}
+
+/// Why authentication failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Unauthenticated,
+    Unavailable,
+}
+
+/// Reads `Authorization: Bearer <token>` and authenticates it off the async workers.
+pub async fn authenticate(state: &State, req: &HttpRequest) -> Result<Principal, AuthFailure> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .ok_or(AuthFailure::Unauthenticated)?;
+    let (scheme, token) = header.trim().split_once(' ').ok_or(AuthFailure::Unauthenticated)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() || token.len() > 512 {
+        return Err(AuthFailure::Unauthenticated);
+    }
+    let token = token.trim().to_string();
+    let keys = state.keys.clone();
+    match web::block(move || keys.authenticate(&token)).await {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(AuthError::Invalid)) => Err(AuthFailure::Unauthenticated),
+        Ok(Err(AuthError::Storage)) | Err(_) => Err(AuthFailure::Unavailable),
+    }
+}
+
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    Read,
+}
+
+/// Reads a request body up to `limit` bytes.
+pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, BodyError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Overflow => BodyError::TooLarge,
+            _ => BodyError::Read,
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Runs a blocking closure with a pooled read connection.
+pub async fn with_reader<T, F>(state: &State, f: F) -> Result<T, ()>
+where
+    T: Send + 'static,
+    F: FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+{
+    let pool = state.pool.clone();
+    let res = web::block(move || {
+        let conn = pool.get().map_err(|e| tracing::error!(error = %e, "reader pool"))?;
+        f(&conn).map_err(|e| tracing::error!(error = %e, "read query failed"))
+    })
+    .await;
+    match res {
+        Ok(Ok(v)) => Ok(v),
+        _ => Err(()),
+    }
+}
+
+/// The public base URL: configured, else from the request's scheme and Host.
+pub fn base_url(state: &State, req: &HttpRequest) -> String {
+    if let Some(u) = &state.config.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+/// A small expiring map used for search snapshots, async results and download capabilities.
+pub struct Expiring<V> {
+    inner: Mutex<HashMap<String, (V, i64)>>,
+}
+
+impl<V: Clone> Default for Expiring<V> {
+    fn default() -> Self {
+        Self { inner: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<V: Clone> Expiring<V> {
+    pub fn insert(&self, key: String, value: V, expires_us: i64) {
+        let now = crate::keys::now_micros();
+        let mut m = self.inner.lock();
+        if m.len() > 1000 {
+            m.retain(|_, (_, exp)| *exp > now);
+        }
+        m.insert(key, (value, expires_us));
+    }
+    pub fn get(&self, key: &str) -> Option<V> {
+        let now = crate::keys::now_micros();
+        self.inner.lock().get(key).filter(|(_, exp)| *exp > now).map(|(v, _)| v.clone())
+    }
+}
+
+/// A random id with a prefix and 32 chars of `[a-z0-9]`.
+pub fn random_id(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let bytes = crate::ledger::random_bytes::<32>();
+    let s: String = bytes.iter().map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char).collect();
+    format!("{prefix}{s}")
+}

@@ -1,0 +1,331 @@
+//! API keys: `tk_<key id>_<secret + checksum>`, stored only as argon2id hashes, looked up by key id,
+//! with a short-lived cache of verified keys that re-checks revocation on every use. Also the
+//! short-lived OIDC access tokens minted for the H2O `login_custom`/`login` flows.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::ledger::random_bytes;
+use crate::store::Pool;
+
+const CACHE_TTL: Duration = Duration::from_secs(60);
+pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3600);
+const ACCESS_PREFIX: &str = "tka_";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Scopes {
+    pub ingest: bool,
+    pub search: bool,
+    pub admin: bool,
+}
+
+impl Scopes {
+    pub fn parse_list<S: AsRef<str>>(items: &[S]) -> Result<Self, String> {
+        let mut s = Scopes::default();
+        for item in items {
+            for part in item.as_ref().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                match part {
+                    "ingest" => s.ingest = true,
+                    "search" => s.search = true,
+                    "admin" => s.admin = true,
+                    other => return Err(format!("unknown scope '{other}' (expected ingest, search or admin)")),
+                }
+            }
+        }
+        Ok(s)
+    }
+    pub fn can_ingest(&self) -> bool {
+        self.ingest || self.admin
+    }
+    pub fn can_search(&self) -> bool {
+        self.search || self.admin
+    }
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.ingest {
+            v.push("ingest");
+        }
+        if self.search {
+            v.push("search");
+        }
+        if self.admin {
+            v.push("admin");
+        }
+        v
+    }
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub key_id: String,
+    pub name: String,
+    pub scopes: Scopes,
+    /// Workspaces the key is limited to; empty means all.
+    pub workspaces: Vec<String>,
+}
+
+impl Principal {
+    pub fn is_limited(&self) -> bool {
+        !self.workspaces.is_empty()
+    }
+    pub fn may_see(&self, workspace: &str) -> bool {
+        self.workspaces.is_empty() || self.workspaces.iter().any(|w| w == workspace)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("invalid credentials")]
+    Invalid,
+    #[error("storage failure")]
+    Storage,
+}
+
+/// A new key as shown once to its creator.
+#[derive(Debug, Clone)]
+pub struct CreatedKey {
+    pub id: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+    pub scopes: Scopes,
+    pub workspaces: Vec<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+fn checksum(id: &str, secret: &str) -> String {
+    let d = Sha256::digest(format!("{id}.{secret}").as_bytes());
+    hex::encode(&d[..3])
+}
+
+/// Splits `tk_<id>_<secret><checksum>`; a bad checksum is rejected without a database lookup.
+pub fn parse_key(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix("tk_")?;
+    let (id, tail) = rest.split_once('_')?;
+    if id.len() != 16 || tail.len() != 70 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let (secret, sum) = tail.split_at(64);
+    if !bool::from(checksum(id, secret).as_bytes().ct_eq(sum.as_bytes())) {
+        return None;
+    }
+    Some((id, secret))
+}
+
+pub fn create_key(conn: &Connection, name: &str, scopes: Scopes, workspaces: &[String]) -> anyhow::Result<CreatedKey> {
+    if scopes == Scopes::default() {
+        anyhow::bail!("a key needs at least one scope");
+    }
+    for w in workspaces {
+        if w.is_empty() {
+            anyhow::bail!("workspace names must not be empty");
+        }
+    }
+    let id = hex::encode(random_bytes::<8>());
+    let secret = hex::encode(random_bytes::<32>());
+    let full = format!("tk_{id}_{secret}{}", checksum(&id, &secret));
+    let hash =
+        Argon2::default().hash_password(full.as_bytes()).map_err(|e| anyhow::anyhow!("argon2: {e}"))?.to_string();
+    conn.execute(
+        "INSERT INTO api_keys(id, name, secret_hash, scopes, workspaces, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, name, hash, scopes.names().join(","), serde_json::to_string(workspaces)?, now_micros()],
+    )?;
+    Ok(CreatedKey { id, secret: full })
+}
+
+pub fn list_keys(conn: &Connection) -> rusqlite::Result<Vec<KeyInfo>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, scopes, workspaces, created_at, last_used_at, revoked_at FROM api_keys ORDER BY created_at",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let scopes: String = r.get(2)?;
+        let ws: String = r.get(3)?;
+        Ok(KeyInfo {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            scopes: Scopes::parse_list(&[scopes]).unwrap_or_default(),
+            workspaces: serde_json::from_str(&ws).unwrap_or_default(),
+            created_at: r.get(4)?,
+            last_used_at: r.get(5)?,
+            revoked_at: r.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Revokes a key by id (or by its full secret). Returns false if no active key matched.
+pub fn revoke_key(conn: &Connection, id_or_secret: &str) -> rusqlite::Result<bool> {
+    let id = parse_key(id_or_secret).map(|(id, _)| id).unwrap_or(id_or_secret);
+    let n = conn.execute(
+        "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+        params![now_micros(), id],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn count_active_keys(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL", [], |r| r.get(0))
+}
+
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+struct CacheEntry {
+    at: Instant,
+}
+
+struct AccessToken {
+    key_id: String,
+    expires: Instant,
+}
+
+/// Verifies presented keys and access tokens. All methods block: call them off the async workers.
+pub struct KeyStore {
+    pool: Pool,
+    cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
+    tokens: Mutex<HashMap<[u8; 32], AccessToken>>,
+    last_used: Mutex<HashMap<String, i64>>,
+}
+
+impl KeyStore {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool, cache: Mutex::default(), tokens: Mutex::default(), last_used: Mutex::default() }
+    }
+
+    /// Authenticates an API key or a minted access token.
+    pub fn authenticate(&self, presented: &str) -> Result<Principal, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let key_id = if presented.starts_with(ACCESS_PREFIX) {
+            let mut tokens = self.tokens.lock();
+            let Some(t) = tokens.get(&digest) else { return Err(AuthError::Invalid) };
+            if t.expires < Instant::now() {
+                tokens.remove(&digest);
+                return Err(AuthError::Invalid);
+            }
+            t.key_id.clone()
+        } else {
+            let Some((id, _)) = parse_key(presented) else { return Err(AuthError::Invalid) };
+            id.to_string()
+        };
+        let conn = self.pool.get().map_err(|_| AuthError::Storage)?;
+        let row = load_key_row(&conn, &key_id).map_err(|_| AuthError::Storage)?;
+        let Some((principal, hash, revoked)) = row else { return Err(AuthError::Invalid) };
+        if revoked {
+            self.cache.lock().remove(&digest);
+            return Err(AuthError::Invalid);
+        }
+        if !presented.starts_with(ACCESS_PREFIX) {
+            let cached = self.cache.lock().get(&digest).is_some_and(|e| e.at.elapsed() < CACHE_TTL);
+            if !cached {
+                let parsed = PasswordHash::new(&hash).map_err(|_| AuthError::Invalid)?;
+                Argon2::default().verify_password(presented.as_bytes(), &parsed).map_err(|_| AuthError::Invalid)?;
+                let mut cache = self.cache.lock();
+                if cache.len() > 10_000 {
+                    cache.clear();
+                }
+                cache.insert(digest, CacheEntry { at: Instant::now() });
+            }
+        }
+        self.last_used.lock().insert(principal.key_id.clone(), now_micros());
+        Ok(principal)
+    }
+
+    /// Mints a short-lived access token bound to the key (OIDC refresh_token grant).
+    pub fn mint_access_token(&self, principal: &Principal) -> String {
+        let token = format!("{ACCESS_PREFIX}{}", hex::encode(random_bytes::<24>()));
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut tokens = self.tokens.lock();
+        let now = Instant::now();
+        tokens.retain(|_, t| t.expires > now);
+        tokens.insert(digest, AccessToken { key_id: principal.key_id.clone(), expires: now + ACCESS_TOKEN_TTL });
+        token
+    }
+
+    /// Writes the recorded last-used times (called periodically by a background thread).
+    pub fn flush_last_used(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let pending: Vec<(String, i64)> = self.last_used.lock().drain().collect();
+        for (id, at) in pending {
+            conn.execute("UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2", params![at, id])?;
+        }
+        Ok(())
+    }
+}
+
+fn load_key_row(conn: &Connection, id: &str) -> rusqlite::Result<Option<(Principal, String, bool)>> {
+    conn.prepare_cached(
+        "SELECT id, name, scopes, workspaces, secret_hash, revoked_at IS NOT NULL FROM api_keys WHERE id = ?1",
+    )?
+    .query_row([id], |r| {
+        let scopes: String = r.get(2)?;
+        let ws: String = r.get(3)?;
+        Ok((
+            Principal {
+                key_id: r.get(0)?,
+                name: r.get(1)?,
+                scopes: Scopes::parse_list(&[scopes]).unwrap_or_default(),
+                workspaces: serde_json::from_str(&ws).unwrap_or_default(),
+            },
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    })
+    .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Connection, KeyStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_rw(dir.path()).unwrap();
+        let pool = crate::store::reader_pool(dir.path(), 2).unwrap();
+        (dir, conn, KeyStore::new(pool))
+    }
+
+    #[test]
+    fn key_format_and_checksum() {
+        let (_d, conn, _ks) = setup();
+        let k = create_key(&conn, "t", Scopes { search: true, ..Default::default() }, &[]).unwrap();
+        assert!(parse_key(&k.secret).is_some());
+        let mut flipped = k.secret.clone().into_bytes();
+        let last = flipped.len() - 10;
+        flipped[last] = if flipped[last] == b'a' { b'b' } else { b'a' };
+        assert!(parse_key(std::str::from_utf8(&flipped).unwrap()).is_none());
+        let stored: String = conn.query_row("SELECT secret_hash FROM api_keys", [], |r| r.get(0)).unwrap();
+        assert!(stored.starts_with("$argon2id$v=19$"));
+        assert!(!stored.contains(&k.secret[20..]));
+    }
+
+    #[test]
+    fn authenticate_revoke_and_tokens() {
+        let (_d, conn, ks) = setup();
+        let k =
+            create_key(&conn, "t", Scopes { ingest: true, ..Default::default() }, &["workspaces/w1".into()]).unwrap();
+        let p = ks.authenticate(&k.secret).unwrap();
+        assert!(p.scopes.can_ingest() && !p.scopes.can_search());
+        assert!(p.may_see("workspaces/w1") && !p.may_see("workspaces/w2"));
+        let token = ks.mint_access_token(&p);
+        assert_eq!(ks.authenticate(&token).unwrap(), p);
+        assert_eq!(ks.authenticate("tk_nope"), Err(AuthError::Invalid));
+        assert!(revoke_key(&conn, &k.id).unwrap());
+        assert_eq!(ks.authenticate(&k.secret), Err(AuthError::Invalid));
+        assert_eq!(ks.authenticate(&token), Err(AuthError::Invalid));
+    }
+}

@@ -1,0 +1,227 @@
+//! The tamper-evident log: Merkle math (`merkle`), the signed roots, and the checkpoint file kept
+//! outside the database. Merkle math does no I/O; signing and the checkpoint live here.
+
+pub mod merkle;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use merkle::{CompactTree, Hash};
+
+pub const CHECKPOINT_FILE: &str = "checkpoint.latest";
+
+/// The shared view of the log: the cold tree of sealed buffer roots, the tree name and the
+/// server's signing key. Only the writer pushes leaves.
+pub struct Ledger {
+    pub tree: RwLock<CompactTree>,
+    pub tree_name: String,
+    signing: SigningKey,
+}
+
+/// A signed root as stored and served.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignedRoot {
+    pub tree_name: String,
+    pub size: u64,
+    pub root_hash: String,
+    pub published_at: String,
+    pub signature: String,
+}
+
+impl SignedRoot {
+    /// The exact bytes that are signed: canonical JSON of the four root fields.
+    pub fn message(&self) -> String {
+        signed_message(&self.tree_name, self.size, &self.root_hash, &self.published_at)
+    }
+}
+
+pub fn signed_message(tree_name: &str, size: u64, root_hash: &str, published_at: &str) -> String {
+    let v = serde_json::json!({
+        "published_at": published_at, "root_hash": root_hash, "size": size, "tree_name": tree_name,
+    });
+    crate::event::canonical::to_canonical_string(&v)
+}
+
+impl Ledger {
+    pub fn new(tree: CompactTree, tree_name: String, signing_seed: [u8; 32]) -> Self {
+        Self { tree: RwLock::new(tree), tree_name, signing: SigningKey::from_bytes(&signing_seed) }
+    }
+
+    pub fn public_key(&self) -> VerifyingKey {
+        self.signing.verifying_key()
+    }
+
+    pub fn public_key_b64(&self) -> String {
+        B64.encode(self.public_key().as_bytes())
+    }
+
+    pub fn sign(&self, size: u64, root_hash: &Hash, published_at: &str) -> [u8; 64] {
+        let msg = signed_message(&self.tree_name, size, &hex::encode(root_hash), published_at);
+        self.signing.sign(msg.as_bytes()).to_bytes()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.tree.read().len() as u64
+    }
+
+    pub fn root(&self, size: u64) -> Option<Hash> {
+        self.tree.read().root(size as usize)
+    }
+}
+
+pub fn verify_root_signature(key: &VerifyingKey, root: &SignedRoot) -> bool {
+    let Ok(sig) = B64.decode(&root.signature) else { return false };
+    let Ok(sig) = Signature::from_slice(&sig) else { return false };
+    key.verify(root.message().as_bytes(), &sig).is_ok()
+}
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("the OS random number generator failed");
+    b
+}
+
+/// The checkpoint file outside the database: the newest signed root, written with fsync + rename.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Checkpoint {
+    #[serde(flatten)]
+    pub root: SignedRoot,
+    pub public_key: String,
+}
+
+pub fn checkpoint_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(CHECKPOINT_FILE)
+}
+
+pub fn write_checkpoint(data_dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
+    let path = checkpoint_path(data_dir);
+    let tmp = data_dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    let body = serde_json::to_vec_pretty(cp)?;
+    {
+        let mut f = std::fs::File::create(&tmp).context("cannot create checkpoint file")?;
+        f.write_all(&body)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path).context("cannot replace checkpoint file")?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(())
+}
+
+pub fn read_checkpoint(data_dir: &Path) -> anyhow::Result<Option<Checkpoint>> {
+    let path = checkpoint_path(data_dir);
+    match std::fs::read(&path) {
+        Ok(b) => Ok(Some(serde_json::from_slice(&b).context("the checkpoint file is unreadable")?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).context("cannot read the checkpoint file"),
+    }
+}
+
+/// Compares the database's tree with the checkpoint file. `Ok(())` when consistent or when the
+/// database is legitimately ahead (a crash between COMMIT and the file write).
+pub fn check_against_checkpoint(tree: &CompactTree, tree_name: &str, cp: &Checkpoint) -> anyhow::Result<()> {
+    if cp.root.tree_name != tree_name {
+        bail!("the checkpoint file belongs to tree {} but the database holds tree {tree_name}", cp.root.tree_name);
+    }
+    let db_size = tree.len() as u64;
+    if db_size < cp.root.size {
+        bail!(
+            "rollback detected: the database holds {db_size} signed roots but the checkpoint file records size {} \
+             (lost tail, truncated rows or an older backup)",
+            cp.root.size
+        );
+    }
+    let root = tree.root(cp.root.size as usize).map(hex::encode).unwrap_or_default();
+    if root != cp.root.root_hash {
+        bail!(
+            "fork detected: the database's root at size {} is {root} but the checkpoint file records {}",
+            cp.root.size,
+            cp.root.root_hash
+        );
+    }
+    Ok(())
+}
+
+/// Format a microsecond timestamp as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub fn format_micros(us: i64) -> String {
+    let dt = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
+    dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_root_round_trip() {
+        let l = Ledger::new(CompactTree::new(), "ab".repeat(32), [7u8; 32]);
+        let root = [1u8; 32];
+        let sig = l.sign(1, &root, "2024-01-01T00:00:00.000000Z");
+        let sr = SignedRoot {
+            tree_name: l.tree_name.clone(),
+            size: 1,
+            root_hash: hex::encode(root),
+            published_at: "2024-01-01T00:00:00.000000Z".into(),
+            signature: B64.encode(sig),
+        };
+        assert!(verify_root_signature(&l.public_key(), &sr));
+        let mut bad = sr.clone();
+        bad.size = 2;
+        assert!(!verify_root_signature(&l.public_key(), &bad));
+        assert_eq!(
+            sr.message(),
+            format!(
+                "{{\"published_at\":\"2024-01-01T00:00:00.000000Z\",\"root_hash\":\"{}\",\"size\":1,\"tree_name\":\"{}\"}}",
+                hex::encode(root),
+                "ab".repeat(32)
+            )
+        );
+    }
+
+    #[test]
+    fn checkpoint_detects_rollback_and_fork() {
+        let mut tree = CompactTree::new();
+        tree.push([1; 32]);
+        tree.push([2; 32]);
+        let cp = |size: u64, root: Hash| Checkpoint {
+            root: SignedRoot {
+                tree_name: "t".into(),
+                size,
+                root_hash: hex::encode(root),
+                published_at: String::new(),
+                signature: String::new(),
+            },
+            public_key: String::new(),
+        };
+        let r2 = tree.root(2).unwrap();
+        assert!(check_against_checkpoint(&tree, "t", &cp(2, r2)).is_ok());
+        assert!(check_against_checkpoint(&tree, "t", &cp(1, tree.root(1).unwrap())).is_ok());
+        assert!(check_against_checkpoint(&tree, "t", &cp(3, r2)).unwrap_err().to_string().contains("rollback"));
+        assert!(check_against_checkpoint(&tree, "t", &cp(2, [9; 32])).unwrap_err().to_string().contains("fork"));
+    }
+
+    #[test]
+    fn checkpoint_file_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_checkpoint(dir.path()).unwrap().is_none());
+        let cp = Checkpoint {
+            root: SignedRoot {
+                tree_name: "t".into(),
+                size: 3,
+                root_hash: "00".repeat(32),
+                published_at: "x".into(),
+                signature: "s".into(),
+            },
+            public_key: "k".into(),
+        };
+        write_checkpoint(dir.path(), &cp).unwrap();
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(cp));
+    }
+}

@@ -1,0 +1,12 @@
+//! trailkeep: a self-hosted, tamper-evident audit trail server speaking the H2O Audit Trail and
+//! Pangea Secure Audit Log APIs over one log. See ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod event;
+pub mod http;
+pub mod keys;
+pub mod ledger;
+pub mod search;
+pub mod server;
+pub mod store;
+pub mod verify;

@@ -1,0 +1,202 @@
+//! The `trailkeep` command line. Parsing only; everything else lives in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use trailkeep::config::{Config, DEFAULT_LISTEN, FileConfig, default_data_dir};
+
+#[derive(Parser)]
+#[command(name = "trailkeep", version, about = "A self-hosted, tamper-evident audit trail server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct DataDir {
+    /// Data directory (database, checkpoint file). Default: $STATE_DIRECTORY, else ~/.local/share/trailkeep
+    #[arg(long, env = "TRAILKEEP_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server
+    Serve(ServeArgs),
+    /// Manage API keys
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Verify the whole log: hashes, trees, signed roots and the checkpoint file
+    Verify {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Also compare with a trusted checkpoint file kept elsewhere
+        #[arg(long)]
+        against: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "TRAILKEEP_LISTEN")]
+    listen: Option<SocketAddr>,
+    #[command(flatten)]
+    dir: DataDir,
+    /// TOML configuration file
+    #[arg(long, env = "TRAILKEEP_CONFIG")]
+    config: Option<PathBuf>,
+    /// Public base URL (for OIDC, discovery and download links)
+    #[arg(long, env = "TRAILKEEP_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Keep private source IP addresses instead of redacting them to "private"
+    #[arg(long, env = "TRAILKEEP_NO_REDACT_PRIVATE_IPS")]
+    no_redact_private_ips: bool,
+    /// Do not record an event for each H2O search
+    #[arg(long, env = "TRAILKEEP_NO_SELF_AUDIT")]
+    no_self_audit: bool,
+    /// Start even if the database disagrees with the checkpoint file (after an operator decided so)
+    #[arg(long)]
+    accept_db_state: bool,
+    /// Log format
+    #[arg(long, env = "TRAILKEEP_LOG_FORMAT", value_parser = ["pretty", "json"], default_value = "pretty")]
+    log_format: String,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; its secret is printed alone on the last line
+    Create {
+        #[arg(long)]
+        name: String,
+        /// ingest, search or admin (admin implies all); repeatable
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Limit the key to a workspace (e.g. workspaces/w1); repeatable
+        #[arg(long = "workspace")]
+        workspaces: Vec<String>,
+    },
+    /// List keys (never their secrets)
+    List,
+    /// Revoke a key by id; takes effect on a running server at once
+    Revoke { id: String },
+    /// Print the server's Ed25519 public key (base64) and tree name
+    Public,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("trailkeep: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRAILKEEP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" { b.json().init() } else { b.init() }
+}
+
+fn data_dir(d: &DataDir) -> PathBuf {
+    d.data_dir.clone().unwrap_or_else(default_data_dir)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(a) => {
+            init_logs(&a.log_format);
+            let file = a.config.as_deref().map(FileConfig::load).transpose()?.unwrap_or_default();
+            let listen = match (a.listen, &file.listen) {
+                (Some(l), _) => l,
+                (None, Some(l)) => l.parse().map_err(|e| anyhow::anyhow!("invalid listen address {l}: {e}"))?,
+                (None, None) => DEFAULT_LISTEN.parse()?,
+            };
+            let config = Config {
+                listen,
+                data_dir: a.dir.data_dir.or(file.data_dir).unwrap_or_else(default_data_dir),
+                public_url: a.public_url.or(file.public_url),
+                redact_private_ips: !a.no_redact_private_ips && file.redact_private_ips.unwrap_or(true),
+                self_audit: !a.no_self_audit && file.self_audit.unwrap_or(true),
+                accept_db_state: a.accept_db_state,
+                oauth_client_id: file.oauth_client_id.unwrap_or_else(|| "trailkeep".into()),
+            };
+            tracing::info!(data_dir = %config.data_dir.display(), "starting trailkeep {}", env!("CARGO_PKG_VERSION"));
+            actix_web::rt::System::new().block_on(trailkeep::server::run(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { command, dir } => keys(command, &data_dir(&dir)),
+        Command::Verify { dir, against } => {
+            let dir = data_dir(&dir);
+            let report = trailkeep::verify::verify(&dir, against.as_deref())?;
+            for p in &report.problems {
+                println!("{}: {}", p.kind, p.detail);
+            }
+            if report.problems.is_empty() {
+                println!("ok: {} events, tree size {}", report.events, report.tree_size);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("FAILED: {} problem(s)", report.problems.len());
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
+}
+
+fn keys(command: KeysCommand, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let conn = trailkeep::store::open_rw(dir)?;
+    match command {
+        KeysCommand::Create { name, scopes, workspaces } => {
+            let scopes = trailkeep::keys::Scopes::parse_list(&scopes).map_err(|e| anyhow::anyhow!(e))?;
+            let k = trailkeep::keys::create_key(&conn, &name, scopes, &workspaces)?;
+            println!("created key {} ({}); the secret is shown only once:", k.id, scopes.names().join(","));
+            println!("{}", k.secret);
+        }
+        KeysCommand::List => {
+            println!(
+                "{:<16}  {:<20}  {:<20}  {:<24}  {:<24}  workspaces",
+                "id", "name", "scopes", "last used", "revoked"
+            );
+            for k in trailkeep::keys::list_keys(&conn)? {
+                let t = |v: Option<i64>| v.map(trailkeep::ledger::format_micros).unwrap_or_else(|| "-".into());
+                let ws = if k.workspaces.is_empty() { "all".to_string() } else { k.workspaces.join(",") };
+                println!(
+                    "{:<16}  {:<20}  {:<20}  {:<24}  {:<24}  {ws}",
+                    k.id,
+                    k.name,
+                    k.scopes.names().join(","),
+                    t(k.last_used_at),
+                    t(k.revoked_at)
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            if !trailkeep::keys::revoke_key(&conn, &id)? {
+                anyhow::bail!("no active key with id {id}");
+            }
+            println!("revoked {id}");
+        }
+        KeysCommand::Public => {
+            let opened = trailkeep::store::get_setting(&conn, "signing_key")?;
+            let Some(seed) = opened.and_then(|s| <[u8; 32]>::try_from(s).ok()) else {
+                anyhow::bail!("no signing key yet: start the server once");
+            };
+            let tree = String::from_utf8(trailkeep::store::get_setting(&conn, "tree_name")?.unwrap_or_default())?;
+            let l = trailkeep::ledger::Ledger::new(Default::default(), tree.clone(), seed);
+            println!("algorithm: ED25519");
+            println!("tree_name: {tree}");
+            println!("public_key: {}", l.public_key_b64());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,4 @@
+//! Query languages and matching: the RE2-compatible regex front end and the Pangea query language.
+
+pub mod pangea_query;
+pub mod re2;

@@ -1,0 +1,141 @@
+//! Opening a data directory into a running service: settings, signing key, tree, checkpoint check,
+//! first admin key, writer thread, reader pool; and serving it over HTTP with graceful shutdown.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, web};
+use anyhow::{Context, bail};
+
+use crate::config::Config;
+use crate::http::{AppState, pangea::PangeaState};
+use crate::keys::{KeyStore, Scopes};
+use crate::ledger::{Ledger, check_against_checkpoint, random_bytes, read_checkpoint, verify_root_signature};
+use crate::store::{self, writer};
+
+/// An opened data directory, ready to serve.
+pub struct Opened {
+    pub state: web::Data<AppState>,
+    pub writer_thread: std::thread::JoinHandle<()>,
+    /// The admin key created on first start (shown once).
+    pub bootstrap_key: Option<String>,
+}
+
+pub fn open(config: Config) -> anyhow::Result<Opened> {
+    let data_dir = config.data_dir.clone();
+    let conn = store::open_rw(&data_dir)?;
+    let seed: [u8; 32] = store::setting_or_init(&conn, "signing_key", || random_bytes::<32>().to_vec())?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the stored signing key is malformed"))?;
+    let tree_name = String::from_utf8(store::setting_or_init(&conn, "tree_name", || {
+        hex::encode(random_bytes::<32>()).into_bytes()
+    })?)?;
+    let token_key: [u8; 32] = store::setting_or_init(&conn, "page_token_key", || random_bytes::<32>().to_vec())?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the stored page-token key is malformed"))?;
+    let tree = writer::load_tree(&conn)?;
+    let ledger = Arc::new(Ledger::new(tree, tree_name, seed));
+    check_log(&conn, &ledger, &config)?;
+
+    let mut bootstrap_key = None;
+    if crate::keys::count_active_keys(&conn)? == 0 {
+        let scopes = Scopes { admin: true, ..Default::default() };
+        bootstrap_key = Some(crate::keys::create_key(&conn, "admin", scopes, &[])?.secret);
+    }
+    let pool = store::reader_pool(&data_dir, 8)?;
+    let keys = Arc::new(KeyStore::new(pool.clone()));
+    spawn_last_used_flusher(&data_dir, keys.clone());
+    let (writer, writer_thread) = writer::spawn(conn, ledger.clone(), data_dir.clone())?;
+    let state = web::Data::new(AppState {
+        config,
+        data_dir,
+        pool,
+        writer,
+        ledger,
+        keys,
+        token_key,
+        pangea: PangeaState::default(),
+        started: std::time::Instant::now(),
+    });
+    Ok(Opened { state, writer_thread, bootstrap_key })
+}
+
+/// The latest stored root must match the tree rebuilt from the buffer roots and carry a valid
+/// signature; the checkpoint file must not be ahead of (or forked from) the database.
+fn check_log(conn: &rusqlite::Connection, ledger: &Ledger, config: &Config) -> anyhow::Result<()> {
+    let tree = ledger.tree.read();
+    if let Some(root) = writer::latest_root(conn, &ledger.tree_name)? {
+        let rebuilt = tree.root(root.size as usize).map(hex::encode).unwrap_or_default();
+        if rebuilt != root.root_hash {
+            bail!(
+                "the stored root at size {} does not match the stored buffer roots: the database was altered; run `trailkeep verify`",
+                root.size
+            );
+        }
+        if !verify_root_signature(&ledger.public_key(), &root) {
+            bail!("the signature of the stored root at size {} does not verify: the database was altered", root.size);
+        }
+    }
+    if let Some(cp) = read_checkpoint(&config.data_dir)?
+        && let Err(e) = check_against_checkpoint(&tree, &ledger.tree_name, &cp)
+    {
+        if config.accept_db_state {
+            tracing::warn!(error = %e, "starting anyway: --accept-db-state given");
+        } else {
+            bail!(
+                "{e}. Refusing to start; after investigating, restart with --accept-db-state to accept the database as it is"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn spawn_last_used_flusher(data_dir: &std::path::Path, keys: Arc<KeyStore>) {
+    let dir = data_dir.to_path_buf();
+    let _ = std::thread::Builder::new().name("trailkeep-keys".into()).spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            if let Ok(conn) = rusqlite::Connection::open(store::db_path(&dir)) {
+                let _ = conn.busy_timeout(std::time::Duration::from_secs(2));
+                if let Err(e) = keys.flush_last_used(&conn) {
+                    tracing::debug!(error = %e, "last-used flush failed");
+                }
+            }
+        }
+    });
+}
+
+/// Serves until SIGINT/SIGTERM, then drains in-flight requests and closes the database.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let opened = open(config)?;
+    let mut out = std::io::stdout();
+    if let Some(key) = &opened.bootstrap_key {
+        writeln!(out, "first start: created an administrator API key (shown only once, keep it safe):")?;
+        writeln!(out, "admin key: {key}")?;
+    }
+    let state = opened.state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(actix_web::middleware::NormalizePath::new(actix_web::middleware::TrailingSlash::MergeOnly))
+            .configure(crate::http::configure)
+    })
+    .workers(2)
+    .shutdown_timeout(30)
+    .bind(listen)
+    .with_context(|| format!("cannot listen on {listen}"))?;
+    let addrs = server.addrs();
+    let server = server.run();
+    for a in &addrs {
+        tracing::info!(address = %a, "listening");
+        writeln!(out, "listening on http://{a}")?;
+    }
+    out.flush()?;
+    server.await?;
+    tracing::info!("HTTP server stopped; closing the database");
+    opened.state.writer.stop().await;
+    drop(opened.state);
+    opened.writer_thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    Ok(())
+}

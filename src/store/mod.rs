@@ -1,0 +1,181 @@
+//! SQLite storage: opening, PRAGMAs, migrations, the `regexp` function, the reader pool and the
+//! single writer. SQL lives here and in the submodules; handlers never touch it.
+
+pub mod search;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+pub type PooledConn = r2d2::PooledConnection<SqliteConnectionManager>;
+
+/// Numbered migrations, embedded at compile time. Applied files are never edited; append only.
+pub const MIGRATIONS: &[(&str, &str)] = &[("0001_init.sql", include_str!("../../migrations/0001_init.sql"))];
+
+/// Oldest SQLite accepted: 3.51.3 fixes the WAL-reset race.
+const MIN_SQLITE: i32 = 3_051_003;
+
+pub const DB_FILE: &str = "trailkeep.db";
+
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(DB_FILE)
+}
+
+/// Per-connection settings shared by the writer, the pool and CLI tools.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    register_regexp(conn)?;
+    Ok(())
+}
+
+/// Opens (creating if needed) the database read-write, applies migrations and returns the connection.
+pub fn open_rw(data_dir: &Path) -> anyhow::Result<Connection> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    if rusqlite::version_number() < MIN_SQLITE {
+        bail!("SQLite {} is too old (need 3.51.3 or newer)", rusqlite::version());
+    }
+    let path = db_path(data_dir);
+    let mut conn = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        bail!("cannot enable WAL on {}", path.display());
+    }
+    configure(&conn)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Applies pending migrations; refuses a database newer than this binary.
+pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        bail!(
+            "the database schema is version {current}, newer than this trailkeep supports ({known}); upgrade trailkeep"
+        );
+    }
+    for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql).with_context(|| format!("migration {name} failed"))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(migration = name, "applied migration");
+    }
+    Ok(())
+}
+
+/// A pool of read-only connections for searches.
+pub fn reader_pool(data_dir: &Path, size: u32) -> anyhow::Result<Pool> {
+    let manager = SqliteConnectionManager::file(db_path(data_dir))
+        .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)
+        .with_init(|c| {
+            configure(c)?;
+            c.pragma_update(None, "query_only", "ON")?;
+            c.pragma_update(None, "cache_size", -16_384)
+        });
+    Ok(r2d2::Pool::builder().max_size(size).build(manager)?)
+}
+
+/// `regexp(pattern, value)`: RE2-compatible partial match; the compiled pattern is cached per statement.
+fn register_regexp(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function("regexp", 2, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
+        let re: Arc<regex::Regex> = ctx.get_or_create_aux(0, |vr| -> Result<_, BoxError> {
+            let pattern = vr.as_str()?;
+            Ok(crate::search::re2::compile(pattern)?)
+        })?;
+        let matched = match ctx.get_raw(1) {
+            rusqlite::types::ValueRef::Null => re.is_match(""),
+            v => re.is_match(v.as_str().unwrap_or_default()),
+        };
+        Ok(matched)
+    })
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Interns a string, returning its id (writer connection only).
+pub fn intern(conn: &Connection, value: &str) -> rusqlite::Result<i64> {
+    if let Some(id) = lookup_string(conn, value)? {
+        return Ok(id);
+    }
+    conn.prepare_cached("INSERT INTO strings(value) VALUES (?1)")?.execute([value])?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn lookup_string(conn: &Connection, value: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT id FROM strings WHERE value = ?1")?.query_row([value], |r| r.get(0)).optional()
+}
+
+pub fn get_setting(conn: &Connection, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()
+}
+
+pub fn put_setting(conn: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO settings(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+/// Returns a setting, creating it with `make` on first use.
+pub fn setting_or_init(conn: &Connection, key: &str, make: impl FnOnce() -> Vec<u8>) -> rusqlite::Result<Vec<u8>> {
+    if let Some(v) = get_setting(conn, key)? {
+        return Ok(v);
+    }
+    let v = make();
+    conn.execute("INSERT OR IGNORE INTO settings(key, value) VALUES (?1, ?2)", params![key, v])?;
+    Ok(get_setting(conn, key)?.unwrap_or(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded_in_order() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let embedded: Vec<&str> = MIGRATIONS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(files, embedded);
+    }
+
+    #[test]
+    fn migrates_and_refuses_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_rw(dir.path()).unwrap();
+        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = open_rw(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn regexp_function_matches_partially() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_rw(dir.path()).unwrap();
+        let m: bool = conn.query_row("SELECT regexp('b+', 'abbbc')", [], |r| r.get(0)).unwrap();
+        assert!(m);
+        let m: bool = conn.query_row("SELECT regexp('^b', 'abc')", [], |r| r.get(0)).unwrap();
+        assert!(!m);
+        assert!(conn.query_row("SELECT regexp('(', 'abc')", [], |r| r.get::<_, bool>(0)).is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! Search SQL for both dialects. Every user value is a bound parameter; sort keys come from an
+//! allowlist. Regexes go through the RE2 front end (`regexp` function); Pangea free text uses
+//! case-sensitive substring matching, never FTS5 MATCH on user text.
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, params_from_iter};
+
+use crate::event::Origin;
+use crate::search::pangea_query::{self, Columns, Expr};
+
+/// An event row as read back for rendering.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub seq: i64,
+    pub origin: Origin,
+    pub received_at: i64,
+    pub event_time: i64,
+    pub workspace: String,
+    pub buffer: u64,
+    pub hash: [u8; 32],
+    pub envelope: String,
+}
+
+const ROW_COLUMNS: &str = "e.seq, e.origin, e.received_at, e.event_time, (SELECT value FROM strings WHERE id = e.workspace), e.buffer, e.hash, e.envelope";
+
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok(EventRow {
+        seq: r.get(0)?,
+        origin: Origin::from_i64(r.get(1)?),
+        received_at: r.get(2)?,
+        event_time: r.get(3)?,
+        workspace: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+        buffer: r.get::<_, i64>(5)? as u64,
+        hash: r.get::<_, Vec<u8>>(6)?.try_into().unwrap_or([0; 32]),
+        envelope: r.get(7)?,
+    })
+}
+
+/// H2O string fields and how they are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum H2oField {
+    EventSource,
+    Resource,
+    Principal,
+    SourceIp,
+    Workspace,
+    Action,
+}
+
+impl H2oField {
+    /// (interned column, plain text column)
+    fn column(self) -> (Option<&'static str>, &'static str) {
+        match self {
+            Self::EventSource => (Some("e.event_source"), ""),
+            Self::Principal => (Some("e.actor"), ""),
+            Self::Workspace => (Some("e.workspace"), ""),
+            Self::Action => (Some("e.action"), ""),
+            Self::Resource => (None, "COALESCE(e.target, '')"),
+            Self::SourceIp => (None, "COALESCE(e.source, '')"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct H2oQuery {
+    pub start_us: i64,
+    pub end_us: i64,
+    pub exact: Vec<(H2oField, String)>,
+    pub regex: Vec<(H2oField, String)>,
+    pub read_only: Option<bool>,
+    pub status_code_regex: Option<String>,
+    pub metadata_exact: Vec<(String, String)>,
+    pub metadata_regex: Vec<(String, String)>,
+    pub include_types: Vec<i64>,
+    pub exclude_types: Vec<i64>,
+    /// The caller's workspaces when the key is limited.
+    pub allowed_workspaces: Option<Vec<String>>,
+    /// Continue strictly after this (event_time, seq).
+    pub after: Option<(i64, i64)>,
+    pub limit: usize,
+}
+
+struct Sql {
+    clauses: Vec<String>,
+    params: Vec<SqlValue>,
+}
+
+impl Sql {
+    fn new() -> Self {
+        Self { clauses: Vec::new(), params: Vec::new() }
+    }
+    fn push(&mut self, clause: impl Into<String>, params: impl IntoIterator<Item = SqlValue>) {
+        self.clauses.push(clause.into());
+        self.params.extend(params);
+    }
+    fn where_sql(&self) -> String {
+        if self.clauses.is_empty() { "1".into() } else { self.clauses.join(" AND ") }
+    }
+}
+
+fn text(s: &str) -> SqlValue {
+    SqlValue::Text(s.to_string())
+}
+
+fn workspace_limit(sql: &mut Sql, allowed: &Option<Vec<String>>) {
+    if let Some(ws) = allowed {
+        let marks = vec!["?"; ws.len().max(1)].join(",");
+        let mut params: Vec<SqlValue> = ws.iter().map(|w| text(w)).collect();
+        if params.is_empty() {
+            params.push(SqlValue::Null);
+        }
+        sql.push(format!("e.workspace IN (SELECT id FROM strings WHERE value IN ({marks}))"), params);
+    }
+}
+
+/// Runs an H2O search: newest first by (event_time, seq), `limit` rows.
+pub fn h2o_search(conn: &Connection, q: &H2oQuery) -> rusqlite::Result<Vec<EventRow>> {
+    let mut sql = Sql::new();
+    sql.push("e.event_time >= ? AND e.event_time < ?", [SqlValue::Integer(q.start_us), SqlValue::Integer(q.end_us)]);
+    for (f, v) in &q.exact {
+        match f.column() {
+            (Some(col), _) => sql.push(format!("{col} = (SELECT id FROM strings WHERE value = ?)"), [text(v)]),
+            (None, expr) => sql.push(format!("{expr} = ?"), [text(v)]),
+        }
+    }
+    for (f, v) in &q.regex {
+        match f.column() {
+            (Some(col), _) => sql.push(format!("{col} IN (SELECT id FROM strings WHERE regexp(?, value))"), [text(v)]),
+            (None, expr) => sql.push(format!("regexp(?, {expr})"), [text(v)]),
+        }
+    }
+    if let Some(ro) = q.read_only {
+        sql.push("e.read_only = ?", [SqlValue::Integer(ro as i64)]);
+    }
+    if let Some(re) = &q.status_code_regex {
+        sql.push("regexp(?, COALESCE(CAST(e.status_code AS TEXT), ''))", [text(re)]);
+    }
+    const META: &str = "json_each(e.envelope, CASE WHEN e.origin = 1 THEN '$.event' ELSE '$.event.metadata' END)";
+    for (k, v) in &q.metadata_exact {
+        sql.push(format!("EXISTS (SELECT 1 FROM {META} m WHERE m.key = ? AND m.value = ?)"), [text(k), text(v)]);
+    }
+    for (k, v) in &q.metadata_regex {
+        sql.push(format!("EXISTS (SELECT 1 FROM {META} m WHERE m.key = ? AND regexp(?, m.value))"), [text(k), text(v)]);
+    }
+    if !q.include_types.is_empty() {
+        let marks = vec!["?"; q.include_types.len()].join(",");
+        sql.push(format!("e.type IN ({marks})"), q.include_types.iter().map(|t| SqlValue::Integer(*t)));
+    }
+    if !q.exclude_types.is_empty() {
+        let marks = vec!["?"; q.exclude_types.len()].join(",");
+        sql.push(format!("e.type NOT IN ({marks})"), q.exclude_types.iter().map(|t| SqlValue::Integer(*t)));
+    }
+    workspace_limit(&mut sql, &q.allowed_workspaces);
+    if let Some((t, s)) = q.after {
+        sql.push(
+            "(e.event_time < ? OR (e.event_time = ? AND e.seq < ?))",
+            [SqlValue::Integer(t), SqlValue::Integer(t), SqlValue::Integer(s)],
+        );
+    }
+    let query = format!(
+        "SELECT {ROW_COLUMNS} FROM events e WHERE {} ORDER BY e.event_time DESC, e.seq DESC LIMIT {}",
+        sql.where_sql(),
+        q.limit
+    );
+    let mut stmt = conn.prepare_cached(&query)?;
+    let rows = stmt.query_map(params_from_iter(sql.params.iter()), read_row)?;
+    rows.collect()
+}
+
+/// Pangea field → SQL.
+struct PangeaColumns;
+
+impl Columns for PangeaColumns {
+    fn text(&self, field: &str) -> String {
+        match field {
+            "actor" => "NULLIF((SELECT value FROM strings WHERE id = e.actor), '')".into(),
+            "action" => "NULLIF((SELECT value FROM strings WHERE id = e.action), '')".into(),
+            "tenant_id" => "NULLIF((SELECT value FROM strings WHERE id = e.workspace), '')".into(),
+            "source" => "e.source".into(),
+            "status" => "e.status".into(),
+            "target" => "e.target".into(),
+            "received_at" => "strftime('%Y-%m-%dT%H:%M:%fZ', e.received_at / 1000000.0, 'unixepoch')".into(),
+            "message" | "new" | "old" | "timestamp" => format!("json_extract(e.envelope, '$.event.{field}')"),
+            _ => "NULL".into(),
+        }
+    }
+    fn micros(&self, field: &str) -> String {
+        match field {
+            "received_at" => "e.received_at".into(),
+            _ => "e.event_time".into(),
+        }
+    }
+    fn bare_fields(&self) -> Vec<String> {
+        ["actor", "action", "message", "new", "old", "source", "status", "target", "tenant_id", "timestamp"]
+            .iter()
+            .map(|f| self.text(f))
+            .collect()
+    }
+}
+
+pub const PANGEA_ORDER_BY: &[&str] =
+    &["actor", "action", "message", "received_at", "source", "status", "target", "timestamp"];
+
+#[derive(Debug, Clone, Default)]
+pub struct PangeaQuery {
+    pub expr: Option<Expr>,
+    /// Inclusive bounds on received_at, µs.
+    pub start_us: Option<i64>,
+    pub end_us: Option<i64>,
+    /// field → allowed values (field from the Pangea restriction allowlist).
+    pub restrictions: Vec<(String, Vec<String>)>,
+    pub allowed_workspaces: Option<Vec<String>>,
+    pub ascending: bool,
+    /// One of `PANGEA_ORDER_BY`.
+    pub order_by: String,
+    pub max_results: usize,
+    /// Only events with seq strictly greater (live tail).
+    pub after_seq: Option<i64>,
+}
+
+/// Runs a Pangea search and returns the matching seqs in result order (at most `max_results`).
+pub fn pangea_search(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Vec<i64>> {
+    let cols = PangeaColumns;
+    let mut sql = Sql::new();
+    if let Some(s) = q.start_us {
+        sql.push("e.received_at >= ?", [SqlValue::Integer(s)]);
+    }
+    if let Some(e) = q.end_us {
+        sql.push("e.received_at <= ?", [SqlValue::Integer(e)]);
+    }
+    if let Some(after) = q.after_seq {
+        sql.push("e.seq > ?", [SqlValue::Integer(after)]);
+    }
+    if let Some(expr) = &q.expr {
+        let mut params = Vec::new();
+        let clause = pangea_query::to_sql(expr, &cols, &mut params);
+        sql.push(format!("({clause})"), params);
+    }
+    for (field, values) in &q.restrictions {
+        if values.is_empty() {
+            continue;
+        }
+        let marks = vec!["?"; values.len()].join(",");
+        sql.push(format!("{} IN ({marks})", cols.text(field)), values.iter().map(|v| text(v)));
+    }
+    workspace_limit(&mut sql, &q.allowed_workspaces);
+    let dir = if q.ascending { "ASC" } else { "DESC" };
+    let order = match q.order_by.as_str() {
+        "received_at" => format!("e.seq {dir}"),
+        f if PANGEA_ORDER_BY.contains(&f) => format!("{} {dir}, e.seq {dir}", cols.text(f)),
+        _ => format!("e.seq {dir}"),
+    };
+    let query =
+        format!("SELECT e.seq FROM events e WHERE {} ORDER BY {order} LIMIT {}", sql.where_sql(), q.max_results);
+    let mut stmt = conn.prepare_cached(&query)?;
+    let rows = stmt.query_map(params_from_iter(sql.params.iter()), |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Loads rows by seq, in the order given.
+pub fn rows_by_seq(conn: &Connection, seqs: &[i64]) -> rusqlite::Result<Vec<EventRow>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM events e WHERE e.seq = ?1"))?;
+    let mut out = Vec::with_capacity(seqs.len());
+    for s in seqs {
+        if let Some(r) = stmt.query_map([s], read_row)?.next() {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
+/// Event hashes of one buffer, in log order, and the buffer's first seq.
+pub fn buffer_hashes(conn: &Connection, buffer: u64) -> rusqlite::Result<(i64, Vec<[u8; 32]>)> {
+    let (first, count): (i64, i64) = conn
+        .prepare_cached("SELECT first_seq, count FROM buffers WHERE idx = ?1")?
+        .query_row([buffer as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let mut stmt = conn.prepare_cached("SELECT hash FROM events WHERE seq >= ?1 AND seq < ?2 ORDER BY seq")?;
+    let hashes = stmt
+        .query_map([first, first + count], |r| r.get::<_, Vec<u8>>(0))?
+        .map(|h| h.map(|h| h.try_into().unwrap_or([0; 32])))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((first, hashes))
+}

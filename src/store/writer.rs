@@ -1,0 +1,414 @@
+//! The single writer: one OS thread owns the only read-write connection. Requests queue on a
+//! bounded channel; each loop drains what is queued (group commit) into one transaction that
+//! inserts rows and FTS rows, seals one buffer per workspace, appends the buffer roots to the cold
+//! tree and signs every new root. After COMMIT it writes the checkpoint file, and only then replies.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::event::canonical::to_canonical_string;
+use crate::event::{NewEvent, Origin, StoredEvent};
+use crate::ledger::merkle::{CompactTree, Hash, mth};
+use crate::ledger::{Checkpoint, Ledger, SignedRoot, format_micros, write_checkpoint};
+
+/// Most events in one group commit.
+const MAX_GROUP_EVENTS: usize = 20_000;
+/// Queue depth (requests) before callers get `Busy`.
+const QUEUE_DEPTH: usize = 4096;
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// Newly stored.
+    Stored(StoredEvent),
+    /// The same id with the same content was already stored: the original is returned.
+    Existing(StoredEvent),
+    /// The same id exists with different content.
+    Conflict,
+}
+
+#[derive(Debug)]
+pub struct Appended {
+    pub outcomes: Vec<Outcome>,
+    /// Cold-tree size right after this commit.
+    pub tree_size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the write queue is full")]
+    Busy,
+    #[error("the writer has stopped")]
+    Stopped,
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+struct Job {
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Appended, WriteError>>,
+}
+
+enum Msg {
+    Append(Job),
+    Stop,
+}
+
+/// A notification for live tail.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub event: StoredEvent,
+    pub workspace: String,
+}
+
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Msg>,
+    pub committed: broadcast::Sender<Arc<Committed>>,
+}
+
+impl WriterHandle {
+    pub async fn append(&self, events: Vec<NewEvent>) -> Result<Appended, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.try_send(Msg::Append(Job { events, reply })).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => WriteError::Busy,
+            mpsc::error::TrySendError::Closed(_) => WriteError::Stopped,
+        })?;
+        rx.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Asks the writer to finish what is queued, checkpoint the WAL and stop.
+    pub async fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop).await;
+    }
+}
+
+/// Starts the writer thread. It ends when every `WriterHandle` is dropped, after a TRUNCATE checkpoint.
+pub fn spawn(
+    conn: Connection,
+    ledger: Arc<Ledger>,
+    data_dir: PathBuf,
+) -> anyhow::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+    let (committed, _) = broadcast::channel(1024);
+    let mut state = WriterState::load(conn, ledger, data_dir, committed.clone())?;
+    let join = std::thread::Builder::new().name("trailkeep-writer".into()).spawn(move || state.run(rx))?;
+    Ok((WriterHandle { tx, committed }, join))
+}
+
+struct WriterState {
+    conn: Connection,
+    ledger: Arc<Ledger>,
+    data_dir: PathBuf,
+    next_seq: i64,
+    last_received: i64,
+    interned: HashMap<String, i64>,
+    committed: broadcast::Sender<Arc<Committed>>,
+}
+
+struct Pending {
+    job: usize,
+    item: usize,
+    event: NewEvent,
+}
+
+impl WriterState {
+    fn load(
+        conn: Connection,
+        ledger: Arc<Ledger>,
+        data_dir: PathBuf,
+        committed: broadcast::Sender<Arc<Committed>>,
+    ) -> anyhow::Result<Self> {
+        let (next_seq, last_received): (i64, i64) =
+            conn.query_row("SELECT COALESCE(MAX(seq) + 1, 0), COALESCE(MAX(received_at), 0) FROM events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        Ok(Self { conn, ledger, data_dir, next_seq, last_received, interned: HashMap::new(), committed })
+    }
+
+    fn run(&mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut stopping = false;
+        while !stopping {
+            let Some(Msg::Append(first)) = rx.blocking_recv() else { break };
+            let mut n = first.events.len();
+            let mut jobs = vec![first];
+            while n < MAX_GROUP_EVENTS {
+                match rx.try_recv() {
+                    Ok(Msg::Append(j)) => {
+                        n += j.events.len();
+                        jobs.push(j);
+                    }
+                    Ok(Msg::Stop) => {
+                        stopping = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(jobs);
+        }
+        if let Err(e) = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
+            tracing::warn!(error = %e, "final WAL checkpoint failed");
+        }
+        tracing::info!("writer stopped");
+    }
+
+    fn commit_group(&mut self, jobs: Vec<Job>) {
+        let mut inputs: Vec<Vec<NewEvent>> = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            inputs.push(j.events);
+            replies.push(j.reply);
+        }
+        let saved = (self.next_seq, self.last_received);
+        match self.write(inputs) {
+            Ok((results, tree_size, committed)) => {
+                for (reply, outcomes) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(Appended { outcomes, tree_size }));
+                }
+                for c in committed {
+                    let _ = self.committed.send(Arc::new(c));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "write transaction failed");
+                (self.next_seq, self.last_received) = saved;
+                self.interned.clear();
+                if let Err(e) = self.reload_tree() {
+                    tracing::error!(error = %e, "cannot reload the tree after a failed write");
+                }
+                for reply in replies {
+                    let _ = reply.send(Err(WriteError::Storage(e.to_string())));
+                }
+            }
+        }
+    }
+
+    fn reload_tree(&mut self) -> anyhow::Result<()> {
+        let tree = load_tree(&self.conn)?;
+        *self.ledger.tree.write() = tree;
+        Ok(())
+    }
+
+    fn intern(&mut self, value: &str) -> rusqlite::Result<i64> {
+        if let Some(id) = self.interned.get(value) {
+            return Ok(*id);
+        }
+        let id = super::intern(&self.conn, value)?;
+        if self.interned.len() > 200_000 {
+            self.interned.clear();
+        }
+        self.interned.insert(value.to_string(), id);
+        Ok(id)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn write(&mut self, inputs: Vec<Vec<NewEvent>>) -> anyhow::Result<(Vec<Vec<Outcome>>, u64, Vec<Committed>)> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = self.write_in_tx(inputs);
+        match result {
+            Ok(r) => {
+                self.conn.execute_batch("COMMIT")?;
+                self.publish_checkpoint()?;
+                Ok(r)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn write_in_tx(&mut self, inputs: Vec<Vec<NewEvent>>) -> anyhow::Result<(Vec<Vec<Outcome>>, u64, Vec<Committed>)> {
+        let mut results: Vec<Vec<Option<Outcome>>> = inputs.iter().map(|v| v.iter().map(|_| None).collect()).collect();
+        // Deduplicate against stored events and within this group.
+        let mut seen: HashMap<Uuid, (usize, usize)> = HashMap::new();
+        let mut groups: Vec<(String, Vec<Pending>)> = Vec::new();
+        let mut aliases: Vec<(usize, usize, usize, usize, bool)> = Vec::new();
+        for (j, events) in inputs.into_iter().enumerate() {
+            for (i, ev) in events.into_iter().enumerate() {
+                if let Some(&(pj, pi)) = seen.get(&ev.uid) {
+                    // Same id earlier in this group: resolved once that one is stored.
+                    let earlier = groups.iter().flat_map(|(_, g)| g.iter()).find(|p| p.job == pj && p.item == pi);
+                    let same = earlier.is_some_and(|p| same_content(&p.event, &ev));
+                    aliases.push((j, i, pj, pi, same));
+                    continue;
+                }
+                if let Some(stored) = self.find_uid(ev.uid)? {
+                    let stored_val = stored.envelope_value();
+                    let same = stored_val.get("event") == Some(&serde_json::Value::Object(ev.event.clone()))
+                        && stored_val.get("signature").and_then(|v| v.as_str()) == ev.signature.as_deref()
+                        && stored_val.get("public_key").and_then(|v| v.as_str()) == ev.public_key.as_deref();
+                    results[j][i] = Some(if same { Outcome::Existing(stored) } else { Outcome::Conflict });
+                    continue;
+                }
+                seen.insert(ev.uid, (j, i));
+                match groups.iter_mut().find(|(w, _)| *w == ev.workspace) {
+                    Some((_, g)) => g.push(Pending { job: j, item: i, event: ev }),
+                    None => groups.push((ev.workspace.clone(), vec![Pending { job: j, item: i, event: ev }])),
+                }
+            }
+        }
+        let mut committed = Vec::new();
+        let ledger = self.ledger.clone();
+        let mut tree = ledger.tree.write();
+        for (workspace, group) in groups {
+            let buffer = tree.len() as u64;
+            let first_seq = self.next_seq;
+            let ws_id = self.intern(&workspace)?;
+            let mut hashes: Vec<Hash> = Vec::with_capacity(group.len());
+            for p in group {
+                let stored = self.insert_event(&p.event, ws_id, buffer)?;
+                hashes.push(stored.hash);
+                committed.push(Committed { event: stored.clone(), workspace: workspace.clone() });
+                results[p.job][p.item] = Some(Outcome::Stored(stored));
+            }
+            let buffer_root = mth(&hashes).unwrap_or([0; 32]);
+            tree.push(buffer_root);
+            let size = tree.len() as u64;
+            let root = tree.root(size as usize).unwrap_or([0; 32]);
+            let published_at = self.last_received;
+            let sig = self.ledger.sign(size, &root, &format_micros(published_at));
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO buffers(idx, first_seq, count, workspace, buffer_root, root_hash, published_at, signature)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![buffer as i64, first_seq, hashes.len() as i64, ws_id, &buffer_root[..], &root[..], published_at, &sig[..]])?;
+        }
+        let tree_size = tree.len() as u64;
+        drop(tree);
+        for (j, i, pj, pi, same) in aliases {
+            results[j][i] = Some(match (&results[pj][pi], same) {
+                (Some(Outcome::Stored(s)), true) => Outcome::Existing(s.clone()),
+                _ => Outcome::Conflict,
+            });
+        }
+        let outcomes =
+            results.into_iter().map(|v| v.into_iter().map(|o| o.unwrap_or(Outcome::Conflict)).collect()).collect();
+        Ok((outcomes, tree_size, committed))
+    }
+
+    fn insert_event(&mut self, ev: &NewEvent, ws_id: i64, buffer: u64) -> anyhow::Result<StoredEvent> {
+        let now = chrono::Utc::now().timestamp_micros();
+        let received_at = now.max(self.last_received + 1);
+        self.last_received = received_at;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let envelope = to_canonical_string(&crate::event::envelope(ev, &format_micros(received_at)));
+        let hash: Hash = {
+            use sha2::Digest;
+            sha2::Sha256::digest(envelope.as_bytes()).into()
+        };
+        let actor = self.intern(&ev.actor)?;
+        let action = self.intern(&ev.action)?;
+        let source = self.intern(&ev.event_source)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO events(seq, uid, origin, received_at, event_time, workspace, actor, action, event_source,
+                                    target, source, status, status_code, read_only, type, buffer, hash, envelope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            )?
+            .execute(params![
+                seq,
+                &ev.uid.as_bytes()[..],
+                ev.origin as i64,
+                received_at,
+                ev.event_time.unwrap_or(received_at),
+                ws_id,
+                actor,
+                action,
+                source,
+                ev.target,
+                ev.source,
+                ev.status,
+                ev.status_code,
+                ev.read_only,
+                ev.event_type as i64,
+                buffer as i64,
+                &hash[..],
+                envelope,
+            ])?;
+        self.conn
+            .prepare_cached("INSERT INTO events_fts(rowid, body) VALUES (?1, ?2)")?
+            .execute(params![seq, ev.fts_body])?;
+        Ok(StoredEvent { seq, uid: ev.uid, origin: ev.origin, received_at, buffer, hash, envelope })
+    }
+
+    fn find_uid(&self, uid: Uuid) -> rusqlite::Result<Option<StoredEvent>> {
+        self.conn
+            .prepare_cached("SELECT seq, origin, received_at, buffer, hash, envelope FROM events WHERE uid = ?1")?
+            .query_row([&uid.as_bytes()[..]], |r| {
+                Ok(StoredEvent {
+                    seq: r.get(0)?,
+                    uid,
+                    origin: Origin::from_i64(r.get(1)?),
+                    received_at: r.get(2)?,
+                    buffer: r.get::<_, i64>(3)? as u64,
+                    hash: r.get::<_, Vec<u8>>(4)?.try_into().unwrap_or([0; 32]),
+                    envelope: r.get(5)?,
+                })
+            })
+            .optional()
+    }
+
+    fn publish_checkpoint(&self) -> anyhow::Result<()> {
+        let Some(root) = latest_root(&self.conn, &self.ledger.tree_name)? else { return Ok(()) };
+        write_checkpoint(&self.data_dir, &Checkpoint { root, public_key: self.ledger.public_key_b64() })
+    }
+}
+
+fn same_content(a: &NewEvent, b: &NewEvent) -> bool {
+    a.event == b.event && a.signature == b.signature && a.public_key == b.public_key
+}
+
+/// Rebuilds the cold tree from the stored buffer roots.
+pub fn load_tree(conn: &Connection) -> anyhow::Result<CompactTree> {
+    let mut tree = CompactTree::new();
+    let mut stmt = conn.prepare("SELECT idx, buffer_root FROM buffers ORDER BY idx")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let idx: i64 = r.get(0)?;
+        if idx as usize != tree.len() {
+            anyhow::bail!("the buffers table has a gap at index {}", tree.len());
+        }
+        let h: Vec<u8> = r.get(1)?;
+        tree.push(h.try_into().map_err(|_| anyhow::anyhow!("malformed buffer root at index {idx}"))?);
+    }
+    Ok(tree)
+}
+
+/// The newest signed root stored in the database.
+pub fn latest_root(conn: &Connection, tree_name: &str) -> rusqlite::Result<Option<SignedRoot>> {
+    conn.query_row("SELECT idx, root_hash, published_at, signature FROM buffers ORDER BY idx DESC LIMIT 1", [], |r| {
+        root_from_row(r, tree_name)
+    })
+    .optional()
+}
+
+/// The signed root of exactly `size`.
+pub fn root_at(conn: &Connection, tree_name: &str, size: u64) -> rusqlite::Result<Option<SignedRoot>> {
+    if size == 0 {
+        return Ok(None);
+    }
+    conn.prepare_cached("SELECT idx, root_hash, published_at, signature FROM buffers WHERE idx = ?1")?
+        .query_row([size as i64 - 1], |r| root_from_row(r, tree_name))
+        .optional()
+}
+
+fn root_from_row(r: &rusqlite::Row<'_>, tree_name: &str) -> rusqlite::Result<SignedRoot> {
+    Ok(SignedRoot {
+        tree_name: tree_name.to_string(),
+        size: r.get::<_, i64>(0)? as u64 + 1,
+        root_hash: hex::encode(r.get::<_, Vec<u8>>(1)?),
+        published_at: format_micros(r.get(2)?),
+        signature: B64.encode(r.get::<_, Vec<u8>>(3)?),
+    })
+}

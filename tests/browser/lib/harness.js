@@ -1,0 +1,193 @@
+// Shared helpers: start a trailkeep server on a free port with a fresh data dir, seed it
+// through its APIs, create keys with the CLI, and drive Debian's Chromium.
+
+import { spawn, execFile } from 'node:child_process';
+import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomUUID } from 'node:crypto';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const REPO = resolve(here, '..', '..', '..');
+export const BIN = process.env.TRAILKEEP_BIN || join(REPO, 'target', 'debug', 'trailkeep');
+export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+export const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || join(tmpdir(), 'trailkeep-screens');
+
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+function run(cmd, args, { timeout = 30000 } = {}) {
+  return new Promise((res, rej) => {
+    execFile(cmd, args, { timeout }, (err, stdout, stderr) => {
+      if (err) rej(new Error(`${cmd} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
+      else res({ stdout, stderr });
+    });
+  });
+}
+
+/** Starts `trailkeep serve` on 127.0.0.1:0; resolves once it prints its URL. */
+export async function startServer({ dataDir } = {}) {
+  const dir = dataDir ?? await mkdtemp(join(tmpdir(), 'trailkeep-ui-'));
+  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, TRAILKEEP_LOG: process.env.TRAILKEEP_LOG ?? 'warn' },
+  });
+  let out = '';
+  let err = '';
+  const server = { child, dataDir: dir, url: null, adminKey: null, output: () => out + err };
+  await new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`server did not start within 30 s\nstdout:\n${out}\nstderr:\n${err}`)), 30000);
+    const check = () => {
+      const key = /admin key: (\S+)/.exec(out);
+      if (key) server.adminKey = key[1];
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out) || /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
+      if (m && (server.adminKey || dataDir)) {
+        server.url = m[1];
+        clearTimeout(timer);
+        res();
+      }
+    };
+    child.stdout.on('data', (d) => { out += d; check(); });
+    child.stderr.on('data', (d) => { err += d; check(); });
+    child.on('exit', (code) => { clearTimeout(timer); rej(new Error(`server exited with ${code}\nstdout:\n${out}\nstderr:\n${err}`)); });
+    child.on('error', (e) => { clearTimeout(timer); rej(new Error(`cannot start ${BIN}: ${e.message}`)); });
+  });
+  child.removeAllListeners('exit');
+  return server;
+}
+
+export async function stopServer(server, { removeData = true } = {}) {
+  if (!server) return;
+  const { child } = server;
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 10000);
+    await exited;
+    clearTimeout(t);
+  }
+  if (removeData) await rm(server.dataDir, { recursive: true, force: true });
+}
+
+/** `trailkeep keys create`; returns the secret (last stdout line). */
+export async function createKey(server, { name, scopes = ['search'], workspaces = [] }) {
+  const args = ['keys', 'create', '--name', name];
+  for (const s of scopes) args.push('--scope', s);
+  for (const w of workspaces) args.push('--workspace', w);
+  args.push('--data-dir', server.dataDir);
+  const { stdout } = await run(BIN, args);
+  const lines = stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines[lines.length - 1];
+}
+
+export async function apiCall(server, key, method, path, body) {
+  const res = await fetch(server.url + path, {
+    method,
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json', Accept: 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: res.status, json, text, headers: res.headers };
+}
+
+/** POST /pangea/v2/log in batches of ≤1000; returns the hashes. */
+export async function logEvents(server, key, events) {
+  const hashes = [];
+  for (let i = 0; i < events.length; i += 1000) {
+    const batch = events.slice(i, i + 1000).map((event) => ({ event }));
+    const r = await apiCall(server, key, 'POST', '/pangea/v2/log', { events: batch });
+    if (r.status !== 200 || r.json?.status !== 'Success') throw new Error(`log failed: HTTP ${r.status} ${r.text.slice(0, 500)}`);
+    for (const x of r.json.result.results) hashes.push(x.hash);
+  }
+  return hashes;
+}
+
+/** H2O CreateEvent (POST /v1/events?eventId=…), body per h2o-api.md §5.1. */
+export async function logH2oEvent(server, key, fields = {}) {
+  const id = randomUUID();
+  const body = {
+    eventTime: new Date().toISOString(), eventSource: 'h2oai-test', action: 'actions/test/things/CREATE', readOnly: false,
+    principal: 'users/a2b3b8a6-05c6-47d1-8ae1-774113404975', sourceIpAddress: '203.0.113.7', status: { code: 0, message: '' },
+    resource: '//engine-manager/workspaces/w1/daiEngines/e1', requestParameters: { p: 'v' }, userAgent: 'ua/1.0',
+    metadata: { k_1: 'v1' }, type: 'TYPE_API', ...fields,
+  };
+  const r = await apiCall(server, key, 'POST', `/v1/events?eventId=${id}`, body);
+  if (r.status !== 200) throw new Error(`H2O create failed: HTTP ${r.status} ${r.text.slice(0, 500)}`);
+  return { id, response: r.json };
+}
+
+/** Replaces text in stored envelopes (python3's sqlite3, busy timeout) while the server runs. */
+export async function tamperEnvelope(server, { from, to, whereLike }) {
+  const script = `
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=30)
+db.execute('PRAGMA busy_timeout = 30000')
+cur = db.execute("UPDATE events SET envelope = replace(envelope, ?, ?) WHERE envelope LIKE ?", (sys.argv[2], sys.argv[3], sys.argv[4]))
+db.commit()
+print(cur.rowcount)
+`;
+  const { stdout } = await run('python3', ['-c', script, join(server.dataDir, 'trailkeep.db'), from, to, whereLike]);
+  return Number(stdout.trim());
+}
+
+export async function launchBrowser() {
+  const profile = await mkdtemp(join(tmpdir(), 'trailkeep-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1440, height: 900 },
+    acceptDownloads: true,
+  });
+  const close = async () => {
+    await context.close().catch(() => {});
+    await rm(profile, { recursive: true, force: true });
+  };
+  return { context, close };
+}
+
+/** A page that records console errors, page errors and dialogs. */
+export async function newPage(context) {
+  const page = await context.newPage();
+  const problems = { dialogs: [], pageErrors: [], consoleErrors: [], external: [] };
+  page.on('dialog', (d) => { problems.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
+  page.on('pageerror', (e) => problems.pageErrors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') problems.consoleErrors.push(m.text()); });
+  page.on('request', (r) => { if (!/^(http:\/\/127\.0\.0\.1:|blob:|data:)/.test(r.url())) problems.external.push(r.url()); });
+  return { page, problems };
+}
+
+export async function signIn(page, server, key) {
+  await page.goto(server.url + '/');
+  await page.locator('#signin-key').fill(key);
+  await page.locator('#signin-submit').click();
+  await page.locator('#app').waitFor({ state: 'visible' });
+}
+
+/** Waits until the results area shows a finished search. */
+export async function waitForResults(page) {
+  await page.waitForFunction(() => {
+    const t = document.querySelector('#results-table');
+    const msg = document.querySelector('#results-message');
+    const loading = msg && !msg.hidden && msg.classList.contains('loading');
+    return t && t.getAttribute('aria-busy') === 'false' && !loading;
+  }, null, { timeout: 30000 });
+}
+
+export async function screenshot(page, name) {
+  await mkdir(SCREENSHOT_DIR, { recursive: true });
+  const path = join(SCREENSHOT_DIR, `${name}.png`);
+  await page.screenshot({ path, fullPage: false });
+  console.log(`screenshot: ${path}`);
+  return path;
+}
+
+export function uid() {
+  return randomUUID().slice(0, 8);
+}

@@ -1,0 +1,148 @@
+// The results table: columns, the column chooser and fast row rendering.
+
+import { h, clear, displayValue, fmtTime } from './dom.js';
+import { SORTABLE } from './state.js';
+
+export const COLUMNS = [
+  { id: 'received_at', label: 'Received (UTC)', fixed: true, get: (e) => fmtTime(e.envelope?.received_at) },
+  { id: 'timestamp', label: 'Event time', get: (e) => ev(e).timestamp },
+  { id: 'actor', label: 'Actor', get: (e) => ev(e).actor },
+  { id: 'action', label: 'Action', get: (e) => ev(e).action },
+  { id: 'target', label: 'Target', get: (e) => ev(e).target },
+  { id: 'status', label: 'Status', get: (e) => ev(e).status },
+  { id: 'tenant_id', label: 'Tenant', get: (e) => ev(e).tenant_id },
+  { id: 'source', label: 'Source', get: (e) => ev(e).source },
+  { id: 'message', label: 'Message', get: (e) => ev(e).message },
+  { id: 'event_source', label: 'Event source', get: (e) => ev(e).event_source },
+  { id: 'type', label: 'Type', get: (e) => ev(e).type },
+  { id: 'user_agent', label: 'User agent', get: (e) => ev(e).user_agent },
+  { id: 'leaf_index', label: 'Leaf', get: (e) => e.leaf_index },
+  { id: 'hash', label: 'Hash', get: (e) => e.hash },
+  { id: 'verified', label: 'Integrity', get: () => '' },
+];
+
+const DEFAULT_VISIBLE = ['received_at', 'actor', 'action', 'target', 'status', 'tenant_id', 'message'];
+const PREFS_KEY = 'trailkeep.columns';
+
+function ev(e) {
+  const x = e?.envelope?.event;
+  return x && typeof x === 'object' ? x : {};
+}
+
+export function loadVisibleColumns() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(PREFS_KEY) ?? 'null');
+    if (Array.isArray(saved)) {
+      const ids = saved.filter((id) => COLUMNS.some((c) => c.id === id));
+      if (!ids.includes('received_at')) ids.unshift('received_at');
+      return ids;
+    }
+  } catch { /* ignore */ }
+  return [...DEFAULT_VISIBLE];
+}
+
+export function saveVisibleColumns(ids) {
+  try { localStorage.setItem(PREFS_KEY, JSON.stringify(ids)); } catch { /* ignore */ }
+}
+
+/** Renders the checkboxes of the column chooser. */
+export function renderColumnChooser(panel, visible, onChange) {
+  const focusedId = panel.contains(document.activeElement) ? document.activeElement.id : '';
+  clear(panel);
+  for (const col of COLUMNS) {
+    const id = `col-toggle-${col.id}`;
+    const box = h('input', { type: 'checkbox', id, checked: visible.includes(col.id), disabled: !!col.fixed });
+    box.addEventListener('change', () => {
+      const next = COLUMNS.filter((c) => (c.id === col.id ? box.checked : visible.includes(c.id))).map((c) => c.id);
+      onChange(next);
+    });
+    panel.append(h('label', { className: 'check', htmlFor: id }, box, col.label));
+  }
+  panel.append(h('button', {
+    type: 'button', className: 'mini', id: 'col-reset', onClick: () => onChange([...DEFAULT_VISIBLE]),
+  }, 'Reset columns'));
+  if (focusedId) document.getElementById(focusedId)?.focus();
+}
+
+export function renderHead(tr, visible, sort, order, onSort) {
+  clear(tr);
+  for (const col of COLUMNS.filter((c) => visible.includes(c.id))) {
+    const th = h('th', { attrs: { scope: 'col' }, className: `col-${col.id}` });
+    if (SORTABLE.has(col.id)) {
+      const active = sort === col.id;
+      if (active) th.setAttribute('aria-sort', order === 'asc' ? 'ascending' : 'descending');
+      th.append(h('button', {
+        type: 'button', className: 'sort', onClick: () => onSort(col.id),
+        attrs: { 'aria-label': `Sort by ${col.label}${active ? (order === 'asc' ? ', now ascending' : ', now descending') : ''}` },
+      }, col.label));
+    } else {
+      th.textContent = col.label;
+    }
+    tr.append(th);
+  }
+}
+
+const OK_STATUS = /^(success|succeeded|ok|allowed|allow|pass|passed|0)$/i;
+const BAD_STATUS = /(fail|error|denied|deny|reject|forbidden|unauthori[sz]ed|^[1-9]\d*$)/i;
+
+/**
+ * Builds the rows for `events` into `tbody` (replacing its content).
+ * hrefFor(e) gives the detail link; verification state comes from verdicts (hash → result).
+ * Returns the build+layout time in ms.
+ */
+export function renderRows(tbody, events, visible, { hrefFor, verdicts, selected }) {
+  const t0 = performance.now();
+  const cols = COLUMNS.filter((c) => visible.includes(c.id));
+  const frag = document.createDocumentFragment();
+  for (const e of events) frag.append(buildRow(e, cols, hrefFor, verdicts, selected));
+  tbody.replaceChildren(frag);
+  void tbody.offsetHeight; // include style and layout in the measurement
+  return performance.now() - t0;
+}
+
+export function buildRow(e, cols, hrefFor, verdicts, selected) {
+  const tr = document.createElement('tr');
+  tr.dataset.hash = typeof e.hash === 'string' ? e.hash : '';
+  if (selected && selected === e.hash) tr.className = 'selected';
+  for (const col of cols) {
+    const td = document.createElement('td');
+    td.className = `col-${col.id}`;
+    td.setAttribute('data-label', col.label);
+    if (col.id === 'received_at') {
+      const a = document.createElement('a');
+      a.className = 'row-link';
+      a.href = hrefFor(e);
+      a.textContent = col.get(e) || '(no time)';
+      td.append(a);
+    } else if (col.id === 'verified') {
+      td.append(verdictBadge(verdicts?.get(e.hash)));
+    } else {
+      const text = displayValue(col.get(e));
+      td.textContent = text;
+      if (text.length > 24) td.title = text;
+      if (col.id === 'status' && text) {
+        if (OK_STATUS.test(text)) td.classList.add('status-ok');
+        else if (BAD_STATUS.test(text)) td.classList.add('status-bad');
+      }
+    }
+    tr.append(td);
+  }
+  return tr;
+}
+
+export function verdictBadge(v) {
+  if (!v) return h('span', { className: 'vbadge pending' }, '–');
+  if (v === 'pending') return h('span', { className: 'vbadge pending' }, 'checking…');
+  return v.ok
+    ? h('span', { className: 'vbadge ok', title: 'Verified in this browser' }, '✓ Verified')
+    : h('span', { className: 'vbadge bad', title: v.reason }, '✗ Failed');
+}
+
+/** Updates the Integrity cell of one row, if it is shown. */
+export function updateVerdictCell(table, hash, verdict) {
+  for (const tr of table.querySelectorAll('tbody tr')) {
+    if (tr.dataset.hash !== hash) continue;
+    const td = tr.querySelector('td.col-verified');
+    if (td) td.replaceChildren(verdictBadge(verdict));
+  }
+}
