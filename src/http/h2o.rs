@@ -374,7 +374,7 @@ pub fn render_event(row: &EventRow) -> Value {
         if let (Some(st), None) = (status, code) {
             metadata.insert("status".into(), json!(st));
         }
-        let uid = s(&ev, "event_id");
+        let uid = row.uid;
         let mut out = json!({
             "eventTime": format_protojson(row.event_time, 0),
             "eventSource": "pangea",
@@ -423,6 +423,7 @@ pub fn render_event(row: &EventRow) -> Value {
 fn render_stored(stored: &crate::event::StoredEvent, workspace: &str) -> Value {
     render_event(&EventRow {
         seq: stored.seq,
+        uid: stored.uid,
         origin: stored.origin,
         received_at: stored.received_at,
         event_time: 0,

@@ -12,6 +12,7 @@ use crate::search::pangea_query::{self, Columns, Expr};
 #[derive(Debug, Clone)]
 pub struct EventRow {
     pub seq: i64,
+    pub uid: uuid::Uuid,
     pub origin: Origin,
     pub received_at: i64,
     pub event_time: i64,
@@ -21,18 +22,19 @@ pub struct EventRow {
     pub envelope: String,
 }
 
-const ROW_COLUMNS: &str = "e.seq, e.origin, e.received_at, e.event_time, (SELECT value FROM strings WHERE id = e.workspace), e.buffer, e.hash, e.envelope";
+const ROW_COLUMNS: &str = "e.seq, e.uid, e.origin, e.received_at, e.event_time, (SELECT value FROM strings WHERE id = e.workspace), e.buffer, e.hash, e.envelope";
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     Ok(EventRow {
         seq: r.get(0)?,
-        origin: Origin::from_i64(r.get(1)?),
-        received_at: r.get(2)?,
-        event_time: r.get(3)?,
-        workspace: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-        buffer: r.get::<_, i64>(5)? as u64,
-        hash: r.get::<_, Vec<u8>>(6)?.try_into().unwrap_or([0; 32]),
-        envelope: r.get(7)?,
+        uid: uuid::Uuid::from_slice(&r.get::<_, Vec<u8>>(1)?).unwrap_or_default(),
+        origin: Origin::from_i64(r.get(2)?),
+        received_at: r.get(3)?,
+        event_time: r.get(4)?,
+        workspace: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+        buffer: r.get::<_, i64>(6)? as u64,
+        hash: r.get::<_, Vec<u8>>(7)?.try_into().unwrap_or([0; 32]),
+        envelope: r.get(8)?,
     })
 }
 

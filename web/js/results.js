@@ -3,22 +3,23 @@
 import { h, clear, displayValue, fmtTime } from './dom.js';
 import { SORTABLE } from './state.js';
 
+// width: column width in rem (the table uses a fixed layout, which keeps 1,000-row pages fast).
 export const COLUMNS = [
-  { id: 'received_at', label: 'Received (UTC)', fixed: true, get: (e) => fmtTime(e.envelope?.received_at) },
-  { id: 'timestamp', label: 'Event time', get: (e) => ev(e).timestamp },
-  { id: 'actor', label: 'Actor', get: (e) => ev(e).actor },
-  { id: 'action', label: 'Action', get: (e) => ev(e).action },
-  { id: 'target', label: 'Target', get: (e) => ev(e).target },
-  { id: 'status', label: 'Status', get: (e) => ev(e).status },
-  { id: 'tenant_id', label: 'Tenant', get: (e) => ev(e).tenant_id },
-  { id: 'source', label: 'Source', get: (e) => ev(e).source },
-  { id: 'message', label: 'Message', get: (e) => ev(e).message },
-  { id: 'event_source', label: 'Event source', get: (e) => ev(e).event_source },
-  { id: 'type', label: 'Type', get: (e) => ev(e).type },
-  { id: 'user_agent', label: 'User agent', get: (e) => ev(e).user_agent },
-  { id: 'leaf_index', label: 'Leaf', get: (e) => e.leaf_index },
-  { id: 'hash', label: 'Hash', get: (e) => e.hash },
-  { id: 'verified', label: 'Integrity', get: () => '' },
+  { id: 'received_at', label: 'Received (UTC)', width: 13, fixed: true, get: (e) => fmtTime(e.envelope?.received_at) },
+  { id: 'timestamp', label: 'Event time', width: 13, get: (e) => ev(e).timestamp },
+  { id: 'actor', label: 'Actor', width: 11, get: (e) => ev(e).actor },
+  { id: 'action', label: 'Action', width: 8, get: (e) => ev(e).action },
+  { id: 'target', label: 'Target', width: 11, get: (e) => ev(e).target },
+  { id: 'status', label: 'Status', width: 7, get: (e) => ev(e).status },
+  { id: 'tenant_id', label: 'Tenant', width: 10, get: (e) => ev(e).tenant_id },
+  { id: 'source', label: 'Source', width: 9, get: (e) => ev(e).source },
+  { id: 'message', label: 'Message', width: 22, flex: true, get: (e) => ev(e).message },
+  { id: 'event_source', label: 'Event source', width: 10, get: (e) => ev(e).event_source },
+  { id: 'type', label: 'Type', width: 8, get: (e) => ev(e).type },
+  { id: 'user_agent', label: 'User agent', width: 12, get: (e) => ev(e).user_agent },
+  { id: 'leaf_index', label: 'Leaf', width: 5, get: (e) => e.leaf_index },
+  { id: 'hash', label: 'Hash', width: 12, get: (e) => e.hash },
+  { id: 'verified', label: 'Integrity', width: 7, get: () => '' },
 ];
 
 const DEFAULT_VISIBLE = ['received_at', 'actor', 'action', 'target', 'status', 'tenant_id', 'message'];
@@ -66,8 +67,17 @@ export function renderColumnChooser(panel, visible, onChange) {
 
 export function renderHead(tr, visible, sort, order, onSort) {
   clear(tr);
-  for (const col of COLUMNS.filter((c) => visible.includes(c.id))) {
-    const th = h('th', { attrs: { scope: 'col' }, className: `col-${col.id}` });
+  const cols = COLUMNS.filter((c) => visible.includes(c.id));
+  const table = tr.closest('table');
+  const hasFlex = cols.some((c) => c.flex);
+  // Fixed widths; one column (Message, else the last) takes the remaining space.
+  const tpl = cols.map((c, i) => (c.flex || (!hasFlex && i === cols.length - 1) ? `minmax(${c.width}rem, 1fr)` : `${c.width}rem`));
+  if (table) {
+    table.style.setProperty('--cols', tpl.join(' '));
+    table.style.minWidth = `${cols.reduce((n, c) => n + c.width + 1.2, 0)}rem`;
+  }
+  cols.forEach((col) => {
+    const th = h('th', { attrs: { scope: 'col', role: 'columnheader' }, className: `col-${col.id}` });
     if (SORTABLE.has(col.id)) {
       const active = sort === col.id;
       if (active) th.setAttribute('aria-sort', order === 'asc' ? 'ascending' : 'descending');
@@ -79,7 +89,7 @@ export function renderHead(tr, visible, sort, order, onSort) {
       th.textContent = col.label;
     }
     tr.append(th);
-  }
+  });
 }
 
 const OK_STATUS = /^(success|succeeded|ok|allowed|allow|pass|passed|0)$/i;
@@ -102,11 +112,13 @@ export function renderRows(tbody, events, visible, { hrefFor, verdicts, selected
 
 export function buildRow(e, cols, hrefFor, verdicts, selected) {
   const tr = document.createElement('tr');
+  tr.setAttribute('role', 'row');
   tr.dataset.hash = typeof e.hash === 'string' ? e.hash : '';
   if (selected && selected === e.hash) tr.className = 'selected';
   for (const col of cols) {
     const td = document.createElement('td');
     td.className = `col-${col.id}`;
+    td.setAttribute('role', 'cell');
     td.setAttribute('data-label', col.label);
     if (col.id === 'received_at') {
       const a = document.createElement('a');

@@ -1,0 +1,59 @@
+// 10,000+ results: the count, paging to the end, and the time to render 1,000 rows.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, stopServer, logEvents, launchBrowser, newPage, signIn, waitForResults, uid } from '../lib/harness.js';
+
+describe('large result sets', () => {
+  let server; let browser; let page;
+  const tag = `perf${uid()}`;
+  const N = 10500;
+
+  before(async () => {
+    server = await startServer();
+    const events = [];
+    for (let i = 0; i < N; i++) {
+      events.push({
+        message: `${tag} event ${i} with a moderately long message text to fill the column`, actor: `user${i % 97}@example.com`,
+        action: ['login', 'read', 'update', 'delete'][i % 4], target: `//svc/workspaces/w1/objects/${i}`, status: i % 9 ? 'success' : 'failure',
+        tenant_id: 'workspaces/w1', source: `192.0.2.${i % 250}`,
+      });
+    }
+    const t0 = Date.now();
+    await logEvents(server, server.adminKey, events);
+    console.log(`seeded ${N} events in ${Date.now() - t0} ms`);
+    browser = await launchBrowser();
+    ({ page } = await newPage(browser.context));
+    await signIn(page, server, server.adminKey);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await stopServer(server);
+  });
+
+  it('renders 1,000 rows quickly and pages to the end', async () => {
+    const t0 = Date.now();
+    await page.goto(`${server.url}/?q=${encodeURIComponent(`message:"${tag}"`)}&size=1000`);
+    await waitForResults(page);
+    const firstLoad = Date.now() - t0;
+    assert.match(await page.locator('#result-count').textContent(), /^10,000\+ events/);
+    assert.match(await page.locator('#page-total').textContent(), /of 10$/);
+    const rows = Number(await page.locator('#results-table').getAttribute('data-rows'));
+    const renderMs = Number(await page.locator('#results-table').getAttribute('data-render-ms'));
+    assert.equal(rows, 1000);
+    console.log(`render of 1,000 result rows (DOM build + layout): ${renderMs.toFixed(1)} ms; first page incl. search: ${firstLoad} ms`);
+
+    // next page (prefetched in the background) and a far page (fetched on demand)
+    await page.waitForTimeout(1500);
+    let t = Date.now();
+    await page.locator('#page-next').click();
+    await page.waitForFunction(() => /page=2/.test(location.search) && document.querySelector('#results-table').getAttribute('aria-busy') === 'false');
+    console.log(`page 2 (prefetched): ${Date.now() - t} ms, render ${await page.locator('#results-table').getAttribute('data-render-ms')} ms`);
+    t = Date.now();
+    await page.locator('#page-last').click();
+    await page.waitForFunction(() => /page=10/.test(location.search) && document.querySelector('#results-table').getAttribute('aria-busy') === 'false');
+    console.log(`page 10 (on demand): ${Date.now() - t} ms, render ${await page.locator('#results-table').getAttribute('data-render-ms')} ms`);
+    assert.equal(await page.locator('#result-rows tr').count(), 1000);
+    assert.ok(renderMs < 2000, `1,000 rows rendered in ${renderMs} ms`);
+  });
+});
