@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod event;
+pub mod export;
 pub mod http;
 pub mod keys;
 pub mod ledger;

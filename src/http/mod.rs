@@ -133,8 +133,15 @@ impl<V: Clone> Expiring<V> {
     pub fn insert(&self, key: String, value: V, expires_us: i64) {
         let now = crate::keys::now_micros();
         let mut m = self.inner.lock();
-        if m.len() > 1000 {
+        if m.len() >= 1000 {
             m.retain(|_, (_, exp)| *exp > now);
+        }
+        if m.len() >= 10_000 {
+            // Bounded: drop the entries closest to expiry.
+            let mut exps: Vec<i64> = m.values().map(|(_, e)| *e).collect();
+            exps.sort_unstable();
+            let cut = exps[exps.len() / 2];
+            m.retain(|_, (_, exp)| *exp > cut);
         }
         m.insert(key, (value, expires_us));
     }

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{AuthFailure, BodyError, Expiring, State, authenticate, base_url, random_id, read_body, with_reader};
 use crate::event::canonical::{parse_strict, to_canonical_string};
 use crate::event::{EventType, NewEvent, Origin, StoredEvent};
+use crate::export::{CSV_COLUMNS, csv_safe};
 use crate::keys::{Principal, now_micros};
 use crate::ledger::format_micros;
 use crate::ledger::merkle::{encode_path, parse_hash, path};
@@ -67,6 +68,8 @@ pub struct Download {
 
 #[derive(Default)]
 pub struct PangeaState {
+    /// Results of committed log requests by request id, for retries (P27).
+    pub logged: Expiring<AsyncResult>,
     pub searches: Expiring<Snapshot>,
     pub requests: Expiring<AsyncResult>,
     pub exports: Expiring<Snapshot>,
@@ -207,6 +210,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/log", web::post().to(log))
             .route("/v2/log", web::post().to(log_bulk))
             .route("/v2/log_async", web::post().to(log_bulk_async))
+            .route("/v1/log_stream", web::post().to(log_stream))
             .route("/v1/search", web::post().to(search))
             .route("/v1/results", web::post().to(results))
             .route("/v1/root", web::post().to(root))
@@ -409,6 +413,16 @@ fn parse_item(item: &Map<String, Value>, prefix: &str, principal: &Principal) ->
     let event = parse_event(item.get("event"), &format!("{prefix}/event"))?;
     let signature = opt_string(item, "signature", 1024)?.map(str::to_string);
     let public_key = opt_string(item, "public_key", 1024)?.map(str::to_string);
+    new_event(event, signature, public_key, principal)
+}
+
+/// A validated standard event → canonical event, checking the key may write its tenant.
+fn new_event(
+    event: Map<String, Value>,
+    signature: Option<String>,
+    public_key: Option<String>,
+    principal: &Principal,
+) -> Result<NewEvent, PangeaError> {
     let tenant = event.get("tenant_id").and_then(Value::as_str).unwrap_or("").to_string();
     if !principal.may_see(&tenant) {
         return Err(PangeaError::Forbidden);
@@ -452,8 +466,35 @@ fn stored_of(outcome: Outcome) -> Result<StoredEvent, PangeaError> {
 
 async fn log(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let ctx = Ctx::new();
+    if let Some(r) = replayed(&state, &req, &ctx).await {
+        return r;
+    }
     let r = log_inner(&state, &req, payload).await;
+    remember(&state, &req, &ctx, &r).await;
     finish(ctx, |_| "Logged 1 record(s)".into(), r)
+}
+
+/// P27: a retry naming an already committed log request gets the stored result, nothing new is logged.
+async fn replayed(state: &State, req: &HttpRequest, ctx: &Ctx) -> Option<HttpResponse> {
+    let ids = req.headers().get("x-pangea-retried-request-ids")?.to_str().ok()?.to_string();
+    let principal = authenticate(state, req).await.ok()?;
+    for id in ids.split(',').map(str::trim) {
+        if let Some(found) = state.pangea.logged.get(id)
+            && found.key_id == principal.key_id
+        {
+            return Some(ctx.ok(&summary_for_result(&found.result), found.result));
+        }
+    }
+    None
+}
+
+async fn remember(state: &State, req: &HttpRequest, ctx: &Ctx, r: &PResult) {
+    if let Ok(result) = r
+        && let Ok(p) = authenticate(state, req).await
+    {
+        let entry = AsyncResult { key_id: p.key_id, result: result.clone() };
+        state.pangea.logged.insert(ctx.request_id.clone(), entry, now_micros() + REQUEST_TTL_US);
+    }
 }
 
 async fn log_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> PResult {
@@ -578,11 +619,64 @@ fn logged_summary(v: &Value) -> String {
 
 async fn log_bulk(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let ctx = Ctx::new();
+    if let Some(r) = replayed(&state, &req, &ctx).await {
+        return r;
+    }
     let r = match parse_bulk(&state, &req, payload).await {
         Ok((_, events, verbose)) => bulk_result(&state, events, verbose).await,
         Err(e) => Err(e),
     };
+    remember(&state, &req, &ctx, &r).await;
     finish(ctx, logged_summary, r)
+}
+
+/// `v1/log_stream`: Auth0 log-streaming batches, one standard event per `logs[i]` (P21).
+async fn log_stream(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let ctx = Ctx::new();
+    let r = async {
+        let principal = require(&state, &req, can_ingest).await?;
+        let body = body_object(payload, BULK_LIMIT).await?;
+        let Some(Value::Array(logs)) = body.get("logs") else {
+            return Err(invalid("FieldRequired", "'logs' is a required property (Auth0 log streaming)", "/logs"));
+        };
+        if logs.is_empty() || logs.len() > 1000 {
+            return Err(invalid("NotWithinRange", "'logs' must contain 1 to 1000 items", "/logs"));
+        }
+        let mut events = Vec::with_capacity(logs.len());
+        for (i, item) in logs.iter().enumerate() {
+            let Some(Value::Object(data)) = item.get("data") else {
+                return Err(invalid("FieldRequired", "'data' is a required property", format!("/logs/{i}/data")));
+            };
+            events.push(new_event(auth0_event(data), None, None, &principal)?);
+        }
+        state.writer.append(events).await?;
+        Ok(json!({}))
+    }
+    .await;
+    finish(ctx, |_| "Success".into(), r)
+}
+
+fn auth0_event(data: &Map<String, Value>) -> Map<String, Value> {
+    let text = |k: &str| data.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let cut = |s: &str, n: usize| -> String { s.chars().take(n).collect() };
+    let mut ev = Map::new();
+    let message = text("description").or(text("type")).unwrap_or("auth0 log");
+    ev.insert("message".into(), json!(cut(message, 32766)));
+    if let Some(a) = text("user_name").or(text("user_id")) {
+        ev.insert("actor".into(), json!(cut(a, 128)));
+    }
+    if let Some(t) = text("type") {
+        ev.insert("action".into(), json!(cut(t, 32)));
+    }
+    ev.insert("source".into(), json!("auth0"));
+    if let Some(c) = text("client_id") {
+        ev.insert("target".into(), json!(cut(c, 128)));
+    }
+    if let Some(d) = text("date").filter(|d| timestamp_ok(d)) {
+        ev.insert("timestamp".into(), json!(d));
+    }
+    ev.insert("new".into(), json!(cut(&to_canonical_string(&Value::Object(data.clone())), 32766)));
+    ev
 }
 
 fn accepted(ctx: &Ctx, state: &State, req: &HttpRequest) -> HttpResponse {
@@ -1016,27 +1110,6 @@ async fn download_results(state: State, req: HttpRequest, payload: web::Payload)
     finish(ctx, |_| "Success".into(), r)
 }
 
-pub const CSV_COLUMNS: [&str; 18] = [
-    "received_at",
-    "hash",
-    "published",
-    "leaf_index",
-    "membership_proof",
-    "tree_size",
-    "timestamp",
-    "actor",
-    "action",
-    "status",
-    "source",
-    "target",
-    "tenant_id",
-    "message",
-    "new",
-    "old",
-    "signature",
-    "public_key",
-];
-
 /// `GET /download/{token}/{name}`: the capability URL; no key needed, expires with the result.
 async fn download_file(state: State, path: web::Path<(String, String)>) -> HttpResponse {
     let (token, _) = path.into_inner();
@@ -1115,14 +1188,6 @@ fn write_download_row(
     }
 }
 
-/// Prefixes cells that spreadsheets would run as formulas.
-pub fn csv_safe(s: &str) -> String {
-    match s.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r' | '\0') => format!("'{s}"),
-        _ => s.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1146,12 +1211,5 @@ mod tests {
         assert!(parse_duration("7").is_none());
         assert!(parse_duration("d").is_none());
         assert!(parse_duration("7 days").is_none());
-    }
-
-    #[test]
-    fn csv_cells_are_defused() {
-        assert_eq!(csv_safe("=1+1"), "'=1+1");
-        assert_eq!(csv_safe("-x"), "'-x");
-        assert_eq!(csv_safe("ok"), "ok");
     }
 }

@@ -1,4 +1,281 @@
-//! The embedded web UI and its JSON routes.
-use actix_web::web;
+//! The embedded web UI (`web/`, rust-embed) and the JSON routes it uses beyond the Pangea
+//! dialect: who am I, the server public key, signed roots, live tail (SSE) and streamed export.
+//! Every other unknown path answers 404 in the H2O error shape (GET on non-API paths falls back
+//! to `index.html` so UI URLs can be shared).
 
-pub fn configure(_cfg: &mut web::ServiceConfig) {}
+use std::time::Duration;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use rust_embed::RustEmbed;
+use serde_json::{Value, json};
+
+use super::h2o::H2oError;
+use super::{AuthFailure, State, authenticate, with_reader};
+use crate::keys::Principal;
+use crate::search::pangea_query;
+use crate::store::search::{PangeaQuery, pangea_search, rows_by_seq};
+use crate::store::writer;
+
+#[derive(RustEmbed)]
+#[folder = "web/"]
+struct Assets;
+
+const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/whoami", web::get().to(whoami))
+        .route("/api/v1/public-key", web::get().to(public_key))
+        .route("/api/v1/roots/{size}", web::get().to(signed_root))
+        .route("/api/v1/tail", web::get().to(tail))
+        .route("/api/v1/export", web::get().to(export))
+        .route("/healthz", web::get().to(|| async { HttpResponse::Ok().json(json!({"status": "ok"})) }))
+        .default_service(web::to(fallback));
+}
+
+/// Problem-style errors for the UI routes.
+fn problem(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/problem+json")
+        .json(json!({"type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "code": code, "detail": detail}))
+}
+
+async fn principal(state: &State, req: &HttpRequest) -> Result<Principal, HttpResponse> {
+    authenticate(state, req).await.map_err(|f| match f {
+        AuthFailure::Unauthenticated => {
+            let mut r = problem(StatusCode::UNAUTHORIZED, "invalid_credentials", "a valid API key is required");
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            r
+        }
+        AuthFailure::Unavailable => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service unavailable"),
+    })
+}
+
+async fn whoami(state: State, req: HttpRequest) -> HttpResponse {
+    match principal(&state, &req).await {
+        Ok(p) => HttpResponse::Ok().json(json!({
+            "key_id": p.key_id, "name": p.name, "scopes": p.scopes.names(), "workspaces": p.workspaces,
+        })),
+        Err(r) => r,
+    }
+}
+
+async fn public_key(state: State) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "algorithm": "ED25519",
+        "public_key": state.ledger.public_key_b64(),
+        "tree_name": state.ledger.tree_name,
+    }))
+}
+
+async fn signed_root(state: State, req: HttpRequest, size: web::Path<u64>) -> HttpResponse {
+    if let Err(r) = principal(&state, &req).await {
+        return r;
+    }
+    let size = size.into_inner();
+    let name = state.ledger.tree_name.clone();
+    match with_reader(&state, move |c| writer::root_at(c, &name, size)).await {
+        Ok(Some(root)) => HttpResponse::Ok().json(json!({
+            "tree_name": root.tree_name, "size": root.size, "root_hash": root.root_hash,
+            "published_at": root.published_at, "signature": root.signature, "signed_message": root.message(),
+        })),
+        Ok(None) => problem(StatusCode::NOT_FOUND, "not_found", "no signed root of that size"),
+        Err(()) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service unavailable"),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TailParams {
+    query: Option<String>,
+}
+
+/// Server-sent events: every newly committed event that matches the query and the key's workspaces.
+async fn tail(state: State, req: HttpRequest, params: web::Query<TailParams>) -> HttpResponse {
+    let p = match principal(&state, &req).await {
+        Ok(p) if p.scopes.can_search() => p,
+        Ok(_) => return problem(StatusCode::FORBIDDEN, "forbidden", "this key may not search"),
+        Err(r) => return r,
+    };
+    let expr = match pangea_query::parse(params.query.as_deref().unwrap_or("")) {
+        Ok(e) => e,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_query", &e.detail),
+    };
+    let mut notify = state.writer.committed.subscribe();
+    let Ok(mut last_seq) =
+        with_reader(&state, |c| c.query_row("SELECT COALESCE(MAX(seq), -1) FROM events", [], |r| r.get::<_, i64>(0)))
+            .await
+    else {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service unavailable");
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<crate::export::Chunk>(16);
+    let st = state.clone();
+    actix_web::rt::spawn(async move {
+        let _ = tx.send(Ok(web::Bytes::from_static(b": tail started\n\n"))).await;
+        loop {
+            let woke = tokio::time::timeout(Duration::from_secs(15), notify.recv()).await;
+            if tx.is_closed() {
+                break;
+            }
+            if woke.is_err() {
+                if tx.send(Ok(web::Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            let q = PangeaQuery {
+                expr: expr.clone(),
+                allowed_workspaces: p.is_limited().then(|| p.workspaces.clone()),
+                ascending: true,
+                order_by: "received_at".into(),
+                max_results: 500,
+                after_seq: Some(last_seq),
+                ..Default::default()
+            };
+            let Ok(rows) = with_reader(&st, move |c| {
+                let seqs = pangea_search(c, &q)?;
+                rows_by_seq(c, &seqs)
+            })
+            .await
+            else {
+                continue;
+            };
+            for r in rows {
+                last_seq = last_seq.max(r.seq);
+                let ev = json!({
+                    "envelope": serde_json::from_str::<Value>(&r.envelope).unwrap_or(Value::Null),
+                    "hash": hex::encode(r.hash), "published": true, "leaf_index": r.buffer,
+                });
+                if tx.send(Ok(web::Bytes::from(format!("data: {ev}\n\n")))).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(stream)
+}
+
+#[derive(serde::Deserialize)]
+struct ExportParams {
+    format: Option<String>,
+    query: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+}
+
+/// Streams the matching events (newest first) as CSV, JSON or gzipped JSON Lines, page by page.
+async fn export(state: State, req: HttpRequest, params: web::Query<ExportParams>) -> HttpResponse {
+    let p = match principal(&state, &req).await {
+        Ok(p) if p.scopes.can_search() => p,
+        Ok(_) => return problem(StatusCode::FORBIDDEN, "forbidden", "this key may not search"),
+        Err(r) => return r,
+    };
+    let format = params.format.clone().unwrap_or_else(|| "json".into());
+    if !["csv", "json", "jsonl.gz"].contains(&format.as_str()) {
+        return problem(StatusCode::BAD_REQUEST, "invalid_format", "format must be csv, json or jsonl.gz");
+    }
+    let expr = match pangea_query::parse(params.query.as_deref().unwrap_or("")) {
+        Ok(e) => e,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_query", &e.detail),
+    };
+    let time = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(super::pangea::parse_pangea_time);
+    let (start, end) = (time(&params.start), time(&params.end));
+    if start.is_some_and(|t| t.is_none()) || end.is_some_and(|t| t.is_none()) {
+        return problem(StatusCode::BAD_REQUEST, "invalid_timestamp", "start and end must be RFC 3339 date-times");
+    }
+    let q = PangeaQuery {
+        expr,
+        start_us: start.flatten(),
+        end_us: end.flatten(),
+        allowed_workspaces: p.is_limited().then(|| p.workspaces.clone()),
+        order_by: "received_at".into(),
+        max_results: 10_000_000,
+        ..Default::default()
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<crate::export::Chunk>(4);
+    let pool = state.pool.clone();
+    let fmt = format.clone();
+    std::thread::spawn(move || {
+        if let Err(e) = crate::export::stream(&pool, &q, &fmt, &tx) {
+            tracing::warn!(error = %e, "export stopped");
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let (ctype, ext) = match format.as_str() {
+        "csv" => ("text/csv; charset=utf-8", "csv"),
+        "json" => ("application/json", "json"),
+        _ => ("application/gzip", "jsonl.gz"),
+    };
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, ctype))
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"trailkeep-export.{ext}\"")))
+        .streaming(stream)
+}
+
+fn is_api_path(path: &str) -> bool {
+    ["/v1/", "/pangea/", "/api/", "/oauth/", "/.well-known/", "/.ai.h2o.cloud.discovery/", "/download/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+}
+
+/// Embedded assets with ETag, strict CSP and nosniff; `index.html` for `/` and for browser
+/// navigations (Accept: text/html) to other UI paths; H2O-shaped 404 everywhere else.
+async fn fallback(req: HttpRequest) -> HttpResponse {
+    let path = req.path();
+    if req.method() != actix_web::http::Method::GET && req.method() != actix_web::http::Method::HEAD
+        || is_api_path(path)
+    {
+        return H2oError::not_found().error_response();
+    }
+    let name = path.trim_start_matches('/');
+    let wants_html =
+        req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    let file = match Assets::get(name) {
+        Some(f) if !name.is_empty() => f,
+        _ if !name.is_empty() && (!wants_html || name.contains('.')) => return H2oError::not_found().error_response(),
+        _ => match Assets::get("index.html") {
+            Some(f) => f,
+            None => return H2oError::not_found().error_response(),
+        },
+    };
+    let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..16]));
+    let not_modified = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str());
+    let mut resp = if not_modified { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    let mime = file.metadata.mimetype();
+    let charset = if mime.starts_with("text/") || mime.contains("javascript") || mime.contains("json") {
+        "; charset=utf-8"
+    } else {
+        ""
+    };
+    resp.insert_header((header::CONTENT_TYPE, format!("{mime}{charset}")))
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"));
+    if not_modified {
+        return resp.finish();
+    }
+    resp.body(file.data.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_asset_is_embedded_with_a_known_type() {
+        let names: Vec<_> = Assets::iter().collect();
+        assert!(names.iter().any(|n| n == "index.html"), "{names:?}");
+        for n in names {
+            let f = Assets::get(&n).unwrap();
+            let mime = f.metadata.mimetype();
+            assert!(mime != "application/octet-stream" || n.contains("LICENSE"), "no content type for {n}");
+        }
+    }
+}

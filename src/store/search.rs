@@ -195,7 +195,7 @@ impl Columns for PangeaColumns {
     fn bare_fields(&self) -> Vec<String> {
         ["actor", "action", "message", "new", "old", "source", "status", "target", "tenant_id", "timestamp"]
             .iter()
-            .map(|f| self.text(f))
+            .map(|f| f.to_string())
             .collect()
     }
 }

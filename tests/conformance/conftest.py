@@ -208,6 +208,7 @@ class TrailkeepServer:
             return ""
         # drop Rust backtrace frames so that a panic message stays visible
         frame = re.compile(r"^\s+(\d+: |at )")
+        text = re.sub(r"\x1b\[[0-9;]*m", "", text)
         lines = [l for l in text.splitlines() if not frame.match(l)]
         return "\n".join(lines[-n:])
 
@@ -340,3 +341,32 @@ def fresh_server(_client_environment, _tk_tmp_root):
         if rc != 0:
             bad.append(f"{srv!r}: exit code {rc}\n{srv.stderr_tail()}")
     assert not bad, "servers did not exit 0 after SIGTERM:\n" + "\n".join(bad)
+
+
+@pytest.fixture(autouse=True)
+def _server_still_running(request):
+    """Fail fast, with the server's last log lines, if the shared server has died."""
+    if "server" in request.fixturenames:
+        srv = request.getfixturevalue("server")
+        if not srv.running:
+            pytest.fail(
+                f"the shared trailkeep server is no longer running (rc={srv.proc.poll() if srv.proc else None})\n"
+                f"stderr tail:\n{srv.stderr_tail()}",
+                pytrace=False,
+            )
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the last server log lines to a failed test's report."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when != "call" or not rep.failed:
+        return
+    for name in ("server",):
+        srv = getattr(item, "funcargs", {}).get(name)
+        if isinstance(srv, TrailkeepServer):
+            tail = srv.stderr_tail(15)
+            if tail:
+                rep.sections.append((f"trailkeep stderr (last lines, {name})", tail))

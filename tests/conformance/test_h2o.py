@@ -402,6 +402,7 @@ def test_create_raw_response_shape(raw, ws):
     r = raw.create(wire_event(ws), event_id=eid)
     assert r.status == 200, r
     assert (r.header("Content-Type") or "").split(";")[0] == "application/json"
+    assert r.header("Content-Encoding") in (None, "identity"), "the client asks for identity encoding"
     body = r.json
     assert set(body) == {"event"}, body
     ev = body["event"]
@@ -962,6 +963,8 @@ def test_search_order_is_event_time_not_ingestion(ec, ws):
 def test_search_tie_break_by_ingestion_sequence(ec, ws):
     t = now() - timedelta(minutes=1)
     created = [ec.create_event(event_id=new_id(), event=make_event(ws, event_time=t)) for _ in range(5)]
+    rts = [c.receive_time for c in created]
+    assert rts == sorted(rts), "receiveTime is never earlier than the previous commit (§7.2)"
     f = SearchEventsRequestFilter(start_event_time=t, workspace_exact=ws)
     got, _ = search_all(ec, f)
     assert names(got) == names(reversed(created))

@@ -730,9 +730,14 @@ QUERIES = [
     ("alice or bob", set()),
     ("actor=alice", {"alpha"}),
     ("actor=ali", set()),
-    ("timestamp>2024-06-01T00:00:00Z", {"beta"}),
+    # comparisons: bounded on both sides, so that events without a timestamp give the same answer
+    # whether a missing timestamp is "no match" or falls back to received_at (architecture.md mapping)
+    ("timestamp>2024-06-01T00:00:00Z timestamp<2025-06-01T00:00:00Z", {"beta"}),
     ("timestamp<2024-06-01T00:00:00Z", {"alpha"}),
-    ("timestamp>=2024-01-01T00:00:00Z", {"alpha", "beta"}),
+    ("timestamp>=2024-01-01T00:00:00Z timestamp<2025-06-01T00:00:00Z", {"alpha", "beta"}),
+    ("timestamp>2024-01-01T00:00:00Z timestamp<2025-06-01T00:00:00Z", {"beta"}),
+    ("received_at>=2024-01-01T00:00:00Z", ALL),
+    ("received_at<2024-01-01T00:00:00Z", set()),
     ("timestamp<=2024-12-31T21:59:59.5Z", {"alpha", "beta"}),
     ("timestamp<2024-12-31T21:59:59.5Z", {"alpha"}),
     ("nomatchxyz", set()),
@@ -883,7 +888,7 @@ def test_search_restriction(qdata):
     assert set(q(qdata, "", search_restriction={"actor": ["alice", "bob"], "status": ["success"]})) == {"alpha"}
     assert set(q(qdata, "", search_restriction={"source": []})) == ALL
     assert q(qdata, "", search_restriction={"actor": ["ali"]}) == []  # equality, not substring
-    assert set(q(qdata, "login", search_restriction={"source": ["web"]})) == {"alpha", "epsilon"}
+    assert set(q(qdata, "action:login", search_restriction={"source": ["web"]})) == {"alpha", "epsilon"}
     assert set(q(qdata, "", search_restriction={"action": ["login"], "target": ["db1"]})) == {"alpha"}
     a, t = qdata["audit"], qdata["tenant"]
     events, _ = search_all(a, "", search_restriction={"tenant_id": [t]})

@@ -523,7 +523,8 @@ function openDetail(hash) {
   detailOpenedFromList = true;
   patch({ ev: hash });
   el('detail').scrollTop = 0;
-  el('detail').focus({ preventScroll: true });
+  // Phones scroll the page to the detail; wider screens keep the list where it is.
+  el('detail').focus({ preventScroll: !window.matchMedia('(max-width: 640px)').matches });
 }
 
 function closeDetail() {
@@ -568,12 +569,32 @@ function syncDetail() {
   });
 }
 
+/**
+ * Live events may arrive without a membership proof. Fetch one with a search pinned to the
+ * event's receive time (start and end are inclusive), and keep the root of that search.
+ */
+async function withProof(item) {
+  const se = item.event;
+  if (se.membership_proof !== undefined && (item.root || Number.isInteger(se.leaf_index))) return item;
+  const at = se.envelope?.received_at;
+  if (typeof at !== 'string') return item;
+  const res = await api.search({ query: '', start: at, end: at, limit: 20, max_results: 20, verbose: true });
+  const found = (res?.events ?? []).find((e) => e.hash === se.hash);
+  if (!found) return item;
+  const upgraded = { ...item, event: found, root: res.root ?? null, unpublishedRoot: res.unpublished_root ?? null };
+  items.set(se.hash, upgraded);
+  return upgraded;
+}
+
 async function verifyItem(item) {
   const hash = item.event.hash;
   verdicts.set(hash, 'pending');
   updateVerdictCell(el('results-table'), hash, 'pending');
   let res;
   try {
+    try {
+      item = await withProof(item);
+    } catch { /* verify what we have; the verifier reports the missing proof */ }
     res = await verifySearchEvent({ event: item.event, root: item.root, unpublishedRoot: item.unpublishedRoot, api: api.verifierApi });
   } catch (e) {
     res = { ok: false, reason: e.message || String(e), checks: [] };

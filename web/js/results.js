@@ -105,8 +105,12 @@ export function renderRows(tbody, events, visible, { hrefFor, verdicts, selected
   const cols = COLUMNS.filter((c) => visible.includes(c.id));
   const frag = document.createDocumentFragment();
   for (const e of events) frag.append(buildRow(e, cols, hrefFor, verdicts, selected));
-  tbody.replaceChildren(frag);
-  void tbody.offsetHeight; // include style and layout in the measurement
+  // Swapping in a fresh <tbody> detaches the old rows in one step (cheaper than removing
+  // 1,000 rows one by one).
+  const fresh = tbody.cloneNode(false);
+  fresh.append(frag);
+  tbody.replaceWith(fresh);
+  void fresh.offsetHeight; // include style and layout in the measurement
   return performance.now() - t0;
 }
 

@@ -2,7 +2,7 @@
 // through its APIs, create keys with the CLI, and drive Debian's Chromium.
 
 import { spawn, execFile } from 'node:child_process';
-import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, mkdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -145,11 +145,32 @@ export async function launchBrowser() {
     viewport: { width: 1440, height: 900 },
     acceptDownloads: true,
   });
+  if (process.env.UI_FROM_DISK) await serveUiFromDisk(context);
   const close = async () => {
     await context.close().catch(() => {});
     await rm(profile, { recursive: true, force: true });
   };
   return { context, close };
+}
+
+const CSP = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+const TYPES = { '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml', '.html': 'text/html' };
+
+/**
+ * UI_FROM_DISK=1: answer the UI's static files from web/ on disk instead of the copy embedded
+ * in the binary, to try UI changes against a server binary built before them.
+ */
+async function serveUiFromDisk(context) {
+  await context.route(/^http:\/\/127\.0\.0\.1:\d+\/(?:\?.*)?$|^http:\/\/127\.0\.0\.1:\d+\/(?:js\/[\w.-]+\.js|app\.css|favicon\.svg|index\.html)$/, async (route) => {
+    const path = new URL(route.request().url()).pathname;
+    const file = path === '/' ? 'index.html' : path.slice(1);
+    const ext = file.slice(file.lastIndexOf('.'));
+    await route.fulfill({
+      status: 200,
+      headers: { 'Content-Type': `${TYPES[ext]}; charset=utf-8`, 'Content-Security-Policy': CSP, 'X-Content-Type-Options': 'nosniff' },
+      body: await readFile(join(REPO, 'web', file)),
+    });
+  });
 }
 
 /** A page that records console errors, page errors and dialogs. */

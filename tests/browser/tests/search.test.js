@@ -105,6 +105,14 @@ describe('search, filters and detail', () => {
     assert.match(await page.locator('#result-count').textContent(), /^4 events$/);
   });
 
+  it('shows a clear error for a query the server rejects', async () => {
+    await page.locator('#q').fill('actor:alice (');
+    await page.locator('#q').press('Enter');
+    await page.locator('#results-message.error', { hasText: 'Search failed' }).waitFor({ timeout: 15000 });
+    assert.equal(await page.locator('#results-message').getAttribute('role'), 'alert');
+    assert.equal(await page.locator('#results-message button', { hasText: 'Retry' }).count(), 1);
+  });
+
   it('time range presets and a custom range filter by receive time', async () => {
     await page.goto(`${server.url}/?q=${encodeURIComponent(`message:"${tag}"`)}`);
     await waitForResults(page);
@@ -153,6 +161,10 @@ describe('search, filters and detail', () => {
     await page.getByRole('button', { name: 'Reset columns' }).click();
     await page.keyboard.press('Escape');
     assert.equal(await page.locator('#results-head th.col-message').count(), 1);
+
+    await page.goto(`${server.url}/?q=${encodeURIComponent(`message:"${tag}"`)}&f=status%3Dfailure&f=actor%3Aa`);
+    await waitForResults(page);
+    await screenshot(page, 'results-filtered');
   });
 
   it('opens an event: every field, old/new diff, raw envelope, hash, leaf index, proof; Verify says Verified', async () => {
@@ -179,6 +191,18 @@ describe('search, filters and detail', () => {
     await page.locator('#verify-badge.ok, #verify-badge.bad').waitFor({ timeout: 15000 });
     assert.equal((await page.locator('#verify-badge').textContent()).trim(), '✓ Verified', await page.locator('#verify-checks').textContent());
     await screenshot(page, 'detail');
+    await page.locator('#detail-body h3', { hasText: 'Changes' }).scrollIntoViewIfNeeded();
+    await screenshot(page, 'detail-diff');
+
+    // phone-sized window: cards instead of a table, detail covers the list
+    await page.setViewportSize({ width: 390, height: 844 });
+    await screenshot(page, 'detail-phone');
+    await page.keyboard.press('Escape');
+    await page.locator('#detail').waitFor({ state: 'hidden' });
+    await screenshot(page, 'results-phone');
+    await page.setViewportSize({ width: 1440, height: 900 });
+    await page.locator('#result-rows a.row-link').first().click();
+    await page.locator('#detail').waitFor({ state: 'visible' });
 
     // Escape closes the detail and returns to the list
     await page.keyboard.press('Escape');

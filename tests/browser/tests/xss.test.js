@@ -23,7 +23,7 @@ describe('untrusted event text', () => {
       new: JSON.stringify({ html: p, [p]: 1 }), old: p,
     }));
     await logEvents(server, server.adminKey, events);
-    await logH2oEvent(server, server.adminKey, { metadata: { message: `${tag} h2o`, '<img src=y onerror=alert(7)>': '<script>alert(8)</script>' }, userAgent: PAYLOADS[0] });
+    await logH2oEvent(server, server.adminKey, { metadata: { message: `${tag} h2o`, xss_value: '<script>alert(8)</script>' }, principal: '<img src=y onerror=alert(7)>', userAgent: PAYLOADS[0] });
     browser = await launchBrowser();
     ({ page, problems } = await newPage(browser.context));
     await signIn(page, server, server.adminKey);

@@ -1,0 +1,69 @@
+use std::process::Command;
+
+use crate::common::{TestServer, call};
+
+fn bin() -> String {
+    env!("CARGO_BIN_EXE_trailkeep").to_string()
+}
+
+async fn seeded() -> (TestServer, std::path::PathBuf) {
+    let s = TestServer::new();
+    {
+        let app = s.app().await;
+        for i in 0..5 {
+            let body = format!(r#"{{"events":[{{"event":{{"message":"m{i}a"}}}},{{"event":{{"message":"m{i}b"}}}}]}}"#);
+            let (st, _) = call(&app, "POST", "/pangea/v2/log", Some(&s.admin), &body).await;
+            assert_eq!(st, 200);
+        }
+    }
+    let dir = s.dir.path().to_path_buf();
+    (s, dir)
+}
+
+fn verify(dir: &std::path::Path) -> (bool, String) {
+    let out = Command::new(bin()).args(["verify", "--data-dir"]).arg(dir).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn sql(dir: &std::path::Path, statement: &str) {
+    let conn = rusqlite::Connection::open(dir.join("trailkeep.db")).unwrap();
+    conn.execute_batch(statement).unwrap();
+}
+
+#[actix_web::test]
+async fn verify_passes_then_detects_tampering() {
+    let (_s, dir) = seeded().await;
+    let (ok, out) = verify(&dir);
+    assert!(ok, "{out}");
+    assert!(out.contains("ok: 10 events, tree size 5"), "{out}");
+    sql(&dir, "UPDATE events SET envelope = replace(envelope, 'm2a', 'mXa') WHERE seq = 4");
+    let (ok, out) = verify(&dir);
+    assert!(!ok && out.contains("leaf_mismatch"), "{out}");
+}
+
+#[actix_web::test]
+async fn verify_detects_deleted_rows_and_reordering() {
+    let (_s, dir) = seeded().await;
+    sql(&dir, "DELETE FROM events WHERE seq = 3");
+    let (ok, out) = verify(&dir);
+    assert!(!ok && out.contains("gap"), "{out}");
+    let (_s2, dir2) = seeded().await;
+    sql(&dir2, "UPDATE events SET envelope = (SELECT envelope FROM events WHERE seq = 1) WHERE seq = 0");
+    let (ok, out) = verify(&dir2);
+    assert!(!ok && out.contains("leaf_mismatch"), "{out}");
+}
+
+#[actix_web::test]
+async fn rollback_is_refused_at_start() {
+    let (s, dir) = seeded().await;
+    s.state.writer.stop().await;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    sql(&dir, "DELETE FROM events WHERE buffer = 4; DELETE FROM buffers WHERE idx = 4; DELETE FROM events_fts;");
+    let (ok, out) = verify(&dir);
+    assert!(!ok && out.contains("size_regression"), "{out}");
+    let mut config = trailkeep::config::Config::for_tests(&dir);
+    let err = trailkeep::server::open(config.clone()).err().expect("must refuse").to_string();
+    assert!(err.contains("rollback detected"), "{err}");
+    config.accept_db_state = true;
+    assert!(trailkeep::server::open(config).is_ok());
+}
