@@ -1,6 +1,7 @@
 //! trailkeep: a self-hosted, tamper-evident audit trail server speaking the H2O Audit Trail and
 //! Pangea Secure Audit Log APIs over one log. See ARCHITECTURE.md for the map.
 
+pub mod backup;
 pub mod config;
 pub mod event;
 pub mod export;

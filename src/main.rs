@@ -32,6 +32,22 @@ enum Command {
         #[command(flatten)]
         dir: DataDir,
     },
+    /// Take a consistent online copy of the database (and its checkpoint) while the server runs
+    Backup {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Destination file (must not exist); its checkpoint is written to FILE.checkpoint
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into an empty data directory
+    Restore {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The backup file written by `trailkeep backup`
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Verify the whole log: hashes, trees, signed roots and the checkpoint file
     Verify {
         #[command(flatten)]
@@ -136,6 +152,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command, dir } => keys(command, &data_dir(&dir)),
+        Command::Backup { dir, to } => {
+            let cp = trailkeep::backup::backup(&data_dir(&dir), &to)?;
+            println!("backup written to {} (tree size {}, root {})", to.display(), cp.root.size, cp.root.root_hash);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { dir, from } => {
+            let dir = data_dir(&dir);
+            trailkeep::backup::restore(&from, &dir)?;
+            println!("restored {} into {}; run `trailkeep verify` to check it", from.display(), dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Verify { dir, against } => {
             let dir = data_dir(&dir);
             let report = trailkeep::verify::verify(&dir, against.as_deref())?;

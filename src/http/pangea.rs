@@ -14,7 +14,7 @@ use crate::event::{EventType, NewEvent, Origin, StoredEvent};
 use crate::export::{CSV_COLUMNS, csv_safe};
 use crate::keys::{Principal, now_micros};
 use crate::ledger::format_micros;
-use crate::ledger::merkle::{encode_path, parse_hash, path};
+use crate::ledger::merkle::{CompactTree, encode_path, parse_hash, path};
 use crate::search::pangea_query;
 use crate::store::search::{EventRow, PANGEA_ORDER_BY, PangeaQuery, buffer_hashes, pangea_search, rows_by_seq};
 use crate::store::writer::{self, Outcome, WriteError};
@@ -434,7 +434,8 @@ fn new_event(
         .filter_map(|k| text(k))
         .collect();
     Ok(NewEvent {
-        uid: Uuid::new_v4(),
+        // Time-ordered ids keep the unique index append-only for Pangea events.
+        uid: Uuid::now_v7(),
         origin: Origin::Pangea,
         workspace: tenant,
         actor: text("actor").unwrap_or_default(),
@@ -909,7 +910,8 @@ async fn render_page(state: &State, snap: &Snapshot, offset: usize, limit: usize
         if verbose {
             for r in &rows {
                 if let std::collections::hash_map::Entry::Vacant(v) = buffers.entry(r.buffer) {
-                    v.insert(buffer_hashes(c, r.buffer)?);
+                    let (first, hashes) = buffer_hashes(c, r.buffer)?;
+                    v.insert((first, CompactTree::from_leaves(hashes)));
                 }
             }
         }
@@ -924,8 +926,8 @@ async fn render_page(state: &State, snap: &Snapshot, offset: usize, limit: usize
         .map(|r| {
             let mut e = json!({"envelope": envelope_of(r), "hash": hex::encode(r.hash), "published": r.buffer < size});
             if verbose && r.buffer < size {
-                let (first, hashes) = &buffers[&r.buffer];
-                let mut proof = path((r.seq - first) as usize, hashes);
+                let (first, hot) = &buffers[&r.buffer];
+                let mut proof = hot.path((r.seq - first) as usize, hot.len());
                 proof.extend(tree.path(r.buffer as usize, size as usize));
                 e["leaf_index"] = json!(r.buffer);
                 e["membership_proof"] = json!(encode_path(&proof));

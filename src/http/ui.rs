@@ -30,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/tail", web::get().to(tail))
         .route("/api/v1/export", web::get().to(export))
         .route("/healthz", web::get().to(|| async { HttpResponse::Ok().json(json!({"status": "ok"})) }))
+        .route("/readyz", web::get().to(readyz))
         .default_service(web::to(fallback));
 }
 
@@ -49,6 +50,24 @@ async fn principal(state: &State, req: &HttpRequest) -> Result<Principal, HttpRe
         }
         AuthFailure::Unavailable => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service unavailable"),
     })
+}
+
+/// Ready when the database answers, the writer runs, and the tree matches the checkpoint file.
+async fn readyz(state: State) -> HttpResponse {
+    let db = with_reader(&state, |c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await.is_ok();
+    let writer = !state.writer.is_closed();
+    let dir = state.data_dir.clone();
+    let ledger = state.ledger.clone();
+    let checkpoint = web::block(move || match crate::ledger::read_checkpoint(&dir) {
+        Ok(Some(cp)) => crate::ledger::check_against_checkpoint(&ledger.tree.read(), &ledger.tree_name, &cp).is_ok(),
+        Ok(None) => true,
+        Err(_) => false,
+    })
+    .await
+    .unwrap_or(false);
+    let ready = db && writer && checkpoint;
+    let body = json!({"ready": ready, "database": db, "writer": writer, "checkpoint": checkpoint, "tree_size": state.ledger.size()});
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
 async fn whoami(state: State, req: HttpRequest) -> HttpResponse {

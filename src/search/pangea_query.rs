@@ -74,7 +74,12 @@ pub const FIELDS: &[&str] = &[
     "tenant_id",
     "timestamp",
     "received_at",
+    "text",
 ];
+
+/// The full-text pseudo-field (an extension): `text:word` matches events whose indexed text
+/// contains every word of the value as a whole word (FTS5), e.g. `text:"disk full"`.
+pub const FULLTEXT_FIELD: &str = "text";
 
 /// Fields that accept the comparisons `>`, `>=`, `<`, `<=`.
 const TIME_FIELDS: &[&str] = &["timestamp", "received_at"];
@@ -158,6 +163,23 @@ pub trait Columns {
     /// Fields a bare term (no field) searches: the term matches if ANY of them contains it.
     /// These are field *names*: each is passed to [`Columns::text`].
     fn bare_fields(&self) -> Vec<String>;
+    /// SQL yielding a boolean for a full-text match against the bound FTS5 query `?`
+    /// (e.g. `e.seq IN (SELECT rowid FROM fts WHERE fts MATCH ?)`); `None` if unsupported.
+    fn fulltext(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Words of a full-text value as an FTS5 query: each token double-quoted (inner quotes
+/// doubled), joined by spaces (AND). User text is never FTS5 syntax.
+pub fn fts_query(value: &str) -> Option<String> {
+    let words: Vec<String> = value
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(MAX_TERMS)
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
 }
 
 /// Build a SQL boolean expression. Every user value goes into `params` as a bound parameter
@@ -192,6 +214,14 @@ fn join(items: &[Expr], sep: &str, empty: &str, cols: &dyn Columns, params: &mut
 
 fn term_sql(t: &Term, cols: &dyn Columns, params: &mut Vec<Value>) -> String {
     match (&t.field, t.op) {
+        (Some(f), Op::Contains | Op::Equals) if f == FULLTEXT_FIELD => match (cols.fulltext(), fts_query(&t.value)) {
+            (Some(sql), Some(q)) => {
+                params.push(Value::Text(q));
+                format!("({sql})")
+            }
+            (Some(_), None) => "(1)".to_string(),
+            (None, _) => "(0)".to_string(),
+        },
         (Some(f), Op::Contains | Op::Equals) => text_test(&cols.text(f), t.op, &t.value, params),
         (None, Op::Contains | Op::Equals) => {
             let parts: Vec<String> =

@@ -181,7 +181,7 @@ impl Columns for PangeaColumns {
             "source" => "e.source".into(),
             "status" => "e.status".into(),
             "target" => "e.target".into(),
-            "received_at" => "strftime('%Y-%m-%dT%H:%M:%fZ', e.received_at / 1000000.0, 'unixepoch')".into(),
+            "received_at" => "json_extract(e.envelope, '$.received_at')".into(),
             "message" | "new" | "old" | "timestamp" => format!("json_extract(e.envelope, '$.event.{field}')"),
             _ => "NULL".into(),
         }
@@ -191,6 +191,9 @@ impl Columns for PangeaColumns {
             "received_at" => "e.received_at".into(),
             _ => "e.event_time".into(),
         }
+    }
+    fn fulltext(&self) -> Option<String> {
+        Some("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into())
     }
     fn bare_fields(&self) -> Vec<String> {
         ["actor", "action", "message", "new", "old", "source", "status", "target", "tenant_id", "timestamp"]

@@ -83,6 +83,10 @@ impl WriterHandle {
         rx.await.map_err(|_| WriteError::Stopped)?
     }
 
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Asks the writer to finish what is queued, checkpoint the WAL and stop.
     pub async fn stop(&self) {
         let _ = self.tx.send(Msg::Stop).await;

@@ -67,3 +67,21 @@ async fn rollback_is_refused_at_start() {
     config.accept_db_state = true;
     assert!(trailkeep::server::open(config).is_ok());
 }
+
+#[actix_web::test]
+async fn backup_while_serving_restores_and_verifies() {
+    let (_s, dir) = seeded().await;
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("copy.db");
+    let st = Command::new(bin()).args(["backup", "--data-dir"]).arg(&dir).arg("--to").arg(&file).status().unwrap();
+    assert!(st.success());
+    let restored = out.path().join("restored");
+    let st =
+        Command::new(bin()).args(["restore", "--data-dir"]).arg(&restored).arg("--from").arg(&file).status().unwrap();
+    assert!(st.success());
+    let (ok, text) = verify(&restored);
+    assert!(ok && text.contains("tree size 5"), "{text}");
+    let st =
+        Command::new(bin()).args(["restore", "--data-dir"]).arg(&restored).arg("--from").arg(&file).output().unwrap();
+    assert!(!st.status.success(), "restore over an existing database must be refused");
+}

@@ -51,7 +51,7 @@ function kvList(obj, { keys = Object.keys(obj).sort(), onFilter, path = '' } = {
     if (onFilter && !path && FILTERABLE.has(k) && typeof v === 'string' && v !== '') {
       dd.append(h('button', {
         type: 'button', className: 'mini', onClick: () => onFilter(k, v),
-        attrs: { 'aria-label': `Show only events whose ${k} is ${v}` },
+        attrs: { 'aria-label': `Filter: only events whose ${k} is ${v}` },
       }, 'Filter'));
     }
     dl.append(dt, dd);

@@ -31,6 +31,7 @@ let live = null;
 const items = new Map(); // hash → { event, root, unpublishedRoot, source }
 const verdicts = new Map(); // hash → result | 'pending'
 let currentEvents = [];
+let renderedKey = ''; // which page of which search the table shows, to skip needless re-renders
 
 // ------------------------------------------------------------------ sign in / out ----
 
@@ -90,6 +91,7 @@ function signOut(message = '') {
   search = null;
   searchSeq++;
   inflightKey = null;
+  renderedKey = '';
   items.clear();
   verdicts.clear();
   clear(el('result-rows'));
@@ -316,6 +318,7 @@ function onSort(col) {
 function setColumns(ids) {
   visible = COLUMNS.filter((c) => c.fixed || ids.includes(c.id)).map((c) => c.id);
   saveVisibleColumns(visible);
+  renderedKey = '';
   renderColumnChooser(el('columns-panel'), visible, setColumns);
   renderHead(el('results-head'), visible, state.sort, state.order, onSort);
   if (search) showPage();
@@ -349,6 +352,7 @@ async function runSearch() {
   const query = buildQuery(state);
   const bounds = timeBounds(state);
   search = null;
+  renderedKey = '';
   inflightKey = key;
   currentEvents = [];
   if (live) restartLive();
@@ -458,6 +462,9 @@ async function showPage() {
   } else {
     hideMessage();
   }
+  const key = `${s.id}|${offset}|${state.size}|${visible.join(',')}`;
+  if (key === renderedKey) return; // same rows already shown (e.g. only the detail changed)
+  renderedKey = key;
   const ms = renderRows(el('result-rows'), events, visible, { hrefFor, verdicts, selected: state.ev });
   const table = el('results-table');
   table.dataset.renderMs = ms.toFixed(1);

@@ -129,6 +129,7 @@ export function buildRow(e, cols, hrefFor, verdicts, selected) {
       a.className = 'row-link';
       a.href = hrefFor(e);
       a.textContent = col.get(e) || '(no time)';
+      if (typeof e.envelope?.received_at === 'string') a.title = e.envelope.received_at;
       td.append(a);
     } else if (col.id === 'verified') {
       td.append(verdictBadge(verdicts?.get(e.hash)));

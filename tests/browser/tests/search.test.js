@@ -165,12 +165,14 @@ describe('search, filters and detail', () => {
     await page.goto(`${server.url}/?q=${encodeURIComponent(`message:"${tag}"`)}&f=status%3Dfailure&f=actor%3Aa`);
     await waitForResults(page);
     await screenshot(page, 'results-filtered');
+    await page.goto(`${server.url}/?q=${encodeURIComponent(`message:"${tag}"`)}`);
+    await waitForResults(page);
+    await screenshot(page, 'results');
   });
 
   it('opens an event: every field, old/new diff, raw envelope, hash, leaf index, proof; Verify says Verified', async () => {
     await page.goto(`${server.url}/?q=${encodeURIComponent(`message:"${tag} event 7"`)}`);
     await waitForResults(page);
-    await screenshot(page, 'results');
     // keyboard: focus the row link and press Enter
     await page.locator('#result-rows a.row-link').first().focus();
     await page.keyboard.press('Enter');
