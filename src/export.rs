@@ -108,49 +108,131 @@ impl Write for ChannelWriter<'_> {
     }
 }
 
-/// Runs the query and streams every matching row in `format` (`csv`, `json`, `jsonl.gz`).
+/// Runs the query and streams every matching row in `format` (`csv`, `json`, `jsonl.gz`) to the
+/// HTTP response.
 pub fn stream(pool: &Pool, q: &PangeaQuery, format: &str, tx: &Sender<Chunk>) -> anyhow::Result<()> {
     let conn = pool.get()?;
-    let seqs = pangea_search(&conn, q)?;
     let mut sink = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
+    write_export(&conn, q, format, &mut sink, |_, _| {})?;
+    sink.flush()?;
+    Ok(())
+}
+
+/// Writes every event matching `q` to `out`, page by page; `progress(done, total)` after each page.
+/// Returns the number of events written.
+pub fn write_export<W: Write>(
+    conn: &rusqlite::Connection,
+    q: &PangeaQuery,
+    format: &str,
+    out: W,
+    mut progress: impl FnMut(usize, usize),
+) -> anyhow::Result<usize> {
+    let seqs = pangea_search(conn, q)?;
+    let total = seqs.len();
+    let mut done = 0;
     match format {
         "csv" => {
-            let mut w = csv::Writer::from_writer(&mut sink);
+            let mut w = csv::Writer::from_writer(out);
             w.write_record(CSV_COLUMNS)?;
             for page in seqs.chunks(PAGE) {
-                for r in rows_by_seq(&conn, page)? {
+                for r in rows_by_seq(conn, page)? {
                     w.write_record(csv_record(&r))?;
                 }
+                done += page.len();
+                progress(done, total);
             }
             w.flush()?;
         }
         "json" => {
-            sink.write_all(b"[")?;
-            let mut first = true;
+            let mut out = out;
+            out.write_all(b"[")?;
             for page in seqs.chunks(PAGE) {
-                for r in rows_by_seq(&conn, page)? {
-                    if !first {
-                        sink.write_all(b",\n")?;
+                for r in rows_by_seq(conn, page)? {
+                    if done > 0 {
+                        out.write_all(b",\n")?;
                     }
-                    first = false;
-                    serde_json::to_writer(&mut sink, &row_json(&r))?;
+                    done += 1;
+                    serde_json::to_writer(&mut out, &row_json(&r))?;
                 }
+                progress(done, total);
             }
-            sink.write_all(b"]\n")?;
+            out.write_all(b"]\n")?;
+            out.flush()?;
         }
-        _ => {
-            let mut gz = flate2::write::GzEncoder::new(&mut sink, flate2::Compression::fast());
+        "jsonl.gz" => {
+            let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
             for page in seqs.chunks(PAGE) {
-                for r in rows_by_seq(&conn, page)? {
+                for r in rows_by_seq(conn, page)? {
                     serde_json::to_writer(&mut gz, &row_json(&r))?;
                     gz.write_all(b"\n")?;
                 }
+                done += page.len();
+                progress(done, total);
             }
-            gz.finish()?;
+            gz.finish()?.flush()?;
         }
+        other => anyhow::bail!("unknown export format {other} (csv, json or jsonl.gz)"),
     }
-    sink.flush()?;
-    Ok(())
+    Ok(total)
+}
+
+/// `trailkeep export`: reads the database directly (read-only), with a progress bar on a terminal.
+pub fn export_cli(
+    data_dir: &std::path::Path,
+    since: Option<&str>,
+    until: Option<&str>,
+    query: &str,
+    format: &str,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<usize> {
+    use std::io::IsTerminal;
+    let now = crate::keys::now_micros();
+    let time = |s: Option<&str>| -> anyhow::Result<Option<i64>> {
+        match s {
+            None => Ok(None),
+            Some(s) => crate::http::pangea::parse_time_or_duration(s, now)
+                .map(Some)
+                .ok_or_else(|| anyhow::anyhow!("invalid time {s:?}: use RFC 3339 or a duration such as 7d")),
+        }
+    };
+    let expr = crate::search::pangea_query::parse(query).map_err(|e| anyhow::anyhow!("invalid query: {}", e.detail))?;
+    let q = PangeaQuery {
+        expr,
+        start_us: time(since)?,
+        end_us: time(until)?,
+        ascending: true,
+        order_by: "received_at".into(),
+        max_results: usize::MAX >> 1,
+        ..Default::default()
+    };
+    let conn = rusqlite::Connection::open_with_flags(
+        crate::store::db_path(data_dir),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let n = match out {
+        Some(path) => {
+            let f = std::io::BufWriter::new(std::fs::File::create(path)?);
+            write_export(&conn, &q, format, f, progress)?
+        }
+        None => write_export(&conn, &q, format, std::io::BufWriter::new(std::io::stdout().lock()), progress)?,
+    };
+    bar.finish_and_clear();
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -48,6 +48,26 @@ enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Export events (streamed; a progress bar on a terminal)
+    Export {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Start of the receive-time window (RFC 3339 or a duration such as 7d)
+        #[arg(long)]
+        since: Option<String>,
+        /// End of the receive-time window (RFC 3339 or a duration)
+        #[arg(long)]
+        until: Option<String>,
+        /// Pangea query language, e.g. 'actor:alice AND -status:ok'
+        #[arg(long, default_value = "")]
+        query: String,
+        /// csv, json or jsonl.gz
+        #[arg(long, default_value = "jsonl.gz", value_parser = ["csv", "json", "jsonl.gz"])]
+        format: String,
+        /// Output file (default: standard output)
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Verify the whole log: hashes, trees, signed roots and the checkpoint file
     Verify {
         #[command(flatten)]
@@ -152,6 +172,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command, dir } => keys(command, &data_dir(&dir)),
+        Command::Export { dir, since, until, query, format, out } => {
+            let n = trailkeep::export::export_cli(
+                &data_dir(&dir),
+                since.as_deref(),
+                until.as_deref(),
+                &query,
+                &format,
+                out.as_deref(),
+            )?;
+            eprintln!("exported {n} events");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Backup { dir, to } => {
             let cp = trailkeep::backup::backup(&data_dir(&dir), &to)?;
             println!("backup written to {} (tree size {}, root {})", to.display(), cp.root.size, cp.root.root_hash);

@@ -56,6 +56,7 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
         token_key,
         pangea: PangeaState::default(),
         started: std::time::Instant::now(),
+        shutdown: tokio::sync::watch::channel(false).0,
     });
     Ok(Opened { state, writer_thread, bootstrap_key })
 }
@@ -108,6 +109,7 @@ fn spawn_last_used_flusher(data_dir: &std::path::Path, keys: Arc<KeyStore>) {
 /// Serves until SIGINT/SIGTERM, then drains in-flight requests and closes the database.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
+    crate::http::observe::init_metrics();
     let opened = open(config)?;
     let mut out = std::io::stdout();
     if let Some(key) = &opened.bootstrap_key {
@@ -118,15 +120,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(actix_web::middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+            .wrap(actix_web::middleware::from_fn(crate::http::observe::observe))
             .wrap(actix_web::middleware::NormalizePath::new(actix_web::middleware::TrailingSlash::MergeOnly))
             .configure(crate::http::configure)
     })
     .workers(2)
     .shutdown_timeout(30)
+    .disable_signals()
     .bind(listen)
     .with_context(|| format!("cannot listen on {listen}"))?;
     let addrs = server.addrs();
     let server = server.run();
+    // Our own signal handling, registered before we announce the address, so a SIGTERM at any
+    // moment after "listening on" is a graceful stop.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let handle = server.handle();
+    let shutdown = opened.state.shutdown.clone();
+    actix_web::rt::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("signal received: finishing in-flight requests");
+        let _ = shutdown.send(true);
+        handle.stop(true).await;
+    });
     for a in &addrs {
         tracing::info!(address = %a, "listening");
         writeln!(out, "listening on http://{a}")?;

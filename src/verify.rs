@@ -35,13 +35,31 @@ fn problem(report: &mut Report, kind: &'static str, detail: String) {
 /// Verifies the database in `data_dir` (opened read-only).
 pub fn verify(data_dir: &Path, against: Option<&Path>) -> anyhow::Result<Report> {
     let path = crate::store::db_path(data_dir);
+    if !path.exists() {
+        anyhow::bail!("no database at {}", path.display());
+    }
     let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let mut report = Report::default();
-    let seed: [u8; 32] = crate::store::get_setting(&conn, "signing_key")?
+    if let Err(e) = check_log(&conn, data_dir, against, &mut report) {
+        // A damaged page stops the scan: report where, then let SQLite's own check say more.
+        let detail = format!("reading the log failed after {} events: {e}", report.events);
+        problem(&mut report, "corrupt", detail);
+    }
+    let _ = conn.execute_batch("ROLLBACK");
+    match conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0)) {
+        Ok(ok) if ok == "ok" => {}
+        Ok(msg) => problem(&mut report, "integrity", msg),
+        Err(e) => problem(&mut report, "integrity", e.to_string()),
+    }
+    Ok(report)
+}
+
+fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report: &mut Report) -> anyhow::Result<()> {
+    let seed: [u8; 32] = crate::store::get_setting(conn, "signing_key")?
         .and_then(|v| v.try_into().ok())
         .ok_or_else(|| anyhow::anyhow!("no signing key in the database"))?;
-    let tree_name = String::from_utf8(crate::store::get_setting(&conn, "tree_name")?.unwrap_or_default())?;
+    let tree_name = String::from_utf8(crate::store::get_setting(conn, "tree_name")?.unwrap_or_default())?;
     let ledger = Ledger::new(CompactTree::new(), tree_name.clone(), seed);
     let key = ledger.public_key();
 
@@ -59,10 +77,10 @@ pub fn verify(data_dir: &Path, against: Option<&Path>) -> anyhow::Result<Report>
         let first: i64 = b.get(1)?;
         let count: i64 = b.get(2)?;
         if idx as usize != tree.len() {
-            problem(&mut report, "gap", format!("buffer {} missing", tree.len()));
+            problem(report, "gap", format!("buffer {} missing", tree.len()));
         }
         if first != expected_seq {
-            problem(&mut report, "gap", format!("buffer {idx} starts at event {first}, expected {expected_seq}"));
+            problem(report, "gap", format!("buffer {idx} starts at event {first}, expected {expected_seq}"));
         }
         let mut hashes: Vec<Hash> = Vec::with_capacity(count as usize);
         for _ in 0..count {
@@ -71,24 +89,20 @@ pub fn verify(data_dir: &Path, against: Option<&Path>) -> anyhow::Result<Report>
                 None => None,
             };
             let Some((seq, buffer, stored, envelope)) = row else {
-                problem(&mut report, "gap", format!("buffer {idx} is missing events"));
+                problem(report, "gap", format!("buffer {idx} is missing events"));
                 break;
             };
             report.events += 1;
             if seq != expected_seq {
-                problem(&mut report, "gap", format!("event {expected_seq} missing (next is {seq})"));
+                problem(report, "gap", format!("event {expected_seq} missing (next is {seq})"));
             }
             expected_seq = seq + 1;
             if buffer != idx {
-                problem(&mut report, "leaf_mismatch", format!("event {seq} claims buffer {buffer}, stored in {idx}"));
+                problem(report, "leaf_mismatch", format!("event {seq} claims buffer {buffer}, stored in {idx}"));
             }
             let h: Hash = Sha256::digest(envelope.as_bytes()).into();
             if stored != h {
-                problem(
-                    &mut report,
-                    "leaf_mismatch",
-                    format!("event {seq}: the envelope does not hash to the stored hash"),
-                );
+                problem(report, "leaf_mismatch", format!("event {seq}: the envelope does not hash to the stored hash"));
             }
             hashes.push(h);
         }
@@ -96,7 +110,7 @@ pub fn verify(data_dir: &Path, against: Option<&Path>) -> anyhow::Result<Report>
         let stored_root: Vec<u8> = b.get(3)?;
         if stored_root != buffer_root {
             problem(
-                &mut report,
+                report,
                 "leaf_mismatch",
                 format!("buffer {idx}: recomputed buffer root differs from the stored one"),
             );
@@ -105,11 +119,7 @@ pub fn verify(data_dir: &Path, against: Option<&Path>) -> anyhow::Result<Report>
         let root = tree.root(tree.len()).unwrap_or([0; 32]);
         let stored_tree_root: Vec<u8> = b.get(4)?;
         if stored_tree_root != root {
-            problem(
-                &mut report,
-                "root_mismatch",
-                format!("root at size {} differs from the recomputed root", tree.len()),
-            );
+            problem(report, "root_mismatch", format!("root at size {} differs from the recomputed root", tree.len()));
         }
         let published: i64 = b.get(5)?;
         let signature: Vec<u8> = b.get(6)?;
@@ -121,12 +131,12 @@ pub fn verify(data_dir: &Path, against: Option<&Path>) -> anyhow::Result<Report>
             signature: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, signature),
         };
         if !verify_root_signature(&key, &sr) {
-            problem(&mut report, "bad_signature", format!("root at size {} has an invalid signature", tree.len()));
+            problem(report, "bad_signature", format!("root at size {} has an invalid signature", tree.len()));
         }
     }
     if let Some(r) = rows.next()? {
         let seq: i64 = r.get(0)?;
-        problem(&mut report, "unsigned_tail", format!("event {seq} and later are not covered by a signed root"));
+        problem(report, "unsigned_tail", format!("event {seq} and later are not covered by a signed root"));
     }
     report.tree_size = tree.len() as u64;
     for (name, cp) in
@@ -140,14 +150,10 @@ pub fn verify(data_dir: &Path, against: Option<&Path>) -> anyhow::Result<Report>
             } else {
                 "inconsistent_with_trusted_checkpoint"
             };
-            problem(&mut report, kind, format!("{name}: {e}"));
+            problem(report, kind, format!("{name}: {e}"));
         }
     }
-    let integrity: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-    if integrity != "ok" {
-        problem(&mut report, "integrity", integrity);
-    }
-    Ok(report)
+    Ok(())
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Checkpoint> {

@@ -52,6 +52,13 @@ impl H2oError {
     fn conflict(id: &Uuid) -> Self {
         Self { status: StatusCode::CONFLICT, code: 6, message: format!("event events/{id} already exists") }
     }
+    fn unsupported_media_type() -> Self {
+        Self {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: 3,
+            message: "the body must be sent as Content-Type: application/json".into(),
+        }
+    }
     fn too_large() -> Self {
         Self { status: StatusCode::PAYLOAD_TOO_LARGE, code: 3, message: "request body too large".into() }
     }
@@ -91,6 +98,12 @@ impl ResponseError for H2oError {
     }
 }
 
+/// Adds an `Allow` header to a 405.
+pub fn allow(mut resp: HttpResponse, methods: &'static str) -> HttpResponse {
+    resp.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static(methods));
+    resp
+}
+
 impl From<AuthFailure> for H2oError {
     fn from(f: AuthFailure) -> Self {
         match f {
@@ -121,7 +134,8 @@ impl From<WriteError> for H2oError {
 type H2oResult = Result<HttpResponse, H2oError>;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let mna = || web::to(|| async { H2oError::method_not_allowed().error_response() });
+    let mna = || web::to(|| async { allow(H2oError::method_not_allowed().error_response(), "POST") });
+    let mna_get = || web::to(|| async { allow(H2oError::method_not_allowed().error_response(), "GET") });
     cfg.service(web::resource("/v1/events").route(web::post().to(create_event)).default_service(mna()))
         .service(
             web::resource(["/v1/events:batchCreate", "/v1/events%3AbatchCreate", "/v1/events%3abatchCreate"])
@@ -133,7 +147,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(search_events))
                 .default_service(mna()),
         )
-        .service(web::resource("/version").route(web::get().to(version)).default_service(mna()))
+        .service(web::resource("/version").route(web::get().to(version)).default_service(mna_get()))
         .service(web::resource("/.well-known/openid-configuration").route(web::get().to(openid_configuration)))
         .service(web::resource("/oauth/token").route(web::post().to(token)))
         .service(web::resource("/.ai.h2o.cloud.discovery/v1/environment").route(web::get().to(discovery_environment)))
@@ -451,6 +465,9 @@ struct CreateQuery {
 
 async fn create_event(state: State, req: HttpRequest, payload: web::Payload) -> H2oResult {
     let principal = require(&state, &req, true).await?;
+    if !super::is_json(&req) {
+        return Err(H2oError::unsupported_media_type());
+    }
     let body = read_body(payload, SINGLE_LIMIT).await?;
     let q = web::Query::<CreateQuery>::from_query(req.query_string()).ok();
     let uid = q
@@ -476,6 +493,9 @@ async fn create_event(state: State, req: HttpRequest, payload: web::Payload) -> 
 
 async fn batch_create_events(state: State, req: HttpRequest, payload: web::Payload) -> H2oResult {
     let principal = require(&state, &req, true).await?;
+    if !super::is_json(&req) {
+        return Err(H2oError::unsupported_media_type());
+    }
     let body = read_body(payload, BATCH_LIMIT).await?;
     let value = parse_body(&body)?;
     let requests = match value.get("requests") {
@@ -717,6 +737,9 @@ impl PageToken {
 
 async fn search_events(state: State, req: HttpRequest, payload: web::Payload) -> H2oResult {
     let principal = require(&state, &req, false).await?;
+    if !super::is_json(&req) {
+        return Err(H2oError::unsupported_media_type());
+    }
     let body = read_body(payload, SINGLE_LIMIT).await?;
     let value = parse_body(&body)?;
     let mut parsed = parse_search(&value, &principal)?;
@@ -839,6 +862,10 @@ async fn token(state: State, payload: web::Payload) -> HttpResponse {
     let Some(refresh) = get("refresh_token") else {
         return oauth_error("invalid_request", "refresh_token is required");
     };
+    if crate::keys::parse_key(&refresh).is_none() {
+        // Only API keys are refresh tokens: an access token cannot renew itself.
+        return oauth_error("invalid_grant", "invalid refresh token");
+    }
     let keys = state.keys.clone();
     let result = web::block(move || keys.authenticate(&refresh).map(|p| keys.mint_access_token(&p))).await;
     match result {

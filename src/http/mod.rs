@@ -2,6 +2,7 @@
 //! dialects (`h2o`, `pangea`) plus the UI routes (`ui`).
 
 pub mod h2o;
+pub mod observe;
 pub mod pangea;
 pub mod ui;
 
@@ -31,12 +32,15 @@ pub struct AppState {
     pub token_key: [u8; 32],
     pub pangea: pangea::PangeaState,
     pub started: std::time::Instant,
+    /// Flips to `true` when the server is shutting down (ends live-tail streams).
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 pub type State = web::Data<AppState>;
 
 /// Registers every route: H2O at the root, Pangea under `/pangea`, UI at `/`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(observe::metrics_endpoint));
     pangea::configure(cfg);
     h2o::configure(cfg);
     ui::configure(cfg);
@@ -67,6 +71,15 @@ pub async fn authenticate(state: &State, req: &HttpRequest) -> Result<Principal,
         Ok(Err(AuthError::Invalid)) => Err(AuthFailure::Unauthenticated),
         Ok(Err(AuthError::Storage)) | Err(_) => Err(AuthFailure::Unavailable),
     }
+}
+
+/// Whether the request declares a JSON body (`application/json` or `…+json`).
+pub fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .is_some_and(|t| t == "application/json" || (t.starts_with("application/") && t.ends_with("+json")))
 }
 
 #[derive(Debug)]

@@ -117,12 +117,25 @@ impl Ctx {
                 "There was 1 error(s) in the given payload.",
                 json!({"errors": [{"code": "AboveMaxLength", "detail": "request body too large", "source": "/"}]}),
             ),
-            PangeaError::Unauthenticated => self.respond(
-                StatusCode::UNAUTHORIZED,
-                "Unauthorized",
-                "Not authorized to access this resource",
-                Value::Null,
+            PangeaError::UnsupportedMediaType => self.respond(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "ValidationError",
+                "There was 1 error(s) in the given payload.",
+                json!({"errors": [{"code": "BadFormat", "detail": "the body must be sent as Content-Type: application/json", "source": "/"}]}),
             ),
+            PangeaError::Unauthenticated => {
+                let mut r = self.respond(
+                    StatusCode::UNAUTHORIZED,
+                    "Unauthorized",
+                    "Not authorized to access this resource",
+                    Value::Null,
+                );
+                r.headers_mut().insert(
+                    actix_web::http::header::WWW_AUTHENTICATE,
+                    actix_web::http::header::HeaderValue::from_static("Bearer"),
+                );
+                r
+            }
             PangeaError::Forbidden => self.respond(
                 StatusCode::FORBIDDEN,
                 "Unauthorized",
@@ -155,6 +168,7 @@ enum PangeaError {
     /// (code, detail, source JSON pointer)
     Validation(Vec<(&'static str, String, String)>),
     TooLarge,
+    UnsupportedMediaType,
     Unauthenticated,
     Forbidden,
     NotFound,
@@ -207,19 +221,33 @@ fn finish(ctx: Ctx, summary: impl FnOnce(&Value) -> String, r: PResult) -> HttpR
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/pangea")
-            .route("/v1/log", web::post().to(log))
-            .route("/v2/log", web::post().to(log_bulk))
-            .route("/v2/log_async", web::post().to(log_bulk_async))
-            .route("/v1/log_stream", web::post().to(log_stream))
-            .route("/v1/search", web::post().to(search))
-            .route("/v1/results", web::post().to(results))
-            .route("/v1/root", web::post().to(root))
-            .route("/v1/download_results", web::post().to(download_results))
-            .route("/v1/export", web::post().to(export))
+            .service(post_resource("/v1/log", web::post().to(log)))
+            .service(post_resource("/v2/log", web::post().to(log_bulk)))
+            .service(post_resource("/v2/log_async", web::post().to(log_bulk_async)))
+            .service(post_resource("/v1/log_stream", web::post().to(log_stream)))
+            .service(post_resource("/v1/search", web::post().to(search)))
+            .service(post_resource("/v1/results", web::post().to(results)))
+            .service(post_resource("/v1/root", web::post().to(root)))
+            .service(post_resource("/v1/download_results", web::post().to(download_results)))
+            .service(post_resource("/v1/export", web::post().to(export)))
             .route("/request/{id}", web::get().to(poll))
             .default_service(web::to(|| async { Ctx::new().error(PangeaError::NotFound) })),
     )
     .route("/download/{token}/{name}", web::get().to(download_file));
+}
+
+fn post_resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path).route(route).default_service(web::to(|| async {
+        let mut r = Ctx::new().respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "ValidationError",
+            "There was 1 error(s) in the given payload.",
+            json!({"errors": [{"code": "BadFormat", "detail": "method not allowed; use POST", "source": "/"}]}),
+        );
+        r.headers_mut()
+            .insert(actix_web::http::header::ALLOW, actix_web::http::header::HeaderValue::from_static("POST"));
+        r
+    }))
 }
 
 async fn require(state: &State, req: &HttpRequest, need: fn(&Principal) -> bool) -> Result<Principal, PangeaError> {
@@ -240,7 +268,14 @@ fn any_key(_: &Principal) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Body parsing
 
-async fn body_object(payload: web::Payload, limit: usize) -> Result<Map<String, Value>, PangeaError> {
+async fn body_object(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Map<String, Value>, PangeaError> {
+    if !super::is_json(req) {
+        return Err(PangeaError::UnsupportedMediaType);
+    }
     let bytes = read_body(payload, limit).await?;
     match parse_strict(&bytes, MAX_DEPTH) {
         Ok(Value::Object(m)) => Ok(m),
@@ -500,7 +535,7 @@ async fn remember(state: &State, req: &HttpRequest, ctx: &Ctx, r: &PResult) {
 
 async fn log_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> PResult {
     let principal = require(state, req, can_ingest).await?;
-    let body = body_object(payload, LOG_LIMIT).await?;
+    let body = body_object(req, payload, LOG_LIMIT).await?;
     check_keys(&body, &["event", "verbose", "signature", "public_key", "prev_root"], "")?;
     let verbose = opt_bool(&body, "verbose")?.unwrap_or(false);
     let prev_root = opt_string(&body, "prev_root", 64)?.map(str::to_string);
@@ -556,7 +591,7 @@ async fn parse_bulk(
     payload: web::Payload,
 ) -> Result<(Principal, Vec<NewEvent>, bool), PangeaError> {
     let principal = require(state, req, can_ingest).await?;
-    let body = body_object(payload, BULK_LIMIT).await?;
+    let body = body_object(req, payload, BULK_LIMIT).await?;
     check_keys(&body, &["events", "verbose"], "")?;
     let verbose = opt_bool(&body, "verbose")?.unwrap_or(false);
     let items = match body.get("events") {
@@ -636,7 +671,7 @@ async fn log_stream(state: State, req: HttpRequest, payload: web::Payload) -> Ht
     let ctx = Ctx::new();
     let r = async {
         let principal = require(&state, &req, can_ingest).await?;
-        let body = body_object(payload, BULK_LIMIT).await?;
+        let body = body_object(&req, payload, BULK_LIMIT).await?;
         let Some(Value::Array(logs)) = body.get("logs") else {
             return Err(invalid("FieldRequired", "'logs' is a required property (Auth0 log streaming)", "/logs"));
         };
@@ -750,6 +785,11 @@ fn parse_time_arg(body: &Map<String, Value>, key: &str, now: i64) -> Result<Opti
     ))
 }
 
+/// RFC 3339 (naive = UTC) or a duration before `now`, as µs.
+pub fn parse_time_or_duration(s: &str, now: i64) -> Option<i64> {
+    parse_pangea_time(s).or_else(|| parse_duration(s).map(|d| now - d))
+}
+
 /// `7d`, `1h`, `30mins`…: microseconds.
 fn parse_duration(s: &str) -> Option<i64> {
     let split = s.find(|c: char| !c.is_ascii_digit())?;
@@ -812,7 +852,7 @@ async fn search(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
 
 async fn search_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> PResult {
     let principal = require(state, req, can_search).await?;
-    let body = body_object(payload, LOG_LIMIT).await?;
+    let body = body_object(req, payload, LOG_LIMIT).await?;
     check_keys(
         &body,
         &[
@@ -981,7 +1021,7 @@ fn snapshot_for(state: &State, principal: &Principal, id: &str) -> Result<Snapsh
 
 async fn results_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> PResult {
     let principal = require(state, req, can_search).await?;
-    let body = body_object(payload, LOG_LIMIT).await?;
+    let body = body_object(req, payload, LOG_LIMIT).await?;
     check_keys(&body, &["id", "limit", "offset", "assert_search_restriction", "return_context"], "")?;
     let id =
         opt_string(&body, "id", 128)?.ok_or_else(|| invalid("FieldRequired", "'id' is a required property", "/id"))?;
@@ -1012,7 +1052,7 @@ async fn root(state: State, req: HttpRequest, payload: web::Payload) -> HttpResp
 
 async fn root_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> PResult {
     require(state, req, any_key).await?;
-    let body = body_object(payload, LOG_LIMIT).await?;
+    let body = body_object(req, payload, LOG_LIMIT).await?;
     check_keys(&body, &["tree_size"], "")?;
     let size = opt_int(&body, "tree_size", 1, i64::MAX)?;
     let tree_name = state.ledger.tree_name.clone();
@@ -1034,7 +1074,7 @@ async fn export(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
     let ctx = Ctx::new();
     let r = async {
         let principal = require(&state, &req, can_search).await?;
-        let body = body_object(payload, LOG_LIMIT).await?;
+        let body = body_object(&req, payload, LOG_LIMIT).await?;
         check_keys(&body, &["format", "start", "end", "order_by", "order", "verbose"], "")?;
         match opt_string(&body, "format", 8)? {
             None | Some("csv") | Some("json") => {}
@@ -1079,7 +1119,7 @@ async fn download_results(state: State, req: HttpRequest, payload: web::Payload)
     let ctx = Ctx::new();
     let r = async {
         let principal = require(&state, &req, can_search).await?;
-        let body = body_object(payload, LOG_LIMIT).await?;
+        let body = body_object(&req, payload, LOG_LIMIT).await?;
         check_keys(&body, &["result_id", "request_id", "format", "return_context"], "")?;
         let result_id = opt_string(&body, "result_id", 128)?;
         let request_id = opt_string(&body, "request_id", 128)?;

@@ -87,11 +87,13 @@ async fn public_key(state: State) -> HttpResponse {
     }))
 }
 
-async fn signed_root(state: State, req: HttpRequest, size: web::Path<u64>) -> HttpResponse {
+async fn signed_root(state: State, req: HttpRequest, size: web::Path<String>) -> HttpResponse {
     if let Err(r) = principal(&state, &req).await {
         return r;
     }
-    let size = size.into_inner();
+    let Ok(size) = size.parse::<u64>() else {
+        return problem(StatusCode::NOT_FOUND, "not_found", "no signed root of that size");
+    };
     let name = state.ledger.tree_name.clone();
     match with_reader(&state, move |c| writer::root_at(c, &name, size)).await {
         Ok(Some(root)) => HttpResponse::Ok().json(json!({
@@ -128,18 +130,24 @@ async fn tail(state: State, req: HttpRequest, params: web::Query<TailParams>) ->
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<crate::export::Chunk>(16);
     let st = state.clone();
+    let mut shutdown = state.shutdown.subscribe();
     actix_web::rt::spawn(async move {
         let _ = tx.send(Ok(web::Bytes::from_static(b": tail started\n\n"))).await;
         loop {
-            let woke = tokio::time::timeout(Duration::from_secs(15), notify.recv()).await;
-            if tx.is_closed() {
-                break;
-            }
-            if woke.is_err() {
-                if tx.send(Ok(web::Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
-                    break;
+            tokio::select! {
+                r = notify.recv() => {
+                    if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        break;
+                    }
                 }
-                continue;
+                _ = tokio::time::sleep(Duration::from_secs(15)) => {
+                    if tx.send(Ok(web::Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                _ = shutdown.changed() => break,
+                _ = tx.closed() => break,
             }
             let q = PangeaQuery {
                 expr: expr.clone(),
@@ -245,6 +253,14 @@ fn is_api_path(path: &str) -> bool {
 /// navigations (Accept: text/html) to other UI paths; H2O-shaped 404 everywhere else.
 async fn fallback(req: HttpRequest) -> HttpResponse {
     let path = req.path();
+    let get_routes = ["/api/v1/whoami", "/api/v1/public-key", "/api/v1/tail", "/api/v1/export", "/healthz", "/readyz"];
+    if req.method() != actix_web::http::Method::GET
+        && (get_routes.contains(&path) || path.starts_with("/api/v1/roots/"))
+    {
+        let mut r = problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use GET");
+        r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+        return r;
+    }
     if req.method() != actix_web::http::Method::GET && req.method() != actix_web::http::Method::HEAD
         || is_api_path(path)
     {

@@ -155,7 +155,7 @@ impl WriterState {
                     Err(_) => break,
                 }
             }
-            self.commit_group(jobs);
+            stopping |= self.commit_group(jobs, &mut rx);
         }
         if let Err(e) = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
             tracing::warn!(error = %e, "final WAL checkpoint failed");
@@ -163,16 +163,32 @@ impl WriterState {
         tracing::info!("writer stopped");
     }
 
-    fn commit_group(&mut self, jobs: Vec<Job>) {
+    /// Commits one group and replies. Returns true if a stop was requested meanwhile.
+    fn commit_group(&mut self, jobs: Vec<Job>, rx: &mut mpsc::Receiver<Msg>) -> bool {
         let mut inputs: Vec<Vec<NewEvent>> = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
         for j in jobs {
             inputs.push(j.events);
             replies.push(j.reply);
         }
-        let saved = (self.next_seq, self.last_received);
+        let mut stop = false;
         match self.write(inputs) {
             Ok((results, tree_size, committed)) => {
+                if let Err(e) = self.publish_checkpoint() {
+                    // Committed but not yet in the checkpoint file: hold the replies (never ack
+                    // before the checkpoint) and retry; meanwhile refuse new work with 503.
+                    tracing::error!(error = %e, "cannot write the checkpoint file; holding replies and retrying");
+                    let (ok, stopped) = self.retry_checkpoint(rx);
+                    stop = stopped;
+                    if !ok {
+                        for reply in replies {
+                            let _ = reply.send(Err(WriteError::Storage("checkpoint file not writable".into())));
+                        }
+                        return stop;
+                    }
+                }
+                metrics::histogram!("trailkeep_group_commit_events").record(committed.len() as f64);
+                metrics::counter!("trailkeep_events_ingested_total").increment(committed.len() as u64);
                 for (reply, outcomes) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(Appended { outcomes, tree_size }));
                 }
@@ -181,20 +197,47 @@ impl WriterState {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "write transaction failed");
-                (self.next_seq, self.last_received) = saved;
+                // The transaction may or may not have committed (e.g. the checkpoint file could
+                // not be written after COMMIT): re-derive all writer state from the database.
+                tracing::error!(error = %e, "write failed; the requests in this group are in doubt");
                 self.interned.clear();
-                if let Err(e) = self.reload_tree() {
-                    tracing::error!(error = %e, "cannot reload the tree after a failed write");
+                if let Err(e) = self.reload_state() {
+                    tracing::error!(error = %e, "cannot reload the writer state after a failed write");
                 }
                 for reply in replies {
                     let _ = reply.send(Err(WriteError::Storage(e.to_string())));
                 }
             }
         }
+        stop
     }
 
-    fn reload_tree(&mut self) -> anyhow::Result<()> {
+    /// Retries the checkpoint write until it succeeds or a stop is requested, answering queued
+    /// requests with `Busy` (503, nothing stored) meanwhile. Returns (written, stop requested).
+    fn retry_checkpoint(&mut self, rx: &mut mpsc::Receiver<Msg>) -> (bool, bool) {
+        let mut stop = false;
+        while !stop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            while let Ok(msg) = rx.try_recv() {
+                match msg {
+                    Msg::Append(j) => {
+                        let _ = j.reply.send(Err(WriteError::Busy));
+                    }
+                    Msg::Stop => stop = true,
+                }
+            }
+            if self.publish_checkpoint().is_ok() {
+                tracing::info!("checkpoint file written again; resuming");
+                return (true, stop);
+            }
+        }
+        (false, stop)
+    }
+
+    fn reload_state(&mut self) -> anyhow::Result<()> {
+        let (next_seq, last_received) = next_positions(&self.conn)?;
+        self.next_seq = next_seq;
+        self.last_received = self.last_received.max(last_received);
         let tree = load_tree(&self.conn)?;
         *self.ledger.tree.write() = tree;
         Ok(())
@@ -218,8 +261,10 @@ impl WriterState {
         let result = self.write_in_tx(inputs);
         match result {
             Ok(r) => {
-                self.conn.execute_batch("COMMIT")?;
-                self.publish_checkpoint()?;
+                if let Err(e) = self.conn.execute_batch("COMMIT") {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(e.into());
+                }
                 Ok(r)
             }
             Err(e) => {
@@ -371,6 +416,13 @@ impl WriterState {
 
 fn same_content(a: &NewEvent, b: &NewEvent) -> bool {
     a.event == b.event && a.signature == b.signature && a.public_key == b.public_key
+}
+
+/// The next seq and the newest receive time in the database.
+fn next_positions(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row("SELECT COALESCE(MAX(seq) + 1, 0), COALESCE(MAX(received_at), 0) FROM events", [], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
 }
 
 /// Rebuilds the cold tree from the stored buffer roots.

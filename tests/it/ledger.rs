@@ -85,3 +85,34 @@ async fn backup_while_serving_restores_and_verifies() {
         Command::new(bin()).args(["restore", "--data-dir"]).arg(&restored).arg("--from").arg(&file).output().unwrap();
     assert!(!st.status.success(), "restore over an existing database must be refused");
 }
+
+#[actix_web::test]
+async fn export_cli_streams_every_format() {
+    let (_s, dir) = seeded().await;
+    let out = tempfile::tempdir().unwrap();
+    for fmt in ["csv", "json", "jsonl.gz"] {
+        let file = out.path().join(format!("e.{fmt}"));
+        let st = Command::new(bin())
+            .args(["export", "--format", fmt, "--query", "message:a", "--data-dir"])
+            .arg(&dir)
+            .arg("--out")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        let bytes = std::fs::read(&file).unwrap();
+        let text = if fmt == "jsonl.gz" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut s).unwrap();
+            s
+        } else {
+            String::from_utf8(bytes).unwrap()
+        };
+        let rows = match fmt {
+            "csv" => text.lines().count() - 1,
+            "json" => serde_json::from_str::<Vec<serde_json::Value>>(&text).unwrap().len(),
+            _ => text.lines().count(),
+        };
+        assert_eq!(rows, 5, "{fmt}: {text}");
+    }
+}

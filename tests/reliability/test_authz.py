@@ -1,0 +1,514 @@
+"""Authorization matrix (design/reliability.md §5; H2O spec §10.3; Pangea spec §13).
+
+Every endpoint × every key kind, table-driven; one test per cell:
+
+* no credentials, a malformed token, a well-formed key naming no stored key (valid checksum),
+  a right key id with a wrong secret, a revoked admin key → 401 on every authenticated route;
+* ``ingest`` (all workspaces), ``ingest_w1`` (limited to W1), ``search`` (all workspaces),
+  ``search_w1`` (limited to W1), ``admin``, and an OIDC access token minted for ``search_w1``
+  (it must carry the key's limits).
+
+Pinned choices where the design leaves one open: an admin key may do everything (footnote ¹);
+ingest keys may read ``v1/root`` and the signed roots (Pangea spec §13: "any valid key");
+a workspace-limited search filtered to another workspace gets 200 with zero events (²).
+Content checks: a 200 search never shows a limited key another workspace's event (leaks are
+counted), and an unlimited one does see both. A denied write stores nothing.
+
+Beyond the matrix: a Pangea search id, an export request id or an H2O page token obtained by one
+key is useless to a key without access; download URLs carry ≥128 random bits, are only issued to
+keys that may search, only hold what the issuing key may see, and expire (checked with
+libfaketime when installed, SKIPPED otherwise); revocation takes effect at once, also for minted
+access tokens; all 401s look alike and carry ``WWW-Authenticate``.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import gzip
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+from urllib.parse import urlparse
+
+import pytest
+import requests
+
+import relharness as rh
+
+pytestmark = pytest.mark.authz
+F = "authz"
+W1, W2 = "workspaces/az-w1", "workspaces/az-w2"
+ANON = ["none", "malformed", "unknown_key", "wrong_secret", "revoked"]
+KEYED = ["ingest", "ingest_w1", "search", "search_w1", "admin", "token_search_w1"]
+KINDS = ANON + KEYED
+SEARCHERS = {"search", "search_w1", "admin", "token_search_w1"}
+INGESTERS = {"ingest", "ingest_w1", "admin"}
+LIMITED = {"ingest_w1", "search_w1", "token_search_w1"}
+
+
+class Env:
+    def __init__(self, srv: rh.Server):
+        self.srv = srv
+        self.url = srv.url
+        admin = srv.admin_key
+        self.keys: Dict[str, Optional[str]] = {
+            "none": None,
+            "malformed": "not-a-key",
+            "unknown_key": rh.forge_key(),
+            "wrong_secret": rh.forge_key(key_id=rh.key_id_of(admin)),
+            "ingest": srv.create_key(["ingest"], name="az-ingest"),
+            "ingest_w1": srv.create_key(["ingest"], [W1], name="az-ingest-w1"),
+            "search": srv.create_key(["search"], name="az-search"),
+            "search_w1": srv.create_key(["search"], [W1], name="az-search-w1"),
+            "admin": admin,
+        }
+        revoked = srv.create_key(["admin"], name="az-revoked")
+        # warm the verified-key cache first, so revocation must beat the cache
+        assert rh.Api(self.url, revoked).request("GET", "/api/v1/whoami").status_code == 200
+        srv.revoke_key(revoked)
+        self.keys["revoked"] = revoked
+        r = requests.post(self.url + "/oauth/token", data={"grant_type": "refresh_token", "client_id": "trailkeep",
+                                                           "refresh_token": self.keys["search_w1"]}, timeout=10)
+        assert r.status_code == 200, rh.short(r)
+        self.keys["token_search_w1"] = r.json()["access_token"]
+        api = rh.Api(self.url, admin)
+        # e1 in W1 and e2 in W2, through both APIs.
+        self.marker = "az" + uuid.uuid4().hex[:10]
+        for ws in (W1, W2):
+            assert api.h2o_create(rh.h2o_event(ws, token=self.marker)).status_code == 200
+            assert api.pangea("/v1/log", {"event": rh.pangea_event(ws, message=f"{self.marker} {ws}")}).status_code == 200
+        # Per key: its own Pangea search id and export/async request id.
+        self.search_id: Dict[str, str] = {}
+        self.request_id: Dict[str, str] = {}
+        for kind in KINDS:
+            k = self.keys[kind]
+            a = rh.Api(self.url, k)
+            if kind in SEARCHERS:
+                self.search_id[kind] = rh.pangea_ok(a.pangea("/v1/search", {"query": self.marker, "limit": 50}))["id"]
+                r = a.pangea("/v1/export", {"format": "json"})
+                assert r.status_code == 202, rh.short(r)
+                self.request_id[kind] = r.json()["request_id"]
+            elif kind in INGESTERS:
+                r = a.pangea("/v2/log_async", {"events": [{"event": rh.pangea_event(W1, message="async")}]})
+                assert r.status_code == 202, rh.short(r)
+                self.request_id[kind] = r.json()["request_id"]
+
+    def api(self, kind: str) -> rh.Api:
+        return rh.Api(self.url, self.keys[kind], timeout=30)
+
+
+@pytest.fixture(scope="module")
+def env(tk_tmp):
+    # Self-audit off: its asynchronous event per H2O search would race the "a denied write stores
+    # nothing" snapshots of the cells that follow.
+    srv = rh.Server(tk_tmp / "authz", ["--no-self-audit"], log_dir=tk_tmp)
+    srv.start()
+    e = Env(srv)
+    yield e
+    # Live-tail connections delay a graceful stop (see test_faults.py::test_sigterm_with_a_live_tail_
+    # open_exits_promptly); wait them out here so that finding is reported once, there.
+    rc = srv.stop(timeout=45)
+    v = srv.verify()
+    assert rc == 0 and v.returncode == 0, f"rc={rc}; verify: {v.stdout}"
+
+
+# ----------------------------------------------------------------------------------------- checks
+def workspaces_h2o(r) -> List[str]:
+    return [e["workspace"] for e in r.json()["events"]]
+
+
+def workspaces_pangea(r) -> List[str]:
+    return [e["envelope"]["event"].get("tenant_id", "") for e in r.json()["result"]["events"]]
+
+
+def scope_check(kind: str, seen: List[str], must_see_w2: bool = True) -> Optional[str]:
+    """A limited key sees only W1; an unlimited one sees W2 too (when the query covers it)."""
+    if kind in LIMITED:
+        leaked = [w for w in seen if w != W1]
+        if leaked:
+            rh.fig_add(F, "cross_workspace_leaks", len(leaked))
+            return f"{kind} (limited to {W1}) saw events of {sorted(set(leaked))}"
+    elif must_see_w2 and W2 not in seen:
+        return f"{kind} (all workspaces) should see the {W2} event: saw {sorted(set(seen))}"
+    return None
+
+
+def h2o_batch_mixed_check(env, kind, r) -> Optional[str]:
+    j = r.json()
+    if kind == "ingest_w1":
+        fr = j["failedRequests"]
+        if list(fr) != ["1"] or fr["1"].get("code") != 7 or len(j["events"]) != 1:
+            return f"ingest_w1 batch with a W2 item: expected item 1 failed with code 7: {json.dumps(j)[:300]}"
+    elif j["failedRequests"] or len(j["events"]) != 2:
+        return f"{kind}: both items should be stored: {json.dumps(j['failedRequests'])[:200]}"
+    return None
+
+
+def ev(ws, **over):
+    return rh.h2o_event(ws, token="authz", **over)
+
+
+def tail_call(env, kind):
+    r = requests.get(env.url + "/api/v1/tail", headers=rh.bearer(env.keys[kind]), stream=True, timeout=10)
+    r.close()
+    return r
+
+
+# endpoint name -> (call(env, kind) -> Response, expected {kind: status}, write?, check(env, kind, r) -> problem)
+def E(call, expect, write=False, check=None):
+    return {"call": call, "expect": expect, "write": write, "check": check}
+
+
+def allow(kinds, ok, denied=403):
+    """Expectation: `ok` for `kinds`, `denied` for the other keyed kinds, 401 for ANON."""
+    out = {k: 401 for k in ANON}
+    out.update({k: (ok if k in kinds else denied) for k in KEYED})
+    return out
+
+
+def public(code=200):
+    return {k: code for k in KINDS}
+
+
+def _oauth(env, kind):
+    data = {"grant_type": "refresh_token", "client_id": "trailkeep"}
+    if env.keys[kind]:
+        data["refresh_token"] = env.keys[kind]
+    return requests.post(env.url + "/oauth/token", data=data, timeout=10)
+
+
+ENDPOINTS: Dict[str, dict] = {
+    # ---------------------------------------------------------------- H2O
+    "h2o.create.W1": E(lambda e, k: e.api(k).h2o_create(ev(W1)), allow(INGESTERS, 200), write=True),
+    "h2o.create.W2": E(lambda e, k: e.api(k).h2o_create(ev(W2)), allow({"ingest", "admin"}, 200), write=True),
+    "h2o.create.no_workspace": E(lambda e, k: e.api(k).h2o_create(ev("")), allow({"ingest", "admin"}, 200),
+                                 write=True),
+    "h2o.create.override_W2": E(lambda e, k: e.api(k).h2o_create(ev(W1, workspaceOverride=W2)),
+                                allow({"ingest", "admin"}, 200), write=True),
+    "h2o.batch.W1": E(lambda e, k: e.api(k).h2o_batch([(str(uuid.uuid4()), ev(W1)), (str(uuid.uuid4()), ev(W1))]),
+                      allow(INGESTERS, 200), write=True),
+    "h2o.batch.W1+W2": E(lambda e, k: e.api(k).h2o_batch([(str(uuid.uuid4()), ev(W1)), (str(uuid.uuid4()), ev(W2))]),
+                         allow(INGESTERS, 200), write=True, check=h2o_batch_mixed_check),
+    "h2o.search.all": E(lambda e, k: e.api(k).h2o_search({"actionRegex": "CREATE"}), allow(SEARCHERS, 200),
+                        check=lambda e, k, r: scope_check(k, workspaces_h2o(r))),
+    "h2o.search.W2": E(lambda e, k: e.api(k).h2o_search({"workspaceExact": W2}), allow(SEARCHERS, 200),
+                       check=lambda e, k, r: scope_check(k, workspaces_h2o(r))),
+    "h2o.search.W1": E(lambda e, k: e.api(k).h2o_search({"workspaceExact": W1}), allow(SEARCHERS, 200),
+                       check=lambda e, k, r: None if W1 in workspaces_h2o(r) else f"{k} should see its W1 event"),
+    # ---------------------------------------------------------------- Pangea
+    "pangea.log.W1": E(lambda e, k: e.api(k).pangea("/v1/log", {"event": rh.pangea_event(W1)}),
+                       allow(INGESTERS, 200), write=True),
+    "pangea.log.W2": E(lambda e, k: e.api(k).pangea("/v1/log", {"event": rh.pangea_event(W2)}),
+                       allow({"ingest", "admin"}, 200), write=True),
+    "pangea.log.no_tenant": E(lambda e, k: e.api(k).pangea("/v1/log", {"event": rh.pangea_event("")}),
+                              allow({"ingest", "admin"}, 200), write=True),
+    "pangea.v2log.W1": E(lambda e, k: e.api(k).pangea("/v2/log", {"events": [{"event": rh.pangea_event(W1)}]}),
+                         allow(INGESTERS, 200), write=True),
+    "pangea.v2log.W1+W2": E(lambda e, k: e.api(k).pangea("/v2/log", {"events": [{"event": rh.pangea_event(W1)},
+                                                                                  {"event": rh.pangea_event(W2)}]}),
+                            allow({"ingest", "admin"}, 200), write=True),
+    "pangea.v2log_async.W1": E(lambda e, k: e.api(k).pangea("/v2/log_async",
+                                                            {"events": [{"event": rh.pangea_event(W1)}]}),
+                               allow(INGESTERS, 202), write=True),
+    "pangea.v2log_async.W2": E(lambda e, k: e.api(k).pangea("/v2/log_async",
+                                                            {"events": [{"event": rh.pangea_event(W2)}]}),
+                               allow({"ingest", "admin"}, 202), write=True),
+    "pangea.log_stream": E(lambda e, k: e.api(k).pangea("/v1/log_stream", {"logs": [{"data": {
+        "type": "s", "description": "login", "user_name": "u"}}]}), allow({"ingest", "admin"}, 200), write=True),
+    "pangea.search.all": E(lambda e, k: e.api(k).pangea("/v1/search", {"query": e.marker, "limit": 100}),
+                           allow(SEARCHERS, 200), check=lambda e, k, r: scope_check(k, workspaces_pangea(r))),
+    "pangea.search.W2": E(lambda e, k: e.api(k).pangea("/v1/search", {"query": f"tenant_id:{W2}", "limit": 100}),
+                          allow(SEARCHERS, 200), check=lambda e, k, r: scope_check(k, workspaces_pangea(r))),
+    "pangea.search.restricted_W2": E(lambda e, k: e.api(k).pangea("/v1/search", {
+        "query": "", "limit": 100, "search_restriction": {"tenant_id": [W2]}}), allow(SEARCHERS, 200),
+        check=lambda e, k, r: scope_check(k, workspaces_pangea(r))),
+    "pangea.results.own": E(lambda e, k: e.api(k).pangea("/v1/results", {"id": e.search_id.get(k, e.search_id["admin"]),
+                                                                          "limit": 100}),
+                            allow(SEARCHERS, 200), check=lambda e, k, r: scope_check(k, workspaces_pangea(r))),
+    "pangea.root": E(lambda e, k: e.api(k).root(), allow(set(KEYED), 200)),
+    "pangea.root.size1": E(lambda e, k: e.api(k).root(1), allow(set(KEYED), 200)),
+    "pangea.download_results.own": E(lambda e, k: e.api(k).pangea("/v1/download_results", {
+        "result_id": e.search_id.get(k, e.search_id["admin"]), "format": "json"}), allow(SEARCHERS, 200)),
+    "pangea.download_results.export": E(lambda e, k: e.api(k).pangea("/v1/download_results", {
+        "request_id": e.request_id.get(k, e.request_id["search"]) if k in SEARCHERS else e.request_id["search"],
+        "format": "csv"}), allow(SEARCHERS, 200)),
+    "pangea.export": E(lambda e, k: e.api(k).pangea("/v1/export", {"format": "csv"}), allow(SEARCHERS, 202)),
+    "pangea.poll.own": E(lambda e, k: e.api(k).request("GET", f"/pangea/request/{e.request_id.get(k, e.request_id['admin'])}"),
+                         allow(set(KEYED), 200)),
+    # ---------------------------------------------------------------- UI routes
+    "ui.whoami": E(lambda e, k: e.api(k).request("GET", "/api/v1/whoami"), allow(set(KEYED), 200)),
+    "ui.roots.1": E(lambda e, k: e.api(k).request("GET", "/api/v1/roots/1"), allow(set(KEYED), 200)),
+    "ui.tail": E(tail_call, allow(SEARCHERS, 200)),
+    "ui.export.json": E(lambda e, k: e.api(k).request("GET", f"/api/v1/export?format=json&query={e.marker}"),
+                        allow(SEARCHERS, 200),
+                        check=lambda e, k, r: scope_check(k, [x["envelope"]["event"].get("tenant_id", "")
+                                                              for x in r.json()])),
+    "ui.export.csv": E(lambda e, k: e.api(k).request("GET", f"/api/v1/export?format=csv&query={e.marker}"),
+                       allow(SEARCHERS, 200),
+                       check=lambda e, k, r: scope_check(k, [w for w in (W1, W2) if w in r.text])),
+    # ---------------------------------------------------------------- public
+    "public.ui.public_key": E(lambda e, k: e.api(k).request("GET", "/api/v1/public-key"), public()),
+    "public.healthz": E(lambda e, k: e.api(k).request("GET", "/healthz"), public()),
+    "public.version": E(lambda e, k: e.api(k).request("GET", "/version"), public()),
+    "public.openid_configuration": E(lambda e, k: e.api(k).request("GET", "/.well-known/openid-configuration"),
+                                     public()),
+    "public.h2o_discovery.environment": E(lambda e, k: e.api(k).request(
+        "GET", "/.ai.h2o.cloud.discovery/v1/environment"), public()),
+    "public.h2o_discovery.services": E(lambda e, k: e.api(k).request("GET", "/.ai.h2o.cloud.discovery/v1/services"),
+                                       public()),
+    "public.h2o_discovery.clients": E(lambda e, k: e.api(k).request("GET", "/.ai.h2o.cloud.discovery/v1/clients"),
+                                      public()),
+    "public.ui_asset": E(lambda e, k: e.api(k).request("GET", "/app.css"), public()),
+    "public.ui_index": E(lambda e, k: e.api(k).request("GET", "/", headers={"Accept": "text/html"}), public()),
+    # The token endpoint exchanges an API key (the refresh token) for an access token. An access
+    # token is not a refresh token (spec §10.4 names the key): exchanging one is refused, or a
+    # leaked one-hour token could be renewed for ever.
+    "oauth.token": E(_oauth, {**{k: 400 for k in ANON}, **{k: 200 for k in KEYED}, "token_search_w1": 400}),
+}
+
+CELLS = [(name, kind) for name in ENDPOINTS for kind in KINDS]
+for _k in ("cells_checked", "cells_failed", "cross_workspace_leaks", "5xx_seen"):
+    rh.fig_add(F, _k, 0)
+
+
+@pytest.mark.parametrize("endpoint,kind", CELLS, ids=[f"{n}[{k}]" for n, k in CELLS])
+def test_cell(env, endpoint, kind):
+    spec = ENDPOINTS[endpoint]
+    expected = spec["expect"][kind]
+    before = env.srv.snapshot() if spec["write"] else None
+    r = spec["call"](env, kind)
+    rh.fig_add(F, "cells_checked")
+    problems = []
+    if r.status_code != expected:
+        problems.append(f"expected {expected}, got {rh.short(r, 240)}")
+    elif 200 <= r.status_code < 300 and spec["check"]:
+        p = spec["check"](env, kind, r)
+        if p:
+            problems.append(p)
+    if r.status_code >= 400 and spec["write"]:
+        after = env.srv.snapshot()
+        if after != before:
+            problems.append(f"denied ({r.status_code}) but the stored state changed {before} -> {after}")
+    if r.status_code >= 500:
+        rh.fig_add(F, "5xx_seen")
+    if problems:
+        rh.fig_add(F, "cells_failed")
+    assert not problems, f"{endpoint} as {kind}: " + "; ".join(problems)
+
+
+# ----------------------------------------------------------------------------------------- beyond
+def test_all_401s_alike_with_www_authenticate(env):
+    """E-401: every kind of bad credential gets the same 401 (no hint which part was wrong) and a
+    WWW-Authenticate header, on every dialect."""
+    problems = []
+    routes = [("h2o", lambda a: a.h2o_search({})), ("pangea", lambda a: a.root()),
+              ("ui", lambda a: a.request("GET", "/api/v1/whoami"))]
+    for name, call in routes:
+        bodies = {}
+        for kind in ANON:
+            r = call(env.api(kind))
+            j = r.json()
+            for volatile in ("request_id", "request_time", "response_time"):
+                j.pop(volatile, None) if isinstance(j, dict) else None
+            bodies[kind] = json.dumps(j, sort_keys=True)
+            if r.status_code != 401:
+                problems.append(f"{name} as {kind}: {rh.short(r)}")
+            if "WWW-Authenticate" not in r.headers:
+                problems.append(f"{name} as {kind}: 401 without WWW-Authenticate")
+        if len(set(bodies.values())) != 1:
+            problems.append(f"{name}: 401 bodies differ between bad-credential kinds: {bodies}")
+    assert not problems, rh.problems_msg("E-401", problems)
+
+
+def test_revocation_is_immediate_also_for_access_tokens(env):
+    """E-revoke: warm the verified-key cache, revoke, call within 1 s: 401; a token minted from
+    the key dies with it."""
+    k = env.srv.create_key(["search"], name="az-revoke-now")
+    a = rh.Api(env.url, k)
+    assert a.root().status_code == 200 and a.root().status_code == 200
+    tok = requests.post(env.url + "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": k},
+                        timeout=10).json()["access_token"]
+    assert rh.Api(env.url, tok).root().status_code == 200
+    env.srv.revoke_key(k)
+    t0 = time.monotonic()
+    r1 = a.root()
+    r2 = rh.Api(env.url, tok).root()
+    took = time.monotonic() - t0
+    assert r1.status_code == 401, f"revoked key still accepted: {rh.short(r1)}"
+    assert r2.status_code == 401, f"access token of a revoked key still accepted: {rh.short(r2)}"
+    assert took < 1.0
+    r3 = requests.post(env.url + "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": k}, timeout=10)
+    assert r3.status_code == 400 and r3.json().get("error") == "invalid_grant", rh.short(r3)
+
+
+def test_search_ids_and_page_tokens_useless_without_access(env):
+    problems = []
+    w1 = env.api("search_w1")
+    # Pangea search ids of keys that see W2 are useless to the W1 key (and to ingest keys).
+    for owner in ("search", "admin"):
+        sid = env.search_id[owner]
+        for label, call in [("v1/results", lambda: w1.pangea("/v1/results", {"id": sid})),
+                            ("v1/download_results", lambda: w1.pangea("/v1/download_results", {"result_id": sid}))]:
+            r = call()
+            if r.status_code != 404:
+                problems.append(f"search_w1 using {owner}'s search id on {label}: {rh.short(r, 200)}")
+        r = env.api("ingest").pangea("/v1/results", {"id": sid})
+        if r.status_code not in (403, 404):
+            problems.append(f"ingest key using {owner}'s search id: {rh.short(r, 200)}")
+    # Export request ids likewise.
+    rid = env.request_id["search"]
+    r = w1.pangea("/v1/download_results", {"request_id": rid})
+    if r.status_code != 404:
+        problems.append(f"search_w1 using search's export request id: {rh.short(r, 200)}")
+    r = w1.request("GET", f"/pangea/request/{rid}")
+    if r.status_code not in (403, 404):  # Pangea spec §4: another key's poll → Unauthorized
+        problems.append(f"search_w1 polling search's export request: {rh.short(r, 200)}")
+    # H2O page tokens are bound to the key that got them.
+    s = env.api("search")
+    for i in range(3):
+        assert env.api("admin").h2o_create(ev(W2 if i % 2 else W1)).status_code == 200
+    first = s.h2o_search({"actionRegex": "CREATE"}, page_size=1)
+    tok = first.json()["nextPageToken"]
+    assert tok, "expected a second page"
+    assert s.h2o_search({"actionRegex": "CREATE"}, page_size=1, token=tok).status_code == 200
+    for kind in ("search_w1", "token_search_w1", "admin", "ingest"):
+        r = env.api(kind).h2o_search({"actionRegex": "CREATE"}, page_size=1, token=tok)
+        if r.status_code not in (400, 403):
+            problems.append(f"{kind} reusing search's H2O page token: {rh.short(r, 200)}")
+        elif r.status_code == 200 and any(w != W1 for w in workspaces_h2o(r)):
+            problems.append(f"{kind} saw other workspaces through search's page token")
+    assert not problems, rh.problems_msg("ids and tokens", problems)
+
+
+def _download(env, kind, body) -> requests.Response:
+    return env.api(kind).pangea("/v1/download_results", body)
+
+
+def test_download_urls_unguessable_scoped_and_unauthenticated(env):
+    problems = []
+    tokens = set()
+    for kind in ("search", "search_w1", "admin"):
+        for fmt in ("json", "csv"):
+            r = _download(env, kind, {"result_id": env.search_id[kind], "format": fmt})
+            res = rh.pangea_ok(r)
+            u = urlparse(res["dest_url"])
+            m = re.fullmatch(r"/download/([^/]+)/[^/]+", u.path)
+            if not m:
+                problems.append(f"unexpected dest_url shape: {res['dest_url']}")
+                continue
+            token = m.group(1)
+            if not re.fullmatch(r"[0-9a-f]{32,}|[A-Za-z0-9_-]{22,}", token):
+                problems.append(f"download token {token!r} carries fewer than 128 random bits")
+            tokens.add(token)
+            exp = time.mktime(time.strptime(res["expires_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+            if not time.time() < exp <= time.time() + 48 * 3600 + 120:
+                problems.append(f"expires_at {res['expires_at']} is not within the next 48 h")
+            f = requests.get(res["dest_url"], timeout=30)  # no Authorization: a capability URL
+            if f.status_code != 200:
+                problems.append(f"download without a key failed: {rh.short(f)}")
+                continue
+            body = gzip.decompress(f.content).decode()
+            if kind == "search_w1" and W2 in body:
+                rh.fig_add(F, "cross_workspace_leaks")
+                problems.append("search_w1's download contains W2 events")
+            if kind != "search_w1" and W2 not in body:
+                problems.append(f"{kind}'s download lacks the W2 event")
+            bad = res["dest_url"].replace(token, token[:-1] + ("0" if token[-1] != "0" else "1"))
+            g = requests.get(bad, timeout=10)
+            if g.status_code != 404:
+                problems.append(f"a download URL with one character changed answered {g.status_code}")
+    if len(tokens) != 6:
+        problems.append(f"download tokens repeat: {len(tokens)} distinct of 6")
+    for kind in ANON + ["ingest", "ingest_w1"]:
+        r = _download(env, kind, {"result_id": env.search_id["admin"]})
+        if r.status_code not in (401, 403) or "dest_url" in r.text:
+            problems.append(f"{kind} was handed a download URL: {rh.short(r, 200)}")
+    assert not problems, rh.problems_msg("download URLs", problems)
+
+
+def test_download_urls_do_not_survive_a_restart(new_server):
+    srv = new_server("dl-restart")
+    a = rh.Api(srv.url, srv.admin_key)
+    a.pangea("/v1/log", {"event": rh.pangea_event(W1, message="x")})
+    sid = rh.pangea_ok(a.pangea("/v1/search", {"query": ""}))["id"]
+    url = rh.pangea_ok(a.pangea("/v1/download_results", {"result_id": sid}))["dest_url"]
+    assert requests.get(url, timeout=10).status_code == 200
+    srv.stop()
+    srv.start()
+    new = url.replace(urlparse(url).netloc, urlparse(srv.url).netloc)
+    r = requests.get(new, timeout=10)
+    assert r.status_code == 404, f"a download URL outlived the server process: {rh.short(r)}"
+
+
+def _libfaketime() -> Optional[str]:
+    for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
+              "/usr/local/lib/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"):
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def test_download_urls_and_search_ids_expire(new_server, tk_tmp):
+    """Move the server's wall clock 49 h ahead (libfaketime, monotonic clock untouched): the
+    search id (48 h, Pangea spec P9) and its download URL must be gone."""
+    lib = _libfaketime()
+    if not lib:
+        pytest.skip("libfaketime not installed (Debian package `faketime`): cannot move the server's clock")
+    rc = tk_tmp / f"faketime-{uuid.uuid4().hex[:6]}"
+    rc.write_text("+0\n")
+    srv = new_server("expiry", env={"LD_PRELOAD": lib, "FAKETIME_TIMESTAMP_FILE": str(rc), "FAKETIME_NO_CACHE": "1",
+                                    "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+    a = rh.Api(srv.url, srv.admin_key)
+    a.pangea("/v1/log", {"event": rh.pangea_event(W1, message="x")})
+    sid = rh.pangea_ok(a.pangea("/v1/search", {"query": ""}))["id"]
+    url = rh.pangea_ok(a.pangea("/v1/download_results", {"result_id": sid}))["dest_url"]
+    assert requests.get(url, timeout=10).status_code == 200
+    rc.write_text("+49h\n")
+    time.sleep(0.2)
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 404, f"download URL still valid 49 h later: {rh.short(r)}"
+    r = a.pangea("/v1/results", {"id": sid})
+    assert r.status_code == 404, f"search id still valid 49 h later: {rh.short(r)}"
+
+
+def test_tail_shows_a_limited_key_only_its_workspace(env):
+    """Live tail (SSE): a W1-limited key never receives a W2 event; an unlimited key gets both."""
+    got: Dict[str, List[str]] = {"search_w1": [], "search": []}
+    stop = threading.Event()
+
+    def listen(kind):
+        try:
+            with requests.get(env.url + "/api/v1/tail", headers=rh.bearer(env.keys[kind]), stream=True,
+                              timeout=(5, 3)) as r:
+                assert r.status_code == 200
+                for line in r.iter_lines(decode_unicode=True):
+                    if stop.is_set():
+                        return
+                    if line and line.startswith("data: "):
+                        e = json.loads(line[6:])
+                        got[kind].append(e["envelope"]["event"].get("tenant_id", ""))
+        except requests.exceptions.RequestException:
+            return
+
+    threads = [threading.Thread(target=listen, args=(k,), daemon=True) for k in got]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    a = env.api("admin")
+    for ws in (W2, W1, W2):
+        assert a.pangea("/v1/log", {"event": rh.pangea_event(ws, message="tail")}).status_code == 200
+    deadline = time.time() + 6
+    while time.time() < deadline and (W1 not in got["search_w1"] or W2 not in got["search"]):
+        time.sleep(0.2)
+    stop.set()
+    leaked = [w for w in got["search_w1"] if w != W1]
+    if leaked:
+        rh.fig_add(F, "cross_workspace_leaks", len(leaked))
+    assert not leaked, f"the W1-limited tail received events of {set(leaked)}"
+    assert W1 in got["search_w1"], f"the W1-limited tail received nothing: {got}"
+    assert W2 in got["search"], f"the unlimited tail missed the W2 event: {got}"
