@@ -20,21 +20,25 @@ export TRAILKEEP_BIN="$PWD/target/debug/trailkeep"
 
 step "Rust unit and integration tests"
 cargo test --locked 2>&1 | tee target/cargo-test.log
-rust_passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' target/cargo-test.log | awk '{s+=$4} END {print s+0}')
+rust_passed=$( (grep -Eo '^test result: ok\. [0-9]+ passed' target/cargo-test.log || true) | awk '{s+=$4} END {print s+0}')
 
 step "conformance: official H2O and Pangea clients"
 bash tests/conformance/setup_venv.sh
 unset H2O_CLOUD_TOKEN_ENDPOINT_URL H2O_CLOUD_DISCOVERY H2O_CLOUD_ENVIRONMENT H2O_CLOUD_CLIENT_PLATFORM_TOKEN
 export NO_PROXY=127.0.0.1,localhost
 target/conformance-venv/bin/pytest tests/conformance -q -p no:cacheprovider 2>&1 | tee target/pytest.log
-py_passed=$(grep -Eo '[0-9]+ passed' target/pytest.log | tail -1 | awk '{print $1}')
+py_passed=$( (grep -Eo '[0-9]+ passed' target/pytest.log || true) | tail -1 | awk '{print $1+0}')
+
+step "reliability: crash loop, faults, bad input, authorization matrix"
+target/conformance-venv/bin/pytest tests/reliability -q -p no:cacheprovider 2>&1 | tee target/reliability.log
+rel_passed=$( (grep -Eo '[0-9]+ passed' target/reliability.log || true) | tail -1 | awk '{print $1+0}')
 
 browser_passed=0
 if [ -f tests/browser/run.sh ]; then
     step "browser tests (Chromium)"
     bash tests/browser/run.sh 2>&1 | tee target/browser.log
-    browser_passed=$(grep -Eo '^# pass [0-9]+' target/browser.log | tail -1 | awk '{print $3}')
+    browser_passed=$( (grep -Eo '^(# |ℹ )pass [0-9]+' target/browser.log || true) | tail -1 | awk '{print $3+0}')
 fi
 
-total=$((rust_passed + ${py_passed:-0} + ${browser_passed:-0}))
+total=$((rust_passed + ${py_passed:-0} + ${rel_passed:-0} + ${browser_passed:-0}))
 printf '\nall suites: %s passed, 0 failed\n' "$total"

@@ -4,3 +4,4 @@ mod common;
 mod h2o;
 mod ledger;
 mod pangea;
+mod props;
