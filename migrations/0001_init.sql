@@ -34,7 +34,7 @@ CREATE INDEX events_actor_time ON events(actor, event_time);
 CREATE INDEX events_action_time ON events(action, event_time);
 
 -- Free text over message, actor, action, target, metadata values and new/old.
-CREATE VIRTUAL TABLE events_fts USING fts5(body, content='', contentless_delete=1, detail='none');
+CREATE VIRTUAL TABLE events_fts USING fts5(body, content='', detail='none');
 
 -- Sealed buffers: buffer idx is leaf idx of the cold tree; each row is also the signed root of size idx+1.
 CREATE TABLE buffers (

@@ -54,7 +54,7 @@ pub fn open_rw(data_dir: &Path) -> anyhow::Result<Connection> {
     }
     configure(&conn)?;
     conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
-    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.pragma_update(None, "cache_size", -32_768)?;
     migrate(&mut conn)?;
     Ok(conn)
 }
@@ -85,7 +85,7 @@ pub fn reader_pool(data_dir: &Path, size: u32) -> anyhow::Result<Pool> {
         .with_init(|c| {
             configure(c)?;
             c.pragma_update(None, "query_only", "ON")?;
-            c.pragma_update(None, "cache_size", -16_384)
+            c.pragma_update(None, "cache_size", -4_096)
         });
     Ok(r2d2::Pool::builder().max_size(size).build(manager)?)
 }

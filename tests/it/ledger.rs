@@ -58,7 +58,7 @@ async fn rollback_is_refused_at_start() {
     let (s, dir) = seeded().await;
     s.state.writer.stop().await;
     std::thread::sleep(std::time::Duration::from_millis(200));
-    sql(&dir, "DELETE FROM events WHERE buffer = 4; DELETE FROM buffers WHERE idx = 4; DELETE FROM events_fts;");
+    sql(&dir, "DELETE FROM events WHERE buffer = 4; DELETE FROM buffers WHERE idx = 4;");
     let (ok, out) = verify(&dir);
     assert!(!ok && out.contains("size_regression"), "{out}");
     let mut config = trailkeep::config::Config::for_tests(&dir);
