@@ -54,29 +54,33 @@ fn row_json(r: &EventRow) -> Value {
 }
 
 fn csv_record(r: &EventRow) -> Vec<String> {
-    let v: Value = serde_json::from_str(&r.envelope).unwrap_or(Value::Null);
-    let ev = &v["event"];
-    let s = |x: &Value| x.as_str().map(csv_safe).unwrap_or_default();
-    vec![
-        s(&v["received_at"]),
-        hex::encode(r.hash),
-        "true".into(),
-        r.buffer.to_string(),
-        String::new(),
-        String::new(),
-        s(&ev["timestamp"]),
-        s(&ev["actor"]),
-        s(&ev["action"]),
-        s(&ev["status"]),
-        s(&ev["source"]),
-        s(&ev["target"]),
-        s(&ev["tenant_id"]),
-        s(&ev["message"]),
-        s(&ev["new"]),
-        s(&ev["old"]),
-        s(&v["signature"]),
-        s(&v["public_key"]),
-    ]
+    csv_row(&row_json(r), None)
+}
+
+/// One CSV row (columns `CSV_COLUMNS`) from a search-event JSON (`envelope`, `hash`, `published`,
+/// `leaf_index`, `membership_proof`), with formula-like cells defused.
+pub fn csv_row(e: &Value, tree_size: Option<u64>) -> Vec<String> {
+    let env = &e["envelope"];
+    let ev = &env["event"];
+    let s = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => csv_safe(s),
+        other => other.to_string(),
+    };
+    let mut row = vec![
+        s(&env["received_at"]),
+        s(&e["hash"]),
+        s(&e["published"]),
+        s(&e["leaf_index"]),
+        s(&e["membership_proof"]),
+        tree_size.map(|t| t.to_string()).unwrap_or_default(),
+    ];
+    row.extend(
+        ["timestamp", "actor", "action", "status", "source", "target", "tenant_id", "message", "new", "old"]
+            .map(|k| s(&ev[k])),
+    );
+    row.extend([s(&env["signature"]), s(&env["public_key"])]);
+    row
 }
 
 /// A sink that forwards bytes to the HTTP response in chunks; fails once the client is gone.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{AuthFailure, BodyError, Expiring, State, authenticate, base_url, random_id, read_body, with_reader};
 use crate::event::canonical::{parse_strict, to_canonical_string};
 use crate::event::{EventType, NewEvent, Origin, StoredEvent};
-use crate::export::{CSV_COLUMNS, csv_safe};
+use crate::export::CSV_COLUMNS;
 use crate::keys::{Principal, now_micros};
 use crate::ledger::format_micros;
 use crate::ledger::merkle::{CompactTree, encode_path, parse_hash, path};
@@ -1198,33 +1198,8 @@ fn write_download_row(
             let _ = writeln!(out, "{line}");
         }
         Some(w) => {
-            let env = &e["envelope"];
-            let ev = &env["event"];
-            let s = |v: &Value| match v {
-                Value::Null => String::new(),
-                Value::String(s) => csv_safe(s),
-                other => other.to_string(),
-            };
-            let row = [
-                s(&env["received_at"]),
-                s(&e["hash"]),
-                s(&e["published"]),
-                s(&e["leaf_index"]),
-                s(&e["membership_proof"]),
-                if e["published"].as_bool() == Some(true) { tree_size.to_string() } else { String::new() },
-                s(&ev["timestamp"]),
-                s(&ev["actor"]),
-                s(&ev["action"]),
-                s(&ev["status"]),
-                s(&ev["source"]),
-                s(&ev["target"]),
-                s(&ev["tenant_id"]),
-                s(&ev["message"]),
-                s(&ev["new"]),
-                s(&ev["old"]),
-                s(&env["signature"]),
-                s(&env["public_key"]),
-            ];
+            let published = e["published"].as_bool() == Some(true);
+            let row = crate::export::csv_row(e, published.then_some(tree_size));
             let _ = w.write_record(row);
         }
     }
