@@ -5,12 +5,22 @@
 #   bash benches/run.sh            # full: 1,000,000-event pre-fill, 3 measured runs of everything
 #   bash benches/run.sh --quick    # quick: 100,000-event pre-fill, shorter runs (for iteration)
 #
-# Options: --prefill N  --runs R  --run-events M  --conns C  --no-pg  --no-writer  --perf  --keep
+# Options: --prefill N  --runs R  --run-events M  --conns C  --no-pg  --no-writer  --parts http,sqlite,writer,pg
+#          --perf (perf record the server during the first bulk, single and search runs)  --keep (keep the data)
+# Environment: QUIET_PCT (default 15) and QUIET_WAIT (default 600 s): before each part, wait up to QUIET_WAIT
+# for the machine to be at most QUIET_PCT% busy (other builds or tests skew every number).
 # Everything runs on this machine and talks to 127.0.0.1 only; the load generator and the server
 # share the cores (no pinning). Every phase ends by count or by time.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+# Run from a private copy, so that editing this file during a run cannot derail it.
+if [ -z "${TK_BENCH_COPY:-}" ]; then
+  ROOT=$(cd "$(dirname "$0")/.." && pwd)
+  COPY=$(mktemp /tmp/trailkeep-bench-run.XXXXXX)
+  cp "$0" "$COPY"
+  TK_BENCH_ROOT=$ROOT TK_BENCH_COPY=$COPY exec bash "$COPY" "$@"
+fi
+ROOT=$TK_BENCH_ROOT
+cd "$ROOT"
 
 PREFILL=1000000
 RUNS=3
@@ -22,6 +32,7 @@ SEARCH_SECONDS=15
 PAGES=1000
 WITH_PG=1
 WITH_WRITER=1
+PARTS=http,sqlite,writer,pg
 PERF=0
 KEEP=0
 MODE=full
@@ -34,12 +45,17 @@ while [ $# -gt 0 ]; do
     --conns) CONNS=$2; shift ;;
     --no-pg) WITH_PG=0 ;;
     --no-writer) WITH_WRITER=0 ;;
+    --parts) PARTS=$2; shift ;;
     --perf) PERF=1 ;;
     --keep) KEEP=1 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
+
+part() { case ",$PARTS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+part pg || WITH_PG=0
+part writer || WITH_WRITER=0
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${BENCH_OUT:-$ROOT/target/bench/$STAMP-$MODE}
@@ -63,6 +79,7 @@ cleanup() {
   fi
   if [ -f "$WORK/pg/data/postmaster.pid" ]; then pg_as "$PGBIN/pg_ctl -D $WORK/pg/data -m immediate stop" >/dev/null 2>&1; fi
   if [ "$KEEP" = 0 ]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
+  rm -f "$TK_BENCH_COPY"
 }
 trap cleanup EXIT
 
@@ -84,7 +101,7 @@ busy_pct() {
   a=($(head -1 /proc/stat)); sleep 5; b=($(head -1 /proc/stat))
   awk -v a="${a[*]}" -v b="${b[*]}" 'BEGIN { n = split(a, x, " "); split(b, y, " "); t = 0;
     for (i = 2; i <= n; i++) t += y[i] - x[i]; idle = (y[5] - x[5]) + (y[6] - x[6]);
-    printf "%d", t > 0 ? 100 * (t - idle) / t : 0 }'
+    printf "%d", (t > 0 ? 100 * (t - idle) / t : 0) }'
 }
 # Other work on the machine skews every number: wait (bounded) for a quiet machine.
 wait_quiet() {
@@ -137,6 +154,7 @@ perf_stop() {
 
 # ---------------------------------------------------------------------------------------------
 # trailkeep over HTTP
+if part http; then
 wait_quiet "trailkeep"
 log "starting trailkeep"
 mkdir -p "$WORK/tk"
@@ -200,9 +218,11 @@ BYTES=$(find "$WORK/tk" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
 N=$(sed -n 's/^ok: \([0-9]*\) events.*/\1/p' "$OUT/verify.out")
 echo "RESULT {\"kind\":\"disk\",\"system\":\"trailkeep\",\"bytes\":$BYTES,\"events\":${N:-0},\"bytes_per_event\":$(awk "BEGIN{printf \"%d\", $BYTES / ${N:-1}}")}" | tee -a "$RESULTS"
 rm -rf "$WORK/tk"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Raw SQLite: trailkeep's schema, rows inserted as the writer does, no HTTP
+if part sqlite; then
 wait_quiet "raw SQLite"
 log "raw SQLite: pre-fill $PREFILL, then $RUNS x $RUN_EVENTS (1000 rows per transaction)"
 run_lg sqlite --dir "$WORK/raw" --start 0 --events "$PREFILL" --label prefill --progress 100000
@@ -214,6 +234,7 @@ done
 BYTES=$(find "$WORK/raw" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
 echo "RESULT {\"kind\":\"disk\",\"system\":\"sqlite-raw\",\"bytes\":$BYTES,\"events\":$NEXT,\"bytes_per_event\":$(awk "BEGIN{printf \"%d\", $BYTES / $NEXT}")}" | tee -a "$RESULTS"
 rm -rf "$WORK/raw"
+fi
 
 if [ "$WITH_WRITER" = 1 ]; then
   wait_quiet "in-process writer"
