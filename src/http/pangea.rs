@@ -24,6 +24,8 @@ const BULK_LIMIT: usize = 16 << 20;
 const MAX_DEPTH: usize = 64;
 const SEARCH_TTL_US: i64 = 48 * 3600 * 1_000_000;
 const REQUEST_TTL_US: i64 = 3600 * 1_000_000;
+const RETRY_TTL_US: i64 = 600 * 1_000_000;
+const RETRY_MAX_EVENTS: usize = 100;
 const EXPORT_TTL_US: i64 = 24 * 3600 * 1_000_000;
 const EXPORT_MAX: usize = 1_000_000;
 
@@ -524,12 +526,17 @@ async fn replayed(state: &State, req: &HttpRequest, ctx: &Ctx) -> Option<HttpRes
     None
 }
 
+/// Keeps a committed log result for retries. The SDK retries within seconds, so entries live
+/// 10 minutes; results of more than `RETRY_MAX_EVENTS` events are not kept (memory stays bounded
+/// under bulk ingest; such a retry is in doubt and is logged again).
 async fn remember(state: &State, req: &HttpRequest, ctx: &Ctx, r: &PResult) {
-    if let Ok(result) = r
-        && let Ok(p) = authenticate(state, req).await
-    {
+    let Ok(result) = r else { return };
+    if result.get("results").and_then(Value::as_array).is_some_and(|a| a.len() > RETRY_MAX_EVENTS) {
+        return;
+    }
+    if let Ok(p) = authenticate(state, req).await {
         let entry = AsyncResult { key_id: p.key_id, result: result.clone() };
-        state.pangea.logged.insert(ctx.request_id.clone(), entry, now_micros() + REQUEST_TTL_US);
+        state.pangea.logged.insert(ctx.request_id.clone(), entry, now_micros() + RETRY_TTL_US);
     }
 }
 
