@@ -1,11 +1,16 @@
-//! Settings: defaults < TOML file < `TRAILKEEP_*` environment < flags (the last two via clap).
+//! Settings: defaults < TOML file (`--config`) < `TRAILKEEP_*` environment < flags. The last two
+//! are merged by clap into [`Overrides`]; [`Config::resolve`] applies them over the file.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// How often the retention purge runs when a retention period is configured.
+pub const DEFAULT_PURGE_INTERVAL_US: i64 = 3600 * 1_000_000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -21,9 +26,28 @@ pub struct Config {
     pub accept_db_state: bool,
     /// OAuth client id advertised by H2O discovery.
     pub oauth_client_id: String,
+    pub retention: Retention,
 }
 
-/// The TOML file: every key optional.
+/// Retention periods, in microseconds: events received longer ago than their workspace's period
+/// lose their content (their hashes stay in the log). `None`/absent = kept forever.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Retention {
+    /// Applies to every workspace without its own entry (including events without a workspace).
+    pub default: Option<i64>,
+    /// Per-workspace periods (`workspaces/w1`, or a Pangea `tenant_id`); `""` is "no workspace".
+    pub workspaces: BTreeMap<String, i64>,
+    /// How often the purge runs.
+    pub interval: i64,
+}
+
+impl Retention {
+    pub fn is_enabled(&self) -> bool {
+        self.default.is_some() || !self.workspaces.is_empty()
+    }
+}
+
+/// The TOML file: every key optional, unknown keys rejected.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -33,14 +57,76 @@ pub struct FileConfig {
     pub redact_private_ips: Option<bool>,
     pub self_audit: Option<bool>,
     pub oauth_client_id: Option<String>,
+    pub retention: Option<RetentionFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionFile {
+    pub default: Option<String>,
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub workspaces: BTreeMap<String, String>,
+}
+
+/// What the environment and the command line set (clap merges `TRAILKEEP_*` and flags).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub public_url: Option<String>,
+    pub no_redact_private_ips: bool,
+    pub no_self_audit: bool,
+    pub accept_db_state: bool,
+    pub retention_default: Option<String>,
 }
 
 impl FileConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
     }
+
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+/// `7d`, `1h`, `30mins`, `2y`…: microseconds.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n.parse().ok()?;
+    let secs: i64 = match unit {
+        "d" | "da" | "day" | "days" => 86_400,
+        "h" | "hour" | "hr" | "hrs" | "hours" => 3600,
+        "mi" | "min" | "mins" | "minute" | "minutes" => 60,
+        "mo" | "mon" | "month" | "months" => 30 * 86_400,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1,
+        "w" | "week" | "weeks" => 7 * 86_400,
+        "y" | "year" | "years" => 365 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(secs)?.checked_mul(1_000_000)
+}
+
+fn duration_setting(name: &str, value: &str) -> anyhow::Result<i64> {
+    match parse_duration(value.trim()) {
+        Some(d) if d > 0 => Ok(d),
+        _ => anyhow::bail!("{name}: {value:?} is not a duration such as 30d, 12h or 1y"),
+    }
+}
+
+/// Formats microseconds as the largest exact unit (`90d`, `36h`, `1s`).
+pub fn format_duration(us: i64) -> String {
+    let secs = us / 1_000_000;
+    for (unit, n) in [("y", 365 * 86_400), ("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("mins", 60)] {
+        if secs >= n && secs % n == 0 {
+            return format!("{}{unit}", secs / n);
+        }
+    }
+    format!("{secs}s")
 }
 
 /// The documented default data directory: `$STATE_DIRECTORY` under systemd, else the XDG data dir
@@ -64,6 +150,181 @@ impl Config {
             self_audit: true,
             accept_db_state: false,
             oauth_client_id: "trailkeep".into(),
+            retention: Retention { interval: DEFAULT_PURGE_INTERVAL_US, ..Default::default() },
         }
+    }
+
+    /// Applies the environment and flags over the file over the defaults.
+    pub fn resolve(file: FileConfig, o: Overrides) -> anyhow::Result<Self> {
+        let listen = match (o.listen, &file.listen) {
+            (Some(l), _) => l,
+            (None, Some(l)) => l.parse().map_err(|e| anyhow::anyhow!("invalid listen address {l:?}: {e}"))?,
+            (None, None) => DEFAULT_LISTEN.parse()?,
+        };
+        if let Some(u) = o.public_url.as_ref().or(file.public_url.as_ref())
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            anyhow::bail!("public_url: {u:?} must start with http:// or https://");
+        }
+        let rf = file.retention.unwrap_or_default();
+        let default = match o.retention_default.as_deref().or(rf.default.as_deref()) {
+            None | Some("") | Some("forever") => None,
+            Some(d) => Some(duration_setting("retention.default", d)?),
+        };
+        let mut workspaces = BTreeMap::new();
+        for (w, d) in &rf.workspaces {
+            if d != "forever" {
+                workspaces.insert(w.clone(), duration_setting(&format!("retention.workspaces.{w:?}"), d)?);
+            } else if default.is_some() {
+                // "forever" exempts a workspace from the default; recorded as i64::MAX.
+                workspaces.insert(w.clone(), i64::MAX);
+            }
+        }
+        let interval = match rf.interval.as_deref() {
+            Some(i) => duration_setting("retention.interval", i)?,
+            None => DEFAULT_PURGE_INTERVAL_US,
+        };
+        Ok(Self {
+            listen,
+            data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(default_data_dir),
+            public_url: o.public_url.or(file.public_url).map(|u| u.trim_end_matches('/').to_string()),
+            redact_private_ips: !o.no_redact_private_ips && file.redact_private_ips.unwrap_or(true),
+            self_audit: !o.no_self_audit && file.self_audit.unwrap_or(true),
+            accept_db_state: o.accept_db_state,
+            oauth_client_id: file.oauth_client_id.unwrap_or_else(|| "trailkeep".into()),
+            retention: Retention { default, workspaces, interval },
+        })
+    }
+
+    /// The effective configuration as TOML (what `trailkeep config show` prints). Nothing secret
+    /// lives in the configuration (keys and the signing key are in the database); credentials
+    /// embedded in `public_url` are masked all the same.
+    pub fn show(&self) -> String {
+        let mut s = String::new();
+        let q = |v: &str| toml::Value::String(v.to_string()).to_string();
+        let _ = writeln!(s, "listen = {}", q(&self.listen.to_string()));
+        let _ = writeln!(s, "data_dir = {}", q(&self.data_dir.display().to_string()));
+        match &self.public_url {
+            Some(u) => _ = writeln!(s, "public_url = {}", q(&mask_userinfo(u))),
+            None => s.push_str("# public_url: not set (taken from each request's Host header)\n"),
+        }
+        let _ = writeln!(s, "redact_private_ips = {}", self.redact_private_ips);
+        let _ = writeln!(s, "self_audit = {}", self.self_audit);
+        let _ = writeln!(s, "oauth_client_id = {}", q(&self.oauth_client_id));
+        s.push_str("\n[retention]\n");
+        match self.retention.default {
+            Some(d) => _ = writeln!(s, "default = {}", q(&format_duration(d))),
+            None => s.push_str("default = \"forever\"\n"),
+        }
+        let _ = writeln!(s, "interval = {}", q(&format_duration(self.retention.interval)));
+        if !self.retention.workspaces.is_empty() {
+            s.push_str("\n[retention.workspaces]\n");
+            for (w, d) in &self.retention.workspaces {
+                let d = if *d == i64::MAX { "forever".to_string() } else { format_duration(*d) };
+                let _ = writeln!(s, "{} = {}", q(w), q(&d));
+            }
+        }
+        s
+    }
+}
+
+fn mask_userinfo(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && !userinfo.contains('/')
+    {
+        return format!("{scheme}://***@{host}");
+    }
+    url.to_string()
+}
+
+/// A commented example file (`trailkeep config example`); a unit test checks it parses.
+pub const EXAMPLE: &str = r#"# trailkeep configuration (TOML). Every key is optional; the values shown are the defaults
+# unless marked "example". Precedence: defaults < this file < TRAILKEEP_* environment < flags.
+# Unknown keys are an error. Secrets (API keys, the signing key) are never configured here:
+# they live in the database and are managed with `trailkeep keys`.
+
+# Address and port to listen on (env TRAILKEEP_LISTEN, flag --listen).
+listen = "127.0.0.1:8080"
+
+# Where the database, WAL and checkpoint file live (env TRAILKEEP_DATA_DIR, flag --data-dir).
+# Default: $STATE_DIRECTORY under systemd, else ~/.local/share/trailkeep.
+# data_dir = "/var/lib/trailkeep"
+
+# Public base URL, used in OIDC/discovery documents and Pangea download links
+# (env TRAILKEEP_PUBLIC_URL). Default: taken from each request's Host header.
+# public_url = "https://audit.example.com"        # example
+
+# Store private source IP addresses as "private" (H2O). Env TRAILKEEP_NO_REDACT_PRIVATE_IPS=1 turns it off.
+redact_private_ips = true
+
+# Record one event for each first-page H2O search (who searched for what).
+# Env TRAILKEEP_NO_SELF_AUDIT=1 turns it off.
+self_audit = true
+
+# OAuth client id advertised by the H2O discovery endpoints.
+oauth_client_id = "trailkeep"
+
+[retention]
+# Events received longer ago than their workspace's period lose their content; their hashes
+# stay, so proofs and `trailkeep verify` still pass, and each purge is itself logged as an
+# event. "forever" (the default) keeps everything. Units: s, mins, h, d, w, mo, y.
+# Env TRAILKEEP_RETENTION_DEFAULT, flag --retention-default.
+default = "forever"
+# How often the purge runs.
+interval = "1h"
+
+[retention.workspaces]
+# Per-workspace periods override the default; "forever" exempts a workspace.
+# "workspaces/legal" = "forever"                 # example
+# "workspaces/sandbox" = "30d"                   # example
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_parses_and_resolves_to_the_defaults() {
+        let file = FileConfig::parse(EXAMPLE).expect("example parses");
+        let c = Config::resolve(file, Overrides { data_dir: Some("/d".into()), ..Default::default() }).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert!(c.redact_private_ips && c.self_audit);
+        assert_eq!(c.retention.default, None);
+        assert!(!c.retention.is_enabled());
+        // Uncommenting the examples still parses.
+        let uncommented = EXAMPLE.replace("# \"workspaces/", "\"workspaces/").replace("# public_url", "public_url");
+        let c = Config::resolve(FileConfig::parse(&uncommented).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(c.retention.workspaces.get("workspaces/sandbox"), Some(&(30 * 86_400 * 1_000_000)));
+        assert_eq!(c.public_url.as_deref(), Some("https://audit.example.com"));
+    }
+
+    #[test]
+    fn precedence_and_errors() {
+        let file = FileConfig::parse(
+            "listen = \"127.0.0.1:9000\"\nself_audit = false\n[retention]\ndefault = \"90d\"\n[retention.workspaces]\n\"workspaces/a\" = \"forever\"\n\"workspaces/b\" = \"7d\"\n",
+        )
+        .unwrap();
+        let o = Overrides { listen: Some("127.0.0.1:9100".parse().unwrap()), ..Default::default() };
+        let c = Config::resolve(file, o).unwrap();
+        assert_eq!(c.listen.port(), 9100, "flag/env beat the file");
+        assert!(!c.self_audit, "file beats the default");
+        assert_eq!(c.retention.default, Some(90 * 86_400 * 1_000_000));
+        assert_eq!(c.retention.workspaces["workspaces/a"], i64::MAX);
+        let shown = c.show();
+        assert!(shown.contains("default = \"90d\"") && shown.contains("\"workspaces/a\" = \"forever\""), "{shown}");
+        assert!(FileConfig::parse(&shown).is_ok(), "config show output is itself a valid file:\n{shown}");
+
+        let err = FileConfig::parse("listne = \"x\"").unwrap_err().to_string();
+        assert!(err.contains("unknown field `listne`"), "{err}");
+        let bad = FileConfig::parse("[retention]\ndefault = \"soon\"").unwrap();
+        let err = Config::resolve(bad, Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("retention.default"), "{err}");
+    }
+
+    #[test]
+    fn masks_credentials_in_urls() {
+        assert_eq!(mask_userinfo("https://u:p@host/x"), "https://***@host/x");
+        assert_eq!(mask_userinfo("https://host/a@b"), "https://host/a@b");
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use trailkeep::config::{Config, DEFAULT_LISTEN, FileConfig, default_data_dir};
+use trailkeep::config::{Config, FileConfig, Overrides, default_data_dir};
 
 #[derive(Parser)]
 #[command(name = "trailkeep", version, about = "A self-hosted, tamper-evident audit trail server")]
@@ -68,6 +68,11 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Print an example configuration file, or the effective configuration
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Verify the whole log: hashes, trees, signed roots and the checkpoint file
     Verify {
         #[command(flatten)]
@@ -100,9 +105,38 @@ struct ServeArgs {
     /// Start even if the database disagrees with the checkpoint file (after an operator decided so)
     #[arg(long)]
     accept_db_state: bool,
+    /// Default retention period (e.g. 400d; "forever" keeps everything)
+    #[arg(long, env = "TRAILKEEP_RETENTION_DEFAULT")]
+    retention_default: Option<String>,
     /// Log format
     #[arg(long, env = "TRAILKEEP_LOG_FORMAT", value_parser = ["pretty", "json"], default_value = "pretty")]
     log_format: String,
+}
+
+impl ServeArgs {
+    fn resolve(&self) -> anyhow::Result<Config> {
+        let file = self.config.as_deref().map(FileConfig::load).transpose()?.unwrap_or_default();
+        Config::resolve(
+            file,
+            Overrides {
+                listen: self.listen,
+                data_dir: self.dir.data_dir.clone(),
+                public_url: self.public_url.clone(),
+                no_redact_private_ips: self.no_redact_private_ips,
+                no_self_audit: self.no_self_audit,
+                accept_db_state: self.accept_db_state,
+                retention_default: self.retention_default.clone(),
+            },
+        )
+    }
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a commented example configuration file
+    Example,
+    /// Print the effective configuration (file < TRAILKEEP_* environment < flags), secrets masked
+    Show(ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -152,26 +186,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(a) => {
             init_logs(&a.log_format);
-            let file = a.config.as_deref().map(FileConfig::load).transpose()?.unwrap_or_default();
-            let listen = match (a.listen, &file.listen) {
-                (Some(l), _) => l,
-                (None, Some(l)) => l.parse().map_err(|e| anyhow::anyhow!("invalid listen address {l}: {e}"))?,
-                (None, None) => DEFAULT_LISTEN.parse()?,
-            };
-            let config = Config {
-                listen,
-                data_dir: a.dir.data_dir.or(file.data_dir).unwrap_or_else(default_data_dir),
-                public_url: a.public_url.or(file.public_url),
-                redact_private_ips: !a.no_redact_private_ips && file.redact_private_ips.unwrap_or(true),
-                self_audit: !a.no_self_audit && file.self_audit.unwrap_or(true),
-                accept_db_state: a.accept_db_state,
-                oauth_client_id: file.oauth_client_id.unwrap_or_else(|| "trailkeep".into()),
-            };
+            let config = a.resolve()?;
             tracing::info!(data_dir = %config.data_dir.display(), "starting trailkeep {}", env!("CARGO_PKG_VERSION"));
             actix_web::rt::System::new().block_on(trailkeep::server::run(config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command, dir } => keys(command, &data_dir(&dir)),
+        Command::Config { command: ConfigCommand::Example } => {
+            print!("{}", trailkeep::config::EXAMPLE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { command: ConfigCommand::Show(a) } => {
+            print!("{}", a.resolve()?.show());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Export { dir, since, until, query, format, out } => {
             let n = trailkeep::export::export_cli(
                 &data_dir(&dir),
@@ -202,7 +230,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}: {}", p.kind, p.detail);
             }
             if report.problems.is_empty() {
-                println!("ok: {} events, tree size {}", report.events, report.tree_size);
+                let purged = if report.purged > 0 {
+                    format!(" ({} with content removed by retention)", report.purged)
+                } else {
+                    String::new()
+                };
+                println!("ok: {} events{purged}, tree size {}", report.events, report.tree_size);
                 Ok(ExitCode::SUCCESS)
             } else {
                 println!("FAILED: {} problem(s)", report.problems.len());

@@ -57,6 +57,7 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
         pangea: PangeaState::default(),
         started: std::time::Instant::now(),
         shutdown: tokio::sync::watch::channel(false).0,
+        retention: Default::default(),
     });
     Ok(Opened { state, writer_thread, bootstrap_key })
 }
@@ -136,6 +137,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // moment after "listening on" is a graceful stop.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    if opened.state.config.retention.is_enabled() {
+        let state = opened.state.clone();
+        actix_web::rt::spawn(async move {
+            let every = std::time::Duration::from_micros(state.config.retention.interval.max(1_000_000) as u64);
+            let mut stop = state.shutdown.subscribe();
+            loop {
+                if let Err(e) = crate::http::admin::run_purge(&state).await {
+                    tracing::warn!(error = %e, "retention purge");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
     let handle = server.handle();
     let shutdown = opened.state.shutdown.clone();
     actix_web::rt::spawn(async move {

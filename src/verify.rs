@@ -11,6 +11,7 @@ use crate::ledger::merkle::{CompactTree, Hash, mth};
 use crate::ledger::{
     Checkpoint, Ledger, SignedRoot, check_against_checkpoint, format_micros, read_checkpoint, verify_root_signature,
 };
+use crate::store::retention::PURGE_ACTION;
 
 /// One named problem found by `verify`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub struct Problem {
 #[derive(Debug, Default)]
 pub struct Report {
     pub events: u64,
+    /// Events whose content was removed by retention (their stored hashes are used).
+    pub purged: u64,
     pub tree_size: u64,
     pub problems: Vec<Problem>,
 }
@@ -65,7 +68,12 @@ fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report:
 
     conn.execute_batch("BEGIN")?;
     let mut tree = CompactTree::new();
-    let mut events = conn.prepare("SELECT seq, buffer, hash, envelope FROM events ORDER BY seq")?;
+    let mut events = conn.prepare(
+        "SELECT e.seq, e.buffer, e.hash, e.envelope, e.purged_at IS NOT NULL,
+                CASE WHEN e.purged_at IS NOT NULL OR e.origin = 2 THEN (SELECT value FROM strings WHERE id = e.workspace) END
+         FROM events e ORDER BY e.seq",
+    )?;
+    let mut purges = Purges::default();
     let mut rows = events.query([])?;
     let mut buffers = conn.prepare(
         "SELECT idx, first_seq, count, buffer_root, root_hash, published_at, signature FROM buffers ORDER BY idx",
@@ -84,11 +92,12 @@ fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report:
         }
         let mut hashes: Vec<Hash> = Vec::with_capacity(count as usize);
         for _ in 0..count {
-            let row: Option<(i64, i64, Vec<u8>, String)> = match rows.next()? {
-                Some(r) => Some((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            type Row = (i64, i64, Vec<u8>, String, bool, Option<String>);
+            let row: Option<Row> = match rows.next()? {
+                Some(r) => Some((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
                 None => None,
             };
-            let Some((seq, buffer, stored, envelope)) = row else {
+            let Some((seq, buffer, stored, envelope, purged, workspace)) = row else {
                 problem(report, "gap", format!("buffer {idx} is missing events"));
                 break;
             };
@@ -99,6 +108,19 @@ fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report:
             expected_seq = seq + 1;
             if buffer != idx {
                 problem(report, "leaf_mismatch", format!("event {seq} claims buffer {buffer}, stored in {idx}"));
+            }
+            if purged {
+                // Content removed by retention: the stored hash stands in for it; a purge event
+                // must account for the row (checked below).
+                report.purged += 1;
+                purges.purged.push((seq, workspace.unwrap_or_default()));
+                hashes.push(stored.as_slice().try_into().unwrap_or([0; 32]));
+                continue;
+            }
+            if let Some(ws) = workspace
+                && envelope.contains(PURGE_ACTION)
+            {
+                purges.declared(seq, ws, &envelope);
             }
             let h: Hash = Sha256::digest(envelope.as_bytes()).into();
             if stored != h {
@@ -139,6 +161,7 @@ fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report:
         problem(report, "unsigned_tail", format!("event {seq} and later are not covered by a signed root"));
     }
     report.tree_size = tree.len() as u64;
+    purges.check(report);
     for (name, cp) in
         [("checkpoint file", read_checkpoint(data_dir)?), ("trusted checkpoint", against.map(read_file).transpose()?)]
     {
@@ -154,6 +177,62 @@ fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report:
         }
     }
     Ok(())
+}
+
+/// Purged rows and the purge events that declare them.
+#[derive(Default)]
+struct Purges {
+    /// (seq, workspace) of every purged row.
+    purged: Vec<(i64, String)>,
+    /// workspace → (first_seq, last_seq, count, purge event seq).
+    declared: std::collections::HashMap<String, Vec<(i64, i64, u64, i64)>>,
+}
+
+impl Purges {
+    fn declared(&mut self, seq: i64, workspace: String, envelope: &str) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(envelope) else { return };
+        let ev = &v["event"];
+        if ev["action"] != PURGE_ACTION {
+            return;
+        }
+        let m = &ev["metadata"];
+        let num = |k: &str| m[k].as_str().and_then(|s| s.parse::<i64>().ok());
+        if let (Some(first), Some(last), Some(count)) = (num("first_seq"), num("last_seq"), num("purged")) {
+            self.declared.entry(workspace).or_default().push((first, last, count as u64, seq));
+        }
+    }
+
+    /// Every purged row lies in a range declared by a later purge event of its workspace, and
+    /// per workspace the purged rows number exactly what the purge events declare.
+    fn check(&self, report: &mut Report) {
+        let mut counts: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        for (seq, ws) in &self.purged {
+            *counts.entry(ws).or_default() += 1;
+            let covered = self
+                .declared
+                .get(ws)
+                .is_some_and(|d| d.iter().any(|(first, last, _, at)| first <= seq && seq <= last && seq < at));
+            if !covered {
+                problem(report, "unexplained_purge", format!("event {seq}: content removed without a purge event"));
+            }
+        }
+        for (ws, d) in &self.declared {
+            let declared: u64 = d.iter().map(|x| x.2).sum();
+            let found = counts.get(ws.as_str()).copied().unwrap_or(0);
+            if declared != found {
+                problem(
+                    report,
+                    "unexplained_purge",
+                    format!("workspace {ws:?}: purge events declare {declared} purged events, {found} found"),
+                );
+            }
+        }
+        for (ws, n) in counts {
+            if !self.declared.contains_key(ws) {
+                problem(report, "unexplained_purge", format!("workspace {ws:?}: {n} purged events, no purge event"));
+            }
+        }
+    }
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Checkpoint> {

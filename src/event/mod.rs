@@ -80,6 +80,30 @@ pub struct NewEvent {
     pub public_key: Option<String>,
 }
 
+/// The text indexed for free-text search, from the stored event object. Ingest and the
+/// retention purge both use it: contentless FTS5 rows can only be deleted with the same text.
+pub fn fts_body(origin: Origin, event: &Map<String, Value>) -> String {
+    let text = |k: &str| event.get(k).and_then(Value::as_str);
+    let mut parts: Vec<&str> = Vec::new();
+    match origin {
+        Origin::Pangea => {
+            parts.extend(
+                ["message", "actor", "action", "target", "source", "status", "new", "old"]
+                    .map(text)
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        Origin::H2o | Origin::Server => {
+            parts.extend(["message", "actor", "action", "target", "event_source"].map(|k| text(k).unwrap_or("")));
+            if let Some(Value::Object(m)) = event.get("metadata") {
+                parts.extend(m.values().filter_map(Value::as_str));
+            }
+        }
+    }
+    parts.join(" ")
+}
+
 /// Builds the envelope JSON for a receive time.
 pub fn envelope(ev: &NewEvent, received_at: &str) -> Value {
     let mut env = Map::new();

@@ -251,7 +251,7 @@ fn valid_metadata_key(k: &str) -> bool {
 }
 
 /// Validates an H2O Event object and maps it to the canonical event.
-fn parse_event(value: &Value, uid: Uuid, redact: bool) -> Result<NewEvent, H2oError> {
+pub(super) fn parse_event(value: &Value, uid: Uuid, redact: bool) -> Result<NewEvent, H2oError> {
     let Value::Object(obj) = value else { return Err(bad_type("event", "an object")) };
     let event_time = match obj.get("eventTime") {
         None | Some(Value::Null) => return Err(H2oError::invalid("event.event_time is required")),
@@ -337,8 +337,7 @@ fn parse_event(value: &Value, uid: Uuid, redact: bool) -> Result<NewEvent, H2oEr
     ev.insert("timestamp".into(), json!(timestamp));
     ev.insert("type".into(), json!(event_type.name()));
     ev.insert("user_agent".into(), json!(user_agent));
-    let mut fts = vec![message.clone(), principal.clone(), action.clone(), resource.clone(), event_source.clone()];
-    fts.extend(metadata.values().filter_map(|v| v.as_str().map(str::to_string)));
+    let fts_body = crate::event::fts_body(Origin::H2o, &ev);
     Ok(NewEvent {
         uid,
         origin: Origin::H2o,
@@ -353,7 +352,7 @@ fn parse_event(value: &Value, uid: Uuid, redact: bool) -> Result<NewEvent, H2oEr
         read_only,
         event_type,
         event_time: Some(event_time.0),
-        fts_body: fts.join(" "),
+        fts_body,
         event: ev,
         signature: None,
         public_key: None,
@@ -821,6 +820,41 @@ fn self_audit(state: &State, req: &HttpRequest, principal: &Principal, filter: &
             tracing::warn!(error = %e, "self-audit event not recorded");
         }
     });
+}
+
+/// The event that records a retention purge in the purged workspace (same shape as the
+/// self-audit events, so both dialects and the UI show it). `verify` reads its metadata.
+pub fn purge_event(info: &crate::store::retention::PurgeInfo) -> NewEvent {
+    let now = chrono::Utc::now();
+    let cutoff = crate::ledger::format_micros(info.cutoff);
+    let body = json!({
+        "eventTime": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "eventSource": "trailkeep",
+        "action": crate::store::retention::PURGE_ACTION,
+        "readOnly": false,
+        "principal": "trailkeep/retention",
+        "sourceIpAddress": "unknown",
+        "status": {"code": 0, "message": ""},
+        "resource": "//audittrail",
+        "metadata": {
+            "message": format!("retention: removed the content of {} events received before {cutoff}", info.count),
+            "purged": info.count.to_string(),
+            "first_seq": info.first_seq.to_string(),
+            "last_seq": info.last_seq.to_string(),
+            "cutoff": cutoff,
+            "retention": crate::config::format_duration(info.period),
+        },
+        "type": "TYPE_SYSTEM",
+    });
+    let mut ev = parse_event(&body, Uuid::new_v4(), false).expect("the purge event is valid");
+    ev.origin = Origin::Server;
+    ev.workspace = info.workspace.clone();
+    if info.workspace.is_empty() {
+        ev.event.remove("tenant_id");
+    } else {
+        ev.event.insert("tenant_id".into(), json!(info.workspace));
+    }
+    ev
 }
 
 async fn version() -> HttpResponse {

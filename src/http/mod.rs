@@ -1,6 +1,7 @@
 //! HTTP: the actix app factory shared by the server and the tests, authentication, and the two
 //! dialects (`h2o`, `pangea`) plus the UI routes (`ui`).
 
+pub mod admin;
 pub mod h2o;
 pub mod observe;
 pub mod pangea;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub started: std::time::Instant,
     /// Flips to `true` when the server is shutting down (ends live-tail streams).
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// The last retention purge (for `GET /api/v1/retention`).
+    pub retention: Mutex<admin::RetentionStatus>,
 }
 
 pub type State = web::Data<AppState>;
@@ -43,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(observe::metrics_endpoint));
     pangea::configure(cfg);
     h2o::configure(cfg);
+    admin::configure(cfg);
     ui::configure(cfg);
 }
 

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::{AuthFailure, BodyError, Expiring, State, authenticate, base_url, random_id, read_body, with_reader};
+use crate::config::parse_duration;
 use crate::event::canonical::{parse_strict, to_canonical_string};
 use crate::event::{EventType, NewEvent, Origin, StoredEvent};
 use crate::export::CSV_COLUMNS;
@@ -466,10 +467,7 @@ fn new_event(
     }
     let text = |k: &str| event.get(k).and_then(Value::as_str).map(str::to_string);
     let status = text("status");
-    let fts: Vec<String> = ["message", "actor", "action", "target", "source", "status", "new", "old"]
-        .iter()
-        .filter_map(|k| text(k))
-        .collect();
+    let fts_body = crate::event::fts_body(Origin::Pangea, &event);
     Ok(NewEvent {
         // Time-ordered ids keep the unique index append-only for Pangea events.
         uid: Uuid::now_v7(),
@@ -485,7 +483,7 @@ fn new_event(
         read_only: false,
         event_type: EventType::Unspecified,
         event_time: text("timestamp").and_then(|t| parse_pangea_time(&t)),
-        fts_body: fts.join(" "),
+        fts_body,
         event,
         signature,
         public_key,
@@ -795,24 +793,6 @@ fn parse_time_arg(body: &Map<String, Value>, key: &str, now: i64) -> Result<Opti
 /// RFC 3339 (naive = UTC) or a duration before `now`, as µs.
 pub fn parse_time_or_duration(s: &str, now: i64) -> Option<i64> {
     parse_pangea_time(s).or_else(|| parse_duration(s).map(|d| now - d))
-}
-
-/// `7d`, `1h`, `30mins`…: microseconds.
-fn parse_duration(s: &str) -> Option<i64> {
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n.parse().ok()?;
-    let secs: i64 = match unit {
-        "d" | "da" | "day" | "days" => 86_400,
-        "h" | "hour" | "hr" | "hrs" | "hours" => 3600,
-        "mi" | "min" | "mins" | "minute" | "minutes" => 60,
-        "mo" | "mon" | "month" | "months" => 30 * 86_400,
-        "s" | "sec" | "secs" | "second" | "seconds" => 1,
-        "w" | "week" | "weeks" => 7 * 86_400,
-        "y" | "year" | "years" => 365 * 86_400,
-        _ => return None,
-    };
-    n.checked_mul(secs)?.checked_mul(1_000_000)
 }
 
 const RESTRICTION_FIELDS: [&str; 6] = ["actor", "action", "source", "status", "target", "tenant_id"];

@@ -35,13 +35,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Problem-style errors for the UI routes.
-fn problem(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
+pub(super) fn problem(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("application/problem+json")
         .json(json!({"type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "code": code, "detail": detail}))
 }
 
-async fn principal(state: &State, req: &HttpRequest) -> Result<Principal, HttpResponse> {
+pub(super) async fn principal(state: &State, req: &HttpRequest) -> Result<Principal, HttpResponse> {
     authenticate(state, req).await.map_err(|f| match f {
         AuthFailure::Unauthenticated => {
             let mut r = problem(StatusCode::UNAUTHORIZED, "invalid_credentials", "a valid API key is required");

@@ -1,6 +1,7 @@
 //! SQLite storage: opening, PRAGMAs, migrations, the `regexp` function, the reader pool and the
 //! single writer. SQL lives here and in the submodules; handlers never touch it.
 
+pub mod retention;
 pub mod search;
 pub mod writer;
 
@@ -16,7 +17,10 @@ pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 pub type PooledConn = r2d2::PooledConnection<SqliteConnectionManager>;
 
 /// Numbered migrations, embedded at compile time. Applied files are never edited; append only.
-pub const MIGRATIONS: &[(&str, &str)] = &[("0001_init.sql", include_str!("../../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init.sql", include_str!("../../migrations/0001_init.sql")),
+    ("0002_retention.sql", include_str!("../../migrations/0002_retention.sql")),
+];
 
 /// Oldest SQLite accepted: 3.51.3 fixes the WAL-reset race.
 const MIN_SQLITE: i32 = 3_051_003;
@@ -34,6 +38,17 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     register_regexp(conn)?;
     Ok(())
+}
+
+/// A second read-write connection to an existing database, for rare writes outside the log
+/// (API keys from the admin API). Never used for events.
+pub fn open_side_rw(data_dir: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        db_path(data_dir),
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn)?;
+    Ok(conn)
 }
 
 /// Opens (creating if needed) the database read-write, applies migrations and returns the connection.

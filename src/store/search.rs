@@ -118,6 +118,7 @@ fn workspace_limit(sql: &mut Sql, allowed: &Option<Vec<String>>) {
 /// Runs an H2O search: newest first by (event_time, seq), `limit` rows.
 pub fn h2o_search(conn: &Connection, q: &H2oQuery) -> rusqlite::Result<Vec<EventRow>> {
     let mut sql = Sql::new();
+    sql.push("e.purged_at IS NULL", []);
     sql.push("e.event_time >= ? AND e.event_time < ?", [SqlValue::Integer(q.start_us), SqlValue::Integer(q.end_us)]);
     for (f, v) in &q.exact {
         match f.column() {
@@ -227,6 +228,7 @@ pub struct PangeaQuery {
 pub fn pangea_search(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Vec<i64>> {
     let cols = PangeaColumns;
     let mut sql = Sql::new();
+    sql.push("e.purged_at IS NULL", []);
     if let Some(s) = q.start_us {
         sql.push("e.received_at >= ?", [SqlValue::Integer(s)]);
     }

@@ -13,6 +13,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
+use super::retention::{self, PurgeEventFn, PurgeInfo, PurgeReport};
+use crate::config::Retention;
 use crate::event::canonical::to_canonical_string;
 use crate::event::{NewEvent, Origin, StoredEvent};
 use crate::ledger::merkle::{CompactTree, Hash, mth};
@@ -55,8 +57,16 @@ struct Job {
     reply: oneshot::Sender<Result<Appended, WriteError>>,
 }
 
+struct PurgeJob {
+    retention: Retention,
+    now: i64,
+    make_event: PurgeEventFn,
+    reply: oneshot::Sender<Result<PurgeReport, WriteError>>,
+}
+
 enum Msg {
     Append(Job),
+    Purge(PurgeJob),
     Stop,
 }
 
@@ -80,6 +90,20 @@ impl WriterHandle {
             mpsc::error::TrySendError::Full(_) => WriteError::Busy,
             mpsc::error::TrySendError::Closed(_) => WriteError::Stopped,
         })?;
+        rx.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Runs the retention purge for `retention` as of `now` (µs) on the writer thread, between
+    /// group commits; `make_event` builds the event that records each purged batch.
+    pub async fn purge(
+        &self,
+        retention: Retention,
+        now: i64,
+        make_event: PurgeEventFn,
+    ) -> Result<PurgeReport, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        let job = PurgeJob { retention, now, make_event, reply };
+        self.tx.send(Msg::Purge(job)).await.map_err(|_| WriteError::Stopped)?;
         rx.await.map_err(|_| WriteError::Stopped)?
     }
 
@@ -139,14 +163,26 @@ impl WriterState {
     fn run(&mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut stopping = false;
         while !stopping {
-            let Some(Msg::Append(first)) = rx.blocking_recv() else { break };
+            let first = match rx.blocking_recv() {
+                Some(Msg::Append(j)) => j,
+                Some(Msg::Purge(p)) => {
+                    self.purge(p);
+                    continue;
+                }
+                _ => break,
+            };
             let mut n = first.events.len();
             let mut jobs = vec![first];
+            let mut purge = None;
             while n < MAX_GROUP_EVENTS {
                 match rx.try_recv() {
                     Ok(Msg::Append(j)) => {
                         n += j.events.len();
                         jobs.push(j);
+                    }
+                    Ok(Msg::Purge(p)) => {
+                        purge = Some(p);
+                        break;
                     }
                     Ok(Msg::Stop) => {
                         stopping = true;
@@ -156,6 +192,9 @@ impl WriterState {
                 }
             }
             stopping |= self.commit_group(jobs, &mut rx);
+            if let Some(p) = purge {
+                self.purge(p);
+            }
         }
         if let Err(e) = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
             tracing::warn!(error = %e, "final WAL checkpoint failed");
@@ -223,6 +262,9 @@ impl WriterState {
                     Msg::Append(j) => {
                         let _ = j.reply.send(Err(WriteError::Busy));
                     }
+                    Msg::Purge(p) => {
+                        let _ = p.reply.send(Err(WriteError::Busy));
+                    }
                     Msg::Stop => stop = true,
                 }
             }
@@ -232,6 +274,91 @@ impl WriterState {
             }
         }
         (false, stop)
+    }
+
+    /// Runs one retention purge job and replies.
+    fn purge(&mut self, job: PurgeJob) {
+        let mut report = PurgeReport::default();
+        let result = loop {
+            match self.purge_batch(&job, &mut report) {
+                Ok(true) => continue,
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        let reply = match result {
+            Ok(()) => {
+                if report.purged > 0 {
+                    tracing::info!(purged = report.purged, purge_events = report.purge_events, "retention purge");
+                }
+                metrics::counter!("trailkeep_events_purged_total").increment(report.purged);
+                Ok(report)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "retention purge failed; it resumes at the next run");
+                self.interned.clear();
+                if let Err(e) = self.reload_state() {
+                    tracing::error!(error = %e, "cannot reload the writer state after a failed purge");
+                }
+                Err(WriteError::Storage(e.to_string()))
+            }
+        };
+        let _ = job.reply.send(reply);
+    }
+
+    /// Purges one batch in one transaction, with one purge event per workspace; false when done.
+    fn purge_batch(&mut self, job: &PurgeJob, report: &mut PurgeReport) -> anyhow::Result<bool> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| -> anyhow::Result<(bool, Vec<Committed>)> {
+            let (batch, floor) = retention::next_batch(&self.conn, &job.retention, job.now)?;
+            if let Some(f) = floor {
+                retention::save_floor(&self.conn, &job.retention, f)?;
+            }
+            if batch.is_empty() {
+                return Ok((false, Vec::new()));
+            }
+            let empty = self.intern("")?;
+            let mut events = Vec::new();
+            for (workspace, period, rows) in batch {
+                for (seq, origin, envelope) in &rows {
+                    retention::purge_row(&self.conn, empty, *seq, *origin, envelope, job.now)?;
+                }
+                let info = PurgeInfo {
+                    workspace: workspace.clone(),
+                    count: rows.len() as u64,
+                    first_seq: rows.first().map_or(0, |r| r.0),
+                    last_seq: rows.last().map_or(0, |r| r.0),
+                    cutoff: job.now.saturating_sub(period),
+                    period,
+                };
+                report.purged += info.count;
+                *report.workspaces.entry(workspace).or_default() += info.count;
+                report.purge_events += 1;
+                events.push((job.make_event)(&info));
+            }
+            let (_, _, committed) = self.write_in_tx(vec![events])?;
+            Ok((true, committed))
+        })();
+        match result {
+            Ok((more, committed)) => {
+                if let Err(e) = self.conn.execute_batch("COMMIT") {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(e.into());
+                }
+                if !committed.is_empty() {
+                    self.publish_checkpoint()?;
+                    metrics::counter!("trailkeep_events_ingested_total").increment(committed.len() as u64);
+                    for c in committed {
+                        let _ = self.committed.send(Arc::new(c));
+                    }
+                }
+                Ok(more)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     fn reload_state(&mut self) -> anyhow::Result<()> {

@@ -14,9 +14,14 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn new() -> Self {
+        Self::with_config(|_| {})
+    }
+
+    pub fn with_config(f: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::for_tests(dir.path());
         config.self_audit = false;
+        f(&mut config);
         let opened = trailkeep::server::open(config).unwrap();
         Self { admin: opened.bootstrap_key.unwrap(), state: opened.state, dir, _writer: Some(opened.writer_thread) }
     }
@@ -43,6 +48,7 @@ pub async fn call(
     let mut req = match method {
         "GET" => test::TestRequest::get(),
         "PUT" => test::TestRequest::put(),
+        "DELETE" => test::TestRequest::delete(),
         _ => test::TestRequest::post(),
     }
     .uri(path)

@@ -5,3 +5,4 @@ mod h2o;
 mod ledger;
 mod pangea;
 mod props;
+mod retention;

@@ -1,0 +1,239 @@
+//! The admin API (admin-scoped keys without a workspace limit): API keys and retention.
+//! Errors use the UI routes' problem JSON. Key changes are themselves logged as events.
+//!
+//! - `GET /api/v1/keys` — list keys (never secrets)
+//! - `POST /api/v1/keys` `{name, scopes: [..], workspaces?: [..]}` — create; the secret is in
+//!   the response only
+//! - `DELETE /api/v1/keys/{id}` — revoke (takes effect at once)
+//! - `GET /api/v1/retention` — the effective retention policy and the last purge
+//! - `POST /api/v1/retention/purge` — run the retention purge now
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::ui::{principal, problem};
+use super::{State, is_json, read_body};
+use crate::config::format_duration;
+use crate::event::Origin;
+use crate::keys::{Principal, Scopes, list_keys};
+use crate::ledger::format_micros;
+use crate::store::retention::{PurgeEventFn, PurgeReport};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/v1/keys")
+            .route(web::get().to(list))
+            .route(web::post().to(create))
+            .default_service(allow("GET, POST")),
+    )
+    .service(web::resource("/api/v1/keys/{id}").route(web::delete().to(revoke)).default_service(allow("DELETE")))
+    .service(web::resource("/api/v1/retention").route(web::get().to(retention)).default_service(allow("GET")))
+    .service(web::resource("/api/v1/retention/purge").route(web::post().to(purge_now)).default_service(allow("POST")));
+}
+
+/// 405 with `Allow` for the other methods on an admin resource.
+fn allow(methods: &'static str) -> actix_web::Route {
+    web::to(move || async move {
+        let mut r = problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &format!("use {methods}"));
+        r.headers_mut()
+            .insert(actix_web::http::header::ALLOW, actix_web::http::header::HeaderValue::from_static(methods));
+        r
+    })
+}
+
+/// The last purge run (time in µs, and what it did).
+#[derive(Default)]
+pub struct RetentionStatus {
+    pub last_run: Option<(i64, Result<PurgeReport, String>)>,
+}
+
+/// Only admin keys without a workspace limit manage keys and retention.
+async fn admin(state: &State, req: &HttpRequest) -> Result<Principal, HttpResponse> {
+    let p = principal(state, req).await?;
+    if !p.scopes.admin || !p.workspaces.is_empty() {
+        return Err(problem(StatusCode::FORBIDDEN, "forbidden", "this needs an admin key without a workspace limit"));
+    }
+    Ok(p)
+}
+
+fn key_json(k: &crate::keys::KeyInfo) -> Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "scopes": k.scopes.names(),
+        "workspaces": k.workspaces,
+        "created_at": format_micros(k.created_at),
+        "last_used_at": k.last_used_at.map(format_micros),
+        "revoked_at": k.revoked_at.map(format_micros),
+    })
+}
+
+async fn list(state: State, req: HttpRequest) -> HttpResponse {
+    if let Err(r) = admin(&state, &req).await {
+        return r;
+    }
+    match super::with_reader(&state, list_keys).await {
+        Ok(keys) => HttpResponse::Ok().json(json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>()})),
+        Err(()) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service unavailable"),
+    }
+}
+
+async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let p = match admin(&state, &req).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if !is_json(&req) {
+        return problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json");
+    }
+    let Ok(body) = read_body(payload, 64 << 10).await else {
+        return problem(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is limited to 64 KiB");
+    };
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&body) else {
+        return problem(StatusCode::BAD_REQUEST, "invalid_body", "the body must be a JSON object");
+    };
+    if let Some(k) = body.keys().find(|k| !["name", "scopes", "workspaces"].contains(&k.as_str())) {
+        return problem(StatusCode::BAD_REQUEST, "invalid_body", &format!("unknown field {k:?}"));
+    }
+    let name = match body.get("name").and_then(Value::as_str).map(str::trim) {
+        Some(n) if !n.is_empty() && n.len() <= 200 => n.to_string(),
+        _ => return problem(StatusCode::BAD_REQUEST, "invalid_name", "name: a non-empty string of at most 200 bytes"),
+    };
+    let strings = |k: &str| -> Option<Vec<String>> {
+        match body.get(k) {
+            None | Some(Value::Null) => Some(Vec::new()),
+            Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_string)).collect(),
+            _ => None,
+        }
+    };
+    let (Some(scope_names), Some(workspaces)) = (strings("scopes"), strings("workspaces")) else {
+        return problem(StatusCode::BAD_REQUEST, "invalid_body", "scopes and workspaces must be arrays of strings");
+    };
+    let scopes = match Scopes::parse_list(&scope_names) {
+        Ok(s) if s != Scopes::default() => s,
+        Ok(_) => return problem(StatusCode::BAD_REQUEST, "invalid_scopes", "at least one of ingest, search, admin"),
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_scopes", &e),
+    };
+    if workspaces.iter().any(|w| w.is_empty() || w.len() > 200) || workspaces.len() > 1000 {
+        return problem(StatusCode::BAD_REQUEST, "invalid_workspaces", "workspaces must be non-empty names");
+    }
+    let dir = state.data_dir.clone();
+    let (n, ws) = (name.clone(), workspaces.clone());
+    let created = web::block(move || -> anyhow::Result<crate::keys::CreatedKey> {
+        let conn = crate::store::open_side_rw(&dir)?;
+        crate::keys::create_key(&conn, &n, scopes, &ws)
+    })
+    .await;
+    match created {
+        Ok(Ok(k)) => {
+            record(&state, &req, &p, "actions/audittrail/keys/CREATE", &k.id, json!({"name": name}));
+            HttpResponse::Created().json(json!({
+                "id": k.id, "name": name, "scopes": scopes.names(), "workspaces": workspaces, "secret": k.secret,
+            }))
+        }
+        _ => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the key could not be stored; retry"),
+    }
+}
+
+async fn revoke(state: State, req: HttpRequest, id: web::Path<String>) -> HttpResponse {
+    let p = match admin(&state, &req).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let id = id.into_inner();
+    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return problem(StatusCode::NOT_FOUND, "not_found", "no active key with that id");
+    }
+    let dir = state.data_dir.clone();
+    let key_id = id.clone();
+    let done = web::block(move || -> anyhow::Result<bool> {
+        let conn = crate::store::open_side_rw(&dir)?;
+        Ok(crate::keys::revoke_key(&conn, &key_id)?)
+    })
+    .await;
+    match done {
+        Ok(Ok(true)) => {
+            record(&state, &req, &p, "actions/audittrail/keys/REVOKE", &id, json!({}));
+            HttpResponse::NoContent().finish()
+        }
+        Ok(Ok(false)) => problem(StatusCode::NOT_FOUND, "not_found", "no active key with that id"),
+        _ => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the key could not be revoked; retry"),
+    }
+}
+
+/// Logs an admin action as an event (asynchronously, like the H2O self-audit).
+fn record(state: &State, req: &HttpRequest, p: &Principal, action: &str, key_id: &str, extra: Value) {
+    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    let mut metadata = json!({"key_id": key_id});
+    if let (Some(m), Value::Object(e)) = (metadata.as_object_mut(), extra) {
+        m.extend(e);
+    }
+    let body = json!({
+        "eventTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "eventSource": "trailkeep",
+        "action": action,
+        "readOnly": false,
+        "principal": format!("keys/{}", p.key_id),
+        "sourceIpAddress": peer,
+        "status": {"code": 0, "message": ""},
+        "resource": format!("//audittrail/keys/{key_id}"),
+        "metadata": metadata,
+        "type": "TYPE_API",
+    });
+    let Ok(mut ev) = super::h2o::parse_event(&body, Uuid::new_v4(), state.config.redact_private_ips) else { return };
+    ev.origin = Origin::Server;
+    let writer = state.writer.clone();
+    actix_web::rt::spawn(async move {
+        if let Err(e) = writer.append(vec![ev]).await {
+            tracing::warn!(error = %e, "admin event not recorded");
+        }
+    });
+}
+
+async fn retention(state: State, req: HttpRequest) -> HttpResponse {
+    if let Err(r) = admin(&state, &req).await {
+        return r;
+    }
+    let r = &state.config.retention;
+    let period = |d: i64| if d == i64::MAX { "forever".to_string() } else { format_duration(d) };
+    let last = state.retention.lock().last_run.as_ref().map(|(at, res)| match res {
+        Ok(rep) => json!({"at": format_micros(*at), "ok": true, "report": rep}),
+        Err(e) => json!({"at": format_micros(*at), "ok": false, "error": e}),
+    });
+    HttpResponse::Ok().json(json!({
+        "enabled": r.is_enabled(),
+        "default": r.default.map_or("forever".to_string(), period),
+        "workspaces": r.workspaces.iter().map(|(w, d)| (w.clone(), json!(period(*d)))).collect::<serde_json::Map<_, _>>(),
+        "interval": format_duration(r.interval),
+        "last_run": last,
+    }))
+}
+
+async fn purge_now(state: State, req: HttpRequest) -> HttpResponse {
+    if let Err(r) = admin(&state, &req).await {
+        return r;
+    }
+    if !state.config.retention.is_enabled() {
+        return problem(StatusCode::CONFLICT, "retention_disabled", "no retention period is configured");
+    }
+    match run_purge(&state).await {
+        Ok(report) => HttpResponse::Ok().json(report),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e),
+    }
+}
+
+/// Runs one purge through the writer and records the outcome for `GET /api/v1/retention`.
+pub async fn run_purge(state: &State) -> Result<PurgeReport, String> {
+    let make: PurgeEventFn = Arc::new(super::h2o::purge_event);
+    let now = crate::keys::now_micros();
+    let res = state.writer.purge(state.config.retention.clone(), now, make).await.map_err(|e| match e {
+        crate::store::writer::WriteError::Busy => "the writer is busy; retry".to_string(),
+        _ => "the purge failed; it is retried at the next run".to_string(),
+    });
+    state.retention.lock().last_run = Some((now, res.clone()));
+    res
+}

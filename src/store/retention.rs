@@ -1,0 +1,195 @@
+//! Retention: events received longer ago than their workspace's period lose their content. The
+//! row keeps seq, hash, buffer, workspace and times, so every proof and `trailkeep verify` still
+//! pass; the envelope becomes `''`, content columns are cleared, the free-text entry is deleted
+//! and `purged_at` is set. Each purged batch is itself logged as an event in its workspace, in
+//! the same transaction, declaring how many events it purged and their seq range; `verify`
+//! checks that every purged row is covered by such an event.
+//!
+//! Purge events themselves are never purged.
+//!
+//! The purge runs on the writer thread (see `writer::WriterHandle::purge`), in transactions of
+//! at most [`BATCH`] events.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::config::Retention;
+use crate::event::NewEvent;
+
+/// The action of the event that records a purge.
+pub const PURGE_ACTION: &str = "actions/audittrail/events/PURGE";
+/// Most events purged in one transaction.
+pub const BATCH: usize = 10_000;
+
+/// What one purge event declares (also the input to the event's builder).
+#[derive(Debug, Clone, Serialize)]
+pub struct PurgeInfo {
+    pub workspace: String,
+    pub count: u64,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    /// Events received before this time (µs) were purged.
+    pub cutoff: i64,
+    /// The retention period applied (µs).
+    pub period: i64,
+}
+
+/// Builds the event that records a purge (supplied by the HTTP layer, so that it has the same
+/// shape as the server's other events in both dialects).
+pub type PurgeEventFn = Arc<dyn Fn(&PurgeInfo) -> NewEvent + Send + Sync>;
+
+/// The outcome of one purge run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PurgeReport {
+    /// Events whose content was removed, in all.
+    pub purged: u64,
+    /// Per workspace.
+    pub workspaces: BTreeMap<String, u64>,
+    /// Purge events appended to the log.
+    pub purge_events: u64,
+}
+
+/// A row to purge: (seq, origin, envelope).
+pub type Row = (i64, i64, String);
+/// One batch of rows to purge: (workspace, period, rows).
+pub type Batch = Vec<(String, i64, Vec<Row>)>;
+
+/// The id of an interned string, if it was ever stored.
+pub fn string_id(conn: &Connection, value: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT id FROM strings WHERE value = ?1")?.query_row([value], |r| r.get(0)).optional()
+}
+
+/// The first seq received at or after `t` (µs); seqs are contiguous and `received_at` grows
+/// strictly with seq, so this is a binary search over primary-key lookups.
+pub fn boundary_seq(conn: &Connection, t: i64) -> rusqlite::Result<i64> {
+    let n: i64 = conn.query_row("SELECT COALESCE(MAX(seq) + 1, 0) FROM events", [], |r| r.get(0))?;
+    let mut stmt = conn.prepare_cached("SELECT received_at FROM events WHERE seq = ?1")?;
+    let (mut lo, mut hi) = (0i64, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let at: i64 = stmt.query_row([mid], |r| r.get(0))?;
+        if at < t { lo = mid + 1 } else { hi = mid }
+    }
+    Ok(lo)
+}
+
+/// The next batch of rows due for purging under `r` at `now`, or an empty batch when done.
+/// `floor` (settings `retention_floor`) is where the default-period scan resumes; it restarts at
+/// 0 whenever the set of workspaces with their own period changes.
+pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Result<(Batch, Option<i64>)> {
+    let rows = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<Vec<(i64, i64, String, i64)>> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let it = stmt.query_map(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        it.collect()
+    };
+    // Purge events are never purged: `verify` needs what they declare (they hold no personal data).
+    let keep = string_id(conn, PURGE_ACTION)?.unwrap_or(-1);
+    // Workspaces with their own period.
+    for (ws, period) in &r.workspaces {
+        if *period == i64::MAX {
+            continue;
+        }
+        let Some(ws_id) = string_id(conn, ws)? else { continue };
+        let bound = boundary_seq(conn, now.saturating_sub(*period))?;
+        let found = rows(
+            &format!(
+                "SELECT seq, origin, envelope, workspace FROM events
+                 WHERE workspace = ?1 AND seq < ?2 AND purged_at IS NULL AND NOT (origin = 2 AND action = ?3)
+                 ORDER BY seq LIMIT {BATCH}"
+            ),
+            &[&ws_id, &bound, &keep],
+        )?;
+        if !found.is_empty() {
+            let batch = vec![(ws.clone(), *period, found.into_iter().map(|(s, o, e, _)| (s, o, e)).collect())];
+            return Ok((batch, None));
+        }
+    }
+    // Everything else, under the default period.
+    let Some(period) = r.default else { return Ok((Vec::new(), None)) };
+    let fingerprint = r.workspaces.keys().cloned().collect::<Vec<_>>().join("\n");
+    let same = super::get_setting(conn, "retention_workspaces")?.is_some_and(|v| v == fingerprint.as_bytes());
+    let floor: i64 = if same {
+        super::get_setting(conn, "retention_floor")?.and_then(|v| String::from_utf8(v).ok()?.parse().ok()).unwrap_or(0)
+    } else {
+        0
+    };
+    let mut exempt = Vec::new();
+    for ws in r.workspaces.keys() {
+        if let Some(id) = string_id(conn, ws)? {
+            exempt.push(id.to_string());
+        }
+    }
+    let bound = boundary_seq(conn, now.saturating_sub(period))?;
+    if floor >= bound {
+        return Ok((Vec::new(), None));
+    }
+    let found = rows(
+        &format!(
+            "SELECT seq, origin, envelope, workspace FROM events
+             WHERE seq >= ?1 AND seq < ?2 AND purged_at IS NULL AND workspace NOT IN ({})
+                   AND NOT (origin = 2 AND action = ?3)
+             ORDER BY seq LIMIT {BATCH}",
+            if exempt.is_empty() { "-1".to_string() } else { exempt.join(",") }
+        ),
+        &[&floor, &bound, &keep],
+    )?;
+    // Resume after this batch next time (or at the bound when nothing is left below it).
+    let next_floor = if found.len() == BATCH { found.last().map_or(bound, |r| r.0 + 1) } else { bound };
+    let mut names: BTreeMap<i64, String> = BTreeMap::new();
+    let mut groups: Batch = Vec::new();
+    for (seq, origin, envelope, ws_id) in found {
+        if let std::collections::btree_map::Entry::Vacant(v) = names.entry(ws_id) {
+            v.insert(conn.query_row("SELECT value FROM strings WHERE id = ?1", [ws_id], |r| r.get(0))?);
+        }
+        let name = &names[&ws_id];
+        match groups.iter_mut().find(|(w, _, _)| w == name) {
+            Some((_, _, g)) => g.push((seq, origin, envelope)),
+            None => groups.push((name.clone(), period, vec![(seq, origin, envelope)])),
+        }
+    }
+    Ok((groups, Some(next_floor)))
+}
+
+/// Removes the content of one row (inside the caller's transaction).
+pub fn purge_row(
+    conn: &Connection,
+    empty_id: i64,
+    seq: i64,
+    origin: i64,
+    envelope: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    match serde_json::from_str::<serde_json::Value>(envelope) {
+        Ok(v) => {
+            if let Some(ev) = v.get("event").and_then(|e| e.as_object()) {
+                let body = crate::event::fts_body(crate::event::Origin::from_i64(origin), ev);
+                conn.prepare_cached("INSERT INTO events_fts(events_fts, rowid, body) VALUES('delete', ?1, ?2)")?
+                    .execute(params![seq, body])?;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(seq, error = %e, "purging an event whose envelope does not parse; its free-text entry stays")
+        }
+    }
+    conn.prepare_cached(
+        "UPDATE events SET actor = ?1, action = ?1, event_source = ?1, target = NULL, source = NULL, status = NULL,
+                           status_code = NULL, envelope = '', purged_at = ?2
+         WHERE seq = ?3",
+    )?
+    .execute(params![empty_id, now, seq])?;
+    Ok(())
+}
+
+/// Saves where the default-period scan resumes.
+pub fn save_floor(conn: &Connection, r: &Retention, floor: i64) -> rusqlite::Result<()> {
+    let fingerprint = r.workspaces.keys().cloned().collect::<Vec<_>>().join("\n");
+    conn.execute(
+        "INSERT INTO settings(key, value) VALUES ('retention_floor', ?1), ('retention_workspaces', ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![floor.to_string().into_bytes(), fingerprint.into_bytes()],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Retention purge and the admin API.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, call, h2o_event, uuid4};
+
+const SEC: i64 = 1_000_000;
+
+fn verify(dir: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trailkeep")).args(["verify", "--data-dir"]).arg(dir).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn count(dir: &std::path::Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(dir.join("trailkeep.db")).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+async fn ingest(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    key: &str,
+    ws: &str,
+    n: usize,
+    word: &str,
+) {
+    let requests: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut e = h2o_event(&format!("//svc/things/{i}"));
+            e["workspaceOverride"] = json!(ws);
+            e["metadata"] = json!({"message": format!("{word} number {i}")});
+            json!({"event": e, "eventId": uuid4()})
+        })
+        .collect();
+    let (st, body) =
+        call(app, "POST", "/v1/events:batchCreate", Some(key), &json!({"requests": requests}).to_string()).await;
+    assert_eq!(st, 200, "{body}");
+    let body = json!({"events": [{"event": {"message": format!("{word} via pangea"), "tenant_id": ws}}]});
+    let (st, body) = call(app, "POST", "/pangea/v2/log", Some(key), &body.to_string()).await;
+    assert_eq!(st, 200, "{body}");
+}
+
+async fn pangea_search(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    key: &str,
+    query: &str,
+) -> Value {
+    let (st, body) =
+        call(app, "POST", "/pangea/v1/search", Some(key), &json!({"query": query, "verbose": true}).to_string()).await;
+    assert_eq!(st, 200, "{body}");
+    body["result"].clone()
+}
+
+#[actix_web::test]
+async fn purge_removes_content_keeps_proofs_and_is_logged() {
+    let s = TestServer::with_config(|c| {
+        c.retention.workspaces.insert("workspaces/old".into(), SEC);
+    });
+    let app = s.app().await;
+    ingest(&app, &s.admin, "workspaces/old", 5, "zebracorn").await;
+    ingest(&app, &s.admin, "workspaces/keep", 3, "lemurfish").await;
+    assert_eq!(pangea_search(&app, &s.admin, "zebracorn").await["count"], 6);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    let (st, report) = call(&app, "POST", "/api/v1/retention/purge", Some(&s.admin), "").await;
+    assert_eq!(st, 200, "{report}");
+    assert_eq!(report["purged"], 6, "{report}");
+    assert_eq!(report["workspaces"]["workspaces/old"], 6);
+    assert_eq!(report["purge_events"], 1);
+
+    // Content gone from search (both dialects) and from the free-text index; the rest untouched.
+    assert_eq!(pangea_search(&app, &s.admin, "zebracorn").await["count"], 0);
+    let fts = count(s.dir.path(), "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'zebracorn'");
+    assert_eq!(fts, 0, "free-text entries of purged events are deleted");
+    assert_eq!(
+        count(
+            s.dir.path(),
+            "SELECT count(*) FROM events WHERE purged_at IS NOT NULL AND envelope = '' AND target IS NULL"
+        ),
+        6
+    );
+    let kept = pangea_search(&app, &s.admin, "lemurfish").await;
+    assert_eq!(kept["count"], 4);
+    let filter = json!({"workspaceExact": "workspaces/old"});
+    let (st, found) = call(
+        &app,
+        "POST",
+        "/v1/events:search",
+        Some(&s.admin),
+        &json!({"filter": filter, "pageSize": 100}).to_string(),
+    )
+    .await;
+    assert_eq!(st, 200, "{found}");
+    let events = found["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "only the purge event is left in the workspace: {found}");
+    assert_eq!(events[0]["action"], "actions/audittrail/events/PURGE");
+    assert_eq!(events[0]["metadata"]["purged"], "6");
+
+    // Proofs of kept events still verify against the current root.
+    let root = kept["root"]["root_hash"].as_str().unwrap().to_string();
+    for e in kept["events"].as_array().unwrap() {
+        let leaf = trailkeep::ledger::merkle::parse_hash(e["hash"].as_str().unwrap()).unwrap();
+        let root = trailkeep::ledger::merkle::parse_hash(&root).unwrap();
+        let proof = e["membership_proof"].as_str().unwrap();
+        assert!(trailkeep::ledger::merkle::verify_membership(&leaf, &root, proof), "{e}");
+    }
+
+    // verify passes and counts the purged rows; a second purge finds nothing to do.
+    let (ok, out) = verify(s.dir.path());
+    assert!(ok && out.contains("6 with content removed by retention"), "{out}");
+    let (_, again) = call(&app, "POST", "/api/v1/retention/purge", Some(&s.admin), "").await;
+    assert_eq!(again["purged"], 0, "{again}");
+    let (st, status) = call(&app, "GET", "/api/v1/retention", Some(&s.admin), "").await;
+    assert_eq!(st, 200);
+    assert_eq!(status["workspaces"]["workspaces/old"], "1s");
+    assert_eq!(status["last_run"]["ok"], true);
+
+    // Blanking an event by hand is not a purge: verify names it.
+    let conn = rusqlite::Connection::open(s.dir.path().join("trailkeep.db")).unwrap();
+    let seq: i64 = conn
+        .query_row("SELECT seq FROM events WHERE purged_at IS NULL AND envelope LIKE '%lemurfish%' LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    conn.execute("UPDATE events SET envelope = '', purged_at = 1 WHERE seq = ?1", [seq]).unwrap();
+    let (ok, out) = verify(s.dir.path());
+    assert!(!ok && out.contains("unexplained_purge"), "{out}");
+}
+
+#[actix_web::test]
+async fn default_period_with_exemption() {
+    let s = TestServer::with_config(|c| {
+        c.retention.default = Some(SEC);
+        c.retention.workspaces.insert("workspaces/legal".into(), i64::MAX);
+    });
+    let app = s.app().await;
+    ingest(&app, &s.admin, "workspaces/a", 4, "alpha").await;
+    ingest(&app, &s.admin, "workspaces/legal", 2, "beta").await;
+    ingest(&app, &s.admin, "workspaces/b", 3, "gamma").await;
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (st, report) = call(&app, "POST", "/api/v1/retention/purge", Some(&s.admin), "").await;
+    assert_eq!(st, 200, "{report}");
+    assert_eq!(report["purged"], 9, "{report}");
+    assert_eq!(report["purge_events"], 2);
+    assert_eq!(pangea_search(&app, &s.admin, "beta").await["count"], 3, "the exempt workspace keeps everything");
+    // Later: the purge events themselves are old enough, but are never purged.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (_, again) = call(&app, "POST", "/api/v1/retention/purge", Some(&s.admin), "").await;
+    assert_eq!(again["purged"], 0, "{again}");
+    let (ok, out) = verify(s.dir.path());
+    assert!(ok && out.contains("9 with content removed"), "{out}");
+}
+
+#[actix_web::test]
+async fn purge_without_retention_is_a_conflict() {
+    let s = TestServer::new();
+    let app = s.app().await;
+    let (st, body) = call(&app, "POST", "/api/v1/retention/purge", Some(&s.admin), "").await;
+    assert_eq!((st, body["code"].as_str()), (409, Some("retention_disabled")));
+}
+
+#[actix_web::test]
+async fn admin_key_api() {
+    let s = TestServer::new();
+    let app = s.app().await;
+    let body = json!({"name": "ci ingest", "scopes": ["ingest"], "workspaces": ["workspaces/w1"]});
+    let (st, created) = call(&app, "POST", "/api/v1/keys", Some(&s.admin), &body.to_string()).await;
+    assert_eq!(st, 201, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(secret.starts_with(&format!("tk_{id}_")));
+
+    let (st, list) = call(&app, "GET", "/api/v1/keys", Some(&s.admin), "").await;
+    assert_eq!(st, 200);
+    let listed = list["keys"].as_array().unwrap().iter().find(|k| k["id"] == id.as_str()).unwrap().clone();
+    assert_eq!(listed["scopes"], json!(["ingest"]));
+    assert!(!list.to_string().contains(&secret[20..]), "secrets are never listed");
+
+    // The new key works within its scope, and may not administer.
+    let (st, _) = call(&app, "GET", "/api/v1/whoami", Some(&secret), "").await;
+    assert_eq!(st, 200);
+    let (st, _) = call(&app, "GET", "/api/v1/keys", Some(&secret), "").await;
+    assert_eq!(st, 403);
+    let limited_admin = s.key(&["admin"], &["workspaces/w1"]);
+    let (st, _) = call(&app, "GET", "/api/v1/keys", Some(&limited_admin), "").await;
+    assert_eq!(st, 403, "workspace-limited admins do not manage keys");
+    let (st, _) = call(&app, "GET", "/api/v1/keys", None, "").await;
+    assert_eq!(st, 401);
+
+    for bad in [
+        json!({"name": "", "scopes": ["ingest"]}),
+        json!({"name": "x", "scopes": []}),
+        json!({"name": "x", "scopes": ["root"]}),
+        json!({"name": "x", "scopes": ["search"], "extra": 1}),
+    ] {
+        let (st, body) = call(&app, "POST", "/api/v1/keys", Some(&s.admin), &bad.to_string()).await;
+        assert_eq!(st, 400, "{bad} -> {body}");
+    }
+
+    let (st, _) = call(&app, "DELETE", &format!("/api/v1/keys/{id}"), Some(&s.admin), "").await;
+    assert_eq!(st, 204);
+    let (st, _) = call(&app, "GET", "/api/v1/whoami", Some(&secret), "").await;
+    assert_eq!(st, 401, "revoked at once");
+    let (st, _) = call(&app, "DELETE", &format!("/api/v1/keys/{id}"), Some(&s.admin), "").await;
+    assert_eq!(st, 404, "already revoked");
+    let (st, _) = call(&app, "PUT", "/api/v1/keys", Some(&s.admin), "").await;
+    assert_eq!(st, 405);
+
+    // Key changes are logged as events.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let filter = json!({"actionRegex": "actions/audittrail/keys/.*"});
+    let (st, found) =
+        call(&app, "POST", "/v1/events:search", Some(&s.admin), &json!({"filter": filter}).to_string()).await;
+    assert_eq!(st, 200, "{found}");
+    let actions: Vec<&str> =
+        found["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["actions/audittrail/keys/REVOKE", "actions/audittrail/keys/CREATE"], "{found}");
+}
