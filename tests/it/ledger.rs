@@ -1,3 +1,4 @@
+use std::io::BufRead;
 use std::process::Command;
 
 use crate::common::{TestServer, call};
@@ -114,5 +115,89 @@ async fn export_cli_streams_every_format() {
             _ => text.lines().count(),
         };
         assert_eq!(rows, 5, "{fmt}: {text}");
+    }
+}
+
+/// The export CLI on 100,000 events: every event once, in order, in every format, streamed
+/// (the exporting process stays small).
+#[actix_web::test]
+async fn export_cli_100k_events() {
+    const N: usize = 100_000;
+    let s = TestServer::new();
+    {
+        let app = s.app().await;
+        for b in 0..N / 1000 {
+            let events: Vec<serde_json::Value> = (0..1000)
+                .map(|i| serde_json::json!({"event": {"message": format!("bulk {} of batch {b}", b * 1000 + i), "actor": format!("u{}", i % 50)}}))
+                .collect();
+            let body = serde_json::json!({"events": events}).to_string();
+            let (st, r) = call(&app, "POST", "/pangea/v2/log", Some(&s.admin), &body).await;
+            assert_eq!(st, 200, "{r}");
+        }
+    }
+    let dir = s.dir.path().to_path_buf();
+    let out = tempfile::tempdir().unwrap();
+    for fmt in ["jsonl.gz", "csv", "json"] {
+        let file = out.path().join(format!("e.{fmt}"));
+        let mut child = Command::new(bin())
+            .args(["export", "--format", fmt, "--since", "1d", "--data-dir"])
+            .arg(&dir)
+            .arg("--out")
+            .arg(&file)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut peak_kb = 0u64;
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                && let Some(line) = text.lines().find(|l| l.starts_with("VmHWM:"))
+            {
+                peak_kb = peak_kb.max(line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(status.success(), "export {fmt} failed");
+        assert!(peak_kb < 150 * 1024, "export {fmt} is not streaming: peak RSS {peak_kb} KiB");
+        let file = std::fs::File::open(&file).unwrap();
+        let reader: Box<dyn std::io::BufRead> = if fmt == "jsonl.gz" {
+            Box::new(std::io::BufReader::new(flate2::read::GzDecoder::new(file)))
+        } else {
+            Box::new(std::io::BufReader::new(file))
+        };
+        let messages: Vec<String> = match fmt {
+            "json" => serde_json::from_reader::<_, Vec<serde_json::Value>>(reader)
+                .unwrap()
+                .iter()
+                .map(|e| e["envelope"]["event"]["message"].as_str().unwrap().to_string())
+                .collect(),
+            "csv" => reader
+                .lines()
+                .skip(1)
+                .map(|l| l.unwrap())
+                .filter_map(|l| {
+                    l.split(',').find(|c| c.starts_with("bulk ")).map(|c| c.split(" of ").next().unwrap().to_string())
+                })
+                .collect(),
+            _ => reader
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(&l.unwrap()).unwrap();
+                    v["envelope"]["event"]["message"].as_str().unwrap().to_string()
+                })
+                .collect(),
+        };
+        assert_eq!(messages.len(), N, "{fmt}");
+        let mut numbers: Vec<usize> = messages
+            .iter()
+            .map(|m| m.trim_start_matches("bulk ").split(' ').next().unwrap().parse().unwrap())
+            .collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), N, "{fmt}: every event exactly once");
+        eprintln!("export {fmt}: {N} events, peak RSS {peak_kb} KiB");
     }
 }
