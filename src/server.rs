@@ -127,6 +127,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .configure(crate::http::configure)
     })
     .workers(2)
+    // SQLite reads, argon2 and file I/O run on the blocking pool: a small cap bounds memory
+    // (each thread gets its own malloc arena and SQLite scratch) without limiting throughput on
+    // a few cores.
+    .worker_max_blocking_threads(16)
     .shutdown_timeout(30)
     .disable_signals()
     .bind(listen)

@@ -119,7 +119,13 @@ fn workspace_limit(sql: &mut Sql, allowed: &Option<Vec<String>>) {
 pub fn h2o_search(conn: &Connection, q: &H2oQuery) -> rusqlite::Result<Vec<EventRow>> {
     let mut sql = Sql::new();
     sql.push("e.purged_at IS NULL", []);
-    sql.push("e.event_time >= ? AND e.event_time < ?", [SqlValue::Integer(q.start_us), SqlValue::Integer(q.end_us)]);
+    // Keyset paging: the continuation's time is folded into the one upper bound SQLite uses for
+    // the index range, so page 1000 costs what page 1 does.
+    let upper = match q.after {
+        Some((t, _)) => q.end_us.min(t.saturating_add(1)),
+        None => q.end_us,
+    };
+    sql.push("e.event_time >= ? AND e.event_time < ?", [SqlValue::Integer(q.start_us), SqlValue::Integer(upper)]);
     for (f, v) in &q.exact {
         match f.column() {
             (Some(col), _) => sql.push(format!("{col} = (SELECT id FROM strings WHERE value = ?)"), [text(v)]),
@@ -155,10 +161,7 @@ pub fn h2o_search(conn: &Connection, q: &H2oQuery) -> rusqlite::Result<Vec<Event
     }
     workspace_limit(&mut sql, &q.allowed_workspaces);
     if let Some((t, s)) = q.after {
-        sql.push(
-            "(e.event_time < ? OR (e.event_time = ? AND e.seq < ?))",
-            [SqlValue::Integer(t), SqlValue::Integer(t), SqlValue::Integer(s)],
-        );
+        sql.push("(e.event_time < ? OR e.seq < ?)", [SqlValue::Integer(t), SqlValue::Integer(s)]);
     }
     let query = format!(
         "SELECT {ROW_COLUMNS} FROM events e WHERE {} ORDER BY e.event_time DESC, e.seq DESC LIMIT {}",
