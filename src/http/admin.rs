@@ -93,8 +93,10 @@ async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
     let Ok(body) = read_body(payload, 64 << 10).await else {
         return problem(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is limited to 64 KiB");
     };
-    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&body) else {
-        return problem(StatusCode::BAD_REQUEST, "invalid_body", "the body must be a JSON object");
+    let body = match crate::event::canonical::parse_strict(&body, 8) {
+        Ok(Value::Object(o)) => o,
+        Ok(_) => return problem(StatusCode::BAD_REQUEST, "invalid_body", "the body must be a JSON object"),
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_json", &e.to_string()),
     };
     if let Some(k) = body.keys().find(|k| !["name", "scopes", "workspaces"].contains(&k.as_str())) {
         return problem(StatusCode::BAD_REQUEST, "invalid_body", &format!("unknown field {k:?}"));

@@ -225,3 +225,24 @@ async fn admin_key_api() {
         found["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["actions/audittrail/keys/REVOKE", "actions/audittrail/keys/CREATE"], "{found}");
 }
+
+#[actix_web::test]
+async fn admin_key_api_rejects_bad_bodies_without_storing() {
+    let s = TestServer::new();
+    let app = s.app().await;
+    let before = count(s.dir.path(), "SELECT count(*) FROM api_keys");
+    for (body, code) in [
+        (r#"{"name":"a","name":"b","scopes":["search"]}"#, "invalid_json"),
+        (r#"{"name":"a","scopes":["search"]"#, "invalid_json"),
+        ("[1]", "invalid_body"),
+        (r#"{"name":"a","scopes":"search"}"#, "invalid_body"),
+        (r#"{"name":"a","scopes":["search"],"workspaces":[""]}"#, "invalid_workspaces"),
+    ] {
+        let (st, r) = call(&app, "POST", "/api/v1/keys", Some(&s.admin), body).await;
+        assert_eq!((st, r["code"].as_str()), (400, Some(code)), "{body} -> {r}");
+    }
+    let big = format!(r#"{{"name":"{}","scopes":["search"]}}"#, "x".repeat(70_000));
+    let (st, _) = call(&app, "POST", "/api/v1/keys", Some(&s.admin), &big).await;
+    assert_eq!(st, 413);
+    assert_eq!(count(s.dir.path(), "SELECT count(*) FROM api_keys"), before, "nothing stored");
+}
