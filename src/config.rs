@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Failed authentications allowed at once per client address and per key id before 429.
+pub const DEFAULT_AUTH_FAIL_BURST: u32 = 20;
+/// Failed authentications per second allowed after the burst (the refill rate).
+pub const DEFAULT_AUTH_FAIL_PER_SEC: f64 = 1.0;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -21,6 +25,11 @@ pub struct Config {
     pub accept_db_state: bool,
     /// OAuth client id advertised by H2O discovery.
     pub oauth_client_id: String,
+    /// Failed authentications per client address and per key id allowed in a burst before 429
+    /// (0 turns the limit off).
+    pub auth_fail_burst: u32,
+    /// Failed authentications per second allowed after the burst (> 0).
+    pub auth_fail_per_sec: f64,
 }
 
 /// The TOML file: every key optional.
@@ -33,6 +42,8 @@ pub struct FileConfig {
     pub redact_private_ips: Option<bool>,
     pub self_audit: Option<bool>,
     pub oauth_client_id: Option<String>,
+    pub auth_fail_burst: Option<u32>,
+    pub auth_fail_per_sec: Option<f64>,
 }
 
 impl FileConfig {
@@ -64,6 +75,8 @@ impl Config {
             self_audit: true,
             accept_db_state: false,
             oauth_client_id: "trailkeep".into(),
+            auth_fail_burst: DEFAULT_AUTH_FAIL_BURST,
+            auth_fail_per_sec: DEFAULT_AUTH_FAIL_PER_SEC,
         }
     }
 }

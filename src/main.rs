@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use trailkeep::config::{Config, DEFAULT_LISTEN, FileConfig, default_data_dir};
+use trailkeep::config::{
+    Config, DEFAULT_AUTH_FAIL_BURST, DEFAULT_AUTH_FAIL_PER_SEC, DEFAULT_LISTEN, FileConfig, default_data_dir,
+};
 
 #[derive(Parser)]
 #[command(name = "trailkeep", version, about = "A self-hosted, tamper-evident audit trail server")]
@@ -100,6 +102,13 @@ struct ServeArgs {
     /// Start even if the database disagrees with the checkpoint file (after an operator decided so)
     #[arg(long)]
     accept_db_state: bool,
+    /// Failed authentications per client address and per key id allowed in a burst before 429
+    /// (default 20; 0 turns the limit off)
+    #[arg(long, env = "TRAILKEEP_AUTH_FAIL_BURST")]
+    auth_fail_burst: Option<u32>,
+    /// Failed authentications per second allowed after the burst (default 1; fractions allowed)
+    #[arg(long, env = "TRAILKEEP_AUTH_FAIL_PER_SEC")]
+    auth_fail_per_sec: Option<f64>,
     /// Log format
     #[arg(long, env = "TRAILKEEP_LOG_FORMAT", value_parser = ["pretty", "json"], default_value = "pretty")]
     log_format: String,
@@ -166,7 +175,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 self_audit: !a.no_self_audit && file.self_audit.unwrap_or(true),
                 accept_db_state: a.accept_db_state,
                 oauth_client_id: file.oauth_client_id.unwrap_or_else(|| "trailkeep".into()),
+                auth_fail_burst: a.auth_fail_burst.or(file.auth_fail_burst).unwrap_or(DEFAULT_AUTH_FAIL_BURST),
+                auth_fail_per_sec: a.auth_fail_per_sec.or(file.auth_fail_per_sec).unwrap_or(DEFAULT_AUTH_FAIL_PER_SEC),
             };
+            if !(config.auth_fail_per_sec.is_finite() && config.auth_fail_per_sec > 0.0) {
+                anyhow::bail!("auth_fail_per_sec must be a positive number");
+            }
             tracing::info!(data_dir = %config.data_dir.display(), "starting trailkeep {}", env!("CARGO_PKG_VERSION"));
             actix_web::rt::System::new().block_on(trailkeep::server::run(config))?;
             Ok(ExitCode::SUCCESS)

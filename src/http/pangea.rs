@@ -151,6 +151,19 @@ impl Ctx {
             PangeaError::TreeNotFound => {
                 self.respond(StatusCode::NOT_FOUND, "TreeNotFound", "Tree not found", Value::Null)
             }
+            PangeaError::RateLimited(secs) => {
+                let mut r = self.respond(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    "Too many failed authentication attempts; retry later",
+                    Value::Null,
+                );
+                r.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(secs),
+                );
+                r
+            }
             PangeaError::Unavailable => self.respond(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceNotAvailable",
@@ -176,6 +189,8 @@ enum PangeaError {
     NotFound,
     BadOffset,
     TreeNotFound,
+    /// 429 with `Retry-After` in seconds.
+    RateLimited(u64),
     Unavailable,
 }
 
@@ -188,6 +203,7 @@ impl From<AuthFailure> for PangeaError {
         match f {
             AuthFailure::Unauthenticated => Self::Unauthenticated,
             AuthFailure::Unavailable => Self::Unavailable,
+            AuthFailure::RateLimited(secs) => Self::RateLimited(secs),
         }
     }
 }

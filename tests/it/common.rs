@@ -14,9 +14,15 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn new() -> Self {
+        Self::with_config(|_| {})
+    }
+
+    /// A server whose test configuration is adjusted by `adjust` first.
+    pub fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::for_tests(dir.path());
         config.self_audit = false;
+        adjust(&mut config);
         let opened = trailkeep::server::open(config).unwrap();
         Self { admin: opened.bootstrap_key.unwrap(), state: opened.state, dir, _writer: Some(opened.writer_thread) }
     }
