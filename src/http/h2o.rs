@@ -30,6 +30,8 @@ const MAX_MAP: usize = 256;
 const MAX_DEPTH: usize = 64;
 const DEFAULT_START: &str = "2025-07-01T00:00:00Z";
 const TOKEN_TTL_US: i64 = 24 * 3600 * 1_000_000;
+/// `Retry-After` of a 503 for a full disk.
+pub const STORAGE_FULL_RETRY_S: u64 = 5;
 
 /// An H2O error: grpc-gateway body `{code, message, details}` with the matching HTTP status.
 #[derive(Debug, Clone)]
@@ -37,7 +39,7 @@ pub struct H2oError {
     pub status: StatusCode,
     pub code: i32,
     pub message: String,
-    /// `Retry-After` in seconds (429).
+    /// `Retry-After` in seconds (429, and 503 for a full disk).
     pub retry_after: Option<u64>,
 }
 
@@ -135,6 +137,14 @@ impl From<WriteError> for H2oError {
         match e {
             WriteError::Busy | WriteError::Stopped => Self::unavailable(),
             WriteError::Storage(_) => Self::unavailable(),
+            WriteError::Full => Self {
+                retry_after: Some(STORAGE_FULL_RETRY_S),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    14,
+                    "service unavailable: storage full, nothing was stored; retry later",
+                )
+            },
         }
     }
 }

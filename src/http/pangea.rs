@@ -164,6 +164,19 @@ impl Ctx {
                 );
                 r
             }
+            PangeaError::StorageFull => {
+                let mut r = self.respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceNotAvailable",
+                    "Storage is full; nothing was logged, retry later",
+                    Value::Null,
+                );
+                r.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(super::h2o::STORAGE_FULL_RETRY_S),
+                );
+                r
+            }
             PangeaError::Unavailable => self.respond(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceNotAvailable",
@@ -192,6 +205,8 @@ enum PangeaError {
     /// 429 with `Retry-After` in seconds.
     RateLimited(u64),
     Unavailable,
+    /// 503: the disk is full, nothing was stored.
+    StorageFull,
 }
 
 fn invalid(code: &'static str, detail: impl Into<String>, source: impl Into<String>) -> PangeaError {
@@ -218,8 +233,11 @@ impl From<BodyError> for PangeaError {
 }
 
 impl From<WriteError> for PangeaError {
-    fn from(_: WriteError) -> Self {
-        Self::Unavailable
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Full => Self::StorageFull,
+            _ => Self::Unavailable,
+        }
     }
 }
 
