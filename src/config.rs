@@ -11,6 +11,10 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// How often the retention purge runs when a retention period is configured.
 pub const DEFAULT_PURGE_INTERVAL_US: i64 = 3600 * 1_000_000;
+/// Failed authentications allowed at once per client address and per key id before 429.
+pub const DEFAULT_AUTH_FAIL_BURST: u32 = 20;
+/// Failed authentications per second allowed after the burst (the refill rate).
+pub const DEFAULT_AUTH_FAIL_PER_SEC: f64 = 1.0;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -27,6 +31,11 @@ pub struct Config {
     /// OAuth client id advertised by H2O discovery.
     pub oauth_client_id: String,
     pub retention: Retention,
+    /// Failed authentications per client address and per key id allowed in a burst before 429
+    /// (0 turns the limit off).
+    pub auth_fail_burst: u32,
+    /// Failed authentications per second allowed after the burst (> 0).
+    pub auth_fail_per_sec: f64,
 }
 
 /// Retention periods, in microseconds: events received longer ago than their workspace's period
@@ -58,6 +67,8 @@ pub struct FileConfig {
     pub self_audit: Option<bool>,
     pub oauth_client_id: Option<String>,
     pub retention: Option<RetentionFile>,
+    pub auth_fail_burst: Option<u32>,
+    pub auth_fail_per_sec: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +90,8 @@ pub struct Overrides {
     pub no_self_audit: bool,
     pub accept_db_state: bool,
     pub retention_default: Option<String>,
+    pub auth_fail_burst: Option<u32>,
+    pub auth_fail_per_sec: Option<f64>,
 }
 
 impl FileConfig {
@@ -151,6 +164,8 @@ impl Config {
             accept_db_state: false,
             oauth_client_id: "trailkeep".into(),
             retention: Retention { interval: DEFAULT_PURGE_INTERVAL_US, ..Default::default() },
+            auth_fail_burst: DEFAULT_AUTH_FAIL_BURST,
+            auth_fail_per_sec: DEFAULT_AUTH_FAIL_PER_SEC,
         }
     }
 
@@ -180,6 +195,11 @@ impl Config {
                 workspaces.insert(w.clone(), i64::MAX);
             }
         }
+        let auth_fail_burst = o.auth_fail_burst.or(file.auth_fail_burst).unwrap_or(DEFAULT_AUTH_FAIL_BURST);
+        let auth_fail_per_sec = o.auth_fail_per_sec.or(file.auth_fail_per_sec).unwrap_or(DEFAULT_AUTH_FAIL_PER_SEC);
+        if !(auth_fail_per_sec.is_finite() && auth_fail_per_sec > 0.0) {
+            anyhow::bail!("auth_fail_per_sec must be a positive number");
+        }
         let interval = match rf.interval.as_deref() {
             Some(i) => duration_setting("retention.interval", i)?,
             None => DEFAULT_PURGE_INTERVAL_US,
@@ -193,6 +213,8 @@ impl Config {
             accept_db_state: o.accept_db_state,
             oauth_client_id: file.oauth_client_id.unwrap_or_else(|| "trailkeep".into()),
             retention: Retention { default, workspaces, interval },
+            auth_fail_burst,
+            auth_fail_per_sec,
         })
     }
 
@@ -211,6 +233,8 @@ impl Config {
         let _ = writeln!(s, "redact_private_ips = {}", self.redact_private_ips);
         let _ = writeln!(s, "self_audit = {}", self.self_audit);
         let _ = writeln!(s, "oauth_client_id = {}", q(&self.oauth_client_id));
+        let _ = writeln!(s, "auth_fail_burst = {}", self.auth_fail_burst);
+        let _ = writeln!(s, "auth_fail_per_sec = {:?}", self.auth_fail_per_sec);
         s.push_str("\n[retention]\n");
         match self.retention.default {
             Some(d) => _ = writeln!(s, "default = {}", q(&format_duration(d))),
@@ -264,6 +288,12 @@ self_audit = true
 
 # OAuth client id advertised by the H2O discovery endpoints.
 oauth_client_id = "trailkeep"
+
+# Failed authentications allowed at once per client address and per key id before requests with
+# credentials from there get 429 (0 turns the limit off), and the refill rate per second.
+# Env TRAILKEEP_AUTH_FAIL_BURST / TRAILKEEP_AUTH_FAIL_PER_SEC, flags --auth-fail-burst / --auth-fail-per-sec.
+auth_fail_burst = 20
+auth_fail_per_sec = 1.0
 
 [retention]
 # Events received longer ago than their workspace's period lose their content; their hashes

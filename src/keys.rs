@@ -223,14 +223,26 @@ impl KeyStore {
             let Some((id, _)) = parse_key(presented) else { return Err(AuthError::Invalid) };
             id.to_string()
         };
+        let is_key = !presented.starts_with(ACCESS_PREFIX);
         let conn = self.pool.get().map_err(|_| AuthError::Storage)?;
         let row = load_key_row(&conn, &key_id).map_err(|_| AuthError::Storage)?;
-        let Some((principal, hash, revoked)) = row else { return Err(AuthError::Invalid) };
+        drop(conn);
+        let Some((principal, hash, revoked)) = row else {
+            // An unknown key id costs the same verification as a wrong secret (K-checks: the
+            // answer time must not tell which key ids exist).
+            if is_key {
+                dummy_verify(presented);
+            }
+            return Err(AuthError::Invalid);
+        };
         if revoked {
             self.cache.lock().remove(&digest);
+            if is_key {
+                dummy_verify(presented);
+            }
             return Err(AuthError::Invalid);
         }
-        if !presented.starts_with(ACCESS_PREFIX) {
+        if is_key {
             let cached = self.cache.lock().get(&digest).is_some_and(|e| e.at.elapsed() < CACHE_TTL);
             if !cached {
                 let parsed = PasswordHash::new(&hash).map_err(|_| AuthError::Invalid)?;
@@ -244,6 +256,17 @@ impl KeyStore {
         }
         self.last_used.lock().insert(principal.key_id.clone(), now_micros());
         Ok(principal)
+    }
+
+    /// Whether this exact token was verified recently (a verified-key cache hit, or a live access
+    /// token): accepting it again needs no argon2 work, so failed-authentication throttling lets it
+    /// through. Revocation is still checked by `authenticate`.
+    pub fn recently_verified(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        if presented.starts_with(ACCESS_PREFIX) {
+            return self.tokens.lock().get(&digest).is_some_and(|t| t.expires > Instant::now());
+        }
+        self.cache.lock().get(&digest).is_some_and(|e| e.at.elapsed() < CACHE_TTL)
     }
 
     /// Mints a short-lived access token bound to the key (OIDC refresh_token grant).
@@ -264,6 +287,19 @@ impl KeyStore {
             conn.execute("UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2", params![at, id])?;
         }
         Ok(())
+    }
+}
+
+/// Runs one argon2 verification of `presented` against a hash made with the same parameters as
+/// real keys, so that rejecting an unknown or revoked key id takes as long as a wrong secret.
+fn dummy_verify(presented: &str) {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = DUMMY.get_or_init(|| {
+        let secret = hex::encode(random_bytes::<32>());
+        Argon2::default().hash_password(secret.as_bytes()).map(|h| h.to_string()).unwrap_or_default()
+    });
+    if let Ok(parsed) = PasswordHash::new(hash) {
+        let _ = Argon2::default().verify_password(presented.as_bytes(), &parsed);
     }
 }
 

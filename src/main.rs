@@ -108,6 +108,13 @@ struct ServeArgs {
     /// Default retention period (e.g. 400d; "forever" keeps everything)
     #[arg(long, env = "TRAILKEEP_RETENTION_DEFAULT")]
     retention_default: Option<String>,
+    /// Failed authentications per client address and per key id allowed in a burst before 429
+    /// (default 20; 0 turns the limit off)
+    #[arg(long, env = "TRAILKEEP_AUTH_FAIL_BURST")]
+    auth_fail_burst: Option<u32>,
+    /// Failed authentications per second allowed after the burst (default 1; fractions allowed)
+    #[arg(long, env = "TRAILKEEP_AUTH_FAIL_PER_SEC")]
+    auth_fail_per_sec: Option<f64>,
     /// Log format
     #[arg(long, env = "TRAILKEEP_LOG_FORMAT", value_parser = ["pretty", "json"], default_value = "pretty")]
     log_format: String,
@@ -126,6 +133,8 @@ impl ServeArgs {
                 no_self_audit: self.no_self_audit,
                 accept_db_state: self.accept_db_state,
                 retention_default: self.retention_default.clone(),
+                auth_fail_burst: self.auth_fail_burst,
+                auth_fail_per_sec: self.auth_fail_per_sec,
             },
         )
     }

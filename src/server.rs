@@ -46,6 +46,7 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
     let keys = Arc::new(KeyStore::new(pool.clone()));
     spawn_last_used_flusher(&data_dir, keys.clone());
     let (writer, writer_thread) = writer::spawn(conn, ledger.clone(), data_dir.clone())?;
+    let auth_limit = crate::http::authlimit::AuthLimiter::new(config.auth_fail_burst, config.auth_fail_per_sec);
     let state = web::Data::new(AppState {
         config,
         data_dir,
@@ -53,6 +54,7 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
         writer,
         ledger,
         keys,
+        auth_limit,
         token_key,
         pangea: PangeaState::default(),
         started: std::time::Instant::now(),

@@ -1,5 +1,6 @@
 //! The admin API (admin-scoped keys without a workspace limit): API keys and retention.
-//! Errors use the UI routes' problem JSON. Key changes are themselves logged as events.
+//! Errors use the UI routes' problem JSON. Key changes are themselves logged as events (stored
+//! before the response).
 //!
 //! - `GET /api/v1/keys` — list keys (never secrets)
 //! - `POST /api/v1/keys` `{name, scopes: [..], workspaces?: [..]}` — create; the secret is in
@@ -132,7 +133,7 @@ async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
     .await;
     match created {
         Ok(Ok(k)) => {
-            record(&state, &req, &p, "actions/audittrail/keys/CREATE", &k.id, json!({"name": name}));
+            record(&state, &req, &p, "actions/audittrail/keys/CREATE", &k.id, json!({"name": name})).await;
             HttpResponse::Created().json(json!({
                 "id": k.id, "name": name, "scopes": scopes.names(), "workspaces": workspaces, "secret": k.secret,
             }))
@@ -159,7 +160,7 @@ async fn revoke(state: State, req: HttpRequest, id: web::Path<String>) -> HttpRe
     .await;
     match done {
         Ok(Ok(true)) => {
-            record(&state, &req, &p, "actions/audittrail/keys/REVOKE", &id, json!({}));
+            record(&state, &req, &p, "actions/audittrail/keys/REVOKE", &id, json!({})).await;
             HttpResponse::NoContent().finish()
         }
         Ok(Ok(false)) => problem(StatusCode::NOT_FOUND, "not_found", "no active key with that id"),
@@ -167,8 +168,8 @@ async fn revoke(state: State, req: HttpRequest, id: web::Path<String>) -> HttpRe
     }
 }
 
-/// Logs an admin action as an event (asynchronously, like the H2O self-audit).
-fn record(state: &State, req: &HttpRequest, p: &Principal, action: &str, key_id: &str, extra: Value) {
+/// Logs an admin action as an event, before the response goes out.
+async fn record(state: &State, req: &HttpRequest, p: &Principal, action: &str, key_id: &str, extra: Value) {
     let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
     let mut metadata = json!({"key_id": key_id});
     if let (Some(m), Value::Object(e)) = (metadata.as_object_mut(), extra) {
@@ -188,12 +189,9 @@ fn record(state: &State, req: &HttpRequest, p: &Principal, action: &str, key_id:
     });
     let Ok(mut ev) = super::h2o::parse_event(&body, Uuid::new_v4(), state.config.redact_private_ips) else { return };
     ev.origin = Origin::Server;
-    let writer = state.writer.clone();
-    actix_web::rt::spawn(async move {
-        if let Err(e) = writer.append(vec![ev]).await {
-            tracing::warn!(error = %e, "admin event not recorded");
-        }
-    });
+    if let Err(e) = state.writer.append(vec![ev]).await {
+        tracing::warn!(error = %e, "admin event not recorded");
+    }
 }
 
 async fn retention(state: State, req: HttpRequest) -> HttpResponse {

@@ -30,6 +30,8 @@ const MAX_MAP: usize = 256;
 const MAX_DEPTH: usize = 64;
 const DEFAULT_START: &str = "2025-07-01T00:00:00Z";
 const TOKEN_TTL_US: i64 = 24 * 3600 * 1_000_000;
+/// `Retry-After` of a 503 for a full disk.
+pub const STORAGE_FULL_RETRY_S: u64 = 5;
 
 /// An H2O error: grpc-gateway body `{code, message, details}` with the matching HTTP status.
 #[derive(Debug, Clone)]
@@ -37,42 +39,46 @@ pub struct H2oError {
     pub status: StatusCode,
     pub code: i32,
     pub message: String,
+    /// `Retry-After` in seconds (429, and 503 for a full disk).
+    pub retry_after: Option<u64>,
 }
 
 impl H2oError {
+    fn new(status: StatusCode, code: i32, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), retry_after: None }
+    }
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, code: 3, message: message.into() }
+        Self::new(StatusCode::BAD_REQUEST, 3, message)
     }
     fn unauthenticated() -> Self {
-        Self { status: StatusCode::UNAUTHORIZED, code: 16, message: "unauthenticated".into() }
+        Self::new(StatusCode::UNAUTHORIZED, 16, "unauthenticated")
     }
     fn denied() -> Self {
-        Self { status: StatusCode::FORBIDDEN, code: 7, message: "permission denied".into() }
+        Self::new(StatusCode::FORBIDDEN, 7, "permission denied")
     }
     fn conflict(id: &Uuid) -> Self {
-        Self { status: StatusCode::CONFLICT, code: 6, message: format!("event events/{id} already exists") }
+        Self::new(StatusCode::CONFLICT, 6, format!("event events/{id} already exists"))
     }
     fn unsupported_media_type() -> Self {
-        Self {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code: 3,
-            message: "the body must be sent as Content-Type: application/json".into(),
-        }
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, 3, "the body must be sent as Content-Type: application/json")
     }
     fn too_large() -> Self {
-        Self { status: StatusCode::PAYLOAD_TOO_LARGE, code: 3, message: "request body too large".into() }
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, 3, "request body too large")
     }
     fn internal() -> Self {
-        Self { status: StatusCode::INTERNAL_SERVER_ERROR, code: 13, message: "internal error".into() }
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, 13, "internal error")
+    }
+    fn rate_limited(retry_after: u64) -> Self {
+        Self { retry_after: Some(retry_after), ..Self::new(StatusCode::TOO_MANY_REQUESTS, 8, "rate limit exceeded") }
     }
     fn unavailable() -> Self {
-        Self { status: StatusCode::SERVICE_UNAVAILABLE, code: 14, message: "service unavailable".into() }
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, 14, "service unavailable")
     }
     pub fn not_found() -> Self {
-        Self { status: StatusCode::NOT_FOUND, code: 5, message: "Not Found".into() }
+        Self::new(StatusCode::NOT_FOUND, 5, "Not Found")
     }
     pub fn method_not_allowed() -> Self {
-        Self { status: StatusCode::METHOD_NOT_ALLOWED, code: 12, message: "Method Not Allowed".into() }
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, 12, "Method Not Allowed")
     }
     fn status_json(&self) -> Value {
         json!({"code": self.code, "message": self.message, "details": []})
@@ -94,6 +100,9 @@ impl ResponseError for H2oError {
         if self.status == StatusCode::UNAUTHORIZED {
             b.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
+        if let Some(secs) = self.retry_after {
+            b.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
         b.json(self.status_json())
     }
 }
@@ -109,6 +118,7 @@ impl From<AuthFailure> for H2oError {
         match f {
             AuthFailure::Unauthenticated => Self::unauthenticated(),
             AuthFailure::Unavailable => Self::unavailable(),
+            AuthFailure::RateLimited(secs) => Self::rate_limited(secs),
         }
     }
 }
@@ -127,6 +137,14 @@ impl From<WriteError> for H2oError {
         match e {
             WriteError::Busy | WriteError::Stopped => Self::unavailable(),
             WriteError::Storage(_) => Self::unavailable(),
+            WriteError::Full => Self {
+                retry_after: Some(STORAGE_FULL_RETRY_S),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    14,
+                    "service unavailable: storage full, nothing was stored; retry later",
+                )
+            },
         }
     }
 }
@@ -881,7 +899,7 @@ fn oauth_error(error: &str, description: &str) -> HttpResponse {
         .json(json!({"error": error, "error_description": description}))
 }
 
-async fn token(state: State, payload: web::Payload) -> HttpResponse {
+async fn token(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let Ok(body) = read_body(payload, 64 * 1024).await else {
         return oauth_error("invalid_request", "request body too large");
     };
@@ -900,15 +918,18 @@ async fn token(state: State, payload: web::Payload) -> HttpResponse {
         // Only API keys are refresh tokens: an access token cannot renew itself.
         return oauth_error("invalid_grant", "invalid refresh token");
     }
-    let keys = state.keys.clone();
-    let result = web::block(move || keys.authenticate(&refresh).map(|p| keys.mint_access_token(&p))).await;
-    match result {
-        Ok(Ok(access)) => HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({
-            "access_token": access,
+    // The refresh token is an API key: checked under the same failed-authentication limits.
+    match super::verify_token(&state, req.peer_addr().map(|a| a.ip()), Some(refresh)).await {
+        Ok(p) => HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({
+            "access_token": state.keys.mint_access_token(&p),
             "token_type": "Bearer",
             "expires_in": crate::keys::ACCESS_TOKEN_TTL.as_secs(),
         })),
-        _ => oauth_error("invalid_grant", "invalid refresh token"),
+        Err(AuthFailure::RateLimited(secs)) => HttpResponse::TooManyRequests()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::RETRY_AFTER, secs.to_string()))
+            .json(json!({"error": "slow_down", "error_description": "too many failed attempts; retry later"})),
+        Err(_) => oauth_error("invalid_grant", "invalid refresh token"),
     }
 }
 

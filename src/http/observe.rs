@@ -71,6 +71,11 @@ pub async fn metrics_endpoint(state: State, req: HttpRequest) -> HttpResponse {
     match authenticate(&state, &req).await {
         Ok(p) if p.scopes.admin => {}
         Ok(_) => return HttpResponse::Forbidden().json(serde_json::json!({"code": 7, "message": "permission denied"})),
+        Err(super::AuthFailure::RateLimited(secs)) => {
+            return HttpResponse::TooManyRequests()
+                .insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()))
+                .json(serde_json::json!({"code": 8, "message": "rate limit exceeded"}));
+        }
         Err(_) => {
             return HttpResponse::Unauthorized().json(serde_json::json!({"code": 16, "message": "unauthenticated"}));
         }

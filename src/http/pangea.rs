@@ -152,6 +152,32 @@ impl Ctx {
             PangeaError::TreeNotFound => {
                 self.respond(StatusCode::NOT_FOUND, "TreeNotFound", "Tree not found", Value::Null)
             }
+            PangeaError::RateLimited(secs) => {
+                let mut r = self.respond(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    "Too many failed authentication attempts; retry later",
+                    Value::Null,
+                );
+                r.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(secs),
+                );
+                r
+            }
+            PangeaError::StorageFull => {
+                let mut r = self.respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceNotAvailable",
+                    "Storage is full; nothing was logged, retry later",
+                    Value::Null,
+                );
+                r.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(super::h2o::STORAGE_FULL_RETRY_S),
+                );
+                r
+            }
             PangeaError::Unavailable => self.respond(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceNotAvailable",
@@ -177,7 +203,11 @@ enum PangeaError {
     NotFound,
     BadOffset,
     TreeNotFound,
+    /// 429 with `Retry-After` in seconds.
+    RateLimited(u64),
     Unavailable,
+    /// 503: the disk is full, nothing was stored.
+    StorageFull,
 }
 
 fn invalid(code: &'static str, detail: impl Into<String>, source: impl Into<String>) -> PangeaError {
@@ -189,6 +219,7 @@ impl From<AuthFailure> for PangeaError {
         match f {
             AuthFailure::Unauthenticated => Self::Unauthenticated,
             AuthFailure::Unavailable => Self::Unavailable,
+            AuthFailure::RateLimited(secs) => Self::RateLimited(secs),
         }
     }
 }
@@ -203,8 +234,11 @@ impl From<BodyError> for PangeaError {
 }
 
 impl From<WriteError> for PangeaError {
-    fn from(_: WriteError) -> Self {
-        Self::Unavailable
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Full => Self::StorageFull,
+            _ => Self::Unavailable,
+        }
     }
 }
 

@@ -49,6 +49,15 @@ pub(super) async fn principal(state: &State, req: &HttpRequest) -> Result<Princi
             r
         }
         AuthFailure::Unavailable => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service unavailable"),
+        AuthFailure::RateLimited(secs) => {
+            let mut r = problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many failed authentication attempts; retry later",
+            );
+            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+            r
+        }
     })
 }
 

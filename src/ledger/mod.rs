@@ -88,7 +88,8 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-/// The checkpoint file outside the database: the newest signed root, written with fsync + rename.
+/// The checkpoint file outside the database: the newest signed root, written with fsync + rename
+/// (see `write_checkpoint`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Checkpoint {
     #[serde(flatten)]
@@ -100,17 +101,57 @@ pub fn checkpoint_path(data_dir: &Path) -> PathBuf {
     data_dir.join(CHECKPOINT_FILE)
 }
 
+/// The next checkpoint file, allocated in advance (see `prepare_checkpoint_spare`).
+pub const CHECKPOINT_SPARE: &str = "checkpoint.latest.tmp";
+/// Bytes of a checkpoint file: its JSON (about 450 bytes) padded with whitespace, so that a spare
+/// of this size is written in place without allocating disk space.
+pub const CHECKPOINT_SLOT: usize = 4096;
+
+pub fn checkpoint_spare_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(CHECKPOINT_SPARE)
+}
+
+/// Makes sure the spare checkpoint file exists with `CHECKPOINT_SLOT` bytes allocated. The writer
+/// calls this before each transaction, so a full disk surfaces here, before anything is committed,
+/// and not between COMMIT and the checkpoint write, where the group would be in doubt.
+pub fn prepare_checkpoint_spare(data_dir: &Path) -> std::io::Result<()> {
+    let path = checkpoint_spare_path(data_dir);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() && m.len() >= CHECKPOINT_SLOT as u64 => return Ok(()),
+        Ok(m) if !m.is_file() => {
+            return Err(std::io::Error::other(format!("{} is not a regular file", path.display())));
+        }
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&path)?;
+    // Real bytes, not a sparse file or an unwritten extent: writing over them later needs no space.
+    f.write_all(&[b' '; CHECKPOINT_SLOT])
+}
+
+/// Writes the checkpoint file: the JSON into the pre-allocated spare (in place), fsync, rename
+/// over `checkpoint.latest`, fsync of the directory. A crash at any point leaves
+/// `checkpoint.latest` whole, old or new; the renamed-away file's space is what the next spare
+/// takes.
 pub fn write_checkpoint(data_dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
     let path = checkpoint_path(data_dir);
-    let tmp = data_dir.join(format!("{CHECKPOINT_FILE}.tmp"));
-    let body = serde_json::to_vec_pretty(cp)?;
-    {
-        let mut f = std::fs::File::create(&tmp).context("cannot create checkpoint file")?;
-        f.write_all(&body)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
+    let spare = checkpoint_spare_path(data_dir);
+    let mut body = serde_json::to_vec_pretty(cp)?;
+    body.push(b'\n');
+    if body.len() < CHECKPOINT_SLOT {
+        // Whitespace after a JSON value is still the same JSON document.
+        body.resize(CHECKPOINT_SLOT - 1, b' ');
+        body.push(b'\n');
     }
-    std::fs::rename(&tmp, &path).context("cannot replace checkpoint file")?;
+    prepare_checkpoint_spare(data_dir).context("cannot create checkpoint file")?;
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&spare).context("cannot open checkpoint file")?;
+        f.write_all(&body).context("cannot write checkpoint file")?;
+        if f.metadata()?.len() > body.len() as u64 {
+            f.set_len(body.len() as u64)?;
+        }
+        f.sync_all().context("cannot sync checkpoint file")?;
+    }
+    std::fs::rename(&spare, &path).context("cannot replace checkpoint file")?;
     std::fs::File::open(data_dir)?.sync_all()?;
     Ok(())
 }
@@ -222,6 +263,24 @@ mod tests {
             public_key: "k".into(),
         };
         write_checkpoint(dir.path(), &cp).unwrap();
-        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(cp));
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(cp.clone()));
+        let text = std::fs::read_to_string(checkpoint_path(dir.path())).unwrap();
+        assert_eq!(text.len(), CHECKPOINT_SLOT, "padded to the slot size");
+        assert!(!checkpoint_spare_path(dir.path()).exists(), "the spare became the checkpoint");
+        // The next spare is allocated whole; a rewrite through it replaces the file.
+        prepare_checkpoint_spare(dir.path()).unwrap();
+        assert_eq!(std::fs::metadata(checkpoint_spare_path(dir.path())).unwrap().len(), CHECKPOINT_SLOT as u64);
+        let mut next = cp.clone();
+        next.root.size = 4;
+        write_checkpoint(dir.path(), &next).unwrap();
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(next));
+        // A spare left short (e.g. by a crash while it was created) is completed; one that is not a
+        // regular file is an error, not a silent fallback.
+        std::fs::write(checkpoint_spare_path(dir.path()), b"{").unwrap();
+        write_checkpoint(dir.path(), &cp).unwrap();
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(cp.clone()));
+        std::fs::create_dir(checkpoint_spare_path(dir.path())).unwrap();
+        assert!(prepare_checkpoint_spare(dir.path()).is_err());
+        assert!(write_checkpoint(dir.path(), &cp).is_err());
     }
 }

@@ -2,6 +2,14 @@
 //! bounded channel; each loop drains what is queued (group commit) into one transaction that
 //! inserts rows and FTS rows, seals one buffer per workspace, appends the buffer roots to the cold
 //! tree and signs every new root. After COMMIT it writes the checkpoint file, and only then replies.
+//!
+//! Disk full: the checkpoint file is written into a spare allocated before BEGIN
+//! (`ledger::prepare_checkpoint_spare`), so running out of space fails the spare or the
+//! transaction, never the step after COMMIT. Either way nothing is stored and the requests get
+//! `WriteError::Full` (503); the next group tries again, so writes resume by themselves once
+//! space returns. Any other failure after COMMIT (an I/O error, the directory made unwritable)
+//! leaves the group committed but unacknowledged: its replies are held (never a 5xx for stored
+//! rows, never an ack before the file) while the file write is retried, and new work gets `Busy`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,7 +26,7 @@ use crate::config::Retention;
 use crate::event::canonical::to_canonical_string;
 use crate::event::{NewEvent, Origin, StoredEvent};
 use crate::ledger::merkle::{CompactTree, Hash, mth};
-use crate::ledger::{Checkpoint, Ledger, SignedRoot, format_micros, write_checkpoint};
+use crate::ledger::{Checkpoint, Ledger, SignedRoot, format_micros, prepare_checkpoint_spare, write_checkpoint};
 
 /// Most events in one group commit.
 const MAX_GROUP_EVENTS: usize = 20_000;
@@ -48,6 +56,8 @@ pub enum WriteError {
     Busy,
     #[error("the writer has stopped")]
     Stopped,
+    #[error("storage full")]
+    Full,
     #[error("storage failure: {0}")]
     Storage(String),
 }
@@ -211,6 +221,14 @@ impl WriterState {
             replies.push(j.reply);
         }
         let mut stop = false;
+        if let Err(e) = prepare_checkpoint_spare(&self.data_dir) {
+            let full = e.kind() == std::io::ErrorKind::StorageFull;
+            tracing::error!(error = %e, "cannot allocate the next checkpoint file; refusing writes (nothing stored)");
+            for reply in replies {
+                let _ = reply.send(Err(if full { WriteError::Full } else { WriteError::Storage(e.to_string()) }));
+            }
+            return stop;
+        }
         match self.write(inputs) {
             Ok((results, tree_size, committed)) => {
                 if let Err(e) = self.publish_checkpoint() {
@@ -236,15 +254,16 @@ impl WriterState {
                 }
             }
             Err(e) => {
-                // The transaction may or may not have committed (e.g. the checkpoint file could
-                // not be written after COMMIT): re-derive all writer state from the database.
-                tracing::error!(error = %e, "write failed; the requests in this group are in doubt");
+                // Rolled back (a failing COMMIT is rolled back too): re-derive all writer state
+                // from the database, which is the authority on what is stored.
+                tracing::error!(error = %e, "write failed and rolled back; nothing of this group was stored");
                 self.interned.clear();
                 if let Err(e) = self.reload_state() {
                     tracing::error!(error = %e, "cannot reload the writer state after a failed write");
                 }
+                let full = is_storage_full(&e);
                 for reply in replies {
-                    let _ = reply.send(Err(WriteError::Storage(e.to_string())));
+                    let _ = reply.send(Err(if full { WriteError::Full } else { WriteError::Storage(e.to_string()) }));
                 }
             }
         }
@@ -539,6 +558,15 @@ impl WriterState {
         let Some(root) = latest_root(&self.conn, &self.ledger.tree_name)? else { return Ok(()) };
         write_checkpoint(&self.data_dir, &Checkpoint { root, public_key: self.ledger.public_key_b64() })
     }
+}
+
+/// Whether a failed write ran out of disk space (SQLite's `SQLITE_FULL`, or `ENOSPC`).
+fn is_storage_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<rusqlite::Error>().and_then(rusqlite::Error::sqlite_error_code)
+            == Some(rusqlite::ErrorCode::DiskFull)
+            || c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+    })
 }
 
 fn same_content(a: &NewEvent, b: &NewEvent) -> bool {

@@ -17,11 +17,12 @@ impl TestServer {
         Self::with_config(|_| {})
     }
 
-    pub fn with_config(f: impl FnOnce(&mut Config)) -> Self {
+    /// A server whose test configuration is adjusted by `adjust` first.
+    pub fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::for_tests(dir.path());
         config.self_audit = false;
-        f(&mut config);
+        adjust(&mut config);
         let opened = trailkeep::server::open(config).unwrap();
         Self { admin: opened.bootstrap_key.unwrap(), state: opened.state, dir, _writer: Some(opened.writer_thread) }
     }

@@ -335,6 +335,14 @@ class Server:
             c.close()
         return (n, (row[0] + 1) if row else 0, row[1] if row else None)
 
+    def key_snapshot(self) -> Tuple[int, int]:
+        """(API keys stored, keys revoked), read straight from the database."""
+        c = self.db()
+        try:
+            return c.execute("SELECT COUNT(*), COUNT(revoked_at) FROM api_keys").fetchone()
+        finally:
+            c.close()
+
     def checkpoint(self) -> Optional[dict]:
         p = self.data_dir / "checkpoint.latest"
         try:
@@ -407,18 +415,35 @@ def pangea_event(tenant: str = "", message: str = "hello", **over) -> dict:
     return ev
 
 
-class Api:
-    """A thin wrapper over one requests.Session bound to a server URL and a key."""
+class _SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connects from a given local address, e.g. 127.0.0.2 (all of 127.0.0.0/8 is loopback), so
+    a test can be several clients as the server sees them (peer address)."""
 
-    def __init__(self, url: str, key: Optional[str] = None, timeout: float = 30.0):
+    def __init__(self, source: str, **kw):
+        self.source = source
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *args, **kw):
+        kw["source_address"] = (self.source, 0)
+        super().init_poolmanager(*args, **kw)
+
+
+class Api:
+    """A thin wrapper over one requests.Session bound to a server URL and a key (and optionally
+    a local source address, see :class:`_SourceAddressAdapter`)."""
+
+    def __init__(self, url: str, key: Optional[str] = None, timeout: float = 30.0, source: Optional[str] = None):
         self.url = url
         self.key = key
         self.timeout = timeout
+        self.source = source
         self.s = requests.Session()
         self.s.trust_env = False
+        if source:
+            self.s.mount("http://", _SourceAddressAdapter(source))
 
     def with_key(self, key: Optional[str]) -> "Api":
-        return Api(self.url, key, self.timeout)
+        return Api(self.url, key, self.timeout, self.source)
 
     def request(self, method: str, path: str, *, key: Any = "default", headers: Optional[dict] = None,
                 **kw) -> requests.Response:

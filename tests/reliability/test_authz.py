@@ -49,6 +49,8 @@ KINDS = ANON + KEYED
 SEARCHERS = {"search", "search_w1", "admin", "token_search_w1"}
 INGESTERS = {"ingest", "ingest_w1", "admin"}
 LIMITED = {"ingest_w1", "search_w1", "token_search_w1"}
+# For servers that must answer many failing credentials from one address with 401, not 429.
+NO_AUTH_LIMIT = ["--auth-fail-burst", "1000000"]
 
 
 class Env:
@@ -77,6 +79,8 @@ class Env:
         assert r.status_code == 200, rh.short(r)
         self.keys["token_search_w1"] = r.json()["access_token"]
         api = rh.Api(self.url, admin)
+        # One key per kind for the admin revoke cell to aim at.
+        self.victims = {kind: rh.key_id_of(srv.create_key(["search"], name=f"az-victim-{kind}")) for kind in KINDS}
         # e1 in W1 and e2 in W2, through both APIs.
         self.marker = "az" + uuid.uuid4().hex[:10]
         for ws in (W1, W2):
@@ -105,8 +109,10 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tk_tmp):
     # Self-audit off: its asynchronous event per H2O search would race the "a denied write stores
-    # nothing" snapshots of the cells that follow.
-    srv = rh.Server(tk_tmp / "authz", ["--no-self-audit"], log_dir=tk_tmp)
+    # nothing" snapshots of the cells that follow. The matrix sends hundreds of failing credentials
+    # from 127.0.0.1 on purpose: the failed-authentication limit is raised for it (the limit itself
+    # is tested below, on servers of its own).
+    srv = rh.Server(tk_tmp / "authz", ["--no-self-audit", *NO_AUTH_LIMIT], log_dir=tk_tmp)
     srv.start()
     e = Env(srv)
     yield e
@@ -251,6 +257,16 @@ ENDPOINTS: Dict[str, dict] = {
     "ui.export.csv": E(lambda e, k: e.api(k).request("GET", f"/api/v1/export?format=csv&query={e.marker}"),
                        allow(SEARCHERS, 200),
                        check=lambda e, k, r: scope_check(k, [w for w in (W1, W2) if w in r.text])),
+    # ---------------------------------------------------------------- admin API (unlimited admin keys only)
+    "admin.keys.list": E(lambda e, k: e.api(k).request("GET", "/api/v1/keys"), allow({"admin"}, 200),
+                         check=lambda e, k, r: None if "tk_" not in r.text else "the key list shows a secret"),
+    "admin.keys.create": E(lambda e, k: e.api(k).post_json("/api/v1/keys", {"name": "az-made", "scopes": ["search"]}),
+                           allow({"admin"}, 201), write=True),
+    "admin.keys.revoke": E(lambda e, k: e.api(k).request("DELETE", "/api/v1/keys/" + e.victims[k]),
+                           allow({"admin"}, 204), write=True),
+    "admin.retention": E(lambda e, k: e.api(k).request("GET", "/api/v1/retention"), allow({"admin"}, 200)),
+    "admin.retention.purge": E(lambda e, k: e.api(k).request("POST", "/api/v1/retention/purge"),
+                               allow({"admin"}, 409), write=True),
     # ---------------------------------------------------------------- public
     "public.ui.public_key": E(lambda e, k: e.api(k).request("GET", "/api/v1/public-key"), public()),
     "public.healthz": E(lambda e, k: e.api(k).request("GET", "/healthz"), public()),
@@ -280,7 +296,7 @@ for _k in ("cells_checked", "cells_failed", "cross_workspace_leaks", "5xx_seen")
 def test_cell(env, endpoint, kind):
     spec = ENDPOINTS[endpoint]
     expected = spec["expect"][kind]
-    before = env.srv.snapshot() if spec["write"] else None
+    before = (env.srv.snapshot(), env.srv.key_snapshot()) if spec["write"] else None
     r = spec["call"](env, kind)
     rh.fig_add(F, "cells_checked")
     problems = []
@@ -291,7 +307,7 @@ def test_cell(env, endpoint, kind):
         if p:
             problems.append(p)
     if r.status_code >= 400 and spec["write"]:
-        after = env.srv.snapshot()
+        after = (env.srv.snapshot(), env.srv.key_snapshot())
         if after != before:
             problems.append(f"denied ({r.status_code}) but the stored state changed {before} -> {after}")
     if r.status_code >= 500:
@@ -512,3 +528,209 @@ def test_tail_shows_a_limited_key_only_its_workspace(env):
     assert not leaked, f"the W1-limited tail received events of {set(leaked)}"
     assert W1 in got["search_w1"], f"the W1-limited tail received nothing: {got}"
     assert W2 in got["search"], f"the unlimited tail missed the W2 event: {got}"
+
+
+# ----------------------------------------------------------------------------- failed-auth limits
+def _throttle(api: rh.Api, max_tries: int) -> List[requests.Response]:
+    """Failing credentials (well-formed unknown keys) until the first 429; all the answers."""
+    out = []
+    for _ in range(max_tries):
+        r = api.with_key(rh.forge_key()).request("GET", "/api/v1/whoami")
+        out.append(r)
+        if r.status_code == 429:
+            break
+    return out
+
+
+def _metric(api: rh.Api, name: str) -> float:
+    r = api.request("GET", "/metrics")
+    assert r.status_code == 200, rh.short(r)
+    for line in r.text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_failed_auth_is_rate_limited_per_address_and_recovers(new_server):
+    """E-401: after a burst of failed authentications from one address, further credentials from
+    it get 429 with Retry-After (in each dialect's error shape) without being verified; other
+    addresses, and a key verified recently, are unaffected; the address recovers after
+    Retry-After; throttled requests are counted in /metrics. Clients are told apart by their
+    source address (127.0.0.x, all loopback)."""
+    burst = 5
+    srv = new_server("authlimit", ["--auth-fail-burst", str(burst), "--auth-fail-per-sec", "0.25"])
+    admin = rh.Api(srv.url, srv.admin_key)
+    attacker = rh.Api(srv.url, None, timeout=30, source="127.0.0.2")
+    try:
+        attacker.request("GET", "/healthz")
+    except requests.exceptions.ConnectionError as e:
+        pytest.skip(f"cannot connect from 127.0.0.2 here: {e}")
+    before = _metric(admin, "trailkeep_auth_rate_limited_total")
+    searcher = srv.create_key(["search"], name="limit-searcher")
+    answers = _throttle(attacker, burst + 3)
+    codes = [r.status_code for r in answers]
+    rh.fig_set(F, "auth_limit_statuses_until_429", codes)
+    assert codes[:burst] == [401] * burst, f"the first {burst} failures must be plain 401s: {codes}"
+    last = answers[-1]
+    assert last.status_code == 429, f"no 429 within {burst + 3} failures from one address: {codes}"
+    retry = last.headers.get("Retry-After", "")
+    assert retry.isdigit() and 1 <= int(retry) <= 4, f"Retry-After {retry!r} (refill 0.25/s: at most 4 s)"
+    assert last.json().get("code") == "rate_limited", rh.short(last)
+    # Every dialect answers in its own shape while the address is blocked.
+    bad = attacker.with_key(rh.forge_key())
+    r = bad.h2o_search({}, 1)
+    assert r.status_code == 429 and r.json() == {"code": 8, "message": "rate limit exceeded", "details": []} \
+        and r.headers.get("Retry-After"), rh.short(r)
+    r = bad.pangea("/v1/search", {"query": ""})
+    assert r.status_code == 429 and r.json()["status"] == "TooManyRequests" and r.headers.get("Retry-After"), \
+        rh.short(r)
+    r = requests.post(srv.url + "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": rh.forge_key()},
+                      timeout=10)  # from 127.0.0.1: not blocked
+    assert r.status_code == 400, rh.short(r)
+    # A valid key not verified yet is refused from the blocked address (nothing is verified there)...
+    r = attacker.with_key(searcher).request("GET", "/api/v1/whoami")
+    assert r.status_code == 429, f"an unverified key from a blocked address: {rh.short(r)}"
+    # ...while other addresses are served as usual,
+    r = rh.Api(srv.url, searcher).request("GET", "/api/v1/whoami")
+    assert r.status_code == 200, f"a valid key from another address: {rh.short(r)}"
+    # and a key verified recently is accepted even from the blocked address.
+    r = attacker.with_key(searcher).request("GET", "/api/v1/whoami")
+    assert r.status_code == 200, f"a recently verified key from a blocked address: {rh.short(r)}"
+    throttled = _metric(admin, "trailkeep_auth_rate_limited_total") - before
+    rh.fig_set(F, "auth_limit_throttled_counted", throttled)
+    assert throttled >= 4, f"trailkeep_auth_rate_limited_total rose by {throttled}, expected at least 4"
+    # After Retry-After, failures are answered 401 again, and a fresh valid key works.
+    time.sleep(int(retry) + 0.2)
+    r = attacker.with_key(rh.forge_key()).request("GET", "/api/v1/whoami")
+    assert r.status_code == 401, f"after Retry-After: {rh.short(r)}"
+    fresh = srv.create_key(["search"], name="limit-fresh")
+    r = attacker.with_key(fresh).request("GET", "/api/v1/whoami")
+    assert r.status_code == 200, f"a valid key after the address recovered: {rh.short(r)}"
+    rh.fig_add(F, "auth_limit_checks", 1)
+
+
+def test_failed_auth_is_rate_limited_per_key_id(new_server):
+    """E-401 per key id: wrong secrets for one key id from many addresses run out that key id's
+    allowance; then guesses at it get 429 from any address, other key ids do not, and the owner's
+    recently verified key keeps working."""
+    burst = 4
+    srv = new_server("authlimit-key", ["--auth-fail-burst", str(burst), "--auth-fail-per-sec", "0.2"])
+    victim = srv.create_key(["search"], name="victim")
+    assert rh.Api(srv.url, victim).request("GET", "/api/v1/whoami").status_code == 200
+    vid = rh.key_id_of(victim)
+
+    def guess(n: int, key: str) -> requests.Response:
+        return rh.Api(srv.url, key, source=f"127.0.0.{10 + n}").request("GET", "/api/v1/whoami")
+
+    try:
+        codes = [guess(i, rh.forge_key(key_id=vid)).status_code for i in range(burst + 1)]
+    except requests.exceptions.ConnectionError as e:
+        pytest.skip(f"cannot connect from 127.0.0.x here: {e}")
+    assert codes == [401] * burst + [429], f"wrong secrets for one key id from {burst + 1} addresses: {codes}"
+    r = guess(50, rh.forge_key(key_id=vid))
+    assert r.status_code == 429 and r.headers.get("Retry-After"), f"guess at a blocked key id: {rh.short(r)}"
+    r = guess(51, rh.forge_key())
+    assert r.status_code == 401, f"another key id must not be throttled: {rh.short(r)}"
+    r = guess(52, victim)
+    assert r.status_code == 200, f"the owner's verified key must keep working: {rh.short(r)}"
+    rh.fig_add(F, "auth_limit_checks", 1)
+
+
+def _mann_whitney_p(a: List[float], b: List[float]) -> float:
+    """Two-sided Mann-Whitney U test, normal approximation with tie correction."""
+    import math
+
+    n1, n2 = len(a), len(b)
+    allv = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
+    ranks = [0.0] * len(allv)
+    ties = 0.0
+    i = 0
+    while i < len(allv):
+        j = i
+        while j + 1 < len(allv) and allv[j + 1][0] == allv[i][0]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[k] = (i + j) / 2 + 1
+        t = j - i + 1
+        ties += t ** 3 - t
+        i = j + 1
+    r1 = sum(r for r, (_, g) in zip(ranks, allv) if g == 0)
+    u = r1 - n1 * (n1 + 1) / 2
+    n = n1 + n2
+    sigma = math.sqrt(n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))))
+    z = (u - n1 * n2 / 2) / sigma if sigma else 0.0
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def test_unknown_key_id_times_like_a_wrong_secret(new_server):
+    """K-checks: rejecting a key id that does not exist must take as long as rejecting a wrong
+    secret for one that does (a dummy argon2 verification), or response times enumerate key ids.
+    200 samples each, interleaved in random order over one keep-alive connection; Mann-Whitney U
+    two-sided must not find a difference at p < 0.001 (a missing verification gives p ~ 1e-60)."""
+    import random
+
+    srv = new_server("timing", NO_AUTH_LIMIT)
+    api = rh.Api(srv.url)
+    known = rh.key_id_of(srv.admin_key)
+    samples: Dict[str, List[float]] = {"unknown": [], "wrong_secret": []}
+    order = ["unknown", "wrong_secret"] * 220
+    random.Random(6).shuffle(order)
+    for i, kind in enumerate(order):
+        key = rh.forge_key() if kind == "unknown" else rh.forge_key(key_id=known)
+        t0 = time.perf_counter()
+        r = api.request("GET", "/api/v1/whoami", key=key)
+        took = time.perf_counter() - t0
+        assert r.status_code == 401, rh.short(r)
+        if i >= 40:  # the first ones warm up (connection, the dummy hash, caches)
+            samples[kind].append(took)
+    p = _mann_whitney_p(samples["unknown"], samples["wrong_secret"])
+    med = {k: round(sorted(v)[len(v) // 2] * 1000, 2) for k, v in samples.items()}
+    rh.fig_set(F, "auth_timing_median_ms", med)
+    rh.fig_set(F, "auth_timing_mann_whitney_p", round(p, 4))
+    rh.fig_set(F, "auth_timing_samples", {k: len(v) for k, v in samples.items()})
+    assert p > 0.001, (f"unknown key ids and wrong secrets are told apart by time: p={p:.2g}, "
+                       f"medians {med} ms")
+
+
+def test_secrets_never_logged(new_server):
+    """E-keys / issue 6: after authenticated requests through every dialect, the OIDC exchange,
+    wrong secrets, a revoked key and a throttled address, no key secret and no access token
+    appears in the server's log (debug level, JSON) nor in the database or its WAL."""
+    srv = new_server("nolog", ["--log-format", "json", "--auth-fail-burst", "3"], env={"TRAILKEEP_LOG": "debug"})
+    admin = srv.admin_key
+    ingest = srv.create_key(["ingest"], name="nolog-ingest")
+    search = srv.create_key(["search"], ["workspaces/nolog"], name="nolog-search")
+    revoked = srv.create_key(["admin"], name="nolog-revoked")
+    wrong = [rh.forge_key(key_id=rh.key_id_of(k)) for k in (admin, ingest, search)]
+    a = rh.Api(srv.url, admin)
+    assert a.request("GET", "/api/v1/whoami").status_code == 200
+    i = a.with_key(ingest)
+    assert i.h2o_create(rh.h2o_event("workspaces/nolog", token="x")).status_code == 200
+    assert i.pangea("/v1/log", {"event": rh.pangea_event("workspaces/nolog")}).status_code == 200
+    sw = a.with_key(search)
+    assert sw.h2o_search({}, 5).status_code == 200
+    assert sw.pangea("/v1/search", {"query": ""}).status_code == 200
+    r = requests.post(srv.url + "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": search},
+                      timeout=10)
+    assert r.status_code == 200, rh.short(r)
+    access = r.json()["access_token"]
+    assert a.with_key(access).request("GET", "/api/v1/whoami").status_code == 200
+    assert a.with_key(revoked).request("GET", "/api/v1/whoami").status_code == 200
+    srv.revoke_key(revoked)
+    assert a.with_key(revoked).request("GET", "/api/v1/whoami").status_code == 401
+    assert a.request("GET", "/metrics").status_code == 200
+    statuses = [a.with_key(w).request("GET", "/api/v1/whoami").status_code for w in wrong * 2]
+    assert 429 in statuses, f"the throttled path should be exercised too: {statuses}"
+    assert srv.stop() == 0
+    log = srv.log_since()
+    assert "request" in log and "whoami" in log, "the access log is expected to record these requests"
+    stored = b"".join(p.read_bytes() for p in srv.data_dir.glob("trailkeep.db*"))
+    found = []
+    for name, tok in [("admin", admin), ("ingest", ingest), ("search", search), ("revoked", revoked),
+                      ("access token", access)] + [(f"wrong secret {n}", w) for n, w in enumerate(wrong)]:
+        secret = tok.rsplit("_", 1)[1] if tok.startswith("tk_") else tok
+        for where, text in (("log", log), ("database", stored.decode("latin-1"))):
+            if secret in text or secret[:32] in text:
+                found.append(f"{name} in the {where}")
+    rh.fig_set(F, "secrets_found_in_logs_or_db", len(found))
+    assert not found, f"secrets found: {found}"

@@ -5,8 +5,12 @@
   a 500 or a 4xx; a rejected request stores nothing (no partial batch); reads keep working; when
   space returns (``mount -o remount,size=256m``) ingestion resumes within 5 s with the same PID;
   at the end every acknowledged event is there exactly once and ``trailkeep verify`` passes.
-* **Checkpoint file unwritable after COMMIT** (what disk full hits last, made deterministic): not
-  acknowledged, a 5xx stores nothing, writes resume without a restart once it can be written.
+* **Checkpoint spare unavailable** (the next checkpoint file is allocated before each
+  transaction, so this is where a full disk hits if SQLite itself did not; made deterministic):
+  a clean 503 that stores nothing, writes resume without a restart.
+* **Checkpoint file unwritable after COMMIT** (an I/O fault, made deterministic): not
+  acknowledged and not a 5xx either (the reply is held: in doubt), a retry with the same id finds
+  the event once, other writes get 503 and store nothing, writes resume without a restart.
 * **Read-only database** (F5): while the server runs, the database files and the data directory
   are made immutable (``chattr +i`` on a loop-mounted ext4 image; a mounted filesystem cannot be
   remounted read-only while the server holds the database open for writing, and tmpfs does not
@@ -266,42 +270,108 @@ def test_disk_full_503_then_recovers(new_server, tk_tmp):
         rh.umount(mnt)
 
 
-def test_checkpoint_write_failure_is_not_acknowledged_and_recovers(new_server):
-    """The step disk full hits last: COMMIT succeeded, the checkpoint file cannot be written
-    (here made impossible deterministically: a directory squats on ``checkpoint.latest.tmp``).
-    The write must not be acknowledged (design §1.3: ack only after the file records the root);
-    a 5xx stores nothing (§1.1); once the file can be written again, writes resume within 5 s
-    without a restart and the checkpoint matches the database; verify passes."""
-    srv = new_server("cpfail")
+def _checkpoint_matches_db(srv: rh.Server) -> List[str]:
+    n, size, root = srv.snapshot()
+    cp = srv.checkpoint()
+    if not cp or cp["size"] != size or cp["root_hash"] != root:
+        return [f"checkpoint.latest ({cp and cp['size']}) does not record the newest root (size {size})"]
+    return []
+
+
+def test_checkpoint_spare_unavailable_refuses_cleanly(new_server):
+    """The next checkpoint file is allocated before each transaction (what a full disk hits
+    first; here made impossible deterministically: a directory squats on the spare's name). The
+    write must be refused with a retryable 503 before anything is committed (a 5xx stores
+    nothing, §1.1), reads keep working, and writes resume without a restart once it can be made."""
+    srv = new_server("cpspare")
     api = rh.Api(srv.url, srv.admin_key)
     led = Ledger()
     for route, r in _write_round(api, led, 50, 5):
         assert r.status_code == 200, f"{route}: {rh.short(r)}"
     pid = srv.pid
     squat = srv.data_dir / "checkpoint.latest.tmp"
+    if squat.is_file():
+        squat.unlink()
     squat.mkdir()
     problems: List[str] = []
     try:
-        # A server may also hold the reply until the file can be written: no answer within 5 s is
-        # "not acknowledged" too (in doubt), which is acceptable here.
-        for route, r in _write_round(rh.Api(srv.url, srv.admin_key, timeout=5), led, 50, 5):
-            if r.status_code == 200:
-                problems.append(f"{route} acknowledged although the checkpoint file cannot be written")
-            elif not isinstance(r, NoAnswer):
-                problems += _retryable_error_problems(route, r)
+        snap = srv.snapshot()
+        for route, r in _write_round(rh.Api(srv.url, srv.admin_key, timeout=10), led, 50, 5):
+            problems += _retryable_error_problems(route, r)
+        if srv.snapshot() != snap:
+            problems.append(f"the stored state changed although every write was refused: {snap} -> {srv.snapshot()}")
         problems += _reads_ok(api)
         problems += led.check(srv)
     finally:
         squat.rmdir()
     took, last = _resume(api, led)
+    rh.fig_set(F, "checkpoint_spare_resume_s", None if took is None else round(took, 2))
+    if took is None or took > 5.0:
+        problems.append(f"writes did not resume within 5 s once the spare could be made "
+                        f"(took {took}); last answer: {last}")
+    problems += _checkpoint_matches_db(srv)
+    assert srv.pid == pid
+    problems += led.check(srv)
+    srv.stop()
+    v = srv.verify()
+    if v.returncode != 0:
+        problems.append(f"verify failed: {v.stdout.strip()[:300]}")
+    if problems:
+        problems += [f"server log: {e}" for e in srv.log_errors()]
+    assert not problems, rh.problems_msg("checkpoint spare unavailable", problems)
+
+
+def test_checkpoint_write_failure_is_not_acknowledged_and_recovers(new_server):
+    """The rare case that remains after COMMIT: the checkpoint file cannot be put in place (here
+    made impossible deterministically: a directory stands where ``checkpoint.latest`` goes, so
+    the rename fails). The write must not be acknowledged (design §1.3: ack only after the file
+    records the root) and, being committed, must not get a 5xx either (§1.1): its reply is held,
+    so a client sees no answer (in doubt) and a retry with the same event id finds it. Other
+    writes meanwhile are refused with 503 and store nothing; once the file can be written, writes
+    resume within 5 s without a restart, the held group is there exactly once and the checkpoint
+    matches the database; verify passes."""
+    srv = new_server("cpfail")
+    api = rh.Api(srv.url, srv.admin_key)
+    led = Ledger()
+    for route, r in _write_round(api, led, 50, 5):
+        assert r.status_code == 200, f"{route}: {rh.short(r)}"
+    pid = srv.pid
+    cp_file = srv.data_dir / "checkpoint.latest"
+    saved = srv.data_dir / "checkpoint.saved"
+    cp_file.rename(saved)
+    cp_file.mkdir()
+    problems: List[str] = []
+    held: List[Tuple[str, dict]] = []
+    try:
+        short_api = rh.Api(srv.url, srv.admin_key, timeout=5)
+        eid, ev = _h2o_batch_items(1, "workspaces/faults", 50)[0]
+        try:
+            r = short_api.h2o_create(ev, eid)
+            problems.append(f"h2o create answered although the checkpoint file cannot be written: {rh.short(r)}")
+        except Exception:  # noqa: BLE001 — the expected outcome: no answer (in doubt)
+            held.append((eid, ev))
+        for route, r in _write_round(short_api, led, 50, 5):
+            if r.status_code == 200:
+                problems.append(f"{route} acknowledged although the checkpoint file cannot be written")
+            else:
+                problems += _retryable_error_problems(route, r)
+        problems += _reads_ok(api)
+        problems += led.check(srv)
+    finally:
+        cp_file.rmdir()
+        saved.unlink()
+    took, last = _resume(api, led)
     rh.fig_set(F, "checkpoint_failure_resume_s", None if took is None else round(took, 2))
     if took is None or took > 5.0:
         problems.append(f"writes did not resume within 5 s once the checkpoint file could be written again "
                         f"(took {took}); last answer: {last}")
-    n, size, root = srv.snapshot()
-    cp = srv.checkpoint()
-    if took is not None and (cp["size"] != size or cp["root_hash"] != root):
-        problems.append(f"checkpoint.latest (size {cp['size']}) does not record the newest root (size {size})")
+    # The held request was committed: retrying it with the same event id returns it, stored once.
+    for eid, ev in held:
+        r = api.h2o_create(ev, eid)
+        if r.status_code != 200:
+            problems.append(f"retry of the in-doubt create {eid}: {rh.short(r)}")
+        led.acked_ids.add(eid)
+    problems += _checkpoint_matches_db(srv)
     assert srv.pid == pid
     problems += led.check(srv)
     srv.stop()
