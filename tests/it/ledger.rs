@@ -201,3 +201,21 @@ async fn export_cli_100k_events() {
         eprintln!("export {fmt}: {N} events, peak RSS {peak_kb} KiB");
     }
 }
+
+#[actix_web::test]
+async fn verify_names_each_root_with_a_bad_signature() {
+    let (_s, dir) = seeded().await;
+    // Replace the signatures of the roots of sizes 2 and 4, in a database of 5 roots.
+    sql(&dir, "UPDATE buffers SET signature = randomblob(64) WHERE idx IN (1, 3)");
+    let (ok, out) = verify(&dir);
+    assert!(!ok, "{out}");
+    let bad: Vec<&str> = out.lines().filter(|l| l.starts_with("bad_signature")).collect();
+    assert_eq!(
+        bad,
+        [
+            "bad_signature: root at size 2 has an invalid signature",
+            "bad_signature: root at size 4 has an invalid signature"
+        ],
+        "{out}"
+    );
+}
