@@ -760,7 +760,7 @@ async fn search_events(state: State, req: HttpRequest, payload: web::Payload) ->
     let body = read_body(payload, SINGLE_LIMIT).await?;
     let value = parse_body(&body)?;
     let mut parsed = parse_search(&value, &principal)?;
-    let now = crate::keys::now_micros();
+    let now = state.ledger.now_micros();
     let token = match value.get("pageToken") {
         None | Some(Value::Null) => None,
         Some(Value::String(t)) if t.is_empty() => None,

@@ -908,7 +908,7 @@ async fn search_inner(state: &State, req: &HttpRequest, payload: web::Payload) -
             ));
         }
     };
-    let now = now_micros();
+    let now = state.ledger.now_micros();
     let start = parse_time_arg(&body, "start", now)?.unwrap_or(now - 14 * 86_400 * 1_000_000);
     let end = parse_time_arg(&body, "end", now)?;
     if end.is_some_and(|e| start > e) {
@@ -1101,7 +1101,7 @@ async fn export(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
             None | Some("csv") | Some("json") => {}
             Some(_) => return Err(invalid("NotEnumMember", "'format' must be one of csv, json", "/format")),
         }
-        let now = now_micros();
+        let now = state.ledger.now_micros();
         let start = parse_time_arg(&body, "start", now)?;
         let end = parse_time_arg(&body, "end", now)?;
         let ascending = opt_string(&body, "order", 8)? == Some("asc");

@@ -23,6 +23,8 @@ pub struct Ledger {
     pub tree: RwLock<CompactTree>,
     pub tree_name: String,
     signing: SigningKey,
+    /// The newest receive time handed out (µs); receive times only grow, whatever the wall clock does.
+    last_received: std::sync::atomic::AtomicI64,
 }
 
 /// A signed root as stored and served.
@@ -51,7 +53,24 @@ pub fn signed_message(tree_name: &str, size: u64, root_hash: &str, published_at:
 
 impl Ledger {
     pub fn new(tree: CompactTree, tree_name: String, signing_seed: [u8; 32]) -> Self {
-        Self { tree: RwLock::new(tree), tree_name, signing: SigningKey::from_bytes(&signing_seed) }
+        Self {
+            tree: RwLock::new(tree),
+            tree_name,
+            signing: SigningKey::from_bytes(&signing_seed),
+            last_received: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+
+    /// The server's "now" for search windows (µs): the wall clock, but never earlier than just
+    /// after the newest receive time, so a clock stepped backwards does not hide stored events.
+    pub fn now_micros(&self) -> i64 {
+        let newest = self.last_received.load(std::sync::atomic::Ordering::Relaxed);
+        chrono::Utc::now().timestamp_micros().max(newest.saturating_add(1))
+    }
+
+    /// Called by the writer as it hands out receive times.
+    pub fn note_received(&self, at: i64) {
+        self.last_received.fetch_max(at, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn public_key(&self) -> VerifyingKey {

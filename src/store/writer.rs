@@ -167,6 +167,7 @@ impl WriterState {
             conn.query_row("SELECT COALESCE(MAX(seq) + 1, 0), COALESCE(MAX(received_at), 0) FROM events", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
+        ledger.note_received(last_received);
         Ok(Self { conn, ledger, data_dir, next_seq, last_received, interned: HashMap::new(), committed })
     }
 
@@ -495,6 +496,7 @@ impl WriterState {
         let now = chrono::Utc::now().timestamp_micros();
         let received_at = now.max(self.last_received + 1);
         self.last_received = received_at;
+        self.ledger.note_received(received_at);
         let seq = self.next_seq;
         self.next_seq += 1;
         let envelope = to_canonical_string(&crate::event::envelope(ev, &format_micros(received_at)));

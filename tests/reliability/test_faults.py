@@ -810,3 +810,76 @@ def test_sigterm_under_load_loses_no_acknowledged_event(new_server):
     problems = led.check(srv)
     rh.fig_set(F, "sigterm_under_load_acked", len(led.acked_toks) + len(led.acked_ids))
     assert not problems, rh.problems_msg("SIGTERM under load", problems)
+
+
+# ------------------------------------------------------------------------------- clock jumps
+def _libfaketime() -> Optional[str]:
+    for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
+              "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"):
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def test_clock_jumping_backwards_keeps_order_and_paging(new_server, tk_tmp):
+    """The server's wall clock steps back 2 h mid-ingest (libfaketime; the monotonic clock is
+    untouched, as with an NTP step): receive times stay strictly increasing with the log order,
+    newest-first results stay in log order, H2O and Pangea paging return every event exactly
+    once, and `verify` passes."""
+    lib = _libfaketime()
+    if not lib:
+        pytest.skip("libfaketime not installed (Debian package `faketime`; tests/run.sh installs it)")
+    clock = tk_tmp / f"faketime-{uuid.uuid4().hex[:6]}"
+    clock.write_text("+0\n")
+    srv = new_server("clock", ["--no-self-audit"], env={
+        "LD_PRELOAD": lib, "FAKETIME_TIMESTAMP_FILE": str(clock), "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+    a = rh.Api(srv.url, srv.admin_key)
+    ws = f"workspaces/clock-{uuid.uuid4().hex[:6]}"
+
+    def ingest(phase: str):
+        for i in range(3):
+            body = {"events": [{"event": rh.pangea_event(ws, message=f"{phase} {i}.{j}")} for j in range(10)]}
+            assert a.pangea("/v2/log", body).status_code == 200
+        for i in range(10):
+            assert a.h2o_create(rh.h2o_event(ws, token=f"{phase}{i}")).status_code == 200
+
+    ingest("before")
+    clock.write_text("-2h\n")
+    time.sleep(0.3)
+    ingest("after")
+
+    # Pangea, newest first (log order): receive times strictly decreasing, every event once.
+    res = rh.pangea_ok(a.pangea("/v1/search", {"query": f"tenant_id:{ws}", "limit": 7, "max_results": 1000}))
+    sid, count = res["id"], res["count"]
+    assert count == 80, res
+    seen: List[dict] = list(res["events"])
+    while len(seen) < count:
+        page = rh.pangea_ok(a.pangea("/v1/results", {"id": sid, "limit": 7, "offset": len(seen)}))
+        assert page["events"], f"results page at offset {len(seen)} is empty"
+        seen += page["events"]
+    received = [e["envelope"]["received_at"] for e in seen]
+    assert len(set(received)) == 80, "a receive time repeats"
+    assert received == sorted(received, reverse=True), "newest-first order is not the log order after the jump"
+    messages = [e["envelope"]["event"].get("message", "") for e in seen]
+    afters = [i for i, m in enumerate(messages) if m.startswith("after")]
+    befores = [i for i, m in enumerate(messages) if m.startswith("before")]
+    assert max(afters) < min(befores), "events logged after the jump sort before earlier ones"
+
+    # H2O paging by (event time, seq), 7 per page: every event exactly once. The window is
+    # explicit: by default H2O searches end at the server's (now earlier) clock.
+    flt = {"workspaceExact": ws, "startEventTime": rh.now_rfc3339(-86400), "endEventTime": rh.now_rfc3339(86400)}
+    names, tok = [], ""
+    for _ in range(100):
+        r = a.h2o_search(flt, page_size=7, token=tok)
+        assert r.status_code == 200, rh.short(r)
+        j = r.json()
+        names += [e["name"] for e in j["events"]]
+        tok = j["nextPageToken"]
+        if not tok:
+            break
+    assert len(names) == 80 and len(set(names)) == 80, f"H2O paging returned {len(names)} ({len(set(names))} distinct)"
+
+    assert srv.stop() == 0
+    v = srv.verify()
+    assert v.returncode == 0, v.stdout
