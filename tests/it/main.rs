@@ -3,5 +3,6 @@
 mod common;
 mod h2o;
 mod ledger;
+mod openapi;
 mod pangea;
 mod props;
