@@ -16,6 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::openapi::{Problem, TAG_UI};
 use super::ui::{principal, problem};
 use super::{State, is_json, read_body};
 use crate::config::format_duration;
@@ -34,6 +35,76 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/api/v1/keys/{id}").route(web::delete().to(revoke)).default_service(allow("DELETE")))
     .service(web::resource("/api/v1/retention").route(web::get().to(retention)).default_service(allow("GET")))
     .service(web::resource("/api/v1/retention/purge").route(web::post().to(purge_now)).default_service(allow("POST")));
+}
+
+/// A key as listed (never its secret).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct KeyListed {
+    id: String,
+    name: String,
+    /// `ingest`, `search`, `admin`.
+    scopes: Vec<String>,
+    /// Empty: every workspace.
+    workspaces: Vec<String>,
+    created_at: String,
+    last_used_at: Option<String>,
+    revoked_at: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct KeyList {
+    keys: Vec<KeyListed>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct KeyCreate {
+    /// 1–200 bytes.
+    name: String,
+    /// At least one of `ingest`, `search`, `admin` (`admin` implies the others).
+    scopes: Vec<String>,
+    /// Limit the key to these workspaces; empty or absent: all.
+    workspaces: Option<Vec<String>>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct KeyCreated {
+    id: String,
+    name: String,
+    scopes: Vec<String>,
+    workspaces: Vec<String>,
+    /// `tk_<id>_<secret><checksum>`: shown only in this response.
+    secret: String,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RetentionPolicy {
+    /// Whether any retention period is configured.
+    enabled: bool,
+    /// The default period (`400d`, …) or `forever`.
+    default: String,
+    /// Per-workspace periods (`forever` exempts one).
+    workspaces: std::collections::BTreeMap<String, String>,
+    /// How often the purge runs.
+    interval: String,
+    /// The last run: `{at, ok, report}` or `{at, ok: false, error}`; null before the first.
+    #[schema(value_type = Option<Object>)]
+    last_run: Option<Value>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PurgeResult {
+    /// Events whose content was removed.
+    purged: u64,
+    /// Per workspace.
+    workspaces: std::collections::BTreeMap<String, u64>,
+    /// Purge events appended to the log.
+    purge_events: u64,
 }
 
 /// 405 with `Allow` for the other methods on an admin resource.
@@ -73,6 +144,23 @@ fn key_json(k: &crate::keys::KeyInfo) -> Value {
     })
 }
 
+/// List API keys
+///
+/// Every key with its scopes, workspaces and times; never a secret.
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    tag = TAG_UI,
+    operation_id = "admin_list_keys",
+    responses(
+        (status = 200, description = "The keys", body = KeyList),
+        (status = 503, description = "Database unavailable", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an admin key without a workspace limit", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Too many failed authentications", content_type = "application/problem+json", body = Problem),
+    ),
+    security(("api_key" = [])),
+)]
 async fn list(state: State, req: HttpRequest) -> HttpResponse {
     if let Err(r) = admin(&state, &req).await {
         return r;
@@ -83,6 +171,27 @@ async fn list(state: State, req: HttpRequest) -> HttpResponse {
     }
 }
 
+/// Create an API key
+///
+/// The secret is in this response only; the creation is logged as an event (`actions/audittrail/keys/CREATE`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys",
+    tag = TAG_UI,
+    operation_id = "admin_create_key",
+    request_body(content = KeyCreate, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = KeyCreated),
+        (status = 400, description = "Invalid body, name, scopes or workspaces", content_type = "application/problem+json", body = Problem),
+        (status = 413, description = "Body over 64 KiB", content_type = "application/problem+json", body = Problem),
+        (status = 415, description = "Not JSON", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "Not stored; retry", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an admin key without a workspace limit", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Too many failed authentications", content_type = "application/problem+json", body = Problem),
+    ),
+    security(("api_key" = [])),
+)]
 async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let p = match admin(&state, &req).await {
         Ok(p) => p,
@@ -142,6 +251,25 @@ async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
     }
 }
 
+/// Revoke an API key
+///
+/// Takes effect at once, also for access tokens minted from the key; logged as an event (`actions/audittrail/keys/REVOKE`).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/keys/{id}",
+    tag = TAG_UI,
+    operation_id = "admin_revoke_key",
+    params(("id" = String, Path, description = "The key id (16 hex digits)")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No active key with that id", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "Not revoked; retry", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an admin key without a workspace limit", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Too many failed authentications", content_type = "application/problem+json", body = Problem),
+    ),
+    security(("api_key" = [])),
+)]
 async fn revoke(state: State, req: HttpRequest, id: web::Path<String>) -> HttpResponse {
     let p = match admin(&state, &req).await {
         Ok(p) => p,
@@ -194,6 +322,22 @@ async fn record(state: &State, req: &HttpRequest, p: &Principal, action: &str, k
     }
 }
 
+/// Retention policy
+///
+/// The effective retention periods and the outcome of the last purge.
+#[utoipa::path(
+    get,
+    path = "/api/v1/retention",
+    tag = TAG_UI,
+    operation_id = "admin_retention",
+    responses(
+        (status = 200, description = "The policy", body = RetentionPolicy),
+        (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an admin key without a workspace limit", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Too many failed authentications", content_type = "application/problem+json", body = Problem),
+    ),
+    security(("api_key" = [])),
+)]
 async fn retention(state: State, req: HttpRequest) -> HttpResponse {
     if let Err(r) = admin(&state, &req).await {
         return r;
@@ -213,6 +357,24 @@ async fn retention(state: State, req: HttpRequest) -> HttpResponse {
     }))
 }
 
+/// Run the retention purge now
+///
+/// Removes the content of events older than their workspace's period (hashes stay; each purged batch is logged as a purge event).
+#[utoipa::path(
+    post,
+    path = "/api/v1/retention/purge",
+    tag = TAG_UI,
+    operation_id = "admin_purge",
+    responses(
+        (status = 200, description = "What was purged", body = PurgeResult),
+        (status = 409, description = "No retention period is configured", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "The purge failed or the writer is busy; retry", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an admin key without a workspace limit", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Too many failed authentications", content_type = "application/problem+json", body = Problem),
+    ),
+    security(("api_key" = [])),
+)]
 async fn purge_now(state: State, req: HttpRequest) -> HttpResponse {
     if let Err(r) = admin(&state, &req).await {
         return r;

@@ -11,6 +11,12 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::openapi::{
+    DiscoveryClientsResponse, DiscoveryComponentsResponse, DiscoveryEnvironmentResponse, DiscoveryLinksResponse,
+    DiscoveryServicesResponse, H2oBatchCreateRequest, H2oBatchCreateResponse, H2oCreateEventResponse, H2oEventInput,
+    H2oSearchRequest, H2oSearchResponse, H2oStatus, H2oVersion, OAuthError, OAuthTokenRequest, OAuthTokenResponse,
+    OpenIdConfiguration, TAG_H2O,
+};
 use super::{AuthFailure, BodyError, State, authenticate, base_url, read_body, with_reader};
 use crate::event::canonical::{JsonErrorKind, parse_strict, to_canonical_string};
 use crate::event::{
@@ -171,14 +177,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/.ai.h2o.cloud.discovery/v1/environment").route(web::get().to(discovery_environment)))
         .service(web::resource("/.ai.h2o.cloud.discovery/v1/services").route(web::get().to(discovery_services)))
         .service(web::resource("/.ai.h2o.cloud.discovery/v1/clients").route(web::get().to(discovery_clients)))
-        .service(
-            web::resource("/.ai.h2o.cloud.discovery/v1/links")
-                .route(web::get().to(|| async { HttpResponse::Ok().json(json!({"links": []})) })),
-        )
-        .service(
-            web::resource("/.ai.h2o.cloud.discovery/v1/components")
-                .route(web::get().to(|| async { HttpResponse::Ok().json(json!({"components": []})) })),
-        );
+        .service(web::resource("/.ai.h2o.cloud.discovery/v1/links").route(web::get().to(discovery_links)))
+        .service(web::resource("/.ai.h2o.cloud.discovery/v1/components").route(web::get().to(discovery_components)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -480,6 +480,31 @@ struct CreateQuery {
     event_id: Option<String>,
 }
 
+/// Create an event
+///
+/// Validates and stores one event under the id given as `eventId`; the workspace is taken from
+/// `workspaceOverride` or from the first `workspaces/<id>` pair in `resource`. A retry with the same
+/// id and content returns the stored event; the same id with other content is a conflict.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = TAG_H2O,
+    operation_id = "h2o_create_event",
+    params(("eventId" = String, Query, format = "uuid", description = "The new event's id: a canonical UUIDv4",
+        example = "b096430b-c7a8-47f2-a129-d9ae58cf454f")),
+    request_body(content = H2oEventInput, description = "The bare event"),
+    responses(
+        (status = 200, description = "The stored event", body = H2oCreateEventResponse),
+        (status = 400, description = "Invalid id, body or field (code 3)", body = H2oStatus),
+        (status = 401, description = "Missing or invalid key (code 16)", body = H2oStatus),
+        (status = 403, description = "The key may not ingest, or not into this workspace (code 7)", body = H2oStatus),
+        (status = 409, description = "The id exists with different content (code 6)", body = H2oStatus),
+        (status = 413, description = "Body over 1 MiB (code 3)", body = H2oStatus),
+        (status = 415, description = "Body not sent as `application/json` (code 3)", body = H2oStatus),
+        (status = 503, description = "Storage busy or unavailable (code 14)", body = H2oStatus),
+    ),
+    security(("api_key" = [])),
+)]
 async fn create_event(state: State, req: HttpRequest, payload: web::Payload) -> H2oResult {
     let principal = require(&state, &req, true).await?;
     if !super::is_json(&req) {
@@ -508,6 +533,28 @@ async fn create_event(state: State, req: HttpRequest, payload: web::Payload) -> 
     }
 }
 
+/// Create events in a batch
+///
+/// Up to 1000 events. Valid items are committed together in one transaction; invalid ones are
+/// reported in `failedRequests` under their index, with the error an individual create would give,
+/// and the status stays 200.
+#[utoipa::path(
+    post,
+    path = "/v1/events:batchCreate",
+    tag = TAG_H2O,
+    operation_id = "h2o_batch_create_events",
+    request_body(content = H2oBatchCreateRequest),
+    responses(
+        (status = 200, description = "Created events and per-item failures", body = H2oBatchCreateResponse),
+        (status = 400, description = "Invalid body or more than 1000 requests (code 3)", body = H2oStatus),
+        (status = 401, description = "Missing or invalid key (code 16)", body = H2oStatus),
+        (status = 403, description = "The key may not ingest (code 7)", body = H2oStatus),
+        (status = 413, description = "Body over 16 MiB (code 3)", body = H2oStatus),
+        (status = 415, description = "Body not sent as `application/json` (code 3)", body = H2oStatus),
+        (status = 503, description = "Storage busy or unavailable (code 14)", body = H2oStatus),
+    ),
+    security(("api_key" = [])),
+)]
 async fn batch_create_events(state: State, req: HttpRequest, payload: web::Payload) -> H2oResult {
     let principal = require(&state, &req, true).await?;
     if !super::is_json(&req) {
@@ -752,6 +799,28 @@ impl PageToken {
     }
 }
 
+/// Search events
+///
+/// Newest first (event time, then ingestion order). The end of the window is frozen at the first
+/// page; `nextPageToken` is bound to the filter, page size and key, and is `""` on the last page.
+/// A key limited to workspaces only ever sees those workspaces.
+#[utoipa::path(
+    post,
+    path = "/v1/events:search",
+    tag = TAG_H2O,
+    operation_id = "h2o_search_events",
+    request_body(content = H2oSearchRequest),
+    responses(
+        (status = 200, description = "One page of events", body = H2oSearchResponse),
+        (status = 400, description = "Invalid filter, regex, time range or page token (code 3)", body = H2oStatus),
+        (status = 401, description = "Missing or invalid key (code 16)", body = H2oStatus),
+        (status = 403, description = "The key may not search (code 7)", body = H2oStatus),
+        (status = 413, description = "Body over 1 MiB (code 3)", body = H2oStatus),
+        (status = 415, description = "Body not sent as `application/json` (code 3)", body = H2oStatus),
+        (status = 503, description = "Storage unavailable or search deadline exceeded (code 14)", body = H2oStatus),
+    ),
+    security(("api_key" = [])),
+)]
 async fn search_events(state: State, req: HttpRequest, payload: web::Payload) -> H2oResult {
     let principal = require(&state, &req, false).await?;
     if !super::is_json(&req) {
@@ -875,6 +944,16 @@ pub fn purge_event(info: &crate::store::retention::PurgeInfo) -> NewEvent {
     ev
 }
 
+/// Server version
+///
+/// Reachability check of the H2O client's `login()` and `login_custom()`; always at the host root.
+#[utoipa::path(
+    get,
+    path = "/version",
+    tag = TAG_H2O,
+    operation_id = "h2o_version",
+    responses((status = 200, description = "The server version", body = H2oVersion)),
+)]
 async fn version() -> HttpResponse {
     HttpResponse::Ok().json(json!({"version": env!("CARGO_PKG_VERSION")}))
 }
@@ -882,6 +961,17 @@ async fn version() -> HttpResponse {
 // ---------------------------------------------------------------------------------------------
 // OIDC and discovery
 
+/// OpenID configuration
+///
+/// Tells the H2O login where the token endpoint is. `<BASE>` is the configured public URL, else
+/// the request's scheme and host.
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = TAG_H2O,
+    operation_id = "openid_configuration",
+    responses((status = 200, description = "Provider metadata", body = OpenIdConfiguration)),
+)]
 async fn openid_configuration(state: State, req: HttpRequest) -> HttpResponse {
     let base = base_url(&state, &req);
     HttpResponse::Ok().json(json!({
@@ -899,6 +989,21 @@ fn oauth_error(error: &str, description: &str) -> HttpResponse {
         .json(json!({"error": error, "error_description": description}))
 }
 
+/// Exchange an API key for an access token
+///
+/// OAuth 2.0 refresh-token grant where the refresh token is an API key. The access token is valid
+/// for an hour, bound to the key's scopes and workspaces, and void once the key is revoked.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tag = TAG_H2O,
+    operation_id = "oauth_token",
+    request_body(content = OAuthTokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A new access token", body = OAuthTokenResponse),
+        (status = 400, description = "`invalid_request`, `unsupported_grant_type` or `invalid_grant`", body = OAuthError),
+    ),
+)]
 async fn token(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let Ok(body) = read_body(payload, 64 * 1024).await else {
         return oauth_error("invalid_request", "request body too large");
@@ -933,6 +1038,16 @@ async fn token(state: State, req: HttpRequest, payload: web::Payload) -> HttpRes
     }
 }
 
+/// Discovery: environment
+///
+/// H2O Cloud discovery for `login(environment=…)`.
+#[utoipa::path(
+    get,
+    path = "/.ai.h2o.cloud.discovery/v1/environment",
+    tag = TAG_H2O,
+    operation_id = "discovery_environment",
+    responses((status = 200, description = "The environment", body = DiscoveryEnvironmentResponse)),
+)]
 async fn discovery_environment(state: State, req: HttpRequest) -> HttpResponse {
     let base = base_url(&state, &req);
     HttpResponse::Ok().json(json!({"environment": {
@@ -943,6 +1058,16 @@ async fn discovery_environment(state: State, req: HttpRequest) -> HttpResponse {
     }}))
 }
 
+/// Discovery: services
+///
+/// The `audit-trail` service, whose `uri` is this server.
+#[utoipa::path(
+    get,
+    path = "/.ai.h2o.cloud.discovery/v1/services",
+    tag = TAG_H2O,
+    operation_id = "discovery_services",
+    responses((status = 200, description = "The services", body = DiscoveryServicesResponse)),
+)]
 async fn discovery_services(state: State, req: HttpRequest) -> HttpResponse {
     let base = base_url(&state, &req);
     HttpResponse::Ok().json(json!({"services": [{
@@ -953,12 +1078,50 @@ async fn discovery_services(state: State, req: HttpRequest) -> HttpResponse {
     }]}))
 }
 
+/// Discovery: clients
+///
+/// The `platform` OAuth client id (configured) used by the H2O login.
+#[utoipa::path(
+    get,
+    path = "/.ai.h2o.cloud.discovery/v1/clients",
+    tag = TAG_H2O,
+    operation_id = "discovery_clients",
+    responses((status = 200, description = "The clients", body = DiscoveryClientsResponse)),
+)]
 async fn discovery_clients(state: State) -> HttpResponse {
     HttpResponse::Ok().json(json!({"clients": [{
         "name": "clients/platform",
         "displayName": "Platform",
         "oauth2ClientId": state.config.oauth_client_id,
     }]}))
+}
+
+/// Discovery: links
+///
+/// Always empty.
+#[utoipa::path(
+    get,
+    path = "/.ai.h2o.cloud.discovery/v1/links",
+    tag = TAG_H2O,
+    operation_id = "discovery_links",
+    responses((status = 200, description = "No links", body = DiscoveryLinksResponse)),
+)]
+async fn discovery_links() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"links": []}))
+}
+
+/// Discovery: components
+///
+/// Always empty.
+#[utoipa::path(
+    get,
+    path = "/.ai.h2o.cloud.discovery/v1/components",
+    tag = TAG_H2O,
+    operation_id = "discovery_components",
+    responses((status = 200, description = "No components", body = DiscoveryComponentsResponse)),
+)]
+async fn discovery_components() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"components": []}))
 }
 
 #[allow(dead_code)]

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod authlimit;
 pub mod h2o;
 pub mod observe;
+pub mod openapi;
 pub mod pangea;
 pub mod ui;
 
@@ -45,12 +46,15 @@ pub struct AppState {
 
 pub type State = web::Data<AppState>;
 
-/// Registers every route: H2O at the root, Pangea under `/pangea`, UI at `/`.
+/// Registers every route: H2O at the root, Pangea under `/pangea`, the OpenAPI document and its
+/// docs page, UI at `/` (its fallback last). Every route must be documented in `openapi`
+/// (`tests/it/openapi.rs` fails otherwise).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(observe::metrics_endpoint));
     pangea::configure(cfg);
     h2o::configure(cfg);
     admin::configure(cfg);
+    openapi::configure(cfg);
     ui::configure(cfg);
 }
 

@@ -12,6 +12,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use super::openapi::{MetricsError, TAG_OPS};
 use super::{State, authenticate};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -66,7 +67,21 @@ pub async fn observe(
     Ok(res)
 }
 
+/// Prometheus metrics
+///
 /// `GET /metrics`: Prometheus text format, admin keys only.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = TAG_OPS,
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "Metrics in the Prometheus text format 0.0.4", content_type = "text/plain", body = String),
+        (status = 401, description = "Missing or invalid key (code 16)", body = MetricsError),
+        (status = 403, description = "Not an admin key (code 7)", body = MetricsError),
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn metrics_endpoint(state: State, req: HttpRequest) -> HttpResponse {
     match authenticate(&state, &req).await {
         Ok(p) if p.scopes.admin => {}

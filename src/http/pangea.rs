@@ -8,6 +8,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use super::openapi::{
+    DownloadError, Empty, PangeaAcceptedResponse, PangeaDownloadRequest, PangeaDownloadResult, PangeaErrorResponse,
+    PangeaExportRequest, PangeaLogBulkRequest, PangeaLogBulkResult, PangeaLogRequest, PangeaLogResult,
+    PangeaLogStreamRequest, PangeaPollResult, PangeaResponse, PangeaResultsBadRequest, PangeaResultsRequest,
+    PangeaResultsResult, PangeaRootRequest, PangeaRootResult, PangeaSearchRequest, PangeaSearchResult,
+    PangeaValidationErrorResponse, TAG_PANGEA,
+};
 use super::{AuthFailure, BodyError, Expiring, State, authenticate, base_url, random_id, read_body, with_reader};
 use crate::config::parse_duration;
 use crate::event::canonical::{parse_strict, to_canonical_string};
@@ -534,6 +541,31 @@ fn stored_of(outcome: Outcome) -> Result<StoredEvent, PangeaError> {
 // ---------------------------------------------------------------------------------------------
 // Log endpoints
 
+/// Log an event
+///
+/// Appends one event to the tamper-evident log. With `verbose`, the answer carries the envelope, the
+/// unpublished root after this append and a membership proof (plus a consistency proof from
+/// `prev_root`). A retry naming a committed request in `X-Pangea-Retried-Request-Ids` gets the
+/// stored result and logs nothing.
+#[utoipa::path(
+    post,
+    path = "/pangea/v1/log",
+    tag = TAG_PANGEA,
+    operation_id = "pangea_log",
+    params(("X-Pangea-Retried-Request-Ids" = Option<String>, Header,
+        description = "Comma-separated request ids of earlier attempts (sent by the SDK on retries)")),
+    request_body(content = PangeaLogRequest),
+    responses(
+        (status = 200, description = "`Success`: logged", body = PangeaResponse<PangeaLogResult>),
+        (status = 400, description = "`ValidationError`: `result.errors` lists each problem with a JSON pointer", body = PangeaValidationErrorResponse),
+        (status = 401, description = "`Unauthorized`: missing or invalid token", body = PangeaErrorResponse),
+        (status = 403, description = "`Unauthorized`: the key lacks the scope, or may not write this `tenant_id`", body = PangeaErrorResponse),
+        (status = 413, description = "`ValidationError`: body over 1 MiB", body = PangeaValidationErrorResponse),
+        (status = 415, description = "`ValidationError`: body not sent as `application/json`", body = PangeaValidationErrorResponse),
+        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable", body = PangeaErrorResponse),
+    ),
+    security(("api_key" = [])),
+)]
 async fn log(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let ctx = Ctx::new();
     if let Some(r) = replayed(&state, &req, &ctx).await {
@@ -692,6 +724,29 @@ fn logged_summary(v: &Value) -> String {
     format!("Logged {} record(s)", v["results"].as_array().map(Vec::len).unwrap_or(0))
 }
 
+/// Log events in bulk
+///
+/// Appends 1–1000 events, validated all or nothing (error sources point into the item, e.g.
+/// `/events/3/event/message`).
+#[utoipa::path(
+    post,
+    path = "/pangea/v2/log",
+    tag = TAG_PANGEA,
+    operation_id = "pangea_log_bulk",
+    params(("X-Pangea-Retried-Request-Ids" = Option<String>, Header,
+        description = "Comma-separated request ids of earlier attempts (sent by the SDK on retries)")),
+    request_body(content = PangeaLogBulkRequest),
+    responses(
+        (status = 200, description = "`Success`: one result per event, in order", body = PangeaResponse<PangeaLogBulkResult>),
+        (status = 400, description = "`ValidationError`: `result.errors` lists each problem with a JSON pointer", body = PangeaValidationErrorResponse),
+        (status = 401, description = "`Unauthorized`: missing or invalid token", body = PangeaErrorResponse),
+        (status = 403, description = "`Unauthorized`: the key lacks the scope, or may not write one of the `tenant_id`s", body = PangeaErrorResponse),
+        (status = 413, description = "`ValidationError`: body over 16 MiB", body = PangeaValidationErrorResponse),
+        (status = 415, description = "`ValidationError`: body not sent as `application/json`", body = PangeaValidationErrorResponse),
+        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable", body = PangeaErrorResponse),
+    ),
+    security(("api_key" = [])),
+)]
 async fn log_bulk(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let ctx = Ctx::new();
     if let Some(r) = replayed(&state, &req, &ctx).await {
@@ -705,7 +760,29 @@ async fn log_bulk(state: State, req: HttpRequest, payload: web::Payload) -> Http
     finish(ctx, logged_summary, r)
 }
 
-/// `v1/log_stream`: Auth0 log-streaming batches, one standard event per `logs[i]` (P21).
+// `v1/log_stream`: Auth0 log-streaming batches, one standard event per `logs[i]` (P21).
+/// Log an Auth0 log stream
+///
+/// Auth0 log-streaming batches: each `logs[i].data` becomes one standard event (`message` =
+/// description or type, `actor` = user name or id, `action` = type, `source` = `auth0`, `target` =
+/// client id, `timestamp` = date, `new` = the whole `data` as canonical JSON).
+#[utoipa::path(
+    post,
+    path = "/pangea/v1/log_stream",
+    tag = TAG_PANGEA,
+    operation_id = "pangea_log_stream",
+    request_body(content = PangeaLogStreamRequest),
+    responses(
+        (status = 200, description = "`Success`, `result` `{}`", body = PangeaResponse<Empty>),
+        (status = 400, description = "`ValidationError`: `result.errors` lists each problem with a JSON pointer", body = PangeaValidationErrorResponse),
+        (status = 401, description = "`Unauthorized`: missing or invalid token", body = PangeaErrorResponse),
+        (status = 403, description = "`Unauthorized`: the key lacks the scope, or may not write the tenant", body = PangeaErrorResponse),
+        (status = 413, description = "`ValidationError`: body over 16 MiB", body = PangeaValidationErrorResponse),
+        (status = 415, description = "`ValidationError`: body not sent as `application/json`", body = PangeaValidationErrorResponse),
+        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable", body = PangeaErrorResponse),
+    ),
+    security(("api_key" = [])),
+)]
 async fn log_stream(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let ctx = Ctx::new();
     let r = async {
@@ -764,7 +841,28 @@ fn accepted(ctx: &Ctx, state: &State, req: &HttpRequest) -> HttpResponse {
     )
 }
 
-/// Commits first, then answers 202; the poll returns the LogBulkResult (P19).
+// Commits first, then answers 202; the poll returns the LogBulkResult (P19).
+/// Log events in bulk, asynchronously
+///
+/// Same body as `v2/log`. The events are committed before the answer, a 202; `GET
+/// /pangea/request/{request_id}` then returns the bulk result.
+#[utoipa::path(
+    post,
+    path = "/pangea/v2/log_async",
+    tag = TAG_PANGEA,
+    operation_id = "pangea_log_bulk_async",
+    request_body(content = PangeaLogBulkRequest),
+    responses(
+        (status = 202, description = "`Accepted`: committed; poll `result.location` for the result", body = PangeaAcceptedResponse),
+        (status = 400, description = "`ValidationError`: `result.errors` lists each problem with a JSON pointer", body = PangeaValidationErrorResponse),
+        (status = 401, description = "`Unauthorized`: missing or invalid token", body = PangeaErrorResponse),
+        (status = 403, description = "`Unauthorized`: the key lacks the scope, or may not write one of the `tenant_id`s", body = PangeaErrorResponse),
+        (status = 413, description = "`ValidationError`: body over 16 MiB", body = PangeaValidationErrorResponse),
+        (status = 415, description = "`ValidationError`: body not sent as `application/json`", body = PangeaValidationErrorResponse),
+        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable", body = PangeaErrorResponse),
+    ),
+    security(("api_key" = [])),
+)]
 async fn log_bulk_async(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let ctx = Ctx::new();
     let r = match parse_bulk(&state, &req, payload).await {
@@ -785,6 +883,25 @@ async fn log_bulk_async(state: State, req: HttpRequest, payload: web::Payload) -
     }
 }
 
+/// Poll an asynchronous request
+///
+/// The result of a `v2/log_async` or `v1/export` request, for the key that made it.
+#[utoipa::path(
+    get,
+    path = "/pangea/request/{id}",
+    tag = TAG_PANGEA,
+    operation_id = "pangea_poll_request",
+    params(("id" = String, Path, description = "The `request_id` of the 202 answer",
+        example = "prq_x6fdiizbon6j3bsdvnpmwxsz2aan7fqd")),
+    responses(
+        (status = 200, description = "`Success`: the original call's result", body = PangeaResponse<PangeaPollResult>),
+        (status = 401, description = "`Unauthorized`: missing or invalid token", body = PangeaErrorResponse),
+        (status = 403, description = "`Unauthorized`: the request belongs to another key", body = PangeaErrorResponse),
+        (status = 404, description = "`NotFound`: unknown or expired request id", body = PangeaErrorResponse),
+        (status = 503, description = "`ServiceNotAvailable`", body = PangeaErrorResponse),
+    ),
+    security(("api_key" = [])),
+)]
 async fn poll(state: State, req: HttpRequest, id: web::Path<String>) -> HttpResponse {
     let ctx = Ctx::new();
     let r = async {
@@ -865,6 +982,29 @@ fn parse_restriction(body: &Map<String, Value>, key: &str) -> Result<Restriction
     Ok((out, Value::Object(obj.clone())))
 }
 
+/// Search the log
+///
+/// Runs the query over `received_at` in `[start, end]` and freezes the matching list (at most
+/// `max_results`) with the roots it is proven against for 48 h; page on with `v1/results`. Verbose
+/// answers carry membership proofs, `leaf_index`, `root` and `unpublished_root`. A key limited to
+/// workspaces only sees its tenants.
+#[utoipa::path(
+    post,
+    path = "/pangea/v1/search",
+    tag = TAG_PANGEA,
+    operation_id = "pangea_search",
+    request_body(content = PangeaSearchRequest),
+    responses(
+        (status = 200, description = "`Success`: the first page and the search id", body = PangeaResponse<PangeaSearchResult>),
+        (status = 400, description = "`ValidationError`: `result.errors` lists each problem with a JSON pointer", body = PangeaValidationErrorResponse),
+        (status = 401, description = "`Unauthorized`: missing or invalid token", body = PangeaErrorResponse),
+        (status = 403, description = "`Unauthorized`: the key lacks the scope", body = PangeaErrorResponse),
+        (status = 413, description = "`ValidationError`: body over 1 MiB", body = PangeaValidationErrorResponse),
+        (status = 415, description = "`ValidationError`: body not sent as `application/json`", body = PangeaValidationErrorResponse),
+        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable", body = PangeaErrorResponse),
+    ),
+    security(("api_key" = [])),
+)]
 async fn search(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let ctx = Ctx::new();
     let r = search_inner(&state, &req, payload).await;
@@ -1026,6 +1166,28 @@ fn root_json(state: &State, root: &crate::ledger::SignedRoot, tree: &crate::ledg
     v
 }
 
+/// Page through search results
+///
+/// A page of a frozen search (or export), with the same roots as the original search. `offset`
+/// equal to `count` gives an empty page; beyond it is `BadOffset`.
+#[utoipa::path(
+    post,
+    path = "/pangea/v1/results",
+    tag = TAG_PANGEA,
+    operation_id = "pangea_results",
+    request_body(content = PangeaResultsRequest),
+    responses(
+        (status = 200, description = "`Success`: one page", body = PangeaResponse<PangeaResultsResult>),
+        (status = 400, description = "`ValidationError`, or `BadOffset` (offset beyond the result set)", body = PangeaResultsBadRequest),
+        (status = 404, description = "`NotFound`: unknown or expired search id, or another key's", body = PangeaErrorResponse),
+        (status = 401, description = "`Unauthorized`: missing or invalid token", body = PangeaErrorResponse),
+        (status = 403, description = "`Unauthorized`: the key lacks the scope", body = PangeaErrorResponse),
+        (status = 413, description = "`ValidationError`: body over 1 MiB", body = PangeaValidationErrorResponse),
+        (status = 415, description = "`ValidationError`: body not sent as `application/json`", body = PangeaValidationErrorResponse),
+        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable", body = PangeaErrorResponse),
+    ),
+    security(("api_key" = [])),
+)]
 async fn results(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let ctx = Ctx::new();
     let r = results_inner(&state, &req, payload).await;
@@ -1065,6 +1227,27 @@ async fn results_inner(state: &State, req: &HttpRequest, payload: web::Payload) 
     render_page(state, &snap, offset, limit).await
 }
 
+/// Get a signed root
+///
+/// The latest published root, or the root of exactly `tree_size`, with a consistency proof from
+/// the previous size and the server's Ed25519 signature. Any valid key may ask.
+#[utoipa::path(
+    post,
+    path = "/pangea/v1/root",
+    tag = TAG_PANGEA,
+    operation_id = "pangea_root",
+    request_body(content = PangeaRootRequest),
+    responses(
+        (status = 200, description = "`Success`: the root, under `data`", body = PangeaResponse<PangeaRootResult>),
+        (status = 404, description = "`TreeNotFound`: nothing published yet, or `tree_size` beyond the latest", body = PangeaErrorResponse),
+        (status = 400, description = "`ValidationError`: `result.errors` lists each problem with a JSON pointer", body = PangeaValidationErrorResponse),
+        (status = 401, description = "`Unauthorized`: missing or invalid token", body = PangeaErrorResponse),
+        (status = 413, description = "`ValidationError`: body over 1 MiB", body = PangeaValidationErrorResponse),
+        (status = 415, description = "`ValidationError`: body not sent as `application/json`", body = PangeaValidationErrorResponse),
+        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable", body = PangeaErrorResponse),
+    ),
+    security(("api_key" = [])),
+)]
 async fn root(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let ctx = Ctx::new();
     let r = root_inner(&state, &req, payload).await;
@@ -1091,6 +1274,27 @@ async fn root_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> 
 // ---------------------------------------------------------------------------------------------
 // Export and download
 
+/// Export the log
+///
+/// Freezes the events in the time range (at most 1,000,000) for 24 h and answers 202. Poll `GET
+/// /pangea/request/{request_id}` (result `{}`), then `v1/download_results` with that `request_id`.
+#[utoipa::path(
+    post,
+    path = "/pangea/v1/export",
+    tag = TAG_PANGEA,
+    operation_id = "pangea_export",
+    request_body(content = PangeaExportRequest),
+    responses(
+        (status = 202, description = "`Accepted`: the export is ready to download", body = PangeaAcceptedResponse),
+        (status = 400, description = "`ValidationError`: `result.errors` lists each problem with a JSON pointer", body = PangeaValidationErrorResponse),
+        (status = 401, description = "`Unauthorized`: missing or invalid token", body = PangeaErrorResponse),
+        (status = 403, description = "`Unauthorized`: the key lacks the scope", body = PangeaErrorResponse),
+        (status = 413, description = "`ValidationError`: body over 1 MiB", body = PangeaValidationErrorResponse),
+        (status = 415, description = "`ValidationError`: body not sent as `application/json`", body = PangeaValidationErrorResponse),
+        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable", body = PangeaErrorResponse),
+    ),
+    security(("api_key" = [])),
+)]
 async fn export(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let ctx = Ctx::new();
     let r = async {
@@ -1136,6 +1340,28 @@ async fn export(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
     }
 }
 
+/// Download search or export results
+///
+/// Returns a capability URL (no key needed) for a gzipped CSV or JSON Lines file of every event of
+/// a search (`result_id`) or an export (`request_id`), valid until the result expires.
+#[utoipa::path(
+    post,
+    path = "/pangea/v1/download_results",
+    tag = TAG_PANGEA,
+    operation_id = "pangea_download_results",
+    request_body(content = PangeaDownloadRequest),
+    responses(
+        (status = 200, description = "`Success`: the download URL", body = PangeaResponse<PangeaDownloadResult>),
+        (status = 404, description = "`NotFound`: unknown or expired id, or another key's", body = PangeaErrorResponse),
+        (status = 400, description = "`ValidationError`: `result.errors` lists each problem with a JSON pointer", body = PangeaValidationErrorResponse),
+        (status = 401, description = "`Unauthorized`: missing or invalid token", body = PangeaErrorResponse),
+        (status = 403, description = "`Unauthorized`: the key lacks the scope", body = PangeaErrorResponse),
+        (status = 413, description = "`ValidationError`: body over 1 MiB", body = PangeaValidationErrorResponse),
+        (status = 415, description = "`ValidationError`: body not sent as `application/json`", body = PangeaValidationErrorResponse),
+        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable", body = PangeaErrorResponse),
+    ),
+    security(("api_key" = [])),
+)]
 async fn download_results(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let ctx = Ctx::new();
     let r = async {
@@ -1173,7 +1399,27 @@ async fn download_results(state: State, req: HttpRequest, payload: web::Payload)
     finish(ctx, |_| "Success".into(), r)
 }
 
-/// `GET /download/{token}/{name}`: the capability URL; no key needed, expires with the result.
+// `GET /download/{token}/{name}`: the capability URL; no key needed, expires with the result.
+/// Download a results file
+///
+/// The `dest_url` of `v1/download_results`: a gzipped CSV (with header row) or JSON Lines file.
+/// The token is the capability; no key is sent.
+#[utoipa::path(
+    get,
+    path = "/download/{token}/{name}",
+    tag = TAG_PANGEA,
+    operation_id = "pangea_download_file",
+    params(
+        ("token" = String, Path, description = "The capability token from `dest_url`",
+            example = "00112233445566778899aabbccddeeff"),
+        ("name" = String, Path, description = "File name (ignored)", example = "trailkeep-results.csv.gz"),
+    ),
+    responses(
+        (status = 200, description = "The gzipped file", content_type = "application/gzip", body = Vec<u8>),
+        (status = 404, description = "Unknown or expired token", body = DownloadError),
+        (status = 503, description = "Storage unavailable", body = DownloadError),
+    ),
+)]
 async fn download_file(state: State, path: web::Path<(String, String)>) -> HttpResponse {
     let (token, _) = path.into_inner();
     let Some(dl) = state.pangea.downloads.get(&token) else {

@@ -11,6 +11,7 @@ use rust_embed::RustEmbed;
 use serde_json::{Value, json};
 
 use super::h2o::H2oError;
+use super::openapi::{Health, PangeaSearchEvent, Problem, PublicKey, Readiness, SignedRoot, TAG_OPS, TAG_UI, WhoAmI};
 use super::{AuthFailure, State, authenticate, with_reader};
 use crate::keys::Principal;
 use crate::search::pangea_query;
@@ -29,7 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/roots/{size}", web::get().to(signed_root))
         .route("/api/v1/tail", web::get().to(tail))
         .route("/api/v1/export", web::get().to(export))
-        .route("/healthz", web::get().to(|| async { HttpResponse::Ok().json(json!({"status": "ok"})) }))
+        .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .default_service(web::to(fallback));
 }
@@ -61,7 +62,33 @@ pub(super) async fn principal(state: &State, req: &HttpRequest) -> Result<Princi
     })
 }
 
+/// Liveness
+///
+/// Answers as long as the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = TAG_OPS,
+    operation_id = "healthz",
+    responses((status = 200, description = "Alive", body = Health)),
+)]
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Readiness
+///
 /// Ready when the database answers, the writer runs, and the tree matches the checkpoint file.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = TAG_OPS,
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready; the flags say what failed", body = Readiness),
+    ),
+)]
 async fn readyz(state: State) -> HttpResponse {
     let db = with_reader(&state, |c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await.is_ok();
     let writer = !state.writer.is_closed();
@@ -79,6 +106,21 @@ async fn readyz(state: State) -> HttpResponse {
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
+/// The calling key
+///
+/// The key's id, name, scopes and workspace limits (used by the UI's sign-in).
+#[utoipa::path(
+    get,
+    path = "/api/v1/whoami",
+    tag = TAG_UI,
+    operation_id = "whoami",
+    responses(
+        (status = 200, description = "The key", body = WhoAmI),
+        (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "Key store unavailable", content_type = "application/problem+json", body = Problem),
+    ),
+    security(("api_key" = [])),
+)]
 async fn whoami(state: State, req: HttpRequest) -> HttpResponse {
     match principal(&state, &req).await {
         Ok(p) => HttpResponse::Ok().json(json!({
@@ -88,6 +130,16 @@ async fn whoami(state: State, req: HttpRequest) -> HttpResponse {
     }
 }
 
+/// The server's public key
+///
+/// The Ed25519 key that signs the roots, and the tree name. No key needed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/public-key",
+    tag = TAG_UI,
+    operation_id = "public_key",
+    responses((status = 200, description = "The public key", body = PublicKey)),
+)]
 async fn public_key(state: State) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "algorithm": "ED25519",
@@ -96,6 +148,23 @@ async fn public_key(state: State) -> HttpResponse {
     }))
 }
 
+/// A signed root
+///
+/// The signed root of the tree at exactly `size` leaves, with the signed message.
+#[utoipa::path(
+    get,
+    path = "/api/v1/roots/{size}",
+    tag = TAG_UI,
+    operation_id = "signed_root",
+    params(("size" = u64, Path, description = "Tree size", example = 1)),
+    responses(
+        (status = 200, description = "The signed root", body = SignedRoot),
+        (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
+        (status = 404, description = "No signed root of that size", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "Storage unavailable", content_type = "application/problem+json", body = Problem),
+    ),
+    security(("api_key" = [])),
+)]
 async fn signed_root(state: State, req: HttpRequest, size: web::Path<String>) -> HttpResponse {
     if let Err(r) = principal(&state, &req).await {
         return r;
@@ -119,7 +188,27 @@ struct TailParams {
     query: Option<String>,
 }
 
-/// Server-sent events: every newly committed event that matches the query and the key's workspaces.
+/// Live tail
+///
+/// Server-sent events: one `data:` line per newly committed event that matches the query and the
+/// key's workspaces (JSON `{"envelope", "hash", "published", "leaf_index"}`, as a Pangea search
+/// event), and a comment every 15 s.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tail",
+    tag = TAG_UI,
+    operation_id = "tail",
+    params(("query" = Option<String>, Query, description = "Pangea query language; empty: every event",
+        example = "actor:alice")),
+    responses(
+        (status = 200, description = "An endless event stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Invalid query", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "The key may not search", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "Storage unavailable", content_type = "application/problem+json", body = Problem),
+    ),
+    security(("api_key" = [])),
+)]
 async fn tail(state: State, req: HttpRequest, params: web::Query<TailParams>) -> HttpResponse {
     let p = match principal(&state, &req).await {
         Ok(p) if p.scopes.can_search() => p,
@@ -203,7 +292,33 @@ struct ExportParams {
     end: Option<String>,
 }
 
-/// Streams the matching events (newest first) as CSV, JSON or gzipped JSON Lines, page by page.
+/// Export events
+///
+/// Streams every matching event (newest first, within the key's workspaces) as a CSV, JSON or
+/// gzipped JSON Lines attachment, page by page.
+#[utoipa::path(
+    get,
+    path = "/api/v1/export",
+    tag = TAG_UI,
+    operation_id = "ui_export",
+    params(
+        ("format" = Option<String>, Query, description = "`csv`, `json` (default) or `jsonl.gz`", example = "csv"),
+        ("query" = Option<String>, Query, description = "Pangea query language; empty: every event"),
+        ("start" = Option<String>, Query, format = DateTime, description = "Earliest `received_at` (RFC 3339)"),
+        ("end" = Option<String>, Query, format = DateTime, description = "Latest `received_at` (RFC 3339)"),
+    ),
+    responses(
+        (status = 200, description = "The events as an attachment", content(
+            (Vec<PangeaSearchEvent> = "application/json"),
+            (String = "text/csv"),
+            (Vec<u8> = "application/gzip"),
+        )),
+        (status = 400, description = "Invalid format, query or time", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "The key may not search", content_type = "application/problem+json", body = Problem),
+    ),
+    security(("api_key" = [])),
+)]
 async fn export(state: State, req: HttpRequest, params: web::Query<ExportParams>) -> HttpResponse {
     let p = match principal(&state, &req).await {
         Ok(p) if p.scopes.can_search() => p,

@@ -4,6 +4,7 @@ mod authlimit;
 mod common;
 mod h2o;
 mod ledger;
+mod openapi;
 mod pangea;
 mod props;
 mod retention;
