@@ -164,20 +164,44 @@ pub fn parse_hash(hex: &str) -> Option<Hash> {
     Some(h)
 }
 
-/// Folds a membership proof string over `node`; `None` if malformed.
-/// `""` is the empty proof. Each item is `<label>:<64 hex>`; label `l` = left, any other
+/// One membership proof item `<label>:<64 hex>`: label `l` = sibling on the left, any other
 /// label (Pangea uses `r`) = right, as in the SDK's `decode_membership_proof`.
-fn fold_proof(node: &Hash, proof: &str) -> Option<Hash> {
-    let mut acc = *node;
+fn decode_item(item: &str) -> Option<(Side, Hash)> {
+    let (label, hex) = item.split_once(':')?;
+    let side = if label == "l" { Side::L } else { Side::R };
+    Some((side, parse_hash(hex)?))
+}
+
+/// Decodes a membership proof string (the inverse of [`encode_path`]); `None` if any item is
+/// malformed. `""` is the empty path. Hex may be either case and labels other than `l` mean
+/// right, so only lowercase proofs labelled `l`/`r` re-encode to the same text.
+pub fn decode_path(proof: &str) -> Option<Path> {
     if proof.is_empty() {
-        return Some(acc);
+        return Some(Vec::new());
     }
-    for item in proof.split(',') {
-        let (label, hex) = item.split_once(':')?;
-        let sibling = parse_hash(hex)?;
-        acc = if label == "l" { hash_pair(&sibling, &acc) } else { hash_pair(&acc, &sibling) };
-    }
-    Some(acc)
+    proof.split(',').map(decode_item).collect()
+}
+
+/// Decodes one consistency proof item `"<label>:<node hex>,<membership proof>"` into the old
+/// subtree node and its path in the new tree; the label is ignored, as in the SDK.
+/// `None` if malformed.
+pub fn decode_consistency_item(item: &str) -> Option<(Hash, Path)> {
+    let (head, proof) = item.split_once(',')?;
+    let (_, node_hex) = head.split_once(':')?;
+    Some((parse_hash(node_hex)?, decode_path(proof)?))
+}
+
+/// Folds a decoded path over `node`, leaf (or node) upward.
+fn fold_path(node: &Hash, path: &[(Side, Hash)]) -> Hash {
+    path.iter().fold(*node, |acc, (side, sibling)| match side {
+        Side::L => hash_pair(sibling, &acc),
+        Side::R => hash_pair(&acc, sibling),
+    })
+}
+
+/// Folds a membership proof string over `node`; `None` if malformed.
+fn fold_proof(node: &Hash, proof: &str) -> Option<Hash> {
+    decode_path(proof).map(|p| fold_path(node, &p))
 }
 
 /// SDK `verify_membership_proof`: folds `proof` from `leaf` and compares with `root`.
@@ -190,25 +214,14 @@ pub fn verify_membership(leaf: &Hash, root: &Hash, proof: &str) -> bool {
 /// on the left), must give `prev_root`, and every node must be a member of `new_root`.
 /// Empty or malformed proofs give `false`; never panics.
 pub fn verify_consistency(new_root: &Hash, prev_root: &Hash, items: &[String]) -> bool {
-    let mut parsed = Vec::with_capacity(items.len());
-    for item in items {
-        let Some((head, proof)) = item.split_once(',') else {
-            return false;
-        };
-        // The label before ':' is ignored, as in the SDK.
-        let Some((_, node_hex)) = head.split_once(':') else {
-            return false;
-        };
-        let Some(node) = parse_hash(node_hex) else {
-            return false;
-        };
-        parsed.push((node, proof));
-    }
+    let Some(parsed) = items.iter().map(|item| decode_consistency_item(item)).collect::<Option<Vec<_>>>() else {
+        return false;
+    };
     let Some(((first, _), rest)) = parsed.split_first() else {
         return false;
     };
     let acc = rest.iter().fold(*first, |acc, (node, _)| hash_pair(node, &acc));
-    acc == *prev_root && parsed.iter().all(|(node, proof)| verify_membership(node, new_root, proof))
+    acc == *prev_root && parsed.iter().all(|(node, path)| fold_path(node, path) == *new_root)
 }
 
 /// An append-only Merkle tree that keeps every complete aligned subtree hash:
@@ -957,5 +970,28 @@ mod tests {
         let a = [0xABu8; 32];
         let b = [0x01u8; 32];
         assert_eq!(encode_path(&[(Side::L, a), (Side::R, b)]), format!("l:{},r:{}", "ab".repeat(32), "01".repeat(32)));
+    }
+
+    #[test]
+    fn decode_path_inverts_encode_path() {
+        let d = leaves(7);
+        for i in 0..7 {
+            let p = path(i, &d);
+            let text = encode_path(&p);
+            assert_eq!(decode_path(&text), Some(p.clone()));
+            assert_eq!(encode_path(&decode_path(&text).expect("decodes")), text);
+            // Uppercase hex and other right-hand labels decode to the same path.
+            let loud = text.to_uppercase().replace("L:", "l:");
+            assert_eq!(decode_path(&loud), Some(p.clone()));
+            assert_eq!(decode_path(&text.replace("r:", "right:")), Some(p));
+        }
+        assert_eq!(decode_path(""), Some(Vec::new()));
+        for bad in [",", "l:", "l:00", &format!("l:{}:", "00".repeat(32)), &format!("l:{},", "00".repeat(32))] {
+            assert_eq!(decode_path(bad), None, "{bad:?}");
+        }
+        let c = consistency(3, &d);
+        let first = decode_consistency_item(&c[0]).expect("decodes");
+        assert_eq!(format!("x:{},{}", x(&first.0), encode_path(&first.1)), c[0]);
+        assert_eq!(decode_consistency_item(&format!("x:{}", x(&d[0]))), None);
     }
 }
