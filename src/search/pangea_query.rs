@@ -170,15 +170,27 @@ pub trait Columns {
     }
 }
 
-/// Words of a full-text value as an FTS5 query: each token double-quoted (inner quotes
-/// doubled), joined by spaces (AND). User text is never FTS5 syntax.
+/// A word of the full-text index: a run of characters that SQLite FTS5's `unicode61` tokenizer
+/// (the `events_fts` tokenizer) treats as token characters, so that each quoted word is exactly
+/// one FTS5 token. unicode61 keeps letters, numbers and private-use characters (`L*`, `N*`,
+/// `Co`) and separates on everything else, including the combining marks that Rust's
+/// `char::is_alphanumeric` counts as alphabetic (Devanagari vowel signs, U+0345, circled
+/// letters). A quoted word of two tokens is a phrase query, which `detail='none'` rejects with an
+/// SQL error ("phrase queries are not supported"), so this class must never be wider than
+/// unicode61's. Its tables are older than Rust's: the New Tai Lue vowels U+19B0–U+19C9 and the
+/// Vedic signs U+1CF2–U+1CF3 became letters later and are separators there, so they are
+/// excluded too (the unit test checks every character against the bundled SQLite). Caught by the
+/// `query_parser` fuzz target: `text:काक` was a 503 from `v1/search`.
+static FTS_WORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"[[\p{L}\p{N}\p{Co}]--[\x{19B0}-\x{19C9}\x{1CF2}\x{1CF3}]]+").expect("static regex")
+});
+
+/// Words of a full-text value as an FTS5 query: each word (see [`FTS_WORD`]) double-quoted,
+/// joined by spaces (AND). User text is never FTS5 syntax, and every quoted word is a single
+/// FTS5 token, never a phrase.
 pub fn fts_query(value: &str) -> Option<String> {
-    let words: Vec<String> = value
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(MAX_TERMS)
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect();
+    let words: Vec<String> =
+        FTS_WORD.find_iter(value).take(MAX_TERMS).map(|w| format!("\"{}\"", w.as_str().replace('"', "\"\""))).collect();
     (!words.is_empty()).then(|| words.join(" "))
 }
 
@@ -662,6 +674,47 @@ mod tests {
         match parse(q) {
             Err(e) => e.detail,
             Ok(v) => panic!("{q:?} parsed as {v:?}"),
+        }
+    }
+
+    /// Matching rowids of an FTS5 query against a `detail='none'` table like `events_fts`.
+    fn fts_rows(c: &Connection, q: &str) -> rusqlite::Result<Vec<i64>> {
+        c.prepare("SELECT rowid FROM f WHERE f MATCH ?1 ORDER BY rowid")?.query_map([q], |r| r.get(0))?.collect()
+    }
+
+    #[test]
+    fn fts_words_are_single_unicode61_tokens() {
+        // Regression (query_parser fuzz target): `text:काक` became the FTS5 query "काक", which
+        // unicode61 splits at the vowel sign into two tokens: a phrase query, an SQL error under
+        // detail='none', a 503 from v1/search.
+        assert_eq!(fts_query("काक").as_deref(), Some(r#""क" "क""#));
+        assert_eq!(fts_query("a\u{345}b ⓐx").as_deref(), Some(r#""a" "b" "x""#));
+        assert_eq!(fts_query("disk full, 99%! é_1").as_deref(), Some(r#""disk" "full" "99" "é" "1""#));
+        assert_eq!(fts_query(" -- \"\" "), None);
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE VIRTUAL TABLE f USING fts5(body, content='', detail='none');
+             INSERT INTO f(rowid, body) VALUES (1, 'काक disk full'), (2, 'a\u{345}b');",
+        )
+        .unwrap();
+        assert!(fts_rows(&c, "\"काक\"").is_err(), "the old query is an SQL error");
+        assert_eq!(fts_rows(&c, &fts_query("काक").unwrap()), Ok(vec![1]));
+        assert_eq!(fts_rows(&c, &fts_query("a\u{345}b").unwrap()), Ok(vec![2]));
+        // Every character kept inside a word is a token character for unicode61: "a<c>b" is a
+        // single token (else the phrase fails). Checked in chunks, bisected on a failure.
+        let kept: Vec<char> =
+            ('\u{80}'..=char::MAX).filter(|ch| FTS_WORD.is_match(ch.encode_utf8(&mut [0; 4]))).collect();
+        assert!(kept.len() > 100_000, "{} word characters", kept.len());
+        for chunk in kept.chunks(200) {
+            let q = |chars: &[char]| chars.iter().map(|ch| format!("\"a{ch}b\"")).collect::<Vec<_>>().join(" OR ");
+            if fts_rows(&c, &q(chunk)).is_err() {
+                let bad: Vec<String> = chunk
+                    .iter()
+                    .filter(|ch| fts_rows(&c, &q(&[**ch])).is_err())
+                    .map(|ch| format!("U+{:04X}", *ch as u32))
+                    .collect();
+                panic!("unicode61 separates on word characters {bad:?}");
+            }
         }
     }
 
