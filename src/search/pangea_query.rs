@@ -179,7 +179,8 @@ pub trait Columns {
 /// SQL error ("phrase queries are not supported"), so this class must never be wider than
 /// unicode61's. Its tables are older than Rust's: the New Tai Lue vowels U+19B0–U+19C9 and the
 /// Vedic signs U+1CF2–U+1CF3 became letters later and are separators there, so they are
-/// excluded too (the unit test checks every character against the bundled SQLite). Caught by the `query_parser` fuzz target (`text:काक` was a 500).
+/// excluded too (the unit test checks every character against the bundled SQLite). Caught by the
+/// `query_parser` fuzz target: `text:काक` was a 503 from `v1/search`.
 static FTS_WORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
     regex::Regex::new(r"[[\p{L}\p{N}\p{Co}]--[\x{19B0}-\x{19C9}\x{1CF2}\x{1CF3}]]+").expect("static regex")
 });
@@ -685,7 +686,7 @@ mod tests {
     fn fts_words_are_single_unicode61_tokens() {
         // Regression (query_parser fuzz target): `text:काक` became the FTS5 query "काक", which
         // unicode61 splits at the vowel sign into two tokens: a phrase query, an SQL error under
-        // detail='none' and so a 500.
+        // detail='none', a 503 from v1/search.
         assert_eq!(fts_query("काक").as_deref(), Some(r#""क" "क""#));
         assert_eq!(fts_query("a\u{345}b ⓐx").as_deref(), Some(r#""a" "b" "x""#));
         assert_eq!(fts_query("disk full, 99%! é_1").as_deref(), Some(r#""disk" "full" "99" "é" "1""#));
