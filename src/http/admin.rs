@@ -14,13 +14,11 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use super::openapi::{Problem, TAG_UI};
 use super::ui::{principal, problem};
 use super::{State, is_json, read_body};
 use crate::config::format_duration;
-use crate::event::Origin;
 use crate::keys::{Principal, Scopes, list_keys};
 use crate::ledger::format_micros;
 use crate::store::retention::{PurgeEventFn, PurgeReport};
@@ -304,19 +302,16 @@ async fn record(state: &State, req: &HttpRequest, p: &Principal, action: &str, k
         m.extend(e);
     }
     let body = json!({
-        "eventTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         "eventSource": "trailkeep",
         "action": action,
         "readOnly": false,
         "principal": format!("keys/{}", p.key_id),
         "sourceIpAddress": peer,
-        "status": {"code": 0, "message": ""},
         "resource": format!("//audittrail/keys/{key_id}"),
         "metadata": metadata,
         "type": "TYPE_API",
     });
-    let Ok(mut ev) = super::h2o::parse_event(&body, Uuid::new_v4(), state.config.redact_private_ips) else { return };
-    ev.origin = Origin::Server;
+    let Some(ev) = super::h2o::server_event(body, state.config.redact_private_ips) else { return };
     if let Err(e) = state.writer.append(vec![ev]).await {
         tracing::warn!(error = %e, "admin event not recorded");
     }

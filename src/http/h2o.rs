@@ -269,7 +269,7 @@ fn valid_metadata_key(k: &str) -> bool {
 }
 
 /// Validates an H2O Event object and maps it to the canonical event.
-pub(super) fn parse_event(value: &Value, uid: Uuid, redact: bool) -> Result<NewEvent, H2oError> {
+fn parse_event(value: &Value, uid: Uuid, redact: bool) -> Result<NewEvent, H2oError> {
     let Value::Object(obj) = value else { return Err(bad_type("event", "an object")) };
     let event_time = match obj.get("eventTime") {
         None | Some(Value::Null) => return Err(H2oError::invalid("event.event_time is required")),
@@ -885,22 +885,18 @@ async fn search_events(state: State, req: HttpRequest, payload: web::Payload) ->
 fn self_audit(state: &State, req: &HttpRequest, principal: &Principal, filter: &Value) {
     let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     let ua = req.headers().get(header::USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
-    let now = chrono::Utc::now();
     let body = json!({
-        "eventTime": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         "eventSource": "h2oai-audittrail-server",
         "action": "actions/audittrail/events/SEARCH",
         "readOnly": true,
         "principal": format!("keys/{}", principal.key_id),
         "sourceIpAddress": if peer.is_empty() { "unknown".to_string() } else { peer },
-        "status": {"code": 0, "message": ""},
         "resource": "//audittrail",
         "requestParameters": {"filter": to_canonical_string(filter)},
         "userAgent": truncate(&ua, 1024),
         "type": "TYPE_API",
     });
-    let Ok(mut ev) = parse_event(&body, Uuid::new_v4(), state.config.redact_private_ips) else { return };
-    ev.origin = Origin::Server;
+    let Some(ev) = server_event(body, state.config.redact_private_ips) else { return };
     let writer = state.writer.clone();
     actix_web::rt::spawn(async move {
         if let Err(e) = writer.append(vec![ev]).await {
@@ -909,19 +905,29 @@ fn self_audit(state: &State, req: &HttpRequest, principal: &Principal, filter: &
     });
 }
 
+/// An event the server records about itself (self-audit, admin actions, purges) from H2O event
+/// `fields`: the time is now, the status OK unless given, the origin `Server`.
+pub(super) fn server_event(mut fields: Value, redact: bool) -> Option<NewEvent> {
+    if let Some(m) = fields.as_object_mut() {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        m.insert("eventTime".into(), json!(now));
+        m.entry("status").or_insert_with(|| json!({"code": 0, "message": ""}));
+    }
+    let mut ev = parse_event(&fields, Uuid::new_v4(), redact).ok()?;
+    ev.origin = Origin::Server;
+    Some(ev)
+}
+
 /// The event that records a retention purge in the purged workspace (same shape as the
 /// self-audit events, so both dialects and the UI show it). `verify` reads its metadata.
 pub fn purge_event(info: &crate::store::retention::PurgeInfo) -> NewEvent {
-    let now = chrono::Utc::now();
     let cutoff = crate::ledger::format_micros(info.cutoff);
     let body = json!({
-        "eventTime": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         "eventSource": "trailkeep",
         "action": crate::store::retention::PURGE_ACTION,
         "readOnly": false,
         "principal": "trailkeep/retention",
         "sourceIpAddress": "unknown",
-        "status": {"code": 0, "message": ""},
         "resource": "//audittrail",
         "metadata": {
             "message": format!("retention: removed the content of {} events received before {cutoff}", info.count),
@@ -933,8 +939,7 @@ pub fn purge_event(info: &crate::store::retention::PurgeInfo) -> NewEvent {
         },
         "type": "TYPE_SYSTEM",
     });
-    let mut ev = parse_event(&body, Uuid::new_v4(), false).expect("the purge event is valid");
-    ev.origin = Origin::Server;
+    let mut ev = server_event(body, false).expect("the purge event is valid");
     ev.workspace = info.workspace.clone();
     if info.workspace.is_empty() {
         ev.event.remove("tenant_id");
