@@ -647,13 +647,23 @@ async fn log_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> P
     Ok(result)
 }
 
-/// The tree size whose signed root has this hash.
+/// The tree size whose signed root has this hash. The root-hash index is clustered by buffer
+/// segment (migration 0003), so each segment is probed, newest first: clients usually send a
+/// recent root.
 fn root_size_of(conn: &rusqlite::Connection, root: &[u8; 32]) -> rusqlite::Result<Option<u64>> {
     use rusqlite::OptionalExtension;
-    conn.prepare_cached("SELECT idx FROM buffers WHERE root_hash = ?1 ORDER BY idx LIMIT 1")?
-        .query_row([&root[..]], |r| r.get::<_, i64>(0))
-        .optional()
-        .map(|o| o.map(|i| i as u64 + 1))
+    let newest: Option<i64> = conn.query_row("SELECT MAX(idx) FROM buffers", [], |r| r.get(0))?;
+    let Some(newest) = newest else { return Ok(None) };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT idx FROM buffers WHERE (idx >> {shift}) = ?1 AND root_hash = ?2 ORDER BY idx LIMIT 1",
+        shift = crate::store::SEG_SHIFT
+    ))?;
+    for seg in (0..=newest >> crate::store::SEG_SHIFT).rev() {
+        if let Some(idx) = stmt.query_row(rusqlite::params![seg, &root[..]], |r| r.get::<_, i64>(0)).optional()? {
+            return Ok(Some(idx as u64 + 1));
+        }
+    }
+    Ok(None)
 }
 
 async fn parse_bulk(

@@ -20,7 +20,12 @@ pub type PooledConn = r2d2::PooledConnection<SqliteConnectionManager>;
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init.sql", include_str!("../../migrations/0001_init.sql")),
     ("0002_retention.sql", include_str!("../../migrations/0002_retention.sql")),
+    ("0003_segments.sql", include_str!("../../migrations/0003_segments.sql")),
 ];
+
+/// Events per segment is `1 << SEG_SHIFT`; the expression `seq >> 16` in migration 0003's indexes
+/// must match it (a unit test checks).
+pub const SEG_SHIFT: u32 = 16;
 
 /// Oldest SQLite accepted: 3.51.3 fixes the WAL-reset race.
 const MIN_SQLITE: i32 = 3_051_003;

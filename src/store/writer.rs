@@ -11,7 +11,7 @@
 //! leaves the group committed but unacknowledged: its replies are held (never a 5xx for stored
 //! rows, never an ack before the file) while the file write is retried, and new work gets `Busy`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -453,6 +453,7 @@ impl WriterState {
             }
         }
         let mut committed = Vec::new();
+        let mut segments: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
         let ledger = self.ledger.clone();
         let mut tree = ledger.tree.write();
         for (workspace, group) in groups {
@@ -461,7 +462,7 @@ impl WriterState {
             let ws_id = self.intern(&workspace)?;
             let mut hashes: Vec<Hash> = Vec::with_capacity(group.len());
             for p in group {
-                let stored = self.insert_event(&p.event, ws_id, buffer)?;
+                let stored = self.insert_event(&p.event, ws_id, buffer, &mut segments)?;
                 hashes.push(stored.hash);
                 committed.push(Committed { event: stored.clone(), workspace: workspace.clone() });
                 results[p.job][p.item] = Some(Outcome::Stored(stored));
@@ -481,6 +482,15 @@ impl WriterState {
         }
         let tree_size = tree.len() as u64;
         drop(tree);
+        for (seg, (lo, hi)) in segments {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO segments(seg, min_event_time, max_event_time) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(seg) DO UPDATE SET min_event_time = MIN(min_event_time, excluded.min_event_time),
+                                                    max_event_time = MAX(max_event_time, excluded.max_event_time)",
+                )?
+                .execute(params![seg, lo, hi])?;
+        }
         for (j, i, pj, pi, same) in aliases {
             results[j][i] = Some(match (&results[pj][pi], same) {
                 (Some(Outcome::Stored(s)), true) => Outcome::Existing(s.clone()),
@@ -492,7 +502,14 @@ impl WriterState {
         Ok((outcomes, tree_size, committed))
     }
 
-    fn insert_event(&mut self, ev: &NewEvent, ws_id: i64, buffer: u64) -> anyhow::Result<StoredEvent> {
+    /// Inserts one event and widens its segment's event-time range in `segments`.
+    fn insert_event(
+        &mut self,
+        ev: &NewEvent,
+        ws_id: i64,
+        buffer: u64,
+        segments: &mut BTreeMap<i64, (i64, i64)>,
+    ) -> anyhow::Result<StoredEvent> {
         let now = chrono::Utc::now().timestamp_micros();
         let received_at = now.max(self.last_received + 1);
         self.last_received = received_at;
@@ -504,6 +521,9 @@ impl WriterState {
             use sha2::Digest;
             sha2::Sha256::digest(envelope.as_bytes()).into()
         };
+        let event_time = ev.event_time.unwrap_or(received_at);
+        let range = segments.entry(seq >> super::SEG_SHIFT).or_insert((event_time, event_time));
+        *range = (range.0.min(event_time), range.1.max(event_time));
         let actor = self.intern(&ev.actor)?;
         let action = self.intern(&ev.action)?;
         let source = self.intern(&ev.event_source)?;
@@ -518,7 +538,7 @@ impl WriterState {
                 &ev.uid.as_bytes()[..],
                 ev.origin as i64,
                 received_at,
-                ev.event_time.unwrap_or(received_at),
+                event_time,
                 ws_id,
                 actor,
                 action,

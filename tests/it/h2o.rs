@@ -35,6 +35,17 @@ async fn create_then_search_newest_first() {
     let req = json!({"filter": {"workspaceExact": "workspaces/other"}, "pageSize": 2, "pageToken": token});
     let (st, body) = call(&app, "POST", "/v1/events:search", Some(&s.admin), &req.to_string()).await;
     assert_eq!((st, body["message"].as_str()), (400, Some("page_token does not match the search request")));
+    // The writer keeps each segment's event-time range (which the filtered search relies on) in
+    // step with the events.
+    let conn = rusqlite::Connection::open(s.dir.path().join("trailkeep.db")).unwrap();
+    let ranges = |sql: &str| -> Vec<(i64, i64, i64)> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    };
+    let kept = ranges("SELECT seg, min_event_time, max_event_time FROM segments ORDER BY seg");
+    let actual = ranges("SELECT seq >> 16, MIN(event_time), MAX(event_time) FROM events GROUP BY 1 ORDER BY 1");
+    assert_eq!(kept, actual);
+    assert!(kept[0].1 <= 1_751_450_400_000_000 && kept[0].2 >= 1_751_450_402_000_000, "{kept:?}");
 }
 
 #[actix_web::test]
