@@ -561,10 +561,10 @@ async fn batch_create_events(state: State, req: HttpRequest, payload: web::Paylo
         return Err(H2oError::unsupported_media_type());
     }
     let body = read_body(payload, BATCH_LIMIT).await?;
-    let value = parse_body(&body)?;
-    let requests = match value.get("requests") {
+    let mut value = parse_body(&body)?;
+    let requests = match value.get_mut("requests") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.clone(),
+        Some(Value::Array(a)) => std::mem::take(a),
         Some(_) => return Err(bad_type("requests", "an array")),
     };
     if !value.is_object() {

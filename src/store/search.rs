@@ -118,8 +118,8 @@ fn workspace_limit(sql: &mut Sql, allowed: &Option<Vec<String>>) {
 /// Runs an H2O search: newest first by (event_time, seq), `limit` rows.
 pub fn h2o_search(conn: &Connection, q: &H2oQuery) -> rusqlite::Result<Vec<EventRow>> {
     let (sql, upper) = h2o_clauses(q);
-    let segmented =
-        q.exact.iter().any(|(f, _)| matches!(f, H2oField::Principal | H2oField::Workspace | H2oField::Action));
+    let clustered = |f: &H2oField| matches!(f, H2oField::Principal | H2oField::Workspace | H2oField::Action);
+    let segmented = q.exact.iter().chain(&q.regex).any(|(f, _)| clustered(f));
     if segmented {
         segmented_search(conn, &sql, q.start_us, upper, q.limit)
     } else {
@@ -413,6 +413,11 @@ mod tests {
                 let (f, v) = fields[((round + k) % 3) as usize];
                 q.exact.push((f, v.to_string()));
             }
+            if round % 5 == 1 {
+                // A regex on an interned column alone also takes the segmented path.
+                q.exact.clear();
+                q.regex.push((H2oField::Principal, "^(alice|carol)$".into()));
+            }
             let mut pages = 0;
             loop {
                 let (sql, _) = h2o_clauses(&q);
@@ -452,17 +457,23 @@ mod tests {
                 ..Default::default()
             };
             let (sql, _) = h2o_clauses(&q);
-            let explain = format!("EXPLAIN QUERY PLAN {}", segment_query(&sql, q.limit));
-            let params = std::iter::once(SqlValue::Integer(0)).chain(sql.params.iter().cloned());
-            let mut stmt = conn.prepare(&explain).unwrap();
-            let plan: Vec<String> = stmt
-                .query_map(params_from_iter(params), |r| r.get::<_, String>(3))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            let plan = plan.join("\n");
-            assert!(plan.contains(&format!("SEARCH e USING INDEX {index} (<expr>=?")), "{field:?}: {plan}");
-            assert!(!plan.contains("TEMP B-TREE"), "{field:?} sorts: {plan}");
+            let found = query_plan(&conn, &sql, q.limit);
+            assert!(found.contains(&format!("SEARCH e USING INDEX {index} (<expr>=?")), "{field:?}: {found}");
+            assert!(!found.contains("TEMP B-TREE"), "{field:?} sorts: {found}");
+            // A regex: the matching values' entries are read from the same index.
+            let q = H2oQuery { exact: vec![], regex: vec![(field, "^x".into())], ..q };
+            let (sql, _) = h2o_clauses(&q);
+            let found = query_plan(&conn, &sql, q.limit);
+            assert!(found.contains(&format!("SEARCH e USING INDEX {index} (<expr>=?")), "{field:?} regex: {found}");
         }
+    }
+
+    fn query_plan(conn: &Connection, sql: &Sql, limit: usize) -> String {
+        let explain = format!("EXPLAIN QUERY PLAN {}", segment_query(sql, limit));
+        let params = std::iter::once(SqlValue::Integer(0)).chain(sql.params.iter().cloned());
+        let mut stmt = conn.prepare(&explain).unwrap();
+        let plan: Vec<String> =
+            stmt.query_map(params_from_iter(params), |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
+        plan.join("\n")
     }
 }
