@@ -48,23 +48,26 @@ pub fn write_canonical(v: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            // Sort explicitly: the map's own order depends on serde_json features
-            // (`preserve_order`) that another crate in the build could switch on.
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (k, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(k, out);
-                out.push(':');
-                write_canonical(item, out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_canonical_map(map, out),
     }
+}
+
+/// Appends the canonical JSON text of an object.
+pub fn write_canonical_map(map: &serde_json::Map<String, Value>, out: &mut String) {
+    // Sort explicitly: the map's own order depends on serde_json features
+    // (`preserve_order`) that another crate in the build could switch on.
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push('{');
+    for (i, (k, item)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(k, out);
+        out.push(':');
+        write_canonical(item, out);
+    }
+    out.push('}');
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
@@ -73,7 +76,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(digest)
 }
 
-fn write_string(s: &str, out: &mut String) {
+pub fn write_string(s: &str, out: &mut String) {
     out.push('"');
     let mut start = 0;
     for (i, c) in s.char_indices() {

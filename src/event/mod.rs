@@ -104,18 +104,26 @@ pub fn fts_body(origin: Origin, event: &Map<String, Value>) -> String {
     parts.join(" ")
 }
 
-/// Builds the envelope JSON for a receive time.
-pub fn envelope(ev: &NewEvent, received_at: &str) -> Value {
-    let mut env = Map::new();
-    env.insert("event".into(), Value::Object(ev.event.clone()));
-    env.insert("received_at".into(), Value::String(received_at.to_string()));
-    if let Some(s) = &ev.signature {
-        env.insert("signature".into(), Value::String(s.clone()));
-    }
+/// The canonical JSON text of the envelope for a receive time: the bytes that are stored and
+/// hashed. Written from the parts (keys in code-point order: `event`, `public_key`,
+/// `received_at`, `signature`) without building an envelope value.
+pub fn canonical_envelope(ev: &NewEvent, received_at: &str) -> String {
+    use canonical::{write_canonical_map, write_string};
+    let mut out = String::with_capacity(768);
+    out.push_str("{\"event\":");
+    write_canonical_map(&ev.event, &mut out);
     if let Some(k) = &ev.public_key {
-        env.insert("public_key".into(), Value::String(k.clone()));
+        out.push_str(",\"public_key\":");
+        write_string(k, &mut out);
     }
-    Value::Object(env)
+    out.push_str(",\"received_at\":");
+    write_string(received_at, &mut out);
+    if let Some(s) = &ev.signature {
+        out.push_str(",\"signature\":");
+        write_string(s, &mut out);
+    }
+    out.push('}');
+    out
 }
 
 /// An event as stored.
@@ -210,6 +218,51 @@ pub fn format_protojson(us: i64, sub_nanos: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The envelope written from its parts is byte for byte the canonical JSON of the envelope
+    /// value, with and without the optional signature fields, for awkward keys and values.
+    #[test]
+    fn canonical_envelope_equals_the_canonical_value() {
+        let event: Map<String, Value> = serde_json::from_str(
+            r#"{"zeta": 1.5, "message": "h\u00e9llo \"q\" \\ \n\u0001", "é": [1, {"b": null, "a": true}],
+                "Actor": "x", "new": {"k": 1e300, "j": -0.0}, "timestamp": "2025-01-01T00:00:00Z", "": ""}"#,
+        )
+        .unwrap();
+        for (signature, public_key) in [(None, None), (Some("c2ln"), Some("{\"key\": \"k\"}")), (Some("s"), None)] {
+            let ev = NewEvent {
+                uid: Uuid::nil(),
+                origin: Origin::Pangea,
+                workspace: String::new(),
+                actor: String::new(),
+                action: String::new(),
+                event_source: String::new(),
+                target: None,
+                source: None,
+                status: None,
+                status_code: None,
+                read_only: false,
+                event_type: EventType::Unspecified,
+                event_time: None,
+                fts_body: String::new(),
+                event: event.clone(),
+                signature: signature.map(str::to_string),
+                public_key: public_key.map(str::to_string),
+            };
+            let mut env = Map::new();
+            env.insert("event".into(), Value::Object(event.clone()));
+            env.insert("received_at".into(), Value::String("2026-12-02T04:00:00.000001Z".into()));
+            if let Some(s) = signature {
+                env.insert("signature".into(), Value::String(s.into()));
+            }
+            if let Some(k) = public_key {
+                env.insert("public_key".into(), Value::String(k.into()));
+            }
+            assert_eq!(
+                canonical_envelope(&ev, "2026-12-02T04:00:00.000001Z"),
+                canonical::to_canonical_string(&Value::Object(env))
+            );
+        }
+    }
 
     #[test]
     fn redacts_private_ranges_only() {

@@ -23,7 +23,6 @@ use uuid::Uuid;
 
 use super::retention::{self, PurgeEventFn, PurgeInfo, PurgeReport};
 use crate::config::Retention;
-use crate::event::canonical::to_canonical_string;
 use crate::event::{NewEvent, Origin, StoredEvent};
 use crate::ledger::merkle::{CompactTree, Hash, mth};
 use crate::ledger::{Checkpoint, Ledger, SignedRoot, format_micros, prepare_checkpoint_spare, write_checkpoint};
@@ -427,6 +426,7 @@ impl WriterState {
         // Deduplicate against stored events and within this group.
         let mut seen: HashMap<Uuid, (usize, usize)> = HashMap::new();
         let mut groups: Vec<(String, Vec<Pending>)> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::new();
         let mut aliases: Vec<(usize, usize, usize, usize, bool)> = Vec::new();
         for (j, events) in inputs.into_iter().enumerate() {
             for (i, ev) in events.into_iter().enumerate() {
@@ -437,7 +437,10 @@ impl WriterState {
                     aliases.push((j, i, pj, pi, same));
                     continue;
                 }
-                if let Some(stored) = self.find_uid(ev.uid)? {
+                // Only H2O clients choose event ids; the server's own ids (UUIDv7 for Pangea
+                // events, v4 for its own events) are fresh, and the unique index still guards them.
+                let client_id = ev.origin == Origin::H2o;
+                if let Some(stored) = if client_id { self.find_uid(ev.uid)? } else { None } {
                     let stored_val = stored.envelope_value();
                     let same = stored_val.get("event") == Some(&serde_json::Value::Object(ev.event.clone()))
                         && stored_val.get("signature").and_then(|v| v.as_str()) == ev.signature.as_deref()
@@ -446,9 +449,12 @@ impl WriterState {
                     continue;
                 }
                 seen.insert(ev.uid, (j, i));
-                match groups.iter_mut().find(|(w, _)| *w == ev.workspace) {
-                    Some((_, g)) => g.push(Pending { job: j, item: i, event: ev }),
-                    None => groups.push((ev.workspace.clone(), vec![Pending { job: j, item: i, event: ev }])),
+                match group_of.get(&ev.workspace) {
+                    Some(&g) => groups[g].1.push(Pending { job: j, item: i, event: ev }),
+                    None => {
+                        group_of.insert(ev.workspace.clone(), groups.len());
+                        groups.push((ev.workspace.clone(), vec![Pending { job: j, item: i, event: ev }]));
+                    }
                 }
             }
         }
@@ -516,7 +522,7 @@ impl WriterState {
         self.ledger.note_received(received_at);
         let seq = self.next_seq;
         self.next_seq += 1;
-        let envelope = to_canonical_string(&crate::event::envelope(ev, &format_micros(received_at)));
+        let envelope = crate::event::canonical_envelope(ev, &format_micros(received_at));
         let hash: Hash = {
             use sha2::Digest;
             sha2::Sha256::digest(envelope.as_bytes()).into()
