@@ -80,6 +80,8 @@ fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report:
     )?;
     let mut brows = buffers.query([])?;
     let mut expected_seq = 0i64;
+    // (size, published_at) of unsigned roots awaiting the signed root that covers them.
+    let mut unsigned: Vec<(u64, i64)> = Vec::new();
     while let Some(b) = brows.next()? {
         let idx: i64 = b.get(0)?;
         let first: i64 = b.get(1)?;
@@ -146,8 +148,26 @@ fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report:
         let published: i64 = b.get(5)?;
         let signature: Vec<u8> = b.get(6)?;
         let size = tree.len() as u64;
+        if signature.is_empty() {
+            // Not the last root of its write transaction: the transaction's signed root covers
+            // it and must carry the same published_at.
+            unsigned.push((size, published));
+            continue;
+        }
+        for (s, p) in unsigned.drain(..) {
+            if p != published {
+                problem(
+                    report,
+                    "unsigned_root",
+                    format!("root at size {s} is unsigned and not covered by the next signed root"),
+                );
+            }
+        }
         let message = signed_message(&tree_name, size, &hex::encode(root), &format_micros(published));
         signatures.push(size, message, signature);
+    }
+    for (s, _) in unsigned {
+        problem(report, "unsigned_root", format!("root at size {s} is unsigned and no signed root follows"));
     }
     for size in signatures.finish() {
         problem(report, "bad_signature", format!("root at size {size} has an invalid signature"));

@@ -1114,7 +1114,7 @@ async fn render_page(state: &State, snap: &Snapshot, offset: usize, limit: usize
     let seqs: Vec<i64> = snap.seqs.iter().skip(offset).take(limit).copied().collect();
     let verbose = snap.verbose;
     let size = snap.tree_size;
-    let tree_name = state.ledger.tree_name.clone();
+    let ledger = state.ledger.clone();
     let (rows, buffers, root) = with_reader(state, move |c| {
         let rows = rows_by_seq(c, &seqs)?;
         let mut buffers = std::collections::HashMap::new();
@@ -1126,7 +1126,7 @@ async fn render_page(state: &State, snap: &Snapshot, offset: usize, limit: usize
                 }
             }
         }
-        let root = writer::root_at(c, &tree_name, size)?;
+        let root = writer::root_at(c, &ledger, size)?;
         Ok((rows, buffers, root))
     })
     .await
@@ -1269,10 +1269,10 @@ async fn root_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> 
     let body = body_object(req, payload, LOG_LIMIT).await?;
     check_keys(&body, &["tree_size"], "")?;
     let size = opt_int(&body, "tree_size", 1, i64::MAX)?;
-    let tree_name = state.ledger.tree_name.clone();
+    let ledger = state.ledger.clone();
     let root = with_reader(state, move |c| match size {
-        Some(s) => writer::root_at(c, &tree_name, s as u64),
-        None => writer::latest_root(c, &tree_name),
+        Some(s) => writer::root_at(c, &ledger, s as u64),
+        None => writer::latest_root(c, &ledger.tree_name),
     })
     .await
     .map_err(|()| PangeaError::Unavailable)?

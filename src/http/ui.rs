@@ -172,8 +172,8 @@ async fn signed_root(state: State, req: HttpRequest, size: web::Path<String>) ->
     let Ok(size) = size.parse::<u64>() else {
         return problem(StatusCode::NOT_FOUND, "not_found", "no signed root of that size");
     };
-    let name = state.ledger.tree_name.clone();
-    match with_reader(&state, move |c| writer::root_at(c, &name, size)).await {
+    let ledger = state.ledger.clone();
+    match with_reader(&state, move |c| writer::root_at(c, &ledger, size)).await {
         Ok(Some(root)) => HttpResponse::Ok().json(json!({
             "tree_name": root.tree_name, "size": root.size, "root_hash": root.root_hash,
             "published_at": root.published_at, "signature": root.signature, "signed_message": root.message(),

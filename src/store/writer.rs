@@ -462,6 +462,7 @@ impl WriterState {
         let mut segments: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
         let ledger = self.ledger.clone();
         let mut tree = ledger.tree.write();
+        let mut sealed: Vec<(u64, i64, usize, i64, Hash, Hash)> = Vec::with_capacity(groups.len());
         for (workspace, group) in groups {
             let buffer = tree.len() as u64;
             let first_seq = self.next_seq;
@@ -475,16 +476,28 @@ impl WriterState {
             }
             let buffer_root = mth(&hashes).unwrap_or([0; 32]);
             tree.push(buffer_root);
-            let size = tree.len() as u64;
-            let root = tree.root(size as usize).unwrap_or([0; 32]);
-            let published_at = self.last_received;
-            let sig = self.ledger.sign(size, &root, &format_micros(published_at));
+            let root = tree.root(tree.len()).unwrap_or([0; 32]);
+            sealed.push((buffer, first_seq, hashes.len(), ws_id, buffer_root, root));
+        }
+        // Every buffer of the transaction is published at its end. Only the transaction's last
+        // root is signed when stored: it commits to every earlier leaf, and its published_at,
+        // which the earlier roots share, authenticates theirs. An earlier root's signature is
+        // made when it is asked for (`root_at`); Ed25519 is deterministic, so it is the same
+        // signature as one made now.
+        let published_at = self.last_received;
+        let last = sealed.len().saturating_sub(1);
+        for (k, (buffer, first_seq, count, ws_id, buffer_root, root)) in sealed.into_iter().enumerate() {
+            let sig = if k == last {
+                self.ledger.sign(buffer + 1, &root, &format_micros(published_at)).to_vec()
+            } else {
+                Vec::new()
+            };
             self.conn
                 .prepare_cached(
                     "INSERT INTO buffers(idx, first_seq, count, workspace, buffer_root, root_hash, published_at, signature)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
-                .execute(params![buffer as i64, first_seq, hashes.len() as i64, ws_id, &buffer_root[..], &root[..], published_at, &sig[..]])?;
+                .execute(params![buffer as i64, first_seq, count as i64, ws_id, &buffer_root[..], &root[..], published_at, sig])?;
         }
         let tree_size = tree.len() as u64;
         drop(tree);
@@ -632,14 +645,23 @@ pub fn latest_root(conn: &Connection, tree_name: &str) -> rusqlite::Result<Optio
     .optional()
 }
 
-/// The signed root of exactly `size`.
-pub fn root_at(conn: &Connection, tree_name: &str, size: u64) -> rusqlite::Result<Option<SignedRoot>> {
+/// The signed root of exactly `size`. A root stored without its signature (not the last of its
+/// write transaction) is signed now: the same bytes as signing it when it was stored.
+pub fn root_at(conn: &Connection, ledger: &Ledger, size: u64) -> rusqlite::Result<Option<SignedRoot>> {
     if size == 0 {
         return Ok(None);
     }
-    conn.prepare_cached("SELECT idx, root_hash, published_at, signature FROM buffers WHERE idx = ?1")?
-        .query_row([size as i64 - 1], |r| root_from_row(r, tree_name))
-        .optional()
+    let root = conn
+        .prepare_cached("SELECT idx, root_hash, published_at, signature FROM buffers WHERE idx = ?1")?
+        .query_row([size as i64 - 1], |r| root_from_row(r, &ledger.tree_name))
+        .optional()?;
+    Ok(root.map(|mut root| {
+        if root.signature.is_empty() {
+            let hash: Hash = hex::decode(&root.root_hash).ok().and_then(|h| h.try_into().ok()).unwrap_or([0; 32]);
+            root.signature = B64.encode(ledger.sign(root.size, &hash, &root.published_at));
+        }
+        root
+    }))
 }
 
 fn root_from_row(r: &rusqlite::Row<'_>, tree_name: &str) -> rusqlite::Result<SignedRoot> {

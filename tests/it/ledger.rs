@@ -219,3 +219,53 @@ async fn verify_names_each_root_with_a_bad_signature() {
         "{out}"
     );
 }
+
+/// One request with three tenants is one transaction sealing three buffers: only the last root
+/// is stored with a signature; the others are signed when asked for (the same deterministic
+/// Ed25519 bytes), share its published_at, and verify passes. A root whose signature is removed
+/// without a signed root of its time after it is reported.
+#[actix_web::test]
+async fn one_signature_per_transaction_covers_its_roots() {
+    let s = TestServer::new();
+    let app = s.app().await;
+    let body = r#"{"events":[{"event":{"message":"a","tenant_id":"t1"}},{"event":{"message":"b","tenant_id":"t2"}},
+                              {"event":{"message":"c","tenant_id":"t3"}},{"event":{"message":"d","tenant_id":"t1"}}]}"#;
+    let (st, _) = call(&app, "POST", "/pangea/v2/log", Some(&s.admin), body).await;
+    assert_eq!(st, 200);
+    let dir = s.dir.path().to_path_buf();
+    let conn = rusqlite::Connection::open(dir.join("trailkeep.db")).unwrap();
+    let rows: Vec<(i64, i64, i64)> = conn
+        .prepare("SELECT idx, published_at, length(signature) FROM buffers ORDER BY idx")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows.iter().map(|r| r.2).collect::<Vec<_>>(), [0, 0, 64]);
+    assert!(rows.iter().all(|r| r.1 == rows[2].1), "one published_at per transaction: {rows:?}");
+    let key = s.state.ledger.public_key();
+    for size in 1..=3u64 {
+        let (st, root) =
+            call(&app, "POST", "/pangea/v1/root", Some(&s.admin), &format!(r#"{{"tree_size":{size}}}"#)).await;
+        assert_eq!(st, 200, "{root}");
+        let d = &root["result"]["data"];
+        let signed = trailkeep::store::writer::root_at(&conn, &s.state.ledger, size).unwrap().unwrap();
+        assert_eq!(d["root_hash"], signed.root_hash.as_str());
+        assert!(trailkeep::ledger::verify_root_signature(&key, &signed), "size {size}");
+        let (st, ui) = call(&app, "GET", &format!("/api/v1/roots/{size}"), Some(&s.admin), "").await;
+        assert_eq!((st, ui["signature"].as_str()), (200, Some(signed.signature.as_str())), "size {size}");
+    }
+    let (ok, out) = verify(&dir);
+    assert!(ok, "{out}");
+    // An unsigned root's time is bound to its signed root's.
+    sql(&dir, "UPDATE buffers SET published_at = published_at - 1 WHERE idx = 0");
+    let (ok, out) = verify(&dir);
+    assert!(!ok && out.contains("unsigned_root: root at size 1"), "{out}");
+    sql(&dir, "UPDATE buffers SET published_at = published_at + 1 WHERE idx = 0");
+    assert!(verify(&dir).0);
+    // The signed root loses its signature: nothing signed covers the transaction any more.
+    sql(&dir, "UPDATE buffers SET signature = X'' WHERE idx = 2");
+    let (ok, out) = verify(&dir);
+    assert!(!ok && out.contains("unsigned_root: root at size 3"), "{out}");
+}
