@@ -8,7 +8,8 @@
 # `cargo build --release --bin trailkeep` there); B is usually target/release/trailkeep. Each
 # server gets a fresh data directory, is pre-filled through H2O batchCreate (as benches/run.sh),
 # then each round measures Pangea v2/log bulk, H2O batchCreate bulk, single-event H2O at 32
-# clients, and the isolated search kinds.
+# clients, and the isolated search kinds; at the end both servers stop and `trailkeep verify` runs
+# on each data directory.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 A=$1 B=$2; shift 2
@@ -79,6 +80,20 @@ done
 for s in A B; do
   echo "RESULT {\"kind\":\"rss\",\"label\":\"$s\",\"vmhwm_mb\":$(( $(awk '/VmHWM/{print $2}' "/proc/${PID[$s]}/status") / 1024 ))}" \
     >> "$OUT/results.txt"
+  kill -TERM "${PID[$s]}"; wait "${PID[$s]}" 2>/dev/null || true; PID[$s]=
+done
+declare -A BIN=([A]="$A" [B]="$B")
+for r in $(seq 1 "$RUNS"); do
+  for s in A B; do
+    log "verify $s, run $r"
+    t0=$(date +%s.%N)
+    "${BIN[$s]}" verify --data-dir "$WORK/$s" > "$OUT/verify-$s.out" 2>>"$OUT/run.log" || true
+    t1=$(date +%s.%N)
+    n=$(sed -n 's/^ok: \([0-9]*\) events.*/\1/p' "$OUT/verify-$s.out")
+    [ -n "$n" ] || { cat "$OUT/verify-$s.out" >&2; n=0; }
+    echo "RESULT {\"kind\":\"verify\",\"label\":\"$s-run$r\",\"events\":$n,\"events_per_s\":$(awk "BEGIN{printf \"%d\", $n / ($t1 - $t0)}")}" \
+      >> "$OUT/results.txt"
+  done
 done
 python3 - "$OUT/results.txt" <<'EOF' | tee "$OUT/summary.txt"
 import json, statistics, sys
@@ -89,6 +104,7 @@ def metric(r):
     if k == "single": return "single-event 32 clients events/s", r["events_per_s"]
     if k == "search" and r.get("mode") == "isolated": return f"search {r['query']} p99 ms", r["latency"]["p99_ms"]
     if k == "rss": return "server VmHWM MB", r["vmhwm_mb"]
+    if k == "verify": return "verify events/s", r["events_per_s"]
     return None, None
 table = {}
 for r in rows:

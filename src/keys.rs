@@ -3,6 +3,7 @@
 //! short-lived OIDC access tokens minted for the H2O `login_custom`/`login` flows.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
@@ -199,13 +200,65 @@ struct AccessToken {
 pub struct KeyStore {
     pool: Pool,
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
+    /// One lock per key being verified: concurrent first requests with the same key (clients
+    /// starting together) wait for one argon2 verification instead of each running their own.
+    verifying: Mutex<HashMap<[u8; 32], Arc<Mutex<()>>>>,
+    /// Argon2 verifications of presented secrets run so far (also the metric below).
+    argon2_runs: std::sync::atomic::AtomicU64,
     tokens: Mutex<HashMap<[u8; 32], AccessToken>>,
     last_used: Mutex<HashMap<String, i64>>,
 }
 
 impl KeyStore {
     pub fn new(pool: Pool) -> Self {
-        Self { pool, cache: Mutex::default(), tokens: Mutex::default(), last_used: Mutex::default() }
+        Self {
+            pool,
+            cache: Mutex::default(),
+            verifying: Mutex::default(),
+            argon2_runs: Default::default(),
+            tokens: Mutex::default(),
+            last_used: Mutex::default(),
+        }
+    }
+
+    fn cached(&self, digest: &[u8; 32]) -> bool {
+        self.cache.lock().get(digest).is_some_and(|e| e.at.elapsed() < CACHE_TTL)
+    }
+
+    /// Verifies `presented` against its argon2 hash once, caching success; callers with the same
+    /// key wait for a verification in progress and then use its cached result.
+    fn verify_secret(&self, digest: [u8; 32], presented: &str, hash: &str) -> Result<(), AuthError> {
+        if self.cached(&digest) {
+            return Ok(());
+        }
+        let flight = self.verifying.lock().entry(digest).or_default().clone();
+        let result = {
+            let _turn = flight.lock();
+            if self.cached(&digest) {
+                Ok(())
+            } else {
+                self.argon2_runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics::counter!("trailkeep_argon2_verifications_total").increment(1);
+                let ok = PasswordHash::new(hash)
+                    .is_ok_and(|parsed| Argon2::default().verify_password(presented.as_bytes(), &parsed).is_ok());
+                if ok {
+                    let mut cache = self.cache.lock();
+                    if cache.len() > 10_000 {
+                        cache.clear();
+                    }
+                    cache.insert(digest, CacheEntry { at: Instant::now() });
+                    Ok(())
+                } else {
+                    Err(AuthError::Invalid)
+                }
+            }
+        };
+        // The last one out removes the lock (the map holds one reference, each caller another).
+        let mut verifying = self.verifying.lock();
+        if Arc::strong_count(&flight) == 2 {
+            verifying.remove(&digest);
+        }
+        result
     }
 
     /// Authenticates an API key or a minted access token.
@@ -243,16 +296,7 @@ impl KeyStore {
             return Err(AuthError::Invalid);
         }
         if is_key {
-            let cached = self.cache.lock().get(&digest).is_some_and(|e| e.at.elapsed() < CACHE_TTL);
-            if !cached {
-                let parsed = PasswordHash::new(&hash).map_err(|_| AuthError::Invalid)?;
-                Argon2::default().verify_password(presented.as_bytes(), &parsed).map_err(|_| AuthError::Invalid)?;
-                let mut cache = self.cache.lock();
-                if cache.len() > 10_000 {
-                    cache.clear();
-                }
-                cache.insert(digest, CacheEntry { at: Instant::now() });
-            }
+            self.verify_secret(digest, presented, &hash)?;
         }
         self.last_used.lock().insert(principal.key_id.clone(), now_micros());
         Ok(principal)
@@ -266,7 +310,7 @@ impl KeyStore {
         if presented.starts_with(ACCESS_PREFIX) {
             return self.tokens.lock().get(&digest).is_some_and(|t| t.expires > Instant::now());
         }
-        self.cache.lock().get(&digest).is_some_and(|e| e.at.elapsed() < CACHE_TTL)
+        self.cached(&digest)
     }
 
     /// Mints a short-lived access token bound to the key (OIDC refresh_token grant).
@@ -333,6 +377,30 @@ mod tests {
         let conn = crate::store::open_rw(dir.path()).unwrap();
         let pool = crate::store::reader_pool(dir.path(), 2).unwrap();
         (dir, conn, KeyStore::new(pool))
+    }
+
+    /// Sixteen requests with the same key arriving together cost one argon2 verification and
+    /// leave no lock behind.
+    #[test]
+    fn concurrent_first_uses_of_a_key_share_one_verification() {
+        let (_dir, conn, store) = setup();
+        let k = create_key(&conn, "t", Scopes { ingest: true, ..Default::default() }, &[]).unwrap();
+        let store = Arc::new(store);
+        let barrier = Arc::new(std::sync::Barrier::new(16));
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, barrier, key) = (store.clone(), barrier.clone(), k.secret.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.authenticate(&key).map(|p| p.key_id)
+                })
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap().is_ok());
+        }
+        assert_eq!(store.argon2_runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert!(store.verifying.lock().is_empty());
     }
 
     #[test]
