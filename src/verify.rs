@@ -42,6 +42,12 @@ pub fn verify(data_dir: &Path, against: Option<&Path>) -> anyhow::Result<Report>
     }
     let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // SQLite's own structural check runs on a second connection and core while the log is read.
+    let quick_check = std::thread::spawn(move || -> Result<String, String> {
+        let c = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| e.to_string())?;
+        c.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        c.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0)).map_err(|e| e.to_string())
+    });
     let mut report = Report::default();
     if let Err(e) = check_log(&conn, data_dir, against, &mut report) {
         // A damaged page stops the scan: report where, then let SQLite's own check say more.
@@ -49,10 +55,10 @@ pub fn verify(data_dir: &Path, against: Option<&Path>) -> anyhow::Result<Report>
         problem(&mut report, "corrupt", detail);
     }
     let _ = conn.execute_batch("ROLLBACK");
-    match conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0)) {
-        Ok(ok) if ok == "ok" => {}
-        Ok(msg) => problem(&mut report, "integrity", msg),
-        Err(e) => problem(&mut report, "integrity", e.to_string()),
+    match quick_check.join() {
+        Ok(Ok(ok)) if ok == "ok" => {}
+        Ok(Ok(msg)) | Ok(Err(msg)) => problem(&mut report, "integrity", msg),
+        Err(_) => problem(&mut report, "integrity", "the integrity check stopped unexpectedly".into()),
     }
     Ok(report)
 }
