@@ -646,22 +646,33 @@ pub fn latest_root(conn: &Connection, tree_name: &str) -> rusqlite::Result<Optio
 }
 
 /// The signed root of exactly `size`. A root stored without its signature (not the last of its
-/// write transaction) is signed now: the same bytes as signing it when it was stored.
+/// write transaction) is signed now, the same bytes as signing it when it was stored, but only
+/// if it is the root of the in-memory tree at that size and shares its published_at with the
+/// transaction's signed root; a row edited in the database is never signed (it is served
+/// unsigned, and `verify` names it).
 pub fn root_at(conn: &Connection, ledger: &Ledger, size: u64) -> rusqlite::Result<Option<SignedRoot>> {
     if size == 0 {
         return Ok(None);
     }
-    let root = conn
+    let row = conn
         .prepare_cached("SELECT idx, root_hash, published_at, signature FROM buffers WHERE idx = ?1")?
-        .query_row([size as i64 - 1], |r| root_from_row(r, &ledger.tree_name))
+        .query_row([size as i64 - 1], |r| Ok((root_from_row(r, &ledger.tree_name)?, r.get::<_, i64>(2)?)))
         .optional()?;
-    Ok(root.map(|mut root| {
-        if root.signature.is_empty() {
+    let Some((mut root, published)) = row else { return Ok(None) };
+    if root.signature.is_empty() {
+        let covering: Option<i64> = conn
+            .prepare_cached(
+                "SELECT published_at FROM buffers WHERE idx > ?1 AND length(signature) > 0 ORDER BY idx LIMIT 1",
+            )?
+            .query_row([size as i64 - 1], |r| r.get(0))
+            .optional()?;
+        let in_tree = ledger.tree.read().root(size as usize).map(hex::encode);
+        if covering == Some(published) && in_tree.as_deref() == Some(root.root_hash.as_str()) {
             let hash: Hash = hex::decode(&root.root_hash).ok().and_then(|h| h.try_into().ok()).unwrap_or([0; 32]);
             root.signature = B64.encode(ledger.sign(root.size, &hash, &root.published_at));
         }
-        root
-    }))
+    }
+    Ok(Some(root))
 }
 
 fn root_from_row(r: &rusqlite::Row<'_>, tree_name: &str) -> rusqlite::Result<SignedRoot> {

@@ -258,10 +258,18 @@ async fn one_signature_per_transaction_covers_its_roots() {
     }
     let (ok, out) = verify(&dir);
     assert!(ok, "{out}");
+    // A root edited in the database is not signed on request.
+    let saved: String = conn.query_row("SELECT hex(root_hash) FROM buffers WHERE idx = 0", [], |r| r.get(0)).unwrap();
+    sql(&dir, "UPDATE buffers SET root_hash = zeroblob(32) WHERE idx = 0");
+    let (st, ui) = call(&app, "GET", "/api/v1/roots/1", Some(&s.admin), "").await;
+    assert_eq!((st, ui["signature"].as_str()), (200, Some("")), "{ui}");
+    sql(&dir, &format!("UPDATE buffers SET root_hash = X'{saved}' WHERE idx = 0"));
     // An unsigned root's time is bound to its signed root's.
     sql(&dir, "UPDATE buffers SET published_at = published_at - 1 WHERE idx = 0");
     let (ok, out) = verify(&dir);
     assert!(!ok && out.contains("unsigned_root: root at size 1"), "{out}");
+    let (_, ui) = call(&app, "GET", "/api/v1/roots/1", Some(&s.admin), "").await;
+    assert_eq!(ui["signature"].as_str(), Some(""), "{ui}");
     sql(&dir, "UPDATE buffers SET published_at = published_at + 1 WHERE idx = 0");
     assert!(verify(&dir).0);
     // The signed root loses its signature: nothing signed covers the transaction any more.
