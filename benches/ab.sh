@@ -12,6 +12,7 @@
 # on each data directory.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$ROOT/benches/lib.sh"
 A=$1 B=$2; shift 2
 PREFILL=200000 RUNS=3 RUN_EVENTS=20000 CONNS=4 SINGLE_SECONDS=6 PER_KIND=60
 LG=$ROOT/target/release/examples/loadgen
@@ -86,13 +87,7 @@ declare -A BIN=([A]="$A" [B]="$B")
 for r in $(seq 1 "$RUNS"); do
   for s in A B; do
     log "verify $s, run $r"
-    t0=$(date +%s.%N)
-    "${BIN[$s]}" verify --data-dir "$WORK/$s" > "$OUT/verify-$s.out" 2>>"$OUT/run.log" || true
-    t1=$(date +%s.%N)
-    n=$(sed -n 's/^ok: \([0-9]*\) events.*/\1/p' "$OUT/verify-$s.out")
-    [ -n "$n" ] || { cat "$OUT/verify-$s.out" >&2; n=0; }
-    echo "RESULT {\"kind\":\"verify\",\"label\":\"$s-run$r\",\"events\":$n,\"events_per_s\":$(awk "BEGIN{printf \"%d\", $n / ($t1 - $t0)}")}" \
-      >> "$OUT/results.txt"
+    verify_result "${BIN[$s]}" "$WORK/$s" "$s-run$r" "$OUT/verify-$s.out" >> "$OUT/results.txt"
   done
 done
 python3 - "$OUT/results.txt" <<'EOF' | tee "$OUT/summary.txt"

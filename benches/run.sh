@@ -21,6 +21,7 @@ if [ -z "${TK_BENCH_COPY:-}" ]; then
 fi
 ROOT=$TK_BENCH_ROOT
 cd "$ROOT"
+source "$ROOT/benches/lib.sh"
 
 PREFILL=1000000
 RUNS=3
@@ -207,12 +208,7 @@ kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
 
 for r in $(seq 1 "$RUNS"); do
   log "verify run $r"
-  t0=$(date +%s.%N)
-  "$TK" verify --data-dir "$WORK/tk" > "$OUT/verify.out" 2>>"$OUT/run.log" || true
-  t1=$(date +%s.%N)
-  n=$(sed -n 's/^ok: \([0-9]*\) events.*/\1/p' "$OUT/verify.out")
-  [ -n "$n" ] || { cat "$OUT/verify.out" >&2; n=0; }
-  echo "RESULT {\"kind\":\"verify\",\"label\":\"run$r\",\"events\":$n,\"seconds\":$(awk "BEGIN{printf \"%.3f\", $t1 - $t0}"),\"events_per_s\":$(awk "BEGIN{printf \"%d\", $n / ($t1 - $t0)}")}" | tee -a "$RESULTS"
+  verify_result "$TK" "$WORK/tk" "run$r" "$OUT/verify.out" | tee -a "$RESULTS"
 done
 BYTES=$(find "$WORK/tk" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
 N=$(sed -n 's/^ok: \([0-9]*\) events.*/\1/p' "$OUT/verify.out")
