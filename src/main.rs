@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use trailkeep::config::{Config, FileConfig, Overrides, default_data_dir};
 
+/// mimalloc instead of glibc malloc: the request path builds and drops many small JSON values, and
+/// glibc's bin management (`_int_malloc`, `unlink_chunk`) took over half of the HTTP threads' CPU in
+/// bulk ingest (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "trailkeep", version, about = "A self-hosted, tamper-evident audit trail server")]
 struct Cli {

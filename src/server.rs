@@ -33,8 +33,9 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
     let token_key: [u8; 32] = store::setting_or_init(&conn, "page_token_key", || random_bytes::<32>().to_vec())?
         .try_into()
         .map_err(|_| anyhow::anyhow!("the stored page-token key is malformed"))?;
-    let tree = writer::load_tree(&conn)?;
+    let (tree, root_prefixes) = writer::load_tree(&conn)?;
     let ledger = Arc::new(Ledger::new(tree, tree_name, seed));
+    ledger.set_root_prefixes(root_prefixes);
     check_log(&conn, &ledger, &config)?;
 
     let mut bootstrap_key = None;

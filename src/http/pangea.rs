@@ -21,8 +21,8 @@ use crate::event::canonical::{parse_strict, to_canonical_string};
 use crate::event::{EventType, NewEvent, Origin, StoredEvent};
 use crate::export::CSV_COLUMNS;
 use crate::keys::{Principal, now_micros};
-use crate::ledger::format_micros;
-use crate::ledger::merkle::{CompactTree, encode_path, parse_hash, path};
+use crate::ledger::merkle::{CompactTree, Hash, encode_path, parse_hash, path};
+use crate::ledger::{Ledger, format_micros};
 use crate::search::pangea_query;
 use crate::store::search::{EventRow, PANGEA_ORDER_BY, PangeaQuery, buffer_hashes, pangea_search, rows_by_seq};
 use crate::store::writer::{self, Outcome, WriteError};
@@ -635,10 +635,8 @@ async fn log_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> P
     result["unpublished_root"] = json!(hex::encode(root_hash));
     result["membership_proof"] = json!(encode_path(&proof));
     let consistency = match (consistency, prev_root.as_deref().and_then(parse_hash)) {
-        (_, Some(prev)) => {
-            let prev_size = with_reader(state, move |c| root_size_of(c, &prev)).await.unwrap_or(None);
-            prev_size.filter(|m| *m < tree_size).map(|m| ledger.tree.read().consistency(m as usize, tree_size as usize))
-        }
+        (_, Some(prev)) => root_size_of(&ledger, &prev, tree_size)
+            .map(|m| ledger.tree.read().consistency(m as usize, tree_size as usize)),
         (c, None) => c,
     };
     if let Some(items) = consistency.filter(|c| !c.is_empty()) {
@@ -647,23 +645,18 @@ async fn log_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> P
     Ok(result)
 }
 
-/// The tree size whose signed root has this hash. The root-hash index is clustered by buffer
-/// segment (migration 0003), so each segment is probed, newest first: clients usually send a
-/// recent root.
-fn root_size_of(conn: &rusqlite::Connection, root: &[u8; 32]) -> rusqlite::Result<Option<u64>> {
-    use rusqlite::OptionalExtension;
-    let newest: Option<i64> = conn.query_row("SELECT MAX(idx) FROM buffers", [], |r| r.get(0))?;
-    let Some(newest) = newest else { return Ok(None) };
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT idx FROM buffers WHERE (idx >> {shift}) = ?1 AND root_hash = ?2 ORDER BY idx LIMIT 1",
-        shift = crate::store::SEG_SHIFT
-    ))?;
-    for seg in (0..=newest >> crate::store::SEG_SHIFT).rev() {
-        if let Some(idx) = stmt.query_row(rusqlite::params![seg, &root[..]], |r| r.get::<_, i64>(0)).optional()? {
-            return Ok(Some(idx as u64 + 1));
+/// The tree size below `below` whose root hash is `root` (a client's `prev_root`): candidates
+/// from the ledger's root-hash prefixes, newest first (clients usually send a recent root), each
+/// confirmed against the in-memory tree.
+fn root_size_of(ledger: &Ledger, root: &Hash, below: u64) -> Option<u64> {
+    let mut upper = below;
+    while let Some(size) = ledger.root_size_candidate(root, upper) {
+        if ledger.tree.read().root(size as usize).as_ref() == Some(root) {
+            return Some(size);
         }
+        upper = size;
     }
-    Ok(None)
+    None
 }
 
 async fn parse_bulk(
@@ -1485,6 +1478,25 @@ fn write_download_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prev_root_size_is_confirmed_against_the_tree() {
+        let mut tree = CompactTree::new();
+        let mut roots = Vec::new();
+        for i in 0..6u8 {
+            tree.push([i; 32]);
+            roots.push(tree.root(tree.len()).unwrap());
+        }
+        let ledger = Ledger::new(tree, "ab".repeat(32), [7u8; 32]);
+        let mut prefixes: Vec<u32> = roots.iter().map(crate::ledger::root_prefix).collect();
+        prefixes[4] = prefixes[1]; // size 5's prefix collides with size 2's: skipped, not returned
+        ledger.set_root_prefixes(prefixes);
+        assert_eq!(root_size_of(&ledger, &roots[1], 6), Some(2));
+        assert_eq!(root_size_of(&ledger, &roots[4], 6), None); // its own prefix was replaced
+        assert_eq!(root_size_of(&ledger, &roots[3], 6), Some(4));
+        assert_eq!(root_size_of(&ledger, &roots[3], 4), None); // only sizes below the current one
+        assert_eq!(root_size_of(&ledger, &[0xee; 32], 6), None);
+    }
 
     #[test]
     fn pangea_times() {

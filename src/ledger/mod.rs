@@ -21,10 +21,17 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.latest";
 /// server's signing key. Only the writer pushes leaves.
 pub struct Ledger {
     pub tree: RwLock<CompactTree>,
+    /// The first four bytes of every stored root hash, at index size - 1: finds the size of a root
+    /// a client sends back (`prev_root`) without a random-key index on `buffers` (migration 0004).
+    root_prefixes: RwLock<Vec<u32>>,
     pub tree_name: String,
     signing: SigningKey,
     /// The newest receive time handed out (µs); receive times only grow, whatever the wall clock does.
     last_received: std::sync::atomic::AtomicI64,
+}
+
+pub fn root_prefix(root: &Hash) -> u32 {
+    u32::from_be_bytes([root[0], root[1], root[2], root[3]])
 }
 
 /// A signed root as stored and served.
@@ -55,10 +62,31 @@ impl Ledger {
     pub fn new(tree: CompactTree, tree_name: String, signing_seed: [u8; 32]) -> Self {
         Self {
             tree: RwLock::new(tree),
+            root_prefixes: RwLock::default(),
             tree_name,
             signing: SigningKey::from_bytes(&signing_seed),
             last_received: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// Replaces the root-hash prefixes (the writer, after loading the tree from the database).
+    pub fn set_root_prefixes(&self, prefixes: Vec<u32>) {
+        *self.root_prefixes.write() = prefixes;
+    }
+
+    /// Records the root of the next tree size (the writer, as it pushes a leaf).
+    pub fn push_root_prefix(&self, root: &Hash) {
+        self.root_prefixes.write().push(root_prefix(root));
+    }
+
+    /// The largest tree size below `below` whose root hash may be `root` (its first four bytes
+    /// match); the caller confirms against the stored root. Scans newest first: clients send
+    /// recent roots.
+    pub fn root_size_candidate(&self, root: &Hash, below: u64) -> Option<u64> {
+        let prefixes = self.root_prefixes.read();
+        let end = (below.saturating_sub(1) as usize).min(prefixes.len());
+        let want = root_prefix(root);
+        prefixes[..end].iter().rposition(|&p| p == want).map(|i| i as u64 + 1)
     }
 
     /// The server's "now" for search windows (µs): the wall clock, but never earlier than just
@@ -218,6 +246,27 @@ pub fn format_micros(us: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_prefixes_give_candidate_sizes_newest_first() {
+        let l = Ledger::new(CompactTree::new(), "ab".repeat(32), [7u8; 32]);
+        let mut tree = CompactTree::new();
+        let mut roots = Vec::new();
+        for i in 0..5u8 {
+            tree.push([i; 32]);
+            roots.push(tree.root(tree.len()).unwrap());
+        }
+        let mut prefixes: Vec<u32> = roots.iter().map(root_prefix).collect();
+        prefixes[1] = prefixes[3]; // size 2 collides with size 4 on the prefix
+        l.set_root_prefixes(prefixes);
+        l.push_root_prefix(&[9; 32]); // size 6
+        assert_eq!(l.root_size_candidate(&roots[3], 6), Some(4));
+        assert_eq!(l.root_size_candidate(&roots[3], 4), Some(2));
+        assert_eq!(l.root_size_candidate(&roots[3], 2), None);
+        assert_eq!(l.root_size_candidate(&[9; 32], 7), Some(6));
+        assert_eq!(l.root_size_candidate(&[9; 32], 6), None);
+        assert_eq!(l.root_size_candidate(&[9; 32], 0), None);
+    }
 
     #[test]
     fn signed_root_round_trip() {

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init.sql", include_str!("../../migrations/0001_init.sql")),
     ("0002_retention.sql", include_str!("../../migrations/0002_retention.sql")),
     ("0003_segments.sql", include_str!("../../migrations/0003_segments.sql")),
+    ("0004_root_index.sql", include_str!("../../migrations/0004_root_index.sql")),
 ];
 
 /// Events per segment is `1 << SEG_SHIFT`; the expression `seq >> 16` in migration 0003's indexes

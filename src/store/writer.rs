@@ -147,6 +147,9 @@ struct WriterState {
     last_received: i64,
     interned: HashMap<String, i64>,
     committed: broadcast::Sender<Arc<Committed>>,
+    /// The newest signed root written by this writer's last transaction (`None` after a rollback
+    /// until the next write): the checkpoint file is written from it without reading it back.
+    newest_root: Option<SignedRoot>,
 }
 
 struct Pending {
@@ -167,7 +170,16 @@ impl WriterState {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
         ledger.note_received(last_received);
-        Ok(Self { conn, ledger, data_dir, next_seq, last_received, interned: HashMap::new(), committed })
+        Ok(Self {
+            conn,
+            ledger,
+            data_dir,
+            next_seq,
+            last_received,
+            interned: HashMap::new(),
+            committed,
+            newest_root: None,
+        })
     }
 
     fn run(&mut self, mut rx: mpsc::Receiver<Msg>) {
@@ -381,11 +393,13 @@ impl WriterState {
     }
 
     fn reload_state(&mut self) -> anyhow::Result<()> {
+        self.newest_root = None;
         let (next_seq, last_received) = next_positions(&self.conn)?;
         self.next_seq = next_seq;
         self.last_received = self.last_received.max(last_received);
-        let tree = load_tree(&self.conn)?;
+        let (tree, prefixes) = load_tree(&self.conn)?;
         *self.ledger.tree.write() = tree;
+        self.ledger.set_root_prefixes(prefixes);
         Ok(())
     }
 
@@ -477,6 +491,7 @@ impl WriterState {
             let buffer_root = mth(&hashes).unwrap_or([0; 32]);
             tree.push(buffer_root);
             let root = tree.root(tree.len()).unwrap_or([0; 32]);
+            self.ledger.push_root_prefix(&root);
             sealed.push((buffer, first_seq, hashes.len(), ws_id, buffer_root, root));
         }
         // Every buffer of the transaction is published at its end. Only the transaction's last
@@ -488,7 +503,16 @@ impl WriterState {
         let last = sealed.len().saturating_sub(1);
         for (k, (buffer, first_seq, count, ws_id, buffer_root, root)) in sealed.into_iter().enumerate() {
             let sig = if k == last {
-                self.ledger.sign(buffer + 1, &root, &format_micros(published_at)).to_vec()
+                let at = format_micros(published_at);
+                let sig = self.ledger.sign(buffer + 1, &root, &at).to_vec();
+                self.newest_root = Some(SignedRoot {
+                    tree_name: self.ledger.tree_name.clone(),
+                    size: buffer + 1,
+                    root_hash: hex::encode(root),
+                    published_at: at,
+                    signature: B64.encode(&sig),
+                });
+                sig
             } else {
                 Vec::new()
             };
@@ -596,7 +620,13 @@ impl WriterState {
     }
 
     fn publish_checkpoint(&self) -> anyhow::Result<()> {
-        let Some(root) = latest_root(&self.conn, &self.ledger.tree_name)? else { return Ok(()) };
+        let root = match &self.newest_root {
+            Some(r) => r.clone(),
+            None => match latest_root(&self.conn, &self.ledger.tree_name)? {
+                Some(r) => r,
+                None => return Ok(()),
+            },
+        };
         write_checkpoint(&self.data_dir, &Checkpoint { root, public_key: self.ledger.public_key_b64() })
     }
 }
@@ -621,10 +651,12 @@ fn next_positions(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
     })
 }
 
-/// Rebuilds the cold tree from the stored buffer roots.
-pub fn load_tree(conn: &Connection) -> anyhow::Result<CompactTree> {
+/// Rebuilds the cold tree from the stored buffer roots, with the prefixes of the stored root
+/// hashes (`Ledger::root_size_candidate`).
+pub fn load_tree(conn: &Connection) -> anyhow::Result<(CompactTree, Vec<u32>)> {
     let mut tree = CompactTree::new();
-    let mut stmt = conn.prepare("SELECT idx, buffer_root FROM buffers ORDER BY idx")?;
+    let mut prefixes = Vec::new();
+    let mut stmt = conn.prepare("SELECT idx, buffer_root, root_hash FROM buffers ORDER BY idx")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let idx: i64 = r.get(0)?;
@@ -633,8 +665,12 @@ pub fn load_tree(conn: &Connection) -> anyhow::Result<CompactTree> {
         }
         let h: Vec<u8> = r.get(1)?;
         tree.push(h.try_into().map_err(|_| anyhow::anyhow!("malformed buffer root at index {idx}"))?);
+        // A malformed stored root (only by editing the database) gets a prefix no lookup
+        // confirms; `verify` names the row.
+        let root = r.get_ref(2)?.as_blob().ok().and_then(|b| <[u8; 32]>::try_from(b).ok()).unwrap_or([0; 32]);
+        prefixes.push(crate::ledger::root_prefix(&root));
     }
-    Ok(tree)
+    Ok((tree, prefixes))
 }
 
 /// The newest signed root stored in the database.
