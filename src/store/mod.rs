@@ -3,6 +3,7 @@
 
 pub mod retention;
 pub mod search;
+pub mod uidfilter;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -22,11 +23,12 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_retention.sql", include_str!("../../migrations/0002_retention.sql")),
     ("0003_segments.sql", include_str!("../../migrations/0003_segments.sql")),
     ("0004_root_index.sql", include_str!("../../migrations/0004_root_index.sql")),
+    ("0005_small_segments.sql", include_str!("../../migrations/0005_small_segments.sql")),
 ];
 
-/// Events per segment is `1 << SEG_SHIFT`; the expression `seq >> 16` in migration 0003's indexes
+/// Events per segment is `1 << SEG_SHIFT`; the expression `seq >> 12` in migration 0005's indexes
 /// must match it (a unit test checks).
-pub const SEG_SHIFT: u32 = 16;
+pub const SEG_SHIFT: u32 = 12;
 
 /// Oldest SQLite accepted: 3.51.3 fixes the WAL-reset race.
 const MIN_SQLITE: i32 = 3_051_003;

@@ -395,9 +395,10 @@ mod tests {
             }
         }
         drop(insert);
-        conn.execute_batch(
-            "INSERT INTO segments SELECT seq >> 16, MIN(event_time), MAX(event_time) FROM events GROUP BY seq >> 16",
-        )
+        conn.execute_batch(&format!(
+            "INSERT INTO segments SELECT seq >> {s}, MIN(event_time), MAX(event_time) FROM events GROUP BY seq >> {s}",
+            s = crate::store::SEG_SHIFT
+        ))
         .unwrap();
         let fields = [(H2oField::Principal, "bob"), (H2oField::Workspace, "ws-2"), (H2oField::Action, "write")];
         let mut checked = 0;
@@ -438,7 +439,7 @@ mod tests {
 
     /// Each filter column's segment query is answered from its clustered index (equality on the
     /// segment and the value, range on the time), without sorting: the index expression of
-    /// migration 0003 and `SEG_SHIFT` agree.
+    /// migration 0005 and `SEG_SHIFT` agree.
     #[test]
     fn segment_queries_use_the_clustered_indexes() {
         let dir = tempfile::tempdir().unwrap();
@@ -466,6 +467,16 @@ mod tests {
             let found = query_plan(&conn, &sql, q.limit);
             assert!(found.contains(&format!("SEARCH e USING INDEX {index} (<expr>=?")), "{field:?} regex: {found}");
         }
+    }
+
+    /// The writer's duplicate check reads one segment's slice of the event-id index.
+    #[test]
+    fn id_lookup_uses_the_clustered_id_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_rw(dir.path()).unwrap();
+        let explain = format!("EXPLAIN QUERY PLAN {}", crate::store::writer::find_uid_sql());
+        let plan: String = conn.query_row(&explain, rusqlite::params![0, &[0u8; 16][..]], |r| r.get(3)).unwrap();
+        assert_eq!(plan, "SEARCH events USING INDEX events_seg_uid (<expr>=? AND uid=?)");
     }
 
     fn query_plan(conn: &Connection, sql: &Sql, limit: usize) -> String {

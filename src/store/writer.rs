@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::retention::{self, PurgeEventFn, PurgeInfo, PurgeReport};
+use super::uidfilter::UidFilter;
 use crate::config::Retention;
 use crate::event::{NewEvent, Origin, StoredEvent};
 use crate::ledger::merkle::{CompactTree, Hash, mth};
@@ -150,6 +151,8 @@ struct WriterState {
     /// The newest signed root written by this writer's last transaction (`None` after a rollback
     /// until the next write): the checkpoint file is written from it without reading it back.
     newest_root: Option<SignedRoot>,
+    /// Every stored event id, for the duplicate check of client-chosen ids.
+    uids: UidFilter,
 }
 
 struct Pending {
@@ -170,6 +173,7 @@ impl WriterState {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
         ledger.note_received(last_received);
+        let uids = UidFilter::load(&conn)?;
         Ok(Self {
             conn,
             ledger,
@@ -179,6 +183,7 @@ impl WriterState {
             interned: HashMap::new(),
             committed,
             newest_root: None,
+            uids,
         })
     }
 
@@ -240,6 +245,14 @@ impl WriterState {
                 let _ = reply.send(Err(if full { WriteError::Full } else { WriteError::Storage(e.to_string()) }));
             }
             return stop;
+        }
+        if self.uids.is_full() {
+            // Resized to twice the stored ids; on failure the old one stays (still no false
+            // negatives, only more false positives).
+            match UidFilter::load(&self.conn) {
+                Ok(f) => self.uids = f,
+                Err(e) => tracing::warn!(error = %e, "cannot rebuild the event-id filter"),
+            }
         }
         match self.write(inputs) {
             Ok((results, tree_size, committed)) => {
@@ -559,6 +572,7 @@ impl WriterState {
         self.ledger.note_received(received_at);
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.uids.insert(&ev.uid);
         let envelope = crate::event::canonical_envelope(ev, &format_micros(received_at));
         let hash: Hash = {
             use sha2::Digest;
@@ -602,10 +616,15 @@ impl WriterState {
         Ok(StoredEvent { seq, uid: ev.uid, origin: ev.origin, received_at, buffer, hash, envelope })
     }
 
+    /// The stored event with this id: the filter rules out almost every new id; a possible match
+    /// is looked up segment by segment, newest first (a retry's original is usually recent).
     fn find_uid(&self, uid: Uuid) -> rusqlite::Result<Option<StoredEvent>> {
-        self.conn
-            .prepare_cached("SELECT seq, origin, received_at, buffer, hash, envelope FROM events WHERE uid = ?1")?
-            .query_row([&uid.as_bytes()[..]], |r| {
+        if !self.uids.may_contain(&uid) {
+            return Ok(None);
+        }
+        let mut stmt = self.conn.prepare_cached(&find_uid_sql())?;
+        for seg in (0..=(self.next_seq - 1).max(0) >> super::SEG_SHIFT).rev() {
+            let found = stmt.query_row(params![seg, &uid.as_bytes()[..]], |r| {
                 Ok(StoredEvent {
                     seq: r.get(0)?,
                     uid,
@@ -615,8 +634,12 @@ impl WriterState {
                     hash: r.get::<_, Vec<u8>>(4)?.try_into().unwrap_or([0; 32]),
                     envelope: r.get(5)?,
                 })
-            })
-            .optional()
+            });
+            if let Some(stored) = found.optional()? {
+                return Ok(Some(stored));
+            }
+        }
+        Ok(None)
     }
 
     fn publish_checkpoint(&self) -> anyhow::Result<()> {
@@ -629,6 +652,14 @@ impl WriterState {
         };
         write_checkpoint(&self.data_dir, &Checkpoint { root, public_key: self.ledger.public_key_b64() })
     }
+}
+
+/// One segment's lookup of an event id (parameters: segment, id).
+pub(super) fn find_uid_sql() -> String {
+    format!(
+        "SELECT seq, origin, received_at, buffer, hash, envelope FROM events WHERE (seq >> {}) = ?1 AND uid = ?2",
+        super::SEG_SHIFT
+    )
 }
 
 /// Whether a failed write ran out of disk space (SQLite's `SQLITE_FULL`, or `ENOSPC`).
