@@ -179,10 +179,14 @@ fn h2o_clauses(q: &H2oQuery) -> (Sql, i64) {
     (sql, upper)
 }
 
-/// One segment's page; the first parameter is the segment.
-fn segment_query(sql: &Sql, limit: usize) -> String {
+/// Most segments one statement of `segmented_search` visits.
+const MAX_SEGMENT_BATCH: usize = 64;
+
+/// The page of `segments` segments (a power of two); the first parameters are the segments.
+fn segment_query(sql: &Sql, limit: usize, segments: usize) -> String {
+    let seg = if segments == 1 { "= ?".to_string() } else { format!("IN ({})", vec!["?"; segments].join(",")) };
     format!(
-        "SELECT {ROW_COLUMNS} FROM events e WHERE (e.seq >> {shift}) = ? AND {} ORDER BY e.event_time DESC, e.seq DESC LIMIT {limit}",
+        "SELECT {ROW_COLUMNS} FROM events e WHERE (e.seq >> {shift}) {seg} AND {} ORDER BY e.event_time DESC, e.seq DESC LIMIT {limit}",
         sql.where_sql(),
         shift = super::SEG_SHIFT,
     )
@@ -198,9 +202,12 @@ fn window_search(conn: &Connection, sql: &Sql, limit: usize) -> rusqlite::Result
     rows.collect()
 }
 
-/// Newest-first search through the segment-clustered indexes (migration 0003): each segment whose
-/// event-time range overlaps the window is searched on its own, newest range first, and the pages
-/// are merged; a segment whose newest event is older than the page's last row ends the search.
+/// Newest-first search through the segment-clustered indexes (migration 0005): the segments whose
+/// event-time range overlaps the window are searched newest range first, and the pages are
+/// merged; a segment whose newest event is older than the page's last row ends the search. While
+/// the page is not full (a sparse value), each statement takes twice as many segments as the last
+/// (up to `MAX_SEGMENT_BATCH`, one index seek each): a value found in few of a million events'
+/// 250 segments costs a handful of statements, not one per segment.
 fn segmented_search(
     conn: &Connection,
     sql: &Sql,
@@ -218,17 +225,23 @@ fn segmented_search(
     )?;
     let segs: Vec<(i64, i64)> =
         segs.query_map([start_us, end_us], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
-    let mut stmt = conn.prepare_cached(&segment_query(sql, limit))?;
-    for (seg, max_time) in segs {
-        if out.len() >= limit && out.last().is_some_and(|r| max_time < r.event_time) {
+    let (mut next, mut batch) = (0, 1);
+    while next < segs.len() {
+        if out.len() >= limit && out.last().is_some_and(|r| segs[next].1 < r.event_time) {
             break;
         }
-        let params = std::iter::once(SqlValue::Integer(seg)).chain(sql.params.iter().cloned());
-        for row in stmt.query_map(params_from_iter(params), read_row)? {
+        let end = (next + batch).min(segs.len());
+        // Padded to the batch size with the last segment again, so only a few statement shapes
+        // exist (and stay in the statement cache).
+        let ids = (next..next + batch).map(|i| SqlValue::Integer(segs[i.min(end - 1)].0));
+        let mut stmt = conn.prepare_cached(&segment_query(sql, limit, batch))?;
+        for row in stmt.query_map(params_from_iter(ids.chain(sql.params.iter().cloned())), read_row)? {
             out.push(row?);
         }
         out.sort_unstable_by_key(|r| std::cmp::Reverse((r.event_time, r.seq)));
         out.truncate(limit);
+        next = end;
+        batch = if out.len() < limit { (batch * 2).min(MAX_SEGMENT_BATCH) } else { 1 };
     }
     Ok(out)
 }
@@ -289,6 +302,17 @@ pub struct PangeaQuery {
 
 /// Runs a Pangea search and returns the matching seqs in result order (at most `max_results`).
 pub fn pangea_search(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Vec<i64>> {
+    let (query, params) = pangea_sql(q, true);
+    let mut stmt = conn.prepare_cached(&query)?;
+    let rows = stmt.query_map(params_from_iter(params.iter()), |r| r.get(0))?;
+    rows.collect()
+}
+
+/// The SQL of a Pangea search. With `drive_fts`, a full-text term among the query's top-level
+/// conjuncts, in receive order, drives the query: FTS5 walks the words' document list in rowid
+/// (= receive) order and the join stops at `max_results`, instead of collecting every match of a
+/// frequent word before the first row comes out.
+fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
     let cols = PangeaColumns;
     let mut sql = Sql::new();
     sql.push("e.purged_at IS NULL", []);
@@ -301,7 +325,16 @@ pub fn pangea_search(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Vec
     if let Some(after) = q.after_seq {
         sql.push("e.seq > ?", [SqlValue::Integer(after)]);
     }
-    if let Some(expr) = &q.expr {
+    let by_receipt = q.order_by == "received_at" || !PANGEA_ORDER_BY.contains(&q.order_by.as_str());
+    let driving = q.expr.as_ref().filter(|_| drive_fts && by_receipt).and_then(split_fulltext);
+    let expr = match &driving {
+        Some((words, rest)) => {
+            sql.push("f.events_fts MATCH ? AND e.seq = f.rowid", [text(words)]);
+            rest.as_ref()
+        }
+        None => q.expr.as_ref(),
+    };
+    if let Some(expr) = expr {
         let mut params = Vec::new();
         let clause = pangea_query::to_sql(expr, &cols, &mut params);
         sql.push(format!("({clause})"), params);
@@ -315,16 +348,35 @@ pub fn pangea_search(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Vec
     }
     workspace_limit(&mut sql, &q.allowed_workspaces);
     let dir = if q.ascending { "ASC" } else { "DESC" };
-    let order = match q.order_by.as_str() {
-        "received_at" => format!("e.seq {dir}"),
-        f if PANGEA_ORDER_BY.contains(&f) => format!("{} {dir}, e.seq {dir}", cols.text(f)),
-        _ => format!("e.seq {dir}"),
+    let (from, order) = match (&driving, q.order_by.as_str()) {
+        (Some(_), _) => ("events_fts f CROSS JOIN events e", format!("f.rowid {dir}")),
+        (None, "received_at") => ("events e", format!("e.seq {dir}")),
+        (None, f) if PANGEA_ORDER_BY.contains(&f) => ("events e", format!("{} {dir}, e.seq {dir}", cols.text(f))),
+        (None, _) => ("events e", format!("e.seq {dir}")),
     };
-    let query =
-        format!("SELECT e.seq FROM events e WHERE {} ORDER BY {order} LIMIT {}", sql.where_sql(), q.max_results);
-    let mut stmt = conn.prepare_cached(&query)?;
-    let rows = stmt.query_map(params_from_iter(sql.params.iter()), |r| r.get(0))?;
-    rows.collect()
+    let query = format!("SELECT e.seq FROM {from} WHERE {} ORDER BY {order} LIMIT {}", sql.where_sql(), q.max_results);
+    (query, sql.params)
+}
+
+/// A full-text term among the top-level conjuncts of `expr`: its FTS5 query, and the rest of
+/// the expression (`None` when the term was all of it).
+fn split_fulltext(expr: &Expr) -> Option<(String, Option<Expr>)> {
+    use pangea_query::{FULLTEXT_FIELD, Op, fts_query};
+    let words = |e: &Expr| match e {
+        Expr::Term(t) if t.field.as_deref() == Some(FULLTEXT_FIELD) && matches!(t.op, Op::Contains | Op::Equals) => {
+            fts_query(&t.value)
+        }
+        _ => None,
+    };
+    match expr {
+        Expr::And(items) => {
+            let (i, w) = items.iter().enumerate().find_map(|(i, e)| words(e).map(|w| (i, w)))?;
+            let mut rest = items.clone();
+            rest.remove(i);
+            Some((w, Some(Expr::And(rest))))
+        }
+        e => words(e).map(|w| (w, None)),
+    }
 }
 
 /// Loads rows by seq, in the order given.
@@ -356,14 +408,15 @@ pub fn buffer_hashes(conn: &Connection, buffer: u64) -> rusqlite::Result<(i64, V
 mod tests {
     use super::*;
 
-    /// Events spread over four segments whose event-time ranges overlap, plus back-dated events in
-    /// the newest segment: the segmented search must return exactly what one plain ordered query
+    /// Events spread over 24 segments whose event-time ranges overlap, plus back-dated events in
+    /// the newest segment, and a rare value that leaves pages unfilled (so statements take growing
+    /// batches of segments): the segmented search must return exactly what one plain ordered query
     /// over the whole table returns, page after page.
     #[test]
     fn segmented_search_equals_a_plain_ordered_scan() {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open_rw(dir.path()).unwrap();
-        let ids: Vec<i64> = ["", "alice", "bob", "carol", "ws-1", "ws-2", "read", "write"]
+        let ids: Vec<i64> = ["", "alice", "bob", "carol", "ws-1", "ws-2", "read", "write", "dave"]
             .iter()
             .map(|v| crate::store::intern(&conn, v).unwrap())
             .collect();
@@ -381,16 +434,19 @@ mod tests {
                  VALUES (?1, randomblob(16), 0, ?1, ?2, ?3, ?4, ?5, ?6, 0, 0, 0, zeroblob(32), '{}')",
             )
             .unwrap();
-        for seg in 0..4i64 {
-            for j in 0..400i64 {
+        for seg in 0..24i64 {
+            for j in 0..100i64 {
                 let seq = (seg << crate::store::SEG_SHIFT) + j;
                 // Each segment's times overlap the next one's; a few are back-dated far.
                 let mut t = seg * 3_000 + (next() % 5_000) as i64;
-                if seg == 3 && j % 50 == 0 {
+                if seg == 23 && j % 25 == 0 {
                     t = (next() % 2_000) as i64;
                 }
                 let pick = |k: u64, from: usize, n: u64| ids[from + (k % n) as usize];
-                let (ws, actor, action) = (pick(next(), 4, 2), pick(next(), 1, 3), pick(next(), 6, 2));
+                let (ws, mut actor, action) = (pick(next(), 4, 2), pick(next(), 1, 3), pick(next(), 6, 2));
+                if next() % 60 == 0 {
+                    actor = ids[8];
+                }
                 insert.execute(rusqlite::params![seq, t, ws, actor, action, ids[0]]).unwrap();
             }
         }
@@ -400,18 +456,23 @@ mod tests {
             s = crate::store::SEG_SHIFT
         ))
         .unwrap();
-        let fields = [(H2oField::Principal, "bob"), (H2oField::Workspace, "ws-2"), (H2oField::Action, "write")];
+        let fields = [
+            (H2oField::Principal, "bob"),
+            (H2oField::Workspace, "ws-2"),
+            (H2oField::Action, "write"),
+            (H2oField::Principal, "dave"),
+        ];
         let mut checked = 0;
         for round in 0..60u64 {
             let mut q = H2oQuery {
-                start_us: (next() % 6_000) as i64 - 1_000,
+                start_us: (next() % 60_000) as i64 - 1_000,
                 limit: 1 + (next() % 70) as usize,
                 ..Default::default()
             };
-            q.end_us = q.start_us + 1 + (next() % 15_000) as i64;
+            q.end_us = q.start_us + 1 + (next() % 80_000) as i64;
             let filters = if round % 4 == 0 { 2 } else { 1 };
             for k in 0..filters {
-                let (f, v) = fields[((round + k) % 3) as usize];
+                let (f, v) = fields[((round + k) % 4) as usize];
                 q.exact.push((f, v.to_string()));
             }
             if round % 5 == 1 {
@@ -458,15 +519,99 @@ mod tests {
                 ..Default::default()
             };
             let (sql, _) = h2o_clauses(&q);
-            let found = query_plan(&conn, &sql, q.limit);
+            let found = query_plan(&conn, &sql, q.limit, 1);
             assert!(found.contains(&format!("SEARCH e USING INDEX {index} (<expr>=?")), "{field:?}: {found}");
             assert!(!found.contains("TEMP B-TREE"), "{field:?} sorts: {found}");
+            // Several segments in one statement: one seek per segment in the same index (their
+            // pages are merged by a bounded sort).
+            let found = query_plan(&conn, &sql, q.limit, 8);
+            assert!(found.contains(&format!("SEARCH e USING INDEX {index} (<expr>=?")), "{field:?} x8: {found}");
             // A regex: the matching values' entries are read from the same index.
             let q = H2oQuery { exact: vec![], regex: vec![(field, "^x".into())], ..q };
             let (sql, _) = h2o_clauses(&q);
-            let found = query_plan(&conn, &sql, q.limit);
+            let found = query_plan(&conn, &sql, q.limit, 1);
             assert!(found.contains(&format!("SEARCH e USING INDEX {index} (<expr>=?")), "{field:?} regex: {found}");
         }
+    }
+
+    /// A full-text term driving the query (FTS5 in rowid order, stopping at the page) returns
+    /// exactly what the same query with the term as an `IN (…MATCH…)` condition returns.
+    #[test]
+    fn fulltext_driven_search_equals_the_plain_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_rw(dir.path()).unwrap();
+        let names: Vec<i64> = ["", "alice", "bob"].iter().map(|v| crate::store::intern(&conn, v).unwrap()).collect();
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for seq in 0..1_500i64 {
+            // Skewed words: w0 is in most events, w9 in few.
+            let body: Vec<String> = (0..4).map(|_| format!("w{}", (next() % 10).min(next() % 12))).collect();
+            let actor = names[1 + (next() % 2) as usize];
+            conn.execute(
+                "INSERT INTO events(seq, uid, origin, received_at, event_time, workspace, actor, action, event_source,
+                                    read_only, type, buffer, hash, envelope, purged_at)
+                 VALUES (?1, randomblob(16), 1, ?1, ?1, ?2, ?3, ?2, ?2, 0, 0, 0, zeroblob(32), '{}', ?4)",
+                rusqlite::params![seq, names[0], actor, (seq % 97 == 0).then_some(1)],
+            )
+            .unwrap();
+            conn.execute("INSERT INTO events_fts(rowid, body) VALUES (?1, ?2)", rusqlite::params![seq, body.join(" ")])
+                .unwrap();
+        }
+        let queries = [
+            "text:w0",
+            "text:w9",
+            "text:w1 AND actor:alice",
+            "actor:bob AND text:w3",
+            "text:\"w2 w4\"",
+            "text:w1 OR actor:bob",
+            "text:w5 AND text:w0",
+            "text:nowhere",
+        ];
+        let mut compared = 0;
+        for round in 0..120u64 {
+            let order_by = ["received_at", "received_at", "actor", "nonsense"][(round % 4) as usize];
+            let q = PangeaQuery {
+                expr: pangea_query::parse(queries[(round % queries.len() as u64) as usize]).unwrap(),
+                start_us: (round % 3 == 0).then(|| (next() % 800) as i64),
+                end_us: (round % 5 == 0).then(|| 700 + (next() % 800) as i64),
+                after_seq: (round % 7 == 0).then(|| (next() % 1_000) as i64),
+                ascending: round % 2 == 1,
+                order_by: order_by.into(),
+                max_results: 1 + (next() % 120) as usize,
+                ..Default::default()
+            };
+            let plain = |drive| {
+                let (sql, params) = pangea_sql(&q, drive);
+                let mut stmt = conn.prepare(&sql).unwrap();
+                stmt.query_map(params_from_iter(params.iter()), |r| r.get::<_, i64>(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect::<Vec<_>>()
+            };
+            let got = pangea_search(&conn, &q).unwrap();
+            assert_eq!(got, plain(false), "round {round}: {q:?}");
+            assert_eq!(got, plain(true));
+            compared += got.len();
+        }
+        assert!(compared > 2_000, "only {compared} rows compared");
+        // The driven form is the one used, and it needs no sort.
+        let q = PangeaQuery {
+            expr: pangea_query::parse("text:w0 AND actor:alice").unwrap(),
+            order_by: "received_at".into(),
+            max_results: 50,
+            ..Default::default()
+        };
+        let (sql, params) = pangea_sql(&q, true);
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let plan: Vec<String> =
+            stmt.query_map(params_from_iter(params.iter()), |r| r.get(3)).unwrap().map(Result::unwrap).collect();
+        assert!(plan[0].starts_with("SCAN f VIRTUAL TABLE"), "{plan:?}");
+        assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
     }
 
     /// The writer's duplicate check reads one segment's slice of the event-id index.
@@ -479,9 +624,9 @@ mod tests {
         assert_eq!(plan, "SEARCH events USING INDEX events_seg_uid (<expr>=? AND uid=?)");
     }
 
-    fn query_plan(conn: &Connection, sql: &Sql, limit: usize) -> String {
-        let explain = format!("EXPLAIN QUERY PLAN {}", segment_query(sql, limit));
-        let params = std::iter::once(SqlValue::Integer(0)).chain(sql.params.iter().cloned());
+    fn query_plan(conn: &Connection, sql: &Sql, limit: usize, segments: usize) -> String {
+        let explain = format!("EXPLAIN QUERY PLAN {}", segment_query(sql, limit, segments));
+        let params = std::iter::repeat_n(SqlValue::Integer(0), segments).chain(sql.params.iter().cloned());
         let mut stmt = conn.prepare(&explain).unwrap();
         let plan: Vec<String> =
             stmt.query_map(params_from_iter(params), |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
