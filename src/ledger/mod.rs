@@ -80,7 +80,7 @@ impl Ledger {
     }
 
     /// The largest tree size below `below` whose root hash may be `root` (its first four bytes
-    /// match); the caller confirms against the stored root. Scans newest first: clients send
+    /// match); the caller confirms it against the tree. Scans newest first: clients send
     /// recent roots.
     pub fn root_size_candidate(&self, root: &Hash, below: u64) -> Option<u64> {
         let prefixes = self.root_prefixes.read();

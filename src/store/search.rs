@@ -408,6 +408,16 @@ pub fn buffer_hashes(conn: &Connection, buffer: u64) -> rusqlite::Result<(i64, V
 mod tests {
     use super::*;
 
+    /// A deterministic pseudo-random sequence for test data.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     /// Events spread over 24 segments whose event-time ranges overlap, plus back-dated events in
     /// the newest segment, and a rare value that leaves pages unfilled (so statements take growing
     /// batches of segments): the segmented search must return exactly what one plain ordered query
@@ -420,13 +430,7 @@ mod tests {
             .iter()
             .map(|v| crate::store::intern(&conn, v).unwrap())
             .collect();
-        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15_u64);
         let mut insert = conn
             .prepare(
                 "INSERT INTO events(seq, uid, origin, received_at, event_time, workspace, actor, action, event_source,
@@ -444,7 +448,7 @@ mod tests {
                 }
                 let pick = |k: u64, from: usize, n: u64| ids[from + (k % n) as usize];
                 let (ws, mut actor, action) = (pick(next(), 4, 2), pick(next(), 1, 3), pick(next(), 6, 2));
-                if next() % 60 == 0 {
+                if next().is_multiple_of(60) {
                     actor = ids[8];
                 }
                 insert.execute(rusqlite::params![seq, t, ws, actor, action, ids[0]]).unwrap();
@@ -541,13 +545,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open_rw(dir.path()).unwrap();
         let names: Vec<i64> = ["", "alice", "bob"].iter().map(|v| crate::store::intern(&conn, v).unwrap()).collect();
-        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d_u64);
         for seq in 0..1_500i64 {
             // Skewed words: w0 is in most events, w9 in few.
             let body: Vec<String> = (0..4).map(|_| format!("w{}", (next() % 10).min(next() % 12))).collect();
