@@ -198,7 +198,7 @@ async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
     if !is_json(&req) {
         return problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json");
     }
-    let Ok(body) = read_body(payload, 64 << 10).await else {
+    let Ok(body) = read_body(&req, payload, 64 << 10).await else {
         return problem(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is limited to 64 KiB");
     };
     let body = match crate::event::canonical::parse_strict(&body, 8) {

@@ -510,7 +510,7 @@ async fn create_event(state: State, req: HttpRequest, payload: web::Payload) -> 
     if !super::is_json(&req) {
         return Err(H2oError::unsupported_media_type());
     }
-    let body = read_body(payload, SINGLE_LIMIT).await?;
+    let body = read_body(&req, payload, SINGLE_LIMIT).await?;
     let q = web::Query::<CreateQuery>::from_query(req.query_string()).ok();
     let uid = q
         .and_then(|q| q.event_id.clone())
@@ -560,7 +560,7 @@ async fn batch_create_events(state: State, req: HttpRequest, payload: web::Paylo
     if !super::is_json(&req) {
         return Err(H2oError::unsupported_media_type());
     }
-    let body = read_body(payload, BATCH_LIMIT).await?;
+    let body = read_body(&req, payload, BATCH_LIMIT).await?;
     let mut value = parse_body(&body)?;
     let requests = match value.get_mut("requests") {
         None | Some(Value::Null) => Vec::new(),
@@ -826,7 +826,7 @@ async fn search_events(state: State, req: HttpRequest, payload: web::Payload) ->
     if !super::is_json(&req) {
         return Err(H2oError::unsupported_media_type());
     }
-    let body = read_body(payload, SINGLE_LIMIT).await?;
+    let body = read_body(&req, payload, SINGLE_LIMIT).await?;
     let value = parse_body(&body)?;
     let mut parsed = parse_search(&value, &principal)?;
     let now = state.ledger.now_micros();
@@ -1010,7 +1010,7 @@ fn oauth_error(error: &str, description: &str) -> HttpResponse {
     ),
 )]
 async fn token(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let Ok(body) = read_body(payload, 64 * 1024).await else {
+    let Ok(body) = read_body(&req, payload, 64 * 1024).await else {
         return oauth_error("invalid_request", "request body too large");
     };
     let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {

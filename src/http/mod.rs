@@ -152,11 +152,18 @@ pub enum BodyError {
     Read,
 }
 
-/// Reads a request body up to `limit` bytes.
-pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, BodyError> {
-    // The chunks are kept as they arrive and joined once at the end, into one buffer of the exact
-    // size: no doubling growth (a 16 MiB body used to pass through buffers of 8 and 16 MiB), and an
-    // over-limit body leaves only chunk-sized blocks for the allocator to reuse.
+/// Reads a request body of at most `limit` bytes.
+pub async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::Bytes, BodyError> {
+    // Chunks are kept as they arrive and joined once at the end, into one buffer of the exact size
+    // (no doubling growth). A body over the limit is not kept: it is read on and dropped, up to
+    // twice the limit, so that a client sending it whole before reading the answer gets the 413
+    // rather than a reset connection; with a declared length over the limit nothing is kept at all.
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut keep = declared.is_none_or(|n| n <= limit);
     let mut chunks: Vec<web::Bytes> = Vec::new();
     let mut len = 0usize;
     while let Some(chunk) = payload.next().await {
@@ -166,9 +173,17 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::B
         })?;
         len += chunk.len();
         if len > limit {
-            return Err(BodyError::TooLarge);
+            keep = false;
+            chunks = Vec::new();
+            if len > limit.saturating_mul(2) {
+                break;
+            }
+        } else if keep {
+            chunks.push(chunk);
         }
-        chunks.push(chunk);
+    }
+    if !keep {
+        return Err(BodyError::TooLarge);
     }
     Ok(match chunks.len() {
         0 => web::Bytes::new(),

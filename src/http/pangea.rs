@@ -320,7 +320,7 @@ async fn body_object(
     if !super::is_json(req) {
         return Err(PangeaError::UnsupportedMediaType);
     }
-    let bytes = read_body(payload, limit).await?;
+    let bytes = read_body(req, payload, limit).await?;
     match parse_strict(&bytes, MAX_DEPTH) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(invalid("InvalidObject", "the request body must be a JSON object", "/")),
