@@ -325,8 +325,9 @@ fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
     if let Some(after) = q.after_seq {
         sql.push("e.seq > ?", [SqlValue::Integer(after)]);
     }
-    let by_receipt = q.order_by == "received_at" || !PANGEA_ORDER_BY.contains(&q.order_by.as_str());
-    let driving = q.expr.as_ref().filter(|_| drive_fts && by_receipt).and_then(split_fulltext);
+    // A field to sort by; otherwise receive order (`received_at`, or an unknown name).
+    let sort_field = Some(q.order_by.as_str()).filter(|f| *f != "received_at" && PANGEA_ORDER_BY.contains(f));
+    let driving = q.expr.as_ref().filter(|_| drive_fts && sort_field.is_none()).and_then(split_fulltext);
     let expr = match &driving {
         Some((words, rest)) => {
             sql.push("f.events_fts MATCH ? AND e.seq = f.rowid", [text(words)]);
@@ -348,11 +349,10 @@ fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
     }
     workspace_limit(&mut sql, &q.allowed_workspaces);
     let dir = if q.ascending { "ASC" } else { "DESC" };
-    let (from, order) = match (&driving, q.order_by.as_str()) {
+    let (from, order) = match (&driving, sort_field) {
         (Some(_), _) => ("events_fts f CROSS JOIN events e", format!("f.rowid {dir}")),
-        (None, "received_at") => ("events e", format!("e.seq {dir}")),
-        (None, f) if PANGEA_ORDER_BY.contains(&f) => ("events e", format!("{} {dir}, e.seq {dir}", cols.text(f))),
-        (None, _) => ("events e", format!("e.seq {dir}")),
+        (None, Some(f)) => ("events e", format!("{} {dir}, e.seq {dir}", cols.text(f))),
+        (None, None) => ("events e", format!("e.seq {dir}")),
     };
     let query = format!("SELECT e.seq FROM {from} WHERE {} ORDER BY {order} LIMIT {}", sql.where_sql(), q.max_results);
     (query, sql.params)
