@@ -1090,6 +1090,9 @@ async fn run_snapshot(
     restriction: Value,
     expires_us: i64,
 ) -> Result<Snapshot, PangeaError> {
+    if q.uses_fulltext() {
+        state.writer.sync_fts().await;
+    }
     let (seqs, tree_size) = with_reader(state, move |c| {
         c.execute_batch("BEGIN")?;
         let size: i64 = c.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM buffers", [], |r| r.get(0))?;

@@ -256,6 +256,9 @@ async fn tail(state: State, req: HttpRequest, params: web::Query<TailParams>) ->
                 after_seq: Some(last_seq),
                 ..Default::default()
             };
+            if q.uses_fulltext() {
+                st.writer.sync_fts().await;
+            }
             let Ok(rows) = with_reader(&st, move |c| {
                 let seqs = pangea_search(c, &q)?;
                 rows_by_seq(c, &seqs)
@@ -347,6 +350,9 @@ async fn export(state: State, req: HttpRequest, params: web::Query<ExportParams>
         max_results: 10_000_000,
         ..Default::default()
     };
+    if q.uses_fulltext() {
+        state.writer.sync_fts().await;
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<crate::export::Chunk>(4);
     let pool = state.pool.clone();
     let fmt = format.clone();

@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_segments.sql", include_str!("../../migrations/0003_segments.sql")),
     ("0004_root_index.sql", include_str!("../../migrations/0004_root_index.sql")),
     ("0005_small_segments.sql", include_str!("../../migrations/0005_small_segments.sql")),
+    ("0006_fts_batches.sql", include_str!("../../migrations/0006_fts_batches.sql")),
 ];
 
 /// Events per segment is `1 << SEG_SHIFT`; the expression `seq >> 12` in migration 0005's indexes

@@ -300,6 +300,14 @@ pub struct PangeaQuery {
     pub after_seq: Option<i64>,
 }
 
+impl PangeaQuery {
+    /// Whether the query reads the free-text index (callers serving a search first let the writer
+    /// index what is pending: `WriterHandle::sync_fts`).
+    pub fn uses_fulltext(&self) -> bool {
+        pangea_sql(self, true).0.contains("events_fts")
+    }
+}
+
 /// Runs a Pangea search and returns the matching seqs in result order (at most `max_results`).
 pub fn pangea_search(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Vec<i64>> {
     let (query, params) = pangea_sql(q, true);
@@ -348,6 +356,12 @@ fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
         sql.push(format!("{} IN ({marks})", cols.text(field)), values.iter().map(|v| text(v)));
     }
     workspace_limit(&mut sql, &q.allowed_workspaces);
+    if driving.is_some() || sql.where_sql().contains("events_fts") {
+        // The free-text index covers events up to fts_state.indexed_to (the writer stores rows in
+        // batches): the search sees that prefix of the log, so that a negated or OR-ed text term
+        // is never decided on an event whose text is not indexed yet.
+        sql.push("e.seq <= (SELECT indexed_to FROM fts_state)", []);
+    }
     let dir = if q.ascending { "ASC" } else { "DESC" };
     let (from, order) = match (&driving, sort_field) {
         (Some(_), _) => ("events_fts f CROSS JOIN events e", format!("f.rowid {dir}")),
@@ -560,6 +574,7 @@ mod tests {
             conn.execute("INSERT INTO events_fts(rowid, body) VALUES (?1, ?2)", rusqlite::params![seq, body.join(" ")])
                 .unwrap();
         }
+        conn.execute("UPDATE fts_state SET indexed_to = 1499", []).unwrap();
         let queries = [
             "text:w0",
             "text:w9",

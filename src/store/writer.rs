@@ -1,7 +1,15 @@
 //! The single writer: one OS thread owns the only read-write connection. Requests queue on a
 //! bounded channel; each loop drains what is queued (group commit) into one transaction that
-//! inserts rows and FTS rows, seals one buffer per workspace, appends the buffer roots to the cold
-//! tree and signs every new root. After COMMIT it writes the checkpoint file, and only then replies.
+//! inserts rows, seals one buffer per workspace, appends the buffer roots to the cold tree and
+//! signs every new root. After COMMIT it writes the checkpoint file, and only then replies.
+//!
+//! Free-text rows are written in batches: FTS5 writes and merges a segment at every COMMIT that
+//! touched it, which cost a small group more than its rows. The writer keeps the rows of recent
+//! events in memory and stores them inside a group's transaction once `FTS_BATCH` are pending,
+//! after `FTS_IDLE` without requests, before a purge, at stop, and when a search asks
+//! (`WriterHandle::sync_fts`). `fts_state.indexed_to` (same transaction) says how far the index
+//! goes; full-text searches see events up to it, and a restart indexes the events above it again
+//! from their stored envelopes (the pending rows were only in memory).
 //!
 //! Disk full: the checkpoint file is written into a spare allocated before BEGIN
 //! (`ledger::prepare_checkpoint_spare`), so running out of space fails the spare or the
@@ -14,6 +22,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -32,6 +42,10 @@ use crate::ledger::{Checkpoint, Ledger, SignedRoot, format_micros, prepare_check
 const MAX_GROUP_EVENTS: usize = 20_000;
 /// Queue depth (requests) before callers get `Busy`.
 const QUEUE_DEPTH: usize = 4096;
+/// Pending free-text rows stored together (inside the group commit that reaches this many).
+const FTS_BATCH: usize = 256;
+/// Pending free-text rows are stored after this long without requests.
+const FTS_IDLE: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
 pub enum Outcome {
@@ -77,7 +91,16 @@ struct PurgeJob {
 enum Msg {
     Append(Job),
     Purge(PurgeJob),
+    /// Store the pending free-text rows, then reply.
+    SyncFts(oneshot::Sender<()>),
     Stop,
+}
+
+/// How far the log and its free-text index go (seq; -1 for none), as of the last COMMIT.
+#[derive(Debug)]
+struct FtsProgress {
+    committed: AtomicI64,
+    indexed: AtomicI64,
 }
 
 /// A notification for live tail.
@@ -91,6 +114,7 @@ pub struct Committed {
 pub struct WriterHandle {
     tx: mpsc::Sender<Msg>,
     pub committed: broadcast::Sender<Arc<Committed>>,
+    fts: Arc<FtsProgress>,
 }
 
 impl WriterHandle {
@@ -117,6 +141,19 @@ impl WriterHandle {
         rx.await.map_err(|_| WriteError::Stopped)?
     }
 
+    /// Waits until every event committed before the call is in the free-text index, so that a
+    /// full-text search run next sees them (it sees events up to `fts_state.indexed_to`). Returns
+    /// at once when nothing is pending; if the writer has stopped, the search sees what is stored.
+    pub async fn sync_fts(&self) {
+        if self.fts.indexed.load(Ordering::Acquire) >= self.fts.committed.load(Ordering::Acquire) {
+            return;
+        }
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::SyncFts(reply)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
@@ -136,8 +173,10 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let (committed, _) = broadcast::channel(1024);
     let mut state = WriterState::load(conn, ledger, data_dir, committed.clone())?;
-    let join = std::thread::Builder::new().name("trailkeep-writer".into()).spawn(move || state.run(rx))?;
-    Ok((WriterHandle { tx, committed }, join))
+    let fts = state.fts.clone();
+    let clock = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+    let join = std::thread::Builder::new().name("trailkeep-writer".into()).spawn(move || state.run(rx, &clock))?;
+    Ok((WriterHandle { tx, committed, fts }, join))
 }
 
 struct WriterState {
@@ -153,6 +192,10 @@ struct WriterState {
     newest_root: Option<SignedRoot>,
     /// Every stored event id, for the duplicate check of client-chosen ids.
     uids: UidFilter,
+    /// Free-text rows (seq, text) of committed events not yet in `events_fts`, in seq order
+    /// (plus, during a transaction, those of its events).
+    fts_pending: Vec<(i64, String)>,
+    fts: Arc<FtsProgress>,
 }
 
 struct Pending {
@@ -174,7 +217,9 @@ impl WriterState {
             })?;
         ledger.note_received(last_received);
         let uids = UidFilter::load(&conn)?;
-        Ok(Self {
+        let indexed: i64 = conn.query_row("SELECT indexed_to FROM fts_state", [], |r| r.get(0))?;
+        let fts = Arc::new(FtsProgress { committed: AtomicI64::new(next_seq - 1), indexed: AtomicI64::new(indexed) });
+        let mut state = Self {
             conn,
             ledger,
             data_dir,
@@ -184,16 +229,115 @@ impl WriterState {
             committed,
             newest_root: None,
             uids,
-        })
+            fts_pending: Vec::new(),
+            fts,
+        };
+        state.recover_fts(indexed)?;
+        Ok(state)
     }
 
-    fn run(&mut self, mut rx: mpsc::Receiver<Msg>) {
+    /// Indexes the events above `indexed` (stored, but their free-text rows were pending in the
+    /// memory of a writer that did not stop cleanly), from their stored envelopes.
+    fn recover_fts(&mut self, indexed: i64) -> anyhow::Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, origin, envelope FROM events WHERE seq > ?1 AND purged_at IS NULL ORDER BY seq")?;
+        let rows =
+            stmt.query_map([indexed], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))?;
+        for row in rows {
+            let (seq, origin, envelope) = row?;
+            let value = match serde_json::from_str::<serde_json::Value>(&envelope) {
+                Ok(v) => v,
+                Err(e) => {
+                    // `trailkeep verify` reports such a row; the server still starts.
+                    tracing::warn!(seq, error = %e, "an event's envelope does not parse; its free text is not indexed");
+                    continue;
+                }
+            };
+            if let Some(ev) = value.get("event").and_then(|e| e.as_object()) {
+                self.fts_pending.push((seq, crate::event::fts_body(Origin::from_i64(origin), ev)));
+            }
+        }
+        drop(stmt);
+        if self.next_seq - 1 > indexed {
+            tracing::info!(
+                events = self.fts_pending.len(),
+                "indexing the free text of events stored before an unclean stop"
+            );
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let upto = match self.store_fts_pending() {
+                Ok(()) => self.conn.execute_batch("COMMIT").map(|()| self.next_seq - 1),
+                Err(e) => Err(e),
+            };
+            match upto {
+                Ok(upto) => self.fts_stored(upto),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts the pending free-text rows and moves `fts_state.indexed_to` to the newest event of
+    /// the current transaction (inside it); the pending list is cleared by `fts_stored` after COMMIT.
+    fn store_fts_pending(&mut self) -> rusqlite::Result<()> {
+        let mut insert = self.conn.prepare_cached("INSERT INTO events_fts(rowid, body) VALUES (?1, ?2)")?;
+        for (seq, body) in &self.fts_pending {
+            insert.execute(params![seq, body])?;
+        }
+        self.conn.prepare_cached("UPDATE fts_state SET indexed_to = ?1")?.execute([self.next_seq - 1])?;
+        Ok(())
+    }
+
+    /// After a COMMIT that stored the rows up to `upto`.
+    fn fts_stored(&mut self, upto: i64) {
+        self.fts_pending.retain(|(seq, _)| *seq > upto);
+        self.fts.indexed.store(upto, Ordering::Release);
+    }
+
+    /// Stores the pending free-text rows in a transaction of their own.
+    fn flush_fts(&mut self) {
+        if self.fts_pending.is_empty() {
+            return;
+        }
+        let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
+            self.store_fts_pending()?;
+            self.conn.execute_batch("COMMIT")
+        });
+        match result {
+            Ok(()) => self.fts_stored(self.next_seq - 1),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                tracing::warn!(error = %e, "cannot store pending free-text rows; they stay pending");
+            }
+        }
+    }
+
+    fn run(&mut self, mut rx: mpsc::Receiver<Msg>, clock: &tokio::runtime::Runtime) {
         let mut stopping = false;
         while !stopping {
-            let first = match rx.blocking_recv() {
+            let next = if self.fts_pending.is_empty() {
+                rx.blocking_recv()
+            } else {
+                match clock.block_on(async { tokio::time::timeout(FTS_IDLE, rx.recv()).await }) {
+                    Ok(msg) => msg,
+                    Err(_) => {
+                        self.flush_fts();
+                        continue;
+                    }
+                }
+            };
+            let first = match next {
                 Some(Msg::Append(j)) => j,
                 Some(Msg::Purge(p)) => {
                     self.purge(p);
+                    continue;
+                }
+                Some(Msg::SyncFts(reply)) => {
+                    self.flush_fts();
+                    let _ = reply.send(());
                     continue;
                 }
                 _ => break,
@@ -201,12 +345,14 @@ impl WriterState {
             let mut n = first.events.len();
             let mut jobs = vec![first];
             let mut purge = None;
+            let mut syncs = Vec::new();
             while n < MAX_GROUP_EVENTS {
                 match rx.try_recv() {
                     Ok(Msg::Append(j)) => {
                         n += j.events.len();
                         jobs.push(j);
                     }
+                    Ok(Msg::SyncFts(reply)) => syncs.push(reply),
                     Ok(Msg::Purge(p)) => {
                         purge = Some(p);
                         break;
@@ -218,11 +364,19 @@ impl WriterState {
                     Err(_) => break,
                 }
             }
-            stopping |= self.commit_group(jobs, &mut rx);
+            stopping |= self.commit_group(jobs, &mut rx, !syncs.is_empty());
+            if !syncs.is_empty() {
+                // Normally stored by the group's transaction; if that failed, on their own.
+                self.flush_fts();
+                for reply in syncs {
+                    let _ = reply.send(());
+                }
+            }
             if let Some(p) = purge {
                 self.purge(p);
             }
         }
+        self.flush_fts();
         if let Err(e) = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
             tracing::warn!(error = %e, "final WAL checkpoint failed");
         }
@@ -230,7 +384,8 @@ impl WriterState {
     }
 
     /// Commits one group and replies. Returns true if a stop was requested meanwhile.
-    fn commit_group(&mut self, jobs: Vec<Job>, rx: &mut mpsc::Receiver<Msg>) -> bool {
+    /// With `index_now`, the group's transaction also stores every pending free-text row.
+    fn commit_group(&mut self, jobs: Vec<Job>, rx: &mut mpsc::Receiver<Msg>, index_now: bool) -> bool {
         let mut inputs: Vec<Vec<NewEvent>> = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
         for j in jobs {
@@ -254,7 +409,7 @@ impl WriterState {
                 Err(e) => tracing::warn!(error = %e, "cannot rebuild the event-id filter"),
             }
         }
-        match self.write(inputs) {
+        match self.write(inputs, index_now) {
             Ok((results, tree_size, committed)) => {
                 if let Err(e) = self.publish_checkpoint() {
                     // Committed but not yet in the checkpoint file: hold the replies (never ack
@@ -309,6 +464,9 @@ impl WriterState {
                     Msg::Purge(p) => {
                         let _ = p.reply.send(Err(WriteError::Busy));
                     }
+                    Msg::SyncFts(reply) => {
+                        let _ = reply.send(());
+                    }
                     Msg::Stop => stop = true,
                 }
             }
@@ -353,7 +511,11 @@ impl WriterState {
     /// Purges one batch in one transaction, with one purge event per workspace; false when done.
     fn purge_batch(&mut self, job: &PurgeJob, report: &mut PurgeReport) -> anyhow::Result<bool> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let pending = self.fts_pending.len();
+        let indexed = self.next_seq - 1;
         let result = (|| -> anyhow::Result<(bool, Vec<Committed>)> {
+            // A purged row's free-text entry is deleted with its text: it must be stored first.
+            self.store_fts_pending()?;
             let (batch, floor) = retention::next_batch(&self.conn, &job.retention, job.now)?;
             if let Some(f) = floor {
                 retention::save_floor(&self.conn, &job.retention, f)?;
@@ -387,8 +549,12 @@ impl WriterState {
             Ok((more, committed)) => {
                 if let Err(e) = self.conn.execute_batch("COMMIT") {
                     let _ = self.conn.execute_batch("ROLLBACK");
+                    self.fts_pending.truncate(pending);
                     return Err(e.into());
                 }
+                // The purge events' own rows stay pending.
+                self.fts_stored(indexed);
+                self.fts.committed.store(self.next_seq - 1, Ordering::Release);
                 if !committed.is_empty() {
                     self.publish_checkpoint()?;
                     metrics::counter!("trailkeep_events_ingested_total").increment(committed.len() as u64);
@@ -400,6 +566,7 @@ impl WriterState {
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
+                self.fts_pending.truncate(pending);
                 Err(e)
             }
         }
@@ -429,19 +596,37 @@ impl WriterState {
     }
 
     #[allow(clippy::type_complexity)]
-    fn write(&mut self, inputs: Vec<Vec<NewEvent>>) -> anyhow::Result<(Vec<Vec<Outcome>>, u64, Vec<Committed>)> {
+    fn write(
+        &mut self,
+        inputs: Vec<Vec<NewEvent>>,
+        index_now: bool,
+    ) -> anyhow::Result<(Vec<Vec<Outcome>>, u64, Vec<Committed>)> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let result = self.write_in_tx(inputs);
+        let pending = self.fts_pending.len();
+        let result = self.write_in_tx(inputs).and_then(|r| {
+            let index = index_now || self.fts_pending.len() >= FTS_BATCH;
+            if index {
+                self.store_fts_pending()?;
+            }
+            Ok((r, index))
+        });
         match result {
-            Ok(r) => {
+            Ok((r, indexed)) => {
                 if let Err(e) = self.conn.execute_batch("COMMIT") {
                     let _ = self.conn.execute_batch("ROLLBACK");
+                    self.fts_pending.truncate(pending);
                     return Err(e.into());
+                }
+                let upto = self.next_seq - 1;
+                self.fts.committed.store(upto, Ordering::Release);
+                if indexed {
+                    self.fts_stored(upto);
                 }
                 Ok(r)
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
+                self.fts_pending.truncate(pending);
                 Err(e)
             }
         }
@@ -495,8 +680,9 @@ impl WriterState {
             let first_seq = self.next_seq;
             let ws_id = self.intern(&workspace)?;
             let mut hashes: Vec<Hash> = Vec::with_capacity(group.len());
-            for p in group {
+            for mut p in group {
                 let stored = self.insert_event(&p.event, ws_id, buffer, &mut segments)?;
+                self.fts_pending.push((stored.seq, std::mem::take(&mut p.event.fts_body)));
                 hashes.push(stored.hash);
                 committed.push(Committed { event: stored.clone(), workspace: workspace.clone() });
                 results[p.job][p.item] = Some(Outcome::Stored(stored));
@@ -610,9 +796,6 @@ impl WriterState {
                 &hash[..],
                 envelope,
             ])?;
-        self.conn
-            .prepare_cached("INSERT INTO events_fts(rowid, body) VALUES (?1, ?2)")?
-            .execute(params![seq, ev.fts_body])?;
         Ok(StoredEvent { seq, uid: ev.uid, origin: ev.origin, received_at, buffer, hash, envelope })
     }
 

@@ -2,6 +2,7 @@
 
 mod authlimit;
 mod common;
+mod fulltext;
 mod h2o;
 mod ledger;
 mod openapi;
