@@ -5,8 +5,8 @@
 //!
 //! Free-text rows are written in batches: FTS5 writes and merges a segment at every COMMIT that
 //! touched it, which cost a small group more than its rows. The writer keeps the rows of recent
-//! events in memory and stores them inside a group's transaction once `FTS_BATCH` are pending,
-//! after `FTS_IDLE` without requests, before a purge, at stop, and when a search asks
+//! events in memory and stores them inside a group's transaction once `FTS_BATCH` are pending
+//! (more for large groups), after `FTS_IDLE` without requests, before a purge, at stop, and when a search asks
 //! (`WriterHandle::sync_fts`). `fts_state.indexed_to` (same transaction) says how far the index
 //! goes; full-text searches see events up to it, and a restart indexes the events above it again
 //! from their stored envelopes (the pending rows were only in memory).
@@ -42,8 +42,11 @@ use crate::ledger::{Checkpoint, Ledger, SignedRoot, format_micros, prepare_check
 const MAX_GROUP_EVENTS: usize = 20_000;
 /// Queue depth (requests) before callers get `Busy`.
 const QUEUE_DEPTH: usize = 4096;
-/// Pending free-text rows stored together (inside the group commit that reaches this many).
+/// Pending free-text rows are stored inside the group commit that brings them to
+/// `FTS_BATCH`, or to four times the group's own events for large groups (bulk ingest: fewer,
+/// larger FTS5 segments), but never more than `FTS_MAX_BATCH`.
 const FTS_BATCH: usize = 256;
+const FTS_MAX_BATCH: usize = 16_384;
 /// Pending free-text rows are stored after this long without requests.
 const FTS_IDLE: Duration = Duration::from_millis(50);
 
@@ -604,7 +607,8 @@ impl WriterState {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let pending = self.fts_pending.len();
         let result = self.write_in_tx(inputs).and_then(|r| {
-            let index = index_now || self.fts_pending.len() >= FTS_BATCH;
+            let group = self.fts_pending.len() - pending;
+            let index = index_now || self.fts_pending.len() >= (4 * group).clamp(FTS_BATCH, FTS_MAX_BATCH);
             if index {
                 self.store_fts_pending()?;
             }
