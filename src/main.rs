@@ -200,7 +200,11 @@ fn data_dir(d: &DataDir) -> PathBuf {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(a) => {
+            let not_capped = trailkeep::server::cap_malloc_arenas();
             init_logs(&a.log_format);
+            if let Some(e) = not_capped {
+                tracing::warn!(error = %e, "could not restart with MALLOC_ARENA_MAX=2; running with glibc's default arenas");
+            }
             let config = a.resolve()?;
             tracing::info!(data_dir = %config.data_dir.display(), "starting trailkeep {}", env!("CARGO_PKG_VERSION"));
             actix_web::rt::System::new().block_on(trailkeep::server::run(config))?;

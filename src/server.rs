@@ -111,6 +111,31 @@ fn spawn_last_used_flusher(data_dir: &std::path::Path, keys: Arc<KeyStore>) {
 }
 
 /// Serves until SIGINT/SIGTERM, then drains in-flight requests and closes the database.
+/// SQLite allocates with the C library, and glibc gives threads that allocate at the same time
+/// arenas of their own, which keep what they once held: the page caches of the reader connections,
+/// used from many blocking threads, spread over up to 8 arenas per core (`BENCHMARKS.md`, memory).
+/// `trailkeep serve` therefore starts itself again, once, with `MALLOC_ARENA_MAX=2` (same process
+/// id, same arguments) unless the environment already sets it or `GLIBC_TUNABLES`. Returns only
+/// if the arena count is already settled, or with the error that kept the new image from starting
+/// (the server then runs as it is).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn cap_malloc_arenas() -> Option<std::io::Error> {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() || std::env::var_os("GLIBC_TUNABLES").is_some() {
+        return None;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return Some(e),
+    };
+    Some(std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("MALLOC_ARENA_MAX", "2").exec())
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn cap_malloc_arenas() -> Option<std::io::Error> {
+    None
+}
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     crate::http::observe::init_metrics();

@@ -7,5 +7,6 @@ mod h2o;
 mod ledger;
 mod openapi;
 mod pangea;
+mod process;
 mod props;
 mod retention;
