@@ -110,7 +110,6 @@ fn spawn_last_used_flusher(data_dir: &std::path::Path, keys: Arc<KeyStore>) {
     });
 }
 
-/// Serves until SIGINT/SIGTERM, then drains in-flight requests and closes the database.
 /// SQLite allocates with the C library, and glibc gives threads that allocate at the same time
 /// arenas of their own, which keep what they once held: the page caches of the reader connections,
 /// used from many blocking threads, spread over up to 8 arenas per core (`BENCHMARKS.md`, memory).
@@ -136,6 +135,7 @@ pub fn cap_malloc_arenas() -> Option<std::io::Error> {
     None
 }
 
+/// Serves until SIGINT/SIGTERM, then drains in-flight requests and closes the database.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     crate::http::observe::init_metrics();
