@@ -5,6 +5,10 @@ use trailkeep::config::Config;
 use trailkeep::http::AppState;
 use trailkeep::keys::Scopes;
 
+/// The in-process app under test (what `TestServer::app` returns).
+pub trait TestApp: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {}
+impl<S: Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>> TestApp for S {}
+
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub state: web::Data<AppState>,
@@ -76,4 +80,11 @@ pub fn h2o_event(resource: &str) -> Value {
 
 pub fn uuid4() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// `POST /pangea/v1/search` with `body`; asserts 200 and returns the `result` object.
+pub async fn pangea_search(app: &impl TestApp, key: &str, body: Value) -> Value {
+    let (st, body) = call(app, "POST", "/pangea/v1/search", Some(key), &body.to_string()).await;
+    assert_eq!(st, 200, "{body}");
+    body["result"].clone()
 }

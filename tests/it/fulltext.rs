@@ -8,7 +8,7 @@ use trailkeep::config::Config;
 use trailkeep::search::pangea_query;
 use trailkeep::store::search::{PangeaQuery, pangea_search};
 
-use crate::common::{TestServer, call, h2o_event, uuid4};
+use crate::common::{self, TestApp, TestServer, call, h2o_event, uuid4};
 
 fn h2o_batch(word: &str, n: usize) -> String {
     let requests: Vec<Value> = (0..n)
@@ -21,19 +21,9 @@ fn h2o_batch(word: &str, n: usize) -> String {
     json!({"requests": requests}).to_string()
 }
 
-async fn text_count(
-    app: &impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-    >,
-    key: &str,
-    query: &str,
-) -> i64 {
-    let body = json!({"query": query, "verbose": false, "limit": 1000}).to_string();
-    let (st, body) = call(app, "POST", "/pangea/v1/search", Some(key), &body).await;
-    assert_eq!(st, 200, "{body}");
-    body["result"]["count"].as_i64().unwrap()
+async fn text_count(app: &impl TestApp, key: &str, query: &str) -> i64 {
+    let result = common::pangea_search(app, key, json!({"query": query, "verbose": false, "limit": 1000})).await;
+    result["count"].as_i64().unwrap()
 }
 
 fn offline_search(dir: &std::path::Path, query: &str) -> Vec<i64> {

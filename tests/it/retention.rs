@@ -4,7 +4,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, call, h2o_event, uuid4};
+use crate::common::{TestApp, TestServer, call, h2o_event, pangea_search, uuid4};
 
 const SEC: i64 = 1_000_000;
 
@@ -45,19 +45,8 @@ async fn ingest(
     assert_eq!(st, 200, "{body}");
 }
 
-async fn pangea_search(
-    app: &impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse,
-        Error = actix_web::Error,
-    >,
-    key: &str,
-    query: &str,
-) -> Value {
-    let (st, body) =
-        call(app, "POST", "/pangea/v1/search", Some(key), &json!({"query": query, "verbose": true}).to_string()).await;
-    assert_eq!(st, 200, "{body}");
-    body["result"].clone()
+async fn search(app: &impl TestApp, key: &str, query: &str) -> Value {
+    pangea_search(app, key, json!({"query": query, "verbose": true})).await
 }
 
 #[actix_web::test]
@@ -68,7 +57,7 @@ async fn purge_removes_content_keeps_proofs_and_is_logged() {
     let app = s.app().await;
     ingest(&app, &s.admin, "workspaces/old", 5, "zebracorn").await;
     ingest(&app, &s.admin, "workspaces/keep", 3, "lemurfish").await;
-    assert_eq!(pangea_search(&app, &s.admin, "zebracorn").await["count"], 6);
+    assert_eq!(search(&app, &s.admin, "zebracorn").await["count"], 6);
     std::thread::sleep(std::time::Duration::from_millis(1100));
 
     let (st, report) = call(&app, "POST", "/api/v1/retention/purge", Some(&s.admin), "").await;
@@ -78,7 +67,7 @@ async fn purge_removes_content_keeps_proofs_and_is_logged() {
     assert_eq!(report["purge_events"], 1);
 
     // Content gone from search (both dialects) and from the free-text index; the rest untouched.
-    assert_eq!(pangea_search(&app, &s.admin, "zebracorn").await["count"], 0);
+    assert_eq!(search(&app, &s.admin, "zebracorn").await["count"], 0);
     let fts = count(s.dir.path(), "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'zebracorn'");
     assert_eq!(fts, 0, "free-text entries of purged events are deleted");
     assert_eq!(
@@ -88,7 +77,7 @@ async fn purge_removes_content_keeps_proofs_and_is_logged() {
         ),
         6
     );
-    let kept = pangea_search(&app, &s.admin, "lemurfish").await;
+    let kept = search(&app, &s.admin, "lemurfish").await;
     assert_eq!(kept["count"], 4);
     let filter = json!({"workspaceExact": "workspaces/old"});
     let (st, found) = call(
@@ -151,7 +140,7 @@ async fn default_period_with_exemption() {
     assert_eq!(st, 200, "{report}");
     assert_eq!(report["purged"], 9, "{report}");
     assert_eq!(report["purge_events"], 2);
-    assert_eq!(pangea_search(&app, &s.admin, "beta").await["count"], 3, "the exempt workspace keeps everything");
+    assert_eq!(search(&app, &s.admin, "beta").await["count"], 3, "the exempt workspace keeps everything");
     // Later: the purge events themselves are old enough, but are never purged.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let (_, again) = call(&app, "POST", "/api/v1/retention/purge", Some(&s.admin), "").await;
