@@ -300,38 +300,46 @@ impl WriterState {
         self.fts.indexed.store(upto, Ordering::Release);
     }
 
-    /// Stores the pending free-text rows in a transaction of their own.
-    fn flush_fts(&mut self) {
+    /// Stores the pending free-text rows in a transaction of their own; false if that failed
+    /// (they stay pending).
+    fn flush_fts(&mut self) -> bool {
         if self.fts_pending.is_empty() {
-            return;
+            return true;
         }
         let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
             self.store_fts_pending()?;
             self.conn.execute_batch("COMMIT")
         });
         match result {
-            Ok(()) => self.fts_stored(self.next_seq - 1),
+            Ok(()) => {
+                self.fts_stored(self.next_seq - 1);
+                true
+            }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 tracing::warn!(error = %e, "cannot store pending free-text rows; they stay pending");
+                false
             }
         }
     }
 
     fn run(&mut self, mut rx: mpsc::Receiver<Msg>, clock: &tokio::runtime::Runtime) {
         let mut stopping = false;
+        // After a failed idle flush (e.g. disk full), the next try waits for the next message.
+        let mut idle_flush_failed = false;
         while !stopping {
-            let next = if self.fts_pending.is_empty() {
+            let next = if self.fts_pending.is_empty() || idle_flush_failed {
                 rx.blocking_recv()
             } else {
                 match clock.block_on(async { tokio::time::timeout(FTS_IDLE, rx.recv()).await }) {
                     Ok(msg) => msg,
                     Err(_) => {
-                        self.flush_fts();
+                        idle_flush_failed = !self.flush_fts();
                         continue;
                     }
                 }
             };
+            idle_flush_failed = false;
             let first = match next {
                 Some(Msg::Append(j)) => j,
                 Some(Msg::Purge(p)) => {
