@@ -1378,7 +1378,7 @@ fn sqlite_baseline(
     let watch = Watch::start(None);
     let mut rng = Rng::new(99);
     // Free-text rows in batches, as the writer stores them (store::writer: pending rows go in
-    // with the transaction that brings them to 4x its own events, between 256 and 16,384).
+    // with the transaction that brings them to 4x its own events, between 1,024 and 16,384).
     let mut fts_pending: Vec<(i64, String)> = Vec::new();
     let store_fts = |conn: &rusqlite::Connection, pending: &mut Vec<(i64, String)>| -> rusqlite::Result<()> {
         for (seq, body) in pending.drain(..) {
@@ -1454,7 +1454,7 @@ fn sqlite_baseline(
                 buffer += 1;
             }
         }
-        if fts_pending.len() >= (4 * n as usize).clamp(256, 16_384) || done + n == r.events {
+        if fts_pending.len() >= (4 * n as usize).clamp(1_024, 16_384) || done + n == r.events {
             store_fts(&conn, &mut fts_pending)?;
             conn.prepare_cached("UPDATE fts_state SET indexed_to = ?1")?.execute([seq - 1])?;
         }

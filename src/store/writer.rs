@@ -45,7 +45,7 @@ const QUEUE_DEPTH: usize = 4096;
 /// Pending free-text rows are stored inside the group commit that brings them to
 /// `FTS_BATCH`, or to four times the group's own events for large groups (bulk ingest: fewer,
 /// larger FTS5 segments), but never more than `FTS_MAX_BATCH`.
-const FTS_BATCH: usize = 256;
+const FTS_BATCH: usize = 1024;
 const FTS_MAX_BATCH: usize = 16_384;
 /// Pending free-text rows are stored after this long without requests.
 const FTS_IDLE: Duration = Duration::from_millis(50);
