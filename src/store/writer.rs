@@ -267,17 +267,8 @@ impl WriterState {
                 events = self.fts_pending.len(),
                 "indexing the free text of events stored before an unclean stop"
             );
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            let upto = match self.store_fts_pending() {
-                Ok(()) => self.conn.execute_batch("COMMIT").map(|()| self.next_seq - 1),
-                Err(e) => Err(e),
-            };
-            match upto {
-                Ok(upto) => self.fts_stored(upto),
-                Err(e) => {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                    return Err(e.into());
-                }
+            if !self.flush_fts() {
+                anyhow::bail!("cannot index the free text of events stored before an unclean stop");
             }
         }
         Ok(())
@@ -303,7 +294,7 @@ impl WriterState {
     /// Stores the pending free-text rows in a transaction of their own; false if that failed
     /// (they stay pending).
     fn flush_fts(&mut self) -> bool {
-        if self.fts_pending.is_empty() {
+        if self.fts_pending.is_empty() && self.fts.indexed.load(Ordering::Acquire) >= self.next_seq - 1 {
             return true;
         }
         let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
