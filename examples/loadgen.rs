@@ -1,5 +1,8 @@
 //! trailkeep load generator and baselines (see BENCHMARKS.md and benches/run.sh).
 //!
+//! Runs of up to 250,000 events build their requests (or rows) before the clock starts
+//! (`PREBUILD_MAX_EVENTS`): the generator shares the machine's cores with the system it measures.
+//!
 //! Every mode prints one line `RESULT {json}` per measurement, which `benches/run.sh` collects and
 //! `loadgen report` turns into the results table. All loops end by count or by time; all traffic
 //! goes to the URL given (127.0.0.1 in run.sh).
@@ -825,6 +828,46 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Runs of at most this many events have their requests (or rows) built before the clock starts,
+/// so the measured rate is the system's, not the generator's: the generator shares the two cores
+/// with the server, and building 1,000 events of JSON costs about as much CPU as storing them.
+/// Longer runs (the pre-fill) build each batch in the timed loop.
+const PREBUILD_MAX_EVENTS: u64 = 250_000;
+
+/// The work items of batches `0..nbatches`, built up front when the run is short enough
+/// (`PREBUILD_MAX_EVENTS`), else `None`. A slot is taken by the worker that sends it.
+fn prebuild<T: Send>(events: u64, nbatches: u64, make: impl Fn(u64) -> T + Sync) -> Option<Vec<Mutex<Option<T>>>> {
+    if events > PREBUILD_MAX_EVENTS {
+        return None;
+    }
+    let next = AtomicU64::new(0);
+    let mut built: Vec<(u64, T)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let (next, make) = (&next, &make);
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    loop {
+                        let b = next.fetch_add(1, Ordering::Relaxed);
+                        if b >= nbatches {
+                            break out;
+                        }
+                        out.push((b, make(b)));
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
+    built.sort_by_key(|(b, _)| *b);
+    Some(built.into_iter().map(|(_, t)| Mutex::new(Some(t))).collect())
+}
+
+/// Batch `b`: taken from the prebuilt set, or built now.
+fn take_or_build<T>(pre: &Option<Vec<Mutex<Option<T>>>>, b: u64, make: impl Fn(u64) -> T) -> T {
+    pre.as_ref().and_then(|v| v[b as usize].lock().unwrap_or_else(|p| p.into_inner()).take()).unwrap_or_else(|| make(b))
+}
+
 /// Runs `conns` workers pulling batch numbers until `nbatches` are taken.
 fn run_batches<F>(conns: usize, nbatches: u64, progress_every: u64, batch: u64, f: F) -> (Tally, f64)
 where
@@ -895,8 +938,7 @@ fn bulk(
         d => anyhow::bail!("unknown dialect {d}"),
     };
     let agents: Vec<ureq::Agent> = (0..conns).map(|_| agent(1)).collect();
-    let watch = Watch::start(t.pid);
-    let (tally, wall) = run_batches(conns, nb, progress, batch, |c, b| {
+    let make = |b: u64| -> String {
         let lo = r.start + b * batch;
         let hi = (lo + batch).min(r.start + r.events);
         let items: Vec<Value> = (lo..hi)
@@ -905,7 +947,14 @@ fn bulk(
                 if dialect == "pangea" { json!({"event": e.pangea_event(&w)}) } else { e.h2o_batch_item(&w) }
             })
             .collect();
-        let body = if dialect == "pangea" { json!({"events": items}) } else { json!({"requests": items}) }.to_string();
+        if dialect == "pangea" { json!({"events": items}) } else { json!({"requests": items}) }.to_string()
+    };
+    let pre = prebuild(r.events, nb, make);
+    let watch = Watch::start(t.pid);
+    let (tally, wall) = run_batches(conns, nb, progress, batch, |c, b| {
+        let lo = r.start + b * batch;
+        let hi = (lo + batch).min(r.start + r.events);
+        let body = take_or_build(&pre, b, make);
         let t0 = Instant::now();
         let (status, text) = post(&agents[c], &url, &t.key, &body);
         let lat = ms(t0.elapsed());
@@ -1517,11 +1566,15 @@ fn writer_baseline(
         }
     };
     let nb = r.events.div_ceil(batch);
-    let watch = Watch::start(Some(std::process::id()));
-    let (tally, wall) = run_batches(conns, nb, progress, batch, |_, b| {
+    let make = |b: u64| -> Vec<NewEvent> {
         let lo = r.start + b * batch;
         let hi = (lo + batch).min(r.start + r.events);
-        let evs: Vec<NewEvent> = (lo..hi).map(|i| to_new(&w.event(r.seed, i))).collect();
+        (lo..hi).map(|i| to_new(&w.event(r.seed, i))).collect()
+    };
+    let pre = prebuild(r.events, nb, make);
+    let watch = Watch::start(Some(std::process::id()));
+    let (tally, wall) = run_batches(conns, nb, progress, batch, |_, b| {
+        let evs = take_or_build(&pre, b, make);
         let t0 = Instant::now();
         let res = rt.block_on(writer.append(evs));
         let lat = ms(t0.elapsed());
@@ -1579,33 +1632,30 @@ fn pg_baseline(pg: &str, r: &Range, batch: u64, conns: usize, label: &str, progr
         stmts.push(c.lock().unwrap_or_else(|p| p.into_inner()).prepare(&full)?);
     }
     let nb = r.events.div_ceil(batch);
-    let watch = Watch::start(None);
-    let pg_cpu0 = procs_cpu_named("postgres");
-    let (tally, wall) = run_batches(conns, nb, progress, batch, |c, b| {
+    type P = (
+        uuid::Uuid,
+        i16,
+        i64,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<i32>,
+        bool,
+        i16,
+        Vec<u8>,
+        String,
+        String,
+    );
+    let make = |b: u64| -> Vec<P> {
         let lo = r.start + b * batch;
         let hi = (lo + batch).min(r.start + r.events);
         let rows: Vec<Row> = (lo..hi).map(|i| prepare_row(&w, &w.event(r.seed, i), now_us())).collect();
-        type P = (
-            uuid::Uuid,
-            i16,
-            i64,
-            i64,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<i32>,
-            bool,
-            i16,
-            Vec<u8>,
-            String,
-            String,
-        );
-        let vals: Vec<P> = rows
-            .into_iter()
+        rows.into_iter()
             .map(|x| {
                 (
                     uuid::Uuid::from_bytes(x.uid),
@@ -1627,7 +1677,13 @@ fn pg_baseline(pg: &str, r: &Range, batch: u64, conns: usize, label: &str, progr
                     x.envelope,
                 )
             })
-            .collect();
+            .collect()
+    };
+    let pre = prebuild(r.events, nb, make);
+    let watch = Watch::start(None);
+    let pg_cpu0 = procs_cpu_named("postgres");
+    let (tally, wall) = run_batches(conns, nb, progress, batch, |c, b| {
+        let vals = take_or_build(&pre, b, make);
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(vals.len() * PG_NCOLS);
         for v in &vals {
             params.extend_from_slice(&[

@@ -108,22 +108,73 @@ pub fn fts_body(origin: Origin, event: &Map<String, Value>) -> String {
 /// hashed. Written from the parts (keys in code-point order: `event`, `public_key`,
 /// `received_at`, `signature`) without building an envelope value.
 pub fn canonical_envelope(ev: &NewEvent, received_at: &str) -> String {
-    use canonical::{write_canonical_map, write_string};
-    let mut out = String::with_capacity(768);
-    out.push_str("{\"event\":");
-    write_canonical_map(&ev.event, &mut out);
-    if let Some(k) = &ev.public_key {
-        out.push_str(",\"public_key\":");
-        write_string(k, &mut out);
+    EnvelopeHead::new(ev).finish(ev, received_at).0
+}
+
+/// The envelope's canonical JSON up to its receive time (`{"event":…,"public_key":…,"received_at":`)
+/// and SHA-256 absorbed over those bytes. It is built where an event is submitted, on the
+/// caller's thread (`store::writer::WriterHandle::append`), so the one writer thread only appends
+/// the receive time and the signature and finishes the hash.
+#[derive(Clone)]
+pub struct EnvelopeHead {
+    text: String,
+    sha: sha2::Sha256,
+}
+
+impl EnvelopeHead {
+    pub fn new(ev: &NewEvent) -> Self {
+        use canonical::{write_canonical_map, write_string};
+        use sha2::Digest;
+        let mut text = String::with_capacity(768);
+        text.push_str("{\"event\":");
+        write_canonical_map(&ev.event, &mut text);
+        if let Some(k) = &ev.public_key {
+            text.push_str(",\"public_key\":");
+            write_string(k, &mut text);
+        }
+        text.push_str(",\"received_at\":");
+        let sha = sha2::Sha256::new_with_prefix(text.as_bytes());
+        Self { text, sha }
     }
-    out.push_str(",\"received_at\":");
-    write_string(received_at, &mut out);
-    if let Some(s) = &ev.signature {
-        out.push_str(",\"signature\":");
-        write_string(s, &mut out);
+
+    /// Whether `envelope` (a stored one) has this head's event and public key and `signature`:
+    /// the same canonical bytes, whatever its receive time.
+    pub fn matches(&self, envelope: &str, signature: Option<&str>) -> bool {
+        let Some(rest) = envelope.strip_prefix(self.text.as_str()) else { return false };
+        // The receive time is a JSON string without escapes; what follows it is the tail.
+        let Some(tail) = rest.strip_prefix('"').and_then(|r| r.find('"').map(|i| &r[i + 1..])) else {
+            return false;
+        };
+        let mut expected = String::new();
+        if let Some(s) = signature {
+            expected.push_str(",\"signature\":");
+            canonical::write_string(s, &mut expected);
+        }
+        expected.push('}');
+        tail == expected
     }
-    out.push('}');
-    out
+
+    /// Whether two heads have the same event and public key.
+    pub fn same_event(&self, other: &EnvelopeHead) -> bool {
+        self.text == other.text
+    }
+
+    /// The whole envelope for `ev` (the event this head was built from) received at
+    /// `received_at`, and its SHA-256.
+    pub fn finish(self, ev: &NewEvent, received_at: &str) -> (String, [u8; 32]) {
+        use canonical::write_string;
+        use sha2::Digest;
+        let Self { mut text, mut sha } = self;
+        let head = text.len();
+        write_string(received_at, &mut text);
+        if let Some(s) = &ev.signature {
+            text.push_str(",\"signature\":");
+            write_string(s, &mut text);
+        }
+        text.push('}');
+        sha.update(&text.as_bytes()[head..]);
+        (text, sha.finalize().into())
+    }
 }
 
 /// An event as stored.
@@ -257,10 +308,21 @@ mod tests {
             if let Some(k) = public_key {
                 env.insert("public_key".into(), Value::String(k.into()));
             }
-            assert_eq!(
-                canonical_envelope(&ev, "2026-12-02T04:00:00.000001Z"),
-                canonical::to_canonical_string(&Value::Object(env))
-            );
+            let expected = canonical::to_canonical_string(&Value::Object(env));
+            assert_eq!(canonical_envelope(&ev, "2026-12-02T04:00:00.000001Z"), expected);
+            let (text, hash) = EnvelopeHead::new(&ev).finish(&ev, "2026-12-02T04:00:00.000001Z");
+            assert_eq!(text, expected);
+            let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(expected.as_bytes()).into();
+            assert_eq!(hash, digest, "the hash absorbed in two parts is the hash of the whole text");
+            let head = EnvelopeHead::new(&ev);
+            assert!(head.matches(&expected, signature));
+            assert!(head.matches(&canonical_envelope(&ev, "2027-01-01T00:00:00.000000Z"), signature));
+            assert!(!head.matches(&expected, Some("other")));
+            let mut changed = ev.clone();
+            changed.event.insert("zeta".into(), Value::from(2));
+            assert!(!head.matches(&canonical_envelope(&changed, "2026-12-02T04:00:00.000001Z"), signature));
+            assert!(!head.same_event(&EnvelopeHead::new(&changed)));
+            assert!(head.same_event(&EnvelopeHead::new(&ev)));
         }
     }
 

@@ -384,20 +384,42 @@ fn type_error() -> H2oError {
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
-fn s<'a>(ev: &'a Value, key: &str) -> &'a str {
-    ev.get(key).and_then(Value::as_str).unwrap_or("")
+/// Takes the string at `key` out of `ev` ("" if absent or not a string).
+fn take_str(ev: &mut Map<String, Value>, key: &str) -> Value {
+    match ev.remove(key) {
+        Some(v @ Value::String(_)) => v,
+        _ => Value::String(String::new()),
+    }
 }
 
 /// Renders any stored event in the H2O shape (architecture.md's mapping for Pangea events).
 pub fn render_event(row: &EventRow) -> Value {
-    let env: Value = serde_json::from_str(&row.envelope).unwrap_or(Value::Null);
-    let ev = env.get("event").cloned().unwrap_or(Value::Null);
-    let receive_time = format_protojson(row.received_at, 0);
-    if row.origin == Origin::Pangea {
+    render_envelope(&row.envelope, row.origin, row.uid, row.received_at, row.event_time, &row.workspace)
+}
+
+/// Renders a stored envelope in the H2O shape. The parsed event's values are moved into the
+/// output, not copied (this runs for every event of a `batchCreate` response and a search page).
+fn render_envelope(
+    envelope: &str,
+    origin: Origin,
+    uid: Uuid,
+    received_at: i64,
+    event_time: i64,
+    workspace: &str,
+) -> Value {
+    let mut ev = match serde_json::from_str::<Value>(envelope) {
+        Ok(Value::Object(mut env)) => match env.remove("event") {
+            Some(Value::Object(ev)) => ev,
+            _ => Map::new(),
+        },
+        _ => Map::new(),
+    };
+    let receive_time = format_protojson(received_at, 0);
+    if origin == Origin::Pangea {
         let mut metadata = Map::new();
         for k in ["message", "new", "old"] {
-            if let Some(v) = ev.get(k).and_then(Value::as_str) {
-                metadata.insert(k.into(), json!(v));
+            if let Some(v @ Value::String(_)) = ev.remove(k) {
+                metadata.insert(k.into(), v);
             }
         }
         let status = ev.get("status").and_then(Value::as_str);
@@ -405,22 +427,21 @@ pub fn render_event(row: &EventRow) -> Value {
         if let (Some(st), None) = (status, code) {
             metadata.insert("status".into(), json!(st));
         }
-        let uid = row.uid;
         let mut out = json!({
-            "eventTime": format_protojson(row.event_time, 0),
+            "eventTime": format_protojson(event_time, 0),
             "eventSource": "pangea",
-            "action": s(&ev, "action"),
+            "action": take_str(&mut ev, "action"),
             "readOnly": false,
-            "principal": s(&ev, "actor"),
-            "sourceIpAddress": s(&ev, "source"),
+            "principal": take_str(&mut ev, "actor"),
+            "sourceIpAddress": take_str(&mut ev, "source"),
             "name": format!("events/{uid}"),
             "receiveTime": receive_time,
-            "resource": s(&ev, "target"),
+            "resource": take_str(&mut ev, "target"),
             "requestParameters": {},
             "loginPrincipal": "",
             "userAgent": "",
             "metadata": metadata,
-            "workspace": row.workspace,
+            "workspace": workspace,
             "type": "TYPE_UNSPECIFIED",
         });
         if let Some(c) = code {
@@ -428,41 +449,42 @@ pub fn render_event(row: &EventRow) -> Value {
         }
         return out;
     }
+    let status = ev
+        .get("status")
+        .and_then(Value::as_str)
+        .and_then(|c| c.parse::<i64>().ok())
+        .map(|code| json!({"code": code, "message": take_str(&mut ev, "status_message")}));
+    let object = |v: Option<Value>| v.unwrap_or_else(|| json!({}));
+    let name = format!("events/{}", ev.get("event_id").and_then(Value::as_str).unwrap_or(""));
+    let event_type = match ev.remove("type") {
+        Some(v @ Value::String(_)) => v,
+        _ => json!("TYPE_UNSPECIFIED"),
+    };
     let mut out = json!({
-        "eventTime": s(&ev, "timestamp"),
-        "eventSource": s(&ev, "event_source"),
-        "action": s(&ev, "action"),
+        "eventTime": take_str(&mut ev, "timestamp"),
+        "eventSource": take_str(&mut ev, "event_source"),
+        "action": take_str(&mut ev, "action"),
         "readOnly": ev.get("read_only").and_then(Value::as_bool).unwrap_or(false),
-        "principal": s(&ev, "actor"),
-        "sourceIpAddress": s(&ev, "source"),
-        "name": format!("events/{}", s(&ev, "event_id")),
+        "principal": take_str(&mut ev, "actor"),
+        "sourceIpAddress": take_str(&mut ev, "source"),
+        "name": name,
         "receiveTime": receive_time,
-        "resource": s(&ev, "target"),
-        "requestParameters": ev.get("request_parameters").cloned().unwrap_or_else(|| json!({})),
+        "resource": take_str(&mut ev, "target"),
+        "requestParameters": object(ev.remove("request_parameters")),
         "loginPrincipal": "",
-        "userAgent": s(&ev, "user_agent"),
-        "metadata": ev.get("metadata").cloned().unwrap_or_else(|| json!({})),
-        "workspace": row.workspace,
-        "type": ev.get("type").and_then(Value::as_str).unwrap_or("TYPE_UNSPECIFIED"),
+        "userAgent": take_str(&mut ev, "user_agent"),
+        "metadata": object(ev.remove("metadata")),
+        "workspace": workspace,
+        "type": event_type,
     });
-    if let Some(code) = ev.get("status").and_then(Value::as_str).and_then(|c| c.parse::<i64>().ok()) {
-        out["status"] = json!({"code": code, "message": s(&ev, "status_message")});
+    if let Some(status) = status {
+        out["status"] = status;
     }
     out
 }
 
 fn render_stored(stored: &crate::event::StoredEvent, workspace: &str) -> Value {
-    render_event(&EventRow {
-        seq: stored.seq,
-        uid: stored.uid,
-        origin: stored.origin,
-        received_at: stored.received_at,
-        event_time: 0,
-        workspace: workspace.to_string(),
-        buffer: stored.buffer,
-        hash: stored.hash,
-        envelope: stored.envelope.clone(),
-    })
+    render_envelope(&stored.envelope, stored.origin, stored.uid, stored.received_at, 0, workspace)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ use uuid::Uuid;
 use super::retention::{self, PurgeEventFn, PurgeInfo, PurgeReport};
 use super::uidfilter::UidFilter;
 use crate::config::Retention;
-use crate::event::{NewEvent, Origin, StoredEvent};
+use crate::event::{EnvelopeHead, NewEvent, Origin, StoredEvent};
 use crate::ledger::merkle::{CompactTree, Hash, mth};
 use crate::ledger::{Checkpoint, Ledger, SignedRoot, format_micros, prepare_checkpoint_spare, write_checkpoint};
 
@@ -79,8 +79,13 @@ pub enum WriteError {
     Storage(String),
 }
 
+/// An event and its envelope head, built by the submitting thread (`seal`). The event object
+/// itself is only needed for the head: `seal` takes it out and frees it there, so the event's
+/// `event` map is empty on the writer thread, which compares heads instead.
+type Sealed = (NewEvent, EnvelopeHead);
+
 struct Job {
-    events: Vec<NewEvent>,
+    events: Vec<Sealed>,
     reply: oneshot::Sender<Result<Appended, WriteError>>,
 }
 
@@ -122,6 +127,7 @@ pub struct WriterHandle {
 
 impl WriterHandle {
     pub async fn append(&self, events: Vec<NewEvent>) -> Result<Appended, WriteError> {
+        let events = events.into_iter().map(seal).collect();
         let (reply, rx) = oneshot::channel();
         self.tx.try_send(Msg::Append(Job { events, reply })).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => WriteError::Busy,
@@ -205,6 +211,13 @@ struct Pending {
     job: usize,
     item: usize,
     event: NewEvent,
+    head: EnvelopeHead,
+}
+
+fn seal(mut ev: NewEvent) -> Sealed {
+    let head = EnvelopeHead::new(&ev);
+    drop(std::mem::take(&mut ev.event));
+    (ev, head)
 }
 
 impl WriterState {
@@ -388,7 +401,7 @@ impl WriterState {
     /// Commits one group and replies. Returns true if a stop was requested meanwhile.
     /// With `index_now`, the group's transaction also stores every pending free-text row.
     fn commit_group(&mut self, jobs: Vec<Job>, rx: &mut mpsc::Receiver<Msg>, index_now: bool) -> bool {
-        let mut inputs: Vec<Vec<NewEvent>> = Vec::with_capacity(jobs.len());
+        let mut inputs: Vec<Vec<Sealed>> = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
         for j in jobs {
             inputs.push(j.events);
@@ -542,7 +555,7 @@ impl WriterState {
                 report.purged += info.count;
                 *report.workspaces.entry(workspace).or_default() += info.count;
                 report.purge_events += 1;
-                events.push((job.make_event)(&info));
+                events.push(seal((job.make_event)(&info)));
             }
             let (_, _, committed) = self.write_in_tx(vec![events])?;
             Ok((true, committed))
@@ -600,7 +613,7 @@ impl WriterState {
     #[allow(clippy::type_complexity)]
     fn write(
         &mut self,
-        inputs: Vec<Vec<NewEvent>>,
+        inputs: Vec<Vec<Sealed>>,
         index_now: bool,
     ) -> anyhow::Result<(Vec<Vec<Outcome>>, u64, Vec<Committed>)> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -636,7 +649,7 @@ impl WriterState {
     }
 
     #[allow(clippy::type_complexity)]
-    fn write_in_tx(&mut self, inputs: Vec<Vec<NewEvent>>) -> anyhow::Result<(Vec<Vec<Outcome>>, u64, Vec<Committed>)> {
+    fn write_in_tx(&mut self, inputs: Vec<Vec<Sealed>>) -> anyhow::Result<(Vec<Vec<Outcome>>, u64, Vec<Committed>)> {
         let mut results: Vec<Vec<Option<Outcome>>> = inputs.iter().map(|v| v.iter().map(|_| None).collect()).collect();
         // Deduplicate against stored events and within this group.
         let mut seen: HashMap<Uuid, (usize, usize)> = HashMap::new();
@@ -644,11 +657,11 @@ impl WriterState {
         let mut group_of: HashMap<String, usize> = HashMap::new();
         let mut aliases: Vec<(usize, usize, usize, usize, bool)> = Vec::new();
         for (j, events) in inputs.into_iter().enumerate() {
-            for (i, ev) in events.into_iter().enumerate() {
+            for (i, (ev, head)) in events.into_iter().enumerate() {
                 if let Some(&(pj, pi)) = seen.get(&ev.uid) {
                     // Same id earlier in this group: resolved once that one is stored.
                     let earlier = groups.iter().flat_map(|(_, g)| g.iter()).find(|p| p.job == pj && p.item == pi);
-                    let same = earlier.is_some_and(|p| same_content(&p.event, &ev));
+                    let same = earlier.is_some_and(|p| p.head.same_event(&head) && p.event.signature == ev.signature);
                     aliases.push((j, i, pj, pi, same));
                     continue;
                 }
@@ -656,19 +669,16 @@ impl WriterState {
                 // events, v4 for its own events) are fresh, and the unique index still guards them.
                 let client_id = ev.origin == Origin::H2o;
                 if let Some(stored) = if client_id { self.find_uid(ev.uid)? } else { None } {
-                    let stored_val = stored.envelope_value();
-                    let same = stored_val.get("event") == Some(&serde_json::Value::Object(ev.event.clone()))
-                        && stored_val.get("signature").and_then(|v| v.as_str()) == ev.signature.as_deref()
-                        && stored_val.get("public_key").and_then(|v| v.as_str()) == ev.public_key.as_deref();
+                    let same = head.matches(&stored.envelope, ev.signature.as_deref());
                     results[j][i] = Some(if same { Outcome::Existing(stored) } else { Outcome::Conflict });
                     continue;
                 }
                 seen.insert(ev.uid, (j, i));
                 match group_of.get(&ev.workspace) {
-                    Some(&g) => groups[g].1.push(Pending { job: j, item: i, event: ev }),
+                    Some(&g) => groups[g].1.push(Pending { job: j, item: i, event: ev, head }),
                     None => {
                         group_of.insert(ev.workspace.clone(), groups.len());
-                        groups.push((ev.workspace.clone(), vec![Pending { job: j, item: i, event: ev }]));
+                        groups.push((ev.workspace.clone(), vec![Pending { job: j, item: i, event: ev, head }]));
                     }
                 }
             }
@@ -684,7 +694,7 @@ impl WriterState {
             let ws_id = self.intern(&workspace)?;
             let mut hashes: Vec<Hash> = Vec::with_capacity(group.len());
             for mut p in group {
-                let stored = self.insert_event(&p.event, ws_id, buffer, &mut segments)?;
+                let stored = self.insert_event(&p.event, p.head, ws_id, buffer, &mut segments)?;
                 self.fts_pending.push((stored.seq, std::mem::take(&mut p.event.fts_body)));
                 hashes.push(stored.hash);
                 committed.push(Committed { event: stored.clone(), workspace: workspace.clone() });
@@ -751,6 +761,7 @@ impl WriterState {
     fn insert_event(
         &mut self,
         ev: &NewEvent,
+        head: EnvelopeHead,
         ws_id: i64,
         buffer: u64,
         segments: &mut BTreeMap<i64, (i64, i64)>,
@@ -762,11 +773,7 @@ impl WriterState {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.uids.insert(&ev.uid);
-        let envelope = crate::event::canonical_envelope(ev, &format_micros(received_at));
-        let hash: Hash = {
-            use sha2::Digest;
-            sha2::Sha256::digest(envelope.as_bytes()).into()
-        };
+        let (envelope, hash) = head.finish(ev, &format_micros(received_at));
         let event_time = ev.event_time.unwrap_or(received_at);
         let range = segments.entry(seq >> super::SEG_SHIFT).or_insert((event_time, event_time));
         *range = (range.0.min(event_time), range.1.max(event_time));
@@ -855,10 +862,6 @@ fn is_storage_full(e: &anyhow::Error) -> bool {
             == Some(rusqlite::ErrorCode::DiskFull)
             || c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
     })
-}
-
-fn same_content(a: &NewEvent, b: &NewEvent) -> bool {
-    a.event == b.event && a.signature == b.signature && a.public_key == b.public_key
 }
 
 /// The next seq and the newest receive time in the database.
