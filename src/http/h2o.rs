@@ -25,7 +25,7 @@ use crate::event::{
 use crate::keys::Principal;
 use crate::ledger::random_bytes;
 use crate::search::re2;
-use crate::store::search::{EventRow, H2oField, H2oQuery, h2o_search};
+use crate::store::search::{H2oField, H2oQuery, h2o_search};
 use crate::store::writer::{Outcome, WriteError};
 
 const SINGLE_LIMIT: usize = 1 << 20;
@@ -340,9 +340,9 @@ fn parse_event(value: &Value, uid: Uuid, redact: bool) -> Result<NewEvent, H2oEr
     ev.insert("event_id".into(), json!(uid.to_string()));
     ev.insert("event_source".into(), json!(event_source));
     ev.insert("message".into(), json!(message));
-    ev.insert("metadata".into(), Value::Object(metadata.clone()));
+    ev.insert("metadata".into(), Value::Object(metadata));
     ev.insert("read_only".into(), json!(read_only));
-    ev.insert("request_parameters".into(), Value::Object(request_parameters.clone()));
+    ev.insert("request_parameters".into(), Value::Object(request_parameters));
     ev.insert("source".into(), json!(source_ip));
     if let Some((code, msg)) = &status {
         ev.insert("status".into(), json!(code.to_string()));
@@ -384,107 +384,123 @@ fn type_error() -> H2oError {
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
-/// Takes the string at `key` out of `ev` ("" if absent or not a string).
-fn take_str(ev: &mut Map<String, Value>, key: &str) -> Value {
-    match ev.remove(key) {
-        Some(v @ Value::String(_)) => v,
-        _ => Value::String(String::new()),
+/// A JSON object written field by field, values as serde_json writes them.
+struct ObjectWriter {
+    buf: Vec<u8>,
+    first: bool,
+}
+
+impl ObjectWriter {
+    fn new() -> Self {
+        Self { buf: Vec::with_capacity(1024), first: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        self.buf.push(if self.first { b'{' } else { b',' });
+        self.first = false;
+        let _ = serde_json::to_writer(&mut self.buf, key);
+        self.buf.push(b':');
+    }
+
+    fn field<T: serde::Serialize + ?Sized>(&mut self, key: &str, value: &T) {
+        self.key(key);
+        // Writing strings, booleans, numbers and maps with string keys into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.buf, value);
     }
 }
 
-/// Renders any stored event in the H2O shape (architecture.md's mapping for Pangea events).
-pub fn render_event(row: &EventRow) -> Value {
-    render_envelope(&row.envelope, row.origin, row.uid, row.received_at, row.event_time, &row.workspace)
+/// An event's H2O JSON in two parts around its receive time, which a new event has only once it
+/// is stored: `{"action":…,"receiveTime":` and `,"requestParameters":…}`. Keys in code-point order
+/// (as serde_json writes a map). The one renderer of the H2O shape: search pages, `create` and
+/// `batchCreate` (which renders before the writer takes the event) all use it.
+struct H2oJson {
+    head: Vec<u8>,
+    tail: Vec<u8>,
 }
 
-/// Renders a stored envelope in the H2O shape. The parsed event's values are moved into the
-/// output, not copied (this runs for every event of a `batchCreate` response and a search page).
-fn render_envelope(
-    envelope: &str,
-    origin: Origin,
-    uid: Uuid,
-    received_at: i64,
-    event_time: i64,
-    workspace: &str,
-) -> Value {
-    let mut ev = match serde_json::from_str::<Value>(envelope) {
+impl H2oJson {
+    fn finish(self, received_at: i64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.head);
+        let _ = serde_json::to_writer(&mut *out, &format_protojson(received_at, 0));
+        out.extend_from_slice(&self.tail);
+    }
+}
+
+/// The event time as the H2O shape shows it: an H2O event's own text (its precision kept), a
+/// Pangea event's time in microseconds.
+fn h2o_event_time(ev: &Map<String, Value>, origin: Origin, event_time: i64) -> String {
+    match origin {
+        Origin::Pangea => format_protojson(event_time, 0),
+        _ => ev.get("timestamp").and_then(Value::as_str).unwrap_or("").to_string(),
+    }
+}
+
+/// Renders a stored event object (the envelope's `event`) in the H2O shape (architecture.md's
+/// mapping for Pangea events).
+fn h2o_json(ev: &Map<String, Value>, origin: Origin, uid: Uuid, event_time: i64, workspace: &str) -> H2oJson {
+    let text = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("");
+    let empty = Value::Object(Map::new());
+    let mut o = ObjectWriter::new();
+    let pangea = origin == Origin::Pangea;
+    let status_text = ev.get("status").and_then(Value::as_str);
+    o.field("action", text("action"));
+    o.field("eventSource", if pangea { "pangea" } else { text("event_source") });
+    o.field("eventTime", &h2o_event_time(ev, origin, event_time));
+    o.field("loginPrincipal", "");
+    if pangea {
+        let mut metadata = Map::new();
+        for k in ["message", "new", "old"] {
+            if let Some(v @ Value::String(_)) = ev.get(k) {
+                metadata.insert(k.into(), v.clone());
+            }
+        }
+        if let Some(st) = status_text.filter(|st| st.parse::<i32>().is_err()) {
+            metadata.insert("status".into(), json!(st));
+        }
+        o.field("metadata", &metadata);
+        o.field("name", &format!("events/{uid}"));
+    } else {
+        o.field("metadata", ev.get("metadata").unwrap_or(&empty));
+        o.field("name", &format!("events/{}", text("event_id")));
+    }
+    o.field("principal", text("actor"));
+    o.field("readOnly", &(!pangea && ev.get("read_only").and_then(Value::as_bool).unwrap_or(false)));
+    o.key("receiveTime");
+    let head = std::mem::take(&mut o.buf);
+    o.field("requestParameters", if pangea { &empty } else { ev.get("request_parameters").unwrap_or(&empty) });
+    o.field("resource", text("target"));
+    o.field("sourceIpAddress", text("source"));
+    if pangea {
+        if let Some(code) = status_text.and_then(|c| c.parse::<i32>().ok()) {
+            o.field("status", &json!({"code": code, "message": ""}));
+        }
+        o.field("type", "TYPE_UNSPECIFIED");
+        o.field("userAgent", "");
+    } else {
+        if let Some(code) = status_text.and_then(|c| c.parse::<i64>().ok()) {
+            o.field("status", &json!({"code": code, "message": text("status_message")}));
+        }
+        o.field("type", ev.get("type").and_then(Value::as_str).unwrap_or("TYPE_UNSPECIFIED"));
+        o.field("userAgent", text("user_agent"));
+    }
+    o.field("workspace", workspace);
+    o.buf.push(b'}');
+    H2oJson { head, tail: o.buf }
+}
+
+/// The event object of a stored envelope.
+fn envelope_event(envelope: &str) -> Map<String, Value> {
+    match serde_json::from_str::<Value>(envelope) {
         Ok(Value::Object(mut env)) => match env.remove("event") {
             Some(Value::Object(ev)) => ev,
             _ => Map::new(),
         },
         _ => Map::new(),
-    };
-    let receive_time = format_protojson(received_at, 0);
-    if origin == Origin::Pangea {
-        let mut metadata = Map::new();
-        for k in ["message", "new", "old"] {
-            if let Some(v @ Value::String(_)) = ev.remove(k) {
-                metadata.insert(k.into(), v);
-            }
-        }
-        let status = ev.get("status").and_then(Value::as_str);
-        let code = status.and_then(|c| c.parse::<i32>().ok());
-        if let (Some(st), None) = (status, code) {
-            metadata.insert("status".into(), json!(st));
-        }
-        let mut out = json!({
-            "eventTime": format_protojson(event_time, 0),
-            "eventSource": "pangea",
-            "action": take_str(&mut ev, "action"),
-            "readOnly": false,
-            "principal": take_str(&mut ev, "actor"),
-            "sourceIpAddress": take_str(&mut ev, "source"),
-            "name": format!("events/{uid}"),
-            "receiveTime": receive_time,
-            "resource": take_str(&mut ev, "target"),
-            "requestParameters": {},
-            "loginPrincipal": "",
-            "userAgent": "",
-            "metadata": metadata,
-            "workspace": workspace,
-            "type": "TYPE_UNSPECIFIED",
-        });
-        if let Some(c) = code {
-            out["status"] = json!({"code": c, "message": ""});
-        }
-        return out;
     }
-    let status = ev
-        .get("status")
-        .and_then(Value::as_str)
-        .and_then(|c| c.parse::<i64>().ok())
-        .map(|code| json!({"code": code, "message": take_str(&mut ev, "status_message")}));
-    let object = |v: Option<Value>| v.unwrap_or_else(|| json!({}));
-    let name = format!("events/{}", ev.get("event_id").and_then(Value::as_str).unwrap_or(""));
-    let event_type = match ev.remove("type") {
-        Some(v @ Value::String(_)) => v,
-        _ => json!("TYPE_UNSPECIFIED"),
-    };
-    let mut out = json!({
-        "eventTime": take_str(&mut ev, "timestamp"),
-        "eventSource": take_str(&mut ev, "event_source"),
-        "action": take_str(&mut ev, "action"),
-        "readOnly": ev.get("read_only").and_then(Value::as_bool).unwrap_or(false),
-        "principal": take_str(&mut ev, "actor"),
-        "sourceIpAddress": take_str(&mut ev, "source"),
-        "name": name,
-        "receiveTime": receive_time,
-        "resource": take_str(&mut ev, "target"),
-        "requestParameters": object(ev.remove("request_parameters")),
-        "loginPrincipal": "",
-        "userAgent": take_str(&mut ev, "user_agent"),
-        "metadata": object(ev.remove("metadata")),
-        "workspace": workspace,
-        "type": event_type,
-    });
-    if let Some(status) = status {
-        out["status"] = status;
-    }
-    out
 }
 
-fn render_stored(stored: &crate::event::StoredEvent, workspace: &str) -> Value {
-    render_envelope(&stored.envelope, stored.origin, stored.uid, stored.received_at, 0, workspace)
+fn json_response(body: Vec<u8>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(body)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -544,11 +560,15 @@ async fn create_event(state: State, req: HttpRequest, payload: web::Payload) -> 
     if !principal.may_see(&ev.workspace) {
         return Err(H2oError::denied());
     }
-    let workspace = ev.workspace.clone();
+    // Rendered now: the writer takes the event object. A stored original (a retry) has the same.
+    let json = h2o_json(&ev.event, Origin::H2o, uid, 0, &ev.workspace);
     let appended = state.writer.append(vec![ev]).await?;
     match appended.outcomes.into_iter().next() {
         Some(Outcome::Stored(s)) | Some(Outcome::Existing(s)) => {
-            Ok(HttpResponse::Ok().json(json!({"event": render_stored(&s, &workspace)})))
+            let mut body = b"{\"event\":".to_vec();
+            json.finish(s.received_at, &mut body);
+            body.push(b'}');
+            Ok(json_response(body))
         }
         Some(Outcome::Conflict) => Err(H2oError::conflict(&uid)),
         None => Err(H2oError::internal()),
@@ -612,22 +632,36 @@ async fn batch_create_events(state: State, req: HttpRequest, payload: web::Paylo
             }
         }
     }
-    let mut events = Vec::new();
+    let mut body = Vec::with_capacity(1024 * (valid.len() + 1));
+    body.extend_from_slice(b"{\"events\":[");
     if !valid.is_empty() {
         let (idx, evs): (Vec<usize>, Vec<NewEvent>) = valid.into_iter().unzip();
-        let workspaces: Vec<String> = evs.iter().map(|e| e.workspace.clone()).collect();
         let uids: Vec<Uuid> = evs.iter().map(|e| e.uid).collect();
+        // Rendered now: the writer takes the event objects. A stored original (a retry) has the
+        // same content, so the same rendering with its own receive time.
+        let rendered: Vec<H2oJson> =
+            evs.iter().map(|e| h2o_json(&e.event, Origin::H2o, e.uid, 0, &e.workspace)).collect();
         let appended = state.writer.append(evs).await?;
-        for (k, outcome) in appended.outcomes.into_iter().enumerate() {
+        let mut first = true;
+        for (k, (outcome, json)) in appended.outcomes.into_iter().zip(rendered).enumerate() {
             match outcome {
-                Outcome::Stored(s) | Outcome::Existing(s) => events.push(render_stored(&s, &workspaces[k])),
+                Outcome::Stored(s) | Outcome::Existing(s) => {
+                    if !first {
+                        body.push(b',');
+                    }
+                    first = false;
+                    json.finish(s.received_at, &mut body);
+                }
                 Outcome::Conflict => {
                     failed.insert(idx[k].to_string(), H2oError::conflict(&uids[k]).status_json());
                 }
             }
         }
     }
-    Ok(HttpResponse::Ok().json(json!({"events": events, "failedRequests": failed})))
+    body.extend_from_slice(b"],\"failedRequests\":");
+    let _ = serde_json::to_writer(&mut body, &failed);
+    body.push(b'}');
+    Ok(json_response(body))
 }
 
 fn parse_batch_item(item: &Value, redact: bool) -> Result<NewEvent, H2oError> {
@@ -881,7 +915,19 @@ async fn search_events(state: State, req: HttpRequest, payload: web::Payload) ->
         with_reader(&state, move |conn| h2o_search(conn, &query)).await.map_err(|()| H2oError::unavailable())?;
     let more = rows.len() > parsed.page_size;
     rows.truncate(parsed.page_size);
-    let events: Vec<Value> = rows.iter().map(render_event).collect();
+    let mut body = Vec::with_capacity(1024 * (rows.len() + 1));
+    body.extend_from_slice(b"{\"events\":[");
+    let mut last_time = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        let ev = envelope_event(&row.envelope);
+        h2o_json(&ev, row.origin, row.uid, row.event_time, &row.workspace).finish(row.received_at, &mut body);
+        if i + 1 == rows.len() {
+            last_time = h2o_event_time(&ev, row.origin, row.event_time);
+        }
+    }
     let (next, until) = match (more, rows.last()) {
         (true, Some(last)) => {
             let tok = PageToken {
@@ -892,15 +938,19 @@ async fn search_events(state: State, req: HttpRequest, payload: web::Payload) ->
                 issued_us: token.as_ref().map(|t| t.issued_us).unwrap_or(now),
                 key_id: key_id_bytes(&principal.key_id),
             };
-            let until = events.last().map(|e| e["eventTime"].clone()).unwrap_or(Value::Null);
-            (tok.encode(&state.token_key), until)
+            (tok.encode(&state.token_key), last_time)
         }
-        _ => (String::new(), json!(format_protojson(parsed.start.0, parsed.start.1))),
+        _ => (String::new(), format_protojson(parsed.start.0, parsed.start.1)),
     };
     if token.is_none() && state.config.self_audit {
         self_audit(&state, &req, &principal, &parsed.normalized);
     }
-    Ok(HttpResponse::Ok().json(json!({"events": events, "nextPageToken": next, "searchedUntilTime": until})))
+    body.extend_from_slice(b"],\"nextPageToken\":");
+    let _ = serde_json::to_writer(&mut body, &next);
+    body.extend_from_slice(b",\"searchedUntilTime\":");
+    let _ = serde_json::to_writer(&mut body, &until);
+    body.push(b'}');
+    Ok(json_response(body))
 }
 
 /// Records one event per first-page search, asynchronously (H2O §9.4).
@@ -1159,6 +1209,52 @@ fn random_token_key() -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rendered(ev: &Value, origin: Origin, event_time: i64) -> String {
+        let uid = Uuid::parse_str("b096430b-c7a8-47f2-a129-d9ae58cf454f").unwrap();
+        let mut out = Vec::new();
+        h2o_json(ev.as_object().unwrap(), origin, uid, event_time, "workspaces/w1")
+            .finish(1_764_633_600_123_456, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The H2O shape, written field by field, is byte for byte serde_json's writing of the
+    /// expected object (keys sorted), for both origins, with and without a status.
+    #[test]
+    fn h2o_json_is_the_h2o_shape() {
+        let h2o = json!({"action": "a \"q\"", "actor": "users/é", "event_id": "b096430b-c7a8-47f2-a129-d9ae58cf454f",
+            "event_source": "svc", "message": "m", "metadata": {"k": "v", "message": "m"}, "read_only": true,
+            "request_parameters": {"p": "1"}, "source": "private", "status": "7", "status_message": "nope",
+            "target": "//x/workspaces/w1", "tenant_id": "workspaces/w1", "timestamp": "2025-01-01T00:00:00.123456789Z",
+            "type": "TYPE_API", "user_agent": "ua\n"});
+        let expected = json!({"action": "a \"q\"", "eventSource": "svc", "eventTime": "2025-01-01T00:00:00.123456789Z",
+            "loginPrincipal": "", "metadata": {"k": "v", "message": "m"}, "name": "events/b096430b-c7a8-47f2-a129-d9ae58cf454f",
+            "principal": "users/é", "readOnly": true, "receiveTime": "2025-12-02T00:00:00.123456Z",
+            "requestParameters": {"p": "1"}, "resource": "//x/workspaces/w1", "sourceIpAddress": "private",
+            "status": {"code": 7, "message": "nope"}, "type": "TYPE_API", "userAgent": "ua\n", "workspace": "workspaces/w1"});
+        assert_eq!(rendered(&h2o, Origin::H2o, 0), expected.to_string());
+        let mut no_status = h2o.clone();
+        no_status.as_object_mut().unwrap().remove("status");
+        let mut expected_no_status = expected.clone();
+        expected_no_status.as_object_mut().unwrap().remove("status");
+        assert_eq!(rendered(&no_status, Origin::H2o, 0), expected_no_status.to_string());
+
+        let pangea = json!({"action": "login", "actor": "al", "message": "hi", "new": {"x": 1}, "old": "was",
+            "source": "1.2.3.4", "status": "failed", "target": "t", "tenant_id": "workspaces/w1",
+            "timestamp": "2025-01-01T00:00:00Z"});
+        let expected = json!({"action": "login", "eventSource": "pangea", "eventTime": "2025-01-01T00:00:00.000001Z",
+            "loginPrincipal": "", "metadata": {"message": "hi", "old": "was", "status": "failed"},
+            "name": "events/b096430b-c7a8-47f2-a129-d9ae58cf454f", "principal": "al", "readOnly": false,
+            "receiveTime": "2025-12-02T00:00:00.123456Z", "requestParameters": {}, "resource": "t",
+            "sourceIpAddress": "1.2.3.4", "type": "TYPE_UNSPECIFIED", "userAgent": "", "workspace": "workspaces/w1"});
+        assert_eq!(rendered(&pangea, Origin::Pangea, 1_735_689_600_000_001), expected.to_string());
+        let mut numeric = pangea.clone();
+        numeric["status"] = json!("404");
+        let mut expected_numeric = expected.clone();
+        expected_numeric["metadata"].as_object_mut().unwrap().remove("status");
+        expected_numeric["status"] = json!({"code": 404, "message": ""});
+        assert_eq!(rendered(&numeric, Origin::Pangea, 1_735_689_600_000_001), expected_numeric.to_string());
+    }
 
     #[test]
     fn uuid4_strictness() {
