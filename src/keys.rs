@@ -17,6 +17,9 @@ use subtle::ConstantTimeEq;
 use crate::ledger::random_bytes;
 use crate::store::Pool;
 
+/// A verified secret stays cached while it is used at least this often. Revocation is checked on
+/// every request whatever the cache says; the cache only spares argon2, whose 19 MiB working
+/// memory per verification would otherwise come back every TTL for a key in constant use.
 const CACHE_TTL: Duration = Duration::from_secs(60);
 pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3600);
 const ACCESS_PREFIX: &str = "tka_";
@@ -188,6 +191,7 @@ pub fn now_micros() -> i64 {
 }
 
 struct CacheEntry {
+    /// Last verified or used.
     at: Instant,
 }
 
@@ -221,8 +225,16 @@ impl KeyStore {
         }
     }
 
+    /// Whether this secret was verified and used within the TTL; a hit renews it.
     fn cached(&self, digest: &[u8; 32]) -> bool {
-        self.cache.lock().get(digest).is_some_and(|e| e.at.elapsed() < CACHE_TTL)
+        let mut cache = self.cache.lock();
+        let Some(entry) = cache.get_mut(digest) else { return false };
+        let now = Instant::now();
+        if now.duration_since(entry.at) >= CACHE_TTL {
+            return false;
+        }
+        entry.at = now;
+        true
     }
 
     /// Verifies `presented` against its argon2 hash once, caching success; callers with the same
@@ -239,8 +251,9 @@ impl KeyStore {
             } else {
                 self.argon2_runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 metrics::counter!("trailkeep_argon2_verifications_total").increment(1);
-                let ok = PasswordHash::new(hash)
-                    .is_ok_and(|parsed| Argon2::default().verify_password(presented.as_bytes(), &parsed).is_ok());
+                let ok = PasswordHash::new(hash).is_ok_and(|parsed| {
+                    argon2_slot(|| Argon2::default().verify_password(presented.as_bytes(), &parsed).is_ok())
+                });
                 if ok {
                     let mut cache = self.cache.lock();
                     if cache.len() > 10_000 {
@@ -334,6 +347,34 @@ impl KeyStore {
     }
 }
 
+/// Verifications of presented secrets running at once, at most `ARGON2_SLOTS`: each takes
+/// argon2's 19 MiB of working memory for ~50 ms of one core, so a burst of first uses of many
+/// keys (or of wrong secrets) costs bounded memory and no more CPU than the cores give anyway.
+const ARGON2_SLOTS: usize = 2;
+static ARGON2_RUNNING: parking_lot::Mutex<usize> = parking_lot::Mutex::new(0);
+static ARGON2_FREED: parking_lot::Condvar = parking_lot::Condvar::new();
+/// Most verifications seen running at once (checked by a test).
+static ARGON2_PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn argon2_slot<T>(f: impl FnOnce() -> T) -> T {
+    struct Slot;
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            *ARGON2_RUNNING.lock() -= 1;
+            ARGON2_FREED.notify_one();
+        }
+    }
+    let mut running = ARGON2_RUNNING.lock();
+    while *running >= ARGON2_SLOTS {
+        ARGON2_FREED.wait(&mut running);
+    }
+    *running += 1;
+    ARGON2_PEAK.fetch_max(*running, std::sync::atomic::Ordering::Relaxed);
+    drop(running);
+    let _slot = Slot;
+    f()
+}
+
 /// Runs one argon2 verification of `presented` against a hash made with the same parameters as
 /// real keys, so that rejecting an unknown or revoked key id takes as long as a wrong secret.
 fn dummy_verify(presented: &str) {
@@ -343,7 +384,9 @@ fn dummy_verify(presented: &str) {
         Argon2::default().hash_password(secret.as_bytes()).map(|h| h.to_string()).unwrap_or_default()
     });
     if let Ok(parsed) = PasswordHash::new(hash) {
-        let _ = Argon2::default().verify_password(presented.as_bytes(), &parsed);
+        argon2_slot(|| {
+            let _ = Argon2::default().verify_password(presented.as_bytes(), &parsed);
+        });
     }
 }
 
@@ -401,6 +444,55 @@ mod tests {
         }
         assert_eq!(store.argon2_runs.load(std::sync::atomic::Ordering::Relaxed), 1);
         assert!(store.verifying.lock().is_empty());
+    }
+
+    /// A key in constant use is not verified again when the TTL has passed since its first use;
+    /// one idle for the TTL is.
+    #[test]
+    fn the_verified_key_cache_renews_on_use() {
+        let (_dir, conn, store) = setup();
+        let k = create_key(&conn, "t", Scopes { ingest: true, ..Default::default() }, &[]).unwrap();
+        let digest: [u8; 32] = Sha256::digest(k.secret.as_bytes()).into();
+        let runs = || store.argon2_runs.load(std::sync::atomic::Ordering::Relaxed);
+        let age = |by: Duration| store.cache.lock().get_mut(&digest).unwrap().at -= by;
+        store.authenticate(&k.secret).unwrap();
+        assert_eq!(runs(), 1);
+        for _ in 0..3 {
+            age(CACHE_TTL - Duration::from_secs(1));
+            store.authenticate(&k.secret).unwrap();
+        }
+        assert_eq!(runs(), 1, "used within the TTL each time: still cached");
+        age(CACHE_TTL);
+        store.authenticate(&k.secret).unwrap();
+        assert_eq!(runs(), 2, "idle for the TTL: verified again");
+    }
+
+    /// Six different keys used for the first time at once: all verified, never more than
+    /// `ARGON2_SLOTS` argon2 runs at the same time.
+    #[test]
+    fn argon2_runs_are_bounded() {
+        let (_dir, conn, store) = setup();
+        let keys: Vec<String> = (0..6)
+            .map(|i| {
+                create_key(&conn, &format!("k{i}"), Scopes { ingest: true, ..Default::default() }, &[]).unwrap().secret
+            })
+            .collect();
+        let store = Arc::new(store);
+        let barrier = Arc::new(std::sync::Barrier::new(keys.len()));
+        let threads: Vec<_> = keys
+            .into_iter()
+            .map(|key| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.authenticate(&key).is_ok()
+                })
+            })
+            .collect();
+        assert!(threads.into_iter().all(|t| t.join().unwrap()));
+        assert_eq!(store.argon2_runs.load(std::sync::atomic::Ordering::Relaxed), 6);
+        let peak = ARGON2_PEAK.load(std::sync::atomic::Ordering::Relaxed);
+        assert!((1..=ARGON2_SLOTS).contains(&peak), "peak {peak}");
     }
 
     #[test]
