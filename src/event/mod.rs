@@ -121,6 +121,9 @@ pub struct EnvelopeHead {
     sha: sha2::Sha256,
 }
 
+/// Bytes of a quoted receive time and the closing brace: `"2026-12-02T04:00:00.000001Z"}`.
+const RECEIVED_AT_LEN: usize = 30;
+
 impl EnvelopeHead {
     pub fn new(ev: &NewEvent) -> Self {
         use canonical::{write_canonical_map, write_string};
@@ -134,6 +137,8 @@ impl EnvelopeHead {
         }
         text.push_str(",\"received_at\":");
         let sha = sha2::Sha256::new_with_prefix(text.as_bytes());
+        // Room for the tail (`finish`), so the writer thread does not reallocate and copy.
+        text.reserve(RECEIVED_AT_LEN + ev.signature.as_ref().map_or(0, |s| s.len() + 16));
         Self { text, sha }
     }
 
