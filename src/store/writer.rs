@@ -49,6 +49,56 @@ const FTS_BATCH: usize = 1024;
 const FTS_MAX_BATCH: usize = 16_384;
 /// Pending free-text rows are stored after this long without requests.
 const FTS_IDLE: Duration = Duration::from_millis(50);
+/// Events committed after which the checkpoint thread copies the WAL into the database file
+/// (PASSIVE: it never blocks the writer). The writer's own automatic checkpoint, at 10,000 WAL
+/// frames, then only copies what is left and lets the WAL start over.
+const CHECKPOINT_EVENTS: u64 = 16_384;
+
+/// The WAL checkpoint thread: a second connection that copies committed pages into the database
+/// file while the writer goes on with the next transactions.
+struct Checkpointer {
+    wake: std::sync::mpsc::SyncSender<()>,
+    /// Checkpoints the thread has run (`WriterHandle::background_checkpoints`).
+    runs: Arc<AtomicI64>,
+    join: std::thread::JoinHandle<()>,
+    /// Events committed since the thread was last woken.
+    pending: u64,
+}
+
+impl Checkpointer {
+    fn start(data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let conn = super::open_side_rw(data_dir)?;
+        let (wake, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let runs = Arc::new(AtomicI64::new(0));
+        let counter = runs.clone();
+        let join = std::thread::Builder::new().name("trailkeep-ckpt".into()).spawn(move || {
+            while rx.recv().is_ok() {
+                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    Ok(()) => {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("trailkeep_wal_checkpoints_total").increment(1);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
+                }
+            }
+        })?;
+        Ok(Self { wake, runs, join, pending: 0 })
+    }
+
+    fn committed(&mut self, events: u64) {
+        self.pending += events;
+        if self.pending >= CHECKPOINT_EVENTS {
+            self.pending = 0;
+            // Full: a checkpoint is about to run anyway.
+            let _ = self.wake.try_send(());
+        }
+    }
+
+    fn stop(self) {
+        drop(self.wake);
+        let _ = self.join.join();
+    }
+}
 
 #[derive(Debug)]
 pub enum Outcome {
@@ -123,6 +173,7 @@ pub struct WriterHandle {
     tx: mpsc::Sender<Msg>,
     pub committed: broadcast::Sender<Arc<Committed>>,
     fts: Arc<FtsProgress>,
+    checkpoints: Arc<AtomicI64>,
 }
 
 impl WriterHandle {
@@ -163,6 +214,11 @@ impl WriterHandle {
         }
     }
 
+    /// WAL checkpoints run by the checkpoint thread so far.
+    pub fn background_checkpoints(&self) -> i64 {
+        self.checkpoints.load(Ordering::Relaxed)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
@@ -182,14 +238,18 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let (committed, _) = broadcast::channel(1024);
     let mut state = WriterState::load(conn, ledger, data_dir, committed.clone())?;
+    let checkpointer = Checkpointer::start(&state.data_dir)?;
+    let checkpoints = checkpointer.runs.clone();
+    state.checkpointer = Some(checkpointer);
     let fts = state.fts.clone();
     let clock = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     let join = std::thread::Builder::new().name("trailkeep-writer".into()).spawn(move || state.run(rx, &clock))?;
-    Ok((WriterHandle { tx, committed, fts }, join))
+    Ok((WriterHandle { tx, committed, fts, checkpoints }, join))
 }
 
 struct WriterState {
     conn: Connection,
+    checkpointer: Option<Checkpointer>,
     ledger: Arc<Ledger>,
     data_dir: PathBuf,
     next_seq: i64,
@@ -237,6 +297,7 @@ impl WriterState {
         let fts = Arc::new(FtsProgress { committed: AtomicI64::new(next_seq - 1), indexed: AtomicI64::new(indexed) });
         let mut state = Self {
             conn,
+            checkpointer: None,
             ledger,
             data_dir,
             next_seq,
@@ -392,6 +453,9 @@ impl WriterState {
             }
         }
         self.flush_fts();
+        if let Some(c) = self.checkpointer.take() {
+            c.stop();
+        }
         if let Err(e) = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
             tracing::warn!(error = %e, "final WAL checkpoint failed");
         }
@@ -441,6 +505,9 @@ impl WriterState {
                 }
                 metrics::histogram!("trailkeep_group_commit_events").record(committed.len() as f64);
                 metrics::counter!("trailkeep_events_ingested_total").increment(committed.len() as u64);
+                if let Some(c) = &mut self.checkpointer {
+                    c.committed(committed.len() as u64);
+                }
                 for (reply, outcomes) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(Appended { outcomes, tree_size }));
                 }

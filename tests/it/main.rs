@@ -1,6 +1,7 @@
 //! In-process integration tests: the app factory over a temp-dir database, no sockets.
 
 mod authlimit;
+mod checkpoint;
 mod common;
 mod fulltext;
 mod h2o;
