@@ -104,15 +104,10 @@ pub fn fts_body(origin: Origin, event: &Map<String, Value>) -> String {
     parts.join(" ")
 }
 
-/// The canonical JSON text of the envelope for a receive time: the bytes that are stored and
-/// hashed. Written from the parts (keys in code-point order: `event`, `public_key`,
-/// `received_at`, `signature`) without building an envelope value.
-pub fn canonical_envelope(ev: &NewEvent, received_at: &str) -> String {
-    EnvelopeHead::new(ev).finish(ev, received_at).0
-}
-
 /// The envelope's canonical JSON up to its receive time (`{"event":…,"public_key":…,"received_at":`)
-/// and SHA-256 absorbed over those bytes. It is built where an event is submitted, on the
+/// and SHA-256 absorbed over those bytes. The envelope is `{event, public_key?, received_at,
+/// signature?}` in canonical JSON (keys in code-point order), written from its parts; its bytes
+/// are what is stored and hashed. It is built where an event is submitted, on the
 /// caller's thread (`store::writer::WriterHandle::append`), so the one writer thread only appends
 /// the receive time and the signature and finishes the hash.
 #[derive(Clone)]
@@ -164,15 +159,14 @@ impl EnvelopeHead {
         self.text == other.text
     }
 
-    /// The whole envelope for `ev` (the event this head was built from) received at
-    /// `received_at`, and its SHA-256.
-    pub fn finish(self, ev: &NewEvent, received_at: &str) -> (String, [u8; 32]) {
+    /// The whole envelope received at `received_at`, with the event's `signature`, and its SHA-256.
+    pub fn finish(self, received_at: &str, signature: Option<&str>) -> (String, [u8; 32]) {
         use canonical::write_string;
         use sha2::Digest;
         let Self { mut text, mut sha } = self;
         let head = text.len();
         write_string(received_at, &mut text);
-        if let Some(s) = &ev.signature {
+        if let Some(s) = signature {
             text.push_str(",\"signature\":");
             write_string(s, &mut text);
         }
@@ -259,16 +253,53 @@ pub fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
 pub fn format_protojson(us: i64, sub_nanos: u32) -> String {
     let dt = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
     let nanos = dt.timestamp_subsec_nanos() + sub_nanos;
-    let base = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
-    if nanos == 0 {
-        format!("{base}Z")
+    let digits = if nanos == 0 {
+        0
     } else if nanos.is_multiple_of(1_000_000) {
-        format!("{base}.{:03}Z", nanos / 1_000_000)
+        3
     } else if nanos.is_multiple_of(1000) {
-        format!("{base}.{:06}Z", nanos / 1000)
+        6
     } else {
-        format!("{base}.{nanos:09}Z")
+        9
+    };
+    // nanos < 10^9: the microseconds' nanoseconds plus fewer than 1,000 more.
+    format_utc(&chrono::Timelike::with_nanosecond(&dt, nanos).unwrap_or(dt), digits)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f…]Z` with `fraction` digits (0–9) of the second, written digit by
+/// digit: receive times are formatted for every stored and every rendered event, and chrono's
+/// format-string machinery cost more than the rest of an envelope's tail. Years outside 0–9999
+/// go through chrono.
+pub fn format_utc(dt: &chrono::DateTime<chrono::Utc>, fraction: usize) -> String {
+    use chrono::{Datelike, Timelike};
+    let year = dt.year();
+    let nanos = dt.nanosecond();
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 || fraction > 9 {
+        let base = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
+        let frac = format!("{nanos:09}");
+        return if fraction == 0 { format!("{base}Z") } else { format!("{base}.{}Z", &frac[..fraction.min(9)]) };
     }
+    let mut b = *b"0000-00-00T00:00:00.000000000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, dt.month());
+    put(8, 2, dt.day());
+    put(11, 2, dt.hour());
+    put(14, 2, dt.minute());
+    put(17, 2, dt.second());
+    put(20, 9, nanos);
+    let mut out = String::with_capacity(31);
+    out.push_str(std::str::from_utf8(&b[..19]).unwrap_or_default());
+    if fraction > 0 {
+        out.push_str(std::str::from_utf8(&b[19..20 + fraction]).unwrap_or_default());
+    }
+    out.push('Z');
+    out
 }
 
 #[cfg(test)]
@@ -314,8 +345,9 @@ mod tests {
                 env.insert("public_key".into(), Value::String(k.into()));
             }
             let expected = canonical::to_canonical_string(&Value::Object(env));
-            assert_eq!(canonical_envelope(&ev, "2026-12-02T04:00:00.000001Z"), expected);
-            let (text, hash) = EnvelopeHead::new(&ev).finish(&ev, "2026-12-02T04:00:00.000001Z");
+            let canonical_envelope =
+                |ev: &NewEvent, at: &str| EnvelopeHead::new(ev).finish(at, ev.signature.as_deref()).0;
+            let (text, hash) = EnvelopeHead::new(&ev).finish("2026-12-02T04:00:00.000001Z", signature);
             assert_eq!(text, expected);
             let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(expected.as_bytes()).into();
             assert_eq!(hash, digest, "the hash absorbed in two parts is the hash of the whole text");
@@ -329,6 +361,38 @@ mod tests {
             assert!(!head.same_event(&EnvelopeHead::new(&changed)));
             assert!(head.same_event(&EnvelopeHead::new(&ev)));
         }
+    }
+
+    /// The digit-by-digit formats equal chrono's for random times and every fraction width.
+    #[test]
+    fn protojson_format_is_chronos() {
+        let chrono_fmt = |us: i64, sub: u32| {
+            let dt = chrono::DateTime::from_timestamp_micros(us).unwrap();
+            let nanos = dt.timestamp_subsec_nanos() + sub;
+            let base = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
+            match nanos {
+                0 => format!("{base}Z"),
+                n if n % 1_000_000 == 0 => format!("{base}.{:03}Z", n / 1_000_000),
+                n if n % 1000 == 0 => format!("{base}.{:06}Z", n / 1000),
+                n => format!("{base}.{n:09}Z"),
+            }
+        };
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for i in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Whole seconds, whole milliseconds, microseconds, and sub-microsecond remainders.
+            let us = match i % 4 {
+                0 => (x % 253_402_300_800) as i64 * 1_000_000,
+                1 => (x % 253_402_300_800_000) as i64 * 1_000,
+                _ => (x % 253_402_300_800_000_000) as i64,
+            };
+            let sub = if i % 4 == 3 { (x >> 40) as u32 % 1000 } else { 0 };
+            assert_eq!(format_protojson(us, sub), chrono_fmt(us, sub), "{us} {sub}");
+        }
+        assert_eq!(format_protojson(-1, 0), chrono_fmt(-1, 0));
+        assert_eq!(format_protojson(300_000_000_000_000_000, 0), chrono_fmt(300_000_000_000_000_000, 0));
     }
 
     #[test]

@@ -239,29 +239,8 @@ pub fn check_against_checkpoint(tree: &CompactTree, tree_name: &str, cp: &Checkp
 
 /// Format a microsecond timestamp as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 pub fn format_micros(us: i64) -> String {
-    use chrono::{Datelike, Timelike};
     let dt = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
-    let year = dt.year();
-    if !(0..=9999).contains(&year) {
-        return dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-    }
-    // Written digit by digit: the writer formats one receive time per event, and chrono's
-    // format-string machinery cost more than the rest of the envelope's tail.
-    let mut b = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |at: usize, width: usize, mut v: u32| {
-        for i in (at..at + width).rev() {
-            b[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, year as u32);
-    put(5, 2, dt.month());
-    put(8, 2, dt.day());
-    put(11, 2, dt.hour());
-    put(14, 2, dt.minute());
-    put(17, 2, dt.second());
-    put(20, 6, dt.nanosecond() / 1_000);
-    String::from_utf8_lossy(&b).into_owned()
+    crate::event::format_utc(&dt, 6)
 }
 
 #[cfg(test)]

@@ -840,7 +840,7 @@ impl WriterState {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.uids.insert(&ev.uid);
-        let (envelope, hash) = head.finish(ev, &format_micros(received_at));
+        let (envelope, hash) = head.finish(&format_micros(received_at), ev.signature.as_deref());
         let event_time = ev.event_time.unwrap_or(received_at);
         let range = segments.entry(seq >> super::SEG_SHIFT).or_insert((event_time, event_time));
         *range = (range.0.min(event_time), range.1.max(event_time));
