@@ -616,6 +616,7 @@ async function verifyPage() {
   if (!visible.includes('verified')) setColumns([...visible, 'verified']);
   const list = [...el('results-table').querySelectorAll('tbody tr')].map((tr) => items.get(tr.dataset.hash)).filter(Boolean);
   btn.disabled = true;
+  btn.textContent = `Verifying 0/${list.length}…`;
   let done = 0;
   let failed = 0;
   const queue = [...list];

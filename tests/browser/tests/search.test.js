@@ -226,7 +226,10 @@ describe('search, filters and detail', () => {
     await page.goto(`${server.url}/?q=${encodeURIComponent(`message:"${tag}"`)}&size=20`);
     await waitForResults(page);
     await page.locator('#verify-page').click();
-    await page.waitForFunction(() => document.querySelector('#verify-page').textContent === 'Verify page');
+    // the button reports progress until every row has a verdict, then the status line sums up
+    await page.locator('#live-status', { hasText: /events? on this page/ }).waitFor({ timeout: 30000 });
+    assert.equal(await page.locator('#verify-page').textContent(), 'Verify page');
+    assert.equal((await page.locator('#live-status').textContent()).trim(), 'All 20 events on this page verified');
     assert.equal(await page.locator('#result-rows .vbadge.ok').count(), 20);
   });
 
