@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 use trailkeep::ledger::merkle::{parse_hash, verify_membership};
 
-use crate::common::{TestServer, call, h2o_event, uuid4};
+use crate::common::{TestServer, call, h2o_event, pangea_search, uuid4};
 
 fn envelope_hash(env: &Value) -> [u8; 32] {
     use sha2::Digest;
@@ -153,4 +153,62 @@ async fn tenant_isolation() {
     let id = r["result"]["id"].as_str().unwrap();
     let (st, _) = call(&app, "POST", "/pangea/v1/results", Some(&t1), &json!({"id": id}).to_string()).await;
     assert_eq!(st, 404);
+}
+
+/// Substring terms find text that JSON escapes in the stored envelope (quotes, backslashes,
+/// control characters), non-ASCII text, and text inside `new`/`old` objects; key names of the
+/// envelope are not values.
+#[actix_web::test]
+async fn substring_terms_match_escaped_and_unicode_text() {
+    let s = TestServer::new();
+    let app = s.app().await;
+    let events = json!({"events": [
+        {"event": {"message": "say \"hi\" now", "actor": "back\\slash"}},
+        {"event": {"message": "line1\nline2\ttab", "target": "ctl\u{1}x"}},
+        {"event": {"message": "café ☃ 🚀", "source": "é"}},
+        {"event": {"message": "obj", "new": {"k": "q\"uote", "n": 1}, "old": "plain old"}},
+        {"event": {"message": "nothing special", "tenant_id": "tn-1"}},
+    ]});
+    let (st, r) = call(&app, "POST", "/pangea/v2/log", Some(&s.admin), &events.to_string()).await;
+    assert_eq!(st, 200, "{r}");
+    let mut h2o = h2o_event("//svc/workspaces/w1/things/t1");
+    h2o["metadata"] = json!({"message": "h2o \"quoted\" \\ back"});
+    let body = json!({"requests": [{"eventId": uuid4(), "event": h2o}]});
+    let (st, r) = call(&app, "POST", "/v1/events:batchCreate", Some(&s.admin), &body.to_string()).await;
+    assert_eq!(st, 200, "{r}");
+
+    let cases: &[(&str, &[&str])] = &[
+        (r#""say \"hi""#, &["say \"hi\" now"]),
+        (r"back\slash", &["say \"hi\" now"]),
+        (r#"actor="back\\slash""#, &["say \"hi\" now"]),
+        (r#""\\""#, &["say \"hi\" now", "obj", "h2o \"quoted\" \\ back"]),
+        ("message:\"line1\nline2\"", &["line1\nline2\ttab"]),
+        ("\"\ttab\"", &["line1\nline2\ttab"]),
+        ("ctl\u{1}x", &["line1\nline2\ttab"]),
+        ("☃", &["café ☃ 🚀"]),
+        ("é", &["café ☃ 🚀"]),
+        // `new` is stored as the object's canonical JSON text: its quote is escaped there.
+        (r#"new:"q\\\"uote""#, &["obj"]),
+        (r#"new:"\"n\":1""#, &["obj"]),
+        ("old:plain", &["obj"]),
+        (r#""h2o \"quoted\" \\ back""#, &["h2o \"quoted\" \\ back"]),
+        ("tn-1", &["nothing special"]),
+        (r#"message:i -"\\""#, &["line1\nline2\ttab", "nothing special"]),
+        ("event_id", &[]),
+        ("metadata", &[]),
+        (r#""\"message\"""#, &[]),
+    ];
+    for (query, want) in cases {
+        let res = pangea_search(&app, &s.admin, json!({"query": query, "limit": 100, "order": "asc"})).await;
+        let mut got: Vec<&str> = res["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["envelope"]["event"]["message"].as_str().unwrap())
+            .collect();
+        got.sort_unstable();
+        let mut want = want.to_vec();
+        want.sort_unstable();
+        assert_eq!(got, want, "query {query:?}");
+    }
 }
