@@ -18,10 +18,9 @@ use serde_json::{Value, json};
 use super::openapi::{Problem, TAG_UI};
 use super::ui::{principal, problem};
 use super::{State, is_json, read_body};
-use crate::config::format_duration;
 use crate::keys::{Principal, Scopes, list_keys};
-use crate::ledger::format_micros;
 use crate::store::retention::{PurgeEventFn, PurgeReport};
+use crate::time::{format_duration, format_micros};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -386,7 +385,7 @@ async fn purge_now(state: State, req: HttpRequest) -> HttpResponse {
 /// Runs one purge through the writer and records the outcome for `GET /api/v1/retention`.
 pub async fn run_purge(state: &State) -> Result<PurgeReport, String> {
     let make: PurgeEventFn = Arc::new(super::h2o::purge_event);
-    let now = crate::keys::now_micros();
+    let now = crate::time::now_micros();
     let res = state.writer.purge(state.config.retention.clone(), now, make).await.map_err(|e| match e {
         crate::store::writer::WriteError::Busy => "the writer is busy; retry".to_string(),
         _ => "the purge failed; it is retried at the next run".to_string(),

@@ -19,14 +19,13 @@ use super::openapi::{
 };
 use super::{AuthFailure, BodyError, State, authenticate, base_url, read_body, with_reader};
 use crate::event::canonical::{JsonErrorKind, parse_strict, to_canonical_string};
-use crate::event::{
-    EventType, NewEvent, Origin, format_protojson, is_private_ip, parse_rfc3339, workspace_from_resource,
-};
+use crate::event::{EventType, NewEvent, Origin, is_private_ip, workspace_from_resource};
 use crate::keys::Principal;
 use crate::ledger::random_bytes;
 use crate::search::re2;
 use crate::store::search::{H2oField, H2oQuery, h2o_search};
 use crate::store::writer::{Outcome, WriteError};
+use crate::time::{format_protojson, parse_rfc3339};
 
 const SINGLE_LIMIT: usize = 1 << 20;
 const BATCH_LIMIT: usize = 16 << 20;
@@ -993,7 +992,7 @@ pub(super) fn server_event(mut fields: Value, redact: bool) -> Option<NewEvent> 
 /// The event that records a retention purge in the purged workspace (same shape as the
 /// self-audit events, so both dialects and the UI show it). `verify` reads its metadata.
 pub fn purge_event(info: &crate::store::retention::PurgeInfo) -> NewEvent {
-    let cutoff = crate::ledger::format_micros(info.cutoff);
+    let cutoff = crate::time::format_micros(info.cutoff);
     let body = json!({
         "eventSource": "trailkeep",
         "action": crate::store::retention::PURGE_ACTION,
@@ -1007,7 +1006,7 @@ pub fn purge_event(info: &crate::store::retention::PurgeInfo) -> NewEvent {
             "first_seq": info.first_seq.to_string(),
             "last_seq": info.last_seq.to_string(),
             "cutoff": cutoff,
-            "retention": crate::config::format_duration(info.period),
+            "retention": crate::time::format_duration(info.period),
         },
         "type": "TYPE_SYSTEM",
     });

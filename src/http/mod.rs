@@ -238,7 +238,7 @@ impl<V: Clone> Default for Expiring<V> {
 
 impl<V: Clone> Expiring<V> {
     pub fn insert(&self, key: String, value: V, expires_us: i64) {
-        let now = crate::keys::now_micros();
+        let now = crate::time::now_micros();
         let mut m = self.inner.lock();
         if m.len() >= 1000 {
             m.retain(|_, (_, exp)| *exp > now);
@@ -253,7 +253,7 @@ impl<V: Clone> Expiring<V> {
         m.insert(key, (value, expires_us));
     }
     pub fn get(&self, key: &str) -> Option<V> {
-        let now = crate::keys::now_micros();
+        let now = crate::time::now_micros();
         self.inner.lock().get(key).filter(|(_, exp)| *exp > now).map(|(v, _)| v.clone())
     }
 }

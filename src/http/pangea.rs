@@ -16,16 +16,16 @@ use super::openapi::{
     PangeaValidationErrorResponse, TAG_PANGEA,
 };
 use super::{AuthFailure, BodyError, Expiring, State, authenticate, base_url, random_id, read_body, with_reader};
-use crate::config::parse_duration;
 use crate::event::canonical::{parse_strict, to_canonical_string};
 use crate::event::{EventType, NewEvent, Origin, StoredEvent};
 use crate::export::CSV_COLUMNS;
-use crate::keys::{Principal, now_micros};
+use crate::keys::Principal;
+use crate::ledger::Ledger;
 use crate::ledger::merkle::{CompactTree, Hash, encode_path, parse_hash, path};
-use crate::ledger::{Ledger, format_micros};
 use crate::search::pangea_query;
 use crate::store::search::{EventRow, PANGEA_ORDER_BY, PangeaQuery, buffer_hashes, pangea_search, rows_by_seq};
 use crate::store::writer::{self, Outcome, WriteError};
+use crate::time::{format_micros, now_micros, parse_duration, parse_pangea_time};
 
 const LOG_LIMIT: usize = 1 << 20;
 const BULK_LIMIT: usize = 16 << 20;
@@ -380,51 +380,6 @@ fn opt_int(body: &Map<String, Value>, key: &str, min: i64, max: i64) -> Result<O
 /// Pangea's `DateTimeRel` RFC 3339 pattern (offset optional).
 fn timestamp_ok(s: &str) -> bool {
     parse_pangea_time(s).is_some()
-}
-
-/// Parses `^\d{4}-\d{1,2}-\d{1,2}T\d{1,2}:\d{1,2}:\d{1,2}(.\d{1,6})?([\+\-]\d{1,2}(:?\d{1,2})?|Z)?$` to µs (naive = UTC).
-pub fn parse_pangea_time(s: &str) -> Option<i64> {
-    let (date, rest) = s.split_once('T')?;
-    let mut d = date.split('-');
-    let (y, mo, da) = (d.next()?, d.next()?, d.next()?);
-    if d.next().is_some() || y.len() != 4 || !(1..=2).contains(&mo.len()) || !(1..=2).contains(&da.len()) {
-        return None;
-    }
-    let tz_pos = rest.find(['Z', '+', '-']).unwrap_or(rest.len());
-    let (time, tz) = rest.split_at(tz_pos);
-    let (hms, frac) = match time.split_once('.') {
-        Some((a, f)) if (1..=6).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_digit()) => (a, f),
-        Some(_) => return None,
-        None => (time, ""),
-    };
-    let mut t = hms.split(':');
-    let (h, mi, se) = (t.next()?, t.next()?, t.next()?);
-    if t.next().is_some() {
-        return None;
-    }
-    let num = |v: &str, lo: usize, hi: usize| -> Option<u32> {
-        if !(lo..=hi).contains(&v.len()) || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        v.parse().ok()
-    };
-    let date = chrono::NaiveDate::from_ymd_opt(num(y, 4, 4)? as i32, num(mo, 1, 2)?, num(da, 1, 2)?)?;
-    let micros = if frac.is_empty() { 0 } else { format!("{frac:0<6}").parse().ok()? };
-    let time = chrono::NaiveTime::from_hms_micro_opt(num(h, 1, 2)?, num(mi, 1, 2)?, num(se, 1, 2)?, micros)?;
-    let offset_secs: i64 = match tz {
-        "" | "Z" => 0,
-        _ => {
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            let body = &tz[1..];
-            let (oh, om) = match body.split_once(':') {
-                Some((a, b)) => (a, b),
-                None if body.len() > 2 => body.split_at(body.len() - 2),
-                None => (body, "0"),
-            };
-            sign * (num(oh, 1, 2)? as i64 * 3600 + num(om, 1, 2)? as i64 * 60)
-        }
-    };
-    Some(date.and_time(time).and_utc().timestamp_micros() - offset_secs * 1_000_000)
 }
 
 /// A standard Pangea event, validated (§5.2). `source` is the JSON pointer of the event object.
@@ -942,11 +897,6 @@ fn parse_time_arg(body: &Map<String, Value>, key: &str, now: i64) -> Result<Opti
         format!("'{key}' must be an RFC 3339 date-time or a duration such as 7d"),
         format!("/{key}"),
     ))
-}
-
-/// RFC 3339 (naive = UTC) or a duration before `now`, as µs.
-pub fn parse_time_or_duration(s: &str, now: i64) -> Option<i64> {
-    parse_pangea_time(s).or_else(|| parse_duration(s).map(|d| now - d))
 }
 
 const RESTRICTION_FIELDS: [&str; 6] = ["actor", "action", "source", "status", "target", "tenant_id"];
@@ -1499,26 +1449,5 @@ mod tests {
         assert_eq!(root_size_of(&ledger, &roots[3], 6), Some(4));
         assert_eq!(root_size_of(&ledger, &roots[3], 4), None); // only sizes below the current one
         assert_eq!(root_size_of(&ledger, &[0xee; 32], 6), None);
-    }
-
-    #[test]
-    fn pangea_times() {
-        assert_eq!(parse_pangea_time("2024-01-02T03:04:05Z"), Some(1_704_164_645_000_000));
-        assert_eq!(parse_pangea_time("2024-01-02T03:04:05"), Some(1_704_164_645_000_000));
-        assert_eq!(parse_pangea_time("2024-01-02T04:04:05.5+01:00"), Some(1_704_164_645_500_000));
-        assert_eq!(parse_pangea_time("2024-1-2T3:4:5.123456-0100"), Some(1_704_168_245_123_456));
-        assert!(parse_pangea_time("2024-01-02").is_none());
-        assert!(parse_pangea_time("2024-01-02T03:04:05.1234567Z").is_none());
-        assert!(parse_pangea_time("yesterday").is_none());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("7d"), Some(7 * 86_400 * 1_000_000));
-        assert_eq!(parse_duration("1hour"), Some(3_600_000_000));
-        assert_eq!(parse_duration("2mo"), Some(60 * 86_400 * 1_000_000));
-        assert!(parse_duration("7").is_none());
-        assert!(parse_duration("d").is_none());
-        assert!(parse_duration("7 days").is_none());
     }
 }

@@ -336,7 +336,7 @@ async fn export(state: State, req: HttpRequest, params: web::Query<ExportParams>
         Ok(e) => e,
         Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_query", &e.detail),
     };
-    let time = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(super::pangea::parse_pangea_time);
+    let time = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(crate::time::parse_pangea_time);
     let (start, end) = (time(&params.start), time(&params.end));
     if start.is_some_and(|t| t.is_none()) || end.is_some_and(|t| t.is_none()) {
         return problem(StatusCode::BAD_REQUEST, "invalid_timestamp", "start and end must be RFC 3339 date-times");

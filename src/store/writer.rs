@@ -36,7 +36,8 @@ use super::uidfilter::UidFilter;
 use crate::config::Retention;
 use crate::event::{EnvelopeHead, NewEvent, Origin, StoredEvent};
 use crate::ledger::merkle::{CompactTree, Hash, mth};
-use crate::ledger::{Checkpoint, Ledger, SignedRoot, format_micros, prepare_checkpoint_spare, write_checkpoint};
+use crate::ledger::{Checkpoint, Ledger, SignedRoot, prepare_checkpoint_spare, write_checkpoint};
+use crate::time::format_micros;
 
 /// Most events in one group commit.
 const MAX_GROUP_EVENTS: usize = 20_000;
