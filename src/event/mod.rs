@@ -2,6 +2,7 @@
 //! canonical JSON is hashed.
 
 pub mod canonical;
+pub mod system;
 
 use serde_json::{Map, Value};
 use uuid::Uuid;

@@ -9,8 +9,6 @@
 //! - `GET /api/v1/retention` — the effective retention policy and the last purge
 //! - `POST /api/v1/retention/purge` — run the retention purge now
 
-use std::sync::Arc;
-
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
@@ -18,8 +16,9 @@ use serde_json::{Value, json};
 use super::openapi::{Problem, TAG_UI};
 use super::ui::{principal, problem};
 use super::{State, is_json, read_body};
+use crate::event::system;
 use crate::keys::{Principal, Scopes, list_keys};
-use crate::store::retention::{PurgeEventFn, PurgeReport};
+use crate::store::retention::PurgeReport;
 use crate::time::{format_duration, format_micros};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -239,7 +238,7 @@ async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
     .await;
     match created {
         Ok(Ok(k)) => {
-            record(&state, &req, &p, "actions/audittrail/keys/CREATE", &k.id, json!({"name": name})).await;
+            record(&state, &req, &p, &k.id, Some(&name)).await;
             HttpResponse::Created().json(json!({
                 "id": k.id, "name": name, "scopes": scopes.names(), "workspaces": workspaces, "secret": k.secret,
             }))
@@ -285,7 +284,7 @@ async fn revoke(state: State, req: HttpRequest, id: web::Path<String>) -> HttpRe
     .await;
     match done {
         Ok(Ok(true)) => {
-            record(&state, &req, &p, "actions/audittrail/keys/REVOKE", &id, json!({})).await;
+            record(&state, &req, &p, &id, None).await;
             HttpResponse::NoContent().finish()
         }
         Ok(Ok(false)) => problem(StatusCode::NOT_FOUND, "not_found", "no active key with that id"),
@@ -293,24 +292,16 @@ async fn revoke(state: State, req: HttpRequest, id: web::Path<String>) -> HttpRe
     }
 }
 
-/// Logs an admin action as an event, before the response goes out.
-async fn record(state: &State, req: &HttpRequest, p: &Principal, action: &str, key_id: &str, extra: Value) {
-    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
-    let mut metadata = json!({"key_id": key_id});
-    if let (Some(m), Value::Object(e)) = (metadata.as_object_mut(), extra) {
-        m.extend(e);
-    }
-    let body = json!({
-        "eventSource": "trailkeep",
-        "action": action,
-        "readOnly": false,
-        "principal": format!("keys/{}", p.key_id),
-        "sourceIpAddress": peer,
-        "resource": format!("//audittrail/keys/{key_id}"),
-        "metadata": metadata,
-        "type": "TYPE_API",
-    });
-    let Some(ev) = super::h2o::server_event(body, state.config.redact_private_ips) else { return };
+/// Logs the creation (`created`: the new key's name) or revocation of key `key_id` as an event,
+/// before the response goes out.
+async fn record(state: &State, req: &HttpRequest, p: &Principal, key_id: &str, created: Option<&str>) {
+    let peer = req.peer_addr().map(|a| a.ip().to_string());
+    let redact = state.config.redact_private_ips;
+    let ev = match created {
+        Some(name) => system::key_created(&p.key_id, peer, key_id, name, redact),
+        None => system::key_revoked(&p.key_id, peer, key_id, redact),
+    };
+    let Some(ev) = ev else { return };
     if let Err(e) = state.writer.append(vec![ev]).await {
         tracing::warn!(error = %e, "admin event not recorded");
     }
@@ -384,9 +375,8 @@ async fn purge_now(state: State, req: HttpRequest) -> HttpResponse {
 
 /// Runs one purge through the writer and records the outcome for `GET /api/v1/retention`.
 pub async fn run_purge(state: &State) -> Result<PurgeReport, String> {
-    let make: PurgeEventFn = Arc::new(super::h2o::purge_event);
     let now = crate::time::now_micros();
-    let res = state.writer.purge(state.config.retention.clone(), now, make).await.map_err(|e| match e {
+    let res = state.writer.purge(state.config.retention.clone(), now).await.map_err(|e| match e {
         crate::store::writer::WriteError::Busy => "the writer is busy; retry".to_string(),
         _ => "the purge failed; it is retried at the next run".to_string(),
     });

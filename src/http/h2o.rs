@@ -19,6 +19,7 @@ use super::openapi::{
 };
 use super::{AuthFailure, BodyError, State, authenticate, base_url, read_body, with_reader};
 use crate::event::canonical::{JsonErrorKind, parse_strict, to_canonical_string};
+use crate::event::system;
 use crate::event::{EventType, NewEvent, Origin, is_private_ip, workspace_from_resource};
 use crate::keys::Principal;
 use crate::ledger::random_bytes;
@@ -954,70 +955,18 @@ async fn search_events(state: State, req: HttpRequest, payload: web::Payload) ->
 
 /// Records one event per first-page search, asynchronously (H2O §9.4).
 fn self_audit(state: &State, req: &HttpRequest, principal: &Principal, filter: &Value) {
-    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-    let ua = req.headers().get(header::USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
-    let body = json!({
-        "eventSource": "h2oai-audittrail-server",
-        "action": "actions/audittrail/events/SEARCH",
-        "readOnly": true,
-        "principal": format!("keys/{}", principal.key_id),
-        "sourceIpAddress": if peer.is_empty() { "unknown".to_string() } else { peer },
-        "resource": "//audittrail",
-        "requestParameters": {"filter": to_canonical_string(filter)},
-        "userAgent": truncate(&ua, 1024),
-        "type": "TYPE_API",
-    });
-    let Some(ev) = server_event(body, state.config.redact_private_ips) else { return };
+    let peer = req.peer_addr().map(|a| a.ip().to_string());
+    let ua = req.headers().get(header::USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let filter = to_canonical_string(filter);
+    let Some(ev) = system::search_audit(&principal.key_id, peer, ua, filter, state.config.redact_private_ips) else {
+        return;
+    };
     let writer = state.writer.clone();
     actix_web::rt::spawn(async move {
         if let Err(e) = writer.append(vec![ev]).await {
             tracing::warn!(error = %e, "self-audit event not recorded");
         }
     });
-}
-
-/// An event the server records about itself (self-audit, admin actions, purges) from H2O event
-/// `fields`: the time is now, the status OK unless given, the origin `Server`.
-pub(super) fn server_event(mut fields: Value, redact: bool) -> Option<NewEvent> {
-    if let Some(m) = fields.as_object_mut() {
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        m.insert("eventTime".into(), json!(now));
-        m.entry("status").or_insert_with(|| json!({"code": 0, "message": ""}));
-    }
-    let mut ev = parse_event(&fields, Uuid::new_v4(), redact).ok()?;
-    ev.origin = Origin::Server;
-    Some(ev)
-}
-
-/// The event that records a retention purge in the purged workspace (same shape as the
-/// self-audit events, so both dialects and the UI show it). `verify` reads its metadata.
-pub fn purge_event(info: &crate::store::retention::PurgeInfo) -> NewEvent {
-    let cutoff = crate::time::format_micros(info.cutoff);
-    let body = json!({
-        "eventSource": "trailkeep",
-        "action": crate::store::retention::PURGE_ACTION,
-        "readOnly": false,
-        "principal": "trailkeep/retention",
-        "sourceIpAddress": "unknown",
-        "resource": "//audittrail",
-        "metadata": {
-            "message": format!("retention: removed the content of {} events received before {cutoff}", info.count),
-            "purged": info.count.to_string(),
-            "first_seq": info.first_seq.to_string(),
-            "last_seq": info.last_seq.to_string(),
-            "cutoff": cutoff,
-            "retention": crate::time::format_duration(info.period),
-        },
-        "type": "TYPE_SYSTEM",
-    });
-    let mut ev = server_event(body, false).expect("the purge event is valid");
-    ev.workspace = info.workspace.clone();
-    if info.workspace.is_empty() {
-        ev.event.remove("tenant_id");
-    } else {
-        ev.event.insert("tenant_id".into(), json!(info.workspace));
-    }
-    ev
 }
 
 /// Server version
@@ -1208,6 +1157,68 @@ fn random_token_key() -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The server's own events (`event::system`) are the events the H2O parser makes of the same
+    /// H2O bodies, with origin `Server`: they render in this dialect like any other event.
+    #[test]
+    fn server_events_are_what_the_h2o_parser_makes_of_them() {
+        let as_parsed = |built: &NewEvent, mut body: Value, redact: bool| -> String {
+            body["eventTime"] = built.event["timestamp"].clone();
+            body["status"] = json!({"code": 0, "message": ""});
+            let mut parsed = parse_event(&body, built.uid, redact).expect("the H2O parser accepts it");
+            parsed.origin = Origin::Server;
+            format!("{parsed:?}")
+        };
+        let ua = "agent/1 ".repeat(200);
+        let built = system::search_audit("k1", Some("10.1.2.3".into()), &ua, "{\"x\":1}".into(), true).unwrap();
+        let body = json!({"eventSource": "h2oai-audittrail-server", "action": "actions/audittrail/events/SEARCH",
+            "readOnly": true, "principal": "keys/k1", "sourceIpAddress": "10.1.2.3", "resource": "//audittrail",
+            "requestParameters": {"filter": "{\"x\":1}"}, "userAgent": truncate(&ua, 1024), "type": "TYPE_API"});
+        assert_eq!(format!("{built:?}"), as_parsed(&built, body, true));
+        let built = system::search_audit("k1", None, "", "{}".into(), false).unwrap();
+        let body = json!({"eventSource": "h2oai-audittrail-server", "action": "actions/audittrail/events/SEARCH",
+            "readOnly": true, "principal": "keys/k1", "sourceIpAddress": "unknown", "resource": "//audittrail",
+            "requestParameters": {"filter": "{}"}, "userAgent": "", "type": "TYPE_API"});
+        assert_eq!(format!("{built:?}"), as_parsed(&built, body, false));
+
+        let built = system::key_created("adm", Some("192.0.2.1".into()), "k2", "ci bot", true).unwrap();
+        let body = json!({"eventSource": "trailkeep", "action": "actions/audittrail/keys/CREATE", "readOnly": false,
+            "principal": "keys/adm", "sourceIpAddress": "192.0.2.1", "resource": "//audittrail/keys/k2",
+            "metadata": {"key_id": "k2", "name": "ci bot"}, "type": "TYPE_API"});
+        assert_eq!(format!("{built:?}"), as_parsed(&built, body, true));
+        let built = system::key_revoked("adm", None, "k2", false).unwrap();
+        let body = json!({"eventSource": "trailkeep", "action": "actions/audittrail/keys/REVOKE", "readOnly": false,
+            "principal": "keys/adm", "sourceIpAddress": "unknown", "resource": "//audittrail/keys/k2",
+            "metadata": {"key_id": "k2"}, "type": "TYPE_API"});
+        assert_eq!(format!("{built:?}"), as_parsed(&built, body, false));
+
+        for workspace in ["", "workspaces/w1"] {
+            let info = system::PurgeInfo {
+                workspace: workspace.into(),
+                count: 3,
+                first_seq: 10,
+                last_seq: 12,
+                cutoff: 1_764_633_600_000_000,
+                period: 90 * 86_400_000_000,
+            };
+            let built = system::purge(&info);
+            let body = json!({"eventSource": "trailkeep", "action": "actions/audittrail/events/PURGE", "readOnly": false,
+                "principal": "trailkeep/retention", "sourceIpAddress": "unknown", "resource": "//audittrail",
+                "metadata": {"message": "retention: removed the content of 3 events received before 2025-12-02T00:00:00.000000Z",
+                    "purged": "3", "first_seq": "10", "last_seq": "12", "cutoff": "2025-12-02T00:00:00.000000Z",
+                    "retention": "90d"},
+                "type": "TYPE_SYSTEM", "workspaceOverride": workspace});
+            assert_eq!(format!("{built:?}"), as_parsed(&built, body, false));
+        }
+
+        // A value the H2O parser refuses (over 8 KiB) is not recorded either.
+        let long = "x".repeat(system::MAX_VALUE + 1);
+        assert!(system::search_audit("k1", None, "", long.clone(), false).is_none());
+        let body = json!({"eventSource": "s", "action": "a", "principal": "p", "sourceIpAddress": "unknown",
+            "eventTime": "2025-01-01T00:00:00Z", "requestParameters": {"filter": long}});
+        assert!(parse_event(&body, Uuid::new_v4(), false).is_err());
+        assert!(system::search_audit("k1", None, "", "x".repeat(system::MAX_VALUE), false).is_some());
+    }
 
     fn rendered(ev: &Value, origin: Origin, event_time: i64) -> String {
         let uid = Uuid::parse_str("b096430b-c7a8-47f2-a129-d9ae58cf454f").unwrap();
