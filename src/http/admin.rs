@@ -13,9 +13,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
-use super::openapi::{Problem, TAG_UI};
+use super::apidoc::{Problem, TAG_UI};
+use super::body::{is_json, read_body};
+use super::state::{State, with_reader};
 use super::ui::{principal, problem};
-use super::{State, is_json, read_body};
 use crate::event::system;
 use crate::keys::{Principal, Scopes, list_keys};
 use crate::store::retention::PurgeReport;
@@ -113,12 +114,6 @@ fn allow(methods: &'static str) -> actix_web::Route {
     })
 }
 
-/// The last purge run (time in µs, and what it did).
-#[derive(Default)]
-pub struct RetentionStatus {
-    pub last_run: Option<(i64, Result<PurgeReport, String>)>,
-}
-
 /// Only admin keys without a workspace limit manage keys and retention.
 async fn admin(state: &State, req: &HttpRequest) -> Result<Principal, HttpResponse> {
     let p = principal(state, req).await?;
@@ -161,7 +156,7 @@ async fn list(state: State, req: HttpRequest) -> HttpResponse {
     if let Err(r) = admin(&state, &req).await {
         return r;
     }
-    match super::with_reader(&state, list_keys).await {
+    match with_reader(&state, list_keys).await {
         Ok(keys) => HttpResponse::Ok().json(json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>()})),
         Err(()) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service unavailable"),
     }
