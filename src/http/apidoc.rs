@@ -6,6 +6,7 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
+/// The OpenAPI tags: one per route group.
 pub const TAG_H2O: &str = "H2O Audit Trail";
 pub const TAG_PANGEA: &str = "Pangea Secure Audit Log";
 pub const TAG_UI: &str = "UI & admin";

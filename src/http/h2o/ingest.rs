@@ -17,15 +17,10 @@ use crate::store::writer::Outcome;
 use crate::time::{format_protojson, parse_rfc3339};
 
 pub(super) const SINGLE_LIMIT: usize = 1 << 20;
-
 const BATCH_LIMIT: usize = 16 << 20;
-
 const MAX_BATCH: usize = 1000;
-
 const MAX_STRING: usize = 8192;
-
 const MAX_MAP: usize = 256;
-
 const MAX_DEPTH: usize = 64;
 
 pub(super) fn parse_body(bytes: &[u8]) -> Result<Value, H2oError> {

@@ -25,7 +25,6 @@ use crate::store::search::{H2oField, H2oQuery, h2o_search};
 use crate::time::{format_protojson, parse_rfc3339};
 
 const DEFAULT_START: &str = "2025-07-01T00:00:00Z";
-
 const TOKEN_TTL_US: i64 = 24 * 3600 * 1_000_000;
 
 const STRING_FILTERS: [(&str, &str, H2oField); 6] = [

@@ -22,7 +22,6 @@ use crate::store::search::{PANGEA_ORDER_BY, PangeaQuery};
 use crate::time::format_micros;
 
 const EXPORT_TTL_US: i64 = 24 * 3600 * 1_000_000;
-
 const EXPORT_MAX: usize = 1_000_000;
 
 /// Export the log

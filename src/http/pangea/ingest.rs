@@ -28,11 +28,8 @@ use crate::store::writer::Outcome;
 use crate::time::{now_micros, parse_pangea_time};
 
 pub(super) const LOG_LIMIT: usize = 1 << 20;
-
 const BULK_LIMIT: usize = 16 << 20;
-
 const RETRY_TTL_US: i64 = 600 * 1_000_000;
-
 const RETRY_MAX_EVENTS: usize = 100;
 
 /// Standard event fields and their maximum lengths (code points).
