@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::time::{format_duration, parse_duration};
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// How often the retention purge runs when a retention period is configured.
 pub const DEFAULT_PURGE_INTERVAL_US: i64 = 3600 * 1_000_000;
@@ -106,40 +108,11 @@ impl FileConfig {
     }
 }
 
-/// `7d`, `1h`, `30mins`, `2y`…: microseconds.
-pub fn parse_duration(s: &str) -> Option<i64> {
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n.parse().ok()?;
-    let secs: i64 = match unit {
-        "d" | "da" | "day" | "days" => 86_400,
-        "h" | "hour" | "hr" | "hrs" | "hours" => 3600,
-        "mi" | "min" | "mins" | "minute" | "minutes" => 60,
-        "mo" | "mon" | "month" | "months" => 30 * 86_400,
-        "s" | "sec" | "secs" | "second" | "seconds" => 1,
-        "w" | "week" | "weeks" => 7 * 86_400,
-        "y" | "year" | "years" => 365 * 86_400,
-        _ => return None,
-    };
-    n.checked_mul(secs)?.checked_mul(1_000_000)
-}
-
 fn duration_setting(name: &str, value: &str) -> anyhow::Result<i64> {
     match parse_duration(value.trim()) {
         Some(d) if d > 0 => Ok(d),
         _ => anyhow::bail!("{name}: {value:?} is not a duration such as 30d, 12h or 1y"),
     }
-}
-
-/// Formats microseconds as the largest exact unit (`90d`, `36h`, `1s`).
-pub fn format_duration(us: i64) -> String {
-    let secs = us / 1_000_000;
-    for (unit, n) in [("y", 365 * 86_400), ("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("mins", 60)] {
-        if secs >= n && secs % n == 0 {
-            return format!("{}{unit}", secs / n);
-        }
-    }
-    format!("{secs}s")
 }
 
 /// The documented default data directory: `$STATE_DIRECTORY` under systemd, else the XDG data dir

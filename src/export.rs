@@ -190,11 +190,11 @@ pub fn export_cli(
     out: Option<&std::path::Path>,
 ) -> anyhow::Result<usize> {
     use std::io::IsTerminal;
-    let now = crate::keys::now_micros();
+    let now = crate::time::now_micros();
     let time = |s: Option<&str>| -> anyhow::Result<Option<i64>> {
         match s {
             None => Ok(None),
-            Some(s) => crate::http::pangea::parse_time_or_duration(s, now)
+            Some(s) => crate::time::parse_time_or_duration(s, now)
                 .map(Some)
                 .ok_or_else(|| anyhow::anyhow!("invalid time {s:?}: use RFC 3339 or a duration such as 7d")),
         }

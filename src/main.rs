@@ -279,7 +279,7 @@ fn keys(command: KeysCommand, dir: &std::path::Path) -> anyhow::Result<ExitCode>
                 "id", "name", "scopes", "last used", "revoked"
             );
             for k in trailkeep::keys::list_keys(&conn)? {
-                let t = |v: Option<i64>| v.map(trailkeep::ledger::format_micros).unwrap_or_else(|| "-".into());
+                let t = |v: Option<i64>| v.map(trailkeep::time::format_micros).unwrap_or_else(|| "-".into());
                 let ws = if k.workspaces.is_empty() { "all".to_string() } else { k.workspaces.join(",") };
                 println!(
                     "{:<16}  {:<20}  {:<20}  {:<24}  {:<24}  {ws}",

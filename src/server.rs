@@ -8,7 +8,8 @@ use actix_web::{App, HttpServer, web};
 use anyhow::{Context, bail};
 
 use crate::config::Config;
-use crate::http::{AppState, pangea::PangeaState};
+use crate::http::pangea::state::PangeaState;
+use crate::http::state::AppState;
 use crate::keys::{KeyStore, Scopes};
 use crate::ledger::{Ledger, check_against_checkpoint, random_bytes, read_checkpoint, verify_root_signature};
 use crate::store::{self, writer};

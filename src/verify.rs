@@ -8,9 +8,10 @@ use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
+use crate::event::system::PURGE_ACTION;
 use crate::ledger::merkle::{CompactTree, Hash, mth};
-use crate::ledger::{Checkpoint, Ledger, check_against_checkpoint, format_micros, read_checkpoint, signed_message};
-use crate::store::retention::PURGE_ACTION;
+use crate::ledger::{Checkpoint, Ledger, check_against_checkpoint, read_checkpoint, signed_message};
+use crate::time::format_micros;
 
 /// One named problem found by `verify`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,19 +9,18 @@
 //! - `GET /api/v1/retention` — the effective retention policy and the last purge
 //! - `POST /api/v1/retention/purge` — run the retention purge now
 
-use std::sync::Arc;
-
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
-use super::openapi::{Problem, TAG_UI};
+use super::apidoc::{Problem, TAG_UI};
+use super::body::{is_json, read_body};
+use super::state::{State, with_reader};
 use super::ui::{principal, problem};
-use super::{State, is_json, read_body};
-use crate::config::format_duration;
+use crate::event::system;
 use crate::keys::{Principal, Scopes, list_keys};
-use crate::ledger::format_micros;
-use crate::store::retention::{PurgeEventFn, PurgeReport};
+use crate::store::retention::PurgeReport;
+use crate::time::{format_duration, format_micros};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -115,12 +114,6 @@ fn allow(methods: &'static str) -> actix_web::Route {
     })
 }
 
-/// The last purge run (time in µs, and what it did).
-#[derive(Default)]
-pub struct RetentionStatus {
-    pub last_run: Option<(i64, Result<PurgeReport, String>)>,
-}
-
 /// Only admin keys without a workspace limit manage keys and retention.
 async fn admin(state: &State, req: &HttpRequest) -> Result<Principal, HttpResponse> {
     let p = principal(state, req).await?;
@@ -163,7 +156,7 @@ async fn list(state: State, req: HttpRequest) -> HttpResponse {
     if let Err(r) = admin(&state, &req).await {
         return r;
     }
-    match super::with_reader(&state, list_keys).await {
+    match with_reader(&state, list_keys).await {
         Ok(keys) => HttpResponse::Ok().json(json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>()})),
         Err(()) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service unavailable"),
     }
@@ -240,7 +233,7 @@ async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
     .await;
     match created {
         Ok(Ok(k)) => {
-            record(&state, &req, &p, "actions/audittrail/keys/CREATE", &k.id, json!({"name": name})).await;
+            record(&state, &req, &p, &k.id, Some(&name)).await;
             HttpResponse::Created().json(json!({
                 "id": k.id, "name": name, "scopes": scopes.names(), "workspaces": workspaces, "secret": k.secret,
             }))
@@ -286,7 +279,7 @@ async fn revoke(state: State, req: HttpRequest, id: web::Path<String>) -> HttpRe
     .await;
     match done {
         Ok(Ok(true)) => {
-            record(&state, &req, &p, "actions/audittrail/keys/REVOKE", &id, json!({})).await;
+            record(&state, &req, &p, &id, None).await;
             HttpResponse::NoContent().finish()
         }
         Ok(Ok(false)) => problem(StatusCode::NOT_FOUND, "not_found", "no active key with that id"),
@@ -294,24 +287,16 @@ async fn revoke(state: State, req: HttpRequest, id: web::Path<String>) -> HttpRe
     }
 }
 
-/// Logs an admin action as an event, before the response goes out.
-async fn record(state: &State, req: &HttpRequest, p: &Principal, action: &str, key_id: &str, extra: Value) {
-    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
-    let mut metadata = json!({"key_id": key_id});
-    if let (Some(m), Value::Object(e)) = (metadata.as_object_mut(), extra) {
-        m.extend(e);
-    }
-    let body = json!({
-        "eventSource": "trailkeep",
-        "action": action,
-        "readOnly": false,
-        "principal": format!("keys/{}", p.key_id),
-        "sourceIpAddress": peer,
-        "resource": format!("//audittrail/keys/{key_id}"),
-        "metadata": metadata,
-        "type": "TYPE_API",
-    });
-    let Some(ev) = super::h2o::server_event(body, state.config.redact_private_ips) else { return };
+/// Logs the creation (`created`: the new key's name) or revocation of key `key_id` as an event,
+/// before the response goes out.
+async fn record(state: &State, req: &HttpRequest, p: &Principal, key_id: &str, created: Option<&str>) {
+    let peer = req.peer_addr().map(|a| a.ip().to_string());
+    let redact = state.config.redact_private_ips;
+    let ev = match created {
+        Some(name) => system::key_created(&p.key_id, peer, key_id, name, redact),
+        None => system::key_revoked(&p.key_id, peer, key_id, redact),
+    };
+    let Some(ev) = ev else { return };
     if let Err(e) = state.writer.append(vec![ev]).await {
         tracing::warn!(error = %e, "admin event not recorded");
     }
@@ -385,9 +370,8 @@ async fn purge_now(state: State, req: HttpRequest) -> HttpResponse {
 
 /// Runs one purge through the writer and records the outcome for `GET /api/v1/retention`.
 pub async fn run_purge(state: &State) -> Result<PurgeReport, String> {
-    let make: PurgeEventFn = Arc::new(super::h2o::purge_event);
-    let now = crate::keys::now_micros();
-    let res = state.writer.purge(state.config.retention.clone(), now, make).await.map_err(|e| match e {
+    let now = crate::time::now_micros();
+    let res = state.writer.purge(state.config.retention.clone(), now).await.map_err(|e| match e {
         crate::store::writer::WriteError::Busy => "the writer is busy; retry".to_string(),
         _ => "the purge failed; it is retried at the next run".to_string(),
     });

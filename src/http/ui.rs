@@ -10,9 +10,11 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use rust_embed::RustEmbed;
 use serde_json::{Value, json};
 
-use super::h2o::H2oError;
-use super::openapi::{Health, PangeaSearchEvent, Problem, PublicKey, Readiness, SignedRoot, TAG_OPS, TAG_UI, WhoAmI};
-use super::{AuthFailure, State, authenticate, with_reader};
+use super::apidoc::{Problem, TAG_OPS, TAG_UI};
+use super::auth::{AuthFailure, authenticate};
+use super::h2o::error::H2oError;
+use super::pangea::schema::PangeaSearchEvent;
+use super::state::{State, with_reader};
 use crate::keys::Principal;
 use crate::search::pangea_query;
 use crate::store::search::{PangeaQuery, pangea_search, rows_by_seq};
@@ -21,6 +23,58 @@ use crate::store::writer;
 #[derive(RustEmbed)]
 #[folder = "web/"]
 struct Assets;
+
+/// The key making the request.
+#[derive(utoipa::ToSchema)]
+pub struct WhoAmI {
+    pub key_id: String,
+    pub name: String,
+    /// `ingest`, `search`, `admin`.
+    pub scopes: Vec<String>,
+    /// Empty: every workspace.
+    pub workspaces: Vec<String>,
+}
+
+/// The key that signs the roots.
+#[derive(utoipa::ToSchema)]
+pub struct PublicKey {
+    #[schema(example = "ED25519")]
+    pub algorithm: String,
+    /// Base64 of the 32-byte Ed25519 public key.
+    pub public_key: String,
+    pub tree_name: String,
+}
+
+/// A signed root and the exact message that was signed.
+#[derive(utoipa::ToSchema)]
+pub struct SignedRoot {
+    pub tree_name: String,
+    pub size: u64,
+    #[schema(min_length = 64, max_length = 64)]
+    pub root_hash: String,
+    #[schema(format = DateTime)]
+    pub published_at: String,
+    /// Base64 Ed25519 signature of `signed_message`.
+    pub signature: String,
+    /// Canonical JSON of `{published_at, root_hash, size, tree_name}`.
+    pub signed_message: String,
+}
+
+#[derive(utoipa::ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+/// Ready when the database answers, the writer runs and the tree matches the checkpoint file.
+#[derive(utoipa::ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    pub database: bool,
+    pub writer: bool,
+    pub checkpoint: bool,
+    pub tree_size: u64,
+}
 
 const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
@@ -336,7 +390,7 @@ async fn export(state: State, req: HttpRequest, params: web::Query<ExportParams>
         Ok(e) => e,
         Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_query", &e.detail),
     };
-    let time = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(super::pangea::parse_pangea_time);
+    let time = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(crate::time::parse_pangea_time);
     let (start, end) = (time(&params.start), time(&params.end));
     if start.is_some_and(|t| t.is_none()) || end.is_some_and(|t| t.is_none()) {
         return problem(StatusCode::BAD_REQUEST, "invalid_timestamp", "start and end must be RFC 3339 date-times");

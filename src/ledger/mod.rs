@@ -237,36 +237,9 @@ pub fn check_against_checkpoint(tree: &CompactTree, tree_name: &str, cp: &Checkp
     Ok(())
 }
 
-/// Format a microsecond timestamp as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-pub fn format_micros(us: i64) -> String {
-    let dt = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
-    crate::event::format_utc(&dt, 6)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn format_micros_is_chronos_format() {
-        let chrono_fmt =
-            |us: i64| chrono::DateTime::from_timestamp_micros(us).unwrap().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        for fixed in
-            [0, 1, 999_999, 1_000_000, 1_764_633_600_000_000, 253_402_300_799_999_999, -1, -62_167_219_200_000_000]
-        {
-            assert_eq!(format_micros(fixed), chrono_fmt(fixed), "{fixed}");
-        }
-        for _ in 0..10_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let us = (x % 253_402_300_800_000_000) as i64;
-            assert_eq!(format_micros(us), chrono_fmt(us), "{us}");
-        }
-        // Outside years 0–9999 chrono's own format is used.
-        assert_eq!(format_micros(300_000_000_000_000_000), chrono_fmt(300_000_000_000_000_000));
-    }
 
     #[test]
     fn root_prefixes_give_candidate_sizes_newest_first() {

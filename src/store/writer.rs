@@ -31,12 +31,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::retention::{self, PurgeEventFn, PurgeInfo, PurgeReport};
+use super::retention::{self, PurgeReport};
 use super::uidfilter::UidFilter;
 use crate::config::Retention;
+use crate::event::system;
 use crate::event::{EnvelopeHead, NewEvent, Origin, StoredEvent};
 use crate::ledger::merkle::{CompactTree, Hash, mth};
-use crate::ledger::{Checkpoint, Ledger, SignedRoot, format_micros, prepare_checkpoint_spare, write_checkpoint};
+use crate::ledger::{Checkpoint, Ledger, SignedRoot, prepare_checkpoint_spare, write_checkpoint};
+use crate::time::format_micros;
 
 /// Most events in one group commit.
 const MAX_GROUP_EVENTS: usize = 20_000;
@@ -142,7 +144,6 @@ struct Job {
 struct PurgeJob {
     retention: Retention,
     now: i64,
-    make_event: PurgeEventFn,
     reply: oneshot::Sender<Result<PurgeReport, WriteError>>,
 }
 
@@ -188,15 +189,10 @@ impl WriterHandle {
     }
 
     /// Runs the retention purge for `retention` as of `now` (µs) on the writer thread, between
-    /// group commits; `make_event` builds the event that records each purged batch.
-    pub async fn purge(
-        &self,
-        retention: Retention,
-        now: i64,
-        make_event: PurgeEventFn,
-    ) -> Result<PurgeReport, WriteError> {
+    /// group commits; each purged batch is recorded by an event (`event::system::purge`).
+    pub async fn purge(&self, retention: Retention, now: i64) -> Result<PurgeReport, WriteError> {
         let (reply, rx) = oneshot::channel();
-        let job = PurgeJob { retention, now, make_event, reply };
+        let job = PurgeJob { retention, now, reply };
         self.tx.send(Msg::Purge(job)).await.map_err(|_| WriteError::Stopped)?;
         rx.await.map_err(|_| WriteError::Stopped)?
     }
@@ -611,7 +607,7 @@ impl WriterState {
                 for (seq, origin, envelope) in &rows {
                     retention::purge_row(&self.conn, empty, *seq, *origin, envelope, job.now)?;
                 }
-                let info = PurgeInfo {
+                let info = system::PurgeInfo {
                     workspace: workspace.clone(),
                     count: rows.len() as u64,
                     first_seq: rows.first().map_or(0, |r| r.0),
@@ -622,7 +618,7 @@ impl WriterState {
                 report.purged += info.count;
                 *report.workspaces.entry(workspace).or_default() += info.count;
                 report.purge_events += 1;
-                events.push(seal((job.make_event)(&info)));
+                events.push(seal(system::purge(&info)));
             }
             let (_, _, committed) = self.write_in_tx(vec![events])?;
             Ok((true, committed))
