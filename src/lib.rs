@@ -11,4 +11,5 @@ pub mod ledger;
 pub mod search;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod verify;
