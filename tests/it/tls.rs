@@ -364,3 +364,29 @@ fn serve_refuses_unusable_tls_files_and_warns_of_an_expired_certificate() {
     server.wait_for_log("the TLS certificate expired at 2002-01-01T00:00:00Z", 1);
     server.stop();
 }
+
+/// The URLs the server builds say `https` with TLS on, even if a forwarding header says otherwise
+/// (in-process: the configuration alone decides; the files are read only by `run`).
+#[actix_web::test]
+async fn with_tls_on_built_urls_are_https_whatever_the_forwarding_headers_say() {
+    let tls = trailkeep::config::TlsFiles { cert: "/unused/cert.pem".into(), key: "/unused/key.pem".into() };
+    let server = crate::common::TestServer::with_config(|c| c.tls = Some(tls));
+    let app = server.app().await;
+    let req = actix_web::test::TestRequest::get()
+        .uri("/.well-known/openid-configuration")
+        .insert_header(("host", "audit.example.com"))
+        .insert_header(("x-forwarded-proto", "http"))
+        .to_request();
+    let doc: serde_json::Value = actix_web::test::call_and_read_body_json(&app, req).await;
+    assert_eq!(doc["issuer"], "https://audit.example.com", "{doc}");
+    assert_eq!(doc["token_endpoint"], "https://audit.example.com/oauth/token", "{doc}");
+
+    let plain = crate::common::TestServer::new();
+    let app = plain.app().await;
+    let req = actix_web::test::TestRequest::get()
+        .uri("/.well-known/openid-configuration")
+        .insert_header(("host", "audit.example.com"))
+        .to_request();
+    let doc: serde_json::Value = actix_web::test::call_and_read_body_json(&app, req).await;
+    assert_eq!(doc["issuer"], "http://audit.example.com", "{doc}");
+}
