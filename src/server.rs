@@ -143,7 +143,7 @@ fn load_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
     let Some(files) = config.tls.clone() else { return Ok(None) };
     let (tls, info) = Tls::load(files)?;
     tracing::info!(certificate = %info, "HTTPS: TLS 1.2 and 1.3");
-    warn_validity(&info);
+    warn_about_tls(&info);
     if let Some(u) = &config.public_url
         && u.starts_with("http://")
     {
@@ -154,8 +154,8 @@ fn load_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
     Ok(Some(Arc::new(tls)))
 }
 
-fn warn_validity(info: &crate::tls::CertInfo) {
-    if let Some(w) = info.validity_warning(chrono::Utc::now().timestamp()) {
+fn warn_about_tls(info: &crate::tls::CertInfo) {
+    for w in info.warnings(chrono::Utc::now().timestamp()) {
         tracing::warn!("{w}");
     }
 }
@@ -175,7 +175,7 @@ fn reload_tls_on_sighup(tls: Option<Arc<Tls>>) -> anyhow::Result<()> {
             match web::block(move || tls.reload()).await {
                 Ok(Ok(info)) => {
                     tracing::info!(certificate = %info, "SIGHUP: TLS certificate reloaded");
-                    warn_validity(&info);
+                    warn_about_tls(&info);
                 }
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "SIGHUP: TLS certificate not reloaded; still serving the previous one")
@@ -255,7 +255,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         handle.stop(true).await;
     });
     for a in &addrs {
-        tracing::info!(address = %a, "listening");
+        tracing::info!(address = %a, scheme, "listening");
         writeln!(out, "listening on {scheme}://{a}")?;
     }
     out.flush()?;

@@ -67,9 +67,21 @@ pub struct CertInfo {
     pub not_after: i64,
     /// Certificates in the chain, the server's own included.
     pub chain_len: usize,
+    /// The key file's permissions let every local user read it.
+    pub key_world_readable: bool,
 }
 
 impl CertInfo {
+    /// Warnings worth an operator's attention at `now` (Unix seconds): the certificate's validity
+    /// and a private key file any local user can read.
+    pub fn warnings(&self, now: i64) -> Vec<String> {
+        let mut w: Vec<String> = self.validity_warning(now).into_iter().collect();
+        if self.key_world_readable {
+            w.push("the TLS private key file is readable by every local user: chmod o-r it".to_string());
+        }
+        w
+    }
+
     /// A warning when the certificate is expired, not yet valid or expires within 14 days at `now`
     /// (Unix seconds): clients would reject it, or soon will.
     pub fn validity_warning(&self, now: i64) -> Option<String> {
@@ -197,7 +209,8 @@ fn load_pair(files: &TlsFiles, provider: &CryptoProvider) -> Result<(CertifiedKe
         }
         Err(_) => return Err(TlsError::BadCertificate { path: files.cert.clone() }),
     }
-    let info = cert_info(&certified.cert).ok_or_else(|| TlsError::BadCertificate { path: files.cert.clone() })?;
+    let mut info = cert_info(&certified.cert).ok_or_else(|| TlsError::BadCertificate { path: files.cert.clone() })?;
+    info.key_world_readable = world_readable(&files.key);
     Ok((certified, info))
 }
 
@@ -245,6 +258,11 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     }
 }
 
+fn world_readable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -253,7 +271,7 @@ fn cert_info(chain: &[CertificateDer<'static>]) -> Option<CertInfo> {
     let leaf = chain.first()?;
     let names = webpki::EndEntityCert::try_from(leaf).ok()?.valid_dns_names().map(str::to_string).collect();
     let (not_before, not_after) = validity(leaf).ok()?;
-    Some(CertInfo { names, not_before, not_after, chain_len: chain.len() })
+    Some(CertInfo { names, not_before, not_after, chain_len: chain.len(), key_world_readable: false })
 }
 
 /// `notBefore` and `notAfter` of an X.509 certificate (RFC 5280 §4.1), Unix seconds:
@@ -345,7 +363,7 @@ mod tests {
     #[test]
     fn validity_warnings() {
         let (not_before, not_after) = (1_000_000, 1_000_000 + 100 * 86_400);
-        let info = CertInfo { names: vec![], not_before, not_after, chain_len: 1 };
+        let info = CertInfo { names: vec![], not_before, not_after, chain_len: 1, key_world_readable: false };
         assert_eq!(info.validity_warning(not_before), None);
         assert_eq!(info.validity_warning(not_after - 15 * 86_400), None);
         let w = info.validity_warning(not_after + 1).unwrap();
@@ -367,6 +385,21 @@ mod tests {
             (rfc3339(info.not_before), rfc3339(info.not_after)),
             ("2049-06-01T00:00:00Z".into(), "2077-01-01T00:00:00Z".into())
         );
+    }
+
+    #[test]
+    fn warns_of_a_key_file_every_user_can_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let a = issue(&["a.example"], (2020, 1, 1), (2040, 1, 1));
+        let f = files(dir.path(), &a.cert_pem, &a.key_pem);
+        let now = chrono::Utc::now().timestamp();
+        std::fs::set_permissions(&f.key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let (tls, info) = Tls::load(f.clone()).unwrap();
+        assert!(!info.key_world_readable && info.warnings(now).is_empty(), "{:?}", info.warnings(now));
+        std::fs::set_permissions(&f.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let info = tls.reload().unwrap();
+        assert_eq!(info.warnings(now), ["the TLS private key file is readable by every local user: chmod o-r it"]);
     }
 
     #[test]
