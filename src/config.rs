@@ -38,6 +38,17 @@ pub struct Config {
     pub auth_fail_burst: u32,
     /// Failed authentications per second allowed after the burst (> 0).
     pub auth_fail_per_sec: f64,
+    /// Serve HTTPS with this certificate chain and private key (PEM files, read again on SIGHUP).
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files HTTPS is served with (`src/tls.rs` reads them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    /// The server's certificate first, then any intermediates (e.g. certbot's `fullchain.pem`).
+    pub cert: PathBuf,
+    /// Its private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC), unencrypted.
+    pub key: PathBuf,
 }
 
 /// Retention periods, in microseconds: events received longer ago than their workspace's period
@@ -71,6 +82,14 @@ pub struct FileConfig {
     pub retention: Option<RetentionFile>,
     pub auth_fail_burst: Option<u32>,
     pub auth_fail_per_sec: Option<f64>,
+    pub tls: Option<TlsFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +113,8 @@ pub struct Overrides {
     pub retention_default: Option<String>,
     pub auth_fail_burst: Option<u32>,
     pub auth_fail_per_sec: Option<f64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -139,6 +160,7 @@ impl Config {
             retention: Retention { interval: DEFAULT_PURGE_INTERVAL_US, ..Default::default() },
             auth_fail_burst: DEFAULT_AUTH_FAIL_BURST,
             auth_fail_per_sec: DEFAULT_AUTH_FAIL_PER_SEC,
+            tls: None,
         }
     }
 
@@ -173,6 +195,7 @@ impl Config {
         if !(auth_fail_per_sec.is_finite() && auth_fail_per_sec > 0.0) {
             anyhow::bail!("auth_fail_per_sec must be a positive number");
         }
+        let tls = resolve_tls(file.tls.unwrap_or_default(), o.tls_cert, o.tls_key)?;
         let interval = match rf.interval.as_deref() {
             Some(i) => duration_setting("retention.interval", i)?,
             None => DEFAULT_PURGE_INTERVAL_US,
@@ -188,6 +211,7 @@ impl Config {
             retention: Retention { default, workspaces, interval },
             auth_fail_burst,
             auth_fail_per_sec,
+            tls,
         })
     }
 
@@ -208,6 +232,14 @@ impl Config {
         let _ = writeln!(s, "oauth_client_id = {}", q(&self.oauth_client_id));
         let _ = writeln!(s, "auth_fail_burst = {}", self.auth_fail_burst);
         let _ = writeln!(s, "auth_fail_per_sec = {:?}", self.auth_fail_per_sec);
+        match &self.tls {
+            Some(t) => {
+                s.push_str("\n[tls]\n");
+                let _ = writeln!(s, "cert = {}", q(&t.cert.display().to_string()));
+                let _ = writeln!(s, "key = {}", q(&t.key.display().to_string()));
+            }
+            None => s.push_str("# [tls]: not set (plain HTTP)\n"),
+        }
         s.push_str("\n[retention]\n");
         match self.retention.default {
             Some(d) => _ = writeln!(s, "default = {}", q(&format_duration(d))),
@@ -222,6 +254,20 @@ impl Config {
             }
         }
         s
+    }
+}
+
+/// The certificate and key come as a pair, each from the flag/environment or else the file.
+fn resolve_tls(file: TlsFile, cert: Option<PathBuf>, key: Option<PathBuf>) -> anyhow::Result<Option<TlsFiles>> {
+    match (cert.or(file.cert), key.or(file.key)) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => anyhow::bail!(
+            "a TLS certificate is set but no private key: give --tls-key (TRAILKEEP_TLS_KEY, [tls] key) too"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "a TLS private key is set but no certificate: give --tls-cert (TRAILKEEP_TLS_CERT, [tls] cert) too"
+        ),
     }
 }
 
@@ -268,6 +314,15 @@ oauth_client_id = "trailkeep"
 auth_fail_burst = 20
 auth_fail_per_sec = 1.0
 
+[tls]
+# Serve HTTPS (TLS 1.2 and 1.3 only) with this certificate chain (the server's certificate first,
+# then intermediates, e.g. certbot's fullchain.pem) and its private key (PKCS#8, RSA or EC), both
+# PEM. Both files are read again on SIGHUP (`systemctl reload trailkeep`, `kill -HUP`), so a
+# renewed certificate takes effect without a restart or dropped connections. Default: plain HTTP.
+# Env TRAILKEEP_TLS_CERT / TRAILKEEP_TLS_KEY, flags --tls-cert / --tls-key.
+# cert = "/etc/trailkeep/tls/fullchain.pem"       # example
+# key = "/etc/trailkeep/tls/privkey.pem"          # example
+
 [retention]
 # Events received longer ago than their workspace's period lose their content; their hashes
 # stay, so proofs and `trailkeep verify` still pass, and each purge is itself logged as an
@@ -296,10 +351,22 @@ mod tests {
         assert_eq!(c.retention.default, None);
         assert!(!c.retention.is_enabled());
         // Uncommenting the examples still parses.
-        let uncommented = EXAMPLE.replace("# \"workspaces/", "\"workspaces/").replace("# public_url", "public_url");
+        assert_eq!(c.tls, None);
+        let uncommented = EXAMPLE
+            .replace("# \"workspaces/", "\"workspaces/")
+            .replace("# public_url", "public_url")
+            .replace("# cert = ", "cert = ")
+            .replace("# key = ", "key = ");
         let c = Config::resolve(FileConfig::parse(&uncommented).unwrap(), Overrides::default()).unwrap();
         assert_eq!(c.retention.workspaces.get("workspaces/sandbox"), Some(&(30 * 86_400 * 1_000_000)));
         assert_eq!(c.public_url.as_deref(), Some("https://audit.example.com"));
+        let tls = c.tls.as_ref().expect("[tls] set");
+        assert_eq!(tls.cert, Path::new("/etc/trailkeep/tls/fullchain.pem"));
+        assert_eq!(tls.key, Path::new("/etc/trailkeep/tls/privkey.pem"));
+        let shown = c.show();
+        assert!(shown.contains("[tls]\ncert = \"/etc/trailkeep/tls/fullchain.pem\"\nkey = "), "{shown}");
+        let again = Config::resolve(FileConfig::parse(&shown).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(again.tls, c.tls, "config show round-trips [tls]");
     }
 
     #[test]
@@ -323,6 +390,27 @@ mod tests {
         let bad = FileConfig::parse("[retention]\ndefault = \"soon\"").unwrap();
         let err = Config::resolve(bad, Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("retention.default"), "{err}");
+    }
+
+    #[test]
+    fn tls_cert_and_key_come_as_a_pair() {
+        let file = || FileConfig::parse("[tls]\ncert = \"/f/cert.pem\"\nkey = \"/f/key.pem\"\n").unwrap();
+        let c = Config::resolve(file(), Overrides::default()).unwrap();
+        assert_eq!(c.tls, Some(TlsFiles { cert: "/f/cert.pem".into(), key: "/f/key.pem".into() }));
+        // Flags/environment beat the file, each file on its own.
+        let o = Overrides { tls_cert: Some("/o/cert.pem".into()), ..Default::default() };
+        let c = Config::resolve(file(), o).unwrap();
+        assert_eq!(c.tls, Some(TlsFiles { cert: "/o/cert.pem".into(), key: "/f/key.pem".into() }));
+        let o = Overrides { tls_key: Some("/o/key.pem".into()), ..Default::default() };
+        let err = Config::resolve(FileConfig::default(), o).unwrap_err().to_string();
+        assert!(err.contains("no certificate") && err.contains("--tls-cert"), "{err}");
+        let o = Overrides { tls_cert: Some("/o/cert.pem".into()), ..Default::default() };
+        let err = Config::resolve(FileConfig::default(), o).unwrap_err().to_string();
+        assert!(err.contains("no private key") && err.contains("--tls-key"), "{err}");
+        let shown = Config::resolve(FileConfig::default(), Overrides::default()).unwrap().show();
+        assert!(shown.contains("# [tls]: not set (plain HTTP)"), "{shown}");
+        let err = FileConfig::parse("[tls]\ncertificate = \"x\"").unwrap_err().to_string();
+        assert!(err.contains("unknown field `certificate`"), "{err}");
     }
 
     #[test]

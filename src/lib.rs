@@ -12,4 +12,5 @@ pub mod search;
 pub mod server;
 pub mod store;
 pub mod time;
+pub mod tls;
 pub mod verify;

@@ -102,6 +102,13 @@ struct ServeArgs {
     /// Public base URL (for OIDC, discovery and download links)
     #[arg(long, env = "TRAILKEEP_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (server certificate first, then intermediates);
+    /// read again on SIGHUP
+    #[arg(long, env = "TRAILKEEP_TLS_CERT", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (PKCS#8, RSA or EC, unencrypted); read again on SIGHUP
+    #[arg(long, env = "TRAILKEEP_TLS_KEY", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
     /// Keep private source IP addresses instead of redacting them to "private"
     #[arg(long, env = "TRAILKEEP_NO_REDACT_PRIVATE_IPS")]
     no_redact_private_ips: bool,
@@ -141,6 +148,8 @@ impl ServeArgs {
                 retention_default: self.retention_default.clone(),
                 auth_fail_burst: self.auth_fail_burst,
                 auth_fail_per_sec: self.auth_fail_per_sec,
+                tls_cert: self.tls_cert.clone(),
+                tls_key: self.tls_key.clone(),
             },
         )
     }
@@ -151,7 +160,7 @@ enum ConfigCommand {
     /// Print a commented example configuration file
     Example,
     /// Print the effective configuration (file < TRAILKEEP_* environment < flags), secrets masked
-    Show(ServeArgs),
+    Show(Box<ServeArgs>),
 }
 
 #[derive(Subcommand)]

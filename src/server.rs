@@ -1,5 +1,6 @@
 //! Opening a data directory into a running service: settings, signing key, tree, checkpoint check,
-//! first admin key, writer thread, reader pool; and serving it over HTTP with graceful shutdown.
+//! first admin key, writer thread, reader pool; and serving it over HTTP or HTTPS (certificate
+//! reloaded on SIGHUP) with graceful shutdown.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::http::state::AppState;
 use crate::keys::{KeyStore, Scopes};
 use crate::ledger::{Ledger, check_against_checkpoint, random_bytes, read_checkpoint, verify_root_signature};
 use crate::store::{self, writer};
+use crate::tls::Tls;
 
 /// An opened data directory, ready to serve.
 pub struct Opened {
@@ -136,10 +138,61 @@ pub fn cap_malloc_arenas() -> Option<std::io::Error> {
     None
 }
 
+/// Reads the certificate and key when TLS is configured; logs what is served and any validity
+/// warning. Checked before the data directory is opened, so a bad file stops `serve` at once.
+fn load_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
+    let Some(files) = config.tls.clone() else { return Ok(None) };
+    let (tls, info) = Tls::load(files)?;
+    tracing::info!(certificate = %info, "HTTPS: TLS 1.2 and 1.3");
+    warn_about_tls(&info);
+    if let Some(u) = &config.public_url
+        && u.starts_with("http://")
+    {
+        tracing::warn!(
+            "public_url starts with http:// while the server speaks HTTPS only: links it hands out will not work"
+        );
+    }
+    Ok(Some(Arc::new(tls)))
+}
+
+fn warn_about_tls(info: &crate::tls::CertInfo) {
+    for w in info.warnings(chrono::Utc::now().timestamp()) {
+        tracing::warn!("{w}");
+    }
+}
+
+/// SIGHUP reads the certificate and key again (`systemctl reload`, certbot's deploy hook); new
+/// handshakes get the new certificate, open connections are untouched, and a bad new pair is
+/// logged and ignored. Without TLS there is nothing to reload, and SIGHUP no longer stops the
+/// server.
+fn reload_tls_on_sighup(tls: Option<Arc<Tls>>) -> anyhow::Result<()> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    actix_web::rt::spawn(async move {
+        while hup.recv().await.is_some() {
+            let Some(tls) = tls.clone() else {
+                tracing::info!("SIGHUP: nothing to reload (TLS is off)");
+                continue;
+            };
+            match web::block(move || tls.reload()).await {
+                Ok(Ok(info)) => {
+                    tracing::info!(certificate = %info, "SIGHUP: TLS certificate reloaded");
+                    warn_about_tls(&info);
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "SIGHUP: TLS certificate not reloaded; still serving the previous one")
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload did not run; still serving the previous one"),
+            }
+        }
+    });
+    Ok(())
+}
+
 /// Serves until SIGINT/SIGTERM, then drains in-flight requests and closes the database.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     crate::http::observe::init_metrics();
+    let tls = load_tls(&config)?;
     let opened = open(config)?;
     let mut out = std::io::stdout();
     if let Some(key) = &opened.bootstrap_key {
@@ -161,8 +214,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // a few cores.
     .worker_max_blocking_threads(16)
     .shutdown_timeout(30)
-    .disable_signals()
-    .bind(listen)
+    .disable_signals();
+    let server = match &tls {
+        Some(tls) => server.bind_rustls_0_23(listen, tls.server_config()?),
+        None => server.bind(listen),
+    }
     .with_context(|| format!("cannot listen on {listen}"))?;
     let addrs = server.addrs();
     let server = server.run();
@@ -170,6 +226,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // moment after "listening on" is a graceful stop.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    reload_tls_on_sighup(tls)?;
     if opened.state.config.retention.is_enabled() {
         let state = opened.state.clone();
         actix_web::rt::spawn(async move {
@@ -198,8 +256,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         handle.stop(true).await;
     });
     for a in &addrs {
-        tracing::info!(address = %a, "listening");
-        writeln!(out, "listening on http://{a}")?;
+        tracing::info!(address = %a, scheme, "listening");
+        writeln!(out, "listening on {scheme}://{a}")?;
     }
     out.flush()?;
     server.await?;

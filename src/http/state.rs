@@ -56,13 +56,15 @@ where
     }
 }
 
-/// The public base URL: configured, else from the request's scheme and Host.
+/// The public base URL: configured, else from the request's scheme (always `https` when the server
+/// speaks TLS itself) and Host.
 pub fn base_url(state: &State, req: &HttpRequest) -> String {
     if let Some(u) = &state.config.public_url {
         return u.trim_end_matches('/').to_string();
     }
     let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
+    let scheme = if state.config.tls.is_some() { "https" } else { info.scheme() };
+    format!("{scheme}://{}", info.host())
 }
 
 /// The last purge run (time in µs, and what it did).

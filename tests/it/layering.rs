@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["main", "lib"],
     &["server"],
     &["http"],
-    &["export", "verify", "backup"],
+    &["export", "verify", "backup", "tls"],
     &["keys"],
     &["store"],
     &["ledger", "search", "config"],

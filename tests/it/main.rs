@@ -12,3 +12,4 @@ mod pangea;
 mod process;
 mod props;
 mod retention;
+mod tls;
