@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::keystore::Passphrase;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// How often the retention purge runs when a retention period is configured.
 pub const DEFAULT_PURGE_INTERVAL_US: i64 = 3600 * 1_000_000;
@@ -36,6 +38,9 @@ pub struct Config {
     pub auth_fail_burst: u32,
     /// Failed authentications per second allowed after the burst (> 0).
     pub auth_fail_per_sec: f64,
+    /// Unlocks (and, for new keys, seals) the key store's files; from `TRAILKEEP_KEY_PASSPHRASE`
+    /// or `--key-passphrase-file`, never from the file.
+    pub key_passphrase: Option<Passphrase>,
 }
 
 /// Retention periods, in microseconds: events received longer ago than their workspace's period
@@ -92,6 +97,7 @@ pub struct Overrides {
     pub retention_default: Option<String>,
     pub auth_fail_burst: Option<u32>,
     pub auth_fail_per_sec: Option<f64>,
+    pub key_passphrase: Option<Passphrase>,
 }
 
 impl FileConfig {
@@ -166,6 +172,7 @@ impl Config {
             retention: Retention { interval: DEFAULT_PURGE_INTERVAL_US, ..Default::default() },
             auth_fail_burst: DEFAULT_AUTH_FAIL_BURST,
             auth_fail_per_sec: DEFAULT_AUTH_FAIL_PER_SEC,
+            key_passphrase: None,
         }
     }
 
@@ -215,12 +222,14 @@ impl Config {
             retention: Retention { default, workspaces, interval },
             auth_fail_burst,
             auth_fail_per_sec,
+            key_passphrase: o.key_passphrase,
         })
     }
 
     /// The effective configuration as TOML (what `trailkeep config show` prints). Nothing secret
-    /// lives in the configuration (keys and the signing key are in the database); credentials
-    /// embedded in `public_url` are masked all the same.
+    /// lives in the configuration (API keys are in the database, the server's keys in the key
+    /// store; the key passphrase only says whether it is set); credentials embedded in
+    /// `public_url` are masked all the same.
     pub fn show(&self) -> String {
         let mut s = String::new();
         let q = |v: &str| toml::Value::String(v.to_string()).to_string();
@@ -235,6 +244,9 @@ impl Config {
         let _ = writeln!(s, "oauth_client_id = {}", q(&self.oauth_client_id));
         let _ = writeln!(s, "auth_fail_burst = {}", self.auth_fail_burst);
         let _ = writeln!(s, "auth_fail_per_sec = {:?}", self.auth_fail_per_sec);
+        if self.key_passphrase.is_some() {
+            s.push_str("# key passphrase: set (the key store's files are encrypted)\n");
+        }
         s.push_str("\n[retention]\n");
         match self.retention.default {
             Some(d) => _ = writeln!(s, "default = {}", q(&format_duration(d))),

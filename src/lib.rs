@@ -3,10 +3,12 @@
 
 pub mod backup;
 pub mod config;
+pub mod datadir;
 pub mod event;
 pub mod export;
 pub mod http;
 pub mod keys;
+pub mod keystore;
 pub mod ledger;
 pub mod search;
 pub mod server;
