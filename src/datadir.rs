@@ -126,6 +126,9 @@ pub fn open_export(path: &Path) -> std::io::Result<File> {
 /// Creates an empty 0600 file unless one exists (so that SQLite, which derives the mode of the
 /// database's `-wal` and `-shm` files from the database file, makes those 0600 too).
 pub fn touch_private(path: &Path) -> std::io::Result<()> {
+    if path.exists() {
+        return Ok(()); // nothing to create (and nothing to write on a read-only filesystem)
+    }
     match create_private(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
