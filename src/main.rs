@@ -382,6 +382,9 @@ fn keys(command: KeysCommand, d: &DataDir) -> anyhow::Result<ExitCode> {
             println!("public_key: {}", B64.encode(public.as_bytes()));
         }
         KeysCommand::Files => {
+            if !key_dir.exists() {
+                anyhow::bail!("no key store at {} yet: start the server once", key_dir.display());
+            }
             println!("{:<32}  {:<8}  {:<12}  {:<10}  public key", "name", "version", "kind", "encrypted");
             for k in trailkeep::keystore::scan(&key_dir)? {
                 let public = k.public_key.map(|p| B64.encode(p.as_bytes())).unwrap_or_else(|| "-".into());
