@@ -277,8 +277,9 @@ fn mask_userinfo(url: &str) -> String {
 /// A commented example file (`trailkeep config example`); a unit test checks it parses.
 pub const EXAMPLE: &str = r#"# trailkeep configuration (TOML). Every key is optional; the values shown are the defaults
 # unless marked "example". Precedence: defaults < this file < TRAILKEEP_* environment < flags.
-# Unknown keys are an error. Secrets (API keys, the signing key) are never configured here:
-# they live in the database and are managed with `trailkeep keys`.
+# Unknown keys are an error. Secrets are never configured here: API keys live in the database
+# (`trailkeep keys`), the server's signing keys in the key store DATA_DIR/keys, encrypted when
+# TRAILKEEP_KEY_PASSPHRASE or --key-passphrase-file gives a passphrase.
 
 # Address and port to listen on (env TRAILKEEP_LISTEN, flag --listen).
 listen = "127.0.0.1:8080"
@@ -362,6 +363,17 @@ mod tests {
         let bad = FileConfig::parse("[retention]\ndefault = \"soon\"").unwrap();
         let err = Config::resolve(bad, Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("retention.default"), "{err}");
+    }
+
+    #[test]
+    fn the_key_passphrase_is_never_shown() {
+        let o = Overrides { key_passphrase: Some(Passphrase::new("hunter2".into()).unwrap()), ..Default::default() };
+        let c = Config::resolve(FileConfig::default(), o).unwrap();
+        let shown = c.show();
+        assert!(shown.contains("# key passphrase: set") && !shown.contains("hunter2"), "{shown}");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(FileConfig::parse(&shown).is_ok());
+        assert!(!Config::resolve(FileConfig::default(), Overrides::default()).unwrap().show().contains("passphrase"));
     }
 
     #[test]
