@@ -14,8 +14,9 @@ keys' secrets (test data), the last signed root and the public key. For each fix
 * both dialects find every fixture event: Pangea search by hash, H2O search by event id (events
   whose content retention removed are excluded from searches, as they were before);
 * the root at the fixture's size is unchanged, new events (both dialects) append to the same trail:
-  every consistency step from the fixture's last root to the new one verifies with the Pangea SDK's
-  code, the new root's signature with the fixture's public key;
+  a Pangea log naming the fixture's last root as ``prev_root`` gets a consistency proof from it that
+  the Pangea SDK's code verifies, every step from that root to the new one verifies too, and the
+  new root is signed with the fixture's public key;
 * every fixture API key still authenticates with its scopes and workspace limits, the revoked one
   does not;
 * ``verify`` passes after the new writes and the server restarts on the upgraded directory.
@@ -100,6 +101,7 @@ def _modes(data: Path) -> List[str]:
 
 def test_release_fixture_upgrades_and_continues_its_trail(release, new_server):
     from cryptography.hazmat.primitives import serialization
+    from pangea.services.audit.util import decode_consistency_proof, decode_hash, verify_consistency_proof
 
     name, data, m = release
     problems: List[str] = []
@@ -163,9 +165,18 @@ def test_release_fixture_upgrades_and_continues_its_trail(release, new_server):
     r = api.root(size)
     if rh.pangea_ok(r)["data"]["root_hash"] != root_hash:
         problems.append(f"the root at the fixture's size {size} changed: {rh.short(r)}")
-    r = api.pangea("/v1/log", {"event": rh.pangea_event("workspaces/w1", message="after the upgrade")})
+    r = api.h2o_create(rh.h2o_event("workspaces/w3", token="after-upgrade-first"))
     if r.status_code != 200:
-        problems.append(f"Pangea log after the upgrade: {rh.short(r)}")
+        problems.append(f"H2O create after the upgrade: {rh.short(r)}")
+    # The Pangea client's check: a log naming the fixture's root as prev_root gets the consistency
+    # proof from it to the new root, verified with the SDK's code.
+    r = api.pangea("/v1/log", {"event": rh.pangea_event("workspaces/w1", message="after the upgrade"),
+                               "verbose": True, "prev_root": root_hash})
+    res = rh.pangea_ok(r) if r.status_code == 200 else {}
+    if not res.get("consistency_proof") or not verify_consistency_proof(
+            decode_hash(res["unpublished_root"]), decode_hash(root_hash),
+            decode_consistency_proof(res["consistency_proof"])):
+        problems.append(f"no verifiable consistency proof from the fixture's root: {rh.short(r)}")
     r = api.h2o_create(rh.h2o_event("workspaces/w2", token="after-upgrade"))
     if r.status_code != 200:
         problems.append(f"H2O create after the upgrade: {rh.short(r)}")
