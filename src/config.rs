@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::keystore::Passphrase;
 use crate::time::{format_duration, parse_duration};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -38,6 +39,9 @@ pub struct Config {
     pub auth_fail_burst: u32,
     /// Failed authentications per second allowed after the burst (> 0).
     pub auth_fail_per_sec: f64,
+    /// Unlocks (and, for new keys, seals) the key store's files; from `TRAILKEEP_KEY_PASSPHRASE`
+    /// or `--key-passphrase-file`, never from the file.
+    pub key_passphrase: Option<Passphrase>,
     /// Serve HTTPS with this certificate chain and private key (PEM files, read again on SIGHUP).
     pub tls: Option<TlsFiles>,
 }
@@ -115,6 +119,7 @@ pub struct Overrides {
     pub auth_fail_per_sec: Option<f64>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub key_passphrase: Option<Passphrase>,
 }
 
 impl FileConfig {
@@ -161,6 +166,7 @@ impl Config {
             auth_fail_burst: DEFAULT_AUTH_FAIL_BURST,
             auth_fail_per_sec: DEFAULT_AUTH_FAIL_PER_SEC,
             tls: None,
+            key_passphrase: None,
         }
     }
 
@@ -212,12 +218,14 @@ impl Config {
             auth_fail_burst,
             auth_fail_per_sec,
             tls,
+            key_passphrase: o.key_passphrase,
         })
     }
 
     /// The effective configuration as TOML (what `trailkeep config show` prints). Nothing secret
-    /// lives in the configuration (keys and the signing key are in the database); credentials
-    /// embedded in `public_url` are masked all the same.
+    /// lives in the configuration (API keys are in the database, the server's keys in the key
+    /// store; the key passphrase only says whether it is set); credentials embedded in
+    /// `public_url` are masked all the same.
     pub fn show(&self) -> String {
         let mut s = String::new();
         let q = |v: &str| toml::Value::String(v.to_string()).to_string();
@@ -232,6 +240,9 @@ impl Config {
         let _ = writeln!(s, "oauth_client_id = {}", q(&self.oauth_client_id));
         let _ = writeln!(s, "auth_fail_burst = {}", self.auth_fail_burst);
         let _ = writeln!(s, "auth_fail_per_sec = {:?}", self.auth_fail_per_sec);
+        if self.key_passphrase.is_some() {
+            s.push_str("# key passphrase: set (the key store's files are encrypted)\n");
+        }
         match &self.tls {
             Some(t) => {
                 s.push_str("\n[tls]\n");
@@ -284,8 +295,9 @@ fn mask_userinfo(url: &str) -> String {
 /// A commented example file (`trailkeep config example`); a unit test checks it parses.
 pub const EXAMPLE: &str = r#"# trailkeep configuration (TOML). Every key is optional; the values shown are the defaults
 # unless marked "example". Precedence: defaults < this file < TRAILKEEP_* environment < flags.
-# Unknown keys are an error. Secrets (API keys, the signing key) are never configured here:
-# they live in the database and are managed with `trailkeep keys`.
+# Unknown keys are an error. Secrets are never configured here: API keys live in the database
+# (`trailkeep keys`), the server's signing keys in the key store DATA_DIR/keys, encrypted when
+# TRAILKEEP_KEY_PASSPHRASE or --key-passphrase-file gives a passphrase.
 
 # Address and port to listen on (env TRAILKEEP_LISTEN, flag --listen).
 listen = "127.0.0.1:8080"
@@ -411,6 +423,17 @@ mod tests {
         assert!(shown.contains("# [tls]: not set (plain HTTP)"), "{shown}");
         let err = FileConfig::parse("[tls]\ncertificate = \"x\"").unwrap_err().to_string();
         assert!(err.contains("unknown field `certificate`"), "{err}");
+    }
+
+    #[test]
+    fn the_key_passphrase_is_never_shown() {
+        let o = Overrides { key_passphrase: Some(Passphrase::new("hunter2".into()).unwrap()), ..Default::default() };
+        let c = Config::resolve(FileConfig::default(), o).unwrap();
+        let shown = c.show();
+        assert!(shown.contains("# key passphrase: set") && !shown.contains("hunter2"), "{shown}");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(FileConfig::parse(&shown).is_ok());
+        assert!(!Config::resolve(FileConfig::default(), Overrides::default()).unwrap().show().contains("passphrase"));
     }
 
     #[test]

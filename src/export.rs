@@ -230,7 +230,7 @@ pub fn export_cli(
     };
     let n = match out {
         Some(path) => {
-            let f = std::io::BufWriter::new(std::fs::File::create(path)?);
+            let f = std::io::BufWriter::new(crate::datadir::open_export(path)?);
             write_export(&conn, &q, format, f, progress)?
         }
         None => write_export(&conn, &q, format, std::io::BufWriter::new(std::io::stdout().lock()), progress)?,

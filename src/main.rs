@@ -4,8 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Parser, Subcommand};
 use trailkeep::config::{Config, FileConfig, Overrides, default_data_dir};
+use trailkeep::keystore::Passphrase;
 
 /// mimalloc instead of glibc malloc: the request path builds and drops many small JSON values, and
 /// glibc's bin management (`_int_malloc`, `unlink_chunk`) took over half of the HTTP threads' CPU in
@@ -22,9 +25,32 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct DataDir {
-    /// Data directory (database, checkpoint file). Default: $STATE_DIRECTORY, else ~/.local/share/trailkeep
+    /// Data directory (database, checkpoint file, key store). Default: $STATE_DIRECTORY, else ~/.local/share/trailkeep
     #[arg(long, env = "TRAILKEEP_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// File holding the key store's passphrase (its first line; also TRAILKEEP_KEY_PASSPHRASE):
+    /// encrypts new key files and opens encrypted ones
+    #[arg(long, env = "TRAILKEEP_KEY_PASSPHRASE_FILE", global = true)]
+    key_passphrase_file: Option<PathBuf>,
+}
+
+impl DataDir {
+    fn dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+
+    /// The key passphrase: `--key-passphrase-file` (or `TRAILKEEP_KEY_PASSPHRASE_FILE`), else
+    /// `TRAILKEEP_KEY_PASSPHRASE`, else none.
+    fn passphrase(&self) -> anyhow::Result<Option<Passphrase>> {
+        if let Some(f) = &self.key_passphrase_file {
+            return Passphrase::from_file(f).map(Some);
+        }
+        match std::env::var("TRAILKEEP_KEY_PASSPHRASE") {
+            Ok(p) => Passphrase::new(p).map(Some),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => anyhow::bail!("TRAILKEEP_KEY_PASSPHRASE is not valid UTF-8"),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -45,6 +71,9 @@ enum Command {
         /// Destination file (must not exist); its checkpoint is written to FILE.checkpoint
         #[arg(long)]
         to: PathBuf,
+        /// Also copy the key store (the private keys, encrypted if the store is) to FILE.keys/
+        #[arg(long)]
+        include_keys: bool,
     },
     /// Restore a backup into an empty data directory
     Restore {
@@ -53,6 +82,9 @@ enum Command {
         /// The backup file written by `trailkeep backup`
         #[arg(long)]
         from: PathBuf,
+        /// Key files to continue the trail with (default: FILE.keys/ if the backup has one)
+        #[arg(long)]
+        keys: Option<PathBuf>,
     },
     /// Export events (streamed; a progress bar on a terminal)
     Export {
@@ -150,6 +182,7 @@ impl ServeArgs {
                 auth_fail_per_sec: self.auth_fail_per_sec,
                 tls_cert: self.tls_cert.clone(),
                 tls_key: self.tls_key.clone(),
+                key_passphrase: self.dir.passphrase()?,
             },
         )
     }
@@ -182,6 +215,13 @@ enum KeysCommand {
     Revoke { id: String },
     /// Print the server's Ed25519 public key (base64) and tree name
     Public,
+    /// List the key store's files (the server's own keys: name, version, kind, encrypted)
+    Files,
+    /// Encrypt the key store's files with the passphrase given (TRAILKEEP_KEY_PASSPHRASE or
+    /// --key-passphrase-file); stop the server first
+    Encrypt,
+    /// Decrypt the key store's files (needs the passphrase); with `encrypt`, changes it
+    Decrypt,
 }
 
 fn main() -> ExitCode {
@@ -202,11 +242,10 @@ fn init_logs(format: &str) {
     if format == "json" { b.json().init() } else { b.init() }
 }
 
-fn data_dir(d: &DataDir) -> PathBuf {
-    d.data_dir.clone().unwrap_or_else(default_data_dir)
-}
-
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Whatever this process creates (database, WAL, checkpoint, key files, backups, exports) is
+    // private to its user; the library also sets 0600/0700 explicitly where it creates files.
+    trailkeep::datadir::private_umask();
     match cli.command {
         Command::Serve(a) => {
             let not_capped = trailkeep::server::cap_malloc_arenas();
@@ -219,7 +258,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             actix_web::rt::System::new().block_on(trailkeep::server::run(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keys { command, dir } => keys(command, &data_dir(&dir)),
+        Command::Keys { command, dir } => keys(command, &dir),
         Command::Config { command: ConfigCommand::Example } => {
             print!("{}", trailkeep::config::EXAMPLE);
             Ok(ExitCode::SUCCESS)
@@ -230,7 +269,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Export { dir, since, until, query, format, out } => {
             let n = trailkeep::export::export_cli(
-                &data_dir(&dir),
+                &dir.dir(),
                 since.as_deref(),
                 until.as_deref(),
                 &query,
@@ -240,19 +279,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("exported {n} events");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Backup { dir, to } => {
-            let cp = trailkeep::backup::backup(&data_dir(&dir), &to)?;
-            println!("backup written to {} (tree size {}, root {})", to.display(), cp.root.size, cp.root.root_hash);
+        Command::Backup { dir, to, include_keys } => {
+            let b = trailkeep::backup::backup(&dir.dir(), &to, include_keys)?;
+            let cp = &b.checkpoint.root;
+            println!("backup written to {} (tree size {}, root {})", to.display(), cp.size, cp.root_hash);
+            if include_keys {
+                let ids: Vec<String> = b.keys.iter().map(|k| k.id()).collect();
+                println!(
+                    "key files copied to {}: {} (private keys: keep this copy as safe as the server)",
+                    trailkeep::backup::keys_beside(&to).display(),
+                    ids.join(", ")
+                );
+            } else {
+                println!("private keys not included (--include-keys copies them); the backup verifies without them");
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Restore { dir, from } => {
-            let dir = data_dir(&dir);
-            trailkeep::backup::restore(&from, &dir)?;
+        Command::Restore { dir, from, keys } => {
+            let dir = dir.dir();
+            let r = trailkeep::backup::restore(&from, &dir, keys.as_deref())?;
             println!("restored {} into {}; run `trailkeep verify` to check it", from.display(), dir.display());
+            println!("the trail needs its root-signing key to continue: Ed25519 public key {}", r.public_key);
+            match (&r.root_signing, r.keys_in_database) {
+                (Some(k), _) => println!("restored key files: {} (the trail continues with {})", ids(&r.keys), k.id()),
+                _ if r.keys_in_database => println!(
+                    "the backup was made by an older release and holds its keys; they move to the key store at the first start"
+                ),
+                (None, _) => println!(
+                    "that key was not given: `serve` refuses to start until its file is in {}/keys \
+                     (restore again with --keys DIR, or `install -m 600 FILE {}/keys/`); \
+                     verify, export and keys list work now",
+                    dir.display(),
+                    dir.display()
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { dir, against } => {
-            let dir = data_dir(&dir);
+            let dir = dir.dir();
             let report = trailkeep::verify::verify(&dir, against.as_deref())?;
             for p in &report.problems {
                 println!("{}: {}", p.kind, p.detail);
@@ -273,16 +337,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn keys(command: KeysCommand, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let conn = trailkeep::store::open_rw(dir)?;
+fn ids(keys: &[trailkeep::keystore::KeyInfo]) -> String {
+    keys.iter().map(|k| k.id()).collect::<Vec<_>>().join(", ")
+}
+
+fn keys(command: KeysCommand, d: &DataDir) -> anyhow::Result<ExitCode> {
+    let dir = d.dir();
+    let passphrase = d.passphrase()?;
+    let key_dir = trailkeep::serverkeys::keys_dir(&dir);
+    // The API-key commands open the database (and finish moving an older release's keys out).
+    let open = || trailkeep::serverkeys::open_rw(&dir, passphrase.as_ref());
     match command {
         KeysCommand::Create { name, scopes, workspaces } => {
+            let conn = open()?;
             let scopes = trailkeep::keys::Scopes::parse_list(&scopes).map_err(|e| anyhow::anyhow!(e))?;
             let k = trailkeep::keys::create_key(&conn, &name, scopes, &workspaces)?;
             println!("created key {} ({}); the secret is shown only once:", k.id, scopes.names().join(","));
             println!("{}", k.secret);
         }
         KeysCommand::List => {
+            let conn = open()?;
             println!(
                 "{:<16}  {:<20}  {:<20}  {:<24}  {:<24}  workspaces",
                 "id", "name", "scopes", "last used", "revoked"
@@ -301,21 +375,41 @@ fn keys(command: KeysCommand, dir: &std::path::Path) -> anyhow::Result<ExitCode>
             }
         }
         KeysCommand::Revoke { id } => {
-            if !trailkeep::keys::revoke_key(&conn, &id)? {
+            if !trailkeep::keys::revoke_key(&open()?, &id)? {
                 anyhow::bail!("no active key with id {id}");
             }
             println!("revoked {id}");
         }
         KeysCommand::Public => {
-            let opened = trailkeep::store::get_setting(&conn, "signing_key")?;
-            let Some(seed) = opened.and_then(|s| <[u8; 32]>::try_from(s).ok()) else {
+            let conn = open()?;
+            let Some(public) = trailkeep::serverkeys::public_key(&conn)? else {
                 anyhow::bail!("no signing key yet: start the server once");
             };
             let tree = String::from_utf8(trailkeep::store::get_setting(&conn, "tree_name")?.unwrap_or_default())?;
-            let l = trailkeep::ledger::Ledger::new(Default::default(), tree.clone(), seed);
             println!("algorithm: ED25519");
             println!("tree_name: {tree}");
-            println!("public_key: {}", l.public_key_b64());
+            println!("public_key: {}", B64.encode(public.as_bytes()));
+        }
+        KeysCommand::Files => {
+            if !key_dir.exists() {
+                anyhow::bail!("no key store at {} yet: start the server once", key_dir.display());
+            }
+            println!("{:<32}  {:<8}  {:<12}  {:<10}  public key", "name", "version", "kind", "encrypted");
+            for k in trailkeep::keystore::scan(&key_dir)? {
+                let public = k.public_key.map(|p| B64.encode(p.as_bytes())).unwrap_or_else(|| "-".into());
+                println!("{:<32}  {:<8}  {:<12}  {:<10}  {public}", k.name, k.version, k.kind.name(), k.encrypted);
+            }
+        }
+        KeysCommand::Encrypt | KeysCommand::Decrypt => {
+            let Some(p) = passphrase else {
+                anyhow::bail!("give the passphrase with TRAILKEEP_KEY_PASSPHRASE or --key-passphrase-file");
+            };
+            let ks = trailkeep::keystore::KeyStore::open(&key_dir, Some(p))?;
+            if matches!(command, KeysCommand::Encrypt) {
+                println!("encrypted {} key file(s) in {}", ks.encrypt_all()?, key_dir.display());
+            } else {
+                println!("decrypted {} key file(s) in {}", ks.decrypt_all()?, key_dir.display());
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

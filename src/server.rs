@@ -9,10 +9,13 @@ use actix_web::{App, HttpServer, web};
 use anyhow::{Context, bail};
 
 use crate::config::Config;
+use crate::datadir;
 use crate::http::pangea::state::PangeaState;
 use crate::http::state::AppState;
 use crate::keys::{KeyStore, Scopes};
+use crate::keystore;
 use crate::ledger::{Ledger, check_against_checkpoint, random_bytes, read_checkpoint, verify_root_signature};
+use crate::serverkeys;
 use crate::store::{self, writer};
 use crate::tls::Tls;
 
@@ -26,18 +29,22 @@ pub struct Opened {
 
 pub fn open(config: Config) -> anyhow::Result<Opened> {
     let data_dir = config.data_dir.clone();
-    let conn = store::open_rw(&data_dir)?;
-    let seed: [u8; 32] = store::setting_or_init(&conn, "signing_key", || random_bytes::<32>().to_vec())?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the stored signing key is malformed"))?;
+    let conn = open_private_data_dir(&config)?;
     let tree_name = String::from_utf8(store::setting_or_init(&conn, "tree_name", || {
         hex::encode(random_bytes::<32>()).into_bytes()
     })?)?;
-    let token_key: [u8; 32] = store::setting_or_init(&conn, "page_token_key", || random_bytes::<32>().to_vec())?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the stored page-token key is malformed"))?;
+    let key_store = keystore::KeyStore::open(&serverkeys::keys_dir(&data_dir), config.key_passphrase.clone())?;
+    if key_store.encrypting() && key_store.list()?.iter().any(|k| !k.encrypted) {
+        tracing::warn!(
+            key_store = %key_store.dir().display(),
+            "a key passphrase is given but some key files are not encrypted: run `trailkeep keys encrypt` to encrypt them"
+        );
+    }
+    let signing = serverkeys::root_signing_key(&conn, &key_store)?;
+    let token_key = serverkeys::page_token_key(&key_store)?;
+    let seed = zeroize::Zeroizing::new(signing.to_bytes());
     let (tree, root_prefixes) = writer::load_tree(&conn)?;
-    let ledger = Arc::new(Ledger::new(tree, tree_name, seed));
+    let ledger = Arc::new(Ledger::new(tree, tree_name, *seed));
     ledger.set_root_prefixes(root_prefixes);
     check_log(&conn, &ledger, &config)?;
 
@@ -66,6 +73,22 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
         retention: Default::default(),
     });
     Ok(Opened { state, writer_thread, bootstrap_key })
+}
+
+/// Opens the data directory's database, private: a new directory is created 0700 (an empty one
+/// narrowed to it); one that other users can read or write is refused with the `chmod` that fixes
+/// it, except one written by a release before the key store, which the key move makes private.
+fn open_private_data_dir(config: &Config) -> anyhow::Result<rusqlite::Connection> {
+    let dir = &config.data_dir;
+    datadir::prepare_dir(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    if let Err(e) = datadir::check_private(dir, "the data directory")
+        && !store::written_before_key_store(dir)?
+    {
+        return Err(e);
+    }
+    let conn = serverkeys::open_rw(dir, config.key_passphrase.as_ref())?;
+    datadir::check_private(dir, "the data directory")?;
+    Ok(conn)
 }
 
 /// The latest stored root must match the tree rebuilt from the buffer roots and carry a valid

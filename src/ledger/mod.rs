@@ -170,7 +170,7 @@ pub fn prepare_checkpoint_spare(data_dir: &Path) -> std::io::Result<()> {
         }
         _ => {}
     }
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&path)?;
+    let mut f = crate::datadir::open_private(&path, false)?;
     // Real bytes, not a sparse file or an unwritten extent: writing over them later needs no space.
     f.write_all(&[b' '; CHECKPOINT_SLOT])
 }
@@ -199,7 +199,7 @@ pub fn write_checkpoint(data_dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> 
         f.sync_all().context("cannot sync checkpoint file")?;
     }
     std::fs::rename(&spare, &path).context("cannot replace checkpoint file")?;
-    std::fs::File::open(data_dir)?.sync_all()?;
+    crate::datadir::sync_dir(data_dir)?;
     Ok(())
 }
 
@@ -332,6 +332,12 @@ mod tests {
         // The next spare is allocated whole; a rewrite through it replaces the file.
         prepare_checkpoint_spare(dir.path()).unwrap();
         assert_eq!(std::fs::metadata(checkpoint_spare_path(dir.path())).unwrap().len(), CHECKPOINT_SLOT as u64);
+        {
+            use std::os::unix::fs::MetadataExt;
+            let mode = |p: PathBuf| std::fs::metadata(p).unwrap().mode() & 0o777;
+            assert_eq!(mode(checkpoint_spare_path(dir.path())), 0o600, "private whatever the umask");
+            assert_eq!(mode(checkpoint_path(dir.path())), 0o600);
+        }
         let mut next = cp.clone();
         next.root.size = 4;
         write_checkpoint(dir.path(), &next).unwrap();

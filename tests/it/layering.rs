@@ -24,11 +24,13 @@ const LAYERS: &[&[&str]] = &[
     &["server"],
     &["http"],
     &["export", "verify", "backup", "tls"],
-    &["keys"],
+    &["keys", "serverkeys"],
     &["store"],
-    &["ledger", "search", "config"],
+    &["config"],
+    &["keystore"],
+    &["ledger", "search"],
     &["event"],
-    &["time"],
+    &["time", "datadir"],
 ];
 
 /// The crate a file belongs to: the library or the binary (`src/main.rs`).

@@ -5,6 +5,7 @@ mod checkpoint;
 mod common;
 mod fulltext;
 mod h2o;
+mod keystore;
 mod layering;
 mod ledger;
 mod openapi;
