@@ -1,14 +1,20 @@
 //! Streaming exports (CSV, JSON array, gzipped JSON Lines): rows are read page by page on a
-//! blocking thread and sent as chunks, so a large export never sits in memory.
+//! blocking thread and sent as chunks, so a large export never sits in memory. Every exported
+//! event carries its membership proof to one signed root (the newest when the export read its
+//! rows), so a single exported line verifies with only the server's public key.
 
 use std::io::Write;
 
 use actix_web::web::Bytes;
+use anyhow::Context;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::Sender;
 
+use crate::ledger::SignedRoot;
+use crate::ledger::merkle::{CompactTree, encode_path};
 use crate::store::Pool;
-use crate::store::search::{EventRow, PangeaQuery, pangea_search, rows_by_seq};
+use crate::store::search::{EventRow, PangeaQuery, buffer_hashes, pangea_search, rows_by_seq};
+use crate::store::writer::{latest_root, load_tree};
 
 pub const CSV_COLUMNS: [&str; 18] = [
     "received_at",
@@ -44,17 +50,60 @@ pub fn csv_safe(s: &str) -> String {
     }
 }
 
-fn row_json(r: &EventRow) -> Value {
-    json!({
-        "envelope": serde_json::from_str::<Value>(&r.envelope).unwrap_or(Value::Null),
-        "hash": hex::encode(r.hash),
-        "published": true,
-        "leaf_index": r.buffer,
-    })
+/// The proofs of exported events: the newest signed root and the cold tree (one leaf per
+/// buffer root), with the tree of the buffer last used (rows come in seq order, so a buffer's
+/// events are consecutive).
+struct Proofs {
+    root: Option<SignedRoot>,
+    cold: CompactTree,
+    buffer: Option<(u64, i64, CompactTree)>,
 }
 
-fn csv_record(r: &EventRow) -> Vec<String> {
-    csv_row(&row_json(r), None)
+impl Proofs {
+    /// Reads the newest signed root, then the buffer roots: called after the rows were selected,
+    /// the root covers every one of them (each write transaction signs its last root).
+    fn load(conn: &rusqlite::Connection) -> anyhow::Result<Self> {
+        let tree_name = crate::store::get_setting(conn, "tree_name")?.unwrap_or_default();
+        let tree_name = String::from_utf8(tree_name).context("the stored tree name is not UTF-8")?;
+        let root = latest_root(conn, &tree_name)?;
+        let cold = if root.is_some() { load_tree(conn)?.0 } else { CompactTree::new() };
+        Ok(Self { root, cold, buffer: None })
+    }
+
+    /// One exported event (`envelope`, `hash`, `published`, `leaf_index`, and when published
+    /// `membership_proof`, `tree_size`, `root`), as a Pangea search event with its signed root.
+    fn row_json(&mut self, conn: &rusqlite::Connection, r: &EventRow) -> rusqlite::Result<Value> {
+        let mut row = json!({
+            "envelope": serde_json::from_str::<Value>(&r.envelope).unwrap_or(Value::Null),
+            "hash": hex::encode(r.hash),
+            "published": false,
+            "leaf_index": r.buffer,
+        });
+        let Some(root) = self.root.as_ref().filter(|root| r.buffer < root.size) else {
+            return Ok(row);
+        };
+        if self.buffer.as_ref().is_none_or(|(idx, _, _)| *idx != r.buffer) {
+            let (first, hashes) = buffer_hashes(conn, r.buffer)?;
+            self.buffer = Some((r.buffer, first, CompactTree::from_leaves(hashes)));
+        }
+        let Some((_, first, hot)) = &self.buffer else { return Ok(row) };
+        let mut proof = hot.path((r.seq - first) as usize, hot.len());
+        proof.extend(self.cold.path(r.buffer as usize, root.size as usize));
+        row["published"] = json!(true);
+        row["membership_proof"] = json!(encode_path(&proof));
+        row["tree_size"] = json!(root.size);
+        row["root"] = json!({
+            "tree_name": root.tree_name, "size": root.size, "root_hash": root.root_hash,
+            "published_at": root.published_at, "signature": root.signature,
+        });
+        Ok(row)
+    }
+
+    fn csv_record(&mut self, conn: &rusqlite::Connection, r: &EventRow) -> rusqlite::Result<Vec<String>> {
+        let row = self.row_json(conn, r)?;
+        let size = row["tree_size"].as_u64();
+        Ok(csv_row(&row, size))
+    }
 }
 
 /// One CSV row (columns `CSV_COLUMNS`) from a search-event JSON (`envelope`, `hash`, `published`,
@@ -132,6 +181,7 @@ pub fn write_export<W: Write>(
     mut progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<usize> {
     let seqs = pangea_search(conn, q)?;
+    let mut proofs = Proofs::load(conn).context("cannot read the signed roots (run `trailkeep verify`)")?;
     let total = seqs.len();
     let mut done = 0;
     match format {
@@ -140,7 +190,7 @@ pub fn write_export<W: Write>(
             w.write_record(CSV_COLUMNS)?;
             for page in seqs.chunks(PAGE) {
                 for r in rows_by_seq(conn, page)? {
-                    w.write_record(csv_record(&r))?;
+                    w.write_record(proofs.csv_record(conn, &r)?)?;
                 }
                 done += page.len();
                 progress(done, total);
@@ -156,7 +206,7 @@ pub fn write_export<W: Write>(
                         out.write_all(b",\n")?;
                     }
                     done += 1;
-                    serde_json::to_writer(&mut out, &row_json(&r))?;
+                    serde_json::to_writer(&mut out, &proofs.row_json(conn, &r)?)?;
                 }
                 progress(done, total);
             }
@@ -167,7 +217,7 @@ pub fn write_export<W: Write>(
             let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
             for page in seqs.chunks(PAGE) {
                 for r in rows_by_seq(conn, page)? {
-                    serde_json::to_writer(&mut gz, &row_json(&r))?;
+                    serde_json::to_writer(&mut gz, &proofs.row_json(conn, &r)?)?;
                     gz.write_all(b"\n")?;
                 }
                 done += page.len();
