@@ -1,7 +1,9 @@
 //! Streaming exports (CSV, JSON array, gzipped JSON Lines): rows are read page by page on a
-//! blocking thread and sent as chunks, so a large export never sits in memory. Every exported
-//! event carries its membership proof to one signed root (the newest when the export read its
-//! rows), so a single exported line verifies with only the server's public key.
+//! blocking thread and sent as chunks, so a large export never sits in memory. Gzipped JSON Lines
+//! is the verifiable archive: each line also carries the event's membership proof and the signed
+//! root it leads to (the newest when the export read its rows), so one line verifies with only
+//! the server's public key. CSV and JSON rows are Pangea search events without proofs: a proof
+//! (one hash per doubling of the buffer and of the tree) makes a row several times larger.
 
 use std::io::Write;
 
@@ -10,7 +12,6 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::Sender;
 
-use crate::ledger::SignedRoot;
 use crate::ledger::merkle::{CompactTree, encode_path};
 use crate::store::Pool;
 use crate::store::search::{EventRow, PangeaQuery, buffer_hashes, pangea_search, rows_by_seq};
@@ -50,13 +51,35 @@ pub fn csv_safe(s: &str) -> String {
     }
 }
 
-/// The proofs of exported events: the newest signed root and the cold tree (one leaf per
-/// buffer root), with the tree of the buffer last used (rows come in seq order, so a buffer's
-/// events are consecutive).
+/// An exported event without its proof (CSV and JSON), as a Pangea search event.
+fn row_json(r: &EventRow) -> Value {
+    json!({
+        "envelope": serde_json::from_str::<Value>(&r.envelope).unwrap_or(Value::Null),
+        "hash": hex::encode(r.hash),
+        "published": true,
+        "leaf_index": r.buffer,
+    })
+}
+
+fn csv_record(r: &EventRow) -> Vec<String> {
+    csv_row(&row_json(r), None)
+}
+
+/// The proofs of exported events: the newest signed root, the cold tree (one leaf per buffer
+/// root), and the buffer last used (rows come in seq order, so a buffer's events are consecutive).
 struct Proofs {
-    root: Option<SignedRoot>,
+    /// The root's size and the `root` object every row carries.
+    signed: Option<(u64, Value)>,
     cold: CompactTree,
-    buffer: Option<(u64, i64, CompactTree)>,
+    buffer: Option<BufferProofs>,
+}
+
+/// One buffer's tree of event hashes and its (encoded) path up the cold tree, shared by its events.
+struct BufferProofs {
+    idx: u64,
+    first_seq: i64,
+    tree: CompactTree,
+    cold_path: String,
 }
 
 impl Proofs {
@@ -65,44 +88,42 @@ impl Proofs {
     fn load(conn: &rusqlite::Connection) -> anyhow::Result<Self> {
         let tree_name = crate::store::get_setting(conn, "tree_name")?.unwrap_or_default();
         let tree_name = String::from_utf8(tree_name).context("the stored tree name is not UTF-8")?;
-        let root = latest_root(conn, &tree_name)?;
-        let cold = if root.is_some() { load_tree(conn)?.0 } else { CompactTree::new() };
-        Ok(Self { root, cold, buffer: None })
-    }
-
-    /// One exported event (`envelope`, `hash`, `published`, `leaf_index`, and when published
-    /// `membership_proof`, `tree_size`, `root`), as a Pangea search event with its signed root.
-    fn row_json(&mut self, conn: &rusqlite::Connection, r: &EventRow) -> rusqlite::Result<Value> {
-        let mut row = json!({
-            "envelope": serde_json::from_str::<Value>(&r.envelope).unwrap_or(Value::Null),
-            "hash": hex::encode(r.hash),
-            "published": false,
-            "leaf_index": r.buffer,
-        });
-        let Some(root) = self.root.as_ref().filter(|root| r.buffer < root.size) else {
-            return Ok(row);
+        let Some(root) = latest_root(conn, &tree_name)? else {
+            return Ok(Self { signed: None, cold: CompactTree::new(), buffer: None });
         };
-        if self.buffer.as_ref().is_none_or(|(idx, _, _)| *idx != r.buffer) {
-            let (first, hashes) = buffer_hashes(conn, r.buffer)?;
-            self.buffer = Some((r.buffer, first, CompactTree::from_leaves(hashes)));
-        }
-        let Some((_, first, hot)) = &self.buffer else { return Ok(row) };
-        let mut proof = hot.path((r.seq - first) as usize, hot.len());
-        proof.extend(self.cold.path(r.buffer as usize, root.size as usize));
-        row["published"] = json!(true);
-        row["membership_proof"] = json!(encode_path(&proof));
-        row["tree_size"] = json!(root.size);
-        row["root"] = json!({
+        let value = json!({
             "tree_name": root.tree_name, "size": root.size, "root_hash": root.root_hash,
             "published_at": root.published_at, "signature": root.signature,
         });
-        Ok(row)
+        Ok(Self { signed: Some((root.size, value)), cold: load_tree(conn)?.0, buffer: None })
     }
 
-    fn csv_record(&mut self, conn: &rusqlite::Connection, r: &EventRow) -> rusqlite::Result<Vec<String>> {
-        let row = self.row_json(conn, r)?;
-        let size = row["tree_size"].as_u64();
-        Ok(csv_row(&row, size))
+    /// One exported event with its proof: `envelope`, `hash`, `published`, `leaf_index`,
+    /// `membership_proof`, `tree_size` and the signed `root`; without the last three (and
+    /// `published: false`) for an event newer than the root, which the rows' order rules out.
+    fn row_json(&mut self, conn: &rusqlite::Connection, r: &EventRow) -> rusqlite::Result<Value> {
+        let mut row = row_json(r);
+        let Some((size, root)) = self.signed.as_ref().filter(|(size, _)| r.buffer < *size) else {
+            row["published"] = json!(false);
+            return Ok(row);
+        };
+        if self.buffer.as_ref().is_none_or(|b| b.idx != r.buffer) {
+            let (first_seq, hashes) = buffer_hashes(conn, r.buffer)?;
+            let cold_path = encode_path(&self.cold.path(r.buffer as usize, *size as usize));
+            let tree = CompactTree::from_leaves(hashes);
+            self.buffer = Some(BufferProofs { idx: r.buffer, first_seq, tree, cold_path });
+        }
+        let Some(b) = &self.buffer else { return Ok(row) };
+        let hot = encode_path(&b.tree.path((r.seq - b.first_seq) as usize, b.tree.len()));
+        let proof = match (hot.is_empty(), b.cold_path.is_empty()) {
+            (true, _) => b.cold_path.clone(),
+            (false, true) => hot,
+            (false, false) => format!("{hot},{}", b.cold_path),
+        };
+        row["membership_proof"] = json!(proof);
+        row["tree_size"] = json!(size);
+        row["root"] = root.clone();
+        Ok(row)
     }
 }
 
@@ -181,7 +202,6 @@ pub fn write_export<W: Write>(
     mut progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<usize> {
     let seqs = pangea_search(conn, q)?;
-    let mut proofs = Proofs::load(conn).context("cannot read the signed roots (run `trailkeep verify`)")?;
     let total = seqs.len();
     let mut done = 0;
     match format {
@@ -190,7 +210,7 @@ pub fn write_export<W: Write>(
             w.write_record(CSV_COLUMNS)?;
             for page in seqs.chunks(PAGE) {
                 for r in rows_by_seq(conn, page)? {
-                    w.write_record(proofs.csv_record(conn, &r)?)?;
+                    w.write_record(csv_record(&r))?;
                 }
                 done += page.len();
                 progress(done, total);
@@ -206,7 +226,7 @@ pub fn write_export<W: Write>(
                         out.write_all(b",\n")?;
                     }
                     done += 1;
-                    serde_json::to_writer(&mut out, &proofs.row_json(conn, &r)?)?;
+                    serde_json::to_writer(&mut out, &row_json(&r))?;
                 }
                 progress(done, total);
             }
@@ -214,6 +234,7 @@ pub fn write_export<W: Write>(
             out.flush()?;
         }
         "jsonl.gz" => {
+            let mut proofs = Proofs::load(conn).context("cannot read the signed roots (run `trailkeep verify`)")?;
             let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
             for page in seqs.chunks(PAGE) {
                 for r in rows_by_seq(conn, page)? {

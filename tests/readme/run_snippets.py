@@ -188,6 +188,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--readme", type=Path, default=REPO / "README.md")
     ap.add_argument("--list", action="store_true", help="list the blocks and what would be done with them")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show every block's output")
     args = ap.parse_args()
 
     blocks = parse(args.readme)
@@ -214,7 +215,7 @@ def main() -> int:
     started = time.monotonic()
     print(f"starting the server: {servers[0].name}", flush=True)
     srv = start_server(servers[0], work, base_env)
-    print(f"  up after {time.monotonic() - started:.0f} s at {srv.url} ({srv.bin_dir / 'trailkeep'})", flush=True)
+    print(f"  up after {time.monotonic() - started:.0f} s (build included) at {srv.url}, binary {srv.bin_dir / 'trailkeep'}", flush=True)
     env = dict(base_env, KEY=srv.admin_key, ADMIN=srv.admin_key, TRAILKEEP_DATA_DIR=str(srv.data_dir),
                PATH=f"{shim_dir}:{srv.bin_dir}:{base_env.get('PATH', '')}")
     failed: List[str] = []
@@ -234,7 +235,8 @@ def main() -> int:
             print(f"{'ok  ' if ok else 'FAIL'} {b.name} ({time.monotonic() - t:.1f} s)", flush=True)
             if not ok:
                 failed.append(b.name)
-                print("     " + out.strip().replace("\n", "\n     ")[-6000:], flush=True)
+            if not ok or args.verbose:
+                print("     " + out.strip()[-6000:].replace("\n", "\n     "), flush=True)
             if srv.proc.poll() is not None:
                 failed.append(f"the server exited ({srv.proc.returncode}) during {b.name}")
                 break
