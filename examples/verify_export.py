@@ -5,9 +5,10 @@
     python3 examples/verify_export.py http://127.0.0.1:8080 tk_...
     python3 examples/verify_export.py URL KEY --file export.jsonl.gz --public-key BASE64
 
-Every line of an export (`trailkeep export --format jsonl.gz`, or `GET /api/v1/export` as the
-web UI's Export button does) carries the event's envelope, its hash, its membership proof and the
-signed root the proof leads to. Three checks make the line trustworthy on its own:
+Every line of a JSON Lines export (`trailkeep export --format jsonl.gz`, `GET
+/api/v1/export?format=jsonl.gz`, or the web UI's Export > JSON Lines) carries the event's
+envelope, its hash, its membership proof and the signed root the proof leads to. Three checks
+make the line trustworthy on its own:
 
   1. hash:      SHA-256 of the envelope's canonical JSON equals `hash`;
   2. proof:     folding `membership_proof` over the hash gives `root.root_hash`;
@@ -58,7 +59,7 @@ def verify_line(row: dict, public_key_b64: str) -> list:
         problems.append("the envelope does not hash to `hash`")
     root = row.get("root")
     if not row.get("published") or not root:
-        return problems + ["no membership proof (the event is newer than the export's signed root)"]
+        return problems + ["no membership proof (only JSON Lines exports carry them)"]
     if fold_proof(bytes.fromhex(row["hash"]), row["membership_proof"]).hex() != root["root_hash"]:
         problems.append("the membership proof does not lead to the root")
     if row["tree_size"] != root["size"]:

@@ -118,9 +118,10 @@ async fn export_cli_streams_every_format() {
     }
 }
 
-/// Every exported event carries its membership proof to the newest signed root, in all three
-/// formats: the envelope hashes to `hash`, the proof folds to the root, and the root's signature
-/// verifies with the public key alone; events of several buffers share one root.
+/// Every event of a JSON Lines export carries its membership proof to the newest signed root:
+/// the envelope hashes to `hash`, the proof folds to the root, and the root's signature verifies
+/// with the public key alone; events of several buffers share one root. CSV and JSON hold the
+/// same events without proofs.
 #[actix_web::test]
 async fn export_rows_verify_with_only_the_public_key() {
     use base64::Engine;
@@ -142,8 +143,6 @@ async fn export_rows_verify_with_only_the_public_key() {
     let mut text = String::new();
     std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&export("jsonl.gz")[..]), &mut text).unwrap();
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let array: Vec<serde_json::Value> = serde_json::from_slice(&export("json")).unwrap();
-    assert_eq!(lines, array, "JSON Lines and JSON carry the same rows");
     assert_eq!(lines.len(), 10);
     let mut buffers = std::collections::BTreeSet::new();
     for row in &lines {
@@ -174,15 +173,20 @@ async fn export_rows_verify_with_only_the_public_key() {
     }
     assert_eq!(buffers.len(), 5);
 
+    let array: Vec<serde_json::Value> = serde_json::from_slice(&export("json")).unwrap();
+    let without_proofs = |row: &serde_json::Value| {
+        let mut row = row.clone();
+        for k in ["membership_proof", "tree_size", "root"] {
+            row.as_object_mut().unwrap().remove(k);
+        }
+        row
+    };
+    assert_eq!(array, lines.iter().map(without_proofs).collect::<Vec<_>>());
     let csv = String::from_utf8(export("csv")).unwrap();
     let mut rows = csv::Reader::from_reader(csv.as_bytes());
-    let header = rows.headers().unwrap().clone();
-    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
-    for (record, row) in rows.records().map(Result::unwrap).zip(&lines) {
-        assert_eq!(&record[col("hash")], row["hash"].as_str().unwrap());
-        assert_eq!(&record[col("membership_proof")], row["membership_proof"].as_str().unwrap());
-        assert_eq!(&record[col("tree_size")], "5");
-    }
+    let hash_col = rows.headers().unwrap().iter().position(|h| h == "hash").unwrap();
+    let hashes: Vec<String> = rows.records().map(|r| r.unwrap()[hash_col].to_string()).collect();
+    assert_eq!(hashes, lines.iter().map(|r| r["hash"].as_str().unwrap().to_string()).collect::<Vec<_>>());
 }
 
 /// The export CLI on 100,000 events: every event once, in order, in every format, streamed
