@@ -1,14 +1,21 @@
 //! Streaming exports (CSV, JSON array, gzipped JSON Lines): rows are read page by page on a
-//! blocking thread and sent as chunks, so a large export never sits in memory.
+//! blocking thread and sent as chunks, so a large export never sits in memory. Gzipped JSON Lines
+//! is the verifiable archive: each line also carries the event's membership proof and the signed
+//! root it leads to (the newest when the export read its rows), so one line verifies with only
+//! the server's public key. CSV and JSON rows are Pangea search events without proofs: a proof
+//! (one hash per doubling of the buffer and of the tree) makes a row several times larger.
 
 use std::io::Write;
 
 use actix_web::web::Bytes;
+use anyhow::Context;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::Sender;
 
+use crate::ledger::merkle::{CompactTree, encode_path};
 use crate::store::Pool;
-use crate::store::search::{EventRow, PangeaQuery, pangea_search, rows_by_seq};
+use crate::store::search::{EventRow, PangeaQuery, buffer_hashes, pangea_search, rows_by_seq};
+use crate::store::writer::{latest_root, load_tree};
 
 pub const CSV_COLUMNS: [&str; 18] = [
     "received_at",
@@ -44,6 +51,7 @@ pub fn csv_safe(s: &str) -> String {
     }
 }
 
+/// An exported event without its proof (CSV and JSON), as a Pangea search event.
 fn row_json(r: &EventRow) -> Value {
     json!({
         "envelope": serde_json::from_str::<Value>(&r.envelope).unwrap_or(Value::Null),
@@ -55,6 +63,68 @@ fn row_json(r: &EventRow) -> Value {
 
 fn csv_record(r: &EventRow) -> Vec<String> {
     csv_row(&row_json(r), None)
+}
+
+/// The proofs of exported events: the newest signed root, the cold tree (one leaf per buffer
+/// root), and the buffer last used (rows come in seq order, so a buffer's events are consecutive).
+struct Proofs {
+    /// The root's size and the `root` object every row carries.
+    signed: Option<(u64, Value)>,
+    cold: CompactTree,
+    buffer: Option<BufferProofs>,
+}
+
+/// One buffer's tree of event hashes and its (encoded) path up the cold tree, shared by its events.
+struct BufferProofs {
+    idx: u64,
+    first_seq: i64,
+    tree: CompactTree,
+    cold_path: String,
+}
+
+impl Proofs {
+    /// Reads the newest signed root, then the buffer roots: called after the rows were selected,
+    /// the root covers every one of them (each write transaction signs its last root).
+    fn load(conn: &rusqlite::Connection) -> anyhow::Result<Self> {
+        let tree_name = crate::store::get_setting(conn, "tree_name")?.unwrap_or_default();
+        let tree_name = String::from_utf8(tree_name).context("the stored tree name is not UTF-8")?;
+        let Some(root) = latest_root(conn, &tree_name)? else {
+            return Ok(Self { signed: None, cold: CompactTree::new(), buffer: None });
+        };
+        let value = json!({
+            "tree_name": root.tree_name, "size": root.size, "root_hash": root.root_hash,
+            "published_at": root.published_at, "signature": root.signature,
+        });
+        Ok(Self { signed: Some((root.size, value)), cold: load_tree(conn)?.0, buffer: None })
+    }
+
+    /// One exported event with its proof: `envelope`, `hash`, `published`, `leaf_index`,
+    /// `membership_proof`, `tree_size` and the signed `root`; without the last three (and
+    /// `published: false`) for an event newer than the root, which the rows' order rules out.
+    fn row_json(&mut self, conn: &rusqlite::Connection, r: &EventRow) -> rusqlite::Result<Value> {
+        let mut row = row_json(r);
+        let Some((size, root)) = self.signed.as_ref().filter(|(size, _)| r.buffer < *size) else {
+            row["published"] = json!(false);
+            return Ok(row);
+        };
+        if self.buffer.as_ref().is_none_or(|b| b.idx != r.buffer) {
+            let (first_seq, hashes) = buffer_hashes(conn, r.buffer)?;
+            let cold_path = encode_path(&self.cold.path(r.buffer as usize, *size as usize));
+            let tree = CompactTree::from_leaves(hashes);
+            self.buffer = Some(BufferProofs { idx: r.buffer, first_seq, tree, cold_path });
+        }
+        let Some(b) = &self.buffer else { return Ok(row) };
+        let hot = encode_path(&b.tree.path((r.seq - b.first_seq) as usize, b.tree.len()));
+        let proof = match (hot.is_empty(), b.cold_path.is_empty()) {
+            (true, _) => b.cold_path.clone(),
+            (false, true) => hot,
+            (false, false) => format!("{hot},{}", b.cold_path),
+        };
+        row["membership_proof"] = json!(proof);
+        row["tree_size"] = json!(size);
+        row["root"] = root.clone();
+        Ok(row)
+    }
 }
 
 /// One CSV row (columns `CSV_COLUMNS`) from a search-event JSON (`envelope`, `hash`, `published`,
@@ -164,10 +234,11 @@ pub fn write_export<W: Write>(
             out.flush()?;
         }
         "jsonl.gz" => {
+            let mut proofs = Proofs::load(conn).context("cannot read the signed roots (run `trailkeep verify`)")?;
             let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
             for page in seqs.chunks(PAGE) {
                 for r in rows_by_seq(conn, page)? {
-                    serde_json::to_writer(&mut gz, &row_json(&r))?;
+                    serde_json::to_writer(&mut gz, &proofs.row_json(conn, &r)?)?;
                     gz.write_all(b"\n")?;
                 }
                 done += page.len();

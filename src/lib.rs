@@ -10,6 +10,7 @@ pub mod http;
 pub mod keys;
 pub mod keystore;
 pub mod ledger;
+pub mod logging;
 pub mod search;
 pub mod server;
 pub mod serverkeys;

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Parser, Subcommand};
 use trailkeep::config::{Config, FileConfig, Overrides, default_data_dir};
 use trailkeep::keystore::Passphrase;
+use trailkeep::logging::LogFormat;
 
 /// mimalloc instead of glibc malloc: the request path builds and drops many small JSON values, and
 /// glibc's bin management (`_int_malloc`, `unlink_chunk`) took over half of the HTTP threads' CPU in
@@ -160,8 +161,9 @@ struct ServeArgs {
     /// Failed authentications per second allowed after the burst (default 1; fractions allowed)
     #[arg(long, env = "TRAILKEEP_AUTH_FAIL_PER_SEC")]
     auth_fail_per_sec: Option<f64>,
-    /// Log format
-    #[arg(long, env = "TRAILKEEP_LOG_FORMAT", value_parser = ["pretty", "json"], default_value = "pretty")]
+    /// Log format on stderr: auto = pretty on a terminal, JSON lines otherwise (colours only on a
+    /// terminal, never with NO_COLOR)
+    #[arg(long, env = "TRAILKEEP_LOG_FORMAT", value_parser = LogFormat::NAMES, default_value = "auto")]
     log_format: String,
 }
 
@@ -235,13 +237,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TRAILKEEP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" { b.json().init() } else { b.init() }
-}
-
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Whatever this process creates (database, WAL, checkpoint, key files, backups, exports) is
     // private to its user; the library also sets 0600/0700 explicitly where it creates files.
@@ -249,7 +244,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(a) => {
             let not_capped = trailkeep::server::cap_malloc_arenas();
-            init_logs(&a.log_format);
+            trailkeep::logging::init(a.log_format.parse().map_err(|e: String| anyhow::anyhow!(e))?);
             if let Some(e) = not_capped {
                 tracing::warn!(error = %e, "could not restart with MALLOC_ARENA_MAX=2; running with glibc's default arenas");
             }

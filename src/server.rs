@@ -51,7 +51,10 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
     let mut bootstrap_key = None;
     if crate::keys::count_active_keys(&conn)? == 0 {
         let scopes = Scopes { admin: true, ..Default::default() };
-        bootstrap_key = Some(crate::keys::create_key(&conn, "admin", scopes, &[])?.secret);
+        let key = crate::keys::create_key(&conn, "admin", scopes, &[])?;
+        // The secret goes to the terminal only (`run`), never into the log.
+        tracing::info!(key_id = %key.id, "first start: created the administrator key \"admin\", printed on stdout");
+        bootstrap_key = Some(key.secret);
     }
     let pool = store::reader_pool(&data_dir, 8)?;
     let keys = Arc::new(KeyStore::new(pool.clone()));
@@ -217,6 +220,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::http::observe::init_metrics();
     let tls = load_tls(&config)?;
     let opened = open(config)?;
+    // Plain lines on stdout, not log events: the operator reads them once (and scripts parse
+    // them), whatever the log format; the secret never reaches a log line.
     let mut out = std::io::stdout();
     if let Some(key) = &opened.bootstrap_key {
         writeln!(out, "first start: created an administrator API key (shown only once, keep it safe):")?;

@@ -30,7 +30,7 @@ const LAYERS: &[&[&str]] = &[
     &["keystore"],
     &["ledger", "search"],
     &["event"],
-    &["time", "datadir"],
+    &["time", "datadir", "logging"],
 ];
 
 /// The crate a file belongs to: the library or the binary (`src/main.rs`).
