@@ -12,10 +12,13 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::Sender;
 
+use crate::ledger::Ledger;
+use crate::ledger::cold::{BlockCache, ColdTree};
 use crate::ledger::merkle::{CompactTree, encode_path};
 use crate::store::Pool;
 use crate::store::search::{EventRow, PangeaQuery, buffer_hashes, pangea_search, rows_by_seq};
-use crate::store::writer::{latest_root, load_tree};
+use crate::store::tree::{TreeReader, load_tree};
+use crate::store::writer::latest_root;
 
 pub const CSV_COLUMNS: [&str; 18] = [
     "received_at",
@@ -70,8 +73,23 @@ fn csv_record(r: &EventRow) -> Vec<String> {
 struct Proofs {
     /// The root's size and the `root` object every row carries.
     signed: Option<(u64, Value)>,
-    cold: CompactTree,
+    cold: Cold,
     buffer: Option<BufferProofs>,
+}
+
+/// The server's cold tree, or (`trailkeep export`) one loaded from the database.
+enum Cold {
+    Shared(std::sync::Arc<Ledger>),
+    Own(parking_lot::RwLock<ColdTree>, BlockCache),
+}
+
+impl Cold {
+    fn reader<'a>(&'a self, conn: &'a rusqlite::Connection) -> TreeReader<'a> {
+        match self {
+            Cold::Shared(ledger) => TreeReader::new(conn, ledger),
+            Cold::Own(tree, cache) => TreeReader::over(conn, tree, cache),
+        }
+    }
 }
 
 /// One buffer's tree of event hashes and its (encoded) path up the cold tree, shared by its events.
@@ -85,17 +103,23 @@ struct BufferProofs {
 impl Proofs {
     /// Reads the newest signed root, then the buffer roots: called after the rows were selected,
     /// the root covers every one of them (each write transaction signs its last root).
-    fn load(conn: &rusqlite::Connection) -> anyhow::Result<Self> {
+    fn load(conn: &rusqlite::Connection, ledger: Option<std::sync::Arc<Ledger>>) -> anyhow::Result<Self> {
         let tree_name = crate::store::get_setting(conn, "tree_name")?.unwrap_or_default();
         let tree_name = String::from_utf8(tree_name).context("the stored tree name is not UTF-8")?;
-        let Some(root) = latest_root(conn, &tree_name)? else {
-            return Ok(Self { signed: None, cold: CompactTree::new(), buffer: None });
+        let root = latest_root(conn, &tree_name)?;
+        let cold = match ledger {
+            Some(l) => Cold::Shared(l),
+            None if root.is_some() => Cold::Own(parking_lot::RwLock::new(load_tree(conn)?), BlockCache::new(4)),
+            None => Cold::Own(parking_lot::RwLock::default(), BlockCache::new(0)),
         };
-        let value = json!({
-            "tree_name": root.tree_name, "size": root.size, "root_hash": root.root_hash,
-            "published_at": root.published_at, "signature": root.signature,
+        let signed = root.map(|root| {
+            let value = json!({
+                "tree_name": root.tree_name, "size": root.size, "root_hash": root.root_hash,
+                "published_at": root.published_at, "signature": root.signature,
+            });
+            (root.size, value)
         });
-        Ok(Self { signed: Some((root.size, value)), cold: load_tree(conn)?.0, buffer: None })
+        Ok(Self { signed, cold, buffer: None })
     }
 
     /// One exported event with its proof: `envelope`, `hash`, `published`, `leaf_index`,
@@ -109,7 +133,7 @@ impl Proofs {
         };
         if self.buffer.as_ref().is_none_or(|b| b.idx != r.buffer) {
             let (first_seq, hashes) = buffer_hashes(conn, r.buffer)?;
-            let cold_path = encode_path(&self.cold.path(r.buffer as usize, *size as usize));
+            let cold_path = encode_path(&self.cold.reader(conn).path(r.buffer, *size)?);
             let tree = CompactTree::from_leaves(hashes);
             self.buffer = Some(BufferProofs { idx: r.buffer, first_seq, tree, cold_path });
         }
@@ -184,18 +208,26 @@ impl Write for ChannelWriter<'_> {
 
 /// Runs the query and streams every matching row in `format` (`csv`, `json`, `jsonl.gz`) to the
 /// HTTP response.
-pub fn stream(pool: &Pool, q: &PangeaQuery, format: &str, tx: &Sender<Chunk>) -> anyhow::Result<()> {
+pub fn stream(
+    pool: &Pool,
+    ledger: std::sync::Arc<Ledger>,
+    q: &PangeaQuery,
+    format: &str,
+    tx: &Sender<Chunk>,
+) -> anyhow::Result<()> {
     let conn = pool.get()?;
     let mut sink = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
-    write_export(&conn, q, format, &mut sink, |_, _| {})?;
+    write_export(&conn, Some(ledger), q, format, &mut sink, |_, _| {})?;
     sink.flush()?;
     Ok(())
 }
 
 /// Writes every event matching `q` to `out`, page by page; `progress(done, total)` after each page.
-/// Returns the number of events written.
+/// Returns the number of events written. Proofs come from the server's cold tree when `ledger` is
+/// given, else from one loaded from the database.
 pub fn write_export<W: Write>(
     conn: &rusqlite::Connection,
+    ledger: Option<std::sync::Arc<Ledger>>,
     q: &PangeaQuery,
     format: &str,
     out: W,
@@ -234,7 +266,8 @@ pub fn write_export<W: Write>(
             out.flush()?;
         }
         "jsonl.gz" => {
-            let mut proofs = Proofs::load(conn).context("cannot read the signed roots (run `trailkeep verify`)")?;
+            let mut proofs =
+                Proofs::load(conn, ledger).context("cannot read the signed roots (run `trailkeep verify`)")?;
             let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
             for page in seqs.chunks(PAGE) {
                 for r in rows_by_seq(conn, page)? {
@@ -302,9 +335,9 @@ pub fn export_cli(
     let n = match out {
         Some(path) => {
             let f = std::io::BufWriter::new(crate::datadir::open_export(path)?);
-            write_export(&conn, &q, format, f, progress)?
+            write_export(&conn, None, &q, format, f, progress)?
         }
-        None => write_export(&conn, &q, format, std::io::BufWriter::new(std::io::stdout().lock()), progress)?,
+        None => write_export(&conn, None, &q, format, std::io::BufWriter::new(std::io::stdout().lock()), progress)?,
     };
     bar.finish_and_clear();
     Ok(n)

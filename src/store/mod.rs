@@ -3,6 +3,7 @@
 
 pub mod retention;
 pub mod search;
+pub mod tree;
 pub mod uidfilter;
 pub mod writer;
 
@@ -26,6 +27,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_small_segments.sql", include_str!("../../migrations/0005_small_segments.sql")),
     ("0006_fts_batches.sql", include_str!("../../migrations/0006_fts_batches.sql")),
     ("0007_keys_leave_database.sql", include_str!("../../migrations/0007_keys_leave_database.sql")),
+    ("0012_root_prefixes.sql", include_str!("../../migrations/0012_root_prefixes.sql")),
 ];
 
 /// The schema version from which the database holds no private key (migration 0007).

@@ -32,11 +32,12 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::retention::{self, PurgeReport};
+use super::tree::{TreeReader, load_recent_roots, load_tree, store_root_chunk};
 use super::uidfilter::UidFilter;
 use crate::config::Retention;
 use crate::event::system;
 use crate::event::{EnvelopeHead, NewEvent, Origin, StoredEvent};
-use crate::ledger::merkle::{CompactTree, Hash, mth};
+use crate::ledger::merkle::{Hash, mth};
 use crate::ledger::{Checkpoint, Ledger, SignedRoot, prepare_checkpoint_spare, write_checkpoint};
 use crate::time::format_micros;
 
@@ -630,6 +631,7 @@ impl WriterState {
                     self.fts_pending.truncate(pending);
                     return Err(e.into());
                 }
+                self.ledger.roots_committed();
                 // The purge events' own rows stay pending.
                 self.fts_stored(indexed);
                 self.fts.committed.store(self.next_seq - 1, Ordering::Release);
@@ -655,9 +657,11 @@ impl WriterState {
         let (next_seq, last_received) = next_positions(&self.conn)?;
         self.next_seq = next_seq;
         self.last_received = self.last_received.max(last_received);
-        let (tree, prefixes) = load_tree(&self.conn)?;
+        let tree = load_tree(&self.conn)?;
         *self.ledger.tree.write() = tree;
-        self.ledger.set_root_prefixes(prefixes);
+        self.ledger.blocks.clear();
+        let (first, prefixes) = load_recent_roots(&self.conn)?;
+        self.ledger.set_recent_roots(first, prefixes);
         Ok(())
     }
 
@@ -696,6 +700,7 @@ impl WriterState {
                     self.fts_pending.truncate(pending);
                     return Err(e.into());
                 }
+                self.ledger.roots_committed();
                 let upto = self.next_seq - 1;
                 self.fts.committed.store(upto, Ordering::Release);
                 if indexed {
@@ -750,7 +755,13 @@ impl WriterState {
         let mut segments: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
         let ledger = self.ledger.clone();
         let mut tree = ledger.tree.write();
+        // The blocks completed by earlier transactions are committed: from now on they are read
+        // from the cache or the database.
+        for (index, block) in tree.take_completed() {
+            ledger.blocks.insert(index, block);
+        }
         let mut sealed: Vec<(u64, i64, usize, i64, Hash, Hash)> = Vec::with_capacity(groups.len());
+        let mut chunks = Vec::new();
         for (workspace, group) in groups {
             let buffer = tree.len() as u64;
             let first_seq = self.next_seq;
@@ -765,8 +776,8 @@ impl WriterState {
             }
             let buffer_root = mth(&hashes).unwrap_or([0; 32]);
             tree.push(buffer_root);
-            let root = tree.root(tree.len()).unwrap_or([0; 32]);
-            self.ledger.push_root_prefix(&root);
+            let root = tree.current_root().unwrap_or([0; 32]);
+            chunks.extend(self.ledger.push_root(&root));
             sealed.push((buffer, first_seq, hashes.len(), ws_id, buffer_root, root));
         }
         // Every buffer of the transaction is published at its end. Only the transaction's last
@@ -800,6 +811,9 @@ impl WriterState {
         }
         let tree_size = tree.len() as u64;
         drop(tree);
+        for (chunk, prefixes) in chunks {
+            store_root_chunk(&self.conn, chunk, &prefixes)?;
+        }
         for (seg, (lo, hi)) in segments {
             self.conn
                 .prepare_cached(
@@ -934,28 +948,6 @@ fn next_positions(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
     })
 }
 
-/// Rebuilds the cold tree from the stored buffer roots, with the prefixes of the stored root
-/// hashes (`Ledger::root_size_candidate`).
-pub fn load_tree(conn: &Connection) -> anyhow::Result<(CompactTree, Vec<u32>)> {
-    let mut tree = CompactTree::new();
-    let mut prefixes = Vec::new();
-    let mut stmt = conn.prepare("SELECT idx, buffer_root, root_hash FROM buffers ORDER BY idx")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let idx: i64 = r.get(0)?;
-        if idx as usize != tree.len() {
-            anyhow::bail!("the buffers table has a gap at index {}", tree.len());
-        }
-        let h: Vec<u8> = r.get(1)?;
-        tree.push(h.try_into().map_err(|_| anyhow::anyhow!("malformed buffer root at index {idx}"))?);
-        // A malformed stored root (only by editing the database) gets a prefix no lookup
-        // confirms; `verify` names the row.
-        let root = r.get_ref(2)?.as_blob().ok().and_then(|b| <[u8; 32]>::try_from(b).ok()).unwrap_or([0; 32]);
-        prefixes.push(crate::ledger::root_prefix(&root));
-    }
-    Ok((tree, prefixes))
-}
-
 /// The newest signed root stored in the database.
 pub fn latest_root(conn: &Connection, tree_name: &str) -> rusqlite::Result<Option<SignedRoot>> {
     conn.query_row("SELECT idx, root_hash, published_at, signature FROM buffers ORDER BY idx DESC LIMIT 1", [], |r| {
@@ -985,7 +977,7 @@ pub fn root_at(conn: &Connection, ledger: &Ledger, size: u64) -> rusqlite::Resul
             )?
             .query_row([size as i64 - 1], |r| r.get(0))
             .optional()?;
-        let in_tree = ledger.tree.read().root(size as usize).map(hex::encode);
+        let in_tree = TreeReader::new(conn, ledger).root(size)?.map(hex::encode);
         if covering == Some(published) && in_tree.as_deref() == Some(root.root_hash.as_str()) {
             let hash: Hash = hex::decode(&root.root_hash).ok().and_then(|h| h.try_into().ok()).unwrap_or([0; 32]);
             root.signature = B64.encode(ledger.sign(root.size, &hash, &root.published_at));
