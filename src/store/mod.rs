@@ -66,6 +66,18 @@ pub fn open_side_rw(data_dir: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// A read-only connection to an existing database, for work on a thread of its own (the
+/// writer's background rebuild of the event-id filter).
+pub fn open_ro(data_dir: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        db_path(data_dir),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn)?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    Ok(conn)
+}
+
 /// Opens (creating if needed) the database read-write, applies migrations and returns the connection.
 /// A new data directory is created 0700 and a new database 0600 (its `-wal` and `-shm` files take
 /// the database file's mode).

@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use super::retention::{self, PurgeReport};
 use super::tree::{TreeReader, load_recent_roots, load_tree, store_root_chunk};
-use super::uidfilter::UidFilter;
+use super::uidfilter::Uids;
 use crate::config::Retention;
 use crate::event::system;
 use crate::event::{EnvelopeHead, NewEvent, Origin, StoredEvent};
@@ -257,7 +257,7 @@ struct WriterState {
     /// until the next write): the checkpoint file is written from it without reading it back.
     newest_root: Option<SignedRoot>,
     /// Every stored event id, for the duplicate check of client-chosen ids.
-    uids: UidFilter,
+    uids: Uids,
     /// Free-text rows (seq, text) of committed events not yet in `events_fts`, in seq order
     /// (plus, during a transaction, those of its events).
     fts_pending: Vec<(i64, String)>,
@@ -289,7 +289,7 @@ impl WriterState {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
         ledger.note_received(last_received);
-        let uids = UidFilter::load(&conn)?;
+        let uids = Uids::load(&conn, data_dir.clone())?;
         let indexed: i64 = conn.query_row("SELECT indexed_to FROM fts_state", [], |r| r.get(0))?;
         let fts = Arc::new(FtsProgress { committed: AtomicI64::new(next_seq - 1), indexed: AtomicI64::new(indexed) });
         let mut state = Self {
@@ -477,14 +477,8 @@ impl WriterState {
             }
             return stop;
         }
-        if self.uids.is_full() {
-            // Resized to twice the stored ids; on failure the old one stays (still no false
-            // negatives, only more false positives).
-            match UidFilter::load(&self.conn) {
-                Ok(f) => self.uids = f,
-                Err(e) => tracing::warn!(error = %e, "cannot rebuild the event-id filter"),
-            }
-        }
+        // A full filter is rebuilt twice as large on another thread and swapped in here.
+        self.uids.maintain();
         match self.write(inputs, index_now) {
             Ok((results, tree_size, committed)) => {
                 if let Err(e) = self.publish_checkpoint() {
