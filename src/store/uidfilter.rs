@@ -70,6 +70,11 @@ impl UidFilter {
         self.count += 1;
     }
 
+    /// Bytes of the filter's bits.
+    pub fn heap_bytes(&self) -> usize {
+        self.bits.capacity() * 8
+    }
+
     /// False: the id is not stored. True: it may be.
     pub fn may_contain(&self, uid: &Uuid) -> bool {
         let (h1, h2) = hashes(uid);
@@ -170,6 +175,13 @@ impl Uids {
         }
     }
 
+    /// Starts a rebuild now, full or not (`examples/memlab.rs` measures the writer's side of one).
+    pub fn rebuild_now(&mut self) {
+        if self.rebuild.is_none() {
+            self.start_rebuild();
+        }
+    }
+
     /// Whether a rebuild is running (tests).
     pub fn rebuilding(&self) -> bool {
         self.rebuild.is_some()
@@ -182,7 +194,7 @@ impl Uids {
 
     /// Bytes of the filter in use.
     pub fn heap_bytes(&self) -> usize {
-        self.current.bits.capacity() * 8
+        self.current.heap_bytes()
     }
 }
 
