@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::ledger::{Checkpoint, Ledger, checkpoint_path, write_checkpoint};
+use crate::ledger::{Checkpoint, checkpoint_path, write_checkpoint};
 use crate::store::{self, writer};
 
 pub fn checkpoint_beside(file: &Path) -> PathBuf {
@@ -35,13 +35,11 @@ pub fn backup(data_dir: &Path, to: &Path) -> anyhow::Result<Checkpoint> {
 
 /// The signed root a database ends at, as a checkpoint.
 fn checkpoint_of(conn: &Connection) -> anyhow::Result<Checkpoint> {
-    let seed: [u8; 32] = store::get_setting(conn, "signing_key")?
-        .and_then(|v| v.try_into().ok())
-        .context("the database has no signing key")?;
+    use base64::Engine;
+    let key = store::public_key(conn)?.context("the database has no signing key")?;
     let tree_name = String::from_utf8(store::get_setting(conn, "tree_name")?.unwrap_or_default())?;
-    let ledger = Ledger::new(Default::default(), tree_name.clone(), seed);
     let root = writer::latest_root(conn, &tree_name)?.context("the database holds no signed root yet")?;
-    Ok(Checkpoint { root, public_key: ledger.public_key_b64() })
+    Ok(Checkpoint { root, public_key: base64::engine::general_purpose::STANDARD.encode(key.as_bytes()) })
 }
 
 /// Restores a backup into an empty (or new) data directory.

@@ -15,6 +15,10 @@ pub const DEFAULT_PURGE_INTERVAL_US: i64 = 3600 * 1_000_000;
 pub const DEFAULT_AUTH_FAIL_BURST: u32 = 20;
 /// Failed authentications per second allowed after the burst (the refill rate).
 pub const DEFAULT_AUTH_FAIL_PER_SEC: f64 = 1.0;
+/// How often replication uploads what was committed since the last upload.
+pub const DEFAULT_REPLICATION_INTERVAL_US: i64 = 60 * 1_000_000;
+/// Most events in one replicated object.
+pub const DEFAULT_REPLICATION_MAX_EVENTS: u64 = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -36,6 +40,19 @@ pub struct Config {
     pub auth_fail_burst: u32,
     /// Failed authentications per second allowed after the burst (> 0).
     pub auth_fail_per_sec: f64,
+    /// Replication to object storage (none by default).
+    pub replication: Option<Replication>,
+}
+
+/// Where and how often events are replicated (`crate::replication`). Credentials are never part
+/// of it: they come from the standard AWS variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replication {
+    /// The normalised target URL (`s3://bucket/prefix` or `file:///path`).
+    pub target: String,
+    /// Microseconds between uploads.
+    pub interval: i64,
+    pub max_events: u64,
 }
 
 /// Retention periods, in microseconds: events received longer ago than their workspace's period
@@ -48,6 +65,9 @@ pub struct Retention {
     pub workspaces: BTreeMap<String, i64>,
     /// How often the purge runs.
     pub interval: i64,
+    /// The replication target whose watermark bounds the purge (`[retention] require_replicated`,
+    /// on by default when replication is configured): content not yet replicated there is kept.
+    pub replicated_to: Option<String>,
 }
 
 impl Retention {
@@ -69,6 +89,15 @@ pub struct FileConfig {
     pub retention: Option<RetentionFile>,
     pub auth_fail_burst: Option<u32>,
     pub auth_fail_per_sec: Option<f64>,
+    pub replication: Option<ReplicationFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationFile {
+    pub target: Option<String>,
+    pub interval: Option<String>,
+    pub max_events: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +105,7 @@ pub struct FileConfig {
 pub struct RetentionFile {
     pub default: Option<String>,
     pub interval: Option<String>,
+    pub require_replicated: Option<bool>,
     #[serde(default)]
     pub workspaces: BTreeMap<String, String>,
 }
@@ -92,6 +122,8 @@ pub struct Overrides {
     pub retention_default: Option<String>,
     pub auth_fail_burst: Option<u32>,
     pub auth_fail_per_sec: Option<f64>,
+    pub replicate_to: Option<String>,
+    pub replication_interval: Option<String>,
 }
 
 impl FileConfig {
@@ -166,6 +198,7 @@ impl Config {
             retention: Retention { interval: DEFAULT_PURGE_INTERVAL_US, ..Default::default() },
             auth_fail_burst: DEFAULT_AUTH_FAIL_BURST,
             auth_fail_per_sec: DEFAULT_AUTH_FAIL_PER_SEC,
+            replication: None,
         }
     }
 
@@ -204,6 +237,9 @@ impl Config {
             Some(i) => duration_setting("retention.interval", i)?,
             None => DEFAULT_PURGE_INTERVAL_US,
         };
+        let replication = resolve_replication(file.replication.unwrap_or_default(), &o)?;
+        let replicated_to =
+            replication.as_ref().filter(|_| rf.require_replicated.unwrap_or(true)).map(|r| r.target.clone());
         Ok(Self {
             listen,
             data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(default_data_dir),
@@ -212,9 +248,10 @@ impl Config {
             self_audit: !o.no_self_audit && file.self_audit.unwrap_or(true),
             accept_db_state: o.accept_db_state,
             oauth_client_id: file.oauth_client_id.unwrap_or_else(|| "trailkeep".into()),
-            retention: Retention { default, workspaces, interval },
+            retention: Retention { default, workspaces, interval, replicated_to },
             auth_fail_burst,
             auth_fail_per_sec,
+            replication,
         })
     }
 
@@ -241,6 +278,9 @@ impl Config {
             None => s.push_str("default = \"forever\"\n"),
         }
         let _ = writeln!(s, "interval = {}", q(&format_duration(self.retention.interval)));
+        if self.replication.is_some() {
+            let _ = writeln!(s, "require_replicated = {}", self.retention.replicated_to.is_some());
+        }
         if !self.retention.workspaces.is_empty() {
             s.push_str("\n[retention.workspaces]\n");
             for (w, d) in &self.retention.workspaces {
@@ -248,8 +288,54 @@ impl Config {
                 let _ = writeln!(s, "{} = {}", q(w), q(&d));
             }
         }
+        match &self.replication {
+            Some(r) => {
+                s.push_str("\n[replication]\n");
+                let _ = writeln!(s, "target = {}", q(&r.target));
+                let _ = writeln!(s, "interval = {}", q(&format_duration(r.interval)));
+                let _ = writeln!(s, "max_events = {}", r.max_events);
+                if r.target.starts_with("s3://") {
+                    // Never the values: only which of the standard variables are set.
+                    let set: Vec<&str> = AWS_VARS.iter().copied().filter(|v| std::env::var_os(v).is_some()).collect();
+                    let _ = writeln!(
+                        s,
+                        "# S3 settings from the environment (values not shown): {}",
+                        if set.is_empty() { "none".to_string() } else { set.join(", ") }
+                    );
+                }
+            }
+            None => s.push_str("\n# [replication]: not configured\n"),
+        }
         s
     }
+}
+
+/// The standard AWS variables replication reads (`crate::replication`).
+pub const AWS_VARS: [&str; 8] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ALLOW_HTTP",
+    "AWS_ENDPOINT_URL_S3",
+];
+
+fn resolve_replication(f: ReplicationFile, o: &Overrides) -> anyhow::Result<Option<Replication>> {
+    let Some(target) = o.replicate_to.as_deref().or(f.target.as_deref()).filter(|t| !t.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let target = crate::replication::Target::parse(target).map_err(|e| anyhow::anyhow!("replication.target: {e}"))?;
+    let interval = match o.replication_interval.as_deref().or(f.interval.as_deref()) {
+        Some(i) => duration_setting("replication.interval", i)?,
+        None => DEFAULT_REPLICATION_INTERVAL_US,
+    };
+    let max_events = f.max_events.unwrap_or(DEFAULT_REPLICATION_MAX_EVENTS);
+    if max_events == 0 {
+        anyhow::bail!("replication.max_events must be at least 1");
+    }
+    Ok(Some(Replication { target: target.url().to_string(), interval, max_events }))
 }
 
 fn mask_userinfo(url: &str) -> String {
@@ -304,10 +390,26 @@ default = "forever"
 # How often the purge runs.
 interval = "1h"
 
+# With replication configured, never remove the content of an event that is not yet in the
+# replication target (default true when [replication] is set).
+# require_replicated = true
+
 [retention.workspaces]
 # Per-workspace periods override the default; "forever" exempts a workspace.
 # "workspaces/legal" = "forever"                 # example
 # "workspaces/sandbox" = "30d"                   # example
+
+# [replication]
+# Copy every committed event to object storage as time-partitioned .jsonl.gz objects (see the
+# README for the layout), exactly once. Env TRAILKEEP_REPLICATE_TO, flag --replicate-to.
+# S3 credentials, region and endpoint come from the standard AWS variables (AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL; AWS_ALLOW_HTTP=true
+# for an http:// endpoint); they are never written here.
+# target = "s3://my-bucket/trailkeep"             # example; or "file:///var/lib/trailkeep-archive"
+# How often to upload what was committed since (env TRAILKEEP_REPLICATION_INTERVAL, flag --replication-interval).
+# interval = "60s"
+# Most events per object.
+# max_events = 100000
 "#;
 
 #[cfg(test)]

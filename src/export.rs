@@ -7,6 +7,7 @@ use actix_web::web::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::Sender;
 
+use crate::event::Origin;
 use crate::store::Pool;
 use crate::store::search::{EventRow, PangeaQuery, pangea_search, rows_by_seq};
 
@@ -51,6 +52,47 @@ fn row_json(r: &EventRow) -> Value {
         "published": true,
         "leaf_index": r.buffer,
     })
+}
+
+/// The name of an event's origin in export lines.
+pub fn origin_name(o: Origin) -> &'static str {
+    match o {
+        Origin::H2o => "h2o",
+        Origin::Pangea => "pangea",
+        Origin::Server => "server",
+    }
+}
+
+/// One event as a line of `jsonl.gz` exports and of replicated objects (the same format), without
+/// the newline: `{"envelope":…,"event_time":…,"hash":…,"id":…,"leaf_index":…,"origin":…,
+/// "published":true,"seq":…}`, keys in this order. `envelope` is the stored canonical JSON, byte
+/// for byte, so SHA-256 of it (and of its canonical re-serialisation) is `hash`; `null` for an
+/// event whose content retention removed. `leaf_index` is the buffer (cold-tree leaf) holding the
+/// event, `seq` its position in the log (0-based, contiguous), `id` its event id, `origin` the API
+/// that brought it (`h2o`, `pangea`, `server`), `event_time` the time it happened (µs precision).
+pub fn write_line(out: &mut Vec<u8>, r: &EventRow) {
+    use std::fmt::Write as _;
+    let purged = r.envelope.is_empty();
+    out.extend_from_slice(b"{\"envelope\":");
+    out.extend_from_slice(if purged { b"null" } else { r.envelope.as_bytes() });
+    let mut tail = String::with_capacity(200);
+    let _ = write!(
+        tail,
+        ",\"event_time\":\"{}\",\"hash\":\"{}\",\"id\":\"{}\",\"leaf_index\":{},\"origin\":\"{}\",\"published\":true,\"seq\":{}",
+        crate::ledger::format_micros(r.event_time),
+        hex::encode(r.hash),
+        r.uid.hyphenated(),
+        r.buffer,
+        origin_name(r.origin),
+        r.seq
+    );
+    if purged {
+        // Content removed by retention: the hash stands; the workspace says whose it was.
+        tail.push_str(",\"workspace\":");
+        crate::event::canonical::write_string(&r.workspace, &mut tail);
+    }
+    tail.push('}');
+    out.extend_from_slice(tail.as_bytes());
 }
 
 fn csv_record(r: &EventRow) -> Vec<String> {
@@ -149,6 +191,7 @@ pub fn write_export<W: Write>(
         }
         "json" => {
             let mut out = out;
+            let mut line = Vec::with_capacity(2048);
             out.write_all(b"[")?;
             for page in seqs.chunks(PAGE) {
                 for r in rows_by_seq(conn, page)? {
@@ -156,7 +199,9 @@ pub fn write_export<W: Write>(
                         out.write_all(b",\n")?;
                     }
                     done += 1;
-                    serde_json::to_writer(&mut out, &row_json(&r))?;
+                    line.clear();
+                    write_line(&mut line, &r);
+                    out.write_all(&line)?;
                 }
                 progress(done, total);
             }
@@ -165,10 +210,13 @@ pub fn write_export<W: Write>(
         }
         "jsonl.gz" => {
             let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+            let mut line = Vec::with_capacity(2048);
             for page in seqs.chunks(PAGE) {
                 for r in rows_by_seq(conn, page)? {
-                    serde_json::to_writer(&mut gz, &row_json(&r))?;
-                    gz.write_all(b"\n")?;
+                    line.clear();
+                    write_line(&mut line, &r);
+                    line.push(b'\n');
+                    gz.write_all(&line)?;
                 }
                 done += page.len();
                 progress(done, total);

@@ -8,6 +8,7 @@ pub mod export;
 pub mod http;
 pub mod keys;
 pub mod ledger;
+pub mod replication;
 pub mod search;
 pub mod server;
 pub mod store;

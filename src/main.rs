@@ -46,13 +46,21 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
-    /// Restore a backup into an empty data directory
+    /// Restore a backup, or an archive made by replication, into an empty data directory
     Restore {
         #[command(flatten)]
         dir: DataDir,
         /// The backup file written by `trailkeep backup`
+        #[arg(long, required_unless_present = "from_archive", conflicts_with = "from_archive")]
+        from: Option<PathBuf>,
+        /// A replication archive (s3://bucket/prefix or file:///path; S3 settings from the AWS_*
+        /// variables): verified, then rebuilt into a data directory
         #[arg(long)]
-        from: PathBuf,
+        from_archive: Option<String>,
+        /// With --from-archive: the trail's Ed25519 signing key (PKCS#8 PEM), so that the restored
+        /// server continues the same trail; without it the restored data is served read-only
+        #[arg(long, requires = "from_archive")]
+        signing_key: Option<PathBuf>,
     },
     /// Export events (streamed; a progress bar on a terminal)
     Export {
@@ -79,13 +87,21 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Verify the whole log: hashes, trees, signed roots and the checkpoint file
+    /// Verify the whole log: hashes, trees, signed roots and the checkpoint file; or, with
+    /// --archive, a replication archive with no database
     Verify {
         #[command(flatten)]
         dir: DataDir,
         /// Also compare with a trusted checkpoint file kept elsewhere
-        #[arg(long)]
+        #[arg(long, conflicts_with = "archive")]
         against: Option<PathBuf>,
+        /// Verify a replication archive instead (s3://bucket/prefix or file:///path)
+        #[arg(long)]
+        archive: Option<String>,
+        /// With --archive: the trail's public key to check signatures against (PEM, or the base64
+        /// printed by `trailkeep keys public`); default: the archive's own public-key.pem
+        #[arg(long, requires = "archive")]
+        public_key: Option<PathBuf>,
     },
 }
 
@@ -121,6 +137,13 @@ struct ServeArgs {
     /// Failed authentications per second allowed after the burst (default 1; fractions allowed)
     #[arg(long, env = "TRAILKEEP_AUTH_FAIL_PER_SEC")]
     auth_fail_per_sec: Option<f64>,
+    /// Replicate every event to object storage: s3://bucket/prefix or file:///path (S3
+    /// credentials, region and endpoint from the standard AWS_* variables)
+    #[arg(long, env = "TRAILKEEP_REPLICATE_TO")]
+    replicate_to: Option<String>,
+    /// How often replication uploads what was committed since (default 60s)
+    #[arg(long, env = "TRAILKEEP_REPLICATION_INTERVAL")]
+    replication_interval: Option<String>,
     /// Log format
     #[arg(long, env = "TRAILKEEP_LOG_FORMAT", value_parser = ["pretty", "json"], default_value = "pretty")]
     log_format: String,
@@ -141,6 +164,8 @@ impl ServeArgs {
                 retention_default: self.retention_default.clone(),
                 auth_fail_burst: self.auth_fail_burst,
                 auth_fail_per_sec: self.auth_fail_per_sec,
+                replicate_to: self.replicate_to.clone(),
+                replication_interval: self.replication_interval.clone(),
             },
         )
     }
@@ -236,13 +261,57 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("backup written to {} (tree size {}, root {})", to.display(), cp.root.size, cp.root.root_hash);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Restore { dir, from } => {
+        Command::Restore { dir, from_archive: Some(url), signing_key, .. } => {
             let dir = data_dir(&dir);
+            let r = trailkeep::replication::restore::restore_from_archive(&url, &dir, signing_key.as_deref())?;
+            println!(
+                "restored {} events ({} objects, tree size {}) from {url} into {}; run `trailkeep verify` to check it",
+                r.events,
+                r.objects,
+                r.tree_size,
+                dir.display()
+            );
+            if !r.writable {
+                println!(
+                    "no --signing-key given: the restored trail is served read-only; restore again with the trail's signing key to continue it"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { dir, from, .. } => {
+            let dir = data_dir(&dir);
+            let from = from.ok_or_else(|| anyhow::anyhow!("give --from FILE or --from-archive URL"))?;
             trailkeep::backup::restore(&from, &dir)?;
             println!("restored {} into {}; run `trailkeep verify` to check it", from.display(), dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { dir, against } => {
+        Command::Verify { archive: Some(url), public_key, .. } => {
+            let r = trailkeep::replication::archive::verify_archive(&url, public_key.as_deref())?;
+            for n in &r.notes {
+                println!("note: {n}");
+            }
+            match &r.problem {
+                None => {
+                    let purged = if r.purged > 0 {
+                        format!(" ({} with content removed by retention)", r.purged)
+                    } else {
+                        String::new()
+                    };
+                    let root = r
+                        .last_root
+                        .as_ref()
+                        .map_or(String::new(), |s| format!(", root {} published {}", s.root_hash, s.published_at));
+                    println!("ok: {} objects, {} events{purged}, tree size {}{root}", r.objects, r.events, r.tree_size);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(p) => {
+                    println!("verified {} objects ({} events) before the first problem", r.objects, r.events);
+                    println!("FAILED: {p}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Verify { dir, against, .. } => {
             let dir = data_dir(&dir);
             let report = trailkeep::verify::verify(&dir, against.as_deref())?;
             for p in &report.problems {
@@ -298,12 +367,11 @@ fn keys(command: KeysCommand, dir: &std::path::Path) -> anyhow::Result<ExitCode>
             println!("revoked {id}");
         }
         KeysCommand::Public => {
-            let opened = trailkeep::store::get_setting(&conn, "signing_key")?;
-            let Some(seed) = opened.and_then(|s| <[u8; 32]>::try_from(s).ok()) else {
+            let Some(key) = trailkeep::store::public_key(&conn)? else {
                 anyhow::bail!("no signing key yet: start the server once");
             };
             let tree = String::from_utf8(trailkeep::store::get_setting(&conn, "tree_name")?.unwrap_or_default())?;
-            let l = trailkeep::ledger::Ledger::new(Default::default(), tree.clone(), seed);
+            let l = trailkeep::ledger::Ledger::verify_only(Default::default(), tree.clone(), key);
             println!("algorithm: ED25519");
             println!("tree_name: {tree}");
             println!("public_key: {}", l.public_key_b64());

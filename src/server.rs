@@ -17,16 +17,35 @@ use crate::store::{self, writer};
 pub struct Opened {
     pub state: web::Data<AppState>,
     pub writer_thread: std::thread::JoinHandle<()>,
+    /// The replication thread, when replication is configured (stops with `state.shutdown`).
+    pub replication_thread: Option<std::thread::JoinHandle<()>>,
     /// The admin key created on first start (shown once).
     pub bootstrap_key: Option<String>,
 }
 
 pub fn open(config: Config) -> anyhow::Result<Opened> {
     let data_dir = config.data_dir.clone();
+    let restoring = crate::replication::restore::restoring_path(&data_dir);
+    if restoring.exists() && !store::db_path(&data_dir).exists() {
+        bail!(
+            "{} is left from an interrupted `trailkeep restore --from-archive`: run the restore again (or remove the file)",
+            restoring.display()
+        );
+    }
     let conn = store::open_rw(&data_dir)?;
-    let seed: [u8; 32] = store::setting_or_init(&conn, "signing_key", || random_bytes::<32>().to_vec())?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the stored signing key is malformed"))?;
+    // A trail restored from an archive without its signing key holds only the public key: it is
+    // served read-only rather than continued under a new key.
+    let restored_without_key =
+        store::get_setting(&conn, "signing_key")?.is_none() && store::get_setting(&conn, "public_key")?.is_some();
+    let seed: Option<[u8; 32]> = if restored_without_key {
+        None
+    } else {
+        Some(
+            store::setting_or_init(&conn, "signing_key", || random_bytes::<32>().to_vec())?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("the stored signing key is malformed"))?,
+        )
+    };
     let tree_name = String::from_utf8(store::setting_or_init(&conn, "tree_name", || {
         hex::encode(random_bytes::<32>()).into_bytes()
     })?)?;
@@ -34,7 +53,16 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
         .try_into()
         .map_err(|_| anyhow::anyhow!("the stored page-token key is malformed"))?;
     let (tree, root_prefixes) = writer::load_tree(&conn)?;
-    let ledger = Arc::new(Ledger::new(tree, tree_name, seed));
+    let ledger = Arc::new(match seed {
+        Some(seed) => Ledger::new(tree, tree_name, seed),
+        None => {
+            let key = store::public_key(&conn)?.context("no public key")?;
+            tracing::warn!(
+                "this trail was restored from an archive without its signing key: serving it read-only (writes get 503)"
+            );
+            Ledger::verify_only(tree, tree_name, key)
+        }
+    });
     ledger.set_root_prefixes(root_prefixes);
     check_log(&conn, &ledger, &config)?;
 
@@ -48,6 +76,25 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
     spawn_last_used_flusher(&data_dir, keys.clone());
     let (writer, writer_thread) = writer::spawn(conn, ledger.clone(), data_dir.clone())?;
     let auth_limit = crate::http::authlimit::AuthLimiter::new(config.auth_fail_burst, config.auth_fail_per_sec);
+    let shutdown = tokio::sync::watch::channel(false).0;
+    let (replication, replication_thread) = match &config.replication {
+        Some(r) => {
+            let settings = crate::replication::uploader::Settings {
+                target: crate::replication::Target::parse(&r.target)?,
+                interval: std::time::Duration::from_micros(r.interval.max(1) as u64),
+                max_events: r.max_events,
+            };
+            let handles = crate::replication::uploader::Handles {
+                pool: pool.clone(),
+                ledger: ledger.clone(),
+                data_dir: data_dir.clone(),
+                shutdown: shutdown.subscribe(),
+            };
+            let (status, join) = crate::replication::spawn(settings, handles)?;
+            (Some(status), Some(join))
+        }
+        None => (None, None),
+    };
     let state = web::Data::new(AppState {
         config,
         data_dir,
@@ -59,10 +106,11 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
         token_key,
         pangea: PangeaState::default(),
         started: std::time::Instant::now(),
-        shutdown: tokio::sync::watch::channel(false).0,
+        shutdown,
         retention: Default::default(),
+        replication,
     });
-    Ok(Opened { state, writer_thread, bootstrap_key })
+    Ok(Opened { state, writer_thread, replication_thread, bootstrap_key })
 }
 
 /// The latest stored root must match the tree rebuilt from the buffer roots and carry a valid
@@ -204,7 +252,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     server.await?;
     tracing::info!("HTTP server stopped; closing the database");
     opened.state.writer.stop().await;
+    let _ = opened.state.shutdown.send(true);
     drop(opened.state);
     opened.writer_thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    if let Some(t) = opened.replication_thread {
+        let _ = t.join();
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod h2o;
 pub mod observe;
 pub mod openapi;
 pub mod pangea;
+pub mod replication;
 pub mod ui;
 
 use std::collections::HashMap;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// The last retention purge (for `GET /api/v1/retention`).
     pub retention: Mutex<admin::RetentionStatus>,
+    /// Replication to object storage, when configured (`GET /api/v1/replication`, `/readyz`).
+    pub replication: Option<Arc<crate::replication::Status>>,
 }
 
 pub type State = web::Data<AppState>;
@@ -54,6 +57,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     pangea::configure(cfg);
     h2o::configure(cfg);
     admin::configure(cfg);
+    replication::configure(cfg);
     openapi::configure(cfg);
     ui::configure(cfg);
 }

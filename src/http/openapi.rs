@@ -80,6 +80,7 @@ same way. The Pangea SDK sends its token in the same header.";
         super::admin::revoke,
         super::admin::retention,
         super::admin::purge_now,
+        super::replication::replication_status,
         super::observe::metrics_endpoint,
         openapi_json,
         docs_redirect,
@@ -1228,6 +1229,10 @@ mod schemas {
         pub writer: bool,
         pub checkpoint: bool,
         pub tree_size: u64,
+        /// Replication (never affects readiness): `{"enabled": false}`, or `enabled`, `state`,
+        /// `lag_events`, `lag_seconds`, `replicated_events`, `last_upload_at`.
+        #[schema(value_type = Object)]
+        pub replication: serde_json::Value,
     }
 
     /// `/metrics` error.

@@ -102,7 +102,16 @@ async fn readyz(state: State) -> HttpResponse {
     .await
     .unwrap_or(false);
     let ready = db && writer && checkpoint;
-    let body = json!({"ready": ready, "database": db, "writer": writer, "checkpoint": checkpoint, "tree_size": state.ledger.size()});
+    // Replication lag is reported, never a reason to be unready: ingest does not depend on it.
+    let replication = match super::replication::report(&state).await {
+        Some(r) if r["enabled"] == true => json!({
+            "enabled": true, "state": r["state"], "lag_events": r["lag_events"], "lag_seconds": r["lag_seconds"],
+            "replicated_events": r["replicated_events"], "last_upload_at": r["last_upload_at"],
+        }),
+        Some(r) => r,
+        None => json!({"enabled": state.replication.is_some()}),
+    };
+    let body = json!({"ready": ready, "database": db, "writer": writer, "checkpoint": checkpoint, "tree_size": state.ledger.size(), "replication": replication});
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 

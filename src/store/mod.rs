@@ -1,6 +1,7 @@
 //! SQLite storage: opening, PRAGMAs, migrations, the `regexp` function, the reader pool and the
 //! single writer. SQL lives here and in the submodules; handlers never touch it.
 
+pub mod replication;
 pub mod retention;
 pub mod search;
 pub mod uidfilter;
@@ -25,6 +26,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_root_index.sql", include_str!("../../migrations/0004_root_index.sql")),
     ("0005_small_segments.sql", include_str!("../../migrations/0005_small_segments.sql")),
     ("0006_fts_batches.sql", include_str!("../../migrations/0006_fts_batches.sql")),
+    ("0009_replication.sql", include_str!("../../migrations/0009_replication.sql")),
 ];
 
 /// Events per segment is `1 << SEG_SHIFT`; the expression `seq >> 12` in migration 0005's indexes
@@ -156,6 +158,22 @@ pub fn put_setting(conn: &Connection, key: &str, value: &[u8]) -> rusqlite::Resu
         params![key, value],
     )?;
     Ok(())
+}
+
+/// The trail's public key: from its signing key, or, for a trail restored from an archive without
+/// it, the public key the restore stored.
+pub fn public_key(conn: &Connection) -> anyhow::Result<Option<ed25519_dalek::VerifyingKey>> {
+    if let Some(seed) = get_setting(conn, "signing_key")? {
+        let seed: [u8; 32] = seed.try_into().map_err(|_| anyhow::anyhow!("the stored signing key is malformed"))?;
+        return Ok(Some(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key()));
+    }
+    match get_setting(conn, "public_key")? {
+        Some(pk) => {
+            let pk: [u8; 32] = pk.try_into().map_err(|_| anyhow::anyhow!("the stored public key is malformed"))?;
+            Ok(Some(ed25519_dalek::VerifyingKey::from_bytes(&pk)?))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Returns a setting, creating it with `make` on first use.

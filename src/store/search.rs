@@ -22,9 +22,9 @@ pub struct EventRow {
     pub envelope: String,
 }
 
-const ROW_COLUMNS: &str = "e.seq, e.uid, e.origin, e.received_at, e.event_time, (SELECT value FROM strings WHERE id = e.workspace), e.buffer, e.hash, e.envelope";
+pub(crate) const ROW_COLUMNS: &str = "e.seq, e.uid, e.origin, e.received_at, e.event_time, (SELECT value FROM strings WHERE id = e.workspace), e.buffer, e.hash, e.envelope";
 
-fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     Ok(EventRow {
         seq: r.get(0)?,
         uid: uuid::Uuid::from_slice(&r.get::<_, Vec<u8>>(1)?).unwrap_or_default(),

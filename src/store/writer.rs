@@ -38,6 +38,9 @@ use crate::event::{EnvelopeHead, NewEvent, Origin, StoredEvent};
 use crate::ledger::merkle::{CompactTree, Hash, mth};
 use crate::ledger::{Checkpoint, Ledger, SignedRoot, format_micros, prepare_checkpoint_spare, write_checkpoint};
 
+/// Why a trail restored from an archive without its signing key refuses writes.
+const READ_ONLY: &str = "read-only: restored from an archive without the signing key";
+
 /// Most events in one group commit.
 const MAX_GROUP_EVENTS: usize = 20_000;
 /// Queue depth (requests) before callers get `Busy`.
@@ -472,6 +475,12 @@ impl WriterState {
             replies.push(j.reply);
         }
         let mut stop = false;
+        if !self.ledger.can_sign() {
+            for reply in replies {
+                let _ = reply.send(Err(WriteError::Storage(READ_ONLY.into())));
+            }
+            return stop;
+        }
         if let Err(e) = prepare_checkpoint_spare(&self.data_dir) {
             let full = e.kind() == std::io::ErrorKind::StorageFull;
             tracing::error!(error = %e, "cannot allocate the next checkpoint file; refusing writes (nothing stored)");
@@ -562,6 +571,10 @@ impl WriterState {
 
     /// Runs one retention purge job and replies.
     fn purge(&mut self, job: PurgeJob) {
+        if !self.ledger.can_sign() {
+            let _ = job.reply.send(Err(WriteError::Storage(READ_ONLY.into())));
+            return;
+        }
         let mut report = PurgeReport::default();
         let result = loop {
             match self.purge_batch(&job, &mut report) {
@@ -756,21 +769,31 @@ impl WriterState {
         let mut tree = ledger.tree.write();
         let mut sealed: Vec<(u64, i64, usize, i64, Hash, Hash)> = Vec::with_capacity(groups.len());
         for (workspace, group) in groups {
-            let buffer = tree.len() as u64;
-            let first_seq = self.next_seq;
             let ws_id = self.intern(&workspace)?;
+            let mut buffer = tree.len() as u64;
+            let mut first_seq = self.next_seq;
+            let mut hour = None;
             let mut hashes: Vec<Hash> = Vec::with_capacity(group.len());
             for mut p in group {
-                let stored = self.insert_event(&p.event, p.head, ws_id, buffer, &mut segments)?;
+                let received_at = self.next_received_at();
+                // A buffer never spans two UTC hours: replication cuts objects at whole buffers
+                // and partitions them by the hour (`replication` module).
+                let h = super::replication::hour_of(received_at);
+                if hour.is_some_and(|prev| prev != h) {
+                    let (buffer_root, root) = self.seal_buffer(&mut tree, &hashes);
+                    sealed.push((buffer, first_seq, hashes.len(), ws_id, buffer_root, root));
+                    hashes.clear();
+                    buffer = tree.len() as u64;
+                    first_seq = self.next_seq;
+                }
+                hour = Some(h);
+                let stored = self.insert_event(&p.event, p.head, received_at, ws_id, buffer, &mut segments)?;
                 self.fts_pending.push((stored.seq, std::mem::take(&mut p.event.fts_body)));
                 hashes.push(stored.hash);
                 committed.push(Committed { event: stored.clone(), workspace: workspace.clone() });
                 results[p.job][p.item] = Some(Outcome::Stored(stored));
             }
-            let buffer_root = mth(&hashes).unwrap_or([0; 32]);
-            tree.push(buffer_root);
-            let root = tree.root(tree.len()).unwrap_or([0; 32]);
-            self.ledger.push_root_prefix(&root);
+            let (buffer_root, root) = self.seal_buffer(&mut tree, &hashes);
             sealed.push((buffer, first_seq, hashes.len(), ws_id, buffer_root, root));
         }
         // Every buffer of the transaction is published at its end. Only the transaction's last
@@ -824,19 +847,35 @@ impl WriterState {
         Ok((outcomes, tree_size, committed))
     }
 
-    /// Inserts one event and widens its segment's event-time range in `segments`.
-    fn insert_event(
-        &mut self,
-        ev: &NewEvent,
-        head: EnvelopeHead,
-        ws_id: i64,
-        buffer: u64,
-        segments: &mut BTreeMap<i64, (i64, i64)>,
-    ) -> anyhow::Result<StoredEvent> {
+    /// The next receive time (µs): the wall clock, but strictly after the previous one.
+    fn next_received_at(&mut self) -> i64 {
         let now = chrono::Utc::now().timestamp_micros();
         let received_at = now.max(self.last_received + 1);
         self.last_received = received_at;
         self.ledger.note_received(received_at);
+        received_at
+    }
+
+    /// Seals one buffer: its root becomes the next cold-tree leaf. Returns (buffer root, new root).
+    fn seal_buffer(&self, tree: &mut CompactTree, hashes: &[Hash]) -> (Hash, Hash) {
+        let buffer_root = mth(hashes).unwrap_or([0; 32]);
+        tree.push(buffer_root);
+        let root = tree.root(tree.len()).unwrap_or([0; 32]);
+        self.ledger.push_root_prefix(&root);
+        (buffer_root, root)
+    }
+
+    /// Inserts one event received at `received_at` and widens its segment's event-time range in
+    /// `segments`.
+    fn insert_event(
+        &mut self,
+        ev: &NewEvent,
+        head: EnvelopeHead,
+        received_at: i64,
+        ws_id: i64,
+        buffer: u64,
+        segments: &mut BTreeMap<i64, (i64, i64)>,
+    ) -> anyhow::Result<StoredEvent> {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.uids.insert(&ev.uid);
@@ -990,7 +1029,7 @@ pub fn root_at(conn: &Connection, ledger: &Ledger, size: u64) -> rusqlite::Resul
             .query_row([size as i64 - 1], |r| r.get(0))
             .optional()?;
         let in_tree = ledger.tree.read().root(size as usize).map(hex::encode);
-        if covering == Some(published) && in_tree.as_deref() == Some(root.root_hash.as_str()) {
+        if ledger.can_sign() && covering == Some(published) && in_tree.as_deref() == Some(root.root_hash.as_str()) {
             let hash: Hash = hex::decode(&root.root_hash).ok().and_then(|h| h.try_into().ok()).unwrap_or([0; 32]);
             root.signature = B64.encode(ledger.sign(root.size, &hash, &root.published_at));
         }

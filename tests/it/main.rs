@@ -10,4 +10,5 @@ mod openapi;
 mod pangea;
 mod process;
 mod props;
+mod replication;
 mod retention;

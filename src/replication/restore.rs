@@ -1,0 +1,352 @@
+//! `trailkeep restore --from-archive URL --data-dir DIR [--signing-key FILE]`: rebuilds a data
+//! directory from an archive, verifying it on the way (`archive::Walk`): the events with their
+//! columns, interned strings, free-text rows and segments, the buffers with their stored roots and
+//! signatures, the tree name, the checkpoint file. The database is built as
+//! `trailkeep.db.restoring` and renamed into place only when complete, so an interrupted restore
+//! leaves no database that could be served (run it again; `serve` refuses to start beside it).
+//!
+//! The archive carries the public key only. With `--signing-key` (the trail's Ed25519 key, PKCS#8
+//! PEM) the restored server continues the same trail; without it the data directory holds the
+//! public key alone and the server serves it read-only (searches, proofs, exports; writes get 503).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use rusqlite::{Connection, params};
+use serde_json::Value;
+
+use super::Target;
+use super::archive::{Checked, Row, Walk, runtime};
+use crate::event::{EventType, Origin};
+use crate::ledger::{Checkpoint, checkpoint_path, write_checkpoint};
+use crate::store::{self, SEG_SHIFT};
+
+/// The file a restore builds before renaming it to `trailkeep.db`.
+pub const RESTORING: &str = "trailkeep.db.restoring";
+
+pub fn restoring_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(RESTORING)
+}
+
+#[derive(Debug)]
+pub struct RestoreReport {
+    pub objects: u64,
+    pub events: u64,
+    pub tree_size: u64,
+    /// Whether the signing key was given (the trail can go on).
+    pub writable: bool,
+}
+
+/// An event's indexed columns, derived from its envelope exactly as the dialects set them.
+#[derive(Debug, Clone, Default)]
+pub struct Columns {
+    pub received_at: i64,
+    pub event_time: i64,
+    pub workspace: String,
+    pub actor: String,
+    pub action: String,
+    pub event_source: String,
+    pub target: Option<String>,
+    pub source: Option<String>,
+    pub status: Option<String>,
+    pub status_code: Option<i64>,
+    pub read_only: bool,
+    pub event_type: i64,
+    /// The free-text row (none for a purged event).
+    pub fts: Option<String>,
+}
+
+/// The columns of one archived event. H2O and server events carry every column in their event
+/// object (`parse_event` in the H2O dialect); Pangea events carry theirs as optional strings.
+pub fn columns(row: &Row) -> Result<Columns, String> {
+    let event_time = match &row.event_time {
+        Some(t) => crate::event::parse_rfc3339(t).map(|(us, _)| us).ok_or("malformed event_time")?,
+        None => return Err("no event_time".into()),
+    };
+    if row.envelope.is_empty() {
+        return Ok(Columns {
+            received_at: 0,
+            event_time,
+            workspace: row.workspace.clone().unwrap_or_default(),
+            ..Default::default()
+        });
+    }
+    let env: Value = serde_json::from_str(&row.envelope).map_err(|_| "the envelope is not JSON")?;
+    let received_at = env["received_at"]
+        .as_str()
+        .and_then(crate::event::parse_rfc3339)
+        .map(|(us, _)| us)
+        .ok_or("the envelope has no receive time")?;
+    let Some(ev) = env.get("event").and_then(Value::as_object) else { return Err("the envelope has no event".into()) };
+    let text = |k: &str| ev.get(k).and_then(Value::as_str).map(str::to_string);
+    let status = text("status");
+    let status_code = status.as_deref().and_then(|s| s.parse::<i32>().ok()).map(i64::from);
+    let mut c = Columns {
+        received_at,
+        event_time,
+        workspace: text("tenant_id").unwrap_or_default(),
+        actor: text("actor").unwrap_or_default(),
+        action: text("action").unwrap_or_default(),
+        status,
+        status_code,
+        fts: Some(crate::event::fts_body(row.origin, ev)),
+        ..Default::default()
+    };
+    match row.origin {
+        Origin::Pangea => {
+            c.event_source = "pangea".into();
+            c.target = text("target");
+            c.source = text("source");
+        }
+        Origin::H2o | Origin::Server => {
+            c.event_source = text("event_source").unwrap_or_default();
+            c.target = Some(text("target").unwrap_or_default());
+            c.source = Some(text("source").unwrap_or_default());
+            c.read_only = ev.get("read_only").and_then(Value::as_bool).unwrap_or(false);
+            c.event_type = text("type").and_then(|t| EventType::from_name(&t)).unwrap_or(EventType::Unspecified) as i64;
+        }
+    }
+    Ok(c)
+}
+
+/// Reads the trail's signing key: a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
+pub fn read_signing_key(path: &Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    ed25519_dalek::SigningKey::from_pkcs8_pem(text.trim())
+        .map_err(|_| anyhow::anyhow!("{}: not an Ed25519 private key in PKCS#8 PEM", path.display()))
+}
+
+pub fn restore_from_archive(url: &str, data_dir: &Path, signing_key: Option<&Path>) -> anyhow::Result<RestoreReport> {
+    let target = Target::parse(url)?;
+    if store::db_path(data_dir).exists() || checkpoint_path(data_dir).exists() {
+        bail!("{} already holds a database; restore into an empty directory", data_dir.display());
+    }
+    let key = signing_key.map(read_signing_key).transpose()?;
+    std::fs::create_dir_all(data_dir)?;
+    let tmp = restoring_path(data_dir);
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", tmp.display()));
+    }
+    let rt = runtime()?;
+    let (walk, conn) = rt
+        .block_on(async {
+            let (store, prefix) = target.open()?;
+            let walk = Walk::open(store, prefix, None).await?;
+            anyhow::Ok(walk)
+        })
+        .and_then(|walk| {
+            if let Some(k) = &key
+                && k.verifying_key() != walk.key
+            {
+                bail!("the signing key given is not the key of this archive (its public-key.pem differs)");
+            }
+            Ok((walk, create(&tmp)?))
+        })?;
+    let public = walk.key;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Checked>(2);
+    let inserter = std::thread::spawn(move || -> anyhow::Result<Inserter> {
+        let mut ins = Inserter::new(conn);
+        while let Some(obj) = rx.blocking_recv() {
+            ins.insert(obj)?;
+        }
+        Ok(ins)
+    });
+    let report = rt.block_on(walk.run(true, Some(tx)));
+    let ins = inserter.join().map_err(|_| anyhow::anyhow!("the restore stopped unexpectedly"))?;
+    let fail = |e: anyhow::Error| {
+        let _ = std::fs::remove_file(&tmp);
+        e
+    };
+    let mut ins = ins.map_err(fail)?;
+    if let Some(problem) = report.problem {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("the archive does not verify, nothing restored: {problem}");
+    }
+    let Some(last_root) = report.last_root.clone() else {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("the archive holds no events");
+    };
+    ins.finish(&target, &last_root.tree_name, key.as_ref(), &public, report.objects).map_err(fail)?;
+    drop(ins);
+    let db = store::db_path(data_dir);
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &db)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    write_checkpoint(data_dir, &Checkpoint { root: last_root, public_key: B64.encode(public.as_bytes()) })?;
+    Ok(RestoreReport {
+        objects: report.objects,
+        events: report.events,
+        tree_size: report.tree_size,
+        writable: key.is_some(),
+    })
+}
+
+/// A new database file with the current schema, tuned for one bulk load (no journal, no fsync
+/// until the end: an interrupted restore is thrown away and run again).
+fn create(path: &Path) -> anyhow::Result<Connection> {
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "page_size", 16_384)?;
+    conn.pragma_update(None, "journal_mode", "OFF")?;
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    store::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+struct Inserter {
+    conn: Connection,
+    strings: HashMap<String, i64>,
+    segments: BTreeMap<i64, (i64, i64)>,
+    next_seq: i64,
+    next_leaf: u64,
+    last_received: i64,
+    now: i64,
+}
+
+impl Inserter {
+    fn new(conn: Connection) -> Self {
+        Self {
+            conn,
+            strings: HashMap::new(),
+            segments: BTreeMap::new(),
+            next_seq: 0,
+            next_leaf: 0,
+            last_received: 0,
+            now: crate::keys::now_micros(),
+        }
+    }
+
+    fn intern(&mut self, value: &str) -> rusqlite::Result<i64> {
+        if let Some(id) = self.strings.get(value) {
+            return Ok(*id);
+        }
+        let id = store::intern(&self.conn, value)?;
+        self.strings.insert(value.to_string(), id);
+        Ok(id)
+    }
+
+    fn insert(&mut self, obj: Checked) -> anyhow::Result<()> {
+        self.conn.execute_batch("BEGIN")?;
+        let mut buffer_ws: HashMap<u64, i64> = HashMap::new();
+        let empty = self.intern("")?;
+        for row in &obj.rows {
+            let c = columns(row).map_err(|e| anyhow::anyhow!("{}: event {}: {e}", obj.name.name(), row.seq))?;
+            let ws = self.intern(&c.workspace)?;
+            buffer_ws.entry(row.buffer).or_insert(ws);
+            let purged = row.envelope.is_empty();
+            let (actor, action, source) = if purged {
+                (empty, empty, empty)
+            } else {
+                (self.intern(&c.actor)?, self.intern(&c.action)?, self.intern(&c.event_source)?)
+            };
+            // A purged event's receive time is not in the archive: one microsecond after the
+            // previous event's keeps receive times strictly increasing with seq.
+            let received_at = if purged { self.last_received + 1 } else { c.received_at };
+            self.last_received = received_at;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO events(seq, uid, origin, received_at, event_time, workspace, actor, action, event_source,
+                                        target, source, status, status_code, read_only, type, buffer, hash, envelope, purged_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                )?
+                .execute(params![
+                    row.seq,
+                    &row.uid.as_bytes()[..],
+                    row.origin as i64,
+                    received_at,
+                    c.event_time,
+                    ws,
+                    actor,
+                    action,
+                    source,
+                    c.target,
+                    c.source,
+                    c.status,
+                    c.status_code,
+                    c.read_only,
+                    c.event_type,
+                    row.buffer as i64,
+                    &row.hash[..],
+                    row.envelope,
+                    purged.then_some(self.now),
+                ])?;
+            if let Some(body) = &c.fts {
+                self.conn
+                    .prepare_cached("INSERT INTO events_fts(rowid, body) VALUES (?1, ?2)")?
+                    .execute(params![row.seq, body])?;
+            }
+            let range = self.segments.entry(row.seq >> SEG_SHIFT).or_insert((c.event_time, c.event_time));
+            *range = (range.0.min(c.event_time), range.1.max(c.event_time));
+        }
+        let last = obj.proof.buffers.len() - 1;
+        for (k, b) in obj.proof.buffers.iter().enumerate() {
+            // The object's last root is signed in its proof even where the log stored it
+            // unsigned (the same signature: Ed25519 is deterministic).
+            let sig = if b.signature.is_empty() && k == last { &obj.proof.signed_root.signature } else { &b.signature };
+            let published = crate::event::parse_rfc3339(&b.published_at).map(|(us, _)| us).context("published_at")?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO buffers(idx, first_seq, count, workspace, buffer_root, root_hash, published_at, signature)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    b.leaf_index as i64,
+                    b.first_seq,
+                    b.count as i64,
+                    buffer_ws.get(&b.leaf_index).copied().unwrap_or(empty),
+                    &obj.roots[k][..],
+                    hex::decode(&b.root_hash)?,
+                    published,
+                    B64.decode(sig)?,
+                ])?;
+        }
+        self.conn.execute_batch("COMMIT")?;
+        self.next_seq = obj.proof.last_seq + 1;
+        self.next_leaf = obj.proof.last_leaf + 1;
+        Ok(())
+    }
+
+    fn finish(
+        &mut self,
+        target: &Target,
+        tree_name: &str,
+        key: Option<&ed25519_dalek::SigningKey>,
+        public: &ed25519_dalek::VerifyingKey,
+        objects: u64,
+    ) -> anyhow::Result<()> {
+        let c = &self.conn;
+        c.execute_batch("BEGIN")?;
+        for (seg, (lo, hi)) in &self.segments {
+            c.execute(
+                "INSERT INTO segments(seg, min_event_time, max_event_time) VALUES (?1, ?2, ?3)",
+                params![seg, lo, hi],
+            )?;
+        }
+        c.execute("UPDATE fts_state SET indexed_to = ?1", [self.next_seq - 1])?;
+        store::put_setting(c, "tree_name", tree_name.as_bytes())?;
+        store::put_setting(c, "public_key", public.as_bytes())?;
+        if let Some(k) = key {
+            store::put_setting(c, "signing_key", k.as_bytes())?;
+        }
+        // The archive it came from already holds all of it.
+        let wm = store::replication::Watermark {
+            next_leaf: self.next_leaf,
+            next_seq: self.next_seq,
+            pending_last: None,
+            objects,
+        };
+        store::replication::save_watermark(c, target.url(), &wm, self.now)?;
+        c.execute_batch("COMMIT")?;
+        c.pragma_update(None, "synchronous", "FULL")?;
+        let mode: String = c.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            bail!("cannot switch the restored database to WAL");
+        }
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        Ok(())
+    }
+}
