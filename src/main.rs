@@ -176,7 +176,7 @@ enum ConfigCommand {
     /// Print a commented example configuration file
     Example,
     /// Print the effective configuration (file < TRAILKEEP_* environment < flags), secrets masked
-    Show(ServeArgs),
+    Show(Box<ServeArgs>),
 }
 
 #[derive(Subcommand)]
