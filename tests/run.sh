@@ -3,7 +3,8 @@
 #   1. cargo fmt/clippy gates, Rust unit tests and in-process integration tests;
 #   2. conformance suites driving the official Python clients (h2o-audit-trail, pangea-sdk)
 #      against a real `trailkeep serve` on 127.0.0.1:0;
-#   3. browser tests (Playwright + Debian's Chromium) against the embedded web UI.
+#   3. browser tests (Playwright + Debian's Chromium) against the embedded web UI;
+#   4. replication against a real S3 API (moto_server from the conformance venv) with faults.
 # Everything it needs (venv, npm packages, chromium) is installed by the scripts it calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,10 @@ fi
 target/conformance-venv/bin/pytest tests/reliability -q -p no:cacheprovider 2>&1 | tee target/reliability.log
 rel_passed=$( (grep -Eo '[0-9]+ passed' target/reliability.log || true) | tail -1 | awk '{print $1+0}')
 
+step "replication: a real S3 API (moto_server), kills, outages, throttling, tampering, restore"
+target/conformance-venv/bin/pytest tests/replication -q -p no:cacheprovider 2>&1 | tee target/replication.log
+repl_passed=$( (grep -Eo '[0-9]+ passed' target/replication.log || true) | tail -1 | awk '{print $1+0}')
+
 browser_passed=0
 if [ -f tests/browser/run.sh ]; then
     step "browser tests (Chromium)"
@@ -45,5 +50,5 @@ if [ -f tests/browser/run.sh ]; then
     browser_passed=$( (grep -Eo '^(# |ℹ )pass [0-9]+' target/browser.log || true) | tail -1 | awk '{print $3+0}')
 fi
 
-total=$((rust_passed + ${py_passed:-0} + ${rel_passed:-0} + ${browser_passed:-0}))
+total=$((rust_passed + ${py_passed:-0} + ${rel_passed:-0} + ${repl_passed:-0} + ${browser_passed:-0}))
 printf '\nall suites: %s passed, 0 failed\n' "$total"

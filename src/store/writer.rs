@@ -268,6 +268,12 @@ struct WriterState {
     /// (plus, during a transaction, those of its events).
     fts_pending: Vec<(i64, String)>,
     fts: Arc<FtsProgress>,
+    /// The wall clock (µs) receive times come from (a fixed one in tests).
+    clock: fn() -> i64,
+}
+
+fn wall_clock() -> i64 {
+    chrono::Utc::now().timestamp_micros()
 }
 
 struct Pending {
@@ -311,6 +317,7 @@ impl WriterState {
             uids,
             fts_pending: Vec::new(),
             fts,
+            clock: wall_clock,
         };
         state.recover_fts(indexed)?;
         Ok(state)
@@ -849,7 +856,7 @@ impl WriterState {
 
     /// The next receive time (µs): the wall clock, but strictly after the previous one.
     fn next_received_at(&mut self) -> i64 {
-        let now = chrono::Utc::now().timestamp_micros();
+        let now = (self.clock)();
         let received_at = now.max(self.last_received + 1);
         self.last_received = received_at;
         self.ledger.note_received(received_at);
@@ -1045,4 +1052,73 @@ fn root_from_row(r: &rusqlite::Row<'_>, tree_name: &str) -> rusqlite::Result<Sig
         published_at: format_micros(r.get(2)?),
         signature: B64.encode(r.get::<_, Vec<u8>>(3)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventType;
+
+    fn event(workspace: &str, i: usize) -> Sealed {
+        let mut ev = serde_json::Map::new();
+        ev.insert("message".into(), serde_json::Value::String(format!("m{i}")));
+        seal(NewEvent {
+            uid: Uuid::new_v4(),
+            origin: Origin::Pangea,
+            workspace: workspace.into(),
+            actor: String::new(),
+            action: String::new(),
+            event_source: "pangea".into(),
+            target: None,
+            source: None,
+            status: None,
+            status_code: None,
+            read_only: false,
+            event_type: EventType::Unspecified,
+            event_time: None,
+            fts_body: format!("m{i}"),
+            event: ev,
+            signature: None,
+            public_key: None,
+        })
+    }
+
+    /// Receive times that cross an hour within one group: the workspace's events go into two
+    /// buffers, each within one UTC hour (replication cuts objects at buffers, by the hour).
+    #[test]
+    fn a_buffer_never_spans_two_utc_hours() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open_rw(dir.path()).unwrap();
+        let ledger = Arc::new(Ledger::new(CompactTree::new(), "t".repeat(64), [3; 32]));
+        let mut st = WriterState::load(conn, ledger, dir.path().to_path_buf(), broadcast::channel(16).0).unwrap();
+        // A wall clock stuck 2 µs before 2026-12-06T14:00:00Z: receive times go on from there.
+        st.clock = || 1_796_565_600_000_000 - 2;
+        let events = (0..5).map(|i| event("workspaces/a", i)).chain((5..7).map(|i| event("workspaces/b", i))).collect();
+        st.write(vec![events], true).unwrap();
+        let mut stmt = st
+            .conn
+            .prepare(
+                "SELECT b.idx, b.count, MIN(e.received_at), MAX(e.received_at) FROM buffers b
+                 JOIN events e ON e.buffer = b.idx GROUP BY b.idx ORDER BY b.idx",
+            )
+            .unwrap();
+        let rows: Vec<(i64, i64, i64, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows.iter().map(|r| r.1).collect::<Vec<_>>(), vec![2, 3, 2], "{rows:?}");
+        for (idx, _, lo, hi) in &rows {
+            assert_eq!(
+                super::super::replication::hour_of(*lo),
+                super::super::replication::hour_of(*hi),
+                "buffer {idx}"
+            );
+        }
+        // The tree holds the three buffers, and the transaction's last root is signed.
+        assert_eq!(st.ledger.size(), 3);
+        let root = latest_root(&st.conn, &st.ledger.tree_name).unwrap().unwrap();
+        assert_eq!(root.size, 3);
+        assert!(crate::ledger::verify_root_signature(&st.ledger.public_key(), &root));
+    }
 }
