@@ -47,11 +47,10 @@ pub struct ArchiveReport {
     pub notes: Vec<String>,
 }
 
-/// An event line as read (the envelope's exact bytes, `envelope_bytes`, are what is hashed).
+/// The fields of an event line after its envelope (whose exact bytes, `split_line`, are what is
+/// hashed).
 #[derive(Deserialize)]
 struct LineRef<'a> {
-    #[allow(dead_code)]
-    envelope: serde::de::IgnoredAny,
     hash: &'a str,
     leaf_index: u64,
     seq: i64,
@@ -78,6 +77,8 @@ pub struct Row {
     pub envelope: String,
     /// For a purged line.
     pub workspace: Option<String>,
+    /// The indexed columns, derived from the envelope where the object is checked (in parallel).
+    pub columns: super::restore::Columns,
 }
 
 /// An object whose own content verified (before the chain checks).
@@ -348,6 +349,7 @@ pub fn check_object(name: ObjectName, proof: &[u8], events: &[u8], keep_rows: bo
     let mut purged = 0u64;
     let mut line_no = 0usize;
     let mut hashes: Vec<Hash> = Vec::new();
+    let mut tail = Vec::with_capacity(512);
     for b in &proof.buffers {
         hashes.clear();
         for i in 0..b.count {
@@ -357,8 +359,9 @@ pub fn check_object(name: ObjectName, proof: &[u8], events: &[u8], keep_rows: bo
             let Some(line) = lines.next().filter(|l| !l.is_empty()) else {
                 return Err(format!("{events_name}: ends at line {}, before event {expected_seq}", line_no - 1));
             };
-            let l: LineRef = serde_json::from_slice(line).map_err(|e| at(&format!("not an event line: {e}")))?;
-            let raw = envelope_bytes(line).ok_or_else(|| at("not an event line: it must start with the envelope"))?;
+            let (raw, rest) = split_line(line, &mut tail)
+                .ok_or_else(|| at("not an event line: it must start with the envelope, then its other fields"))?;
+            let l: LineRef = serde_json::from_slice(rest).map_err(|e| at(&format!("not an event line: {e}")))?;
             if l.seq != expected_seq {
                 return Err(at(&format!("event {} where event {expected_seq} belongs", l.seq)));
             }
@@ -398,7 +401,7 @@ pub fn check_object(name: ObjectName, proof: &[u8], events: &[u8], keep_rows: bo
                     Some("server") => crate::event::Origin::Server,
                     _ => return Err(at("no origin")),
                 };
-                rows.push(Row {
+                let mut row = Row {
                     seq: expected_seq,
                     buffer: b.leaf_index,
                     hash,
@@ -407,7 +410,10 @@ pub fn check_object(name: ObjectName, proof: &[u8], events: &[u8], keep_rows: bo
                     event_time: l.event_time.map(str::to_string),
                     envelope,
                     workspace: l.workspace,
-                });
+                    columns: Default::default(),
+                };
+                row.columns = super::restore::columns(&row).map_err(|e| at(&format!("event {expected_seq}: {e}")))?;
+                rows.push(row);
             }
         }
         let root = mth(&hashes).unwrap_or([0; 32]);
@@ -426,12 +432,18 @@ pub fn check_object(name: ObjectName, proof: &[u8], events: &[u8], keep_rows: bo
     Ok(Checked { name, events: proof.events, proof, roots, purged, rows })
 }
 
-/// The envelope's bytes in a line `{"envelope":…,…}`, exactly as written.
-fn envelope_bytes(line: &[u8]) -> Option<&str> {
+/// Splits a line `{"envelope":…,"k":…}` into the envelope's bytes, exactly as written, and the
+/// object of the other fields (`{"k":…}`, built in `tail`).
+fn split_line<'a>(line: &'a [u8], tail: &'a mut Vec<u8>) -> Option<(&'a str, &'a [u8])> {
     let rest = line.strip_prefix(b"{\"envelope\":")?;
     let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<serde::de::IgnoredAny>();
     values.next()?.ok()?;
-    std::str::from_utf8(&rest[..values.byte_offset()]).ok()
+    let end = values.byte_offset();
+    let others = rest[end..].strip_prefix(b",")?;
+    tail.clear();
+    tail.push(b'{');
+    tail.extend_from_slice(others);
+    Some((std::str::from_utf8(&rest[..end]).ok()?, tail.as_slice()))
 }
 
 /// The checks across objects: the cold tree rebuilt from every buffer root, stored roots and

@@ -234,7 +234,7 @@ impl Inserter {
         let mut buffer_ws: HashMap<u64, i64> = HashMap::new();
         let empty = self.intern("")?;
         for row in &obj.rows {
-            let c = columns(row).map_err(|e| anyhow::anyhow!("{}: event {}: {e}", obj.name.name(), row.seq))?;
+            let c = &row.columns;
             let ws = self.intern(&c.workspace)?;
             buffer_ws.entry(row.buffer).or_insert(ws);
             let purged = row.envelope.is_empty();
