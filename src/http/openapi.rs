@@ -1019,6 +1019,28 @@ mod schemas {
         pub membership_proof: Option<String>,
     }
 
+    /// One exported event: a line of `jsonl.gz` exports and of replicated objects (README, "The
+    /// archive layout").
+    #[derive(ToSchema)]
+    pub struct ExportedEvent {
+        /// The stored envelope, byte for byte: SHA-256 of its canonical JSON is `hash`.
+        pub envelope: PangeaEnvelope,
+        /// When the event happened (µs precision).
+        #[schema(format = DateTime)]
+        pub event_time: String,
+        #[schema(min_length = 64, max_length = 64)]
+        pub hash: String,
+        /// The event id (a UUID).
+        pub id: String,
+        /// The event's buffer: its leaf in the cold tree.
+        pub leaf_index: u64,
+        /// `h2o`, `pangea` or `server`: the API that brought the event in.
+        pub origin: String,
+        pub published: bool,
+        /// The event's position in the log (0-based, contiguous).
+        pub seq: u64,
+    }
+
     /// A published (signed) root of the Merkle tree.
     #[derive(ToSchema)]
     pub struct PangeaRoot {

@@ -11,7 +11,7 @@ use rust_embed::RustEmbed;
 use serde_json::{Value, json};
 
 use super::h2o::H2oError;
-use super::openapi::{Health, PangeaSearchEvent, Problem, PublicKey, Readiness, SignedRoot, TAG_OPS, TAG_UI, WhoAmI};
+use super::openapi::{ExportedEvent, Health, Problem, PublicKey, Readiness, SignedRoot, TAG_OPS, TAG_UI, WhoAmI};
 use super::{AuthFailure, State, authenticate, with_reader};
 use crate::keys::Principal;
 use crate::search::pangea_query;
@@ -321,7 +321,7 @@ struct ExportParams {
     ),
     responses(
         (status = 200, description = "The events as an attachment", content(
-            (Vec<PangeaSearchEvent> = "application/json"),
+            (Vec<ExportedEvent> = "application/json"),
             (String = "text/csv"),
             (Vec<u8> = "application/gzip"),
         )),
