@@ -455,6 +455,39 @@ mod tests {
     }
 
     #[test]
+    fn replication_settings_and_the_purge_hold() {
+        let file = FileConfig::parse(
+            "[replication]\ntarget = \"s3://b/p\"\ninterval = \"30s\"\nmax_events = 500\n[retention]\ndefault = \"1d\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        let r = c.replication.clone().unwrap();
+        assert_eq!((r.target.as_str(), r.interval, r.max_events), ("s3://b/p", 30_000_000, 500));
+        assert_eq!(c.retention.replicated_to.as_deref(), Some("s3://b/p"), "require_replicated is on by default");
+        let shown = c.show();
+        assert!(shown.contains("[replication]") && shown.contains("require_replicated = true"), "{shown}");
+        let again = Config::resolve(FileConfig::parse(&shown).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(again.replication, c.replication);
+        // Flags and environment beat the file; the hold can be turned off.
+        let o = Overrides {
+            replicate_to: Some("file:///var/archive/".into()),
+            replication_interval: Some("5s".into()),
+            ..Default::default()
+        };
+        let file = FileConfig::parse("[retention]\nrequire_replicated = false\n").unwrap();
+        let c = Config::resolve(file, o).unwrap();
+        let r = c.replication.unwrap();
+        assert_eq!((r.target.as_str(), r.interval, r.max_events), ("file:///var/archive", 5_000_000, 100_000));
+        assert_eq!(c.retention.replicated_to, None);
+        // Not configured: no hold, nothing shown but a comment.
+        let c = Config::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert!(c.replication.is_none() && c.retention.replicated_to.is_none());
+        for bad in ["[replication]\ntarget = \"ftp://x\"", "[replication]\ntarget = \"s3://b\"\nmax_events = 0"] {
+            assert!(Config::resolve(FileConfig::parse(bad).unwrap(), Overrides::default()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn masks_credentials_in_urls() {
         assert_eq!(mask_userinfo("https://u:p@host/x"), "https://***@host/x");
         assert_eq!(mask_userinfo("https://host/a@b"), "https://host/a@b");
