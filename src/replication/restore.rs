@@ -146,10 +146,11 @@ pub fn restore_from_archive(url: &str, data_dir: &Path, signing_key: Option<&Pat
             }
             Ok((walk, create(&tmp)?))
         })?;
+    let (conn, indexes) = conn;
     let public = walk.key;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Checked>(2);
     let inserter = std::thread::spawn(move || -> anyhow::Result<Inserter> {
-        let mut ins = Inserter::new(conn);
+        let mut ins = Inserter::new(conn, indexes);
         while let Some(obj) = rx.blocking_recv() {
             ins.insert(obj)?;
         }
@@ -186,15 +187,28 @@ pub fn restore_from_archive(url: &str, data_dir: &Path, signing_key: Option<&Pat
 }
 
 /// A new database file with the current schema, tuned for one bulk load (no journal, no fsync
-/// until the end: an interrupted restore is thrown away and run again).
-fn create(path: &Path) -> anyhow::Result<Connection> {
+/// until the end: an interrupted restore is thrown away and run again). The secondary indexes of
+/// `events` are dropped for the load and built again at the end from their own definitions
+/// (building an index from sorted rows is much cheaper than keeping it up to date row by row).
+fn create(path: &Path) -> anyhow::Result<(Connection, Vec<String>)> {
     let mut conn = Connection::open(path)?;
     conn.pragma_update(None, "page_size", 16_384)?;
     conn.pragma_update(None, "journal_mode", "OFF")?;
     conn.pragma_update(None, "synchronous", "OFF")?;
-    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -131_072)?;
     store::migrate(&mut conn)?;
-    Ok(conn)
+    let indexes: Vec<(String, String)> = conn
+        .prepare(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, _) in &indexes {
+        conn.execute_batch(&format!("DROP INDEX \"{name}\""))?;
+    }
+    Ok((conn, indexes.into_iter().map(|(_, sql)| sql).collect()))
 }
 
 struct Inserter {
@@ -205,10 +219,12 @@ struct Inserter {
     next_leaf: u64,
     last_received: i64,
     now: i64,
+    /// The definitions of the indexes dropped for the load.
+    indexes: Vec<String>,
 }
 
 impl Inserter {
-    fn new(conn: Connection) -> Self {
+    fn new(conn: Connection, indexes: Vec<String>) -> Self {
         Self {
             conn,
             strings: HashMap::new(),
@@ -217,6 +233,7 @@ impl Inserter {
             next_leaf: 0,
             last_received: 0,
             now: crate::keys::now_micros(),
+            indexes,
         }
     }
 
@@ -320,6 +337,9 @@ impl Inserter {
     ) -> anyhow::Result<()> {
         let c = &self.conn;
         c.execute_batch("BEGIN")?;
+        for sql in &self.indexes {
+            c.execute_batch(sql)?;
+        }
         for (seg, (lo, hi)) in &self.segments {
             c.execute(
                 "INSERT INTO segments(seg, min_event_time, max_event_time) VALUES (?1, ?2, ?3)",
@@ -342,6 +362,7 @@ impl Inserter {
         store::replication::save_watermark(c, target.url(), &wm, self.now)?;
         c.execute_batch("COMMIT")?;
         c.pragma_update(None, "synchronous", "FULL")?;
+        c.pragma_update(None, "locking_mode", "NORMAL")?;
         let mode: String = c.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             bail!("cannot switch the restored database to WAL");
