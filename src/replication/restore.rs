@@ -208,6 +208,8 @@ fn create(path: &Path) -> anyhow::Result<(Connection, Vec<String>)> {
     for (name, _) in &indexes {
         conn.execute_batch(&format!("DROP INDEX \"{name}\""))?;
     }
+    // No incremental merging of the free-text index during the load (one merge at the end).
+    conn.execute_batch("INSERT INTO events_fts(events_fts, rank) VALUES ('automerge', 0)")?;
     Ok((conn, indexes.into_iter().map(|(_, sql)| sql).collect()))
 }
 
@@ -340,6 +342,10 @@ impl Inserter {
         for sql in &self.indexes {
             c.execute_batch(sql)?;
         }
+        c.execute_batch(
+            "INSERT INTO events_fts(events_fts) VALUES ('optimize');
+             INSERT INTO events_fts(events_fts, rank) VALUES ('automerge', 4);",
+        )?;
         for (seg, (lo, hi)) in &self.segments {
             c.execute(
                 "INSERT INTO segments(seg, min_event_time, max_event_time) VALUES (?1, ?2, ?3)",
