@@ -71,9 +71,13 @@ start A "$A"
 start B "$B"
 lag_probe() { # side: samples the replication lag every second while the side runs
   while kill -0 "${PID[$1]}" 2>/dev/null; do
-    curl -s -H "Authorization: Bearer ${KEY[$1]}" "${URL[$1]}/api/v1/replication" 2>/dev/null \
-      | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["lag_seconds"], d["lag_events"]) if d.get("enabled") else None' \
-      >> "$OUT/lag-$1.txt" 2>/dev/null || true
+    python3 - "${URL[$1]}" "${KEY[$1]}" >> "$OUT/lag-$1.txt" 2>/dev/null <<'PY' || true
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/api/v1/replication", headers={"Authorization": "Bearer " + sys.argv[2]})
+d = json.load(urllib.request.urlopen(req, timeout=5))
+if d.get("enabled"):
+    print(d["lag_seconds"], d["lag_events"])
+PY
     sleep 1
   done
 }
