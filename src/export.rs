@@ -67,7 +67,7 @@ pub fn origin_name(o: Origin) -> &'static str {
 /// the newline: `{"envelope":…,"event_time":…,"hash":…,"id":…,"leaf_index":…,"origin":…,
 /// "published":true,"seq":…}`, keys in this order. `envelope` is the stored canonical JSON, byte
 /// for byte, so SHA-256 of it (and of its canonical re-serialisation) is `hash`; `null` for an
-/// event whose content retention removed. `leaf_index` is the buffer (cold-tree leaf) holding the
+/// event whose content retention removed (such a line ends with a `workspace` key). `leaf_index` is the buffer (cold-tree leaf) holding the
 /// event, `seq` its position in the log (0-based, contiguous), `id` its event id, `origin` the API
 /// that brought it (`h2o`, `pangea`, `server`), `event_time` the time it happened (µs precision).
 pub fn write_line(out: &mut Vec<u8>, r: &EventRow) {
