@@ -32,12 +32,17 @@ from s3harness import S3  # noqa: E402
 
 
 def timed(cmd, env):
+    """(wall seconds, CPU seconds of the command: user + system) — on a shared machine the CPU
+    time is the steadier figure."""
+    import resource
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     res = subprocess.run(cmd, capture_output=True, text=True, env=rh.child_env(env), timeout=3600)
     dt = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
-    return dt, res.stdout
+    return dt, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -86,25 +91,26 @@ def main() -> None:
         out.append({"kind": "archive", "events": n, "objects": sum(k.endswith(".jsonl.gz") for k in keys),
                     "bytes_per_event": round(size / n, 1), "events_object_bytes_per_event": round(events_bytes / n, 1),
                     "ingest_s": round(ingest_s, 1), "catch_up_after_ingest_s": round(drain_s, 1)})
-        dt, _ = timed([a.bin, "verify", "--archive", url], env)
+        dt, cpu = timed([a.bin, "verify", "--archive", url], env)
         out.append({"kind": "verify_archive", "from": "moto", "events": n, "seconds": round(dt, 2),
-                    "events_per_s": round(n / dt)})
-        dt, _ = timed([a.bin, "restore", "--from-archive", url, "--data-dir", str(work / "r1")], env)
+                    "events_per_s": round(n / dt), "cpu_s": round(cpu, 2), "events_per_cpu_s": round(n / max(cpu, 1e-9))})
+        dt, cpu = timed([a.bin, "restore", "--from-archive", url, "--data-dir", str(work / "r1")], env)
         out.append({"kind": "restore_archive", "from": "moto", "events": n, "seconds": round(dt, 2),
-                    "events_per_s": round(n / dt)})
+                    "events_per_s": round(n / dt), "cpu_s": round(cpu, 2), "events_per_cpu_s": round(n / max(cpu, 1e-9))})
         local = work / "copy" / "trail"
         for k in keys:
             p = work / "copy" / k
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(s3.get(bucket, k))
-        dt, _ = timed([a.bin, "verify", "--archive", f"file://{local}"], env)
+        dt, cpu = timed([a.bin, "verify", "--archive", f"file://{local}"], env)
         out.append({"kind": "verify_archive", "from": "file", "events": n, "seconds": round(dt, 2),
-                    "events_per_s": round(n / dt)})
-        dt, _ = timed([a.bin, "restore", "--from-archive", f"file://{local}", "--data-dir", str(work / "r2")], env)
+                    "events_per_s": round(n / dt), "cpu_s": round(cpu, 2), "events_per_cpu_s": round(n / max(cpu, 1e-9))})
+        dt, cpu = timed([a.bin, "restore", "--from-archive", f"file://{local}", "--data-dir", str(work / "r2")], env)
         out.append({"kind": "restore_archive", "from": "file", "events": n, "seconds": round(dt, 2),
-                    "events_per_s": round(n / dt)})
-        dt, _ = timed([a.bin, "verify", "--data-dir", str(work / "r2")], env)
-        out.append({"kind": "verify_restored", "events": n, "seconds": round(dt, 2), "events_per_s": round(n / dt)})
+                    "events_per_s": round(n / dt), "cpu_s": round(cpu, 2), "events_per_cpu_s": round(n / max(cpu, 1e-9))})
+        dt, cpu = timed([a.bin, "verify", "--data-dir", str(work / "r2")], env)
+        out.append({"kind": "verify_restored", "events": n, "seconds": round(dt, 2), "events_per_s": round(n / dt),
+                    "cpu_s": round(cpu, 2), "events_per_cpu_s": round(n / max(cpu, 1e-9))})
         for r in out:
             print("RESULT " + json.dumps(r))
     finally:
