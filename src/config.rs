@@ -326,7 +326,7 @@ fn resolve_replication(f: ReplicationFile, o: &Overrides) -> anyhow::Result<Opti
     let Some(target) = o.replicate_to.as_deref().or(f.target.as_deref()).filter(|t| !t.trim().is_empty()) else {
         return Ok(None);
     };
-    let target = crate::replication::Target::parse(target).map_err(|e| anyhow::anyhow!("replication.target: {e}"))?;
+    let target = ReplicationTarget::parse(target).map_err(|e| anyhow::anyhow!("replication.target: {e}"))?;
     let interval = match o.replication_interval.as_deref().or(f.interval.as_deref()) {
         Some(i) => duration_setting("replication.interval", i)?,
         None => DEFAULT_REPLICATION_INTERVAL_US,
@@ -335,7 +335,53 @@ fn resolve_replication(f: ReplicationFile, o: &Overrides) -> anyhow::Result<Opti
     if max_events == 0 {
         anyhow::bail!("replication.max_events must be at least 1");
     }
-    Ok(Some(Replication { target: target.url().to_string(), interval, max_events }))
+    Ok(Some(Replication { target: target.url, interval, max_events }))
+}
+
+/// A replication target URL, checked and normalised: `s3://bucket[/prefix]` or
+/// `file:///absolute/path`. Credentials never go in it (they come from the standard AWS
+/// variables), so a URL with a user part is refused without repeating it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationTarget {
+    /// The normalised URL.
+    pub url: String,
+    pub kind: TargetKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    S3 { bucket: String, prefix: String },
+    File { root: PathBuf },
+}
+
+impl ReplicationTarget {
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let url = url.trim();
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let rest = rest.trim_end_matches('/');
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.contains('@') || bucket.contains(':') {
+                anyhow::bail!(
+                    "the replication target must not hold credentials or a port: use s3://bucket/prefix with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL"
+                );
+            }
+            if bucket.is_empty() || bucket.contains(['?', '#']) || prefix.contains(['?', '#']) {
+                anyhow::bail!("the replication target must look like s3://bucket/prefix");
+            }
+            let prefix = prefix.trim_matches('/').to_string();
+            let url = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
+            return Ok(Self { url, kind: TargetKind::S3 { bucket: bucket.to_string(), prefix } });
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                anyhow::bail!("a file:// replication target needs an absolute path (file:///var/archive)");
+            }
+            let root = PathBuf::from(path.trim_end_matches('/'));
+            let root = if root.as_os_str().is_empty() { PathBuf::from("/") } else { root };
+            return Ok(Self { url: format!("file://{}", root.display()), kind: TargetKind::File { root } });
+        }
+        anyhow::bail!("the replication target must be s3://bucket/prefix or file:///path")
+    }
 }
 
 fn mask_userinfo(url: &str) -> String {

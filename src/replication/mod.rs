@@ -14,54 +14,26 @@ pub mod uploader;
 
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use object_store::ObjectStore;
 use object_store::path::Path as ObjPath;
 
+use crate::config::TargetKind;
 pub use uploader::{Status, spawn};
 
-/// A replication target: `s3://bucket[/prefix]` or `file:///absolute/path`.
+/// A replication target: `s3://bucket[/prefix]` or `file:///absolute/path` (the URL grammar is
+/// `config::ReplicationTarget`'s).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     url: String,
     kind: TargetKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum TargetKind {
-    S3 { bucket: String, prefix: String },
-    File { root: std::path::PathBuf },
-}
-
 impl Target {
-    /// Parses a target URL. Credentials never go in it (they come from the standard AWS
-    /// variables), so a URL with a user part is refused without repeating it.
+    /// Parses a target URL; credentials in it are refused without being repeated.
     pub fn parse(url: &str) -> anyhow::Result<Self> {
-        let url = url.trim();
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let rest = rest.trim_end_matches('/');
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.contains('@') || bucket.contains(':') {
-                bail!(
-                    "the replication target must not hold credentials or a port: use s3://bucket/prefix with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL"
-                );
-            }
-            if bucket.is_empty() || bucket.contains(['?', '#']) || prefix.contains(['?', '#']) {
-                bail!("the replication target must look like s3://bucket/prefix");
-            }
-            let prefix = prefix.trim_matches('/').to_string();
-            let url = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
-            return Ok(Self { url, kind: TargetKind::S3 { bucket: bucket.to_string(), prefix } });
-        }
-        if let Some(path) = url.strip_prefix("file://") {
-            if !path.starts_with('/') {
-                bail!("a file:// replication target needs an absolute path (file:///var/archive)");
-            }
-            let root = std::path::PathBuf::from(path.trim_end_matches('/'));
-            let root = if root.as_os_str().is_empty() { std::path::PathBuf::from("/") } else { root };
-            return Ok(Self { url: format!("file://{}", root.display()), kind: TargetKind::File { root } });
-        }
-        bail!("the replication target must be s3://bucket/prefix or file:///path")
+        let t = crate::config::ReplicationTarget::parse(url)?;
+        Ok(Self { url: t.url, kind: t.kind })
     }
 
     /// The normalised URL (no credentials ever): the key of the watermark and what is shown.
