@@ -254,7 +254,15 @@ impl Uploader {
         loop {
             let tick = tokio::time::Instant::now();
             // Everything committed before this tick goes out now; later buffers at the next one.
-            let end = self.ledger.size();
+            // (From the database: the in-memory tree also holds the leaves of a transaction that
+            // is not committed yet.)
+            let end = match self.pool.get().map_err(Failure::db).and_then(|c| sql::committed(&c).map_err(Failure::db)) {
+                Ok((_, leaves)) => leaves,
+                Err(f) => {
+                    self.failed(&f);
+                    0
+                }
+            };
             loop {
                 let wm = match sql::watermark(&self.side, self.target()) {
                     Ok(w) => w,
