@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::keystore::Passphrase;
+use crate::time::{format_duration, parse_duration};
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// How often the retention purge runs when a retention period is configured.
 pub const DEFAULT_PURGE_INTERVAL_US: i64 = 3600 * 1_000_000;
@@ -42,6 +45,11 @@ pub struct Config {
     pub auth_fail_per_sec: f64,
     /// Replication to object storage (none by default).
     pub replication: Option<Replication>,
+    /// Unlocks (and, for new keys, seals) the key store's files; from `TRAILKEEP_KEY_PASSPHRASE`
+    /// or `--key-passphrase-file`, never from the file.
+    pub key_passphrase: Option<Passphrase>,
+    /// Serve HTTPS with this certificate chain and private key (PEM files, read again on SIGHUP).
+    pub tls: Option<TlsFiles>,
 }
 
 /// Where and how often events are replicated (`crate::replication`). Credentials are never part
@@ -53,6 +61,15 @@ pub struct Replication {
     /// Microseconds between uploads.
     pub interval: i64,
     pub max_events: u64,
+}
+
+/// The PEM files HTTPS is served with (`src/tls.rs` reads them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    /// The server's certificate first, then any intermediates (e.g. certbot's `fullchain.pem`).
+    pub cert: PathBuf,
+    /// Its private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC), unencrypted.
+    pub key: PathBuf,
 }
 
 /// Retention periods, in microseconds: events received longer ago than their workspace's period
@@ -90,6 +107,7 @@ pub struct FileConfig {
     pub auth_fail_burst: Option<u32>,
     pub auth_fail_per_sec: Option<f64>,
     pub replication: Option<ReplicationFile>,
+    pub tls: Option<TlsFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +116,13 @@ pub struct ReplicationFile {
     pub target: Option<String>,
     pub interval: Option<String>,
     pub max_events: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +149,9 @@ pub struct Overrides {
     pub auth_fail_per_sec: Option<f64>,
     pub replicate_to: Option<String>,
     pub replication_interval: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub key_passphrase: Option<Passphrase>,
 }
 
 impl FileConfig {
@@ -138,40 +166,11 @@ impl FileConfig {
     }
 }
 
-/// `7d`, `1h`, `30mins`, `2y`…: microseconds.
-pub fn parse_duration(s: &str) -> Option<i64> {
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n.parse().ok()?;
-    let secs: i64 = match unit {
-        "d" | "da" | "day" | "days" => 86_400,
-        "h" | "hour" | "hr" | "hrs" | "hours" => 3600,
-        "mi" | "min" | "mins" | "minute" | "minutes" => 60,
-        "mo" | "mon" | "month" | "months" => 30 * 86_400,
-        "s" | "sec" | "secs" | "second" | "seconds" => 1,
-        "w" | "week" | "weeks" => 7 * 86_400,
-        "y" | "year" | "years" => 365 * 86_400,
-        _ => return None,
-    };
-    n.checked_mul(secs)?.checked_mul(1_000_000)
-}
-
 fn duration_setting(name: &str, value: &str) -> anyhow::Result<i64> {
     match parse_duration(value.trim()) {
         Some(d) if d > 0 => Ok(d),
         _ => anyhow::bail!("{name}: {value:?} is not a duration such as 30d, 12h or 1y"),
     }
-}
-
-/// Formats microseconds as the largest exact unit (`90d`, `36h`, `1s`).
-pub fn format_duration(us: i64) -> String {
-    let secs = us / 1_000_000;
-    for (unit, n) in [("y", 365 * 86_400), ("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("mins", 60)] {
-        if secs >= n && secs % n == 0 {
-            return format!("{}{unit}", secs / n);
-        }
-    }
-    format!("{secs}s")
 }
 
 /// The documented default data directory: `$STATE_DIRECTORY` under systemd, else the XDG data dir
@@ -199,6 +198,8 @@ impl Config {
             auth_fail_burst: DEFAULT_AUTH_FAIL_BURST,
             auth_fail_per_sec: DEFAULT_AUTH_FAIL_PER_SEC,
             replication: None,
+            tls: None,
+            key_passphrase: None,
         }
     }
 
@@ -233,6 +234,7 @@ impl Config {
         if !(auth_fail_per_sec.is_finite() && auth_fail_per_sec > 0.0) {
             anyhow::bail!("auth_fail_per_sec must be a positive number");
         }
+        let tls = resolve_tls(file.tls.unwrap_or_default(), o.tls_cert.clone(), o.tls_key.clone())?;
         let interval = match rf.interval.as_deref() {
             Some(i) => duration_setting("retention.interval", i)?,
             None => DEFAULT_PURGE_INTERVAL_US,
@@ -252,12 +254,15 @@ impl Config {
             auth_fail_burst,
             auth_fail_per_sec,
             replication,
+            tls,
+            key_passphrase: o.key_passphrase,
         })
     }
 
     /// The effective configuration as TOML (what `trailkeep config show` prints). Nothing secret
-    /// lives in the configuration (keys and the signing key are in the database); credentials
-    /// embedded in `public_url` are masked all the same.
+    /// lives in the configuration (API keys are in the database, the server's keys in the key
+    /// store; the key passphrase only says whether it is set); credentials embedded in
+    /// `public_url` are masked all the same.
     pub fn show(&self) -> String {
         let mut s = String::new();
         let q = |v: &str| toml::Value::String(v.to_string()).to_string();
@@ -272,6 +277,17 @@ impl Config {
         let _ = writeln!(s, "oauth_client_id = {}", q(&self.oauth_client_id));
         let _ = writeln!(s, "auth_fail_burst = {}", self.auth_fail_burst);
         let _ = writeln!(s, "auth_fail_per_sec = {:?}", self.auth_fail_per_sec);
+        if self.key_passphrase.is_some() {
+            s.push_str("# key passphrase: set (the key store's files are encrypted)\n");
+        }
+        match &self.tls {
+            Some(t) => {
+                s.push_str("\n[tls]\n");
+                let _ = writeln!(s, "cert = {}", q(&t.cert.display().to_string()));
+                let _ = writeln!(s, "key = {}", q(&t.key.display().to_string()));
+            }
+            None => s.push_str("# [tls]: not set (plain HTTP)\n"),
+        }
         s.push_str("\n[retention]\n");
         match self.retention.default {
             Some(d) => _ = writeln!(s, "default = {}", q(&format_duration(d))),
@@ -384,6 +400,20 @@ impl ReplicationTarget {
     }
 }
 
+/// The certificate and key come as a pair, each from the flag/environment or else the file.
+fn resolve_tls(file: TlsFile, cert: Option<PathBuf>, key: Option<PathBuf>) -> anyhow::Result<Option<TlsFiles>> {
+    match (cert.or(file.cert), key.or(file.key)) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => anyhow::bail!(
+            "a TLS certificate is set but no private key: give --tls-key (TRAILKEEP_TLS_KEY, [tls] key) too"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "a TLS private key is set but no certificate: give --tls-cert (TRAILKEEP_TLS_CERT, [tls] cert) too"
+        ),
+    }
+}
+
 fn mask_userinfo(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://")
         && let Some((userinfo, host)) = rest.split_once('@')
@@ -397,8 +427,9 @@ fn mask_userinfo(url: &str) -> String {
 /// A commented example file (`trailkeep config example`); a unit test checks it parses.
 pub const EXAMPLE: &str = r#"# trailkeep configuration (TOML). Every key is optional; the values shown are the defaults
 # unless marked "example". Precedence: defaults < this file < TRAILKEEP_* environment < flags.
-# Unknown keys are an error. Secrets (API keys, the signing key) are never configured here:
-# they live in the database and are managed with `trailkeep keys`.
+# Unknown keys are an error. Secrets are never configured here: API keys live in the database
+# (`trailkeep keys`), the server's signing keys in the key store DATA_DIR/keys, encrypted when
+# TRAILKEEP_KEY_PASSPHRASE or --key-passphrase-file gives a passphrase.
 
 # Address and port to listen on (env TRAILKEEP_LISTEN, flag --listen).
 listen = "127.0.0.1:8080"
@@ -426,6 +457,15 @@ oauth_client_id = "trailkeep"
 # Env TRAILKEEP_AUTH_FAIL_BURST / TRAILKEEP_AUTH_FAIL_PER_SEC, flags --auth-fail-burst / --auth-fail-per-sec.
 auth_fail_burst = 20
 auth_fail_per_sec = 1.0
+
+[tls]
+# Serve HTTPS (TLS 1.2 and 1.3 only) with this certificate chain (the server's certificate first,
+# then intermediates, e.g. certbot's fullchain.pem) and its private key (PKCS#8, RSA or EC), both
+# PEM. Both files are read again on SIGHUP (`systemctl reload trailkeep`, `kill -HUP`), so a
+# renewed certificate takes effect without a restart or dropped connections. Default: plain HTTP.
+# Env TRAILKEEP_TLS_CERT / TRAILKEEP_TLS_KEY, flags --tls-cert / --tls-key.
+# cert = "/etc/trailkeep/tls/fullchain.pem"       # example
+# key = "/etc/trailkeep/tls/privkey.pem"          # example
 
 [retention]
 # Events received longer ago than their workspace's period lose their content; their hashes
@@ -471,10 +511,22 @@ mod tests {
         assert_eq!(c.retention.default, None);
         assert!(!c.retention.is_enabled());
         // Uncommenting the examples still parses.
-        let uncommented = EXAMPLE.replace("# \"workspaces/", "\"workspaces/").replace("# public_url", "public_url");
+        assert_eq!(c.tls, None);
+        let uncommented = EXAMPLE
+            .replace("# \"workspaces/", "\"workspaces/")
+            .replace("# public_url", "public_url")
+            .replace("# cert = ", "cert = ")
+            .replace("# key = ", "key = ");
         let c = Config::resolve(FileConfig::parse(&uncommented).unwrap(), Overrides::default()).unwrap();
         assert_eq!(c.retention.workspaces.get("workspaces/sandbox"), Some(&(30 * 86_400 * 1_000_000)));
         assert_eq!(c.public_url.as_deref(), Some("https://audit.example.com"));
+        let tls = c.tls.as_ref().expect("[tls] set");
+        assert_eq!(tls.cert, Path::new("/etc/trailkeep/tls/fullchain.pem"));
+        assert_eq!(tls.key, Path::new("/etc/trailkeep/tls/privkey.pem"));
+        let shown = c.show();
+        assert!(shown.contains("[tls]\ncert = \"/etc/trailkeep/tls/fullchain.pem\"\nkey = "), "{shown}");
+        let again = Config::resolve(FileConfig::parse(&shown).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(again.tls, c.tls, "config show round-trips [tls]");
     }
 
     #[test]
@@ -531,6 +583,38 @@ mod tests {
         for bad in ["[replication]\ntarget = \"ftp://x\"", "[replication]\ntarget = \"s3://b\"\nmax_events = 0"] {
             assert!(Config::resolve(FileConfig::parse(bad).unwrap(), Overrides::default()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tls_cert_and_key_come_as_a_pair() {
+        let file = || FileConfig::parse("[tls]\ncert = \"/f/cert.pem\"\nkey = \"/f/key.pem\"\n").unwrap();
+        let c = Config::resolve(file(), Overrides::default()).unwrap();
+        assert_eq!(c.tls, Some(TlsFiles { cert: "/f/cert.pem".into(), key: "/f/key.pem".into() }));
+        // Flags/environment beat the file, each file on its own.
+        let o = Overrides { tls_cert: Some("/o/cert.pem".into()), ..Default::default() };
+        let c = Config::resolve(file(), o).unwrap();
+        assert_eq!(c.tls, Some(TlsFiles { cert: "/o/cert.pem".into(), key: "/f/key.pem".into() }));
+        let o = Overrides { tls_key: Some("/o/key.pem".into()), ..Default::default() };
+        let err = Config::resolve(FileConfig::default(), o).unwrap_err().to_string();
+        assert!(err.contains("no certificate") && err.contains("--tls-cert"), "{err}");
+        let o = Overrides { tls_cert: Some("/o/cert.pem".into()), ..Default::default() };
+        let err = Config::resolve(FileConfig::default(), o).unwrap_err().to_string();
+        assert!(err.contains("no private key") && err.contains("--tls-key"), "{err}");
+        let shown = Config::resolve(FileConfig::default(), Overrides::default()).unwrap().show();
+        assert!(shown.contains("# [tls]: not set (plain HTTP)"), "{shown}");
+        let err = FileConfig::parse("[tls]\ncertificate = \"x\"").unwrap_err().to_string();
+        assert!(err.contains("unknown field `certificate`"), "{err}");
+    }
+
+    #[test]
+    fn the_key_passphrase_is_never_shown() {
+        let o = Overrides { key_passphrase: Some(Passphrase::new("hunter2".into()).unwrap()), ..Default::default() };
+        let c = Config::resolve(FileConfig::default(), o).unwrap();
+        let shown = c.show();
+        assert!(shown.contains("# key passphrase: set") && !shown.contains("hunter2"), "{shown}");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(FileConfig::parse(&shown).is_ok());
+        assert!(!Config::resolve(FileConfig::default(), Overrides::default()).unwrap().show().contains("passphrase"));
     }
 
     #[test]

@@ -3,11 +3,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::openapi::{Problem, TAG_UI};
+use super::apidoc::{Problem, TAG_UI};
+use super::state::{State, replication_report};
 use super::ui::{principal, problem};
-use super::{State, with_reader};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/replication").route(web::get().to(replication_status)).default_service(
@@ -72,15 +72,8 @@ pub async fn replication_status(state: State, req: HttpRequest) -> HttpResponse 
         }
         Err(r) => return r,
     }
-    match report(&state).await {
+    match replication_report(&state).await {
         Some(v) => HttpResponse::Ok().json(v),
         None => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service unavailable"),
     }
-}
-
-/// The replication report (`{"enabled": false}` when not configured); `None` if the database
-/// cannot be read. Also refreshes the lag gauges.
-pub async fn report(state: &State) -> Option<Value> {
-    let Some(status) = state.replication.clone() else { return Some(json!({"enabled": false})) };
-    with_reader(state, move |c| status.report(c)).await.ok()
 }

@@ -34,7 +34,7 @@ pub fn key(prefix: &ObjPath, rest: &str) -> ObjPath {
 
 /// `YYYY/MM/DD/HH` of a receive time (µs).
 pub fn hour_dir(received_at_us: i64) -> String {
-    let t = crate::ledger::format_micros(received_at_us);
+    let t = crate::time::format_micros(received_at_us);
     format!("{}/{}/{}/{}", &t[0..4], &t[5..7], &t[8..10], &t[11..13])
 }
 

@@ -5,9 +5,12 @@
 //! `trailkeep.db.restoring` and renamed into place only when complete, so an interrupted restore
 //! leaves no database that could be served (run it again; `serve` refuses to start beside it).
 //!
-//! The archive carries the public key only. With `--signing-key` (the trail's Ed25519 key, PKCS#8
-//! PEM) the restored server continues the same trail; without it the data directory holds the
-//! public key alone and the server serves it read-only (searches, proofs, exports; writes get 503).
+//! The archive carries the public key only (`public-key.pem`, checked against every signed root on
+//! the way): the database records it. With `--signing-key` (the trail's Ed25519 key, PKCS#8 PEM,
+//! which must match it) the key goes into the data directory's key store (`keys/root-signing.N.pem`,
+//! 0600, sealed when a key passphrase is given) and the restored server continues the same trail;
+//! without it the server serves the trail read-only (searches, proofs, exports; writes get 503
+//! saying how to install the key).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -21,8 +24,10 @@ use serde_json::Value;
 use super::Target;
 use super::archive::{Checked, Row, Walk, runtime};
 use crate::event::{EventType, Origin};
+use crate::keystore::{KeyInfo, KeyStore, Passphrase};
 use crate::ledger::{Checkpoint, checkpoint_path, write_checkpoint};
 use crate::store::{self, SEG_SHIFT};
+use crate::{datadir, serverkeys};
 
 /// The file a restore builds before renaming it to `trailkeep.db`.
 pub const RESTORING: &str = "trailkeep.db.restoring";
@@ -36,8 +41,11 @@ pub struct RestoreReport {
     pub objects: u64,
     pub events: u64,
     pub tree_size: u64,
-    /// Whether the signing key was given (the trail can go on).
-    pub writable: bool,
+    /// The trail's public key (base64), as the archive's `public-key.pem` and its roots say.
+    pub public_key: String,
+    /// The root-signing key file put into the key store, when `--signing-key` was given (the trail
+    /// can go on); `None`: the restored trail is served read-only.
+    pub root_signing: Option<KeyInfo>,
 }
 
 /// An event's indexed columns, derived from its envelope exactly as the dialects set them.
@@ -63,7 +71,7 @@ pub struct Columns {
 /// object (`parse_event` in the H2O dialect); Pangea events carry theirs as optional strings.
 pub fn columns(row: &Row) -> Result<Columns, String> {
     let event_time = match &row.event_time {
-        Some(t) => crate::event::parse_rfc3339(t).map(|(us, _)| us).ok_or("malformed event_time")?,
+        Some(t) => crate::time::parse_rfc3339(t).map(|(us, _)| us).ok_or("malformed event_time")?,
         None => return Err("no event_time".into()),
     };
     if row.envelope.is_empty() {
@@ -77,7 +85,7 @@ pub fn columns(row: &Row) -> Result<Columns, String> {
     let env: Value = serde_json::from_str(&row.envelope).map_err(|_| "the envelope is not JSON")?;
     let received_at = env["received_at"]
         .as_str()
-        .and_then(crate::event::parse_rfc3339)
+        .and_then(crate::time::parse_rfc3339)
         .map(|(us, _)| us)
         .ok_or("the envelope has no receive time")?;
     let Some(ev) = env.get("event").and_then(Value::as_object) else { return Err("the envelope has no event".into()) };
@@ -120,17 +128,29 @@ pub fn read_signing_key(path: &Path) -> anyhow::Result<ed25519_dalek::SigningKey
         .map_err(|_| anyhow::anyhow!("{}: not an Ed25519 private key in PKCS#8 PEM", path.display()))
 }
 
-pub fn restore_from_archive(url: &str, data_dir: &Path, signing_key: Option<&Path>) -> anyhow::Result<RestoreReport> {
+pub fn restore_from_archive(
+    url: &str,
+    data_dir: &Path,
+    signing_key: Option<&Path>,
+    passphrase: Option<Passphrase>,
+) -> anyhow::Result<RestoreReport> {
     let target = Target::parse(url)?;
     if store::db_path(data_dir).exists() || checkpoint_path(data_dir).exists() {
         bail!("{} already holds a database; restore into an empty directory", data_dir.display());
     }
     let key = signing_key.map(read_signing_key).transpose()?;
-    std::fs::create_dir_all(data_dir)?;
+    datadir::prepare_dir(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    datadir::check_private(data_dir, "the data directory")?;
+    // Opened (and a sealed file's passphrase checked) before the long part.
+    let key_store = match &key {
+        Some(_) => Some(KeyStore::open(&serverkeys::keys_dir(data_dir), passphrase)?),
+        None => None,
+    };
     let tmp = restoring_path(data_dir);
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", tmp.display()));
     }
+    datadir::touch_private(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let rt = runtime()?;
     let (walk, conn) = rt
         .block_on(async {
@@ -171,8 +191,17 @@ pub fn restore_from_archive(url: &str, data_dir: &Path, signing_key: Option<&Pat
         let _ = std::fs::remove_file(&tmp);
         bail!("the archive holds no events");
     };
-    ins.finish(&target, &last_root.tree_name, key.as_ref(), &public, report.objects).map_err(fail)?;
+    ins.finish(&target, &last_root.tree_name, &public, report.objects).map_err(fail)?;
     drop(ins);
+    // The key file before the database: a restore cut short here is run again (the key file is
+    // written idempotently), never a database whose key was meant to be installed but is not.
+    let root_signing = match (&key, &key_store) {
+        (Some(k), Some(ks)) => {
+            let version = serverkeys::install_root_signing_key(ks, k).map_err(fail)?;
+            ks.list()?.into_iter().find(|i| i.name == serverkeys::ROOT_SIGNING && i.version == version)
+        }
+        _ => None,
+    };
     let db = store::db_path(data_dir);
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, &db)?;
@@ -182,7 +211,8 @@ pub fn restore_from_archive(url: &str, data_dir: &Path, signing_key: Option<&Pat
         objects: report.objects,
         events: report.events,
         tree_size: report.tree_size,
-        writable: key.is_some(),
+        public_key: B64.encode(public.as_bytes()),
+        root_signing,
     })
 }
 
@@ -234,7 +264,7 @@ impl Inserter {
             next_seq: 0,
             next_leaf: 0,
             last_received: 0,
-            now: crate::keys::now_micros(),
+            now: crate::time::now_micros(),
             indexes,
         }
     }
@@ -306,7 +336,7 @@ impl Inserter {
             // The object's last root is signed in its proof even where the log stored it
             // unsigned (the same signature: Ed25519 is deterministic).
             let sig = if b.signature.is_empty() && k == last { &obj.proof.signed_root.signature } else { &b.signature };
-            let published = crate::event::parse_rfc3339(&b.published_at).map(|(us, _)| us).context("published_at")?;
+            let published = crate::time::parse_rfc3339(&b.published_at).map(|(us, _)| us).context("published_at")?;
             self.conn
                 .prepare_cached(
                     "INSERT INTO buffers(idx, first_seq, count, workspace, buffer_root, root_hash, published_at, signature)
@@ -333,7 +363,6 @@ impl Inserter {
         &mut self,
         target: &Target,
         tree_name: &str,
-        key: Option<&ed25519_dalek::SigningKey>,
         public: &ed25519_dalek::VerifyingKey,
         objects: u64,
     ) -> anyhow::Result<()> {
@@ -354,10 +383,8 @@ impl Inserter {
         }
         c.execute("UPDATE fts_state SET indexed_to = ?1", [self.next_seq - 1])?;
         store::put_setting(c, "tree_name", tree_name.as_bytes())?;
-        store::put_setting(c, "public_key", public.as_bytes())?;
-        if let Some(k) = key {
-            store::put_setting(c, "signing_key", k.as_bytes())?;
-        }
+        // Only the public key: private keys live in the key store, never in the database.
+        store::put_setting(c, store::PUBLIC_KEY, public.as_bytes())?;
         // The archive it came from already holds all of it.
         let wm = store::replication::Watermark {
             next_leaf: self.next_leaf,

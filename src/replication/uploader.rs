@@ -27,9 +27,10 @@ use tokio::io::AsyncWriteExt;
 
 use super::layout::{self, Consistency, Proof, ProofBuffer};
 use super::{FailureKind, Target, error_chain};
-use crate::ledger::{Ledger, format_micros};
+use crate::ledger::Ledger;
 use crate::store::replication::{self as sql, Watermark};
 use crate::store::{Pool, writer};
+use crate::time::format_micros;
 
 /// Multipart part size (S3's minimum is 5 MiB); smaller objects are one PUT.
 const PART: usize = 8 * 1024 * 1024;
@@ -101,7 +102,7 @@ impl Status {
         let (committed, _) = sql::committed(conn)?;
         let lag_seconds = match sql::received_at(conn, replicated)? {
             Some(at) if replicated < committed => {
-                ((crate::keys::now_micros() - at).max(0) as f64 / 1e6 * 1000.0).round() / 1000.0
+                ((crate::time::now_micros() - at).max(0) as f64 / 1e6 * 1000.0).round() / 1000.0
             }
             _ => 0.0,
         };
@@ -169,7 +170,7 @@ pub fn spawn(settings: Settings, cx: Handles) -> anyhow::Result<(Arc<Status>, st
 }
 
 fn now_text() -> String {
-    format_micros(crate::keys::now_micros())
+    format_micros(crate::time::now_micros())
 }
 
 fn error_text(e: &anyhow::Error) -> String {
@@ -419,7 +420,7 @@ impl Uploader {
                     return Err(Failure::db(format!("leaf {first} is not in the database")));
                 };
                 let planned = Watermark { pending_last: Some(last), ..wm };
-                sql::save_watermark(&self.side, self.target(), &planned, crate::keys::now_micros())
+                sql::save_watermark(&self.side, self.target(), &planned, crate::time::now_micros())
                     .map_err(Failure::db)?;
                 last
             }
@@ -453,7 +454,7 @@ impl Uploader {
             pending_last: None,
             objects: wm.objects + 1,
         };
-        sql::save_watermark(&self.side, self.target(), &done, crate::keys::now_micros()).map_err(Failure::db)?;
+        sql::save_watermark(&self.side, self.target(), &done, crate::time::now_micros()).map_err(Failure::db)?;
         self.status.update(|p| {
             p.replicated_leaves = done.next_leaf;
             p.replicated_events = done.next_seq;
@@ -589,7 +590,7 @@ pub fn write_events(
     let mut line = Vec::with_capacity(4096);
     sql::for_each_event(conn, first_seq, last_seq, |r| {
         line.clear();
-        crate::export::write_line(&mut line, r);
+        crate::export::write_line(&mut line, r, crate::export::LineProof::Omitted);
         line.push(b'\n');
         gz.write_all(&line)?;
         if gz.get_ref().len() >= CHUNK {

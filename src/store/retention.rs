@@ -12,35 +12,15 @@
 //! the default) it never reaches the replication watermark: content not yet in the archive stays.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::config::Retention;
-use crate::event::NewEvent;
+use crate::event::system::PURGE_ACTION;
 
-/// The action of the event that records a purge.
-pub const PURGE_ACTION: &str = "actions/audittrail/events/PURGE";
 /// Most events purged in one transaction.
 pub const BATCH: usize = 10_000;
-
-/// What one purge event declares (also the input to the event's builder).
-#[derive(Debug, Clone, Serialize)]
-pub struct PurgeInfo {
-    pub workspace: String,
-    pub count: u64,
-    pub first_seq: i64,
-    pub last_seq: i64,
-    /// Events received before this time (µs) were purged.
-    pub cutoff: i64,
-    /// The retention period applied (µs).
-    pub period: i64,
-}
-
-/// Builds the event that records a purge (supplied by the HTTP layer, so that it has the same
-/// shape as the server's other events in both dialects).
-pub type PurgeEventFn = Arc<dyn Fn(&PurgeInfo) -> NewEvent + Send + Sync>;
 
 /// The outcome of one purge run.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -31,15 +31,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::retention::{self, PurgeEventFn, PurgeInfo, PurgeReport};
+use super::retention::{self, PurgeReport};
 use super::uidfilter::UidFilter;
 use crate::config::Retention;
+use crate::event::system;
 use crate::event::{EnvelopeHead, NewEvent, Origin, StoredEvent};
 use crate::ledger::merkle::{CompactTree, Hash, mth};
-use crate::ledger::{Checkpoint, Ledger, SignedRoot, format_micros, prepare_checkpoint_spare, write_checkpoint};
-
-/// Why a trail restored from an archive without its signing key refuses writes.
-const READ_ONLY: &str = "read-only: restored from an archive without the signing key";
+use crate::ledger::{Checkpoint, Ledger, SignedRoot, prepare_checkpoint_spare, write_checkpoint};
+use crate::time::format_micros;
 
 /// Most events in one group commit.
 const MAX_GROUP_EVENTS: usize = 20_000;
@@ -130,6 +129,10 @@ pub enum WriteError {
     Full,
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The key store lacks the trail's root-signing key: nothing can be appended. The text says
+    /// how to install the key (no path beyond the data directory's own layout).
+    #[error("read-only: {0}")]
+    ReadOnly(String),
 }
 
 /// An event and its envelope head, built by the submitting thread (`seal`). The event object
@@ -145,7 +148,6 @@ struct Job {
 struct PurgeJob {
     retention: Retention,
     now: i64,
-    make_event: PurgeEventFn,
     reply: oneshot::Sender<Result<PurgeReport, WriteError>>,
 }
 
@@ -191,15 +193,10 @@ impl WriterHandle {
     }
 
     /// Runs the retention purge for `retention` as of `now` (µs) on the writer thread, between
-    /// group commits; `make_event` builds the event that records each purged batch.
-    pub async fn purge(
-        &self,
-        retention: Retention,
-        now: i64,
-        make_event: PurgeEventFn,
-    ) -> Result<PurgeReport, WriteError> {
+    /// group commits; each purged batch is recorded by an event (`event::system::purge`).
+    pub async fn purge(&self, retention: Retention, now: i64) -> Result<PurgeReport, WriteError> {
         let (reply, rx) = oneshot::channel();
-        let job = PurgeJob { retention, now, make_event, reply };
+        let job = PurgeJob { retention, now, reply };
         self.tx.send(Msg::Purge(job)).await.map_err(|_| WriteError::Stopped)?;
         rx.await.map_err(|_| WriteError::Stopped)?
     }
@@ -272,10 +269,6 @@ struct WriterState {
     clock: fn() -> i64,
 }
 
-fn wall_clock() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
-
 struct Pending {
     job: usize,
     item: usize,
@@ -317,7 +310,7 @@ impl WriterState {
             uids,
             fts_pending: Vec::new(),
             fts,
-            clock: wall_clock,
+            clock: crate::time::now_micros,
         };
         state.recover_fts(indexed)?;
         Ok(state)
@@ -482,9 +475,9 @@ impl WriterState {
             replies.push(j.reply);
         }
         let mut stop = false;
-        if !self.ledger.can_sign() {
+        if let Some(reason) = self.ledger.read_only() {
             for reply in replies {
-                let _ = reply.send(Err(WriteError::Storage(READ_ONLY.into())));
+                let _ = reply.send(Err(WriteError::ReadOnly(reason.to_string())));
             }
             return stop;
         }
@@ -578,8 +571,8 @@ impl WriterState {
 
     /// Runs one retention purge job and replies.
     fn purge(&mut self, job: PurgeJob) {
-        if !self.ledger.can_sign() {
-            let _ = job.reply.send(Err(WriteError::Storage(READ_ONLY.into())));
+        if let Some(reason) = self.ledger.read_only() {
+            let _ = job.reply.send(Err(WriteError::ReadOnly(reason.to_string())));
             return;
         }
         let mut report = PurgeReport::default();
@@ -631,7 +624,7 @@ impl WriterState {
                 for (seq, origin, envelope) in &rows {
                     retention::purge_row(&self.conn, empty, *seq, *origin, envelope, job.now)?;
                 }
-                let info = PurgeInfo {
+                let info = system::PurgeInfo {
                     workspace: workspace.clone(),
                     count: rows.len() as u64,
                     first_seq: rows.first().map_or(0, |r| r.0),
@@ -642,7 +635,7 @@ impl WriterState {
                 report.purged += info.count;
                 *report.workspaces.entry(workspace).or_default() += info.count;
                 report.purge_events += 1;
-                events.push(seal((job.make_event)(&info)));
+                events.push(seal(system::purge(&info)));
             }
             let (_, _, committed) = self.write_in_tx(vec![events])?;
             Ok((true, committed))
