@@ -92,7 +92,7 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
                 data_dir: data_dir.clone(),
                 shutdown: shutdown.subscribe(),
             };
-            let (status, join) = crate::replication::spawn(settings, handles)?;
+            let (status, join) = crate::replication::uploader::spawn(settings, handles)?;
             (Some(status), Some(join))
         }
         None => (None, None),

@@ -36,7 +36,7 @@ pub struct AppState {
     pub retention: Mutex<RetentionStatus>,
     /// Replication to object storage, when configured (`GET /api/v1/replication`, `/readyz`,
     /// `/metrics`).
-    pub replication: Option<Arc<crate::replication::Status>>,
+    pub replication: Option<Arc<crate::replication::uploader::Status>>,
 }
 
 pub type State = web::Data<AppState>;

@@ -78,7 +78,7 @@ pub struct Row {
     /// For a purged line.
     pub workspace: Option<String>,
     /// The indexed columns, derived from the envelope where the object is checked (in parallel).
-    pub columns: super::restore::Columns,
+    pub columns: super::columns::Columns,
 }
 
 /// An object whose own content verified (before the chain checks).
@@ -412,7 +412,13 @@ pub fn check_object(name: ObjectName, proof: &[u8], events: &[u8], keep_rows: bo
                     workspace: l.workspace,
                     columns: Default::default(),
                 };
-                row.columns = super::restore::columns(&row).map_err(|e| at(&format!("event {expected_seq}: {e}")))?;
+                row.columns = super::columns::columns(&super::columns::Line {
+                    origin: row.origin,
+                    event_time: row.event_time.as_deref(),
+                    envelope: &row.envelope,
+                    workspace: row.workspace.as_deref(),
+                })
+                .map_err(|e| at(&format!("event {expected_seq}: {e}")))?;
                 rows.push(row);
             }
         }

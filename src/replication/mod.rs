@@ -8,6 +8,7 @@
 //! database (`store::replication`); ingest never waits for object storage.
 
 pub mod archive;
+pub mod columns;
 pub mod layout;
 pub mod restore;
 pub mod uploader;
@@ -19,7 +20,6 @@ use object_store::ObjectStore;
 use object_store::path::Path as ObjPath;
 
 use crate::config::TargetKind;
-pub use uploader::{Status, spawn};
 
 /// A replication target: `s3://bucket[/prefix]` or `file:///absolute/path` (the URL grammar is
 /// `config::ReplicationTarget`'s).

@@ -19,11 +19,9 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use rusqlite::{Connection, params};
-use serde_json::Value;
 
 use super::Target;
-use super::archive::{Checked, Row, Walk, runtime};
-use crate::event::{EventType, Origin};
+use super::archive::{Checked, Walk, runtime};
 use crate::keystore::{KeyInfo, KeyStore, Passphrase};
 use crate::ledger::{Checkpoint, checkpoint_path, write_checkpoint};
 use crate::store::{self, SEG_SHIFT};
@@ -46,78 +44,6 @@ pub struct RestoreReport {
     /// The root-signing key file put into the key store, when `--signing-key` was given (the trail
     /// can go on); `None`: the restored trail is served read-only.
     pub root_signing: Option<KeyInfo>,
-}
-
-/// An event's indexed columns, derived from its envelope exactly as the dialects set them.
-#[derive(Debug, Clone, Default)]
-pub struct Columns {
-    pub received_at: i64,
-    pub event_time: i64,
-    pub workspace: String,
-    pub actor: String,
-    pub action: String,
-    pub event_source: String,
-    pub target: Option<String>,
-    pub source: Option<String>,
-    pub status: Option<String>,
-    pub status_code: Option<i64>,
-    pub read_only: bool,
-    pub event_type: i64,
-    /// The free-text row (none for a purged event).
-    pub fts: Option<String>,
-}
-
-/// The columns of one archived event. H2O and server events carry every column in their event
-/// object (`parse_event` in the H2O dialect); Pangea events carry theirs as optional strings.
-pub fn columns(row: &Row) -> Result<Columns, String> {
-    let event_time = match &row.event_time {
-        Some(t) => crate::time::parse_rfc3339(t).map(|(us, _)| us).ok_or("malformed event_time")?,
-        None => return Err("no event_time".into()),
-    };
-    if row.envelope.is_empty() {
-        return Ok(Columns {
-            received_at: 0,
-            event_time,
-            workspace: row.workspace.clone().unwrap_or_default(),
-            ..Default::default()
-        });
-    }
-    let env: Value = serde_json::from_str(&row.envelope).map_err(|_| "the envelope is not JSON")?;
-    let received_at = env["received_at"]
-        .as_str()
-        .and_then(crate::time::parse_rfc3339)
-        .map(|(us, _)| us)
-        .ok_or("the envelope has no receive time")?;
-    let Some(ev) = env.get("event").and_then(Value::as_object) else { return Err("the envelope has no event".into()) };
-    let text = |k: &str| ev.get(k).and_then(Value::as_str).map(str::to_string);
-    let status = text("status");
-    let status_code = status.as_deref().and_then(|s| s.parse::<i32>().ok()).map(i64::from);
-    let mut c = Columns {
-        received_at,
-        event_time,
-        workspace: text("tenant_id").unwrap_or_default(),
-        actor: text("actor").unwrap_or_default(),
-        action: text("action").unwrap_or_default(),
-        status,
-        status_code,
-        fts: Some(crate::event::fts_body(row.origin, ev)),
-        ..Default::default()
-    };
-    match row.origin {
-        Origin::Pangea => {
-            c.event_source = "pangea".into();
-            c.target = text("target");
-            c.source = text("source");
-        }
-        Origin::H2o | Origin::Server => {
-            c.event_source = text("event_source").unwrap_or_default();
-            c.target = Some(text("target").unwrap_or_default());
-            c.source = Some(text("source").unwrap_or_default());
-            c.read_only = ev.get("read_only").and_then(Value::as_bool).unwrap_or(false);
-            c.event_type = text("type").and_then(|t| EventType::from_name(&t)).unwrap_or(EventType::Unspecified) as i64;
-        }
-    }
-    Ok(c)
 }
 
 /// Reads the trail's signing key: a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).

@@ -588,7 +588,7 @@ pub fn write_events(
     use std::io::Write;
     let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(CHUNK + 64 * 1024), flate2::Compression::fast());
     let mut line = Vec::with_capacity(4096);
-    sql::for_each_event(conn, first_seq, last_seq, |r| {
+    crate::store::search::for_each_event(conn, first_seq, last_seq, |r| {
         line.clear();
         crate::export::write_line(&mut line, r, crate::export::LineProof::Omitted);
         line.push(b'\n');

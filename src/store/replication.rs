@@ -7,8 +7,6 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::search::{EventRow, ROW_COLUMNS, read_row};
-
 /// Where replication to one target stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Watermark {
@@ -86,13 +84,6 @@ pub struct BufferRow {
     pub signature: Vec<u8>,
 }
 
-const HOUR_US: i64 = 3_600_000_000;
-
-/// The UTC hour (hours since the epoch) of a receive time.
-pub fn hour_of(us: i64) -> i64 {
-    us.div_euclid(HOUR_US)
-}
-
 /// The last leaf of the next object starting at `first`: whole buffers below `end`, all of the
 /// hour of `first`'s first event, at most `max_events` events (a single larger buffer is an object
 /// of its own); `None` when no buffer in `first..end` is committed.
@@ -105,7 +96,7 @@ pub fn plan(conn: &Connection, first: u64, end: u64, max_events: u64) -> rusqlit
     let (mut last, mut events, mut hour) = (None, 0u64, None);
     while let Some(r) = rows.next()? {
         let (idx, count, at): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        let h = hour_of(at);
+        let h = crate::time::hour_of(at);
         if last.is_some() && (hour != Some(h) || events + count as u64 > max_events) {
             break;
         }
@@ -134,37 +125,4 @@ pub fn buffers(conn: &Connection, first: u64, last: u64) -> rusqlite::Result<Vec
         })
     })?
     .collect()
-}
-
-/// Events `first_seq..=last_seq` in order, `page` rows per query (no read transaction is held
-/// between pages; committed rows below the watermark do not change).
-pub fn for_each_event(
-    conn: &Connection,
-    first_seq: i64,
-    last_seq: i64,
-    mut f: impl FnMut(&EventRow) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    const PAGE: i64 = 2048;
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ROW_COLUMNS} FROM events e WHERE e.seq >= ?1 AND e.seq <= ?2 ORDER BY e.seq"
-    ))?;
-    let mut lo = first_seq;
-    while lo <= last_seq {
-        let hi = (lo + PAGE - 1).min(last_seq);
-        let mut rows = stmt.query([lo, hi])?;
-        let mut expected = lo;
-        while let Some(r) = rows.next()? {
-            let row = read_row(r)?;
-            if row.seq != expected {
-                anyhow::bail!("event {expected} is missing from the database");
-            }
-            expected += 1;
-            f(&row)?;
-        }
-        if expected != hi + 1 {
-            anyhow::bail!("event {expected} is missing from the database");
-        }
-        lo = hi + 1;
-    }
-    Ok(())
 }

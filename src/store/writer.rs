@@ -778,7 +778,7 @@ impl WriterState {
                 let received_at = self.next_received_at();
                 // A buffer never spans two UTC hours: replication cuts objects at whole buffers
                 // and partitions them by the hour (`replication` module).
-                let h = super::replication::hour_of(received_at);
+                let h = crate::time::hour_of(received_at);
                 if hour.is_some_and(|prev| prev != h) {
                     let (buffer_root, root) = self.seal_buffer(&mut tree, &hashes);
                     sealed.push((buffer, first_seq, hashes.len(), ws_id, buffer_root, root));
@@ -1102,11 +1102,7 @@ mod tests {
             .collect();
         assert_eq!(rows.iter().map(|r| r.1).collect::<Vec<_>>(), vec![2, 3, 2], "{rows:?}");
         for (idx, _, lo, hi) in &rows {
-            assert_eq!(
-                super::super::replication::hour_of(*lo),
-                super::super::replication::hour_of(*hi),
-                "buffer {idx}"
-            );
+            assert_eq!(crate::time::hour_of(*lo), crate::time::hour_of(*hi), "buffer {idx}");
         }
         // The tree holds the three buffers, and the transaction's last root is signed.
         assert_eq!(st.ledger.size(), 3);

@@ -36,6 +36,13 @@ fn lines(path: &std::path::Path) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+fn raw_lines(path: &std::path::Path) -> Vec<String> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()), &mut text)
+        .unwrap();
+    text.lines().map(str::to_string).collect()
+}
+
 #[actix_web::test]
 async fn replicates_to_a_directory_exactly_once_then_verifies_and_restores() {
     let archive = tempfile::tempdir().unwrap();
@@ -91,6 +98,31 @@ async fn replicates_to_a_directory_exactly_once_then_verifies_and_restores() {
     }
     assert_eq!(seqs, (0..n as i64).collect::<Vec<_>>());
 
+    // One line format: an archive line is the `jsonl.gz` export's line of the same event without
+    // the export-only proof fields, byte for byte up to them.
+    let archived: Vec<String> = files(&root, ".jsonl.gz").iter().flat_map(|f| raw_lines(f)).collect();
+    let out = tempfile::tempdir().unwrap();
+    let export = out.path().join("e.jsonl.gz");
+    let st = Command::new(bin())
+        .args(["export", "--format", "jsonl.gz", "--since", "1d", "--data-dir"])
+        .arg(s.dir.path())
+        .arg("--out")
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let exported = raw_lines(&export);
+    assert_eq!(exported.len(), archived.len());
+    for (e, a) in exported.iter().zip(&archived) {
+        let cut = e.find(",\"membership_proof\":").unwrap_or_else(|| panic!("no proof in {e}"));
+        assert_eq!(format!("{}}}", &e[..cut]), *a);
+        let mut v: Value = serde_json::from_str(e).unwrap();
+        for k in ["membership_proof", "tree_size", "root"] {
+            assert!(v.as_object_mut().unwrap().remove(k).is_some(), "{k} in {e}");
+        }
+        assert_eq!(v, serde_json::from_str::<Value>(a).unwrap());
+    }
+
     // The bytes of an object are a function of the log: rebuilt from the database, the same.
     let first = files(&root, ".jsonl.gz").remove(0);
     let conn = trailkeep::store::open_side_rw(s.dir.path()).unwrap();
@@ -126,6 +158,67 @@ async fn replicates_to_a_directory_exactly_once_then_verifies_and_restores() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    let public = s.state.ledger.public_key_b64();
+    let o = trailkeep::server::open(trailkeep::config::Config::for_tests(restored.path())).unwrap();
+    assert!(!o.state.ledger.can_sign() && o.state.ledger.public_key_b64() == public);
+    assert!(o.state.ledger.read_only().unwrap().contains("keys/root-signing.1.pem"));
+    o.state.writer.stop().await;
+    drop(o.state);
+    o.writer_thread.join().unwrap();
+
+    // With --signing-key (the trail's key file) and a passphrase: the key goes into the key store,
+    // sealed, and the restored trail goes on; a key that is not the archive's is refused.
+    let keyfile = trailkeep::serverkeys::keys_dir(s.dir.path()).join("root-signing.1.pem");
+    let other = tempfile::tempdir().unwrap();
+    let wrong = other.path().join("wrong.pem");
+    {
+        let ks = trailkeep::keystore::KeyStore::open(&other.path().join("keys"), None).unwrap();
+        let v = ks.create_ed25519("root-signing").unwrap();
+        std::fs::copy(other.path().join(format!("keys/root-signing.{v}.pem")), &wrong).unwrap();
+    }
+    let target = other.path().join("data");
+    let restore = |key: &std::path::Path| {
+        Command::new(bin())
+            .args(["restore", "--from-archive", &url, "--signing-key"])
+            .arg(key)
+            .arg("--data-dir")
+            .arg(&target)
+            .env("TRAILKEEP_KEY_PASSPHRASE", "restore pw")
+            .output()
+            .unwrap()
+    };
+    let out = restore(&wrong);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not the key of this archive"));
+    assert!(!target.join("trailkeep.db").exists());
+    let out = restore(&keyfile);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("root-signing.1"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let installed = target.join("keys/root-signing.1.pem");
+    assert_eq!(std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(std::fs::read_to_string(&installed).unwrap().contains("TRAILKEEP ENCRYPTED KEY"));
+    let mut config = trailkeep::config::Config::for_tests(&target);
+    config.key_passphrase = Some(trailkeep::keystore::Passphrase::new("restore pw".into()).unwrap());
+    let o = trailkeep::server::open(config).unwrap();
+    assert!(o.state.ledger.can_sign() && o.state.ledger.public_key_b64() == public);
+    let (st, r) = call(
+        &actix_web::test::init_service(
+            actix_web::App::new().app_data(o.state.clone()).configure(trailkeep::http::configure),
+        )
+        .await,
+        "POST",
+        "/pangea/v1/log",
+        o.bootstrap_key.as_deref(),
+        r#"{"event":{"message":"after the restore"}}"#,
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    o.state.writer.stop().await;
+    drop(o.state);
+    o.writer_thread.join().unwrap();
+    let report = trailkeep::verify::verify(&target, None).unwrap();
+    assert!(report.problems.is_empty() && report.events == n as u64 + 1, "{:?}", report.problems);
 }
 
 #[actix_web::test]

@@ -335,12 +335,9 @@ def test_tampering_is_found_and_named(new_server, s3, tk_tmp):
 
 
 def signing_key_pem(srv: rh.Server, path: Path) -> Path:
-    """The trail's Ed25519 key as PKCS#8 PEM, from the database (where it lives in this version)."""
-    c = srv.db()
-    seed = c.execute("SELECT value FROM settings WHERE key = 'signing_key'").fetchone()[0]
-    c.close()
-    der = bytes.fromhex("302e020100300506032b657004220420") + bytes(seed)
-    path.write_text("-----BEGIN PRIVATE KEY-----\n" + base64.b64encode(der).decode() + "\n-----END PRIVATE KEY-----\n")
+    """A copy of the trail's root-signing key file (PKCS#8 PEM, from the data directory's key store)."""
+    path.write_bytes((Path(srv.data_dir) / "keys" / "root-signing.1.pem").read_bytes())
+    path.chmod(0o600)
     return path
 
 
@@ -397,17 +394,21 @@ def test_restore_then_verify_and_serve(new_server, s3, tk_tmp):
     rh.fig_set(F, "verify --archive from moto: events/s (CLI, wall clock, noisy)", round(total / t_verify))
     rh.fig_set(F, "restore --from-archive from moto: events/s (CLI, wall clock, noisy)", round(total / t_restore))
 
-    # Without the signing key: served read-only (searches answer, writes get 503).
+    # Without the signing key: served read-only (searches answer, writes get 503 saying which key
+    # file to install), and a warning at start says the same.
     target2 = tk_tmp / f"restored-ro-{uuid.uuid4().hex[:6]}"
-    srv.cli("restore", "--from-archive", f"s3://{bucket}/{PREFIX}", "--data-dir", str(target2), timeout=600)
+    res = srv.cli("restore", "--from-archive", f"s3://{bucket}/{PREFIX}", "--data-dir", str(target2), timeout=600)
+    assert "read-only" in res.stdout and "keys/root-signing.1.pem" in res.stdout, res.stdout
     assert srv.cli("verify", "--data-dir", str(target2), check=False).returncode == 0
     ro = new_server("restored-ro", (), data_dir=target2, env=srv.env_extra)
     roapi = rh.Api(ro.url, ro.admin_key)
     assert rh.pangea_ok(roapi.pangea("/v1/search", pangea_q))["count"] == pg_before["count"]
     r = roapi.pangea("/v1/log", {"event": rh.pangea_event("", "refused")})
-    assert r.status_code == 503, rh.short(r)
+    assert r.status_code == 503 and "keys/root-signing.1.pem" in r.json()["summary"], rh.short(r)
     r = roapi.h2o_create(rh.h2o_event("workspaces/x"))
-    assert r.status_code == 503, rh.short(r)
+    assert r.status_code == 503 and "keys/root-signing.1.pem" in r.json()["message"], rh.short(r)
+    ro.stop()
+    assert "read-only" in ro.log_since(), "no warning at start"
 
 
 def test_kill9_during_restore(new_server, s3, tk_tmp):
