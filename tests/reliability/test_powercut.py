@@ -37,7 +37,6 @@ reason.
 
 from __future__ import annotations
 
-import base64
 import calendar
 import hashlib
 import json
@@ -53,7 +52,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import pytest
 import requests
