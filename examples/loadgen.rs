@@ -1351,7 +1351,15 @@ type SoakTallies = Mutex<BTreeMap<(u64, &'static str), Tally>>;
 /// Paced loop: call `f(intended)` at `t0 + phase + k * interval` until `end` (open loop: a late
 /// call is made at once and its latency counts from the intended time). `progress` holds the
 /// window of the next intended call once the previous one finished.
-fn paced(t0: Instant, end: Instant, interval: f64, phase: f64, window: f64, progress: &AtomicU64, mut f: impl FnMut(Instant)) {
+fn paced(
+    t0: Instant,
+    end: Instant,
+    interval: f64,
+    phase: f64,
+    window: f64,
+    progress: &AtomicU64,
+    mut f: impl FnMut(Instant),
+) {
     let mut k = 0u64;
     loop {
         let offset = phase + k as f64 * interval;
@@ -1370,7 +1378,14 @@ fn paced(t0: Instant, end: Instant, interval: f64, phase: f64, window: f64, prog
     }
 }
 
-fn soak_record(tallies: &SoakTallies, t0: Instant, window: f64, kind: &'static str, intended: Instant, res: Result<u64, String>) {
+fn soak_record(
+    tallies: &SoakTallies,
+    t0: Instant,
+    window: f64,
+    kind: &'static str,
+    intended: Instant,
+    res: Result<u64, String>,
+) {
     let lat = ms(intended.elapsed());
     let w = (intended.duration_since(t0).as_secs_f64() / window) as u64;
     let mut g = tallies.lock().unwrap_or_else(|p| p.into_inner());
@@ -1386,7 +1401,10 @@ fn soak_record(tallies: &SoakTallies, t0: Instant, window: f64, kind: &'static s
 }
 
 fn soak(t: &Target, a: &SoakArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(a.window > 0.0 && a.seconds > 0.0 && a.batch > 0, "--seconds, --window and --batch must be positive");
+    anyhow::ensure!(
+        a.window > 0.0 && a.seconds > 0.0 && a.batch > 0,
+        "--seconds, --window and --batch must be positive"
+    );
     let w = World::new();
     let probe = json!({"query": "text:ka", "limit": 1, "max_results": 1, "verbose": false}).to_string();
     let fts_form = if run_query(&agent(1), t, "/pangea/v1/search", &probe).1.is_ok() { "text:{w}" } else { "{w}" };
@@ -1441,7 +1459,11 @@ fn soak(t: &Target, a: &SoakArgs) -> anyhow::Result<()> {
                                 let items: Vec<Value> = (lo..lo + a.batch)
                                     .map(|i| {
                                         let e = w.event(a.seed, i);
-                                        if dialect == "pangea" { json!({"event": e.pangea_event(w)}) } else { e.h2o_batch_item(w) }
+                                        if dialect == "pangea" {
+                                            json!({"event": e.pangea_event(w)})
+                                        } else {
+                                            e.h2o_batch_item(w)
+                                        }
                                     })
                                     .collect();
                                 let (url, body) = if dialect == "pangea" {
@@ -1461,18 +1483,32 @@ fn soak(t: &Target, a: &SoakArgs) -> anyhow::Result<()> {
                             "pangea_single" | "h2o_single" => {
                                 let e = w.event(a.seed, next.fetch_add(1, Ordering::Relaxed));
                                 let (url, body) = if dialect == "pangea" {
-                                    (format!("{}/pangea/v1/log", t.url), json!({"event": e.pangea_event(w)}).to_string())
+                                    (
+                                        format!("{}/pangea/v1/log", t.url),
+                                        json!({"event": e.pangea_event(w)}).to_string(),
+                                    )
                                 } else {
                                     (format!("{}/v1/events?eventId={}", t.url, e.uid), e.h2o_event(w).to_string())
                                 };
                                 let (status, text) = post(&ag, &url, &t.key, &body);
-                                if status == 200 { Ok(1) } else { Err(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>())) }
+                                if status == 200 {
+                                    Ok(1)
+                                } else {
+                                    Err(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>()))
+                                }
                             }
                             _ => {
                                 let mut x = r.below(100) as u32;
                                 let (k, name) = mix
                                     .iter()
-                                    .find(|(_, wt, _)| if x < *wt { true } else { x -= wt; false })
+                                    .find(|(_, wt, _)| {
+                                        if x < *wt {
+                                            true
+                                        } else {
+                                            x -= wt;
+                                            false
+                                        }
+                                    })
                                     .map(|m| (m.0, m.2))
                                     .unwrap_or((Kind::ExactPrincipal, "h2o_exact_principal"));
                                 let stored = a.db_events + next.load(Ordering::Relaxed).saturating_sub(a.start);
@@ -1513,10 +1549,12 @@ fn soak_emit(tallies: &SoakTallies, a: &SoakArgs, window: u64) {
     };
     let span = a.window.min(a.seconds - window as f64 * a.window);
     for (kind, t) in taken {
-        emit(json!({"kind": "soak", "label": a.label, "window": window, "window_start_s": r3(window as f64 * a.window),
+        emit(
+            json!({"kind": "soak", "label": a.label, "window": window, "window_start_s": r3(window as f64 * a.window),
             "window_s": r3(span), "op": kind, "requests": t.lat.0.len(), "events": t.ok_events,
             "events_per_s": r3(t.ok_events as f64 / span), "requests_per_s": r3(t.lat.0.len() as f64 / span),
-            "errors": t.errors, "first_error": t.first_error, "latency": t.lat.summary()}));
+            "errors": t.errors, "first_error": t.first_error, "latency": t.lat.summary()}),
+        );
     }
 }
 
