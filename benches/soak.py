@@ -20,13 +20,14 @@ Criteria (after the warm-up, default the first 5 minutes):
   p99      per request kind, the largest window p99 at most 1.5x the smallest (windows of 5 minutes)
   fds      open file descriptors flat: the last third's maximum at most the first third's + max(4, 10%)
   threads  the same for threads
-  wal      the WAL file bounded: at most SOAK_WAL_LIMIT_MB, and the last third's maximum at most the
-           first third's + 10%
+  wal      the WAL file bounded: at most SOAK_WAL_LIMIT_MB (its size is a high-water mark: the file is
+           not truncated while serving)
   errors   no failed request; verify passes; the backup verifies; the purge removed events
 
 Prints a table per window and a PASS/FAIL line per criterion; writes samples.csv (one row per
-sample), windows.csv (one row per window and kind), summary.json and the logs to the output
-directory. Exit status 0 when every criterion passes.
+sample), windows.csv (one row per window and kind), summary.json, loadgen's results and the
+server's warnings and errors (server-warnings.log; the full request log stays in the scratch
+directory) to the output directory. Exit status 0 when every criterion passes.
 
 Environment (all optional): SOAK_SECONDS (3600), SOAK_WINDOW (300; a fifth of the run when it is
 under 30 minutes), SOAK_WARMUP (300; one window when the run is under 30 minutes), SOAK_SAMPLE (5),
@@ -89,9 +90,11 @@ def log(msg: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------- server
-def start_server(data: Path, config: Path, out: Path) -> tuple:
+def start_server(data: Path, config: Path, out: Path, work: Path) -> tuple:
+    """The server's log (a line per request: GBs in an hour) goes to the scratch directory; its
+    warnings and errors are copied to the output directory at the end."""
     stdout = open(out / "server.stdout", "w")
-    stderr = open(out / "server.stderr", "w")
+    stderr = open(work / "server.stderr", "w")
     proc = subprocess.Popen([str(BIN), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data), "--config",
                              str(config)], stdout=subprocess.PIPE, stderr=stderr, text=True)
     url = key = None
@@ -108,7 +111,7 @@ def start_server(data: Path, config: Path, out: Path) -> tuple:
             url = m.group(1).rstrip("/")
     if not url or not key:
         proc.kill()
-        sys.exit(f"the server did not start: see {out / 'server.stderr'}")
+        sys.exit(f"the server did not start: see {work / 'server.stderr'}")
     threading.Thread(target=lambda: shutil.copyfileobj(proc.stdout, stdout), daemon=True).start()
     return proc, url, key
 
@@ -244,9 +247,11 @@ def judge(windows: List[dict]) -> List[tuple]:
         lo, hi = min(s[key] for s in after), max(s[key] for s in after)
         res.append((name, last <= first + max(4, 0.10 * first),
                     f"first third max {first}, last third max {last} (range {lo}-{hi})"))
+    # The WAL file is never truncated while serving: its size is a high-water mark, so bounded
+    # means under the limit (a WAL the checkpoints cannot keep up with runs past it).
     first, last = thirds(after, "wal_mb")
     wal_max = max(s["wal_mb"] for s in samples)
-    res.append(("wal", wal_max <= WAL_LIMIT_MB and last <= first * 1.10 + 1,
+    res.append(("wal", wal_max <= WAL_LIMIT_MB,
                 f"max {wal_max:.1f} MB (limit {WAL_LIMIT_MB:.0f}); first third max {first:.1f}, last third max {last:.1f}"))
     errors = sum(w["errors"] for w in windows if w["op"] != "search")
     first_err = next((w["first_error"] for w in windows if w["errors"] and w["first_error"]), None)
@@ -323,7 +328,7 @@ def main() -> int:
     log(f"soak: {SECONDS:.0f} s, windows of {WINDOW:.0f} s, warm-up {WARMUP:.0f} s, sample every {SAMPLE:.0f} s; "
         f"bulk {BULK_RATE:.0f} events/s, single {SINGLE_RATE:.0f}/s, search {SEARCH_RATE:.1f}/s; retention "
         f"{RETENTION} for {hot}; scratch {work}; output {out}")
-    server, url, key = start_server(data, config, out)
+    server, url, key = start_server(data, config, out, work)
     lg_out = open(out / "loadgen.results", "w")
     lg_err = open(out / "loadgen.log", "w")
     lg = None
@@ -347,7 +352,7 @@ def main() -> int:
                 th.start()
                 side.append(th)
             if server.poll() is not None:
-                log(f"the server exited (rc={server.returncode}) during the soak: see {out / 'server.stderr'}")
+                log(f"the server exited (rc={server.returncode}) during the soak: see {out / 'server-warnings.log'}")
                 break
             if now >= next_sample:
                 samples.append(sample(server.pid, t0, data, url, key))
@@ -375,6 +380,13 @@ def main() -> int:
         lg_out.close()
         lg_err.close()
     outcomes["server_exit"] = server.returncode
+    with open(work / "server.stderr", errors="replace") as f, open(out / "server-warnings.log", "w") as w:
+        kept = 0
+        for line in f:
+            if kept < 500 and re.search(r"\b(WARN|ERROR)\b|panicked", line):
+                w.write(re.sub(r"\x1b\[[0-9;]*m", "", line))
+                kept += 1
+    outcomes["server_warnings"] = kept
     log("soak load done; verifying the data directory and the backup")
     v = subprocess.run([str(BIN), "verify", "--data-dir", str(data)], capture_output=True, text=True)
     outcomes["verify_rc"], outcomes["verify"] = v.returncode, (v.stdout + v.stderr).strip()[:300]
