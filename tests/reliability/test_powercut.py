@@ -88,7 +88,7 @@ def lossyfs_unavailable(scratch: Path) -> Optional[str]:
     probe = subprocess.run([DEBIAN_PYTHON, "-c", "import pyfuse3, trio"], capture_output=True, text=True)
     if probe.returncode != 0:
         return ("Debian's python3-pyfuse3 and python3-trio are not installed "
-                f"(apt-get install fuse3 python3-pyfuse3 python3-trio): {probe.stderr.strip()[-200:]}")
+                f"(apt-get install fuse3 python3-pyfuse3 python3-trio): {(probe.stderr.strip().splitlines() or [''])[-1][:200]}")
     if os.geteuid() != 0 and not shutil.which("fusermount3"):
         return "not root and no fusermount3 (package fuse3)"
     m = LossyMount(scratch, "probe")
