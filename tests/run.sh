@@ -10,7 +10,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n=== %s ===\n' "$*"; }
+# Each step prints how long the one before it took (the durations CONTRIBUTING.md quotes).
+SUITE_START=$SECONDS
+STEP_START=$SECONDS
+STEP_NAME=
+step() {
+    [ -n "$STEP_NAME" ] && printf '=== %s: %d s ===\n' "$STEP_NAME" $((SECONDS - STEP_START))
+    STEP_NAME="$*"
+    STEP_START=$SECONDS
+    printf '\n=== %s ===\n' "$*"
+}
 
 step "format and lints"
 cargo fmt --all -- --check
@@ -63,4 +72,6 @@ if [ -f tests/browser/run.sh ]; then
 fi
 
 total=$((rust_passed + ${py_passed:-0} + ${readme_passed:-0} + ${rel_passed:-0} + ${pc_passed:-0} + ${browser_passed:-0}))
+step "done"
+printf 'whole suite: %d s\n' $((SECONDS - SUITE_START))
 printf '\nall suites: %s passed, 0 failed\n' "$total"
