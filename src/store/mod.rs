@@ -1,6 +1,7 @@
 //! SQLite storage: opening, PRAGMAs, migrations, the `regexp` function, the reader pool and the
 //! single writer. SQL lives here and in the submodules; handlers never touch it.
 
+pub mod replication;
 pub mod retention;
 pub mod search;
 pub mod tree;
@@ -27,6 +28,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_small_segments.sql", include_str!("../../migrations/0005_small_segments.sql")),
     ("0006_fts_batches.sql", include_str!("../../migrations/0006_fts_batches.sql")),
     ("0007_keys_leave_database.sql", include_str!("../../migrations/0007_keys_leave_database.sql")),
+    ("0009_replication.sql", include_str!("../../migrations/0009_replication.sql")),
     ("0012_root_prefixes.sql", include_str!("../../migrations/0012_root_prefixes.sql")),
 ];
 
@@ -46,10 +48,46 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join(DB_FILE)
 }
 
+/// Testing knob: `TRAILKEEP_UNSAFE_SQLITE_SYNCHRONOUS=normal` runs SQLite with
+/// `synchronous=NORMAL`, which loses acknowledged events at a power cut. It exists only so the
+/// power-cut test (`tests/reliability/test_powercut.py`) can show that it detects such losses;
+/// never set it on a server that keeps real data.
+pub const UNSAFE_SYNCHRONOUS_ENV: &str = "TRAILKEEP_UNSAFE_SQLITE_SYNCHRONOUS";
+
+/// The `synchronous` mode for a value of `UNSAFE_SYNCHRONOUS_ENV`: `FULL` when unset or empty,
+/// `NORMAL` or `FULL` by name (any case); anything else (`OFF` included) is refused.
+pub fn parse_synchronous(value: Option<&str>) -> Result<&'static str, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok("FULL"),
+        Some(v) if v.eq_ignore_ascii_case("full") => Ok("FULL"),
+        Some(v) if v.eq_ignore_ascii_case("normal") => Ok("NORMAL"),
+        Some(_) => Err(format!("{UNSAFE_SYNCHRONOUS_ENV} must be `normal` or `full` (a testing knob; leave it unset)")),
+    }
+}
+
+/// SQLite's `synchronous` mode for every connection of this process: `FULL` unless the testing
+/// knob says otherwise (read once; a refused value is reported by `open_rw`, and connections
+/// opened without it stay `FULL`).
+fn synchronous_mode() -> Result<&'static str, String> {
+    static MODE: std::sync::OnceLock<Result<&'static str, String>> = std::sync::OnceLock::new();
+    MODE.get_or_init(|| {
+        let raw = std::env::var(UNSAFE_SYNCHRONOUS_ENV).ok();
+        let mode = parse_synchronous(raw.as_deref());
+        if mode == Ok("NORMAL") {
+            tracing::warn!(
+                "{UNSAFE_SYNCHRONOUS_ENV}=normal: SQLite runs with synchronous=NORMAL, so a power cut loses acknowledged \
+                 events and leaves the checkpoint file ahead of the database. TESTING ONLY: never use it for real data"
+            );
+        }
+        mode
+    })
+    .clone()
+}
+
 /// Per-connection settings shared by the writer, the pool and CLI tools.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", synchronous_mode().unwrap_or("FULL"))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     register_regexp(conn)?;
     Ok(())
@@ -87,6 +125,7 @@ pub fn open_rw(data_dir: &Path) -> anyhow::Result<Connection> {
     if rusqlite::version_number() < MIN_SQLITE {
         bail!("SQLite {} is too old (need 3.51.3 or newer)", rusqlite::version());
     }
+    synchronous_mode().map_err(anyhow::Error::msg)?;
     let path = db_path(data_dir);
     crate::datadir::touch_private(&path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut conn = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -270,6 +309,19 @@ pub fn setting_or_init(conn: &Connection, key: &str, make: impl FnOnce() -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn synchronous_knob_is_full_unless_normal_is_asked_for() {
+        assert_eq!(parse_synchronous(None), Ok("FULL"));
+        assert_eq!(parse_synchronous(Some("")), Ok("FULL"));
+        assert_eq!(parse_synchronous(Some("Full")), Ok("FULL"));
+        assert_eq!(parse_synchronous(Some(" normal ")), Ok("NORMAL"));
+        assert_eq!(parse_synchronous(Some("NORMAL")), Ok("NORMAL"));
+        for bad in ["off", "0", "extra", "1"] {
+            let err = parse_synchronous(Some(bad)).unwrap_err();
+            assert!(err.contains(UNSAFE_SYNCHRONOUS_ENV), "{err}");
+        }
+    }
 
     #[test]
     fn every_migration_file_is_embedded_in_order() {
