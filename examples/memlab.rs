@@ -302,10 +302,9 @@ fn ids(dir: &Path) -> anyhow::Result<()> {
         maintain_us.push(call.elapsed().as_secs_f64() * 1e6);
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    let swap_us = maintain_us.last().copied().unwrap_or(0.0);
     result(json!({"id_filter_rebuild": {
         "build_ms": started.elapsed().as_secs_f64() * 1000.0, "ids_added_meanwhile": added,
-        "writer_maintain": percentiles(maintain_us), "swap_us": swap_us.round(), "filter_bytes": uids.heap_bytes(),
+        "writer_maintain": percentiles(maintain_us), "filter_bytes": uids.heap_bytes(),
     }}));
     Ok(())
 }

@@ -6,8 +6,9 @@
 //! When the filter holds more ids than it was sized for, a filter twice as large is built from the
 //! database on a thread of its own (`Uids`): a scan of every stored id, seconds at millions of ids,
 //! that the writer does not wait for. Meanwhile the writer keeps answering from the old filter
-//! (more false positives, never a false negative) and notes every id it adds; the new filter gets
-//! those ids too when the writer swaps it in, between two transactions. The scan reads a snapshot
+//! (more false positives, never a false negative) and notes every id it adds; once built, the new
+//! filter gets those ids too, a bounded number between two transactions (`CATCH_UP`), and is
+//! swapped in when it has them all. The scan reads a snapshot
 //! taken after the writer started noting, so every stored id is in the snapshot or in the notes.
 //!
 //! An id added for a transaction that rolls back stays in the filter: that costs a false positive,
@@ -100,8 +101,17 @@ struct Rebuild {
     done: Receiver<rusqlite::Result<UidFilter>>,
     /// Ids added since the build started: its snapshot may not hold them.
     since: Vec<Uuid>,
+    /// The finished filter while the ids in `since` are added to it, `applied` of them so far.
+    built: Option<UidFilter>,
+    applied: usize,
+    /// `since.len()` at the previous `maintain`.
+    seen: usize,
     started: Instant,
 }
+
+/// Ids noted during a build that one `maintain` call adds to the finished filter (at least twice
+/// the ids added since the previous call, so the catch-up always ends): ~3 ms at 10M ids.
+const CATCH_UP: usize = 32_768;
 
 /// Wait after a failed rebuild before the next try.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -125,29 +135,39 @@ impl Uids {
         self.current.may_contain(uid)
     }
 
-    /// Called by the writer between transactions: swaps in a finished rebuild, or starts one when
-    /// the filter is full. Never waits for the database.
+    /// Called by the writer between transactions: adds the ids noted meanwhile to a finished
+    /// rebuild, a bounded number per call, and swaps it in once it has them all; or starts a
+    /// rebuild when the filter is full. Never waits for the database.
     pub fn maintain(&mut self) {
         if let Some(r) = &mut self.rebuild {
-            match r.done.try_recv() {
-                Ok(Ok(mut filter)) => {
-                    let started = std::time::Instant::now();
-                    for uid in &r.since {
-                        filter.insert(uid);
-                    }
-                    tracing::info!(
-                        ids = filter.count,
-                        capacity = filter.capacity,
-                        build_ms = r.started.elapsed().as_millis() as u64,
-                        swap_us = started.elapsed().as_micros() as u64,
-                        "event-id filter rebuilt"
-                    );
-                    self.current = filter;
-                    self.rebuild = None;
+            if r.built.is_none() {
+                match r.done.try_recv() {
+                    Ok(Ok(filter)) => r.built = Some(filter),
+                    Err(TryRecvError::Empty) => {}
+                    Ok(Err(e)) => return self.failed(&e.to_string()),
+                    Err(TryRecvError::Disconnected) => return self.failed("the rebuild thread stopped"),
                 }
-                Err(TryRecvError::Empty) => {}
-                Ok(Err(e)) => self.failed(&e.to_string()),
-                Err(TryRecvError::Disconnected) => self.failed("the rebuild thread stopped"),
+            }
+            let added = r.since.len() - r.seen;
+            r.seen = r.since.len();
+            let Some(filter) = &mut r.built else { return };
+            let end = r.since.len().min(r.applied + CATCH_UP.max(2 * added));
+            for uid in &r.since[r.applied..end] {
+                filter.insert(uid);
+            }
+            r.applied = end;
+            if r.applied == r.since.len()
+                && let Some(filter) = r.built.take()
+            {
+                tracing::info!(
+                    ids = filter.count,
+                    capacity = filter.capacity,
+                    build_ms = r.started.elapsed().as_millis() as u64,
+                    noted = r.since.len(),
+                    "event-id filter rebuilt"
+                );
+                self.current = filter;
+                self.rebuild = None;
             }
             return;
         }
@@ -170,7 +190,10 @@ impl Uids {
             let _ = tx.send(super::open_ro(&dir).and_then(|conn| UidFilter::load(&conn)));
         });
         match spawned {
-            Ok(_) => self.rebuild = Some(Rebuild { done, since: Vec::new(), started: Instant::now() }),
+            Ok(_) => {
+                self.rebuild =
+                    Some(Rebuild { done, since: Vec::new(), built: None, applied: 0, seen: 0, started: Instant::now() })
+            }
             Err(e) => self.failed(&e.to_string()),
         }
     }
@@ -315,6 +338,42 @@ mod tests {
         let (count, capacity) = uids.fill();
         assert!(count >= stored.len() && capacity >= 2 * (stored.len() - 500 * rounds), "{count} {capacity}");
         assert!(!uids.current.is_full());
+    }
+
+    /// The ids noted during a build reach the finished filter a bounded number per call, and it is
+    /// swapped in only once it has them all (ids added during the catch-up included).
+    #[test]
+    fn catch_up_is_bounded_and_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_rw(dir.path()).unwrap();
+        let mut uids = Uids::load(&conn, dir.path().to_path_buf()).unwrap();
+        let noted: Vec<Uuid> = (0..3 * CATCH_UP + 5).map(|_| Uuid::new_v4()).collect();
+        let (_tx, done) = std::sync::mpsc::sync_channel(1);
+        uids.rebuild = Some(Rebuild {
+            done,
+            since: noted.clone(),
+            built: Some(UidFilter::with_capacity(8 * MIN_CAPACITY)),
+            applied: 0,
+            seen: noted.len(),
+            started: Instant::now(),
+        });
+        for id in &noted {
+            uids.current.insert(id);
+        }
+        let mut all = noted;
+        let mut calls = 0;
+        while uids.rebuilding() {
+            let id = Uuid::new_v4();
+            uids.insert(&id);
+            all.push(id);
+            uids.maintain();
+            calls += 1;
+            assert!(all.iter().all(|u| uids.may_contain(u)));
+            assert!(calls < 100);
+        }
+        assert_eq!(calls, 4, "32,768 ids per call");
+        assert_eq!(uids.fill().1, 8 * MIN_CAPACITY, "the new filter is in use");
+        assert!(all.iter().all(|u| uids.may_contain(u)));
     }
 
     /// A rebuild that cannot read the database leaves the old filter in place.
