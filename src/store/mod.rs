@@ -1,6 +1,7 @@
 //! SQLite storage: opening, PRAGMAs, migrations, the `regexp` function, the reader pool and the
 //! single writer. SQL lives here and in the submodules; handlers never touch it.
 
+pub mod ngram;
 pub mod retention;
 pub mod search;
 pub mod uidfilter;
@@ -25,6 +26,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_root_index.sql", include_str!("../../migrations/0004_root_index.sql")),
     ("0005_small_segments.sql", include_str!("../../migrations/0005_small_segments.sql")),
     ("0006_fts_batches.sql", include_str!("../../migrations/0006_fts_batches.sql")),
+    ("0008_substring_index.sql", include_str!("../../migrations/0008_substring_index.sql")),
 ];
 
 /// Events per segment is `1 << SEG_SHIFT`; the expression `seq >> 12` in migration 0005's indexes
@@ -46,6 +48,8 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     register_regexp(conn)?;
+    // `rarray(?)`: a bound list of seqs (the substring index's candidates).
+    rusqlite::vtab::array::load_module(conn)?;
     Ok(())
 }
 
@@ -57,6 +61,17 @@ pub fn open_side_rw(data_dir: &Path) -> rusqlite::Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     configure(&conn)?;
+    Ok(conn)
+}
+
+/// A read-only connection outside the reader pool (the substring indexer's read-back).
+pub fn open_ro(data_dir: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        db_path(data_dir),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn)?;
+    conn.pragma_update(None, "cache_size", -2_048)?;
     Ok(conn)
 }
 
