@@ -403,6 +403,23 @@ pub fn find_in_part(data: &[u8], key: u32) -> Option<Bits> {
     found
 }
 
+/// Every event that has some trigram of the row (`None`: a malformed row).
+pub fn part_events(data: &[u8]) -> Option<Bits> {
+    let mut pos = 0;
+    let n = get_varint(data, &mut pos)?;
+    let mut lens = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        get_varint(data, &mut pos)?;
+        lens.push(get_varint(data, &mut pos)? as usize);
+    }
+    let mut all = Bits::empty();
+    for len in lens {
+        all.or(&decode_list(data.get(pos..pos + len)?)?);
+        pos += len;
+    }
+    Some(all)
+}
+
 /// `None` if the row is malformed, else the lookup's result.
 fn lookup(data: &[u8], key: u32) -> Option<Option<Bits>> {
     let mut pos = 0;
@@ -507,6 +524,8 @@ mod tests {
             assert_eq!(bits.iter().map(|i| i as u16).collect::<Vec<_>>(), *list);
         }
         assert_eq!(find_in_part(&row, 4), None);
+        let all = part_events(&row).unwrap();
+        assert_eq!(all.len(), 2048 + 3, "{all:?}");
         assert!(row.len() < 4 + 3 * 4 + 7 + 513 + 2, "{}", row.len());
         // A damaged row answers "every event" (the exact check decides), never "none".
         assert_eq!(find_in_part(&row[..row.len() - 3], 90_000), Some(Bits::full()));

@@ -11,3 +11,4 @@ mod pangea;
 mod process;
 mod props;
 mod retention;
+mod substring;
