@@ -461,6 +461,24 @@ fn indexed_search(conn: &Connection, q: &PangeaQuery, need: &Need) -> rusqlite::
     Ok(Some(out.seqs))
 }
 
+/// The events among `candidates` that match `q` (receive order as `q.ascending` says, at most
+/// `q.max_results`): the exact check every candidate of the substring index goes through. Public
+/// for the index designs compared in `examples/indexlab.rs`.
+pub fn pangea_filter(conn: &Connection, q: &PangeaQuery, candidates: Vec<i64>) -> rusqlite::Result<Vec<i64>> {
+    let sql = pangea_where(q);
+    let mut check = Check { conn, sql: &sql, ascending: q.ascending, max: q.max_results, seqs: Vec::new() };
+    check.candidates(candidates)?;
+    Ok(check.seqs)
+}
+
+/// The events with seq in `lo..=hi` that match `q` (as [`pangea_filter`]).
+pub fn pangea_filter_range(conn: &Connection, q: &PangeaQuery, lo: i64, hi: i64) -> rusqlite::Result<Vec<i64>> {
+    let sql = pangea_where(q);
+    let mut check = Check { conn, sql: &sql, ascending: q.ascending, max: q.max_results, seqs: Vec::new() };
+    check.range(lo, hi)?;
+    Ok(check.seqs)
+}
+
 fn seq_array(seqs: Vec<i64>) -> rusqlite::vtab::array::Array {
     Rc::new(seqs.into_iter().map(SqlValue::Integer).collect())
 }
