@@ -199,38 +199,69 @@ impl Need {
     /// events (`None`: no event of the segment has it). Lookups stop as soon as a conjunction is
     /// empty.
     pub fn eval(&self, postings: &mut dyn FnMut(u32) -> Option<Bits>) -> Bits {
+        match self.try_eval(&mut |k| Ok(postings(k))) {
+            Ok(b) => b,
+            Err(_) => Bits::full(),
+        }
+    }
+
+    /// As [`Need::eval`] with lookups that may not be answerable yet: `Err(key)` from `postings`
+    /// (the trigram's posting list is not at hand) stops the evaluation, which returns that key,
+    /// so that a caller can fetch what the next step needs for many segments at once.
+    pub fn try_eval(&self, postings: &mut dyn FnMut(u32) -> Result<Option<Bits>, u32>) -> Result<Bits, u32> {
         match self {
             Need::Grams(keys) => {
                 let mut acc: Option<Bits> = None;
                 for k in keys {
-                    let Some(b) = postings(*k) else { return Bits::empty() };
+                    let Some(b) = postings(*k)? else { return Ok(Bits::empty()) };
                     match &mut acc {
                         None => acc = Some(b),
                         Some(a) => a.and(&b),
                     }
                     if acc.as_ref().is_some_and(Bits::is_empty) {
-                        return Bits::empty();
+                        return Ok(Bits::empty());
                     }
                 }
-                acc.unwrap_or_else(Bits::full)
+                Ok(acc.unwrap_or_else(Bits::full))
             }
             Need::And(items) => {
                 let mut acc = Bits::full();
                 for n in items {
-                    acc.and(&n.eval(postings));
+                    acc.and(&n.try_eval(postings)?);
                     if acc.is_empty() {
                         break;
                     }
                 }
-                acc
+                Ok(acc)
             }
             Need::Or(items) => {
                 let mut acc = Bits::empty();
                 for n in items {
-                    acc.or(&n.eval(postings));
+                    acc.or(&n.try_eval(postings)?);
                 }
-                acc
+                Ok(acc)
             }
+        }
+    }
+
+    /// Puts the rarest trigrams first (and, in a conjunction, the rarest part first), `count`
+    /// giving how many events of a sample segment have a trigram: an evaluation then usually
+    /// empties a conjunction after one or two lookups.
+    pub fn order_by_rarity(&mut self, count: &dyn Fn(u32) -> usize) -> usize {
+        match self {
+            Need::Grams(keys) => {
+                keys.sort_by_key(|k| count(*k));
+                keys.first().map_or(usize::MAX, |k| count(*k))
+            }
+            Need::And(items) => {
+                let mut sized: Vec<(usize, Need)> =
+                    std::mem::take(items).into_iter().map(|mut n| (n.order_by_rarity(count), n)).collect();
+                sized.sort_by_key(|(c, _)| *c);
+                let min = sized.first().map_or(usize::MAX, |(c, _)| *c);
+                *items = sized.into_iter().map(|(_, n)| n).collect();
+                min
+            }
+            Need::Or(items) => items.iter_mut().map(|n| n.order_by_rarity(count)).fold(0usize, usize::saturating_add),
         }
     }
 }
@@ -446,6 +477,13 @@ mod tests {
     use super::*;
     use crate::search::pangea_query::parse;
 
+    impl Need {
+        fn sorted(mut self, count: &dyn Fn(u32) -> usize) -> Self {
+            self.order_by_rarity(count);
+            self
+        }
+    }
+
     fn grams(s: &str) -> Vec<u32> {
         let mut v = Vec::new();
         push_grams(s, &mut v);
@@ -551,5 +589,15 @@ mod tests {
         assert_eq!(run("alice logout", &mut get), Vec::<usize>::new());
         assert_eq!(run("alic OR bob", &mut get), vec![0, 1, 2, 3]);
         assert_eq!(run("nothing", &mut get), Vec::<usize>::new());
+
+        // Rarest first; a lookup that cannot be answered yet names its trigram.
+        let mut n = need_of("alice logout").unwrap();
+        let count = |k: u32| rows.get(&part(k)).and_then(|r| find_in_part(r, k)).map_or(0, |b| b.len());
+        n.order_by_rarity(&count);
+        let Need::And(items) = &n else { panic!("{n:?}") };
+        assert_eq!(items[0], Need::Grams(term_grams("logout").unwrap()).clone().sorted(&count));
+        let first = n.try_eval(&mut |k| Err(k)).unwrap_err();
+        assert_eq!(count(first), 1);
+        assert!(n.try_eval(&mut |k| Ok(get(k))).unwrap().is_empty());
     }
 }

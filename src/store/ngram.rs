@@ -17,6 +17,8 @@
 //! touched it from the store rather than storing the indexer's rows, so the index never keeps
 //! trigrams of purged content.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
 use rusqlite::{Connection, params};
@@ -42,6 +44,9 @@ const READ_CHUNK: i64 = 1024;
 /// Messages of committed events the indexer may lag behind before the writer stops handing keys
 /// over (the indexer then reads those events back).
 const CHANNEL_DEPTH: usize = 256;
+/// Events whose keys may wait for the indexer at once (~1.2 KB each): beyond it the writer stops
+/// handing keys over, which bounds the memory a lagging indexer costs.
+const MAX_WAITING_EVENTS: usize = 32_768;
 
 /// The row id of part `part` of segment `seg`.
 pub fn row_id(seg: i64, part: u32) -> i64 {
@@ -139,6 +144,10 @@ pub fn set_indexed_to(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
 pub struct Indexer {
     tx: SyncSender<Vec<Keyed>>,
     join: std::thread::JoinHandle<()>,
+    /// Events handed over and not yet taken by the indexer.
+    waiting: Arc<AtomicUsize>,
+    /// The newest committed seq.
+    committed: Arc<AtomicI64>,
 }
 
 impl Indexer {
@@ -152,10 +161,13 @@ impl Indexer {
     ) -> anyhow::Result<Self> {
         let conn = super::open_ro(data_dir)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_DEPTH);
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let committed_at = Arc::new(AtomicI64::new(committed));
         let mut state = IndexerState {
+            waiting: waiting.clone(),
             conn,
             next: indexed_to + 1,
-            committed,
+            committed: committed_at.clone(),
             builder: SegmentBuilder::default(),
             deliver: Box::new(deliver),
         };
@@ -163,17 +175,20 @@ impl Indexer {
             tracing::info!(events = committed - indexed_to, "indexing events for substring search in the background");
         }
         let join = std::thread::Builder::new().name("trailkeep-ngram".into()).spawn(move || state.run(rx))?;
-        Ok(Self { tx, join })
+        Ok(Self { tx, join, waiting, committed: committed_at })
     }
 
     /// Hands over the keys of committed events (in seq order). Never blocks: when the indexer
-    /// lags, it reads these events back from the database instead.
-    pub fn committed(&self, events: Vec<Keyed>) {
-        if events.is_empty() {
+    /// lags (or too many keys wait for it), it reads these events back from the database instead.
+    pub fn committed(&self, events: Vec<Keyed>, upto: i64) {
+        self.committed.fetch_max(upto, Ordering::Release);
+        let n = events.len();
+        if n == 0 || self.waiting.load(Ordering::Relaxed) + n > MAX_WAITING_EVENTS {
             return;
         }
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(events) {
-            tracing::debug!("substring indexer behind; it reads the events back");
+        self.waiting.fetch_add(n, Ordering::Relaxed);
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(events) {
+            self.waiting.fetch_sub(n, Ordering::Relaxed);
         }
     }
 
@@ -185,34 +200,41 @@ impl Indexer {
 }
 
 struct IndexerState {
+    waiting: Arc<AtomicUsize>,
     conn: Connection,
     /// The next seq to add.
     next: i64,
-    /// The newest committed seq known.
-    committed: i64,
+    /// The newest committed seq (the writer's).
+    committed: Arc<AtomicI64>,
     builder: SegmentBuilder,
     deliver: Box<dyn FnMut(SegmentRows) -> bool + Send>,
 }
 
 impl IndexerState {
     fn run(&mut self, rx: Receiver<Vec<Keyed>>) {
+        use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
         loop {
             // Read back what is committed but was not handed over, a chunk at a time, taking
-            // messages in between.
-            let msg = if self.next <= self.committed {
+            // messages in between; when caught up, wait for the next message (and look at the
+            // writer's progress now and then: it may have kept keys back).
+            let msg = if self.next <= self.committed.load(Ordering::Acquire) {
                 match rx.try_recv() {
                     Ok(m) => Some(m),
-                    Err(std::sync::mpsc::TryRecvError::Empty) => None,
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => return,
                 }
             } else {
-                match rx.recv() {
+                match rx.recv_timeout(std::time::Duration::from_millis(250)) {
                     Ok(m) => Some(m),
-                    Err(_) => return,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
                 }
             };
             let ok = match msg {
-                Some(events) => self.take(events),
+                Some(events) => {
+                    self.waiting.fetch_sub(events.len(), Ordering::Relaxed);
+                    self.take(events)
+                }
                 None => self.read_back(),
             };
             if !ok {
@@ -224,8 +246,6 @@ impl IndexerState {
     /// Adds handed-over events; events already added are skipped, and events after a gap wait
     /// for the read-back.
     fn take(&mut self, events: Vec<Keyed>) -> bool {
-        let last = events.last().map_or(self.committed, |e| e.0);
-        self.committed = self.committed.max(last);
         if events.first().is_some_and(|e| e.0 > self.next) {
             return true;
         }
@@ -239,7 +259,7 @@ impl IndexerState {
 
     fn read_back(&mut self) -> bool {
         let seg_end = self.next | (SEGMENT_EVENTS as i64 - 1);
-        let hi = self.committed.min(seg_end).min(self.next + READ_CHUNK - 1);
+        let hi = self.committed.load(Ordering::Acquire).min(seg_end).min(self.next + READ_CHUNK - 1);
         let events = match stored_keys(&self.conn, self.next, hi) {
             Ok(v) => v,
             Err(e) => {

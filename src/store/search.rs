@@ -405,7 +405,7 @@ fn indexed_search(conn: &Connection, q: &PangeaQuery, need: &Need) -> rusqlite::
     let mut parts: Vec<u32> = keys.iter().map(|k| ngram::part(*k)).collect();
     parts.sort_unstable();
     parts.dedup();
-    let index = IndexReader { conn, need, parts, lo, hi };
+    let mut index = IndexReader { conn, need: need.clone(), ordered: false, parts, lo, hi };
     let (seg_lo, seg_hi) = (lo >> SEG_SHIFT, hi.min(indexed_to) >> SEG_SHIFT);
     let tail = (lo.max(indexed_to + 1), hi);
     if let Some(field) = sort_field(q) {
@@ -486,7 +486,9 @@ fn seq_array(seqs: Vec<i64>) -> rusqlite::vtab::array::Array {
 /// The index rows a search reads and the condition it evaluates on them.
 struct IndexReader<'a> {
     conn: &'a Connection,
-    need: &'a Need,
+    /// The condition, its rarest trigrams first once a segment has been read whole.
+    need: Need,
+    ordered: bool,
     /// The parts (rows per segment) holding the condition's trigrams.
     parts: Vec<u32>,
     /// The seq window, inclusive.
@@ -500,21 +502,67 @@ impl IndexReader<'_> {
         (MAX_ROWS_PER_READ / self.parts.len().max(1)).clamp(1, 64)
     }
 
-    /// Appends the candidates of `segs` (in the order given; each segment's seqs descending if
-    /// `desc`) to `out`.
-    fn candidates(&self, segs: &[i64], desc: bool, out: &mut Vec<i64>) -> rusqlite::Result<()> {
-        let ids: Vec<i64> =
-            segs.iter().flat_map(|s| self.parts.iter().map(move |p| stored_ngram::row_id(*s, *p))).collect();
-        let mut rows: HashMap<i64, Vec<u8>> = HashMap::with_capacity(ids.len());
+    /// Reads the rows `ids` into `rows` (an id without a row: `None`).
+    fn fetch(&self, ids: Vec<i64>, rows: &mut HashMap<i64, Option<Vec<u8>>>) -> rusqlite::Result<()> {
+        for id in &ids {
+            rows.insert(*id, None);
+        }
         let mut stmt = self.conn.prepare_cached("SELECT id, data FROM ngram_parts WHERE id IN rarray(?1)")?;
         let mut it = stmt.query([seq_array(ids)])?;
         while let Some(r) = it.next()? {
-            rows.insert(r.get(0)?, r.get(1)?);
+            rows.insert(r.get(0)?, Some(r.get(1)?));
+        }
+        Ok(())
+    }
+
+    /// Appends the candidates of `segs` (in the order given; each segment's seqs descending if
+    /// `desc`) to `out`. The condition is evaluated over all the segments in steps, each step
+    /// reading, in one statement, the one row every undecided segment needs next: a rare term
+    /// costs a row or two per segment rather than one per trigram. The first segment read is
+    /// read whole, to order the trigrams by how rare they are there.
+    fn candidates(&mut self, segs: &[i64], desc: bool, out: &mut Vec<i64>) -> rusqlite::Result<()> {
+        let mut rows: HashMap<i64, Option<Vec<u8>>> = HashMap::new();
+        if !self.ordered
+            && let Some(&first) = segs.first()
+        {
+            self.fetch(self.parts.iter().map(|p| stored_ngram::row_id(first, *p)).collect(), &mut rows)?;
+            let count = |k: u32| match rows.get(&stored_ngram::row_id(first, ngram::part(k))) {
+                Some(Some(d)) => ngram::find_in_part(d, k).map_or(0, |b| b.len()),
+                _ => 0,
+            };
+            self.need.order_by_rarity(&count);
+            self.ordered = true;
+        }
+        let mut found: HashMap<i64, ngram::Bits> = HashMap::new();
+        let mut undecided: Vec<i64> = segs.to_vec();
+        while !undecided.is_empty() {
+            let mut wanted = Vec::new();
+            undecided.retain(|&seg| {
+                let result = self.need.try_eval(&mut |k| {
+                    let id = stored_ngram::row_id(seg, ngram::part(k));
+                    match rows.get(&id) {
+                        None => Err(k),
+                        Some(None) => Ok(None),
+                        Some(Some(d)) => Ok(ngram::find_in_part(d, k)),
+                    }
+                });
+                match result {
+                    Ok(bits) => {
+                        found.insert(seg, bits);
+                        false
+                    }
+                    Err(k) => {
+                        wanted.push(stored_ngram::row_id(seg, ngram::part(k)));
+                        true
+                    }
+                }
+            });
+            if !wanted.is_empty() {
+                self.fetch(wanted, &mut rows)?;
+            }
         }
         for &seg in segs {
-            let bits = self.need.eval(&mut |k| {
-                rows.get(&stored_ngram::row_id(seg, ngram::part(k))).and_then(|d| ngram::find_in_part(d, k))
-            });
+            let Some(bits) = found.get(&seg) else { continue };
             let base = seg << SEG_SHIFT;
             let start = out.len();
             out.extend(bits.iter().map(|o| base + o as i64).filter(|s| (self.lo..=self.hi).contains(s)));
@@ -566,11 +614,7 @@ impl Check<'_> {
 
     /// Candidates in result order.
     fn candidates(&mut self, seqs: Vec<i64>) -> rusqlite::Result<()> {
-        let query = format!(
-            "SELECT e.seq FROM events e WHERE e.seq IN rarray(?) AND {} ORDER BY e.seq {}",
-            self.sql.where_sql(),
-            self.dir()
-        );
+        let query = candidates_sql(self.sql, self.dir());
         self.run(&query, vec![Box::new(seq_array(seqs))])
     }
 
@@ -583,6 +627,11 @@ impl Check<'_> {
         );
         self.run(&query, vec![Box::new(lo), Box::new(hi)])
     }
+}
+
+/// The exact check of a list of candidates (the first parameter), one row lookup each.
+fn candidates_sql(sql: &Sql, dir: &str) -> String {
+    format!("SELECT e.seq FROM events e WHERE e.seq IN rarray(?) AND {} ORDER BY e.seq {dir}", sql.where_sql())
 }
 
 /// The seqs `q`'s window can hold, inclusive (receive times grow with seq), or `None` when empty.
@@ -935,6 +984,39 @@ mod tests {
             stmt.query_map(params_from_iter(params.iter()), |r| r.get(3)).unwrap().map(Result::unwrap).collect();
         assert!(plan[0].starts_with("SCAN f VIRTUAL TABLE"), "{plan:?}");
         assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
+    }
+
+    /// The exact check of the substring index's candidates looks each one up by seq, and reads the
+    /// index rows by id: neither scans a table.
+    #[test]
+    fn candidate_checks_look_rows_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_rw(dir.path()).unwrap();
+        for ascending in [false, true] {
+            let q = PangeaQuery {
+                expr: pangea_query::parse("abc actor:xyz -status:nope").unwrap(),
+                start_us: Some(5),
+                order_by: "received_at".into(),
+                ascending,
+                max_results: 10,
+                ..Default::default()
+            };
+            let sql = pangea_where(&q);
+            let query = format!("EXPLAIN QUERY PLAN {}", candidates_sql(&sql, if ascending { "ASC" } else { "DESC" }));
+            let mut params: Vec<Box<dyn ToSql>> = vec![Box::new(seq_array(vec![1, 2, 3]))];
+            params.extend(sql.params.iter().map(|p| Box::new(p.clone()) as Box<dyn ToSql>));
+            let mut stmt = conn.prepare(&query).unwrap();
+            let plan: Vec<String> =
+                stmt.query_map(params_from_iter(params.iter()), |r| r.get(3)).unwrap().map(Result::unwrap).collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"), "{plan}");
+            assert!(!plan.contains("SCAN e"), "{plan}");
+        }
+        let mut stmt =
+            conn.prepare("EXPLAIN QUERY PLAN SELECT id, data FROM ngram_parts WHERE id IN rarray(?1)").unwrap();
+        let plan: Vec<String> =
+            stmt.query_map([seq_array(vec![1, 2])], |r| r.get(3)).unwrap().map(Result::unwrap).collect();
+        assert!(plan.iter().any(|p| p.contains("USING INTEGER PRIMARY KEY (rowid=?)")), "{plan:?}");
     }
 
     /// The writer's duplicate check reads one segment's slice of the event-id index.

@@ -435,7 +435,7 @@ impl WriterState {
     fn hand_keys_over(&mut self) {
         let keys = std::mem::take(&mut self.ngram_out);
         if let Some(ix) = &self.indexer {
-            ix.committed(keys);
+            ix.committed(keys, self.next_seq - 1);
         }
     }
 
