@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use trailkeep::search::ngram::{self, SEGMENT_EVENTS, SegmentBuilder};
 use trailkeep::search::pangea_query;
 use trailkeep::store::search::{
-    PangeaQuery, indexed_texts, pangea_filter, pangea_filter_range, pangea_search, pangea_search_scan,
+    PangeaQuery, indexed_texts, pangea_filter, pangea_filter_range, pangea_search_scan, pangea_search_with_stats,
 };
 
 #[global_allocator]
@@ -372,7 +372,13 @@ fn run_design(
     let q = query(text);
     Ok(match design {
         "scan" => pangea_search_scan(conn, &q)?,
-        "postings" => pangea_search(conn, &q)?,
+        "postings" => {
+            let (seqs, stats) = pangea_search_with_stats(conn, &q)?;
+            if std::env::var_os("INDEXLAB_STATS").is_some() {
+                eprintln!("{text:?}: {} matches, {stats:?}", seqs.len());
+            }
+            seqs
+        }
         "fts5" => {
             let mut stmt =
                 conn.prepare_cached("SELECT rowid FROM lab_tri WHERE lab_tri MATCH ?1 ORDER BY rowid DESC")?;

@@ -30,6 +30,9 @@ pub const MIN_TERM_CHARS: usize = 3;
 /// Most trigrams of one term looked up: more only narrow the candidates the exact check sees
 /// anyway, and each costs a lookup per segment. They are taken spread over the term.
 pub const MAX_TERM_GRAMS: usize = 8;
+/// A conjunction left with this few events of a segment stops looking trigrams up: checking them
+/// exactly costs less than reading more posting lists.
+pub const FEW_CANDIDATES: usize = 4;
 
 const WORDS: usize = SEGMENT_EVENTS / 64;
 
@@ -195,9 +198,9 @@ impl Need {
         }
     }
 
-    /// The events of a segment that meet the condition, `postings(key)` giving a trigram's
-    /// events (`None`: no event of the segment has it). Lookups stop as soon as a conjunction is
-    /// empty.
+    /// The events of a segment that may meet the condition (a superset: see
+    /// [`FEW_CANDIDATES`]), `postings(key)` giving a trigram's events (`None`: no event of the
+    /// segment has it). Lookups stop as soon as a conjunction is down to a few events.
     pub fn eval(&self, postings: &mut dyn FnMut(u32) -> Option<Bits>) -> Bits {
         match self.try_eval(&mut |k| Ok(postings(k))) {
             Ok(b) => b,
@@ -218,8 +221,10 @@ impl Need {
                         None => acc = Some(b),
                         Some(a) => a.and(&b),
                     }
-                    if acc.as_ref().is_some_and(Bits::is_empty) {
-                        return Ok(Bits::empty());
+                    if let Some(a) = &acc
+                        && a.len() <= FEW_CANDIDATES
+                    {
+                        break;
                     }
                 }
                 Ok(acc.unwrap_or_else(Bits::full))
@@ -228,7 +233,7 @@ impl Need {
                 let mut acc = Bits::full();
                 for n in items {
                     acc.and(&n.try_eval(postings)?);
-                    if acc.is_empty() {
+                    if acc.len() <= FEW_CANDIDATES {
                         break;
                     }
                 }
@@ -573,15 +578,20 @@ mod tests {
     #[test]
     fn builder_and_eval_find_the_events_with_all_trigrams() {
         let texts = [vec!["alice", "login"], vec!["bob", "logout"], vec!["alicia", "x"], vec!["malice", "log"]];
+        // Ten copies of each (more than FEW_CANDIDATES, so that conjunctions are evaluated whole).
         let mut b = SegmentBuilder::default();
         for (i, t) in texts.iter().enumerate() {
-            b.add(i * 1000, &event_grams(t.iter().copied()));
+            for j in 0..10 {
+                b.add(i * 1000 + j, &event_grams(t.iter().copied()));
+            }
         }
-        assert_eq!(b.events(), 4);
+        assert_eq!(b.events(), 40);
         let rows: HashMap<u32, Vec<u8>> = b.finish().into_iter().collect();
         let mut get = |k: u32| rows.get(&part(k)).and_then(|r| find_in_part(r, k));
         let run = |q: &str, get: &mut dyn FnMut(u32) -> Option<Bits>| {
-            need_of(q).unwrap().eval(get).iter().map(|i| i / 1000).collect::<Vec<_>>()
+            let mut v = need_of(q).unwrap().eval(get).iter().map(|i| i / 1000).collect::<Vec<_>>();
+            v.dedup();
+            v
         };
         assert_eq!(run("alice", &mut get), vec![0, 3]);
         assert_eq!(run("logo", &mut get), vec![1]);
@@ -597,7 +607,19 @@ mod tests {
         let Need::And(items) = &n else { panic!("{n:?}") };
         assert_eq!(items[0], Need::Grams(term_grams("logout").unwrap()).clone().sorted(&count));
         let first = n.try_eval(&mut |k| Err(k)).unwrap_err();
-        assert_eq!(count(first), 1);
+        assert_eq!(count(first), 10);
         assert!(n.try_eval(&mut |k| Ok(get(k))).unwrap().is_empty());
+
+        // A conjunction down to a few events stops looking up (those are checked exactly).
+        let mut single = SegmentBuilder::default();
+        single.add(0, &event_grams(["alice"]));
+        single.add(1, &event_grams(["alibi"]));
+        let rows: HashMap<u32, Vec<u8>> = single.finish().into_iter().collect();
+        let mut lookups = 0;
+        let got = need_of("alice").unwrap().eval(&mut |k| {
+            lookups += 1;
+            rows.get(&part(k)).and_then(|r| find_in_part(r, k))
+        });
+        assert_eq!((got.len(), lookups), (2, 1), "{got:?}");
     }
 }

@@ -353,13 +353,49 @@ impl PangeaQuery {
 /// Substring terms of three or more characters are looked up in the substring index first
 /// (`indexed_search`); the answer is the one [`pangea_search_scan`] gives.
 pub fn pangea_search(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Vec<i64>> {
-    match substring_need(q) {
-        Some(need) => match indexed_search(conn, q, &need)? {
-            Some(seqs) => Ok(seqs),
-            None => pangea_search_scan(conn, q),
-        },
-        None => pangea_search_scan(conn, q),
+    pangea_search_with_stats(conn, q).map(|(seqs, _)| seqs)
+}
+
+/// What a search through the substring index read and checked.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SubstringStats {
+    /// Segments whose index rows were evaluated.
+    pub segments: u64,
+    /// Index rows read.
+    pub rows: u64,
+    /// Candidates the exact check saw (from the index).
+    pub candidates: u64,
+    /// Events after `ngram_state.indexed_to` checked without the index.
+    pub tail: u64,
+}
+
+/// [`pangea_search`], and what the substring index did for it (`None`: not used).
+pub fn pangea_search_with_stats(
+    conn: &Connection,
+    q: &PangeaQuery,
+) -> rusqlite::Result<(Vec<i64>, Option<SubstringStats>)> {
+    if let Some(need) = substring_need(q) {
+        let stats = std::cell::Cell::new(SubstringStats::default());
+        if let Some(seqs) = indexed_search(conn, q, &need, &stats)? {
+            let st = stats.get();
+            tracing::debug!(
+                segments = st.segments,
+                rows = st.rows,
+                candidates = st.candidates,
+                tail = st.tail,
+                matches = seqs.len(),
+                "search through the substring index"
+            );
+            return Ok((seqs, Some(st)));
+        }
     }
+    Ok((pangea_search_scan(conn, q)?, None))
+}
+
+fn count(stats: &std::cell::Cell<SubstringStats>, f: impl FnOnce(&mut SubstringStats)) {
+    let mut s = stats.get();
+    f(&mut s);
+    stats.set(s);
 }
 
 /// [`pangea_search`] without the substring index: every event in the window is checked (the
@@ -396,7 +432,12 @@ const MAX_ROWS_PER_READ: usize = 1024;
 /// condition as a scan. In receive order, segments are visited from the end the order starts
 /// at, and the search stops at `max_results`. `None`: a sorted search with too many candidates
 /// (the caller scans).
-fn indexed_search(conn: &Connection, q: &PangeaQuery, need: &Need) -> rusqlite::Result<Option<Vec<i64>>> {
+fn indexed_search(
+    conn: &Connection,
+    q: &PangeaQuery,
+    need: &Need,
+    stats: &std::cell::Cell<SubstringStats>,
+) -> rusqlite::Result<Option<Vec<i64>>> {
     let sql = pangea_where(q);
     let indexed_to = stored_ngram::indexed_to(conn)?;
     let Some((lo, hi)) = seq_bounds(conn, q)? else { return Ok(Some(Vec::new())) };
@@ -405,7 +446,7 @@ fn indexed_search(conn: &Connection, q: &PangeaQuery, need: &Need) -> rusqlite::
     let mut parts: Vec<u32> = keys.iter().map(|k| ngram::part(*k)).collect();
     parts.sort_unstable();
     parts.dedup();
-    let mut index = IndexReader { conn, need: need.clone(), ordered: false, parts, lo, hi };
+    let mut index = IndexReader { conn, need: need.clone(), ordered: false, parts, lo, hi, stats };
     let (seg_lo, seg_hi) = (lo >> SEG_SHIFT, hi.min(indexed_to) >> SEG_SHIFT);
     let tail = (lo.max(indexed_to + 1), hi);
     if let Some(field) = sort_field(q) {
@@ -432,6 +473,9 @@ fn indexed_search(conn: &Connection, q: &PangeaQuery, need: &Need) -> rusqlite::
         let rows = stmt.query_map(params_from_iter(params.iter()), |r| r.get(0))?;
         return rows.collect::<rusqlite::Result<Vec<i64>>>().map(Some);
     }
+    if tail.0 <= tail.1 {
+        count(stats, |s| s.tail = (tail.1 - tail.0 + 1) as u64);
+    }
     let mut out = Check { conn, sql: &sql, ascending: q.ascending, max: q.max_results, seqs: Vec::new() };
     if !q.ascending && tail.0 <= tail.1 {
         out.range(tail.0, tail.1)?;
@@ -451,6 +495,7 @@ fn indexed_search(conn: &Connection, q: &PangeaQuery, need: &Need) -> rusqlite::
         while !out.full() && !pending.is_empty() && (last || pending.len() >= out.chunk()) {
             let n = out.chunk().min(pending.len());
             let chunk: Vec<i64> = pending.drain(..n).collect();
+            count(stats, |s| s.candidates += chunk.len() as u64);
             out.candidates(chunk)?;
         }
         batch = if pending.len() < out.chunk() { (batch * 2).min(index.batch()) } else { 1 };
@@ -494,6 +539,7 @@ struct IndexReader<'a> {
     /// The seq window, inclusive.
     lo: i64,
     hi: i64,
+    stats: &'a std::cell::Cell<SubstringStats>,
 }
 
 impl IndexReader<'_> {
@@ -504,6 +550,7 @@ impl IndexReader<'_> {
 
     /// Reads the rows `ids` into `rows` (an id without a row: `None`).
     fn fetch(&self, ids: Vec<i64>, rows: &mut HashMap<i64, Option<Vec<u8>>>) -> rusqlite::Result<()> {
+        count(self.stats, |s| s.rows += ids.len() as u64);
         for id in &ids {
             rows.insert(*id, None);
         }
@@ -533,6 +580,7 @@ impl IndexReader<'_> {
             self.need.order_by_rarity(&count);
             self.ordered = true;
         }
+        count(self.stats, |s| s.segments += segs.len() as u64);
         let mut found: HashMap<i64, ngram::Bits> = HashMap::new();
         let mut undecided: Vec<i64> = segs.to_vec();
         while !undecided.is_empty() {
