@@ -367,6 +367,10 @@ pub struct SubstringStats {
     pub candidates: u64,
     /// Events after `ngram_state.indexed_to` checked without the index.
     pub tail: u64,
+    /// Microseconds spent reading and evaluating index rows.
+    pub index_us: u64,
+    /// Microseconds spent in the exact check (candidates and tail).
+    pub check_us: u64,
 }
 
 /// [`pangea_search`], and what the substring index did for it (`None`: not used).
@@ -383,6 +387,8 @@ pub fn pangea_search_with_stats(
                 rows = st.rows,
                 candidates = st.candidates,
                 tail = st.tail,
+                index_us = st.index_us,
+                check_us = st.check_us,
                 matches = seqs.len(),
                 "search through the substring index"
             );
@@ -476,7 +482,8 @@ fn indexed_search(
     if tail.0 <= tail.1 {
         count(stats, |s| s.tail = (tail.1 - tail.0 + 1) as u64);
     }
-    let mut out = Check { conn, sql: &sql, ascending: q.ascending, max: q.max_results, seqs: Vec::new() };
+    let mut out =
+        Check { conn, sql: &sql, ascending: q.ascending, max: q.max_results, seqs: Vec::new(), stats: Some(stats) };
     if !q.ascending && tail.0 <= tail.1 {
         out.range(tail.0, tail.1)?;
     }
@@ -511,7 +518,8 @@ fn indexed_search(
 /// for the index designs compared in `examples/indexlab.rs`.
 pub fn pangea_filter(conn: &Connection, q: &PangeaQuery, candidates: Vec<i64>) -> rusqlite::Result<Vec<i64>> {
     let sql = pangea_where(q);
-    let mut check = Check { conn, sql: &sql, ascending: q.ascending, max: q.max_results, seqs: Vec::new() };
+    let mut check =
+        Check { conn, sql: &sql, ascending: q.ascending, max: q.max_results, seqs: Vec::new(), stats: None };
     check.candidates(candidates)?;
     Ok(check.seqs)
 }
@@ -519,7 +527,8 @@ pub fn pangea_filter(conn: &Connection, q: &PangeaQuery, candidates: Vec<i64>) -
 /// The events with seq in `lo..=hi` that match `q` (as [`pangea_filter`]).
 pub fn pangea_filter_range(conn: &Connection, q: &PangeaQuery, lo: i64, hi: i64) -> rusqlite::Result<Vec<i64>> {
     let sql = pangea_where(q);
-    let mut check = Check { conn, sql: &sql, ascending: q.ascending, max: q.max_results, seqs: Vec::new() };
+    let mut check =
+        Check { conn, sql: &sql, ascending: q.ascending, max: q.max_results, seqs: Vec::new(), stats: None };
     check.range(lo, hi)?;
     Ok(check.seqs)
 }
@@ -568,6 +577,13 @@ impl IndexReader<'_> {
     /// costs a row or two per segment rather than one per trigram. The first segment read is
     /// read whole, to order the trigrams by how rare they are there.
     fn candidates(&mut self, segs: &[i64], desc: bool, out: &mut Vec<i64>) -> rusqlite::Result<()> {
+        let t0 = std::time::Instant::now();
+        let result = self.candidates_timed(segs, desc, out);
+        count(self.stats, |s| s.index_us += t0.elapsed().as_micros() as u64);
+        result
+    }
+
+    fn candidates_timed(&mut self, segs: &[i64], desc: bool, out: &mut Vec<i64>) -> rusqlite::Result<()> {
         let mut rows: HashMap<i64, Option<Vec<u8>>> = HashMap::new();
         if !self.ordered
             && let Some(&first) = segs.first()
@@ -629,6 +645,7 @@ struct Check<'a> {
     ascending: bool,
     max: usize,
     seqs: Vec<i64>,
+    stats: Option<&'a std::cell::Cell<SubstringStats>>,
 }
 
 impl Check<'_> {
@@ -647,6 +664,15 @@ impl Check<'_> {
     }
 
     fn run(&mut self, query: &str, first: Vec<Box<dyn ToSql>>) -> rusqlite::Result<()> {
+        let t0 = std::time::Instant::now();
+        let result = self.run_timed(query, first);
+        if let Some(stats) = self.stats {
+            count(stats, |s| s.check_us += t0.elapsed().as_micros() as u64);
+        }
+        result
+    }
+
+    fn run_timed(&mut self, query: &str, first: Vec<Box<dyn ToSql>>) -> rusqlite::Result<()> {
         let mut params = first;
         params.extend(self.sql.params.iter().map(|p| Box::new(p.clone()) as Box<dyn ToSql>));
         let mut stmt = self.conn.prepare_cached(query)?;
@@ -1040,10 +1066,10 @@ mod tests {
     fn candidate_checks_look_rows_up() {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open_rw(dir.path()).unwrap();
-        for ascending in [false, true] {
+        for (ascending, text) in [(false, "abc actor:xyz -status:nope"), (true, "abc"), (false, "tashi elquus")] {
             let q = PangeaQuery {
-                expr: pangea_query::parse("abc actor:xyz -status:nope").unwrap(),
-                start_us: Some(5),
+                expr: pangea_query::parse(text).unwrap(),
+                start_us: ascending.then_some(5),
                 order_by: "received_at".into(),
                 ascending,
                 max_results: 10,
