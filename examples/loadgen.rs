@@ -13,6 +13,10 @@
 //! * `single`  — HTTP single-event ingest (H2O `v1/events` or Pangea `v1/log`) from `--clients` clients.
 //! * `search`  — search latencies: each kind alone (1 client), then a mixed load (`--clients`).
 //! * `paging`  — H2O keyset pagination: page 1 vs page 1000 of 50.
+//! * `soak`    — a paced (open-loop) mix of bulk and single-event ingest in both dialects and
+//!   searches for `--seconds`, one RESULT line per kind and `--window` of seconds (latency from the
+//!   intended send time); `benches/soak.py` drives it.
+//! * `workspaces` — the hottest workspaces of the generated stream, one per line.
 //! * `sqlite`  — raw SQLite baseline: the same events into trailkeep's schema (`store::open_rw`),
 //!   rows and FTS rows inserted as the writer does, no HTTP, no hashing in the timed part.
 //! * `writer`  — the server's own writer in-process (`server::open` + `writer.append`), no HTTP.
@@ -727,6 +731,17 @@ enum Cmd {
         #[arg(long)]
         no_mixed: bool,
     },
+    Soak {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        soak: SoakArgs,
+    },
+    Workspaces {
+        /// How many of the hottest workspaces to print
+        #[arg(long, default_value_t = 1)]
+        top: usize,
+    },
     Paging {
         #[command(flatten)]
         target: Target,
@@ -817,6 +832,15 @@ fn main() -> anyhow::Result<()> {
             let only: Vec<&str> = kinds.split(',').filter(|k| !k.is_empty()).collect();
             let seconds = if no_mixed { 0.0 } else { seconds };
             search(&target, db_events, seed, per_kind, clients, seconds, &label, &only)
+        }
+        Cmd::Soak { target, soak: a } => soak(&target, &a),
+        Cmd::Workspaces { top } => {
+            let w = World::new();
+            // `event` picks workspace k with the skew 1.3: index 0 is the hottest.
+            for ws in w.workspaces.iter().take(top) {
+                println!("workspaces/{ws}");
+            }
+            Ok(())
         }
         Cmd::Paging { target, pages, page_size, label } => paging(&target, pages, page_size, &label),
         Cmd::Sqlite { dir, range, batch, buffers, label, progress } => {
@@ -1153,8 +1177,13 @@ impl Queries {
 impl Queries {
     /// (path, body) of one query of a kind.
     fn make(&self, k: Kind, r: &mut Rng) -> (String, String) {
+        self.make_at(k, r, self.db_events)
+    }
+
+    /// A query of kind `k` over a database holding events `0..db_events` of the stream.
+    fn make_at(&self, k: Kind, r: &mut Rng, db_events: u64) -> (String, String) {
         let w = &self.w;
-        let span_end = BASE_US + self.db_events as i64 * STEP_US + 2 * JITTER_US;
+        let span_end = BASE_US + db_events as i64 * STEP_US + 2 * JITTER_US;
         match k {
             Kind::ExactPrincipal => {
                 let p = &w.principals[r.skewed(w.principals.len(), 1.6)];
@@ -1164,7 +1193,7 @@ impl Queries {
             }
             Kind::ExactWorkspace => {
                 let ws = &w.workspaces[r.skewed(w.workspaces.len(), 1.3)];
-                let t0 = BASE_US + (r.below(self.db_events.max(1) as usize) as i64) * STEP_US;
+                let t0 = BASE_US + (r.below(db_events.max(1) as usize) as i64) * STEP_US;
                 let body = json!({"filter": {"workspaceExact": format!("workspaces/{ws}"),
                     "startEventTime": rfc3339(t0), "endEventTime": rfc3339(t0 + 3_600_000_000)}, "pageSize": 50});
                 ("/v1/events:search".into(), body.to_string())
@@ -1209,7 +1238,7 @@ impl Queries {
                 ("/pangea/v1/search".into(), body.to_string())
             }
             Kind::RegexWindow | Kind::ActionRegexWindow => {
-                let n = self.db_events.max(100_001);
+                let n = db_events.max(100_001);
                 let first = r.below((n - 100_000) as usize) as i64;
                 let t0 = BASE_US + first * STEP_US;
                 let (field, pattern) = if k == Kind::RegexWindow {
@@ -1374,6 +1403,262 @@ fn search(
         "queries_per_s": r3(total as f64 / wall), "per_kind": kinds});
     emit(merge(out, watch.finish()));
     Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// Soak
+
+#[derive(clap::Args, Clone)]
+struct SoakArgs {
+    /// Seed of the event stream
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// First event index (events already stored must be below it: H2O event ids derive from it)
+    #[arg(long, default_value_t = 0)]
+    start: u64,
+    /// Events of this stream already stored (indexes 0..N), for the search windows
+    #[arg(long, default_value_t = 0)]
+    db_events: u64,
+    #[arg(long, default_value_t = 3600.0)]
+    seconds: f64,
+    /// Seconds per latency window: one RESULT line per kind and window
+    #[arg(long, default_value_t = 300.0)]
+    window: f64,
+    /// Bulk events per second: half Pangea `v2/log`, half H2O `batchCreate`
+    #[arg(long, default_value_t = 15_000.0)]
+    bulk_rate: f64,
+    #[arg(long, default_value_t = 500)]
+    batch: u64,
+    /// Connections per bulk dialect
+    #[arg(long, default_value_t = 2)]
+    bulk_conns: usize,
+    /// Single-event requests per second: half Pangea `v1/log`, half H2O create
+    #[arg(long, default_value_t = 3_000.0)]
+    single_rate: f64,
+    /// Clients per single-event dialect
+    #[arg(long, default_value_t = 16)]
+    single_clients: usize,
+    /// Searches per second: H2O exact principal (40%) and workspace (20%), Pangea word (25%), H2O
+    /// resource regex (10%) and action regex (5%)
+    #[arg(long, default_value_t = 20.0)]
+    search_rate: f64,
+    #[arg(long, default_value_t = 4)]
+    search_clients: usize,
+    #[arg(long, default_value = "soak")]
+    label: String,
+}
+
+/// Latencies of one soak, by (window, kind).
+type SoakTallies = Mutex<BTreeMap<(u64, &'static str), Tally>>;
+
+/// Paced loop: call `f(intended)` at `t0 + phase + k * interval` until `end` (open loop: a late
+/// call is made at once and its latency counts from the intended time). `progress` holds the
+/// window of the next intended call once the previous one finished.
+fn paced(
+    t0: Instant,
+    end: Instant,
+    interval: f64,
+    phase: f64,
+    window: f64,
+    progress: &AtomicU64,
+    mut f: impl FnMut(Instant),
+) {
+    let mut k = 0u64;
+    loop {
+        let offset = phase + k as f64 * interval;
+        let intended = t0 + Duration::from_secs_f64(offset);
+        progress.store((offset / window) as u64, Ordering::Release);
+        if intended >= end {
+            progress.store(u64::MAX, Ordering::Release);
+            return;
+        }
+        let now = Instant::now();
+        if intended > now {
+            std::thread::sleep(intended - now);
+        }
+        f(intended);
+        k += 1;
+    }
+}
+
+fn soak_record(
+    tallies: &SoakTallies,
+    t0: Instant,
+    window: f64,
+    kind: &'static str,
+    intended: Instant,
+    res: Result<u64, String>,
+) {
+    let lat = ms(intended.elapsed());
+    let w = (intended.duration_since(t0).as_secs_f64() / window) as u64;
+    let mut g = tallies.lock().unwrap_or_else(|p| p.into_inner());
+    let t = g.entry((w, kind)).or_default();
+    t.lat.0.push(lat);
+    match res {
+        Ok(n) => t.ok_events += n,
+        Err(e) => {
+            t.errors += 1;
+            t.first_error.get_or_insert(e);
+        }
+    }
+}
+
+fn soak(t: &Target, a: &SoakArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.window > 0.0 && a.seconds > 0.0 && a.batch > 0,
+        "--seconds, --window and --batch must be positive"
+    );
+    let w = World::new();
+    let probe = json!({"query": "text:ka", "limit": 1, "max_results": 1, "verbose": false}).to_string();
+    let fts_form = if run_query(&agent(1), t, "/pangea/v1/search", &probe).1.is_ok() { "text:{w}" } else { "{w}" };
+    let q = Queries::new(a.db_events, a.seed, fts_form.to_string());
+    let next = AtomicU64::new(a.start);
+    let tallies: SoakTallies = Mutex::new(BTreeMap::new());
+    // (kind, dialect, workers, interval between one worker's calls)
+    let mut plan: Vec<(&'static str, &'static str, usize, f64)> = Vec::new();
+    for (kind, dialect) in [("pangea_bulk", "pangea"), ("h2o_bulk", "h2o")] {
+        if a.bulk_rate > 0.0 && a.bulk_conns > 0 {
+            plan.push((kind, dialect, a.bulk_conns, a.batch as f64 * a.bulk_conns as f64 / (a.bulk_rate / 2.0)));
+        }
+    }
+    for (kind, dialect) in [("pangea_single", "pangea"), ("h2o_single", "h2o")] {
+        if a.single_rate > 0.0 && a.single_clients > 0 {
+            plan.push((kind, dialect, a.single_clients, a.single_clients as f64 / (a.single_rate / 2.0)));
+        }
+    }
+    if a.search_rate > 0.0 && a.search_clients > 0 {
+        plan.push(("search", "", a.search_clients, a.search_clients as f64 / a.search_rate));
+    }
+    let workers: usize = plan.iter().map(|p| p.2).sum();
+    let progress: Vec<AtomicU64> = (0..workers).map(|_| AtomicU64::new(0)).collect();
+    let mix: [(Kind, u32, &'static str); 5] = [
+        (Kind::ExactPrincipal, 40, "h2o_exact_principal"),
+        (Kind::ExactWorkspace, 20, "h2o_exact_workspace_1h"),
+        (Kind::FtsWord, 25, "pangea_word"),
+        (Kind::RegexWindow, 10, "h2o_regex_resource"),
+        (Kind::ActionRegexWindow, 5, "h2o_regex_action"),
+    ];
+    eprintln!(
+        "soak: {:.0} s, bulk {:.0} events/s (batches of {}), single {:.0} requests/s, search {:.1}/s, windows of {:.0} s",
+        a.seconds, a.bulk_rate, a.batch, a.single_rate, a.search_rate, a.window
+    );
+    let t0 = Instant::now() + Duration::from_millis(200);
+    let end = t0 + Duration::from_secs_f64(a.seconds);
+    let (w, q, next, tallies, progress) = (&w, &q, &next, &tallies, &progress);
+    std::thread::scope(|s| {
+        let mut slot = 0;
+        for &(kind, dialect, n, interval) in &plan {
+            for i in 0..n {
+                let phase = interval * i as f64 / n as f64;
+                let prog = &progress[slot];
+                slot += 1;
+                s.spawn(move || {
+                    let ag = agent(1);
+                    let mut r = Rng::new(a.seed ^ (0x50a4 + slot as u64));
+                    paced(t0, end, interval, phase, a.window, prog, |intended| {
+                        let res = match kind {
+                            "pangea_bulk" | "h2o_bulk" => {
+                                let lo = next.fetch_add(a.batch, Ordering::Relaxed);
+                                let items: Vec<Value> = (lo..lo + a.batch)
+                                    .map(|i| {
+                                        let e = w.event(a.seed, i);
+                                        if dialect == "pangea" {
+                                            json!({"event": e.pangea_event(w)})
+                                        } else {
+                                            e.h2o_batch_item(w)
+                                        }
+                                    })
+                                    .collect();
+                                let (url, body) = if dialect == "pangea" {
+                                    (format!("{}/pangea/v2/log", t.url), json!({"events": items}))
+                                } else {
+                                    (format!("{}/v1/events:batchCreate", t.url), json!({"requests": items}))
+                                };
+                                let (status, text) = post(&ag, &url, &t.key, &body.to_string());
+                                if status != 200 {
+                                    Err(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>()))
+                                } else if dialect == "h2o" && !text.contains("\"failedRequests\":{}") {
+                                    Err(format!("failedRequests: {}", text.chars().rev().take(300).collect::<String>()))
+                                } else {
+                                    Ok(a.batch)
+                                }
+                            }
+                            "pangea_single" | "h2o_single" => {
+                                let e = w.event(a.seed, next.fetch_add(1, Ordering::Relaxed));
+                                let (url, body) = if dialect == "pangea" {
+                                    (
+                                        format!("{}/pangea/v1/log", t.url),
+                                        json!({"event": e.pangea_event(w)}).to_string(),
+                                    )
+                                } else {
+                                    (format!("{}/v1/events?eventId={}", t.url, e.uid), e.h2o_event(w).to_string())
+                                };
+                                let (status, text) = post(&ag, &url, &t.key, &body);
+                                if status == 200 {
+                                    Ok(1)
+                                } else {
+                                    Err(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>()))
+                                }
+                            }
+                            _ => {
+                                let mut x = r.below(100) as u32;
+                                let (k, name) = mix
+                                    .iter()
+                                    .find(|(_, wt, _)| {
+                                        if x < *wt {
+                                            true
+                                        } else {
+                                            x -= wt;
+                                            false
+                                        }
+                                    })
+                                    .map(|m| (m.0, m.2))
+                                    .unwrap_or((Kind::ExactPrincipal, "h2o_exact_principal"));
+                                let stored = a.db_events + next.load(Ordering::Relaxed).saturating_sub(a.start);
+                                let (p, b) = q.make_at(k, &mut r, stored);
+                                let res = run_query(&ag, t, &p, &b).1.map(|_| 0);
+                                soak_record(tallies, t0, a.window, name, intended, res.clone());
+                                res
+                            }
+                        };
+                        soak_record(tallies, t0, a.window, kind, intended, res);
+                    });
+                });
+            }
+        }
+        // Report each window once every worker is past it.
+        let mut emitted = 0u64;
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let done = progress.iter().map(|p| p.load(Ordering::Acquire)).min().unwrap_or(u64::MAX);
+            let last = (a.seconds / a.window).ceil() as u64;
+            while emitted < done.min(last) {
+                soak_emit(tallies, a, emitted);
+                emitted += 1;
+            }
+            if done == u64::MAX {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+fn soak_emit(tallies: &SoakTallies, a: &SoakArgs, window: u64) {
+    let taken: Vec<(&'static str, Tally)> = {
+        let mut g = tallies.lock().unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<_> = g.keys().filter(|(w, _)| *w == window).copied().collect();
+        keys.into_iter().filter_map(|k| g.remove(&k).map(|t| (k.1, t))).collect()
+    };
+    let span = a.window.min(a.seconds - window as f64 * a.window);
+    for (kind, t) in taken {
+        emit(
+            json!({"kind": "soak", "label": a.label, "window": window, "window_start_s": r3(window as f64 * a.window),
+            "window_s": r3(span), "op": kind, "requests": t.lat.0.len(), "events": t.ok_events,
+            "events_per_s": r3(t.ok_events as f64 / span), "requests_per_s": r3(t.lat.0.len() as f64 / span),
+            "errors": t.errors, "first_error": t.first_error, "latency": t.lat.summary()}),
+        );
+    }
 }
 
 fn paging(t: &Target, pages: usize, page_size: usize, label: &str) -> anyhow::Result<()> {

@@ -1,14 +1,24 @@
 //! Streaming exports (CSV, JSON array, gzipped JSON Lines): rows are read page by page on a
-//! blocking thread and sent as chunks, so a large export never sits in memory.
+//! blocking thread and sent as chunks, so a large export never sits in memory. Gzipped JSON Lines
+//! is the verifiable archive: each line also carries the event's membership proof and the signed
+//! root it leads to (the newest when the export read its rows), so one line verifies with only
+//! the server's public key. JSON rows are the same lines without the proof fields, and CSV rows
+//! the Pangea search event columns without proofs: a proof (one hash per doubling of the buffer
+//! and of the tree) makes a row several times larger. Replicated objects hold the same lines as
+//! JSON (`write_line` with `LineProof::Omitted`): each object's proof file proves them all.
 
 use std::io::Write;
 
 use actix_web::web::Bytes;
+use anyhow::Context;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::Sender;
 
+use crate::event::Origin;
+use crate::ledger::merkle::{CompactTree, encode_path};
 use crate::store::Pool;
-use crate::store::search::{EventRow, PangeaQuery, pangea_search, rows_by_seq};
+use crate::store::search::{EventRow, PangeaQuery, buffer_hashes, pangea_search, rows_by_seq};
+use crate::store::writer::{latest_root, load_tree};
 
 pub const CSV_COLUMNS: [&str; 18] = [
     "received_at",
@@ -44,6 +54,7 @@ pub fn csv_safe(s: &str) -> String {
     }
 }
 
+/// An exported event without its proof (CSV and JSON), as a Pangea search event.
 fn row_json(r: &EventRow) -> Value {
     json!({
         "envelope": serde_json::from_str::<Value>(&r.envelope).unwrap_or(Value::Null),
@@ -53,8 +64,132 @@ fn row_json(r: &EventRow) -> Value {
     })
 }
 
+/// The name of an event's origin in export lines.
+pub fn origin_name(o: Origin) -> &'static str {
+    match o {
+        Origin::H2o => "h2o",
+        Origin::Pangea => "pangea",
+        Origin::Server => "server",
+    }
+}
+
+/// What a line carries after the fields common to exports and archive objects.
+pub enum LineProof<'a> {
+    /// Nothing: a line of a JSON export, or of an archive object (whose proof file proves the
+    /// whole object, `crate::replication::layout`).
+    Omitted,
+    /// A `jsonl.gz` export line's own proof: the event's membership proof to the signed root of
+    /// `tree_size` leaves, and that root (canonical JSON of `published_at`, `root_hash`,
+    /// `signature`, `size`, `tree_name`), so the line verifies on its own.
+    Signed { membership_proof: &'a str, tree_size: u64, root: &'a str },
+    /// An export line for an event no signed root covers yet: `"published":false`, no proof.
+    Unpublished,
+}
+
+/// One event as a line of exports and of replicated objects (README, "The line format"), without
+/// the newline. The common fields, keys in this order: `{"envelope":…,"event_time":…,"hash":…,
+/// "id":…,"leaf_index":…,"origin":…,"published":true,"seq":…`; then `"workspace":…` for an event
+/// whose content retention removed (`envelope` is `null`); then, in `jsonl.gz` exports only,
+/// `"membership_proof":…,"tree_size":…,"root":{…}` (`proof`). `envelope` is the stored canonical
+/// JSON, byte for byte, so SHA-256 of it (and of its canonical re-serialisation) is `hash`.
+/// `leaf_index` is the buffer (cold-tree leaf) holding the event, `seq` its position in the log
+/// (0-based, contiguous), `id` its event id, `origin` the API that brought it (`h2o`, `pangea`,
+/// `server`), `event_time` the time it happened (µs precision).
+pub fn write_line(out: &mut Vec<u8>, r: &EventRow, proof: LineProof<'_>) {
+    use std::fmt::Write as _;
+    let purged = r.envelope.is_empty();
+    out.extend_from_slice(b"{\"envelope\":");
+    out.extend_from_slice(if purged { b"null" } else { r.envelope.as_bytes() });
+    let mut tail = String::with_capacity(200);
+    let _ = write!(
+        tail,
+        ",\"event_time\":\"{}\",\"hash\":\"{}\",\"id\":\"{}\",\"leaf_index\":{},\"origin\":\"{}\",\"published\":{},\"seq\":{}",
+        crate::time::format_micros(r.event_time),
+        hex::encode(r.hash),
+        r.uid.hyphenated(),
+        r.buffer,
+        origin_name(r.origin),
+        !matches!(proof, LineProof::Unpublished),
+        r.seq
+    );
+    if purged {
+        // Content removed by retention: the hash stands; the workspace says whose it was.
+        tail.push_str(",\"workspace\":");
+        crate::event::canonical::write_string(&r.workspace, &mut tail);
+    }
+    if let LineProof::Signed { membership_proof, tree_size, root } = proof {
+        tail.push_str(",\"membership_proof\":");
+        crate::event::canonical::write_string(membership_proof, &mut tail);
+        let _ = write!(tail, ",\"tree_size\":{tree_size},\"root\":{root}");
+    }
+    tail.push('}');
+    out.extend_from_slice(tail.as_bytes());
+}
+
 fn csv_record(r: &EventRow) -> Vec<String> {
     csv_row(&row_json(r), None)
+}
+
+/// The proofs of exported events: the newest signed root, the cold tree (one leaf per buffer
+/// root), and the buffer last used (rows come in seq order, so a buffer's events are consecutive).
+struct Proofs {
+    /// The root's size and the canonical JSON of the `root` object every line carries.
+    signed: Option<(u64, String)>,
+    cold: CompactTree,
+    buffer: Option<BufferProofs>,
+}
+
+/// One buffer's tree of event hashes and its (encoded) path up the cold tree, shared by its events.
+struct BufferProofs {
+    idx: u64,
+    first_seq: i64,
+    tree: CompactTree,
+    cold_path: String,
+}
+
+impl Proofs {
+    /// Reads the newest signed root, then the buffer roots: called after the rows were selected,
+    /// the root covers every one of them (each write transaction signs its last root).
+    fn load(conn: &rusqlite::Connection) -> anyhow::Result<Self> {
+        let tree_name = crate::store::get_setting(conn, "tree_name")?.unwrap_or_default();
+        let tree_name = String::from_utf8(tree_name).context("the stored tree name is not UTF-8")?;
+        let Some(root) = latest_root(conn, &tree_name)? else {
+            return Ok(Self { signed: None, cold: CompactTree::new(), buffer: None });
+        };
+        let value = json!({
+            "tree_name": root.tree_name, "size": root.size, "root_hash": root.root_hash,
+            "published_at": root.published_at, "signature": root.signature,
+        });
+        let root_json = crate::event::canonical::to_canonical_string(&value);
+        Ok(Self { signed: Some((root.size, root_json)), cold: load_tree(conn)?.0, buffer: None })
+    }
+
+    /// One exported event with its proof (`write_line` with `LineProof::Signed`); unpublished and
+    /// without proof for an event newer than the root, which the rows' order rules out.
+    fn write_line(&mut self, conn: &rusqlite::Connection, out: &mut Vec<u8>, r: &EventRow) -> rusqlite::Result<()> {
+        let Some((size, root)) = self.signed.as_ref().filter(|(size, _)| r.buffer < *size) else {
+            write_line(out, r, LineProof::Unpublished);
+            return Ok(());
+        };
+        if self.buffer.as_ref().is_none_or(|b| b.idx != r.buffer) {
+            let (first_seq, hashes) = buffer_hashes(conn, r.buffer)?;
+            let cold_path = encode_path(&self.cold.path(r.buffer as usize, *size as usize));
+            let tree = CompactTree::from_leaves(hashes);
+            self.buffer = Some(BufferProofs { idx: r.buffer, first_seq, tree, cold_path });
+        }
+        let Some(b) = &self.buffer else {
+            write_line(out, r, LineProof::Unpublished);
+            return Ok(());
+        };
+        let hot = encode_path(&b.tree.path((r.seq - b.first_seq) as usize, b.tree.len()));
+        let proof = match (hot.is_empty(), b.cold_path.is_empty()) {
+            (true, _) => b.cold_path.clone(),
+            (false, true) => hot,
+            (false, false) => format!("{hot},{}", b.cold_path),
+        };
+        write_line(out, r, LineProof::Signed { membership_proof: &proof, tree_size: *size, root });
+        Ok(())
+    }
 }
 
 /// One CSV row (columns `CSV_COLUMNS`) from a search-event JSON (`envelope`, `hash`, `published`,
@@ -149,6 +284,7 @@ pub fn write_export<W: Write>(
         }
         "json" => {
             let mut out = out;
+            let mut line = Vec::with_capacity(2048);
             out.write_all(b"[")?;
             for page in seqs.chunks(PAGE) {
                 for r in rows_by_seq(conn, page)? {
@@ -156,7 +292,9 @@ pub fn write_export<W: Write>(
                         out.write_all(b",\n")?;
                     }
                     done += 1;
-                    serde_json::to_writer(&mut out, &row_json(&r))?;
+                    line.clear();
+                    write_line(&mut line, &r, LineProof::Omitted);
+                    out.write_all(&line)?;
                 }
                 progress(done, total);
             }
@@ -164,11 +302,15 @@ pub fn write_export<W: Write>(
             out.flush()?;
         }
         "jsonl.gz" => {
+            let mut proofs = Proofs::load(conn).context("cannot read the signed roots (run `trailkeep verify`)")?;
             let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+            let mut line = Vec::with_capacity(2048);
             for page in seqs.chunks(PAGE) {
                 for r in rows_by_seq(conn, page)? {
-                    serde_json::to_writer(&mut gz, &row_json(&r))?;
-                    gz.write_all(b"\n")?;
+                    line.clear();
+                    proofs.write_line(conn, &mut line, &r)?;
+                    line.push(b'\n');
+                    gz.write_all(&line)?;
                 }
                 done += page.len();
                 progress(done, total);
@@ -190,11 +332,11 @@ pub fn export_cli(
     out: Option<&std::path::Path>,
 ) -> anyhow::Result<usize> {
     use std::io::IsTerminal;
-    let now = crate::keys::now_micros();
+    let now = crate::time::now_micros();
     let time = |s: Option<&str>| -> anyhow::Result<Option<i64>> {
         match s {
             None => Ok(None),
-            Some(s) => crate::http::pangea::parse_time_or_duration(s, now)
+            Some(s) => crate::time::parse_time_or_duration(s, now)
                 .map(Some)
                 .ok_or_else(|| anyhow::anyhow!("invalid time {s:?}: use RFC 3339 or a duration such as 7d")),
         }
@@ -230,7 +372,7 @@ pub fn export_cli(
     };
     let n = match out {
         Some(path) => {
-            let f = std::io::BufWriter::new(std::fs::File::create(path)?);
+            let f = std::io::BufWriter::new(crate::datadir::open_export(path)?);
             write_export(&conn, &q, format, f, progress)?
         }
         None => write_export(&conn, &q, format, std::io::BufWriter::new(std::io::stdout().lock()), progress)?,

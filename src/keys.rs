@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 
 use crate::ledger::random_bytes;
 use crate::store::Pool;
+use crate::time::now_micros;
 
 /// A verified secret stays cached while it is used at least this often. Revocation is checked on
 /// every request whatever the cache says; the cache only spares argon2, whose 19 MiB working
@@ -184,10 +185,6 @@ pub fn revoke_key(conn: &Connection, id_or_secret: &str) -> rusqlite::Result<boo
 
 pub fn count_active_keys(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL", [], |r| r.get(0))
-}
-
-pub fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
 }
 
 struct CacheEntry {

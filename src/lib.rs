@@ -3,12 +3,19 @@
 
 pub mod backup;
 pub mod config;
+pub mod datadir;
 pub mod event;
 pub mod export;
 pub mod http;
 pub mod keys;
+pub mod keystore;
 pub mod ledger;
+pub mod logging;
+pub mod replication;
 pub mod search;
 pub mod server;
+pub mod serverkeys;
 pub mod store;
+pub mod time;
+pub mod tls;
 pub mod verify;

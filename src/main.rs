@@ -4,8 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Parser, Subcommand};
 use trailkeep::config::{Config, FileConfig, Overrides, default_data_dir};
+use trailkeep::keystore::Passphrase;
+use trailkeep::logging::LogFormat;
 
 /// mimalloc instead of glibc malloc: the request path builds and drops many small JSON values, and
 /// glibc's bin management (`_int_malloc`, `unlink_chunk`) took over half of the HTTP threads' CPU in
@@ -22,9 +26,32 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct DataDir {
-    /// Data directory (database, checkpoint file). Default: $STATE_DIRECTORY, else ~/.local/share/trailkeep
+    /// Data directory (database, checkpoint file, key store). Default: $STATE_DIRECTORY, else ~/.local/share/trailkeep
     #[arg(long, env = "TRAILKEEP_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// File holding the key store's passphrase (its first line; also TRAILKEEP_KEY_PASSPHRASE):
+    /// encrypts new key files and opens encrypted ones
+    #[arg(long, env = "TRAILKEEP_KEY_PASSPHRASE_FILE", global = true)]
+    key_passphrase_file: Option<PathBuf>,
+}
+
+impl DataDir {
+    fn dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+
+    /// The key passphrase: `--key-passphrase-file` (or `TRAILKEEP_KEY_PASSPHRASE_FILE`), else
+    /// `TRAILKEEP_KEY_PASSPHRASE`, else none.
+    fn passphrase(&self) -> anyhow::Result<Option<Passphrase>> {
+        if let Some(f) = &self.key_passphrase_file {
+            return Passphrase::from_file(f).map(Some);
+        }
+        match std::env::var("TRAILKEEP_KEY_PASSPHRASE") {
+            Ok(p) => Passphrase::new(p).map(Some),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => anyhow::bail!("TRAILKEEP_KEY_PASSPHRASE is not valid UTF-8"),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -45,14 +72,30 @@ enum Command {
         /// Destination file (must not exist); its checkpoint is written to FILE.checkpoint
         #[arg(long)]
         to: PathBuf,
+        /// Also copy the key store (the private keys, encrypted if the store is) to FILE.keys/
+        #[arg(long)]
+        include_keys: bool,
     },
-    /// Restore a backup into an empty data directory
+    /// Restore a backup, or an archive made by replication, into an empty data directory
     Restore {
         #[command(flatten)]
         dir: DataDir,
         /// The backup file written by `trailkeep backup`
+        #[arg(long, required_unless_present = "from_archive", conflicts_with = "from_archive")]
+        from: Option<PathBuf>,
+        /// A replication archive (s3://bucket/prefix or file:///path; S3 settings from the AWS_*
+        /// variables): verified, then rebuilt into a data directory
         #[arg(long)]
-        from: PathBuf,
+        from_archive: Option<String>,
+        /// With --from-archive: the trail's Ed25519 root-signing key (PKCS#8 PEM), put into the
+        /// key store (sealed with the key passphrase, if one is given) so that the restored server
+        /// continues the same trail; without it the restored trail is served read-only
+        #[arg(long, requires = "from_archive")]
+        signing_key: Option<PathBuf>,
+        /// With --from: key files to continue the trail with (default: FILE.keys/ if the backup
+        /// has one)
+        #[arg(long, conflicts_with = "from_archive")]
+        keys: Option<PathBuf>,
     },
     /// Export events (streamed; a progress bar on a terminal)
     Export {
@@ -79,13 +122,21 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Verify the whole log: hashes, trees, signed roots and the checkpoint file
+    /// Verify the whole log: hashes, trees, signed roots and the checkpoint file; or, with
+    /// --archive, a replication archive with no database
     Verify {
         #[command(flatten)]
         dir: DataDir,
         /// Also compare with a trusted checkpoint file kept elsewhere
-        #[arg(long)]
+        #[arg(long, conflicts_with = "archive")]
         against: Option<PathBuf>,
+        /// Verify a replication archive instead (s3://bucket/prefix or file:///path)
+        #[arg(long)]
+        archive: Option<String>,
+        /// With --archive: the trail's public key to check signatures against (PEM, or the base64
+        /// printed by `trailkeep keys public`); default: the archive's own public-key.pem
+        #[arg(long, requires = "archive")]
+        public_key: Option<PathBuf>,
     },
 }
 
@@ -102,6 +153,13 @@ struct ServeArgs {
     /// Public base URL (for OIDC, discovery and download links)
     #[arg(long, env = "TRAILKEEP_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (server certificate first, then intermediates);
+    /// read again on SIGHUP
+    #[arg(long, env = "TRAILKEEP_TLS_CERT", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (PKCS#8, RSA or EC, unencrypted); read again on SIGHUP
+    #[arg(long, env = "TRAILKEEP_TLS_KEY", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
     /// Keep private source IP addresses instead of redacting them to "private"
     #[arg(long, env = "TRAILKEEP_NO_REDACT_PRIVATE_IPS")]
     no_redact_private_ips: bool,
@@ -121,8 +179,16 @@ struct ServeArgs {
     /// Failed authentications per second allowed after the burst (default 1; fractions allowed)
     #[arg(long, env = "TRAILKEEP_AUTH_FAIL_PER_SEC")]
     auth_fail_per_sec: Option<f64>,
-    /// Log format
-    #[arg(long, env = "TRAILKEEP_LOG_FORMAT", value_parser = ["pretty", "json"], default_value = "pretty")]
+    /// Replicate every event to object storage: s3://bucket/prefix or file:///path (S3
+    /// credentials, region and endpoint from the standard AWS_* variables)
+    #[arg(long, env = "TRAILKEEP_REPLICATE_TO")]
+    replicate_to: Option<String>,
+    /// How often replication uploads what was committed since (default 60s)
+    #[arg(long, env = "TRAILKEEP_REPLICATION_INTERVAL")]
+    replication_interval: Option<String>,
+    /// Log format on stderr: auto = pretty on a terminal, JSON lines otherwise (colours only on a
+    /// terminal, never with NO_COLOR)
+    #[arg(long, env = "TRAILKEEP_LOG_FORMAT", value_parser = LogFormat::NAMES, default_value = "auto")]
     log_format: String,
 }
 
@@ -141,6 +207,11 @@ impl ServeArgs {
                 retention_default: self.retention_default.clone(),
                 auth_fail_burst: self.auth_fail_burst,
                 auth_fail_per_sec: self.auth_fail_per_sec,
+                replicate_to: self.replicate_to.clone(),
+                replication_interval: self.replication_interval.clone(),
+                tls_cert: self.tls_cert.clone(),
+                tls_key: self.tls_key.clone(),
+                key_passphrase: self.dir.passphrase()?,
             },
         )
     }
@@ -151,7 +222,7 @@ enum ConfigCommand {
     /// Print a commented example configuration file
     Example,
     /// Print the effective configuration (file < TRAILKEEP_* environment < flags), secrets masked
-    Show(ServeArgs),
+    Show(Box<ServeArgs>),
 }
 
 #[derive(Subcommand)]
@@ -173,6 +244,13 @@ enum KeysCommand {
     Revoke { id: String },
     /// Print the server's Ed25519 public key (base64) and tree name
     Public,
+    /// List the key store's files (the server's own keys: name, version, kind, encrypted)
+    Files,
+    /// Encrypt the key store's files with the passphrase given (TRAILKEEP_KEY_PASSPHRASE or
+    /// --key-passphrase-file); stop the server first
+    Encrypt,
+    /// Decrypt the key store's files (needs the passphrase); with `encrypt`, changes it
+    Decrypt,
 }
 
 fn main() -> ExitCode {
@@ -186,22 +264,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TRAILKEEP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" { b.json().init() } else { b.init() }
-}
-
-fn data_dir(d: &DataDir) -> PathBuf {
-    d.data_dir.clone().unwrap_or_else(default_data_dir)
-}
-
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Whatever this process creates (database, WAL, checkpoint, key files, backups, exports) is
+    // private to its user; the library also sets 0600/0700 explicitly where it creates files.
+    trailkeep::datadir::private_umask();
     match cli.command {
         Command::Serve(a) => {
             let not_capped = trailkeep::server::cap_malloc_arenas();
-            init_logs(&a.log_format);
+            trailkeep::logging::init(a.log_format.parse().map_err(|e: String| anyhow::anyhow!(e))?);
             if let Some(e) = not_capped {
                 tracing::warn!(error = %e, "could not restart with MALLOC_ARENA_MAX=2; running with glibc's default arenas");
             }
@@ -210,7 +280,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             actix_web::rt::System::new().block_on(trailkeep::server::run(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keys { command, dir } => keys(command, &data_dir(&dir)),
+        Command::Keys { command, dir } => keys(command, &dir),
         Command::Config { command: ConfigCommand::Example } => {
             print!("{}", trailkeep::config::EXAMPLE);
             Ok(ExitCode::SUCCESS)
@@ -221,7 +291,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Export { dir, since, until, query, format, out } => {
             let n = trailkeep::export::export_cli(
-                &data_dir(&dir),
+                &dir.dir(),
                 since.as_deref(),
                 until.as_deref(),
                 &query,
@@ -231,19 +301,99 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("exported {n} events");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Backup { dir, to } => {
-            let cp = trailkeep::backup::backup(&data_dir(&dir), &to)?;
-            println!("backup written to {} (tree size {}, root {})", to.display(), cp.root.size, cp.root.root_hash);
+        Command::Backup { dir, to, include_keys } => {
+            let b = trailkeep::backup::backup(&dir.dir(), &to, include_keys)?;
+            let cp = &b.checkpoint.root;
+            println!("backup written to {} (tree size {}, root {})", to.display(), cp.size, cp.root_hash);
+            if include_keys {
+                let ids: Vec<String> = b.keys.iter().map(|k| k.id()).collect();
+                println!(
+                    "key files copied to {}: {} (private keys: keep this copy as safe as the server)",
+                    trailkeep::backup::keys_beside(&to).display(),
+                    ids.join(", ")
+                );
+            } else {
+                println!("private keys not included (--include-keys copies them); the backup verifies without them");
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Restore { dir, from } => {
-            let dir = data_dir(&dir);
-            trailkeep::backup::restore(&from, &dir)?;
+        Command::Restore { dir: d, from_archive: Some(url), signing_key, .. } => {
+            let dir = d.dir();
+            let r = trailkeep::replication::restore::restore_from_archive(
+                &url,
+                &dir,
+                signing_key.as_deref(),
+                d.passphrase()?,
+            )?;
+            println!(
+                "restored {} events ({} objects, tree size {}) from {url} into {}; run `trailkeep verify` to check it",
+                r.events,
+                r.objects,
+                r.tree_size,
+                dir.display()
+            );
+            match &r.root_signing {
+                Some(k) => {
+                    println!("the trail continues with its root-signing key, now in the key store as {}", k.id())
+                }
+                None => println!(
+                    "no --signing-key given: `serve` serves the restored trail read-only until the root-signing key \
+                     (Ed25519 public key {}) is installed as {}/keys/{}.1.pem (`install -m 600 FILE ...`)",
+                    r.public_key,
+                    dir.display(),
+                    trailkeep::serverkeys::ROOT_SIGNING
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { dir, from, keys, .. } => {
+            let dir = dir.dir();
+            let from = from.ok_or_else(|| anyhow::anyhow!("give --from FILE or --from-archive URL"))?;
+            let r = trailkeep::backup::restore(&from, &dir, keys.as_deref())?;
             println!("restored {} into {}; run `trailkeep verify` to check it", from.display(), dir.display());
+            println!("the trail needs its root-signing key to continue: Ed25519 public key {}", r.public_key);
+            match (&r.root_signing, r.keys_in_database) {
+                (Some(k), _) => println!("restored key files: {} (the trail continues with {})", ids(&r.keys), k.id()),
+                _ if r.keys_in_database => println!(
+                    "the backup was made by an older release and holds its keys; they move to the key store at the first start"
+                ),
+                (None, _) => println!(
+                    "that key was not given: `serve` serves the trail read-only (searches, proofs, exports) \
+                     until its file is in {}/keys (restore again with --keys DIR, or `install -m 600 FILE {}/keys/`)",
+                    dir.display(),
+                    dir.display()
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { dir, against } => {
-            let dir = data_dir(&dir);
+        Command::Verify { archive: Some(url), public_key, .. } => {
+            let r = trailkeep::replication::archive::verify_archive(&url, public_key.as_deref())?;
+            for n in &r.notes {
+                println!("note: {n}");
+            }
+            match &r.problem {
+                None => {
+                    let purged = if r.purged > 0 {
+                        format!(" ({} with content removed by retention)", r.purged)
+                    } else {
+                        String::new()
+                    };
+                    let root = r
+                        .last_root
+                        .as_ref()
+                        .map_or(String::new(), |s| format!(", root {} published {}", s.root_hash, s.published_at));
+                    println!("ok: {} objects, {} events{purged}, tree size {}{root}", r.objects, r.events, r.tree_size);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(p) => {
+                    println!("verified {} objects ({} events) before the first problem", r.objects, r.events);
+                    println!("FAILED: {p}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Verify { dir, against, .. } => {
+            let dir = dir.dir();
             let report = trailkeep::verify::verify(&dir, against.as_deref())?;
             for p in &report.problems {
                 println!("{}: {}", p.kind, p.detail);
@@ -264,22 +414,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn keys(command: KeysCommand, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let conn = trailkeep::store::open_rw(dir)?;
+fn ids(keys: &[trailkeep::keystore::KeyInfo]) -> String {
+    keys.iter().map(|k| k.id()).collect::<Vec<_>>().join(", ")
+}
+
+fn keys(command: KeysCommand, d: &DataDir) -> anyhow::Result<ExitCode> {
+    let dir = d.dir();
+    let passphrase = d.passphrase()?;
+    let key_dir = trailkeep::serverkeys::keys_dir(&dir);
+    // The API-key commands open the database (and finish moving an older release's keys out).
+    let open = || trailkeep::serverkeys::open_rw(&dir, passphrase.as_ref());
     match command {
         KeysCommand::Create { name, scopes, workspaces } => {
+            let conn = open()?;
             let scopes = trailkeep::keys::Scopes::parse_list(&scopes).map_err(|e| anyhow::anyhow!(e))?;
             let k = trailkeep::keys::create_key(&conn, &name, scopes, &workspaces)?;
             println!("created key {} ({}); the secret is shown only once:", k.id, scopes.names().join(","));
             println!("{}", k.secret);
         }
         KeysCommand::List => {
+            let conn = open()?;
             println!(
                 "{:<16}  {:<20}  {:<20}  {:<24}  {:<24}  workspaces",
                 "id", "name", "scopes", "last used", "revoked"
             );
             for k in trailkeep::keys::list_keys(&conn)? {
-                let t = |v: Option<i64>| v.map(trailkeep::ledger::format_micros).unwrap_or_else(|| "-".into());
+                let t = |v: Option<i64>| v.map(trailkeep::time::format_micros).unwrap_or_else(|| "-".into());
                 let ws = if k.workspaces.is_empty() { "all".to_string() } else { k.workspaces.join(",") };
                 println!(
                     "{:<16}  {:<20}  {:<20}  {:<24}  {:<24}  {ws}",
@@ -292,21 +452,41 @@ fn keys(command: KeysCommand, dir: &std::path::Path) -> anyhow::Result<ExitCode>
             }
         }
         KeysCommand::Revoke { id } => {
-            if !trailkeep::keys::revoke_key(&conn, &id)? {
+            if !trailkeep::keys::revoke_key(&open()?, &id)? {
                 anyhow::bail!("no active key with id {id}");
             }
             println!("revoked {id}");
         }
         KeysCommand::Public => {
-            let opened = trailkeep::store::get_setting(&conn, "signing_key")?;
-            let Some(seed) = opened.and_then(|s| <[u8; 32]>::try_from(s).ok()) else {
+            let conn = open()?;
+            let Some(public) = trailkeep::serverkeys::public_key(&conn)? else {
                 anyhow::bail!("no signing key yet: start the server once");
             };
             let tree = String::from_utf8(trailkeep::store::get_setting(&conn, "tree_name")?.unwrap_or_default())?;
-            let l = trailkeep::ledger::Ledger::new(Default::default(), tree.clone(), seed);
             println!("algorithm: ED25519");
             println!("tree_name: {tree}");
-            println!("public_key: {}", l.public_key_b64());
+            println!("public_key: {}", B64.encode(public.as_bytes()));
+        }
+        KeysCommand::Files => {
+            if !key_dir.exists() {
+                anyhow::bail!("no key store at {} yet: start the server once", key_dir.display());
+            }
+            println!("{:<32}  {:<8}  {:<12}  {:<10}  public key", "name", "version", "kind", "encrypted");
+            for k in trailkeep::keystore::scan(&key_dir)? {
+                let public = k.public_key.map(|p| B64.encode(p.as_bytes())).unwrap_or_else(|| "-".into());
+                println!("{:<32}  {:<8}  {:<12}  {:<10}  {public}", k.name, k.version, k.kind.name(), k.encrypted);
+            }
+        }
+        KeysCommand::Encrypt | KeysCommand::Decrypt => {
+            let Some(p) = passphrase else {
+                anyhow::bail!("give the passphrase with TRAILKEEP_KEY_PASSPHRASE or --key-passphrase-file");
+            };
+            let ks = trailkeep::keystore::KeyStore::open(&key_dir, Some(p))?;
+            if matches!(command, KeysCommand::Encrypt) {
+                println!("encrypted {} key file(s) in {}", ks.encrypt_all()?, key_dir.display());
+            } else {
+                println!("decrypted {} key file(s) in {}", ks.decrypt_all()?, key_dir.display());
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,9 +8,10 @@ use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
+use crate::event::system::PURGE_ACTION;
 use crate::ledger::merkle::{CompactTree, Hash, mth};
-use crate::ledger::{Checkpoint, Ledger, check_against_checkpoint, format_micros, read_checkpoint, signed_message};
-use crate::store::retention::PURGE_ACTION;
+use crate::ledger::{Checkpoint, check_against_checkpoint, read_checkpoint, signed_message};
+use crate::time::format_micros;
 
 /// One named problem found by `verify`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,12 +65,11 @@ pub fn verify(data_dir: &Path, against: Option<&Path>) -> anyhow::Result<Report>
 }
 
 fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report: &mut Report) -> anyhow::Result<()> {
-    let seed: [u8; 32] = crate::store::get_setting(conn, "signing_key")?
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| anyhow::anyhow!("no signing key in the database"))?;
+    // Only the public key is needed: verify works without the key store (a restore without keys,
+    // an encrypted store without its passphrase, a copy of the database alone).
+    let key = crate::serverkeys::public_key(conn)?
+        .ok_or_else(|| anyhow::anyhow!("the database records no public key (no signed root yet)"))?;
     let tree_name = String::from_utf8(crate::store::get_setting(conn, "tree_name")?.unwrap_or_default())?;
-    let ledger = Ledger::new(CompactTree::new(), tree_name.clone(), seed);
-    let key = ledger.public_key();
 
     conn.execute_batch("BEGIN")?;
     let mut tree = CompactTree::new();

@@ -116,7 +116,7 @@ fn fixture() -> (Connection, BTreeSet<i64>, BTreeSet<i64>) {
     let (mut all, mut w1) = (BTreeSet::new(), BTreeSet::new());
     for (seq, &(ws, actor, action, source, status, target, message, new, ts)) in EVENTS.iter().enumerate() {
         let seq = seq as i64;
-        let event_time = trailkeep::event::parse_rfc3339(ts).expect("fixture timestamp").0;
+        let event_time = trailkeep::time::parse_rfc3339(ts).expect("fixture timestamp").0;
         let received_at = 1_711_929_600_000_000 + seq * 1_000_000;
         let mut event = serde_json::json!({"actor": actor, "action": action, "message": message, "timestamp": ts});
         for (k, v) in [("source", source), ("status", status), ("target", target), ("new", new)] {
@@ -125,7 +125,7 @@ fn fixture() -> (Connection, BTreeSet<i64>, BTreeSet<i64>) {
             }
         }
         let envelope = trailkeep::event::canonical::to_canonical_string(&serde_json::json!({
-            "event": event, "received_at": trailkeep::ledger::format_micros(received_at),
+            "event": event, "received_at": trailkeep::time::format_micros(received_at),
         }));
         let (w, a, ac) = (intern(&c, ws), intern(&c, actor), intern(&c, action));
         let src = intern(&c, "fuzz");

@@ -2,6 +2,7 @@
 //! canonical JSON is hashed.
 
 pub mod canonical;
+pub mod system;
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -234,74 +235,6 @@ pub fn workspace_from_resource(resource: &str) -> String {
     String::new()
 }
 
-/// Parses an RFC 3339 timestamp with a mandatory offset into (µs since epoch, sub-µs nanos).
-pub fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
-    let b = s.as_bytes();
-    // chrono accepts some forms we don't (e.g. spaces); check the shape first.
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't') {
-        return None;
-    }
-    let dt = chrono::DateTime::parse_from_rfc3339(s).ok()?;
-    if dt.timestamp_subsec_nanos() >= 1_000_000_000 {
-        return None; // leap second
-    }
-    let us = dt.timestamp_micros();
-    Some((us, dt.timestamp_subsec_nanos() % 1000))
-}
-
-/// protojson-style timestamp: UTC `Z`, 0/3/6/9 fraction digits.
-pub fn format_protojson(us: i64, sub_nanos: u32) -> String {
-    let dt = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
-    let nanos = dt.timestamp_subsec_nanos() + sub_nanos;
-    let digits = if nanos == 0 {
-        0
-    } else if nanos.is_multiple_of(1_000_000) {
-        3
-    } else if nanos.is_multiple_of(1000) {
-        6
-    } else {
-        9
-    };
-    // nanos < 10^9: the microseconds' nanoseconds plus fewer than 1,000 more.
-    format_utc(&chrono::Timelike::with_nanosecond(&dt, nanos).unwrap_or(dt), digits)
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.f…]Z` with `fraction` digits (0–9) of the second, written digit by
-/// digit: receive times are formatted for every stored and every rendered event, and chrono's
-/// format-string machinery cost more than the rest of an envelope's tail. Years outside 0–9999
-/// go through chrono.
-pub fn format_utc(dt: &chrono::DateTime<chrono::Utc>, fraction: usize) -> String {
-    use chrono::{Datelike, Timelike};
-    let year = dt.year();
-    let nanos = dt.nanosecond();
-    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 || fraction > 9 {
-        let base = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
-        let frac = format!("{nanos:09}");
-        return if fraction == 0 { format!("{base}Z") } else { format!("{base}.{}Z", &frac[..fraction.min(9)]) };
-    }
-    let mut b = *b"0000-00-00T00:00:00.000000000Z";
-    let mut put = |at: usize, width: usize, mut v: u32| {
-        for i in (at..at + width).rev() {
-            b[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, year as u32);
-    put(5, 2, dt.month());
-    put(8, 2, dt.day());
-    put(11, 2, dt.hour());
-    put(14, 2, dt.minute());
-    put(17, 2, dt.second());
-    put(20, 9, nanos);
-    let mut out = String::with_capacity(31);
-    out.push_str(std::str::from_utf8(&b[..19]).unwrap_or_default());
-    if fraction > 0 {
-        out.push_str(std::str::from_utf8(&b[19..20 + fraction]).unwrap_or_default());
-    }
-    out.push('Z');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,38 +296,6 @@ mod tests {
         }
     }
 
-    /// The digit-by-digit formats equal chrono's for random times and every fraction width.
-    #[test]
-    fn protojson_format_is_chronos() {
-        let chrono_fmt = |us: i64, sub: u32| {
-            let dt = chrono::DateTime::from_timestamp_micros(us).unwrap();
-            let nanos = dt.timestamp_subsec_nanos() + sub;
-            let base = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
-            match nanos {
-                0 => format!("{base}Z"),
-                n if n % 1_000_000 == 0 => format!("{base}.{:03}Z", n / 1_000_000),
-                n if n % 1000 == 0 => format!("{base}.{:06}Z", n / 1000),
-                n => format!("{base}.{n:09}Z"),
-            }
-        };
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        for i in 0..20_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            // Whole seconds, whole milliseconds, microseconds, and sub-microsecond remainders.
-            let us = match i % 4 {
-                0 => (x % 253_402_300_800) as i64 * 1_000_000,
-                1 => (x % 253_402_300_800_000) as i64 * 1_000,
-                _ => (x % 253_402_300_800_000_000) as i64,
-            };
-            let sub = if i % 4 == 3 { (x >> 40) as u32 % 1000 } else { 0 };
-            assert_eq!(format_protojson(us, sub), chrono_fmt(us, sub), "{us} {sub}");
-        }
-        assert_eq!(format_protojson(-1, 0), chrono_fmt(-1, 0));
-        assert_eq!(format_protojson(300_000_000_000_000_000, 0), chrono_fmt(300_000_000_000_000_000, 0));
-    }
-
     #[test]
     fn redacts_private_ranges_only() {
         for ip in [
@@ -424,18 +325,5 @@ mod tests {
         assert_eq!(workspace_from_resource("//engine-manager/workspaces/w1/daiEngines/e1"), "workspaces/w1");
         assert_eq!(workspace_from_resource("//audittrail"), "");
         assert_eq!(workspace_from_resource("workspaces/"), "");
-    }
-
-    #[test]
-    fn timestamps_round_trip() {
-        let (us, ns) = parse_rfc3339("2025-07-02T10:00:00.123456+00:00").unwrap();
-        assert_eq!(format_protojson(us, ns), "2025-07-02T10:00:00.123456Z");
-        let (us, ns) = parse_rfc3339("2025-07-02T10:00:00.123456789Z").unwrap();
-        assert_eq!(format_protojson(us, ns), "2025-07-02T10:00:00.123456789Z");
-        let (us, ns) = parse_rfc3339("2025-07-02T12:00:00+02:00").unwrap();
-        assert_eq!(format_protojson(us, ns), "2025-07-02T10:00:00Z");
-        assert_eq!(format_protojson(parse_rfc3339("2025-07-02T10:00:00.5Z").unwrap().0, 0), "2025-07-02T10:00:00.500Z");
-        assert!(parse_rfc3339("2025-07-02T10:00:00").is_none());
-        assert!(parse_rfc3339("2025-07-02 10:00:00Z").is_none());
     }
 }

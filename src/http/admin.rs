@@ -9,19 +9,18 @@
 //! - `GET /api/v1/retention` — the effective retention policy and the last purge
 //! - `POST /api/v1/retention/purge` — run the retention purge now
 
-use std::sync::Arc;
-
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
-use super::openapi::{Problem, TAG_UI};
+use super::apidoc::{Problem, TAG_UI};
+use super::body::{is_json, read_body};
+use super::state::{State, with_reader};
 use super::ui::{principal, problem};
-use super::{State, is_json, read_body};
-use crate::config::format_duration;
+use crate::event::system;
 use crate::keys::{Principal, Scopes, list_keys};
-use crate::ledger::format_micros;
-use crate::store::retention::{PurgeEventFn, PurgeReport};
+use crate::store::retention::PurgeReport;
+use crate::time::{format_duration, format_micros};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -115,12 +114,6 @@ fn allow(methods: &'static str) -> actix_web::Route {
     })
 }
 
-/// The last purge run (time in µs, and what it did).
-#[derive(Default)]
-pub struct RetentionStatus {
-    pub last_run: Option<(i64, Result<PurgeReport, String>)>,
-}
-
 /// Only admin keys without a workspace limit manage keys and retention.
 async fn admin(state: &State, req: &HttpRequest) -> Result<Principal, HttpResponse> {
     let p = principal(state, req).await?;
@@ -128,6 +121,12 @@ async fn admin(state: &State, req: &HttpRequest) -> Result<Principal, HttpRespon
         return Err(problem(StatusCode::FORBIDDEN, "forbidden", "this needs an admin key without a workspace limit"));
     }
     Ok(p)
+}
+
+/// Key changes are logged as events: a read-only trail (no root-signing key) cannot take them
+/// (`trailkeep keys create|revoke` on the server still can).
+fn refuse_if_read_only(state: &State) -> Option<HttpResponse> {
+    state.ledger.read_only().map(|reason| problem(StatusCode::SERVICE_UNAVAILABLE, "read_only", reason))
 }
 
 fn key_json(k: &crate::keys::KeyInfo) -> Value {
@@ -163,7 +162,7 @@ async fn list(state: State, req: HttpRequest) -> HttpResponse {
     if let Err(r) = admin(&state, &req).await {
         return r;
     }
-    match super::with_reader(&state, list_keys).await {
+    match with_reader(&state, list_keys).await {
         Ok(keys) => HttpResponse::Ok().json(json!({"keys": keys.iter().map(key_json).collect::<Vec<_>>()})),
         Err(()) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service unavailable"),
     }
@@ -183,7 +182,7 @@ async fn list(state: State, req: HttpRequest) -> HttpResponse {
         (status = 400, description = "Invalid body, name, scopes or workspaces", content_type = "application/problem+json", body = Problem),
         (status = 413, description = "Body over 64 KiB", content_type = "application/problem+json", body = Problem),
         (status = 415, description = "Not JSON", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "Not stored; retry", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "Not stored (retry), or the trail is read-only (`read_only`: its root-signing key is not installed)", content_type = "application/problem+json", body = Problem),
         (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "Not an admin key without a workspace limit", content_type = "application/problem+json", body = Problem),
         (status = 429, description = "Too many failed authentications", content_type = "application/problem+json", body = Problem),
@@ -195,6 +194,9 @@ async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
         Ok(p) => p,
         Err(r) => return r,
     };
+    if let Some(r) = refuse_if_read_only(&state) {
+        return r;
+    }
     if !is_json(&req) {
         return problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json");
     }
@@ -240,7 +242,7 @@ async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
     .await;
     match created {
         Ok(Ok(k)) => {
-            record(&state, &req, &p, "actions/audittrail/keys/CREATE", &k.id, json!({"name": name})).await;
+            record(&state, &req, &p, &k.id, Some(&name)).await;
             HttpResponse::Created().json(json!({
                 "id": k.id, "name": name, "scopes": scopes.names(), "workspaces": workspaces, "secret": k.secret,
             }))
@@ -261,7 +263,7 @@ async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
     responses(
         (status = 204, description = "Revoked"),
         (status = 404, description = "No active key with that id", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "Not revoked; retry", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "Not revoked (retry), or the trail is read-only (`read_only`: its root-signing key is not installed)", content_type = "application/problem+json", body = Problem),
         (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "Not an admin key without a workspace limit", content_type = "application/problem+json", body = Problem),
         (status = 429, description = "Too many failed authentications", content_type = "application/problem+json", body = Problem),
@@ -273,6 +275,9 @@ async fn revoke(state: State, req: HttpRequest, id: web::Path<String>) -> HttpRe
         Ok(p) => p,
         Err(r) => return r,
     };
+    if let Some(r) = refuse_if_read_only(&state) {
+        return r;
+    }
     let id = id.into_inner();
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return problem(StatusCode::NOT_FOUND, "not_found", "no active key with that id");
@@ -286,7 +291,7 @@ async fn revoke(state: State, req: HttpRequest, id: web::Path<String>) -> HttpRe
     .await;
     match done {
         Ok(Ok(true)) => {
-            record(&state, &req, &p, "actions/audittrail/keys/REVOKE", &id, json!({})).await;
+            record(&state, &req, &p, &id, None).await;
             HttpResponse::NoContent().finish()
         }
         Ok(Ok(false)) => problem(StatusCode::NOT_FOUND, "not_found", "no active key with that id"),
@@ -294,24 +299,16 @@ async fn revoke(state: State, req: HttpRequest, id: web::Path<String>) -> HttpRe
     }
 }
 
-/// Logs an admin action as an event, before the response goes out.
-async fn record(state: &State, req: &HttpRequest, p: &Principal, action: &str, key_id: &str, extra: Value) {
-    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
-    let mut metadata = json!({"key_id": key_id});
-    if let (Some(m), Value::Object(e)) = (metadata.as_object_mut(), extra) {
-        m.extend(e);
-    }
-    let body = json!({
-        "eventSource": "trailkeep",
-        "action": action,
-        "readOnly": false,
-        "principal": format!("keys/{}", p.key_id),
-        "sourceIpAddress": peer,
-        "resource": format!("//audittrail/keys/{key_id}"),
-        "metadata": metadata,
-        "type": "TYPE_API",
-    });
-    let Some(ev) = super::h2o::server_event(body, state.config.redact_private_ips) else { return };
+/// Logs the creation (`created`: the new key's name) or revocation of key `key_id` as an event,
+/// before the response goes out.
+async fn record(state: &State, req: &HttpRequest, p: &Principal, key_id: &str, created: Option<&str>) {
+    let peer = req.peer_addr().map(|a| a.ip().to_string());
+    let redact = state.config.redact_private_ips;
+    let ev = match created {
+        Some(name) => system::key_created(&p.key_id, peer, key_id, name, redact),
+        None => system::key_revoked(&p.key_id, peer, key_id, redact),
+    };
+    let Some(ev) = ev else { return };
     if let Err(e) = state.writer.append(vec![ev]).await {
         tracing::warn!(error = %e, "admin event not recorded");
     }
@@ -363,7 +360,7 @@ async fn retention(state: State, req: HttpRequest) -> HttpResponse {
     responses(
         (status = 200, description = "What was purged", body = PurgeResult),
         (status = 409, description = "No retention period is configured", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "The purge failed or the writer is busy; retry", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "The purge failed or the writer is busy (retry), or the trail is read-only (`read_only`: its root-signing key is not installed)", content_type = "application/problem+json", body = Problem),
         (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "Not an admin key without a workspace limit", content_type = "application/problem+json", body = Problem),
         (status = 429, description = "Too many failed authentications", content_type = "application/problem+json", body = Problem),
@@ -377,6 +374,9 @@ async fn purge_now(state: State, req: HttpRequest) -> HttpResponse {
     if !state.config.retention.is_enabled() {
         return problem(StatusCode::CONFLICT, "retention_disabled", "no retention period is configured");
     }
+    if let Some(r) = refuse_if_read_only(&state) {
+        return r;
+    }
     match run_purge(&state).await {
         Ok(report) => HttpResponse::Ok().json(report),
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e),
@@ -385,10 +385,10 @@ async fn purge_now(state: State, req: HttpRequest) -> HttpResponse {
 
 /// Runs one purge through the writer and records the outcome for `GET /api/v1/retention`.
 pub async fn run_purge(state: &State) -> Result<PurgeReport, String> {
-    let make: PurgeEventFn = Arc::new(super::h2o::purge_event);
-    let now = crate::keys::now_micros();
-    let res = state.writer.purge(state.config.retention.clone(), now, make).await.map_err(|e| match e {
+    let now = crate::time::now_micros();
+    let res = state.writer.purge(state.config.retention.clone(), now).await.map_err(|e| match e {
         crate::store::writer::WriteError::Busy => "the writer is busy; retry".to_string(),
+        crate::store::writer::WriteError::ReadOnly(reason) => reason,
         _ => "the purge failed; it is retried at the next run".to_string(),
     });
     state.retention.lock().last_run = Some((now, res.clone()));

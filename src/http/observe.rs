@@ -12,8 +12,16 @@ use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::openapi::{MetricsError, TAG_OPS};
-use super::{State, authenticate};
+use super::apidoc::TAG_OPS;
+use super::auth::{AuthFailure, authenticate};
+use super::state::State;
+
+/// `/metrics` error.
+#[derive(utoipa::ToSchema)]
+pub struct MetricsError {
+    pub code: i32,
+    pub message: String,
+}
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -86,7 +94,7 @@ pub async fn metrics_endpoint(state: State, req: HttpRequest) -> HttpResponse {
     match authenticate(&state, &req).await {
         Ok(p) if p.scopes.admin => {}
         Ok(_) => return HttpResponse::Forbidden().json(serde_json::json!({"code": 7, "message": "permission denied"})),
-        Err(super::AuthFailure::RateLimited(secs)) => {
+        Err(AuthFailure::RateLimited(secs)) => {
             return HttpResponse::TooManyRequests()
                 .insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()))
                 .json(serde_json::json!({"code": 8, "message": "rate limit exceeded"}));
@@ -103,6 +111,8 @@ pub async fn metrics_endpoint(state: State, req: HttpRequest) -> HttpResponse {
         .map(|m| m.len())
         .sum();
     metrics::gauge!("trailkeep_database_bytes").set(size as f64);
+    // Sets trailkeep_replication_lag_events / _seconds as of now.
+    let _ = super::state::replication_report(&state).await;
     let body = HANDLE.get().and_then(|h| h.as_ref()).map(|h| h.render()).unwrap_or_default();
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body)
 }

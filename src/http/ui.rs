@@ -10,9 +10,11 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use rust_embed::RustEmbed;
 use serde_json::{Value, json};
 
-use super::h2o::H2oError;
-use super::openapi::{Health, PangeaSearchEvent, Problem, PublicKey, Readiness, SignedRoot, TAG_OPS, TAG_UI, WhoAmI};
-use super::{AuthFailure, State, authenticate, with_reader};
+use super::apidoc::{Problem, TAG_OPS, TAG_UI};
+use super::auth::{AuthFailure, authenticate};
+use super::h2o::error::H2oError;
+use super::pangea::schema::PangeaEnvelope;
+use super::state::{State, replication_report, with_reader};
 use crate::keys::Principal;
 use crate::search::pangea_query;
 use crate::store::search::{PangeaQuery, pangea_search, rows_by_seq};
@@ -21,6 +23,99 @@ use crate::store::writer;
 #[derive(RustEmbed)]
 #[folder = "web/"]
 struct Assets;
+
+/// The key making the request.
+#[derive(utoipa::ToSchema)]
+pub struct WhoAmI {
+    pub key_id: String,
+    pub name: String,
+    /// `ingest`, `search`, `admin`.
+    pub scopes: Vec<String>,
+    /// Empty: every workspace.
+    pub workspaces: Vec<String>,
+}
+
+/// The key that signs the roots.
+#[derive(utoipa::ToSchema)]
+pub struct PublicKey {
+    #[schema(example = "ED25519")]
+    pub algorithm: String,
+    /// Base64 of the 32-byte Ed25519 public key.
+    pub public_key: String,
+    pub tree_name: String,
+}
+
+/// A signed root and the exact message that was signed.
+#[derive(utoipa::ToSchema)]
+pub struct SignedRoot {
+    pub tree_name: String,
+    pub size: u64,
+    #[schema(min_length = 64, max_length = 64)]
+    pub root_hash: String,
+    #[schema(format = DateTime)]
+    pub published_at: String,
+    /// Base64 Ed25519 signature of `signed_message`.
+    pub signature: String,
+    /// Canonical JSON of `{published_at, root_hash, size, tree_name}`.
+    pub signed_message: String,
+}
+
+#[derive(utoipa::ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+/// Ready when the database answers, the writer runs and the tree matches the checkpoint file.
+#[derive(utoipa::ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    pub database: bool,
+    pub writer: bool,
+    pub checkpoint: bool,
+    pub tree_size: u64,
+    /// Replication (never affects readiness): `{"enabled": false}`, or `enabled`, `state`,
+    /// `lag_events`, `lag_seconds`, `replicated_events`, `last_upload_at`.
+    #[schema(value_type = Object)]
+    pub replication: serde_json::Value,
+}
+
+/// One exported event: an element of a JSON export, a line of a `jsonl.gz` export (which adds
+/// `membership_proof`, `tree_size` and `root`) and of a replicated object (README, "The line
+/// format"; `crate::export::write_line`).
+#[derive(utoipa::ToSchema)]
+pub struct ExportedEvent {
+    /// The stored envelope, byte for byte: SHA-256 of its canonical JSON is `hash`. `null` when
+    /// retention removed the event's content.
+    pub envelope: Option<PangeaEnvelope>,
+    /// When the event happened (µs precision).
+    #[schema(format = DateTime)]
+    pub event_time: String,
+    #[schema(min_length = 64, max_length = 64)]
+    pub hash: String,
+    /// The event id (a UUID).
+    pub id: String,
+    /// The event's buffer: its leaf in the cold tree.
+    pub leaf_index: u64,
+    /// `h2o`, `pangea` or `server`: the API that brought the event in.
+    pub origin: String,
+    pub published: bool,
+    /// The event's position in the log (0-based, contiguous).
+    pub seq: u64,
+    /// Only when retention removed the content: the event's workspace.
+    #[schema(nullable = false)]
+    pub workspace: Option<String>,
+    /// `jsonl.gz` exports only: `l:<hex>,r:<hex>,…` from `hash` to `root.root_hash`.
+    #[schema(nullable = false)]
+    pub membership_proof: Option<String>,
+    /// `jsonl.gz` exports only: the size of the tree `root` is the root of.
+    #[schema(nullable = false)]
+    pub tree_size: Option<u64>,
+    /// `jsonl.gz` exports only: the signed root (`published_at`, `root_hash`, `signature`, `size`,
+    /// `tree_name`); its signature verifies with the server's public key.
+    #[schema(nullable = false, value_type = Option<Object>)]
+    pub root: Option<serde_json::Value>,
+}
 
 const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
@@ -102,7 +197,17 @@ async fn readyz(state: State) -> HttpResponse {
     .await
     .unwrap_or(false);
     let ready = db && writer && checkpoint;
-    let body = json!({"ready": ready, "database": db, "writer": writer, "checkpoint": checkpoint, "tree_size": state.ledger.size()});
+    // Replication lag is reported, never a reason to be unready: ingest does not depend on it.
+    let replication = match replication_report(&state).await {
+        Some(r) if r["enabled"] == true => json!({
+            "enabled": true, "state": r["state"], "lag_events": r["lag_events"], "lag_seconds": r["lag_seconds"],
+            "replicated_events": r["replicated_events"], "last_upload_at": r["last_upload_at"],
+        }),
+        Some(r) => r,
+        None => json!({"enabled": state.replication.is_some()}),
+    };
+    let body = json!({"ready": ready, "database": db, "writer": writer, "checkpoint": checkpoint,
+        "tree_size": state.ledger.size(), "replication": replication});
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
@@ -312,7 +417,7 @@ struct ExportParams {
     ),
     responses(
         (status = 200, description = "The events as an attachment", content(
-            (Vec<PangeaSearchEvent> = "application/json"),
+            (Vec<ExportedEvent> = "application/json"),
             (String = "text/csv"),
             (Vec<u8> = "application/gzip"),
         )),
@@ -336,7 +441,7 @@ async fn export(state: State, req: HttpRequest, params: web::Query<ExportParams>
         Ok(e) => e,
         Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_query", &e.detail),
     };
-    let time = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(super::pangea::parse_pangea_time);
+    let time = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(crate::time::parse_pangea_time);
     let (start, end) = (time(&params.start), time(&params.end));
     if start.is_some_and(|t| t.is_none()) || end.is_some_and(|t| t.is_none()) {
         return problem(StatusCode::BAD_REQUEST, "invalid_timestamp", "start and end must be RFC 3339 date-times");

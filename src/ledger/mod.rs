@@ -25,7 +25,11 @@ pub struct Ledger {
     /// a client sends back (`prev_root`) without a random-key index on `buffers` (migration 0004).
     root_prefixes: RwLock<Vec<u32>>,
     pub tree_name: String,
-    signing: SigningKey,
+    /// None when the key store does not hold the trail's key (a restore without it): the trail is
+    /// served read-only, and `read_only` says why and how to install the key.
+    signing: Option<SigningKey>,
+    verifying: VerifyingKey,
+    read_only: Option<String>,
     /// The newest receive time handed out (µs); receive times only grow, whatever the wall clock does.
     last_received: std::sync::atomic::AtomicI64,
 }
@@ -60,13 +64,40 @@ pub fn signed_message(tree_name: &str, size: u64, root_hash: &str, published_at:
 
 impl Ledger {
     pub fn new(tree: CompactTree, tree_name: String, signing_seed: [u8; 32]) -> Self {
+        let signing = SigningKey::from_bytes(&signing_seed);
+        let verifying = signing.verifying_key();
         Self {
             tree: RwLock::new(tree),
             root_prefixes: RwLock::default(),
             tree_name,
-            signing: SigningKey::from_bytes(&signing_seed),
+            signing: Some(signing),
+            verifying,
+            read_only: None,
             last_received: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// A ledger that can check but not sign (the key store lacks the trail's root-signing key):
+    /// the writer refuses appends and purges with `reason`, which says how to install the key.
+    pub fn verify_only(tree: CompactTree, tree_name: String, key: VerifyingKey, reason: String) -> Self {
+        Self {
+            tree: RwLock::new(tree),
+            root_prefixes: RwLock::default(),
+            tree_name,
+            signing: None,
+            verifying: key,
+            read_only: Some(reason),
+            last_received: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+
+    pub fn can_sign(&self) -> bool {
+        self.signing.is_some()
+    }
+
+    /// Why the trail is read-only (`verify_only`), for the clients whose writes are refused.
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
     }
 
     /// Replaces the root-hash prefixes (the writer, after loading the tree from the database).
@@ -102,16 +133,18 @@ impl Ledger {
     }
 
     pub fn public_key(&self) -> VerifyingKey {
-        self.signing.verifying_key()
+        self.verifying
     }
 
     pub fn public_key_b64(&self) -> String {
         B64.encode(self.public_key().as_bytes())
     }
 
+    /// The signature of a root; all zeros (never valid) without the signing key, which callers
+    /// check with `can_sign` first.
     pub fn sign(&self, size: u64, root_hash: &Hash, published_at: &str) -> [u8; 64] {
         let msg = signed_message(&self.tree_name, size, &hex::encode(root_hash), published_at);
-        self.signing.sign(msg.as_bytes()).to_bytes()
+        self.signing.as_ref().map_or([0; 64], |k| k.sign(msg.as_bytes()).to_bytes())
     }
 
     pub fn size(&self) -> u64 {
@@ -170,7 +203,7 @@ pub fn prepare_checkpoint_spare(data_dir: &Path) -> std::io::Result<()> {
         }
         _ => {}
     }
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&path)?;
+    let mut f = crate::datadir::open_private(&path, false)?;
     // Real bytes, not a sparse file or an unwritten extent: writing over them later needs no space.
     f.write_all(&[b' '; CHECKPOINT_SLOT])
 }
@@ -199,7 +232,7 @@ pub fn write_checkpoint(data_dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> 
         f.sync_all().context("cannot sync checkpoint file")?;
     }
     std::fs::rename(&spare, &path).context("cannot replace checkpoint file")?;
-    std::fs::File::open(data_dir)?.sync_all()?;
+    crate::datadir::sync_dir(data_dir)?;
     Ok(())
 }
 
@@ -237,36 +270,9 @@ pub fn check_against_checkpoint(tree: &CompactTree, tree_name: &str, cp: &Checkp
     Ok(())
 }
 
-/// Format a microsecond timestamp as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-pub fn format_micros(us: i64) -> String {
-    let dt = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
-    crate::event::format_utc(&dt, 6)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn format_micros_is_chronos_format() {
-        let chrono_fmt =
-            |us: i64| chrono::DateTime::from_timestamp_micros(us).unwrap().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        for fixed in
-            [0, 1, 999_999, 1_000_000, 1_764_633_600_000_000, 253_402_300_799_999_999, -1, -62_167_219_200_000_000]
-        {
-            assert_eq!(format_micros(fixed), chrono_fmt(fixed), "{fixed}");
-        }
-        for _ in 0..10_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let us = (x % 253_402_300_800_000_000) as i64;
-            assert_eq!(format_micros(us), chrono_fmt(us), "{us}");
-        }
-        // Outside years 0–9999 chrono's own format is used.
-        assert_eq!(format_micros(300_000_000_000_000_000), chrono_fmt(300_000_000_000_000_000));
-    }
 
     #[test]
     fn root_prefixes_give_candidate_sizes_newest_first() {
@@ -359,6 +365,12 @@ mod tests {
         // The next spare is allocated whole; a rewrite through it replaces the file.
         prepare_checkpoint_spare(dir.path()).unwrap();
         assert_eq!(std::fs::metadata(checkpoint_spare_path(dir.path())).unwrap().len(), CHECKPOINT_SLOT as u64);
+        {
+            use std::os::unix::fs::MetadataExt;
+            let mode = |p: PathBuf| std::fs::metadata(p).unwrap().mode() & 0o777;
+            assert_eq!(mode(checkpoint_spare_path(dir.path())), 0o600, "private whatever the umask");
+            assert_eq!(mode(checkpoint_path(dir.path())), 0o600);
+        }
         let mut next = cp.clone();
         next.root.size = 4;
         write_checkpoint(dir.path(), &next).unwrap();

@@ -2,6 +2,7 @@
 //! single writer. SQL lives here and in the submodules; handlers never touch it.
 
 pub mod ngram;
+pub mod replication;
 pub mod retention;
 pub mod search;
 pub mod uidfilter;
@@ -26,8 +27,13 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_root_index.sql", include_str!("../../migrations/0004_root_index.sql")),
     ("0005_small_segments.sql", include_str!("../../migrations/0005_small_segments.sql")),
     ("0006_fts_batches.sql", include_str!("../../migrations/0006_fts_batches.sql")),
+    ("0007_keys_leave_database.sql", include_str!("../../migrations/0007_keys_leave_database.sql")),
     ("0008_substring_index.sql", include_str!("../../migrations/0008_substring_index.sql")),
+    ("0009_replication.sql", include_str!("../../migrations/0009_replication.sql")),
 ];
+
+/// The schema version from which the database holds no private key (migration 0007).
+pub const KEYS_LEFT_DATABASE: i64 = 7;
 
 /// Events per segment is `1 << SEG_SHIFT`; the expression `seq >> 12` in migration 0005's indexes
 /// must match it (a unit test checks).
@@ -42,10 +48,46 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join(DB_FILE)
 }
 
+/// Testing knob: `TRAILKEEP_UNSAFE_SQLITE_SYNCHRONOUS=normal` runs SQLite with
+/// `synchronous=NORMAL`, which loses acknowledged events at a power cut. It exists only so the
+/// power-cut test (`tests/reliability/test_powercut.py`) can show that it detects such losses;
+/// never set it on a server that keeps real data.
+pub const UNSAFE_SYNCHRONOUS_ENV: &str = "TRAILKEEP_UNSAFE_SQLITE_SYNCHRONOUS";
+
+/// The `synchronous` mode for a value of `UNSAFE_SYNCHRONOUS_ENV`: `FULL` when unset or empty,
+/// `NORMAL` or `FULL` by name (any case); anything else (`OFF` included) is refused.
+pub fn parse_synchronous(value: Option<&str>) -> Result<&'static str, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok("FULL"),
+        Some(v) if v.eq_ignore_ascii_case("full") => Ok("FULL"),
+        Some(v) if v.eq_ignore_ascii_case("normal") => Ok("NORMAL"),
+        Some(_) => Err(format!("{UNSAFE_SYNCHRONOUS_ENV} must be `normal` or `full` (a testing knob; leave it unset)")),
+    }
+}
+
+/// SQLite's `synchronous` mode for every connection of this process: `FULL` unless the testing
+/// knob says otherwise (read once; a refused value is reported by `open_rw`, and connections
+/// opened without it stay `FULL`).
+fn synchronous_mode() -> Result<&'static str, String> {
+    static MODE: std::sync::OnceLock<Result<&'static str, String>> = std::sync::OnceLock::new();
+    MODE.get_or_init(|| {
+        let raw = std::env::var(UNSAFE_SYNCHRONOUS_ENV).ok();
+        let mode = parse_synchronous(raw.as_deref());
+        if mode == Ok("NORMAL") {
+            tracing::warn!(
+                "{UNSAFE_SYNCHRONOUS_ENV}=normal: SQLite runs with synchronous=NORMAL, so a power cut loses acknowledged \
+                 events and leaves the checkpoint file ahead of the database. TESTING ONLY: never use it for real data"
+            );
+        }
+        mode
+    })
+    .clone()
+}
+
 /// Per-connection settings shared by the writer, the pool and CLI tools.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", synchronous_mode().unwrap_or("FULL"))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     register_regexp(conn)?;
     // `rarray(?)`: a bound list of seqs (the substring index's candidates).
@@ -76,13 +118,17 @@ pub fn open_ro(data_dir: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// Opens (creating if needed) the database read-write, applies migrations and returns the connection.
+/// A new data directory is created 0700 and a new database 0600 (its `-wal` and `-shm` files take
+/// the database file's mode).
 pub fn open_rw(data_dir: &Path) -> anyhow::Result<Connection> {
-    std::fs::create_dir_all(data_dir)
+    crate::datadir::prepare_dir(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     if rusqlite::version_number() < MIN_SQLITE {
         bail!("SQLite {} is too old (need 3.51.3 or newer)", rusqlite::version());
     }
+    synchronous_mode().map_err(anyhow::Error::msg)?;
     let path = db_path(data_dir);
+    crate::datadir::touch_private(&path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut conn = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     // 16 KiB pages: index leaves hold more entries, so a commit dirties fewer pages. Only takes
     // effect on a new database (before WAL mode and the first table).
@@ -173,6 +219,84 @@ pub fn put_setting(conn: &Connection, key: &str, value: &[u8]) -> rusqlite::Resu
     Ok(())
 }
 
+/// The settings rows that held the server's private keys before migration 0007, and its mark that
+/// moving them out is not finished.
+pub const LEGACY_SIGNING_KEY: &str = "signing_key";
+pub const LEGACY_PAGE_TOKEN_KEY: &str = "page_token_key";
+const KEYS_MOVE_PENDING: &str = "keys_move_pending";
+/// The public half of the root-signing key (32 bytes), recorded for `verify`, backups and the
+/// check that the key store holds the trail's key.
+pub const PUBLIC_KEY: &str = "public_key";
+
+/// What a database written before the key store still holds.
+pub struct LegacyKeys {
+    pub signing: Option<zeroize::Zeroizing<Vec<u8>>>,
+    pub page_token: Option<zeroize::Zeroizing<Vec<u8>>>,
+    /// The move started (migration 0007 found keys) and the wipe is not done.
+    pub pending: bool,
+}
+
+impl LegacyKeys {
+    pub fn any(&self) -> bool {
+        self.signing.is_some() || self.page_token.is_some() || self.pending
+    }
+}
+
+pub fn legacy_keys(conn: &Connection) -> rusqlite::Result<LegacyKeys> {
+    Ok(LegacyKeys {
+        signing: get_setting(conn, LEGACY_SIGNING_KEY)?.map(zeroize::Zeroizing::new),
+        page_token: get_setting(conn, LEGACY_PAGE_TOKEN_KEY)?.map(zeroize::Zeroizing::new),
+        pending: get_setting(conn, KEYS_MOVE_PENDING)?.is_some(),
+    })
+}
+
+/// Whether the database in `data_dir` was written by a release before the key store (schema
+/// older than 0007, or keys not yet moved out). Opens it read-only; `false` without a database.
+pub fn written_before_key_store(data_dir: &Path) -> anyhow::Result<bool> {
+    let path = db_path(data_dir);
+    if !path.exists() {
+        return Ok(false);
+    }
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let has_settings: bool =
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'settings')", [], |r| r.get(0))?;
+    Ok(version < KEYS_LEFT_DATABASE || (has_settings && legacy_keys(&conn)?.any()))
+}
+
+/// Records the root-signing public key (if given) and deletes the private-key rows, in one
+/// transaction, with `secure_delete` so the freed cells are zeroed. The caller has made the key
+/// files durable first.
+pub fn drop_legacy_keys(conn: &Connection, public_key: Option<&[u8; 32]>) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    let done = (|| {
+        let tx = conn.unchecked_transaction()?;
+        if let Some(pk) = public_key {
+            put_setting(&tx, PUBLIC_KEY, pk)?;
+        }
+        tx.execute("DELETE FROM settings WHERE key IN (?1, ?2)", params![LEGACY_SIGNING_KEY, LEGACY_PAGE_TOKEN_KEY])?;
+        tx.commit()
+    })();
+    conn.pragma_update(None, "secure_delete", "OFF")?;
+    done
+}
+
+/// Rewrites the database without its deleted content (`VACUUM`), copies the result over the
+/// database file and empties the WAL (`wal_checkpoint(TRUNCATE)`), then clears the pending mark.
+/// Fails, leaving the mark for the next open, if another connection holds the WAL.
+pub fn wipe_deleted_keys(conn: &Connection) -> anyhow::Result<()> {
+    conn.execute_batch("VACUUM").context("VACUUM failed")?;
+    let (busy, _, _): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    if busy != 0 {
+        bail!("another process holds the database open; stop it and start again to finish wiping the old keys");
+    }
+    conn.execute("DELETE FROM settings WHERE key = ?1", [KEYS_MOVE_PENDING])?;
+    Ok(())
+}
+
 /// Returns a setting, creating it with `make` on first use.
 pub fn setting_or_init(conn: &Connection, key: &str, make: impl FnOnce() -> Vec<u8>) -> rusqlite::Result<Vec<u8>> {
     if let Some(v) = get_setting(conn, key)? {
@@ -186,6 +310,19 @@ pub fn setting_or_init(conn: &Connection, key: &str, make: impl FnOnce() -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn synchronous_knob_is_full_unless_normal_is_asked_for() {
+        assert_eq!(parse_synchronous(None), Ok("FULL"));
+        assert_eq!(parse_synchronous(Some("")), Ok("FULL"));
+        assert_eq!(parse_synchronous(Some("Full")), Ok("FULL"));
+        assert_eq!(parse_synchronous(Some(" normal ")), Ok("NORMAL"));
+        assert_eq!(parse_synchronous(Some("NORMAL")), Ok("NORMAL"));
+        for bad in ["off", "0", "extra", "1"] {
+            let err = parse_synchronous(Some(bad)).unwrap_err();
+            assert!(err.contains(UNSAFE_SYNCHRONOUS_ENV), "{err}");
+        }
+    }
 
     #[test]
     fn every_migration_file_is_embedded_in_order() {

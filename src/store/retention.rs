@@ -8,38 +8,19 @@
 //! Purge events themselves are never purged.
 //!
 //! The purge runs on the writer thread (see `writer::WriterHandle::purge`), in transactions of
-//! at most [`BATCH`] events.
+//! at most [`BATCH`] events. With replication configured (and `[retention] require_replicated`,
+//! the default) it never reaches the replication watermark: content not yet in the archive stays.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::config::Retention;
-use crate::event::NewEvent;
+use crate::event::system::PURGE_ACTION;
 
-/// The action of the event that records a purge.
-pub const PURGE_ACTION: &str = "actions/audittrail/events/PURGE";
 /// Most events purged in one transaction.
 pub const BATCH: usize = 10_000;
-
-/// What one purge event declares (also the input to the event's builder).
-#[derive(Debug, Clone, Serialize)]
-pub struct PurgeInfo {
-    pub workspace: String,
-    pub count: u64,
-    pub first_seq: i64,
-    pub last_seq: i64,
-    /// Events received before this time (µs) were purged.
-    pub cutoff: i64,
-    /// The retention period applied (µs).
-    pub period: i64,
-}
-
-/// Builds the event that records a purge (supplied by the HTTP layer, so that it has the same
-/// shape as the server's other events in both dialects).
-pub type PurgeEventFn = Arc<dyn Fn(&PurgeInfo) -> NewEvent + Send + Sync>;
 
 /// The outcome of one purge run.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -87,13 +68,18 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
     };
     // Purge events are never purged: `verify` needs what they declare (they hold no personal data).
     let keep = string_id(conn, PURGE_ACTION)?.unwrap_or(-1);
+    // With `require_replicated`, nothing at or above the replication watermark is purged.
+    let hold = match &r.replicated_to {
+        Some(target) => super::replication::replicated_seq(conn, target)?,
+        None => i64::MAX,
+    };
     // Workspaces with their own period.
     for (ws, period) in &r.workspaces {
         if *period == i64::MAX {
             continue;
         }
         let Some(ws_id) = string_id(conn, ws)? else { continue };
-        let bound = boundary_seq(conn, now.saturating_sub(*period))?;
+        let bound = boundary_seq(conn, now.saturating_sub(*period))?.min(hold);
         let found = rows(
             &format!(
                 "SELECT seq, origin, envelope, workspace FROM events
@@ -122,7 +108,7 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
             exempt.push(id.to_string());
         }
     }
-    let bound = boundary_seq(conn, now.saturating_sub(period))?;
+    let bound = boundary_seq(conn, now.saturating_sub(period))?.min(hold);
     if floor >= bound {
         return Ok((Vec::new(), None));
     }

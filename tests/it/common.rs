@@ -2,7 +2,7 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{App, test, web};
 use serde_json::Value;
 use trailkeep::config::Config;
-use trailkeep::http::AppState;
+use trailkeep::http::state::AppState;
 use trailkeep::keys::Scopes;
 
 /// The in-process app under test (what `TestServer::app` returns).

@@ -118,6 +118,77 @@ async fn export_cli_streams_every_format() {
     }
 }
 
+/// Every event of a JSON Lines export carries its membership proof to the newest signed root:
+/// the envelope hashes to `hash`, the proof folds to the root, and the root's signature verifies
+/// with the public key alone; events of several buffers share one root. CSV and JSON hold the
+/// same events without proofs.
+#[actix_web::test]
+async fn export_rows_verify_with_only_the_public_key() {
+    use base64::Engine;
+    use sha2::Digest;
+    use trailkeep::ledger::merkle::{parse_hash, verify_membership};
+    use trailkeep::ledger::{SignedRoot, verify_root_signature};
+
+    let (s, dir) = seeded().await;
+    let public = base64::engine::general_purpose::STANDARD.decode(s.state.ledger.public_key_b64()).unwrap();
+    let public = ed25519_dalek::VerifyingKey::from_bytes(&public.try_into().unwrap()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let export = |fmt: &str| {
+        let file = out.path().join(format!("e.{fmt}"));
+        let mut cmd = Command::new(bin());
+        cmd.args(["export", "--format", fmt, "--data-dir"]).arg(&dir).arg("--out").arg(&file);
+        assert!(cmd.status().unwrap().success());
+        std::fs::read(&file).unwrap()
+    };
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&export("jsonl.gz")[..]), &mut text).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 10);
+    let mut buffers = std::collections::BTreeSet::new();
+    for row in &lines {
+        let envelope = trailkeep::event::canonical::to_canonical_string(&row["envelope"]);
+        let hash = hex::encode(sha2::Sha256::digest(envelope.as_bytes()));
+        assert_eq!(row["hash"], hash.as_str());
+        let r = &row["root"];
+        let root = SignedRoot {
+            tree_name: r["tree_name"].as_str().unwrap().into(),
+            size: r["size"].as_u64().unwrap(),
+            root_hash: r["root_hash"].as_str().unwrap().into(),
+            published_at: r["published_at"].as_str().unwrap().into(),
+            signature: r["signature"].as_str().unwrap().into(),
+        };
+        assert_eq!((root.size, row["tree_size"].as_u64()), (5, Some(5)), "{row}");
+        assert_eq!(row["published"], true);
+        let leaf = parse_hash(&hash).unwrap();
+        assert!(verify_membership(
+            &leaf,
+            &parse_hash(&root.root_hash).unwrap(),
+            row["membership_proof"].as_str().unwrap()
+        ));
+        assert!(verify_root_signature(&public, &root), "{row}");
+        let mut forged = root.clone();
+        forged.size = 4;
+        assert!(!verify_root_signature(&public, &forged));
+        buffers.insert(row["leaf_index"].as_u64().unwrap());
+    }
+    assert_eq!(buffers.len(), 5);
+
+    let array: Vec<serde_json::Value> = serde_json::from_slice(&export("json")).unwrap();
+    let without_proofs = |row: &serde_json::Value| {
+        let mut row = row.clone();
+        for k in ["membership_proof", "tree_size", "root"] {
+            row.as_object_mut().unwrap().remove(k);
+        }
+        row
+    };
+    assert_eq!(array, lines.iter().map(without_proofs).collect::<Vec<_>>());
+    let csv = String::from_utf8(export("csv")).unwrap();
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    let hash_col = rows.headers().unwrap().iter().position(|h| h == "hash").unwrap();
+    let hashes: Vec<String> = rows.records().map(|r| r.unwrap()[hash_col].to_string()).collect();
+    assert_eq!(hashes, lines.iter().map(|r| r["hash"].as_str().unwrap().to_string()).collect::<Vec<_>>());
+}
+
 /// The export CLI on 100,000 events: every event once, in order, in every format, streamed
 /// (the exporting process stays small).
 #[actix_web::test]

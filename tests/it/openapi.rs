@@ -469,15 +469,16 @@ struct Reg {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Tok {
+pub(crate) enum Tok {
     Ident(String),
     Str(String),
     Punct(char),
     Other,
 }
 
-/// Tokens with their line numbers; comments, char literals and lifetimes dropped.
-fn tokenize(src: &str) -> Vec<(Tok, usize)> {
+/// Tokens with their line numbers; comments, char literals and lifetimes dropped (also used by
+/// `layering.rs`).
+pub(crate) fn tokenize(src: &str) -> Vec<(Tok, usize)> {
     let c: Vec<char> = src.chars().collect();
     let mut out = Vec::new();
     let (mut i, mut line) = (0, 1);
@@ -700,7 +701,7 @@ struct Helper {
     param: bool,
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+pub(crate) fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.is_dir() {

@@ -216,7 +216,7 @@ fn query(r: &mut Rng, samples: &Samples) -> String {
 
 /// Compares indexed and plain answers for `rounds` random queries; returns the matches compared
 /// and how many queries the index could narrow.
-fn compare(state: &trailkeep::http::AppState, r: &mut Rng, samples: &Samples, rounds: usize) -> (usize, usize) {
+fn compare(state: &trailkeep::http::state::AppState, r: &mut Rng, samples: &Samples, rounds: usize) -> (usize, usize) {
     let conn = state.pool.get().unwrap();
     let (mut matched, mut narrowed) = (0, 0);
     for round in 0..rounds {

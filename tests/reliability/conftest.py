@@ -8,7 +8,8 @@
 At the end of the run the figures collected in ``relharness.FIGURES`` (crashes survived, acked
 events, acked-then-lost, in-doubt resolved, root forks, bad inputs tried and 5xx seen, authz
 cells checked and failed, fault outcomes) are printed and written to
-``target/reliability-figures.json``, together with the failing tests and their one-line reasons.
+``target/reliability-figures.json`` (or ``TRAILKEEP_FIGURES``), together with the failing tests and
+their one-line reasons.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         "failures": _RESULTS["failures"],
         "skips": _RESULTS["skips"],
     }
-    out = rh.REPO_ROOT / "target" / "reliability-figures.json"
+    out = Path(os.environ.get("TRAILKEEP_FIGURES", rh.REPO_ROOT / "target" / "reliability-figures.json"))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
