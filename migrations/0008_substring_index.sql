@@ -3,8 +3,9 @@
 -- hash of the trigram (id = seg << 8 | part; search::ngram::encode_part gives a row's layout).
 -- Pangea substring terms of three or more characters read it to find candidate events, which
 -- the search then checks exactly. Derived data: a segment's rows are written once the segment is
--- complete, and rebuilt from the events when a purge removes content from it.
-CREATE TABLE ngram_parts (
+-- complete, and rebuilt from the events when a purge removes content from it. Idempotent (a
+-- schema version set back re-runs it).
+CREATE TABLE IF NOT EXISTS ngram_parts (
     id   INTEGER PRIMARY KEY,
     data BLOB NOT NULL
 );
@@ -12,8 +13,8 @@ CREATE TABLE ngram_parts (
 -- indexed_to: the newest seq whose segment's rows are stored (every older segment's are too);
 -- searches check the events above it without the index. An existing log is indexed in the
 -- background after this migration.
-CREATE TABLE ngram_state (
+CREATE TABLE IF NOT EXISTS ngram_state (
     id INTEGER PRIMARY KEY CHECK (id = 0),
     indexed_to INTEGER NOT NULL
 );
-INSERT INTO ngram_state(id, indexed_to) VALUES (0, -1);
+INSERT OR IGNORE INTO ngram_state(id, indexed_to) VALUES (0, -1);

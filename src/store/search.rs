@@ -2,13 +2,11 @@
 //! allowlist. Regexes go through the RE2 front end (`regexp` function); Pangea free text uses
 //! case-sensitive substring matching, never FTS5 MATCH on user text.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use rusqlite::types::{ToSql, Value as SqlValue};
 use rusqlite::{Connection, params_from_iter};
-use serde_json::{Map, Value};
 
 use super::{SEG_SHIFT, ngram as stored_ngram};
 use crate::event::Origin;
@@ -284,42 +282,7 @@ impl Columns for PangeaColumns {
     }
 }
 
-/// The fields a bare term searches, and whose texts the substring index holds.
-pub const INDEXED_FIELDS: [&str; 10] =
-    ["actor", "action", "message", "new", "old", "source", "status", "target", "tenant_id", "timestamp"];
-
-/// An event's texts in [`INDEXED_FIELDS`] as [`PangeaColumns`] reads them: the interned actor,
-/// action and workspace, the target, source and status columns, and the event object's
-/// `message`, `new`, `old` and `timestamp` as `json_extract` returns them (a string as itself, an
-/// integer in decimal, a boolean as 1 or 0, an object or array as its JSON text, which is the
-/// canonical JSON stored). Empty texts are left out (they match no term of three characters).
-pub fn indexed_texts<'a>(
-    actor: &'a str,
-    action: &'a str,
-    workspace: &'a str,
-    target: Option<&'a str>,
-    source: Option<&'a str>,
-    status: Option<&'a str>,
-    event: &'a Map<String, Value>,
-) -> Vec<Cow<'a, str>> {
-    let mut out: Vec<Cow<'a, str>> = [Some(actor), Some(action), Some(workspace), target, source, status]
-        .into_iter()
-        .flatten()
-        .map(Cow::Borrowed)
-        .collect();
-    for field in ["message", "new", "old", "timestamp"] {
-        let text = match event.get(field) {
-            None | Some(Value::Null) => continue,
-            Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
-            Some(Value::Bool(b)) => Cow::Borrowed(if *b { "1" } else { "0" }),
-            Some(Value::Number(n)) => Cow::Owned(n.to_string()),
-            Some(v) => Cow::Owned(crate::event::canonical::to_canonical_string(v)),
-        };
-        out.push(text);
-    }
-    out.retain(|t| !t.is_empty());
-    out
-}
+pub use super::ngram::{INDEXED_FIELDS, indexed_texts};
 
 pub const PANGEA_ORDER_BY: &[&str] =
     &["actor", "action", "message", "received_at", "source", "status", "target", "timestamp"];
