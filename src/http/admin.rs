@@ -104,8 +104,8 @@ pub struct PurgeResult {
     purge_events: u64,
 }
 
-/// 405 with `Allow` for the other methods on an admin resource.
-fn allow(methods: &'static str) -> actix_web::Route {
+/// 405 with `Allow` for the other methods on a resource.
+pub(super) fn allow(methods: &'static str) -> actix_web::Route {
     web::to(move || async move {
         let mut r = problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &format!("use {methods}"));
         r.headers_mut()

@@ -4,6 +4,7 @@
 //! routes: `configure` is the app factory shared by the server and the tests.
 
 pub mod admin;
+pub mod aggregate;
 pub mod apidoc;
 pub mod auth;
 pub mod authlimit;
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     pangea::configure(cfg);
     h2o::configure(cfg);
     admin::configure(cfg);
+    aggregate::configure(cfg);
     openapi::configure(cfg);
     ui::configure(cfg);
 }

@@ -322,6 +322,31 @@ pub fn pangea_search(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Vec
 /// frequent word before the first row comes out.
 fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
     let cols = PangeaColumns;
+    // A field to sort by; otherwise receive order (`received_at`, or an unknown name).
+    let sort_field = Some(q.order_by.as_str()).filter(|f| *f != "received_at" && PANGEA_ORDER_BY.contains(f));
+    let (sql, driving) = pangea_where(q, drive_fts && sort_field.is_none());
+    let dir = if q.ascending { "ASC" } else { "DESC" };
+    let (from, order) = match (&driving, sort_field) {
+        (Some(_), _) => ("events_fts f CROSS JOIN events e", format!("f.rowid {dir}")),
+        (None, Some(f)) => ("events e", format!("{} {dir}, e.seq {dir}", cols.text(f))),
+        (None, None) => ("events e", format!("e.seq {dir}")),
+    };
+    let query = format!("SELECT e.seq FROM {from} WHERE {} ORDER BY {order} LIMIT {}", sql.where_sql(), q.max_results);
+    (query, sql.params)
+}
+
+/// The conditions of a Pangea search as one SQL condition over `events e` (no order, no
+/// full-text driving) and its parameters: the events an aggregation counts.
+pub(super) fn pangea_conditions(q: &PangeaQuery) -> (String, Vec<SqlValue>) {
+    let (sql, _) = pangea_where(q, false);
+    (sql.where_sql(), sql.params)
+}
+
+/// The WHERE clauses of a Pangea search, and the full-text words that drive it (`drive_fts`: a
+/// full-text term among the top-level conjuncts is then matched by the caller's join, see
+/// `pangea_sql`).
+fn pangea_where(q: &PangeaQuery, drive_fts: bool) -> (Sql, Option<(String, Option<Expr>)>) {
+    let cols = PangeaColumns;
     let mut sql = Sql::new();
     sql.push("e.purged_at IS NULL", []);
     if let Some(s) = q.start_us {
@@ -333,9 +358,7 @@ fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
     if let Some(after) = q.after_seq {
         sql.push("e.seq > ?", [SqlValue::Integer(after)]);
     }
-    // A field to sort by; otherwise receive order (`received_at`, or an unknown name).
-    let sort_field = Some(q.order_by.as_str()).filter(|f| *f != "received_at" && PANGEA_ORDER_BY.contains(f));
-    let driving = q.expr.as_ref().filter(|_| drive_fts && sort_field.is_none()).and_then(split_fulltext);
+    let driving = q.expr.as_ref().filter(|_| drive_fts).and_then(split_fulltext);
     let expr = match &driving {
         Some((words, rest)) => {
             sql.push("f.events_fts MATCH ? AND e.seq = f.rowid", [text(words)]);
@@ -362,14 +385,7 @@ fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
         // is never decided on an event whose text is not indexed yet.
         sql.push("e.seq <= (SELECT indexed_to FROM fts_state)", []);
     }
-    let dir = if q.ascending { "ASC" } else { "DESC" };
-    let (from, order) = match (&driving, sort_field) {
-        (Some(_), _) => ("events_fts f CROSS JOIN events e", format!("f.rowid {dir}")),
-        (None, Some(f)) => ("events e", format!("{} {dir}, e.seq {dir}", cols.text(f))),
-        (None, None) => ("events e", format!("e.seq {dir}")),
-    };
-    let query = format!("SELECT e.seq FROM {from} WHERE {} ORDER BY {order} LIMIT {}", sql.where_sql(), q.max_results);
-    (query, sql.params)
+    (sql, driving)
 }
 
 /// A full-text term among the top-level conjuncts of `expr`: its FTS5 query, and the rest of
@@ -625,16 +641,6 @@ mod tests {
             stmt.query_map(params_from_iter(params.iter()), |r| r.get(3)).unwrap().map(Result::unwrap).collect();
         assert!(plan[0].starts_with("SCAN f VIRTUAL TABLE"), "{plan:?}");
         assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
-    }
-
-    /// The writer's duplicate check reads one segment's slice of the event-id index.
-    #[test]
-    fn id_lookup_uses_the_clustered_id_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::open_rw(dir.path()).unwrap();
-        let explain = format!("EXPLAIN QUERY PLAN {}", crate::store::writer::find_uid_sql());
-        let plan: String = conn.query_row(&explain, rusqlite::params![0, &[0u8; 16][..]], |r| r.get(3)).unwrap();
-        assert_eq!(plan, "SEARCH events USING INDEX events_seg_uid (<expr>=? AND uid=?)");
     }
 
     fn query_plan(conn: &Connection, sql: &Sql, limit: usize, segments: usize) -> String {

@@ -18,6 +18,10 @@
 //! space returns. Any other failure after COMMIT (an I/O error, the directory made unwritable)
 //! leaves the group committed but unacknowledged: its replies are held (never a 5xx for stored
 //! rows, never an ack before the file) while the file write is retried, and new work gets `Busy`.
+//!
+//! Segment summaries for the UI's timeline and top values (`aggregate`) are built off this thread
+//! by the aggregate builder from committed rows; the writer stores each in a short transaction of
+//! its own when it arrives, and rebuilds those a purge touches inside the purge's transaction.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -31,6 +35,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
+use super::aggregate::{self, BuiltSegment};
 use super::retention::{self, PurgeReport};
 use super::uidfilter::UidFilter;
 use crate::config::Retention;
@@ -152,6 +157,8 @@ enum Msg {
     Purge(PurgeJob),
     /// Store the pending free-text rows, then reply.
     SyncFts(oneshot::Sender<()>),
+    /// A segment's summaries from the aggregate builder, to store.
+    Aggregates(BuiltSegment),
     Stop,
 }
 
@@ -238,6 +245,9 @@ pub fn spawn(
     let checkpoints = checkpointer.runs.clone();
     state.checkpointer = Some(checkpointer);
     let fts = state.fts.clone();
+    let back = tx.downgrade();
+    let deliver = move |b: BuiltSegment| back.upgrade().is_some_and(|tx| tx.blocking_send(Msg::Aggregates(b)).is_ok());
+    state.aggregates = Some(aggregate::Builder::start(&state.data_dir, state.agg_built, state.next_seq - 1, deliver)?);
     let clock = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     let join = std::thread::Builder::new().name("trailkeep-writer".into()).spawn(move || state.run(rx, &clock))?;
     Ok((WriterHandle { tx, committed, fts, checkpoints }, join))
@@ -261,6 +271,9 @@ struct WriterState {
     /// (plus, during a transaction, those of its events).
     fts_pending: Vec<(i64, String)>,
     fts: Arc<FtsProgress>,
+    /// The thread building segment summaries, and the newest segment whose summaries are stored.
+    aggregates: Option<aggregate::Builder>,
+    agg_built: i64,
 }
 
 struct Pending {
@@ -291,6 +304,7 @@ impl WriterState {
         let uids = UidFilter::load(&conn)?;
         let indexed: i64 = conn.query_row("SELECT indexed_to FROM fts_state", [], |r| r.get(0))?;
         let fts = Arc::new(FtsProgress { committed: AtomicI64::new(next_seq - 1), indexed: AtomicI64::new(indexed) });
+        let agg_built = aggregate::built_to(&conn)?;
         let mut state = Self {
             conn,
             checkpointer: None,
@@ -304,6 +318,8 @@ impl WriterState {
             uids,
             fts_pending: Vec::new(),
             fts,
+            aggregates: None,
+            agg_built,
         };
         state.recover_fts(indexed)?;
         Ok(state)
@@ -412,6 +428,10 @@ impl WriterState {
                     let _ = reply.send(());
                     continue;
                 }
+                Some(Msg::Aggregates(b)) => {
+                    self.store_aggregates(b);
+                    continue;
+                }
                 _ => break,
             };
             let mut n = first.events.len();
@@ -425,6 +445,7 @@ impl WriterState {
                         jobs.push(j);
                     }
                     Ok(Msg::SyncFts(reply)) => syncs.push(reply),
+                    Ok(Msg::Aggregates(b)) => self.store_aggregates(b),
                     Ok(Msg::Purge(p)) => {
                         purge = Some(p);
                         break;
@@ -447,6 +468,17 @@ impl WriterState {
             if let Some(p) = purge {
                 self.purge(p);
             }
+        }
+        // Nothing more comes in; the builder, if it is waiting to deliver, gives up (what it had not
+        // delivered is built again at the next start).
+        rx.close();
+        while let Ok(msg) = rx.try_recv() {
+            if let Msg::Aggregates(b) = msg {
+                self.store_aggregates(b);
+            }
+        }
+        if let Some(b) = self.aggregates.take() {
+            b.stop();
         }
         self.flush_fts();
         if let Some(c) = self.checkpointer.take() {
@@ -545,6 +577,7 @@ impl WriterState {
                     Msg::SyncFts(reply) => {
                         let _ = reply.send(());
                     }
+                    Msg::Aggregates(_) => {}
                     Msg::Stop => stop = true,
                 }
             }
@@ -603,9 +636,11 @@ impl WriterState {
             }
             let empty = self.intern("")?;
             let mut events = Vec::new();
+            let mut touched = std::collections::BTreeSet::new();
             for (workspace, period, rows) in batch {
                 for (seq, origin, envelope) in &rows {
                     retention::purge_row(&self.conn, empty, *seq, *origin, envelope, job.now)?;
+                    touched.insert(seq >> super::SEG_SHIFT);
                 }
                 let info = system::PurgeInfo {
                     workspace: workspace.clone(),
@@ -620,6 +655,10 @@ impl WriterState {
                 report.purge_events += 1;
                 events.push(seal(system::purge(&info)));
             }
+            // Stored summaries must not count purged events.
+            for seg in touched.into_iter().filter(|s| *s <= self.agg_built) {
+                aggregate::rebuild_segment(&self.conn, seg)?;
+            }
             let (_, _, committed) = self.write_in_tx(vec![events])?;
             Ok((true, committed))
         })();
@@ -633,6 +672,10 @@ impl WriterState {
                 // The purge events' own rows stay pending.
                 self.fts_stored(indexed);
                 self.fts.committed.store(self.next_seq - 1, Ordering::Release);
+                if let Some(b) = &self.aggregates {
+                    b.purged();
+                    b.committed(self.next_seq - 1);
+                }
                 if !committed.is_empty() {
                     self.publish_checkpoint()?;
                     metrics::counter!("trailkeep_events_ingested_total").increment(committed.len() as u64);
@@ -646,6 +689,31 @@ impl WriterState {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.fts_pending.truncate(pending);
                 Err(e)
+            }
+        }
+    }
+
+    /// Stores a segment's summaries from the builder, in a transaction of their own, if they are
+    /// the next ones and no purge committed since they were read (else they are dropped and the
+    /// builder reads the segment again).
+    fn store_aggregates(&mut self, b: BuiltSegment) {
+        let Some(builder) = &self.aggregates else { return };
+        if b.seg != self.agg_built + 1 || b.epoch != builder.epoch() {
+            return;
+        }
+        let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
+            aggregate::store_segment(&self.conn, b.seg, &b.summaries)?;
+            aggregate::set_built_to(&self.conn, b.seg)?;
+            self.conn.execute_batch("COMMIT")
+        });
+        match result {
+            Ok(()) => {
+                self.agg_built = b.seg;
+                builder.stored(b.seg);
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                tracing::warn!(segment = b.seg, error = %e, "cannot store a segment summary; it is built again");
             }
         }
     }
@@ -698,6 +766,9 @@ impl WriterState {
                 }
                 let upto = self.next_seq - 1;
                 self.fts.committed.store(upto, Ordering::Release);
+                if let Some(b) = &self.aggregates {
+                    b.committed(upto);
+                }
                 if indexed {
                     self.fts_stored(upto);
                 }
@@ -911,7 +982,7 @@ impl WriterState {
 }
 
 /// One segment's lookup of an event id (parameters: segment, id).
-pub(super) fn find_uid_sql() -> String {
+fn find_uid_sql() -> String {
     format!(
         "SELECT seq, origin, received_at, buffer, hash, envelope FROM events WHERE (seq >> {}) = ?1 AND uid = ?2",
         super::SEG_SHIFT
@@ -1002,4 +1073,17 @@ fn root_from_row(r: &rusqlite::Row<'_>, tree_name: &str) -> rusqlite::Result<Sig
         published_at: format_micros(r.get(2)?),
         signature: B64.encode(r.get::<_, Vec<u8>>(3)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The duplicate check reads one segment's slice of the event-id index.
+    #[test]
+    fn id_lookup_uses_the_clustered_id_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_rw(dir.path()).unwrap();
+        let explain = format!("EXPLAIN QUERY PLAN {}", super::find_uid_sql());
+        let plan: String = conn.query_row(&explain, rusqlite::params![0, &[0u8; 16][..]], |r| r.get(3)).unwrap();
+        assert_eq!(plan, "SEARCH events USING INDEX events_seg_uid (<expr>=? AND uid=?)");
+    }
 }

@@ -1,5 +1,6 @@
 //! In-process integration tests: the app factory over a temp-dir database, no sockets.
 
+mod aggregate;
 mod authlimit;
 mod checkpoint;
 mod common;

@@ -1,0 +1,25 @@
+-- Pre-aggregated counts for the UI's timeline and top values (store::aggregate). Per segment of
+-- 4,096 events (seq >> 12, store::SEG_SHIFT): the events per received second and outcome, and the
+-- most frequent tenants, actors, actions, statuses and targets with their counts, in one encoded
+-- blob. agg_all holds them over every workspace, agg_workspace per workspace (for keys limited to
+-- workspaces). Derived data: a segment's rows are written once it is complete (built from the
+-- stored events off the writer thread, stored by the writer), rebuilt when a purge removes content
+-- from it; an aggregation counts the events of incomplete or unbuilt segments from the rows.
+CREATE TABLE agg_all (
+    seg  INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+CREATE TABLE agg_workspace (
+    seg       INTEGER NOT NULL,
+    workspace INTEGER NOT NULL,
+    data      BLOB    NOT NULL,
+    PRIMARY KEY (seg, workspace)
+) WITHOUT ROWID;
+
+-- built_to: the newest segment whose rows are stored (every older segment's are too); -1 for none.
+-- An existing log is aggregated in the background after this migration.
+CREATE TABLE agg_state (
+    id       INTEGER PRIMARY KEY CHECK (id = 0),
+    built_to INTEGER NOT NULL
+);
+INSERT INTO agg_state(id, built_to) VALUES (0, -1);
