@@ -74,6 +74,7 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
         started: std::time::Instant::now(),
         shutdown: tokio::sync::watch::channel(false).0,
         retention: Default::default(),
+        verify: Default::default(),
     });
     Ok(Opened { state, writer_thread, bootstrap_key })
 }

@@ -115,7 +115,7 @@ pub(super) fn allow(methods: &'static str) -> actix_web::Route {
 }
 
 /// Only admin keys without a workspace limit manage keys and retention.
-async fn admin(state: &State, req: &HttpRequest) -> Result<Principal, HttpResponse> {
+pub(super) async fn admin(state: &State, req: &HttpRequest) -> Result<Principal, HttpResponse> {
     let p = principal(state, req).await?;
     if !p.scopes.admin || !p.workspaces.is_empty() {
         return Err(problem(StatusCode::FORBIDDEN, "forbidden", "this needs an admin key without a workspace limit"));

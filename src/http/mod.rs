@@ -10,6 +10,7 @@ pub mod auth;
 pub mod authlimit;
 pub mod body;
 pub mod h2o;
+pub mod integrity;
 pub mod observe;
 pub mod openapi;
 pub mod pangea;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     h2o::configure(cfg);
     admin::configure(cfg);
     aggregate::configure(cfg);
+    integrity::configure(cfg);
     openapi::configure(cfg);
     ui::configure(cfg);
 }

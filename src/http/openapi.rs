@@ -17,7 +17,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::apidoc::{BEARER, TAG_H2O, TAG_OPS, TAG_PANGEA, TAG_UI};
-use super::{admin, aggregate, h2o, observe, pangea, ui};
+use super::{admin, aggregate, h2o, integrity, observe, pangea, ui};
 
 const DESCRIPTION: &str = "\
 Self-hosted, tamper-evident audit trail speaking two wire dialects over one trail:
@@ -67,6 +67,9 @@ same way. The Pangea SDK sends its token in the same header.";
         ui::tail,
         ui::export,
         aggregate::aggregate_events,
+        integrity::integrity,
+        integrity::verify_status,
+        integrity::start_verify,
         ui::healthz,
         ui::readyz,
         admin::list,

@@ -6,6 +6,7 @@ mod checkpoint;
 mod common;
 mod fulltext;
 mod h2o;
+mod integrity;
 mod keystore;
 mod layering;
 mod ledger;
