@@ -95,7 +95,7 @@ pub struct AggResult {
     complete: bool,
     #[schema(format = DateTime)]
     counted_from: Option<String>,
-    /// The window of the timeline: `start` (or the first event, if later) to `end` (or now).
+    /// The window of the timeline: `start` (none or the epoch: the first event) to `end` (or now).
     #[schema(format = DateTime)]
     start: String,
     #[schema(format = DateTime)]
@@ -130,7 +130,7 @@ fn number(s: Option<&str>, default: usize, max: usize, name: &str) -> Result<usi
     operation_id = "aggregate",
     params(
         ("query" = Option<String>, Query, description = "Pangea query language; empty: every event", example = "actor:alice"),
-        ("start" = Option<String>, Query, description = "Earliest `received_at`: RFC 3339 or a duration back from now (`7d`); default: the first event"),
+        ("start" = Option<String>, Query, description = "Earliest `received_at`: RFC 3339 or a duration back from now (`7d`); default (or the epoch): the first event"),
         ("end" = Option<String>, Query, description = "Latest `received_at`: RFC 3339 or a duration back from now; default: now"),
         ("buckets" = Option<u32>, Query, description = "Most timeline buckets (1–500, default 60)"),
         ("top" = Option<u32>, Query, description = "Values per field (1–50, default 10)"),

@@ -773,14 +773,16 @@ pub fn aggregate(conn: &Connection, req: &AggRequest) -> rusqlite::Result<Aggreg
     let max_seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), -1) FROM events", [], |r| r.get(0))?;
     let (first_t, last_t) =
         if max_seq >= 0 { (received_at(conn, 0)?, received_at(conn, max_seq)?) } else { (i64::MIN, req.now_us) };
-    // The timeline spans the window, from the first event on, up to now.
+    // The timeline spans the window up to now; a window without a start (or starting at the
+    // epoch: "all time") from the first event on.
     let to_us = q.end_us.unwrap_or(i64::MAX).min(req.now_us.max(last_t));
-    let mut from_us = q.start_us.unwrap_or(first_t).max(first_t);
-    if max_seq < 0 && q.start_us.is_none() {
-        from_us = to_us;
-    }
+    let mut from_us = match q.start_us {
+        Some(s) if s > 0 => s,
+        _ if max_seq >= 0 => first_t,
+        _ => to_us,
+    };
     if from_us > to_us {
-        from_us = q.start_us.unwrap_or(to_us).min(to_us);
+        from_us = to_us;
     }
     let bucket_us = bucket_size(from_us, to_us, req.max_buckets);
     let origin = from_us.div_euclid(bucket_us);
