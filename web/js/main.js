@@ -569,14 +569,17 @@ async function runAggregate(query, bounds, { quiet = false } = {}) {
   try {
     const data = await api.aggregate(params);
     if (seq !== aggSeq) return;
+    const t1 = performance.now();
     agg = { data };
     timeline.render(data);
     renderFacets(el('facets-body'), data, {
       onInclude: (f, v) => addFilter(f, '=', v),
       onExclude: (f, v) => addFilter(f, '!=', v),
     });
+    void el('workspace').offsetHeight; // include style and layout in the measurement
     el('facets').setAttribute('aria-busy', 'false');
-    el('timeline').dataset.renderMs = (performance.now() - t0).toFixed(1);
+    el('timeline').dataset.fetchMs = (t1 - t0).toFixed(1);
+    el('timeline').dataset.renderMs = (performance.now() - t1).toFixed(1);
     performance.mark?.('trailkeep:aggregate-rendered');
   } catch (e) {
     if (seq !== aggSeq) return;

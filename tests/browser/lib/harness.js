@@ -29,10 +29,10 @@ function run(cmd, args, { timeout = 30000 } = {}) {
   });
 }
 
-/** Starts `trailkeep serve` on 127.0.0.1:0; resolves once it prints its URL. */
-export async function startServer({ dataDir } = {}) {
+/** Starts `trailkeep serve` on 127.0.0.1:0 (with extra `args`); resolves once it prints its URL. */
+export async function startServer({ dataDir, args = [] } = {}) {
   const dir = dataDir ?? await mkdtemp(join(tmpdir(), 'trailkeep-ui-'));
-  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir], {
+  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, TRAILKEEP_LOG: process.env.TRAILKEEP_LOG ?? 'warn' },
   });
@@ -199,6 +199,28 @@ export async function waitForResults(page) {
     const loading = msg && !msg.hidden && msg.classList.contains('loading');
     return t && t.getAttribute('aria-busy') === 'false' && !loading;
   }, null, { timeout: 30000 });
+}
+
+/** Waits until the timeline and top values of the current search are shown. */
+export async function waitForInsights(page) {
+  await page.waitForFunction(() => {
+    const t = document.querySelector('#timeline');
+    return t && t.getAttribute('aria-busy') === 'false' && document.querySelector('#facets')?.getAttribute('aria-busy') === 'false';
+  }, null, { timeout: 30000 });
+}
+
+/** The event count of the results header ("12 events" → 12). */
+export async function resultCount(page) {
+  const text = await page.locator('#result-count').textContent();
+  const m = /^([\d,]+) events?$/.exec(text.trim());
+  if (!m) throw new Error(`no count in ${JSON.stringify(text)}`);
+  return Number(m[1].replace(/,/g, ''));
+}
+
+/** Sum of the timeline's table (what a screen reader reads). */
+export async function timelineSum(page) {
+  return page.evaluate(() => [...document.querySelectorAll('#timeline-rows tr')]
+    .reduce((n, tr) => n + Number(tr.lastElementChild.textContent.replace(/,/g, '')), 0));
 }
 
 export async function screenshot(page, name) {
