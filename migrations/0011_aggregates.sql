@@ -5,11 +5,11 @@
 -- workspaces). Derived data: a segment's rows are written once it is complete (built from the
 -- stored events off the writer thread, stored by the writer), rebuilt when a purge removes content
 -- from it; an aggregation counts the events of incomplete or unbuilt segments from the rows.
-CREATE TABLE agg_all (
+CREATE TABLE IF NOT EXISTS agg_all (
     seg  INTEGER PRIMARY KEY,
     data BLOB NOT NULL
 );
-CREATE TABLE agg_workspace (
+CREATE TABLE IF NOT EXISTS agg_workspace (
     seg       INTEGER NOT NULL,
     workspace INTEGER NOT NULL,
     data      BLOB    NOT NULL,
@@ -17,9 +17,10 @@ CREATE TABLE agg_workspace (
 ) WITHOUT ROWID;
 
 -- built_to: the newest segment whose rows are stored (every older segment's are too); -1 for none.
--- An existing log is aggregated in the background after this migration.
-CREATE TABLE agg_state (
+-- An existing log is aggregated in the background after this migration. (IF NOT EXISTS: a database
+-- whose schema version was set back, as the upgrade tests do, keeps its summaries.)
+CREATE TABLE IF NOT EXISTS agg_state (
     id       INTEGER PRIMARY KEY CHECK (id = 0),
     built_to INTEGER NOT NULL
 );
-INSERT INTO agg_state(id, built_to) VALUES (0, -1);
+INSERT OR IGNORE INTO agg_state(id, built_to) VALUES (0, -1);
