@@ -73,7 +73,6 @@ pub fn outcome(status: Option<&str>, code: Option<i64>) -> Outcome {
     let Some(s) = status.map(str::trim).filter(|s| !s.is_empty() && s.len() <= 64) else {
         return Outcome::Other;
     };
-    let s = s.to_ascii_lowercase();
     const OK: [&str; 12] = [
         "success",
         "succeeded",
@@ -101,9 +100,15 @@ pub fn outcome(status: Option<&str>, code: Option<i64>) -> Outcome {
         "refused",
         "blocked",
     ];
-    if OK.contains(&s.as_str()) {
+    // Lower-cased on the stack: this runs for every event counted.
+    let mut buf = [0u8; 64];
+    let lower = &mut buf[..s.len()];
+    lower.copy_from_slice(s.as_bytes());
+    lower.make_ascii_lowercase();
+    let lower = &*lower;
+    if OK.iter().any(|w| w.as_bytes() == lower) {
         Outcome::Success
-    } else if s == "false" || BAD.iter().any(|w| s.contains(w)) {
+    } else if lower == b"false" || BAD.iter().any(|w| lower.windows(w.len()).any(|x| x == w.as_bytes())) {
         Outcome::Failure
     } else {
         Outcome::Other
@@ -113,30 +118,65 @@ pub fn outcome(status: Option<&str>, code: Option<i64>) -> Outcome {
 // ------------------------------------------------------------------------------------------------
 // Counting rows
 
-/// The columns an aggregation reads; `RowRef::read` takes them in this order.
+/// The columns an aggregation reads; `count_rows` takes them in this order.
 const ROW_SQL: &str =
     "SELECT e.seq, e.received_at, e.workspace, e.actor, e.action, e.status, e.status_code, e.target FROM events e";
 
-struct RowRef<'a> {
+/// A multiply-rotate hasher for the integer keys of the counting maps (ids the database gave,
+/// seconds, dictionary numbers): several times cheaper than SipHash, and no key is chosen by a
+/// client. Texts are hashed with the standard (randomly keyed) hasher, in `Dict`.
+#[derive(Default, Clone, Copy)]
+struct IntHasher(u64);
+
+impl std::hash::Hasher for IntHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_i64(&mut self, i: i64) {
+        self.write_u64(i as u64);
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IntMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IntHasher>>;
+
+/// The distinct texts (statuses, targets) of the rows counted, numbered.
+#[derive(Default)]
+struct Dict {
+    numbers: HashMap<String, u32>,
+    /// The key (`text_key`) of each text, by number.
+    keys: Vec<u64>,
+}
+
+impl Dict {
+    fn number(&mut self, s: &str) -> u32 {
+        if let Some(n) = self.numbers.get(s) {
+            return *n;
+        }
+        let n = self.keys.len() as u32;
+        self.keys.push(text_key(s));
+        self.numbers.insert(s.to_string(), n);
+        n
+    }
+}
+
+/// One row as counted: its outcome decided, its texts numbered (`Dict`).
+struct Row {
     seq: i64,
     received_at: i64,
     ids: [i64; ID_FIELDS],
-    status: Option<&'a str>,
-    code: Option<i64>,
-    target: Option<&'a str>,
-}
-
-impl<'a> RowRef<'a> {
-    fn read(r: &'a rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            seq: r.get(0)?,
-            received_at: r.get(1)?,
-            ids: [r.get(2)?, r.get(3)?, r.get(4)?],
-            status: r.get_ref(5)?.as_str_or_null()?,
-            code: r.get(6)?,
-            target: r.get_ref(7)?.as_str_or_null()?,
-        })
-    }
+    outcome: Outcome,
+    texts: [Option<u32>; 2],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -146,51 +186,57 @@ struct Tally {
     first: i64,
 }
 
-/// Exact counts of some rows: per time unit (`unit_us`) and outcome, and per field value.
+/// Exact counts of some rows: per time unit (`unit_us`) and outcome, and per field value (texts
+/// by their `Dict` number).
 struct Counts {
     unit_us: i64,
-    hist: HashMap<i64, [u64; 3]>,
-    ids: [HashMap<i64, Tally>; ID_FIELDS],
-    texts: [HashMap<String, Tally>; 2],
+    hist: IntMap<i64, [u64; 3]>,
+    ids: [IntMap<i64, Tally>; ID_FIELDS],
+    texts: [IntMap<u32, Tally>; 2],
     total: u64,
 }
 
 impl Counts {
     fn new(unit_us: i64) -> Self {
-        Self { unit_us, hist: HashMap::new(), ids: Default::default(), texts: Default::default(), total: 0 }
+        Self { unit_us, hist: IntMap::default(), ids: Default::default(), texts: Default::default(), total: 0 }
     }
 
-    /// Counts one row; values equal to `empty` (the id of "") and empty texts are not values.
-    fn add(&mut self, r: &RowRef<'_>, empty: Option<i64>) {
+    /// Counts one row; values equal to `empty` (the id of "") are not values.
+    fn add(&mut self, r: &Row, empty: Option<i64>) {
         self.total += 1;
-        self.hist.entry(r.received_at.div_euclid(self.unit_us)).or_default()[outcome(r.status, r.code).index()] += 1;
+        self.hist.entry(r.received_at.div_euclid(self.unit_us)).or_default()[r.outcome.index()] += 1;
         for (k, id) in r.ids.iter().enumerate() {
             if Some(*id) != empty {
                 self.ids[k].entry(*id).or_insert(Tally { count: 0, first: r.seq }).count += 1;
             }
         }
-        for (k, text) in [r.status, r.target].into_iter().enumerate() {
-            let Some(t) = text.filter(|t| !t.is_empty()) else { continue };
-            match self.texts[k].get_mut(t) {
-                Some(tally) => tally.count += 1,
-                None => {
-                    self.texts[k].insert(t.to_string(), Tally { count: 1, first: r.seq });
-                }
+        for (k, n) in r.texts.iter().enumerate() {
+            if let Some(n) = n {
+                self.texts[k].entry(*n).or_insert(Tally { count: 0, first: r.seq }).count += 1;
             }
         }
     }
 }
 
-/// Counts the rows of `stmt` (whose columns are `ROW_SQL`'s) into `counts`, and, when given,
-/// into per-workspace counts too.
+/// Counts the rows of a statement (whose columns are `ROW_SQL`'s) into `counts`, and, when given,
+/// into per-workspace counts too; their texts are numbered in `dict`.
 fn count_rows(
     rows: &mut rusqlite::Rows<'_>,
     counts: &mut Counts,
-    mut per_workspace: Option<&mut HashMap<i64, Counts>>,
+    mut per_workspace: Option<&mut IntMap<i64, Counts>>,
+    dict: &mut Dict,
     empty: Option<i64>,
 ) -> rusqlite::Result<()> {
     while let Some(r) = rows.next()? {
-        let row = RowRef::read(r)?;
+        let (status, target) = (r.get_ref(5)?.as_str_or_null()?, r.get_ref(7)?.as_str_or_null()?);
+        let code: Option<i64> = r.get(6)?;
+        let row = Row {
+            seq: r.get(0)?,
+            received_at: r.get(1)?,
+            ids: [r.get(2)?, r.get(3)?, r.get(4)?],
+            outcome: outcome(status, code),
+            texts: [status, target].map(|t| t.filter(|t| !t.is_empty()).map(|t| dict.number(t))),
+        };
         counts.add(&row, empty);
         if let Some(ws) = per_workspace.as_deref_mut() {
             ws.entry(row.ids[0]).or_insert_with(|| Counts::new(counts.unit_us)).add(&row, empty);
@@ -263,7 +309,7 @@ fn kept<K: Ord + Copy>(mut entries: Vec<(K, Tally)>) -> (Vec<(K, Tally)>, u64) {
 }
 
 /// A segment's summary (counts per received second) as stored. `base` is the segment's first seq.
-fn encode(c: &Counts, base: i64) -> Vec<u8> {
+fn encode(c: &Counts, dict: &Dict, base: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.push(BLOB_VERSION);
     put_u(&mut out, c.total);
@@ -288,7 +334,7 @@ fn encode(c: &Counts, base: i64) -> Vec<u8> {
         }
     }
     for texts in &c.texts {
-        let (entries, dropped) = kept(texts.iter().map(|(k, t)| (text_key(k), *t)).collect());
+        let (entries, dropped) = kept(texts.iter().map(|(n, t)| (dict.keys[*n as usize], *t)).collect());
         put_u(&mut out, dropped);
         put_u(&mut out, entries.len() as u64);
         for (key, t) in entries {
@@ -306,12 +352,14 @@ pub fn build_segment(conn: &Connection, seg: i64) -> rusqlite::Result<Summaries>
     let base = seg << SEG_SHIFT;
     let empty = super::lookup_string(conn, "")?;
     let mut all = Counts::new(SECOND);
-    let mut per_ws: HashMap<i64, Counts> = HashMap::new();
+    let mut per_ws: IntMap<i64, Counts> = IntMap::default();
+    let mut dict = Dict::default();
     let mut stmt = conn.prepare_cached(&format!("{ROW_SQL} WHERE e.seq BETWEEN ?1 AND ?2 AND e.purged_at IS NULL"))?;
-    count_rows(&mut stmt.query(params![base, base + SEG_EVENTS - 1])?, &mut all, Some(&mut per_ws), empty)?;
-    let mut workspaces: Vec<(i64, Vec<u8>)> = per_ws.iter().map(|(ws, c)| (*ws, encode(c, base))).collect();
+    let mut rows = stmt.query(params![base, base + SEG_EVENTS - 1])?;
+    count_rows(&mut rows, &mut all, Some(&mut per_ws), &mut dict, empty)?;
+    let mut workspaces: Vec<(i64, Vec<u8>)> = per_ws.iter().map(|(ws, c)| (*ws, encode(c, &dict, base))).collect();
     workspaces.sort_unstable_by_key(|w| w.0);
-    Ok(Summaries { all: encode(&all, base), workspaces })
+    Ok(Summaries { all: encode(&all, &dict, base), workspaces })
 }
 
 /// One segment's encoded summaries: over all workspaces, and per workspace id.
@@ -569,7 +617,6 @@ fn bucket_size(lo: i64, hi: i64, max: usize) -> i64 {
 enum Example {
     Id(i64),
     Seq(i64),
-    Text(String),
 }
 
 #[derive(Debug)]
@@ -611,7 +658,7 @@ impl Merge {
         &mut self.buckets[(key - self.origin).clamp(0, last) as usize]
     }
 
-    fn add_counts(&mut self, c: Counts) {
+    fn add_counts(&mut self, c: Counts, dict: &Dict) {
         debug_assert_eq!(c.unit_us, self.bucket_us);
         self.total += c.total;
         for (key, n) in c.hist {
@@ -626,17 +673,8 @@ impl Merge {
             }
         }
         for (k, map) in c.texts.into_iter().enumerate() {
-            for (text, t) in map {
-                let f = &mut self.fields[ID_FIELDS + k];
-                let key = text_key(&text);
-                match f.values.get_mut(&key) {
-                    Some(v) => {
-                        v.count += t.count;
-                        // Text in hand saves reading it back.
-                        v.example = Example::Text(text);
-                    }
-                    None => f.add(key, t.count, 0, || Example::Text(text)),
-                }
+            for (n, t) in map {
+                self.fields[ID_FIELDS + k].add(dict.keys[n as usize], t.count, 0, || Example::Seq(t.first));
             }
         }
     }
@@ -681,7 +719,6 @@ impl Merge {
             let mut values = Vec::with_capacity(vals.len());
             for (_, v) in vals {
                 let value = match &v.example {
-                    Example::Text(t) => Some(t.clone()),
                     Example::Id(id) => conn
                         .prepare_cached("SELECT value FROM strings WHERE id = ?1")?
                         .query_row([id], |r| r.get(0))
@@ -831,8 +868,10 @@ fn walk(conn: &Connection, req: &AggRequest, m: &mut Merge, a: i64, b: i64) -> r
         let mut stmt = conn.prepare_cached(&sql)?;
         let bounds = [SqlValue::Integer(lo), SqlValue::Integer(hi)];
         let mut counts = Counts::new(m.bucket_us);
-        count_rows(&mut stmt.query(params_from_iter(bounds.iter().chain(&params)))?, &mut counts, None, empty)?;
-        m.add_counts(counts);
+        let mut dict = Dict::default();
+        let mut rows = stmt.query(params_from_iter(bounds.iter().chain(&params)))?;
+        count_rows(&mut rows, &mut counts, None, &mut dict, empty)?;
+        m.add_counts(counts, &dict);
         Ok(())
     };
     // A segment read from its summaries: whole, inside the window, built.
