@@ -11,6 +11,7 @@ pub mod keys;
 pub mod keystore;
 pub mod ledger;
 pub mod logging;
+pub mod replication;
 pub mod search;
 pub mod server;
 pub mod serverkeys;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::admin::{admin, allow};
 use super::apidoc::{Problem, TAG_UI};
-use super::state::{RunningVerify, State, with_reader};
+use super::state::{RunningVerify, State, replication_report, with_reader};
 use super::ui::{principal, problem};
 use crate::event::system;
 use crate::keys::Principal;
@@ -103,6 +103,11 @@ pub struct Integrity {
     checkpoint: CheckpointState,
     public_key: PublicKeyPem,
     verify: VerifyState,
+    /// Replication to object storage (`GET /api/v1/replication`'s answer): `{"enabled": false}`
+    /// when not configured; null when its state cannot be read. Keys other than admin keys
+    /// without a workspace limit get `enabled`, `state`, `replicated_events`, `lag_events`,
+    /// `lag_seconds` and `last_upload_at` only (no target, no error text).
+    replication: Option<super::replication::ReplicationState>,
 }
 
 /// The key that signs the roots, as base64 and as a PEM `PUBLIC KEY`.
@@ -180,7 +185,21 @@ async fn integrity(state: State, req: HttpRequest) -> HttpResponse {
         "checkpoint": checkpoint,
         "public_key": public_key(&state),
         "verify": job_state(&state, last.as_deref(), may_see_details(&p)),
+        "replication": replication(&state, &p).await,
     }))
+}
+
+/// The replication report, reduced to where it stands for keys that may not see its target.
+async fn replication(state: &State, p: &Principal) -> Value {
+    let Some(mut report) = replication_report(state).await else { return Value::Null };
+    if !may_see_details(p)
+        && let Some(o) = report.as_object_mut()
+    {
+        const SHOWN: [&str; 6] =
+            ["enabled", "state", "replicated_events", "lag_events", "lag_seconds", "last_upload_at"];
+        o.retain(|k, _| SHOWN.contains(&k.as_str()));
+    }
+    report
 }
 
 fn checkpoint_state(dir: &std::path::Path, ledger: &crate::ledger::Ledger) -> Value {

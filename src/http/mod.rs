@@ -1,5 +1,5 @@
-//! HTTP: the routes of the two dialects (`h2o`, `pangea`), the admin API (`admin`), the UI routes
-//! (`ui`), the OpenAPI document (`openapi`) and metrics (`observe`), over shared handler
+//! HTTP: the routes of the two dialects (`h2o`, `pangea`), the admin API (`admin`), the
+//! replication state (`replication`), the UI routes (`ui`), the OpenAPI document (`openapi`) and metrics (`observe`), over shared handler
 //! infrastructure (`state`, `auth`, `authlimit`, `body`, `apidoc`). This file only registers the
 //! routes: `configure` is the app factory shared by the server and the tests.
 
@@ -14,6 +14,7 @@ pub mod integrity;
 pub mod observe;
 pub mod openapi;
 pub mod pangea;
+pub mod replication;
 pub mod state;
 pub mod ui;
 
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     admin::configure(cfg);
     aggregate::configure(cfg);
     integrity::configure(cfg);
+    replication::configure(cfg);
     openapi::configure(cfg);
     ui::configure(cfg);
 }

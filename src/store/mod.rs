@@ -2,6 +2,7 @@
 //! single writer. SQL lives here and in the submodules; handlers never touch it.
 
 pub mod aggregate;
+pub mod replication;
 pub mod retention;
 pub mod search;
 pub mod uidfilter;
@@ -27,6 +28,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_small_segments.sql", include_str!("../../migrations/0005_small_segments.sql")),
     ("0006_fts_batches.sql", include_str!("../../migrations/0006_fts_batches.sql")),
     ("0007_keys_leave_database.sql", include_str!("../../migrations/0007_keys_leave_database.sql")),
+    ("0009_replication.sql", include_str!("../../migrations/0009_replication.sql")),
     ("0011_aggregates.sql", include_str!("../../migrations/0011_aggregates.sql")),
 ];
 

@@ -23,6 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["main", "lib"],
     &["server"],
     &["http"],
+    &["replication"],
     &["export", "verify", "backup", "tls"],
     &["keys", "serverkeys"],
     &["store"],

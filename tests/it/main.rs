@@ -14,5 +14,6 @@ mod openapi;
 mod pangea;
 mod process;
 mod props;
+mod replication;
 mod retention;
 mod tls;

@@ -4,7 +4,7 @@
 // through the server's JSON API; the server logs every change as an event.
 
 import * as api from './api.js';
-import { h, clear, fmtInt, relTime, announce, displayValue } from './dom.js';
+import { h, clear, fmtInt, fmtDuration, relTime, announce, displayValue } from './dom.js';
 import { verifySignedRoot } from './verify.js';
 
 // ------------------------------------------------------------------ shared ----
@@ -156,6 +156,42 @@ function renderIntegrity(body, d, ctx) {
   verifyBox.id = 'verify-card';
   body.append(verifyBox);
   renderVerify(verifyBox, d.verify, ctx);
+
+  // Replication: only when the server replicates (or cannot say whether it does).
+  if (d.replication === null) {
+    body.append(card('Replication', h('p', { className: 'muted' }, 'The replication state could not be read; reload the page.')));
+  } else if (d.replication?.enabled) {
+    body.append(renderReplication(d.replication));
+  }
+}
+
+function renderReplication(rep) {
+  const lagEvents = rep.lag_events ?? 0;
+  const lagSec = rep.lag_seconds ?? 0;
+  const states = {
+    idle: ['ok', lagEvents ? 'Waiting for the next upload' : '✓ Up to date'],
+    uploading: ['pending', 'Uploading'],
+    starting: ['pending', 'Starting'],
+    retrying: ['bad', '✗ Retrying after a failed upload'],
+    stopped: ['pending', 'Stopped'],
+    refused: ['bad', '✗ Not running: the target was refused'],
+  };
+  const [kind, label] = states[rep.state] ?? ['pending', String(rep.state ?? 'unknown')];
+  const lag = lagEvents
+    ? `${fmtInt(lagEvents)} event${lagEvents === 1 ? '' : 's'} not yet copied; the oldest is ${fmtDuration(lagSec)} old`
+    : 'none: every committed event is in the target';
+  const err = rep.last_error;
+  return card('Replication',
+    h('div', { className: 'verify-row' }, h('span', { className: `badge ${kind}`, id: 'replication-state', attrs: { role: 'status' } }, label)),
+    h('p', { className: 'hint' }, 'Sealed buffers of events and their proofs are copied to object storage, where each copy can be checked against this server\'s public key.'),
+    kv([
+      ['Target', rep.target === undefined ? h('span', { className: 'muted' }, 'shown to admin keys without a workspace limit') : mono(rep.target)],
+      ['Lag', h('span', { id: 'replication-lag' }, lag)],
+      ['Events in the target', fmtInt(rep.replicated_events ?? 0)],
+      ['Last upload', rep.last_upload_at ? relTime(rep.last_upload_at) : null],
+      ['Objects', rep.objects === undefined ? undefined : fmtInt(rep.objects)],
+      ['Last failure', err ? `${displayValue(err.kind)}: ${displayValue(err.message)}${err.at ? ` (${err.at})` : ''}` : undefined],
+    ]));
 }
 
 function renderVerify(box, v, ctx) {
