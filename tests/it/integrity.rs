@@ -37,6 +37,7 @@ async fn integrity_state_and_verification_in_the_background() {
     assert!(i["public_key"]["pem"].as_str().unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
     assert_eq!(i["verify"]["running"], false);
     assert!(i["verify"]["last"].is_null());
+    assert_eq!(i["replication"], json!({"enabled": false}), "no replication configured");
     let signed: Value = serde_json::from_str(i["newest_root"]["signed_message"].as_str().unwrap()).unwrap();
     assert_eq!(signed["root_hash"], i["newest_root"]["root_hash"]);
 

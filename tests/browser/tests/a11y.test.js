@@ -2,20 +2,9 @@
 // results (laptop and phone) and the detail view; the main flow works from the keyboard.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { startServer, stopServer, logEvents, launchBrowser, newPage, waitForResults, waitForInsights, screenshot, uid } from '../lib/harness.js';
-
-const require = createRequire(import.meta.url);
-const AXE = await readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
-
-async function axe(page, label) {
-  // page.evaluate runs through the DevTools protocol, so the page's CSP does not block it.
-  const result = await page.evaluate(`${AXE}; axe.run(document, { resultTypes: ['violations'] })`);
-  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  const text = bad.map((v) => `${label}: ${v.id} (${v.impact}) ${v.help}: ${v.nodes.map((n) => n.target.join(' ')).slice(0, 5).join(', ')}`);
-  assert.deepEqual(text, []);
-}
+import {
+  startServer, stopServer, logEvents, launchBrowser, newPage, waitForResults, waitForInsights, screenshot, uid, axe,
+} from '../lib/harness.js';
 
 describe('accessibility', () => {
   let server; let browser; let page;

@@ -4,8 +4,12 @@
 // tampered event found). A key without admin scope sees no admin page.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   startServer, stopServer, logEvents, createKey, apiCall, tamperEnvelope, launchBrowser, newPage, signIn, waitForResults, uid,
+  screenshot, axe,
 } from '../lib/harness.js';
 
 describe('keys page', () => {
@@ -161,6 +165,7 @@ describe('integrity page', () => {
     await page.getByRole('link', { name: 'Integrity' }).click();
     await page.locator('#root-verdict.ok', { hasText: 'Signature verified' }).waitFor({ timeout: 15000 });
     await page.locator('#checkpoint-state', { hasText: 'Consistent' }).waitFor();
+    assert.equal(await page.locator('#card-replication').count(), 0, 'no replication section without replication');
     assert.match(await page.locator('#view-integrity').textContent(), /Events\s*30/);
     await page.locator('#verify-now').click();
     await page.locator('#verify-last.ok', { hasText: 'No problems found' }).waitFor({ timeout: 30000 });
@@ -173,5 +178,60 @@ describe('integrity page', () => {
     await page.locator('#verify-now').click();
     await page.locator('#verify-last.bad', { hasText: 'problem' }).waitFor({ timeout: 30000 });
     assert.match(await page.locator('#verify-card .problems').textContent(), /leaf_mismatch: event \d+: the envelope does not hash/);
+  });
+});
+
+describe('integrity page with replication', () => {
+  let server; let browser; let archive; let target;
+
+  before(async () => {
+    archive = await mkdtemp(join(tmpdir(), 'trailkeep-ui-archive-'));
+    target = `file://${archive}/trail`;
+    server = await startServer({ args: ['--replicate-to', target, '--replication-interval', '1s'] });
+    await logEvents(server, server.adminKey, Array.from({ length: 12 }, (_, i) => ({ message: `replicated ${i}` })));
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await stopServer(server);
+    if (archive) await rm(archive, { recursive: true, force: true });
+  });
+
+  it('shows the target to admins and the lag to every reviewer', async () => {
+    const { page } = await newPage(browser.context);
+    await page.setViewportSize({ width: 1400, height: 900 });
+    await signIn(page, server, server.adminKey);
+    await page.getByRole('link', { name: 'Integrity' }).click();
+    const card = page.locator('section[aria-labelledby="card-replication"]');
+    await card.waitFor();
+    assert.match(await card.textContent(), new RegExp(`Target\\s*${target.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
+    // The uploader runs every second: reload until it reports no lag.
+    for (let i = 0; ; i++) {
+      if (/Up to date/.test(await page.locator('#replication-state').textContent())) break;
+      assert.ok(i < 30, `not replicated: ${await card.textContent()}`);
+      await page.waitForTimeout(500);
+      await page.reload();
+      await page.locator('#replication-state').waitFor();
+    }
+    assert.match(await page.locator('#replication-lag').textContent(), /every committed event is in the target/);
+    assert.match(await card.textContent(), /Events in the target\s*1[2-9]/);
+    await axe(page, 'integrity with replication (light)');
+    await screenshot(page, 'page-integrity-replication-laptop-light');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await axe(page, 'integrity with replication (dark)');
+    await screenshot(page, 'page-integrity-replication-laptop-dark');
+    await page.close();
+
+    const reviewer = await createKey(server, { name: 'reviewer', scopes: ['search'] });
+    const { page: p2 } = await newPage(browser.context);
+    await signIn(p2, server, reviewer);
+    await p2.getByRole('link', { name: 'Integrity' }).click();
+    const card2 = p2.locator('section[aria-labelledby="card-replication"]');
+    await card2.waitFor();
+    assert.match(await card2.textContent(), /Target\s*shown to admin keys/);
+    assert.ok(!(await card2.textContent()).includes(archive), 'no target for a search key');
+    assert.match(await p2.locator('#replication-lag').textContent(), /every committed event is in the target|not yet copied/);
+    await p2.close();
   });
 });
