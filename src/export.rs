@@ -351,10 +351,8 @@ pub fn export_cli(
         max_results: usize::MAX >> 1,
         ..Default::default()
     };
-    let conn = rusqlite::Connection::open_with_flags(
-        crate::store::db_path(data_dir),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
+    // The store's read-only connection: searches through the substring index need its modules.
+    let conn = crate::store::open_ro(data_dir)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(0);

@@ -24,7 +24,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
 
 use super::SEG_SHIFT;
-use super::search::{PangeaQuery, pangea_conditions};
+use super::search::{PangeaQuery, aggregate_condition};
 
 /// The fields whose most frequent values are counted, named as in the Pangea query language.
 pub const FIELDS: [&str; 5] = ["tenant_id", "actor", "action", "status", "target"];
@@ -861,7 +861,7 @@ fn walk(conn: &Connection, req: &AggRequest, m: &mut Merge, a: i64, b: i64) -> r
         None => None,
     };
     let scan_q = PangeaQuery { start_us: None, end_us: None, after_seq: None, ..q.clone() };
-    let (cond, params) = pangea_conditions(&scan_q);
+    let (cond, params) = aggregate_condition(&scan_q);
     let sql = format!("{ROW_SQL} WHERE e.seq BETWEEN ? AND ? AND {cond}");
     let empty = super::lookup_string(conn, "")?;
     let scan = |m: &mut Merge, lo: i64, hi: i64| -> rusqlite::Result<()> {

@@ -36,6 +36,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::aggregate::{self, BuiltSegment};
+use super::ngram::{self as stored_ngram, Indexer, Keyed, SegmentRows};
 use super::retention::{self, PurgeReport};
 use super::uidfilter::UidFilter;
 use crate::config::Retention;
@@ -140,10 +141,14 @@ pub enum WriteError {
     ReadOnly(String),
 }
 
-/// An event and its envelope head, built by the submitting thread (`seal`). The event object
-/// itself is only needed for the head: `seal` takes it out and frees it there, so the event's
-/// `event` map is empty on the writer thread, which compares heads instead.
-type Sealed = (NewEvent, EnvelopeHead);
+/// An event, its envelope head and its substring-index keys, built by the submitting thread
+/// (`seal`). The event object itself is only needed for those: `seal` takes it out and frees it
+/// there, so the event's `event` map is empty on the writer thread, which compares heads instead.
+struct Sealed {
+    event: NewEvent,
+    head: EnvelopeHead,
+    keys: Vec<u32>,
+}
 
 struct Job {
     events: Vec<Sealed>,
@@ -159,6 +164,8 @@ struct PurgeJob {
 enum Msg {
     Append(Job),
     Purge(PurgeJob),
+    /// A segment's substring-index rows from the indexer thread.
+    Ngram(SegmentRows),
     /// Store the pending free-text rows, then reply.
     SyncFts(oneshot::Sender<()>),
     /// A segment's summaries from the aggregate builder, to store.
@@ -250,6 +257,9 @@ pub fn spawn(
     state.checkpointer = Some(checkpointer);
     let fts = state.fts.clone();
     let back = tx.downgrade();
+    let deliver = move |rows: SegmentRows| back.upgrade().is_some_and(|tx| tx.blocking_send(Msg::Ngram(rows)).is_ok());
+    state.indexer = Some(Indexer::start(&state.data_dir, state.ngram_indexed, state.next_seq - 1, deliver)?);
+    let back = tx.downgrade();
     let deliver = move |b: BuiltSegment| back.upgrade().is_some_and(|tx| tx.blocking_send(Msg::Aggregates(b)).is_ok());
     state.aggregates = Some(aggregate::Builder::start(&state.data_dir, state.agg_built, state.next_seq - 1, deliver)?);
     let clock = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
@@ -278,6 +288,16 @@ struct WriterState {
     /// The thread building segment summaries, and the newest segment whose summaries are stored.
     aggregates: Option<aggregate::Builder>,
     agg_built: i64,
+    /// The substring indexer thread (none until `spawn` starts it).
+    indexer: Option<Indexer>,
+    /// Keys of the current transaction's events, handed to the indexer after COMMIT.
+    ngram_out: Vec<Keyed>,
+    /// Segments built by the indexer, stored in the next transaction.
+    ngram_pending: Vec<SegmentRows>,
+    /// `ngram_state.indexed_to` as of the last COMMIT.
+    ngram_indexed: i64,
+    /// Segments not yet stored that a purge touched: stored from the events, not the indexer.
+    ngram_dirty: std::collections::BTreeSet<i64>,
     /// The wall clock (µs) receive times come from (a fixed one in tests).
     clock: fn() -> i64,
 }
@@ -287,12 +307,22 @@ struct Pending {
     item: usize,
     event: NewEvent,
     head: EnvelopeHead,
+    keys: Vec<u32>,
 }
 
 fn seal(mut ev: NewEvent) -> Sealed {
     let head = EnvelopeHead::new(&ev);
+    let keys = stored_ngram::event_keys(
+        &ev.actor,
+        &ev.action,
+        &ev.workspace,
+        ev.target.as_deref(),
+        ev.source.as_deref(),
+        ev.status.as_deref(),
+        &ev.event,
+    );
     drop(std::mem::take(&mut ev.event));
-    (ev, head)
+    Sealed { event: ev, head, keys }
 }
 
 impl WriterState {
@@ -309,6 +339,7 @@ impl WriterState {
         ledger.note_received(last_received);
         let uids = UidFilter::load(&conn)?;
         let indexed: i64 = conn.query_row("SELECT indexed_to FROM fts_state", [], |r| r.get(0))?;
+        let ngram_indexed = stored_ngram::indexed_to(&conn)?;
         let fts = Arc::new(FtsProgress { committed: AtomicI64::new(next_seq - 1), indexed: AtomicI64::new(indexed) });
         let agg_built = aggregate::built_to(&conn)?;
         let mut state = Self {
@@ -326,6 +357,11 @@ impl WriterState {
             fts,
             aggregates: None,
             agg_built,
+            indexer: None,
+            ngram_out: Vec::new(),
+            ngram_pending: Vec::new(),
+            ngram_indexed,
+            ngram_dirty: Default::default(),
             clock: crate::time::now_micros,
         };
         state.recover_fts(indexed)?;
@@ -360,7 +396,7 @@ impl WriterState {
                 events = self.fts_pending.len(),
                 "indexing the free text of events stored before an unclean stop"
             );
-            if !self.flush_fts() {
+            if !self.flush_pending() {
                 anyhow::bail!("cannot index the free text of events stored before an unclean stop");
             }
         }
@@ -384,19 +420,63 @@ impl WriterState {
         self.fts.indexed.store(upto, Ordering::Release);
     }
 
-    /// Stores the pending free-text rows in a transaction of their own; false if that failed
-    /// (they stay pending).
-    fn flush_fts(&mut self) -> bool {
-        if self.fts_pending.is_empty() && self.fts.indexed.load(Ordering::Acquire) >= self.next_seq - 1 {
+    /// Stores the segments the indexer built (in order; one out of order is dropped, the indexer
+    /// having been restarted) and moves `ngram_state.indexed_to`, inside the current transaction.
+    /// A segment a purge touched is built from the stored events instead. Returns the new
+    /// `indexed_to`; the pending list is cleared by `ngram_stored` after COMMIT.
+    fn store_ngram_pending(&mut self) -> rusqlite::Result<i64> {
+        let mut upto = self.ngram_indexed;
+        for seg in &self.ngram_pending {
+            if seg.seg != (upto + 1) >> super::SEG_SHIFT {
+                continue;
+            }
+            if self.ngram_dirty.contains(&seg.seg) {
+                stored_ngram::rebuild_segment(&self.conn, seg.seg)?;
+            } else {
+                stored_ngram::store_segment(&self.conn, seg.seg, &seg.rows)?;
+            }
+            upto = ((seg.seg + 1) << super::SEG_SHIFT) - 1;
+        }
+        if upto != self.ngram_indexed {
+            stored_ngram::set_indexed_to(&self.conn, upto)?;
+        }
+        Ok(upto)
+    }
+
+    /// After a COMMIT that stored the substring index up to `upto`.
+    fn ngram_stored(&mut self, upto: i64) {
+        self.ngram_pending.clear();
+        self.ngram_dirty.retain(|seg| *seg > upto >> super::SEG_SHIFT);
+        self.ngram_indexed = upto;
+    }
+
+    /// After a COMMIT: the committed events' keys go to the indexer.
+    fn hand_keys_over(&mut self) {
+        let keys = std::mem::take(&mut self.ngram_out);
+        if let Some(ix) = &self.indexer {
+            ix.committed(keys, self.next_seq - 1);
+        }
+    }
+
+    /// Stores the pending free-text rows and substring-index segments in a transaction of their
+    /// own; false if that failed (they stay pending).
+    fn flush_pending(&mut self) -> bool {
+        if self.fts_pending.is_empty()
+            && self.fts.indexed.load(Ordering::Acquire) >= self.next_seq - 1
+            && self.ngram_pending.is_empty()
+        {
             return true;
         }
         let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
             self.store_fts_pending()?;
-            self.conn.execute_batch("COMMIT")
+            let upto = self.store_ngram_pending()?;
+            self.conn.execute_batch("COMMIT")?;
+            Ok(upto)
         });
         match result {
-            Ok(()) => {
+            Ok(upto) => {
                 self.fts_stored(self.next_seq - 1);
+                self.ngram_stored(upto);
                 true
             }
             Err(e) => {
@@ -412,13 +492,13 @@ impl WriterState {
         // After a failed idle flush (e.g. disk full), the next try waits for the next message.
         let mut idle_flush_failed = false;
         while !stopping {
-            let next = if self.fts_pending.is_empty() || idle_flush_failed {
+            let next = if (self.fts_pending.is_empty() && self.ngram_pending.is_empty()) || idle_flush_failed {
                 rx.blocking_recv()
             } else {
                 match clock.block_on(async { tokio::time::timeout(FTS_IDLE, rx.recv()).await }) {
                     Ok(msg) => msg,
                     Err(_) => {
-                        idle_flush_failed = !self.flush_fts();
+                        idle_flush_failed = !self.flush_pending();
                         continue;
                     }
                 }
@@ -426,12 +506,16 @@ impl WriterState {
             idle_flush_failed = false;
             let first = match next {
                 Some(Msg::Append(j)) => j,
+                Some(Msg::Ngram(rows)) => {
+                    self.ngram_pending.push(rows);
+                    continue;
+                }
                 Some(Msg::Purge(p)) => {
                     self.purge(p);
                     continue;
                 }
                 Some(Msg::SyncFts(reply)) => {
-                    self.flush_fts();
+                    self.flush_pending();
                     let _ = reply.send(());
                     continue;
                 }
@@ -453,6 +537,7 @@ impl WriterState {
                     }
                     Ok(Msg::SyncFts(reply)) => syncs.push(reply),
                     Ok(Msg::Aggregates(b)) => self.store_aggregates(b),
+                    Ok(Msg::Ngram(rows)) => self.ngram_pending.push(rows),
                     Ok(Msg::Purge(p)) => {
                         purge = Some(p);
                         break;
@@ -467,7 +552,7 @@ impl WriterState {
             stopping |= self.commit_group(jobs, &mut rx, !syncs.is_empty());
             if !syncs.is_empty() {
                 // Normally stored by the group's transaction; if that failed, on their own.
-                self.flush_fts();
+                self.flush_pending();
                 for reply in syncs {
                     let _ = reply.send(());
                 }
@@ -476,18 +561,23 @@ impl WriterState {
                 self.purge(p);
             }
         }
-        // Nothing more comes in; the builder, if it is waiting to deliver, gives up (what it had not
-        // delivered is built again at the next start).
+        // Nothing more comes in; the indexer and the summary builder, if waiting to deliver a
+        // segment, give up (what they had not delivered is built again at the next start).
         rx.close();
         while let Ok(msg) = rx.try_recv() {
-            if let Msg::Aggregates(b) = msg {
-                self.store_aggregates(b);
+            match msg {
+                Msg::Ngram(rows) => self.ngram_pending.push(rows),
+                Msg::Aggregates(b) => self.store_aggregates(b),
+                _ => {}
             }
+        }
+        if let Some(ix) = self.indexer.take() {
+            ix.stop();
         }
         if let Some(b) = self.aggregates.take() {
             b.stop();
         }
-        self.flush_fts();
+        self.flush_pending();
         if let Some(c) = self.checkpointer.take() {
             c.stop();
         }
@@ -591,6 +681,7 @@ impl WriterState {
                         let _ = reply.send(());
                     }
                     Msg::Aggregates(_) => {}
+                    Msg::Ngram(rows) => self.ngram_pending.push(rows),
                     Msg::Stop => stop = true,
                 }
             }
@@ -640,10 +731,13 @@ impl WriterState {
     fn purge_batch(&mut self, job: &PurgeJob, report: &mut PurgeReport) -> anyhow::Result<bool> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let pending = self.fts_pending.len();
+        let keyed = self.ngram_out.len();
         let indexed = self.next_seq - 1;
+        let mut ngram_upto = self.ngram_indexed;
         let result = (|| -> anyhow::Result<(bool, Vec<Committed>)> {
             // A purged row's free-text entry is deleted with its text: it must be stored first.
             self.store_fts_pending()?;
+            ngram_upto = self.store_ngram_pending()?;
             let (batch, floor) = retention::next_batch(&self.conn, &job.retention, job.now)?;
             if let Some(f) = floor {
                 retention::save_floor(&self.conn, &job.retention, f)?;
@@ -653,12 +747,23 @@ impl WriterState {
             }
             let empty = self.intern("")?;
             let mut events = Vec::new();
-            let mut touched = std::collections::BTreeSet::new();
-            for (workspace, period, rows) in batch {
-                for (seq, origin, envelope) in &rows {
+            let mut segments = std::collections::BTreeSet::new();
+            for (_, _, rows) in &batch {
+                for (seq, origin, envelope) in rows {
                     retention::purge_row(&self.conn, empty, *seq, *origin, envelope, job.now)?;
-                    touched.insert(seq >> super::SEG_SHIFT);
+                    segments.insert(*seq >> super::SEG_SHIFT);
                 }
+            }
+            // The substring index keeps no trigram of purged content: stored segments are built
+            // again from what is left, segments still to come will be built from the store.
+            for &seg in &segments {
+                if ((seg + 1) << super::SEG_SHIFT) - 1 <= ngram_upto {
+                    stored_ngram::rebuild_segment(&self.conn, seg)?;
+                } else {
+                    self.ngram_dirty.insert(seg);
+                }
+            }
+            for (workspace, period, rows) in batch {
                 let info = system::PurgeInfo {
                     workspace: workspace.clone(),
                     count: rows.len() as u64,
@@ -673,7 +778,7 @@ impl WriterState {
                 events.push(seal(system::purge(&info)));
             }
             // Stored summaries must not count purged events.
-            for seg in touched.into_iter().filter(|s| *s <= self.agg_built) {
+            for seg in segments.into_iter().filter(|s| *s <= self.agg_built) {
                 aggregate::rebuild_segment(&self.conn, seg)?;
             }
             let (_, _, committed) = self.write_in_tx(vec![events])?;
@@ -684,10 +789,13 @@ impl WriterState {
                 if let Err(e) = self.conn.execute_batch("COMMIT") {
                     let _ = self.conn.execute_batch("ROLLBACK");
                     self.fts_pending.truncate(pending);
+                    self.ngram_out.truncate(keyed);
                     return Err(e.into());
                 }
                 // The purge events' own rows stay pending.
                 self.fts_stored(indexed);
+                self.ngram_stored(ngram_upto);
+                self.hand_keys_over();
                 self.fts.committed.store(self.next_seq - 1, Ordering::Release);
                 if let Some(b) = &self.aggregates {
                     b.purged();
@@ -705,6 +813,7 @@ impl WriterState {
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.fts_pending.truncate(pending);
+                self.ngram_out.truncate(keyed);
                 Err(e)
             }
         }
@@ -766,19 +875,22 @@ impl WriterState {
     ) -> anyhow::Result<(Vec<Vec<Outcome>>, u64, Vec<Committed>)> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let pending = self.fts_pending.len();
+        let keyed = self.ngram_out.len();
         let result = self.write_in_tx(inputs).and_then(|r| {
             let group = self.fts_pending.len() - pending;
             let index = index_now || self.fts_pending.len() >= (4 * group).clamp(FTS_BATCH, FTS_MAX_BATCH);
             if index {
                 self.store_fts_pending()?;
             }
-            Ok((r, index))
+            let ngram_upto = self.store_ngram_pending()?;
+            Ok((r, index, ngram_upto))
         });
         match result {
-            Ok((r, indexed)) => {
+            Ok((r, indexed, ngram_upto)) => {
                 if let Err(e) = self.conn.execute_batch("COMMIT") {
                     let _ = self.conn.execute_batch("ROLLBACK");
                     self.fts_pending.truncate(pending);
+                    self.ngram_out.truncate(keyed);
                     return Err(e.into());
                 }
                 let upto = self.next_seq - 1;
@@ -789,11 +901,14 @@ impl WriterState {
                 if indexed {
                     self.fts_stored(upto);
                 }
+                self.ngram_stored(ngram_upto);
+                self.hand_keys_over();
                 Ok(r)
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.fts_pending.truncate(pending);
+                self.ngram_out.truncate(keyed);
                 Err(e)
             }
         }
@@ -808,7 +923,7 @@ impl WriterState {
         let mut group_of: HashMap<String, usize> = HashMap::new();
         let mut aliases: Vec<(usize, usize, usize, usize, bool)> = Vec::new();
         for (j, events) in inputs.into_iter().enumerate() {
-            for (i, (ev, head)) in events.into_iter().enumerate() {
+            for (i, Sealed { event: ev, head, keys }) in events.into_iter().enumerate() {
                 if let Some(&(pj, pi)) = seen.get(&ev.uid) {
                     // Same id earlier in this group: resolved once that one is stored.
                     let earlier = groups.iter().flat_map(|(_, g)| g.iter()).find(|p| p.job == pj && p.item == pi);
@@ -826,10 +941,10 @@ impl WriterState {
                 }
                 seen.insert(ev.uid, (j, i));
                 match group_of.get(&ev.workspace) {
-                    Some(&g) => groups[g].1.push(Pending { job: j, item: i, event: ev, head }),
+                    Some(&g) => groups[g].1.push(Pending { job: j, item: i, event: ev, head, keys }),
                     None => {
                         group_of.insert(ev.workspace.clone(), groups.len());
-                        groups.push((ev.workspace.clone(), vec![Pending { job: j, item: i, event: ev, head }]));
+                        groups.push((ev.workspace.clone(), vec![Pending { job: j, item: i, event: ev, head, keys }]));
                     }
                 }
             }
@@ -860,6 +975,7 @@ impl WriterState {
                 hour = Some(h);
                 let stored = self.insert_event(&p.event, p.head, received_at, ws_id, buffer, &mut segments)?;
                 self.fts_pending.push((stored.seq, std::mem::take(&mut p.event.fts_body)));
+                self.ngram_out.push((stored.seq, p.keys));
                 hashes.push(stored.hash);
                 committed.push(Committed { event: stored.clone(), workspace: workspace.clone() });
                 results[p.job][p.item] = Some(Outcome::Stored(stored));
@@ -1025,7 +1141,7 @@ impl WriterState {
 }
 
 /// One segment's lookup of an event id (parameters: segment, id).
-fn find_uid_sql() -> String {
+pub(super) fn find_uid_sql() -> String {
     format!(
         "SELECT seq, origin, received_at, buffer, hash, envelope FROM events WHERE (seq >> {}) = ?1 AND uid = ?2",
         super::SEG_SHIFT
@@ -1123,7 +1239,8 @@ mod tests {
     use super::*;
     use crate::event::EventType;
 
-    /// The duplicate check reads one segment's slice of the event-id index.
+    /// The duplicate check reads one segment's slice of the event-id index (here, not in
+    /// store::search's tests: search does not import the writer).
     #[test]
     fn id_lookup_uses_the_clustered_id_index() {
         let dir = tempfile::tempdir().unwrap();

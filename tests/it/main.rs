@@ -16,4 +16,5 @@ mod process;
 mod props;
 mod replication;
 mod retention;
+mod substring;
 mod tls;
