@@ -1,6 +1,7 @@
 //! SQLite storage: opening, PRAGMAs, migrations, the `regexp` function, the reader pool and the
 //! single writer. SQL lives here and in the submodules; handlers never touch it.
 
+pub mod aggregate;
 pub mod ngram;
 pub mod replication;
 pub mod retention;
@@ -31,6 +32,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0007_keys_leave_database.sql", include_str!("../../migrations/0007_keys_leave_database.sql")),
     ("0008_substring_index.sql", include_str!("../../migrations/0008_substring_index.sql")),
     ("0009_replication.sql", include_str!("../../migrations/0009_replication.sql")),
+    ("0011_aggregates.sql", include_str!("../../migrations/0011_aggregates.sql")),
     ("0012_root_prefixes.sql", include_str!("../../migrations/0012_root_prefixes.sql")),
 ];
 
