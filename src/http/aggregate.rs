@@ -18,6 +18,9 @@ use crate::time::{format_micros, parse_time_or_duration};
 /// Rows an aggregation with a query (or over segments not summarised yet) reads at most: past
 /// it the counts cover the newest part of the window (`complete: false`, `counted_from`).
 const ROW_BUDGET: u64 = 2_000_000;
+/// Time an aggregation spends counting at most (past it, as past the row budget, the counts cover
+/// the newest part of the window).
+const TIME_BUDGET: std::time::Duration = std::time::Duration::from_millis(750);
 const DEFAULT_BUCKETS: usize = 60;
 const MAX_BUCKETS: usize = 500;
 const DEFAULT_TOP: usize = 10;
@@ -177,7 +180,7 @@ async fn aggregate_events(state: State, req: HttpRequest, params: web::Query<Agg
     if query.uses_fulltext() {
         state.writer.sync_fts().await;
     }
-    let request = AggRequest { query, now_us: now, max_buckets, top, row_budget: ROW_BUDGET };
+    let request = AggRequest { query, now_us: now, max_buckets, top, row_budget: ROW_BUDGET, time_budget: TIME_BUDGET };
     match with_reader(&state, move |c| aggregate(c, &request)).await {
         Ok(a) => HttpResponse::Ok().insert_header(("cache-control", "no-store")).json(render(&a)),
         Err(()) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service unavailable"),

@@ -168,6 +168,14 @@ pub trait Columns {
     fn fulltext(&self) -> Option<String> {
         None
     }
+    /// For a field stored as an id into an interned table (`strings(id, value)`, `value` unique):
+    /// the id column (e.g. `e.actor`, never NULL). A contains or equals test on it is then
+    /// decided once per statement over the distinct texts (`id IN (SELECT id FROM strings …)`),
+    /// not by reading the text back for every row; the answer is the one [`Columns::text`]'s
+    /// expression (`NULLIF(text, '')`) gives.
+    fn interned(&self, _field: &str) -> Option<String> {
+        None
+    }
 }
 
 /// A word of the full-text index: a run of characters that SQLite FTS5's `unicode61` tokenizer
@@ -234,10 +242,10 @@ fn term_sql(t: &Term, cols: &dyn Columns, params: &mut Vec<Value>) -> String {
             (Some(_), None) => "(1)".to_string(),
             (None, _) => "(0)".to_string(),
         },
-        (Some(f), Op::Contains | Op::Equals) => text_test(&cols.text(f), t.op, &t.value, params),
+        (Some(f), Op::Contains | Op::Equals) => field_test(cols, f, t.op, &t.value, params),
         (None, Op::Contains | Op::Equals) => {
             let parts: Vec<String> =
-                cols.bare_fields().iter().map(|f| text_test(&cols.text(f), t.op, &t.value, params)).collect();
+                cols.bare_fields().iter().map(|f| field_test(cols, f, t.op, &t.value, params)).collect();
             if parts.is_empty() { "(0)".to_string() } else { format!("({})", parts.join(" OR ")) }
         }
         (Some(f), op) => {
@@ -258,6 +266,33 @@ fn term_sql(t: &Term, cols: &dyn Columns, params: &mut Vec<Value>) -> String {
             format!("({m} IS NOT NULL AND {m} {sym} ?)")
         }
         (None, _) => "(0)".to_string(),
+    }
+}
+
+fn field_test(cols: &dyn Columns, field: &str, op: Op, value: &str, params: &mut Vec<Value>) -> String {
+    match cols.interned(field) {
+        Some(id) => id_test(&id, op, value, params),
+        None => text_test(&cols.text(field), op, value, params),
+    }
+}
+
+/// [`text_test`] on an interned column, as a test of its id against the matching texts' ids (an
+/// uncorrelated subquery SQLite evaluates once per statement). The texts are those of
+/// `NULLIF(value, '')`: the empty text is absent, so it contains nothing and equals nothing. The
+/// id column is never NULL, so the test is true or false (never NULL, also under NOT); the unary
+/// `+` keeps the column's indexes out of the plan, which stays the one the text test had.
+fn id_test(id: &str, op: Op, value: &str, params: &mut Vec<Value>) -> String {
+    if value.is_empty() {
+        return match op {
+            Op::Equals => "(0)".to_string(),
+            _ => format!("(+{id} IN (SELECT id FROM strings WHERE value <> ''))"),
+        };
+    }
+    params.push(Value::Text(value.to_string()));
+    if op == Op::Equals {
+        format!("(+{id} IN (SELECT id FROM strings WHERE value = ?))")
+    } else {
+        format!("(+{id} IN (SELECT id FROM strings WHERE instr(value, ?) > 0))")
     }
 }
 

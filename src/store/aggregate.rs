@@ -20,11 +20,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{ToSql, Value as SqlValue};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
 
 use super::SEG_SHIFT;
-use super::search::{PangeaQuery, aggregate_condition};
+use super::search::{Candidates, PangeaQuery, SubstringStats, aggregate_condition};
 
 /// The fields whose most frequent values are counted, named as in the Pangea query language.
 pub const FIELDS: [&str; 5] = ["tenant_id", "actor", "action", "status", "target"];
@@ -559,8 +559,13 @@ pub struct AggRequest {
     pub max_buckets: usize,
     /// Values per field.
     pub top: usize,
-    /// Rows read at most; past it the counts cover the newest part of the window only.
+    /// Rows (or substring-index candidates) read at most; past it the counts cover the newest part
+    /// of the window only.
     pub row_budget: u64,
+    /// Time spent counting at most (checked between statements, each of at most
+    /// `SCAN_CHUNK_SEGMENTS` segments): past it the counts cover the newest part only, as with the
+    /// row budget.
+    pub time_budget: Duration,
 }
 
 /// One field's most frequent values.
@@ -851,8 +856,15 @@ pub fn aggregate(conn: &Connection, req: &AggRequest) -> rusqlite::Result<Aggreg
 }
 
 /// Counts seqs `a..=b` newest first, from summaries where possible; returns the receive time
-/// from which on the counts are complete if the row budget ran out (`None`: all counted).
+/// from which on the counts are complete if the row budget or the time budget ran out (`None`:
+/// all counted).
+///
+/// A query with a substring term (three or more characters every match contains) reads the
+/// substring index of the segments it covers and checks only their candidates (with the same
+/// condition as a scan); the events after the index are scanned. Candidates count against the
+/// row budget as rows do.
 fn walk(conn: &Connection, req: &AggRequest, m: &mut Merge, a: i64, b: i64) -> rusqlite::Result<Option<i64>> {
+    let started = Instant::now();
     let q = &req.query;
     let summaries = q.expr.is_none() && q.restrictions.is_empty() && q.after_seq.is_none();
     let built = if summaries { built_to(conn)? } else { -1 };
@@ -863,19 +875,25 @@ fn walk(conn: &Connection, req: &AggRequest, m: &mut Merge, a: i64, b: i64) -> r
     let scan_q = PangeaQuery { start_us: None, end_us: None, after_seq: None, ..q.clone() };
     let (cond, params) = aggregate_condition(&scan_q);
     let sql = format!("{ROW_SQL} WHERE e.seq BETWEEN ? AND ? AND {cond}");
+    let check_sql = format!("{ROW_SQL} WHERE e.seq IN rarray(?) AND {cond}");
     let empty = super::lookup_string(conn, "")?;
-    let scan = |m: &mut Merge, lo: i64, hi: i64| -> rusqlite::Result<()> {
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let bounds = [SqlValue::Integer(lo), SqlValue::Integer(hi)];
+    let count = |m: &mut Merge, query: &str, first: Vec<Box<dyn ToSql>>| -> rusqlite::Result<()> {
+        let mut stmt = conn.prepare_cached(query)?;
         let mut counts = Counts::new(m.bucket_us);
         let mut dict = Dict::default();
-        let mut rows = stmt.query(params_from_iter(bounds.iter().chain(&params)))?;
+        let all = first.iter().map(|p| p.as_ref()).chain(params.iter().map(|p| p as &dyn ToSql));
+        let mut rows = stmt.query(params_from_iter(all))?;
         count_rows(&mut rows, &mut counts, None, &mut dict, empty)?;
         m.add_counts(counts, &dict);
         Ok(())
     };
+    let scan = |m: &mut Merge, lo: i64, hi: i64| count(m, &sql, vec![Box::new(lo), Box::new(hi)]);
+    let stats = std::cell::Cell::new(SubstringStats::default());
+    let mut index = if summaries { None } else { Candidates::new(conn, &scan_q, a, b, &stats)? };
+    let mut batch = 1usize;
     // A segment read from its summaries: whole, inside the window, built.
     let from_summary = |seg: i64| seg <= built && seg << SEG_SHIFT >= a && ((seg + 1) << SEG_SHIFT) - 1 <= b;
+    let over_time = || started.elapsed() > req.time_budget;
     let mut read = 0u64;
     let mut hi = b;
     while hi >= a {
@@ -892,25 +910,63 @@ fn walk(conn: &Connection, req: &AggRequest, m: &mut Merge, a: i64, b: i64) -> r
             hi = (low << SEG_SHIFT) - 1;
             continue;
         }
-        // Down to the next summary, at most SCAN_CHUNK_SEGMENTS, and about what the budget has left.
+        if let Some(index) = index.as_mut().filter(|i| hi <= i.indexed_to) {
+            // Whole indexed segments (`hi` ends one, or the window): their candidates, in batches
+            // that grow while candidates are few.
+            let segs: Vec<i64> = (a >> SEG_SHIFT..=seg).rev().take(batch).collect();
+            let lo = (segs[segs.len() - 1] << SEG_SHIFT).max(a);
+            let mut found = Vec::new();
+            index.segments(&segs, &mut found)?;
+            let rows = found.len() as u64;
+            if read > 0 && (read + rows > req.row_budget || over_time()) {
+                return Ok(Some(received_at(conn, hi + 1)?));
+            }
+            if !found.is_empty() {
+                count(m, &check_sql, vec![Box::new(seq_array(found))])?;
+            }
+            read += rows;
+            hi = lo - 1;
+            batch = if rows < SEG_EVENTS as u64 { (batch * 2).min(index.batch()) } else { 1 };
+            continue;
+        }
+        // Down to the next summary (or the index), at most SCAN_CHUNK_SEGMENTS, and about what
+        // the budget has left.
+        let floor = match &index {
+            Some(i) => a.max(i.indexed_to + 1),
+            None => a,
+        };
         let left = req.row_budget.saturating_sub(read);
-        let mut lo = (seg << SEG_SHIFT).max(a);
-        while lo > a
+        let mut lo = (seg << SEG_SHIFT).max(floor);
+        while lo > floor
             && seg - ((lo - 1) >> SEG_SHIFT) < SCAN_CHUNK_SEGMENTS
             && ((hi - lo + 1) as u64) < left
             && !from_summary((lo - 1) >> SEG_SHIFT)
         {
-            lo = (((lo - 1) >> SEG_SHIFT) << SEG_SHIFT).max(a);
+            lo = (((lo - 1) >> SEG_SHIFT) << SEG_SHIFT).max(floor);
         }
         let rows = (hi - lo + 1) as u64;
-        if read > 0 && read + rows > req.row_budget {
+        if read > 0 && (read + rows > req.row_budget || over_time()) {
             return Ok(Some(received_at(conn, hi + 1)?));
         }
         scan(m, lo, hi)?;
         read += rows;
         hi = lo - 1;
     }
+    if index.is_some() {
+        let st = stats.get();
+        tracing::debug!(
+            segments = st.segments,
+            rows = st.rows,
+            candidates = read,
+            index_us = st.index_us,
+            "aggregation through the substring index"
+        );
+    }
     Ok(None)
+}
+
+fn seq_array(seqs: Vec<i64>) -> std::rc::Rc<Vec<SqlValue>> {
+    std::rc::Rc::new(seqs.into_iter().map(SqlValue::Integer).collect())
 }
 
 /// The ids of the named workspaces that exist.
@@ -1056,6 +1112,7 @@ mod tests {
             max_buckets: 40,
             top: 8,
             row_budget: u64::MAX,
+            time_budget: Duration::MAX,
         }
     }
 

@@ -280,6 +280,14 @@ impl Columns for PangeaColumns {
     fn bare_fields(&self) -> Vec<String> {
         INDEXED_FIELDS.iter().map(|f| f.to_string()).collect()
     }
+    fn interned(&self, field: &str) -> Option<String> {
+        match field {
+            "actor" => Some("e.actor".into()),
+            "action" => Some("e.action".into()),
+            "tenant_id" => Some("e.workspace".into()),
+            _ => None,
+        }
+    }
 }
 
 pub use super::ngram::{INDEXED_FIELDS, indexed_texts};
@@ -474,6 +482,51 @@ fn indexed_search(
         out.range(tail.0, tail.1)?;
     }
     Ok(Some(out.seqs))
+}
+
+/// The substring index as a candidate filter for an aggregation over the seqs `lo..=hi`: the
+/// candidates of whole segments up to `indexed_to`, newest first (the caller checks them with the
+/// same condition a scan uses, and scans the events after `indexed_to`).
+pub(super) struct Candidates<'a> {
+    reader: IndexReader<'a>,
+    /// The last seq the index covers.
+    pub indexed_to: i64,
+}
+
+impl<'a> Candidates<'a> {
+    /// `None` when `q` puts no condition on trigrams (no term of three or more characters that
+    /// every match must contain).
+    pub(super) fn new(
+        conn: &'a Connection,
+        q: &PangeaQuery,
+        lo: i64,
+        hi: i64,
+        stats: &'a std::cell::Cell<SubstringStats>,
+    ) -> rusqlite::Result<Option<Self>> {
+        let Some(expr) = q.expr.as_ref() else { return Ok(None) };
+        let Some(need) = ngram::need(expr, &|f| f.is_none_or(|f| INDEXED_FIELDS.contains(&f))) else {
+            return Ok(None);
+        };
+        let mut keys = Vec::new();
+        need.keys(&mut keys);
+        let mut parts: Vec<u32> = keys.iter().map(|k| ngram::part(*k)).collect();
+        parts.sort_unstable();
+        parts.dedup();
+        let indexed_to = stored_ngram::indexed_to(conn)?;
+        let reader = IndexReader { conn, need, ordered: false, parts, lo, hi, stats };
+        Ok(Some(Self { reader, indexed_to }))
+    }
+
+    /// Most segments one call should take.
+    pub(super) fn batch(&self) -> usize {
+        self.reader.batch()
+    }
+
+    /// Appends the candidates of `segs` (each at most `indexed_to >> SEG_SHIFT`), in the order
+    /// given, each segment's seqs descending.
+    pub(super) fn segments(&mut self, segs: &[i64], out: &mut Vec<i64>) -> rusqlite::Result<()> {
+        self.reader.candidates(segs, true, out)
+    }
 }
 
 /// The events among `candidates` that match `q` (receive order as `q.ascending` says, at most
@@ -763,7 +816,12 @@ fn pangea_conditions(q: &PangeaQuery, driving: Option<&(String, Option<Expr>)>) 
             continue;
         }
         let marks = vec!["?"; values.len()].join(",");
-        sql.push(format!("{} IN ({marks})", cols.text(field)), values.iter().map(|v| text(v)));
+        let clause = match cols.interned(field) {
+            // The id test of `pangea_query`'s interned columns (the empty text is absent).
+            Some(id) => format!("+{id} IN (SELECT id FROM strings WHERE value IN ({marks}) AND value <> '')"),
+            None => format!("{} IN ({marks})", cols.text(field)),
+        };
+        sql.push(clause, values.iter().map(|v| text(v)));
     }
     workspace_limit(&mut sql, &q.allowed_workspaces);
     if driving.is_some() || sql.where_sql().contains("events_fts") {

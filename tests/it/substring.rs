@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use trailkeep::search::pangea_query;
+use trailkeep::store::aggregate::{AggRequest, aggregate};
 use trailkeep::store::search::{PangeaQuery, pangea_search, pangea_search_scan};
 
 use crate::common::{TestApp, TestServer, call, pangea_search as http_search, uuid4};
@@ -237,6 +238,30 @@ fn compare(state: &trailkeep::http::state::AppState, r: &mut Rng, samples: &Samp
         let plain = pangea_search_scan(&conn, &q).unwrap();
         assert_eq!(indexed, plain, "round {round}: {text:?} {q:?}");
         matched += plain.len();
+        // The aggregation of the same query (through the substring index where the query has a
+        // substring term) counts exactly the events a full scan finds, in its timeline too; also
+        // with a key limited to one workspace.
+        let agg_q = PangeaQuery {
+            order_by: "received_at".into(),
+            ascending: false,
+            max_results: 1_000_000,
+            after_seq: None,
+            allowed_workspaces: (round % 4 == 1).then(|| vec!["workspaces/a".to_string()]),
+            ..q.clone()
+        };
+        let all = pangea_search_scan(&conn, &agg_q).unwrap();
+        let request = AggRequest {
+            query: agg_q,
+            now_us: trailkeep::time::now_micros(),
+            max_buckets: 60,
+            top: 5,
+            row_budget: u64::MAX,
+            time_budget: Duration::MAX,
+        };
+        let a = aggregate(&conn, &request).unwrap();
+        assert!(a.complete, "round {round}: {text:?}");
+        assert_eq!(a.total, all.len() as u64, "round {round}: {text:?} {:?}", request.query);
+        assert_eq!(a.buckets.iter().flatten().sum::<u64>(), a.total, "round {round}: {text:?}");
         if trailkeep::search::ngram::need(q.expr.as_ref().unwrap(), &|_| true).is_some() {
             narrowed += 1;
         }
