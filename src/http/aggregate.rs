@@ -93,7 +93,7 @@ pub struct AggTop {
 pub struct AggResult {
     /// Matching events counted (the sum of the buckets).
     total: u64,
-    /// False when the search read its budget of rows before the window's start: the counts
+    /// False when the search read its budget of rows (or time) before the window's start: the counts
     /// cover events received from `counted_from` on.
     complete: bool,
     #[schema(format = DateTime)]

@@ -37,6 +37,8 @@ const SEG_EVENTS: i64 = 1 << SEG_SHIFT;
 /// Segments read by one statement when counting from the rows.
 const SCAN_CHUNK_SEGMENTS: i64 = 16;
 const SECOND: i64 = 1_000_000;
+/// Substring-index candidates an aggregation checks per statement, about.
+const CANDIDATE_BATCH: u64 = 4 * SEG_EVENTS as u64;
 
 /// Bucket sizes of the timeline, in seconds.
 const BUCKETS_S: [i64; 24] = [
@@ -921,12 +923,18 @@ fn walk(conn: &Connection, req: &AggRequest, m: &mut Merge, a: i64, b: i64) -> r
             if read > 0 && (read + rows > req.row_budget || over_time()) {
                 return Ok(Some(received_at(conn, hi + 1)?));
             }
-            if !found.is_empty() {
+            if rows * 2 > (hi - lo + 1) as u64 {
+                // Most events are candidates (a frequent word): reading the range is cheaper than
+                // looking each one up, and the condition decides the same.
+                scan(m, lo, hi)?;
+            } else if !found.is_empty() {
                 count(m, &check_sql, vec![Box::new(seq_array(found))])?;
             }
             read += rows;
             hi = lo - 1;
-            batch = if rows < SEG_EVENTS as u64 { (batch * 2).min(index.batch()) } else { 1 };
+            // About `CANDIDATE_BATCH` candidates per statement: the budgets are checked between
+            // statements.
+            batch = if rows < CANDIDATE_BATCH { (batch * 2).min(index.batch()) } else { (batch / 2).max(1) };
             continue;
         }
         // Down to the next summary (or the index), at most SCAN_CHUNK_SEGMENTS, and about what
