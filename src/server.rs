@@ -9,6 +9,8 @@ use actix_web::{App, HttpServer, web};
 use anyhow::{Context, bail};
 
 use crate::config::Config;
+use crate::configs::Registry;
+use crate::configs::signing::{FileKeys, SigningKeys};
 use crate::datadir;
 use crate::http::pangea::state::PangeaState;
 use crate::http::state::AppState;
@@ -59,7 +61,11 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
     let pool = store::reader_pool(&data_dir, 8)?;
     let keys = Arc::new(KeyStore::new(pool.clone()));
     spawn_last_used_flusher(&data_dir, keys.clone());
-    let (writer, writer_thread) = writer::spawn(conn, ledger.clone(), data_dir.clone())?;
+    let signing_keys: Arc<dyn SigningKeys> = Arc::new(FileKeys::new(&data_dir));
+    let configs = Arc::new(Registry::open(&conn, pool.clone(), signing_keys)?);
+    let registry = configs.clone();
+    let fts_text: store::FtsText = Arc::new(move |origin, config, event| registry.fts_text(origin, config, event));
+    let (writer, writer_thread) = writer::spawn(conn, ledger.clone(), data_dir.clone(), fts_text)?;
     let auth_limit = crate::http::authlimit::AuthLimiter::new(config.auth_fail_burst, config.auth_fail_per_sec);
     let state = web::Data::new(AppState {
         config,

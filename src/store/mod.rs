@@ -15,6 +15,17 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// The free-text body of a stored event from its origin, config and event object: the text ingest
+/// indexed for it (the writer recomputes it to delete a purged event's entry and to index events
+/// after an unclean stop). The server's comes from the audit configs (`configs::Registry`).
+pub type FtsText =
+    Arc<dyn Fn(crate::event::Origin, i64, &serde_json::Map<String, serde_json::Value>) -> String + Send + Sync>;
+
+/// The free-text body of the default config's events only (tools and tests without configs).
+pub fn standard_fts_text() -> FtsText {
+    Arc::new(|origin, _, event| crate::event::fts_body(origin, event))
+}
 pub type PooledConn = r2d2::PooledConnection<SqliteConnectionManager>;
 
 /// Numbered migrations, embedded at compile time. Applied files are never edited; append only.
@@ -26,6 +37,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_small_segments.sql", include_str!("../../migrations/0005_small_segments.sql")),
     ("0006_fts_batches.sql", include_str!("../../migrations/0006_fts_batches.sql")),
     ("0007_keys_leave_database.sql", include_str!("../../migrations/0007_keys_leave_database.sql")),
+    ("0010_configs.sql", include_str!("../../migrations/0010_configs.sql")),
 ];
 
 /// The schema version from which the database holds no private key (migration 0007).

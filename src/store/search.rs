@@ -6,7 +6,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params_from_iter};
 
 use crate::event::Origin;
-use crate::search::pangea_query::{self, Columns, Expr};
+use crate::search::catalog::{Catalog, FieldKind, QueryField, Storage};
+use crate::search::pangea_query::{self, Columns, Expr, Op};
 
 /// An event row as read back for rendering.
 #[derive(Debug, Clone)]
@@ -246,42 +247,89 @@ fn segmented_search(
     Ok(out)
 }
 
-/// Pangea field → SQL.
-struct PangeaColumns;
+/// Pangea field → SQL, for the fields of one config (`Catalog`).
+struct ConfigColumns<'a>(&'a Catalog);
 
-impl Columns for PangeaColumns {
+/// `event_fields` value of field `no` for the current event (NULL when absent).
+fn field_value(no: i64) -> String {
+    format!("(SELECT value FROM event_fields WHERE seq = e.seq AND field = {no})")
+}
+
+/// The JSON path of a field in the envelope; field names are `[a-z][0-9a-z_]*` (checked when the
+/// schema was accepted), anything else reads nothing.
+fn envelope_text(name: &str) -> String {
+    if name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')) && !name.is_empty() {
+        format!("json_extract(e.envelope, '$.event.{name}')")
+    } else {
+        "NULL".into()
+    }
+}
+
+/// SQL yielding a field's text (or NULL when absent): what `:` and `=` on text compare and what
+/// bare terms search.
+fn text_sql(f: &QueryField) -> String {
+    match f.storage {
+        Storage::Actor => "NULLIF((SELECT value FROM strings WHERE id = e.actor), '')".into(),
+        Storage::Action => "NULLIF((SELECT value FROM strings WHERE id = e.action), '')".into(),
+        Storage::Tenant => "NULLIF((SELECT value FROM strings WHERE id = e.workspace), '')".into(),
+        Storage::Source => "e.source".into(),
+        Storage::Status => "e.status".into(),
+        Storage::Target => "e.target".into(),
+        Storage::ReceivedAt => "json_extract(e.envelope, '$.received_at')".into(),
+        Storage::Timestamp | Storage::Envelope => envelope_text(&f.name),
+        Storage::Indexed(no) => match f.kind {
+            FieldKind::Integer => format!("CAST({} AS TEXT)", field_value(no)),
+            FieldKind::Boolean => format!("(CASE {} WHEN 1 THEN 'true' WHEN 0 THEN 'false' END)", field_value(no)),
+            // A datetime's text as logged.
+            FieldKind::Datetime => envelope_text(&f.name),
+            _ => field_value(no),
+        },
+    }
+}
+
+impl Columns for ConfigColumns<'_> {
     fn text(&self, field: &str) -> String {
-        match field {
-            "actor" => "NULLIF((SELECT value FROM strings WHERE id = e.actor), '')".into(),
-            "action" => "NULLIF((SELECT value FROM strings WHERE id = e.action), '')".into(),
-            "tenant_id" => "NULLIF((SELECT value FROM strings WHERE id = e.workspace), '')".into(),
-            "source" => "e.source".into(),
-            "status" => "e.status".into(),
-            "target" => "e.target".into(),
-            "received_at" => "json_extract(e.envelope, '$.received_at')".into(),
-            "message" | "new" | "old" | "timestamp" => format!("json_extract(e.envelope, '$.event.{field}')"),
-            _ => "NULL".into(),
-        }
+        self.0.field(field).map_or_else(|| "NULL".into(), text_sql)
     }
     fn micros(&self, field: &str) -> String {
-        match field {
-            "received_at" => "e.received_at".into(),
-            _ => "e.event_time".into(),
+        match self.0.field(field).map(|f| f.storage) {
+            Some(Storage::ReceivedAt) => "e.received_at".into(),
+            Some(Storage::Timestamp) => "e.event_time".into(),
+            _ => "NULL".into(),
         }
     }
     fn fulltext(&self) -> Option<String> {
         Some("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into())
     }
     fn bare_fields(&self) -> Vec<String> {
-        ["actor", "action", "message", "new", "old", "source", "status", "target", "tenant_id", "timestamp"]
-            .iter()
-            .map(|f| f.to_string())
-            .collect()
+        self.0.bare_fields().map(|f| f.name.clone()).collect()
+    }
+    fn kind(&self, field: &str) -> FieldKind {
+        self.0.field(field).map_or(FieldKind::Text, |f| f.kind)
+    }
+    fn typed(&self, field: &str) -> String {
+        match self.0.field(field).map(|f| f.storage) {
+            Some(Storage::Indexed(no)) => field_value(no),
+            _ => "NULL".into(),
+        }
+    }
+    fn is_fulltext(&self, field: &str) -> bool {
+        field == pangea_query::FULLTEXT_FIELD && self.0.field(field).is_none()
+    }
+}
+
+/// The sort expression of an `order_by` field: integers, booleans and datetimes by value.
+fn sort_sql(f: &QueryField) -> String {
+    match (f.storage, f.kind) {
+        (Storage::Indexed(no), FieldKind::Integer | FieldKind::Boolean | FieldKind::Datetime) => field_value(no),
+        _ => text_sql(f),
     }
 }
 
 pub const PANGEA_ORDER_BY: &[&str] =
     &["actor", "action", "message", "received_at", "source", "status", "target", "timestamp"];
+
+static STANDARD: std::sync::LazyLock<Catalog> = std::sync::LazyLock::new(Catalog::standard);
 
 #[derive(Debug, Clone, Default)]
 pub struct PangeaQuery {
@@ -293,11 +341,14 @@ pub struct PangeaQuery {
     pub restrictions: Vec<(String, Vec<String>)>,
     pub allowed_workspaces: Option<Vec<String>>,
     pub ascending: bool,
-    /// One of `PANGEA_ORDER_BY`.
+    /// `received_at` or a field `catalog` can sort by (`PANGEA_ORDER_BY` for the default config).
     pub order_by: String,
     pub max_results: usize,
     /// Only events with seq strictly greater (live tail).
     pub after_seq: Option<i64>,
+    /// The config searched: only its events, with its fields. `None`: every event, with the
+    /// standard fields (`trailkeep export` without `--config`).
+    pub catalog: Option<std::sync::Arc<Catalog>>,
 }
 
 impl PangeaQuery {
@@ -306,43 +357,38 @@ impl PangeaQuery {
     pub fn uses_fulltext(&self) -> bool {
         pangea_sql(self, true).0.contains("events_fts")
     }
+
+    fn fields(&self) -> &Catalog {
+        self.catalog.as_deref().unwrap_or(&STANDARD)
+    }
 }
 
 /// Runs a Pangea search and returns the matching seqs in result order (at most `max_results`).
 pub fn pangea_search(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Vec<i64>> {
+    if let Some(driver) = index_driver(q) {
+        return indexed_search(conn, q, &driver);
+    }
     let (query, params) = pangea_sql(q, true);
     let mut stmt = conn.prepare_cached(&query)?;
     let rows = stmt.query_map(params_from_iter(params.iter()), |r| r.get(0))?;
     rows.collect()
 }
 
-/// The SQL of a Pangea search. With `drive_fts`, a full-text term among the query's top-level
-/// conjuncts, in receive order, drives the query: FTS5 walks the words' document list in rowid
-/// (= receive) order and the join stops at `max_results`, instead of collecting every match of a
-/// frequent word before the first row comes out.
-fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
-    let cols = PangeaColumns;
+/// The WHERE clauses of a Pangea search on `events e`, except the receive-time window and the
+/// full-text driver: deleted content and the config (with `base`), `expr`, restrictions,
+/// workspaces.
+fn pangea_clauses(q: &PangeaQuery, expr: Option<&Expr>, base: bool) -> Sql {
+    let cols = ConfigColumns(q.fields());
     let mut sql = Sql::new();
-    sql.push("e.purged_at IS NULL", []);
-    if let Some(s) = q.start_us {
-        sql.push("e.received_at >= ?", [SqlValue::Integer(s)]);
-    }
-    if let Some(e) = q.end_us {
-        sql.push("e.received_at <= ?", [SqlValue::Integer(e)]);
+    if base {
+        sql.push("e.purged_at IS NULL", []);
+        if let Some(c) = &q.catalog {
+            sql.push("e.config = ?", [SqlValue::Integer(c.config)]);
+        }
     }
     if let Some(after) = q.after_seq {
         sql.push("e.seq > ?", [SqlValue::Integer(after)]);
     }
-    // A field to sort by; otherwise receive order (`received_at`, or an unknown name).
-    let sort_field = Some(q.order_by.as_str()).filter(|f| *f != "received_at" && PANGEA_ORDER_BY.contains(f));
-    let driving = q.expr.as_ref().filter(|_| drive_fts && sort_field.is_none()).and_then(split_fulltext);
-    let expr = match &driving {
-        Some((words, rest)) => {
-            sql.push("f.events_fts MATCH ? AND e.seq = f.rowid", [text(words)]);
-            rest.as_ref()
-        }
-        None => q.expr.as_ref(),
-    };
     if let Some(expr) = expr {
         let mut params = Vec::new();
         let clause = pangea_query::to_sql(expr, &cols, &mut params);
@@ -356,6 +402,37 @@ fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
         sql.push(format!("{} IN ({marks})", cols.text(field)), values.iter().map(|v| text(v)));
     }
     workspace_limit(&mut sql, &q.allowed_workspaces);
+    sql
+}
+
+/// The SQL of a Pangea search. With `drive_fts`, a full-text term among the query's top-level
+/// conjuncts, in receive order, drives the query: FTS5 walks the words' document list in rowid
+/// (= receive) order and the join stops at `max_results`, instead of collecting every match of a
+/// frequent word before the first row comes out.
+fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
+    let catalog = q.fields();
+    // A field to sort by; otherwise receive order (`received_at`, or an unknown name).
+    let sort_field =
+        catalog.field(&q.order_by).filter(|f| f.storage != Storage::ReceivedAt && catalog.orderable(&f.name));
+    let cols = ConfigColumns(catalog);
+    let driving = q.expr.as_ref().filter(|_| drive_fts && sort_field.is_none()).and_then(|e| split_fulltext(e, &cols));
+    let expr = match &driving {
+        Some((_, rest)) => rest.as_ref(),
+        None => q.expr.as_ref(),
+    };
+    let mut sql = Sql::new();
+    if let Some((words, _)) = &driving {
+        sql.push("f.events_fts MATCH ? AND e.seq = f.rowid", [text(words)]);
+    }
+    if let Some(s) = q.start_us {
+        sql.push("e.received_at >= ?", [SqlValue::Integer(s)]);
+    }
+    if let Some(e) = q.end_us {
+        sql.push("e.received_at <= ?", [SqlValue::Integer(e)]);
+    }
+    let rest = pangea_clauses(q, expr, true);
+    sql.clauses.extend(rest.clauses);
+    sql.params.extend(rest.params);
     if driving.is_some() || sql.where_sql().contains("events_fts") {
         // The free-text index covers events up to fts_state.indexed_to (the writer stores rows in
         // batches): the search sees that prefix of the log, so that a negated or OR-ed text term
@@ -365,19 +442,168 @@ fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
     let dir = if q.ascending { "ASC" } else { "DESC" };
     let (from, order) = match (&driving, sort_field) {
         (Some(_), _) => ("events_fts f CROSS JOIN events e", format!("f.rowid {dir}")),
-        (None, Some(f)) => ("events e", format!("{} {dir}, e.seq {dir}", cols.text(f))),
+        (None, Some(f)) => ("events e", format!("{} {dir}, e.seq {dir}", sort_sql(f))),
         (None, None) => ("events e", format!("e.seq {dir}")),
     };
     let query = format!("SELECT e.seq FROM {from} WHERE {} ORDER BY {order} LIMIT {}", sql.where_sql(), q.max_results);
     (query, sql.params)
 }
 
+/// A top-level conjunct on an indexed custom field (`event_fields`) that can drive a search in
+/// receive order: the field, the SQL comparison and its bound value, and the rest of the query.
+#[derive(Debug)]
+struct IndexDriver {
+    field: i64,
+    symbol: &'static str,
+    value: SqlValue,
+    rest: Option<Expr>,
+}
+
+/// The conjunct of `q` that the value index of `event_fields` can answer (equality on a string,
+/// equality or a comparison on an integer, boolean or datetime), when the search is in receive
+/// order.
+fn index_driver(q: &PangeaQuery) -> Option<IndexDriver> {
+    let catalog = q.catalog.as_deref()?;
+    if catalog.field(&q.order_by).is_some_and(|f| f.storage != Storage::ReceivedAt && catalog.orderable(&f.name)) {
+        return None;
+    }
+    let driver = |e: &Expr| -> Option<(i64, &'static str, SqlValue)> {
+        let Expr::Term(t) = e else { return None };
+        let f = catalog.field(t.field.as_deref()?)?;
+        let Storage::Indexed(no) = f.storage else { return None };
+        let sym = match t.op {
+            Op::Contains | Op::Equals => "=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+        };
+        let value = match f.kind {
+            FieldKind::Text if t.op == Op::Equals => text(&t.value),
+            FieldKind::Integer => SqlValue::Integer(t.value.parse().ok()?),
+            FieldKind::Boolean => SqlValue::Integer(match t.value.as_str() {
+                "true" => 1,
+                "false" => 0,
+                _ => return None,
+            }),
+            // Exact comparisons only: a bound between two µs is left to the generic SQL.
+            FieldKind::Datetime if t.op != Op::Contains => match pangea_query::instant_micros(&t.value)? {
+                (us, false) => SqlValue::Integer(us),
+                (_, true) => return None,
+            },
+            _ => return None,
+        };
+        Some((no, sym, value))
+    };
+    let (found, rest) = match q.expr.as_ref()? {
+        Expr::And(items) => {
+            let (i, d) = items.iter().enumerate().find_map(|(i, e)| driver(e).map(|d| (i, d)))?;
+            let mut rest = items.clone();
+            rest.remove(i);
+            let rest = match rest.len() {
+                0 => None,
+                1 => rest.pop(),
+                _ => Some(Expr::And(rest)),
+            };
+            (d, rest)
+        }
+        e => (driver(e)?, None),
+    };
+    Some(IndexDriver { field: found.0, symbol: found.1, value: found.2, rest })
+}
+
+/// A search driven by the segment-clustered value index of `event_fields`: the segments of the
+/// receive-time window are visited in result order, each answering its matches in seq order from
+/// the index; the events table is read only when the rest of the query, the key's workspaces or
+/// the full-text bound need it. Stops at `max_results`.
+fn indexed_search(conn: &Connection, q: &PangeaQuery, d: &IndexDriver) -> rusqlite::Result<Vec<i64>> {
+    let mut out = Vec::new();
+    let Some((lo, hi)) = seq_window(conn, q.start_us, q.end_us)? else { return Ok(out) };
+    let lo = q.after_seq.map_or(lo, |a| lo.max(a + 1));
+    if lo > hi || q.max_results == 0 {
+        return Ok(out);
+    }
+    // Purged events have no event_fields rows, and the field number implies the config; the
+    // window is the seq range.
+    let probe = PangeaQuery { after_seq: None, ..q.clone() };
+    let mut rest = pangea_clauses(&probe, d.rest.as_ref(), false);
+    if rest.where_sql().contains("events_fts") {
+        rest.push("e.seq <= (SELECT indexed_to FROM fts_state)", []);
+    }
+    let dir = if q.ascending { "ASC" } else { "DESC" };
+    let shift = super::SEG_SHIFT;
+    let head =
+        format!("(f.seq >> {shift}) = ?1 AND f.field = ?2 AND f.value {} ?3 AND f.seq BETWEEN ?4 AND ?5", d.symbol);
+    let query = if rest.clauses.is_empty() {
+        format!("SELECT f.seq FROM event_fields f WHERE {head} ORDER BY f.seq {dir} LIMIT ?6")
+    } else {
+        format!(
+            "SELECT e.seq FROM event_fields f CROSS JOIN events e WHERE {head} AND e.seq = f.seq AND {} ORDER BY f.seq {dir} LIMIT ?6",
+            rest.where_sql()
+        )
+    };
+    let mut stmt = conn.prepare_cached(&query)?;
+    let segments: Box<dyn Iterator<Item = i64>> = if q.ascending {
+        Box::new((lo >> shift)..=(hi >> shift))
+    } else {
+        Box::new(((lo >> shift)..=(hi >> shift)).rev())
+    };
+    for seg in segments {
+        let want = (q.max_results - out.len()) as i64;
+        let mut params: Vec<SqlValue> = vec![
+            SqlValue::Integer(seg),
+            SqlValue::Integer(d.field),
+            d.value.clone(),
+            SqlValue::Integer(lo),
+            SqlValue::Integer(hi),
+            SqlValue::Integer(want),
+        ];
+        params.extend(rest.params.iter().cloned());
+        for seq in stmt.query_map(params_from_iter(params.iter()), |r| r.get::<_, i64>(0))? {
+            out.push(seq?);
+        }
+        if out.len() >= q.max_results {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The seqs of the events received within `[start, end]` (inclusive, µs), as (first, last):
+/// receive times grow with seq, so each bound is a binary search over rowid lookups.
+pub fn seq_window(conn: &Connection, start: Option<i64>, end: Option<i64>) -> rusqlite::Result<Option<(i64, i64)>> {
+    let last: Option<i64> = conn.query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))?;
+    let Some(last) = last else { return Ok(None) };
+    let mut at = conn.prepare_cached("SELECT received_at FROM events WHERE seq = ?1")?;
+    let mut received = |seq: i64| -> rusqlite::Result<i64> { at.query_row([seq], |r| r.get(0)) };
+    // The first seq in [lo, hi] whose receive time satisfies `p` (monotone), or hi + 1.
+    let mut first = |mut lo: i64, mut hi: i64, p: &dyn Fn(i64) -> bool| -> rusqlite::Result<i64> {
+        hi += 1;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if p(received(mid)?) { hi = mid } else { lo = mid + 1 }
+        }
+        Ok(lo)
+    };
+    let lo = match start {
+        Some(s) => first(0, last, &|t| t >= s)?,
+        None => 0,
+    };
+    let hi = match end {
+        Some(e) => first(0, last, &|t| t > e)? - 1,
+        None => last,
+    };
+    Ok((lo <= hi).then_some((lo, hi)))
+}
+
 /// A full-text term among the top-level conjuncts of `expr`: its FTS5 query, and the rest of
 /// the expression (`None` when the term was all of it).
-fn split_fulltext(expr: &Expr) -> Option<(String, Option<Expr>)> {
-    use pangea_query::{FULLTEXT_FIELD, Op, fts_query};
+fn split_fulltext(expr: &Expr, cols: &ConfigColumns<'_>) -> Option<(String, Option<Expr>)> {
+    use pangea_query::fts_query;
     let words = |e: &Expr| match e {
-        Expr::Term(t) if t.field.as_deref() == Some(FULLTEXT_FIELD) && matches!(t.op, Op::Contains | Op::Equals) => {
+        Expr::Term(t)
+            if t.field.as_deref().is_some_and(|f| cols.is_fulltext(f)) && matches!(t.op, Op::Contains | Op::Equals) =>
+        {
             fts_query(&t.value)
         }
         _ => None,

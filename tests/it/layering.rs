@@ -24,6 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["server"],
     &["http"],
     &["export", "verify", "backup", "tls"],
+    &["configs"],
     &["keys", "serverkeys"],
     &["store"],
     &["config"],

@@ -110,7 +110,7 @@ impl From<WriteError> for H2oError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::Busy | WriteError::Stopped => Self::unavailable(),
-            WriteError::Storage(_) => Self::unavailable(),
+            WriteError::Storage(_) | WriteError::ConfigChanged => Self::unavailable(),
             WriteError::Full => Self {
                 retry_after: Some(STORAGE_FULL_RETRY_S),
                 ..Self::new(

@@ -164,6 +164,7 @@ async fn search_inner(state: &State, req: &HttpRequest, payload: web::Payload) -
         order_by,
         max_results,
         after_seq: None,
+        catalog: None,
     };
     let snapshot = run_snapshot(state, &principal, q, verbose, restriction_json, now + SEARCH_TTL_US).await?;
     let id = random_id("pas_");
