@@ -968,6 +968,55 @@ mod tests {
         }
     }
 
+    /// A custom config's fields: operators by kind, typed values, unsearchable and unknown fields.
+    #[test]
+    fn custom_fields_by_kind() {
+        use crate::search::catalog::{QueryField, Storage};
+        let f = |name: &str, kind, storage| QueryField { name: name.into(), kind, storage };
+        let cat = Catalog {
+            config: 3,
+            fields: vec![
+                f("user", FieldKind::Text, Storage::Indexed(1)),
+                f("n", FieldKind::Integer, Storage::Indexed(2)),
+                f("ok", FieldKind::Boolean, Storage::Indexed(3)),
+                f("at", FieldKind::Datetime, Storage::Indexed(4)),
+                f("blob", FieldKind::Unsearchable, Storage::Envelope),
+                Catalog::received_at(),
+            ],
+        };
+        for q in [
+            "user:a",
+            "user=a",
+            "n:5",
+            "n=-5",
+            "n>=9223372036854775807",
+            "ok:true",
+            "ok<true",
+            "at:2024",
+            "at=2024-01-01T00:00:00Z",
+            "at>2024-01-01T00:00:00Z",
+            "received_at<2024-01-01T00:00:00Z",
+            "text:word",
+            "plain -n=3",
+        ] {
+            assert!(parse_in(q, &cat).is_ok(), "{q}");
+        }
+        let err = |q: &str| parse_in(q, &cat).unwrap_err().detail;
+        assert_eq!(err("n>x"), "invalid integer 'x' for field 'n'");
+        assert_eq!(err("n=9223372036854775808"), "invalid integer '9223372036854775808' for field 'n'");
+        assert_eq!(err("ok:maybe"), "invalid boolean 'maybe' for field 'ok' (true or false)");
+        assert_eq!(err("blob:x"), "field 'blob' is not searchable");
+        assert_eq!(err("user>a"), "operator '>' not allowed for field 'user' (only n, ok, at, received_at)");
+        assert_eq!(err("at=yesterday"), "invalid timestamp 'yesterday' (expected RFC 3339)");
+        assert_eq!(err("actor:x"), "unknown field 'actor'");
+        assert_eq!(err("text>x"), "operator '>' not allowed for field 'text' (full text)");
+        // A field named `text` is that field, not the full-text pseudo-field.
+        let mut with_text = cat.clone();
+        with_text.fields.push(f("text", FieldKind::Integer, Storage::Indexed(9)));
+        assert!(parse_in("text>3", &with_text).is_ok());
+        assert_eq!(parse_in("text:word", &with_text).unwrap_err().detail, "invalid integer 'word' for field 'text'");
+    }
+
     #[test]
     fn invalid_instants_rejected() {
         for v in [
