@@ -11,6 +11,7 @@
 //! was validated against, and counts each config's events (a config holding events is never
 //! deleted).
 
+pub mod ingest;
 pub mod schema;
 pub mod signing;
 
@@ -426,6 +427,58 @@ pub fn rotate_signing(conn: &mut Connection, id: &str, keys: &dyn SigningKeys) -
     let updated = get(&tx, id)?.ok_or(ConfigError::NotFound)?;
     tx.commit()?;
     Ok(updated)
+}
+
+/// Why a request's config could not be selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectError {
+    /// The key is bound to several configs and the request names none (Pangea's
+    /// `MissingConfigID`).
+    Missing,
+    /// `config_id` is not a config id (`pci_` + 32 `[a-z0-9]`).
+    Malformed,
+    /// The key is not bound to that config, or there is no such config: refused alike, so a key
+    /// cannot tell which configs exist.
+    Refused,
+    /// No such config (admin keys, which reach every config).
+    NotFound,
+}
+
+/// Whether the key may use `config`: admin keys reach every config; other keys their bound
+/// configs, or the default config when bound to none.
+pub fn may_use(principal: &crate::keys::Principal, config: &AuditConfig) -> bool {
+    principal.scopes.admin
+        || principal.configs.iter().any(|c| *c == config.id)
+        || (principal.configs.is_empty() && config.is_default())
+}
+
+impl Registry {
+    /// The config a request works on: the one it names (`config_id`), else the key's only bound
+    /// config, else the default config. Call `refresh` with the key's `config_version` first.
+    pub fn select(
+        &self,
+        principal: &crate::keys::Principal,
+        requested: Option<&str>,
+    ) -> Result<Arc<AuditConfig>, SelectError> {
+        match requested {
+            Some(id) if !valid_config_id(id) => Err(SelectError::Malformed),
+            Some(id) => match self.get(id) {
+                Some(c) if may_use(principal, &c) => Ok(c),
+                None if principal.scopes.admin => Err(SelectError::NotFound),
+                _ => Err(SelectError::Refused),
+            },
+            None => match principal.configs.as_slice() {
+                [] => Ok(self.default_config()),
+                [one] => self.get(one).ok_or(SelectError::Refused),
+                _ => Err(SelectError::Missing),
+            },
+        }
+    }
+
+    /// The configs a key may use (admin keys: all), default first.
+    pub fn usable(&self, principal: &crate::keys::Principal) -> Vec<Arc<AuditConfig>> {
+        self.all().into_iter().filter(|c| may_use(principal, c)).collect()
+    }
 }
 
 /// The configs as the running server knows them, reloaded when `config_state.version` moves.
