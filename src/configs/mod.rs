@@ -448,7 +448,7 @@ pub enum SelectError {
 /// configs, or the default config when bound to none.
 pub fn may_use(principal: &crate::keys::Principal, config: &AuditConfig) -> bool {
     principal.scopes.admin
-        || principal.configs.iter().any(|c| *c == config.id)
+        || principal.configs.contains(&config.id)
         || (principal.configs.is_empty() && config.is_default())
 }
 
