@@ -30,7 +30,7 @@ use schema::{AuditSchema, FieldType, Problem, StoredField, needs_row, standard_s
 use signing::{EventSigner, SigningKeys};
 
 /// The default config's number (`events.config`).
-pub const DEFAULT: i64 = 0;
+pub const DEFAULT: i64 = crate::store::DEFAULT_CONFIG;
 /// Longest config name (bytes).
 pub const MAX_NAME: usize = 200;
 

@@ -43,6 +43,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
 /// The schema version from which the database holds no private key (migration 0007).
 pub const KEYS_LEFT_DATABASE: i64 = 7;
 
+/// The default audit config's number (`events.config`; migration 0010): H2O events and the
+/// server's own events belong to it.
+pub const DEFAULT_CONFIG: i64 = 0;
+
 /// Events per segment is `1 << SEG_SHIFT`; the expression `seq >> 12` in migration 0005's indexes
 /// must match it (a unit test checks).
 pub const SEG_SHIFT: u32 = 12;

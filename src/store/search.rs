@@ -845,28 +845,24 @@ mod tests {
     /// config): every search the value index drives returns exactly what the plain SQL returns.
     #[test]
     fn index_driven_search_equals_the_plain_query() {
-        use crate::configs::{NewConfig, Signing, schema::AuditSchema};
         let dir = tempfile::tempdir().unwrap();
         let mut conn = crate::store::open_rw(dir.path()).unwrap();
-        let keys = crate::configs::signing::FileKeys::new(dir.path());
-        let schema = AuditSchema::parse(
-            &serde_json::json!({"fields": [
-                {"id": "message", "type": "text"}, {"id": "user", "type": "string"},
-                {"id": "n", "type": "integer"}, {"id": "ok", "type": "boolean"}, {"id": "at", "type": "datetime"},
-                {"id": "tenant_id", "type": "string"},
-            ]}),
-            "",
-        )
-        .unwrap();
-        let config =
-            crate::configs::create(&mut conn, NewConfig { name: "c".into(), schema, signing: Signing::None }, &keys)
-                .unwrap();
-        let catalog = std::sync::Arc::new(config.catalog());
-        let no = |name: &str| match catalog.field(name).unwrap().storage {
-            Storage::Indexed(no) => no,
-            s => panic!("{name}: {s:?}"),
-        };
-        let (user, n, ok, at) = (no("user"), no("n"), no("ok"), no("at"));
+        // The catalog a config with these fields has (`configs::AuditConfig::catalog`).
+        let field = |name: &str, kind, storage| QueryField { name: name.into(), kind, storage };
+        let catalog = std::sync::Arc::new(Catalog {
+            config: 1,
+            fields: vec![
+                field("tenant_id", FieldKind::Text, Storage::Tenant),
+                field("message", FieldKind::Text, Storage::Envelope),
+                field("user", FieldKind::Text, Storage::Indexed(1)),
+                field("n", FieldKind::Integer, Storage::Indexed(2)),
+                field("ok", FieldKind::Boolean, Storage::Indexed(3)),
+                field("at", FieldKind::Datetime, Storage::Indexed(4)),
+                Catalog::received_at(),
+            ],
+        });
+        let config = crate::store::DEFAULT_CONFIG + 1;
+        let (user, n, ok, at) = (1i64, 2i64, 3i64, 4i64);
         let names: Vec<i64> = ["", "t1", "t2"].iter().map(|v| crate::store::intern(&conn, v).unwrap()).collect();
         let mut next = xorshift(0x51_7cc1_b727_220a_u64);
         let total = 12 << crate::store::SEG_SHIFT;
@@ -893,7 +889,7 @@ mod tests {
                     names[0],
                     if purged { String::new() } else { envelope },
                     purged.then_some(1),
-                    if other { 0 } else { config.num },
+                    if other { 0 } else { config },
                 ])
                 .unwrap();
                 if other || purged {

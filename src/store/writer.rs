@@ -203,7 +203,7 @@ pub struct WriterHandle {
 impl WriterHandle {
     /// Appends events of the default config without custom fields (H2O, the server's own events).
     pub async fn append(&self, events: Vec<NewEvent>) -> Result<Appended, WriteError> {
-        let events = events.into_iter().map(|e| seal(e, crate::configs::DEFAULT, Vec::new())).collect();
+        let events = events.into_iter().map(|e| seal(e, super::DEFAULT_CONFIG, Vec::new())).collect();
         self.submit(events, None).await
     }
 
@@ -666,7 +666,7 @@ impl WriterState {
                 report.purged += info.count;
                 *report.workspaces.entry(workspace).or_default() += info.count;
                 report.purge_events += 1;
-                events.push(seal(system::purge(&info), crate::configs::DEFAULT, Vec::new()));
+                events.push(seal(system::purge(&info), super::DEFAULT_CONFIG, Vec::new()));
             }
             let (_, _, committed) = self.write_in_tx(vec![events])?;
             Ok((true, committed))
