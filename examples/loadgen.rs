@@ -1643,7 +1643,8 @@ fn custom_search(t: &Target, db_events: u64, config_id: &str, per_kind: usize, l
     let w = World::new();
     let a = agent(1);
     let n = db_events.max(1);
-    let kinds: [(&str, &dyn Fn(&mut Rng) -> String); 5] = [
+    type MakeQuery<'a> = &'a dyn Fn(&mut Rng) -> String;
+    let kinds: [(&str, MakeQuery); 5] = [
         ("exact_user", &|r: &mut Rng| format!("user={}", w.principals[r.skewed(w.principals.len(), 1.6)])),
         ("exact_amount", &|r: &mut Rng| format!("amount={}", r.below(AMOUNT_RANGE as usize))),
         ("range_amount_1pct", &|r: &mut Rng| {
