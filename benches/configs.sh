@@ -178,7 +178,6 @@ signed = rate("signed-run")
 print("server-signed bulk ingest: %s/s (target >= 20,000)" % (round(signed) if signed else "-"))
 kinds = sorted({r["query"] for r in rows if r.get("kind") == "search" and r.get("query", "").startswith("custom_")})
 for k in kinds:
-    p99 = med(lambda r: r.get("query") == k, "latency")
     lat = [r["latency"] for r in rows if r.get("query") == k]
     p99s = [l["p99_ms"] for l in lat if "p99_ms" in l]
     p50s = [l["p50_ms"] for l in lat if "p50_ms" in l]
