@@ -393,18 +393,19 @@ pub fn check_event(fields: &[StoredField], v: Option<&Value>, at: &str) -> Resul
     };
     let mut out = Checked::default();
     let mut problems = Vec::new();
+    // The JSON pointer of a field is only built for a problem (this runs for every logged event).
+    let src = |k: &str| format!("{at}/{}", clip(k));
     for (k, val) in obj {
-        let src = format!("{at}/{}", clip(k));
         let Some(f) = fields.iter().find(|f| f.field.id == *k) else {
-            problems.push(problem("UnexpectedProperty", format!("'{}' is not an allowed property", clip(k)), src));
+            problems.push(problem("UnexpectedProperty", format!("'{}' is not an allowed property", clip(k)), src(k)));
             continue;
         };
-        match check_value(&f.field, val, &src) {
+        match check_value(&f.field, val, matches!(f.storage, Storage::Indexed(_))) {
             Ok((stored, typed)) => {
                 record(&mut out, f.storage, &stored, typed);
                 out.event.insert(k.clone(), stored);
             }
-            Err(p) => problems.push(p),
+            Err((code, detail)) => problems.push(problem(code, detail, src(k))),
         }
     }
     for f in fields {
@@ -441,8 +442,13 @@ fn record(out: &mut Checked, storage: Storage, stored: &Value, typed: Option<Fie
     }
 }
 
-/// One value: what the envelope keeps and its typed form (`event_fields`, event time).
-fn check_value(f: &SchemaField, val: &Value, src: &str) -> Result<(Value, Option<FieldValue>), Problem> {
+/// One value: what the envelope keeps and its typed form (`event_fields`, event time; strings only
+/// when `indexed`), or a problem's code and detail.
+fn check_value(
+    f: &SchemaField,
+    val: &Value,
+    indexed: bool,
+) -> Result<(Value, Option<FieldValue>), (&'static str, String)> {
     let id = &f.id;
     match f.ty {
         FieldType::String | FieldType::StringUnindexed | FieldType::Text => {
@@ -450,44 +456,37 @@ fn check_value(f: &SchemaField, val: &Value, src: &str) -> Result<(Value, Option
                 Value::String(s) => s.clone(),
                 Value::Object(_) | Value::Array(_) if f.ty == FieldType::Text => {
                     if !integers_only(val) {
-                        return Err(problem(
+                        return Err((
                             "InvalidString",
                             format!("'{id}' may contain only strings, integers, booleans and null"),
-                            src,
                         ));
                     }
                     to_canonical_string(val)
                 }
-                _ => return Err(problem("InvalidString", format!("'{id}' must be a string"), src)),
+                _ => return Err(("InvalidString", format!("'{id}' must be a string"))),
             };
             if s.chars().count() > f.max_len() {
-                return Err(problem(
-                    "AboveMaxLength",
-                    format!("'{id}' is longer than {} characters", f.max_len()),
-                    src,
-                ));
+                return Err(("AboveMaxLength", format!("'{id}' is longer than {} characters", f.max_len())));
             }
-            let typed = (f.ty == FieldType::String).then(|| FieldValue::Text(s.clone()));
+            let typed = (f.ty == FieldType::String && indexed).then(|| FieldValue::Text(s.clone()));
             Ok((Value::String(s), typed))
         }
         FieldType::Integer => match val {
             Value::Number(n) if n.is_i64() => Ok((val.clone(), n.as_i64().map(FieldValue::Int))),
-            Value::Number(n) if n.is_u64() => Err(problem(
-                "NotWithinRange",
-                format!("'{id}' must be between -9223372036854775808 and 9223372036854775807"),
-                src,
-            )),
-            _ => Err(problem("InvalidInteger", format!("'{id}' must be an integer"), src)),
+            Value::Number(n) if n.is_u64() => {
+                Err(("NotWithinRange", format!("'{id}' must be between -9223372036854775808 and 9223372036854775807")))
+            }
+            _ => Err(("InvalidInteger", format!("'{id}' must be an integer"))),
         },
         FieldType::Boolean => match val {
             Value::Bool(b) => Ok((val.clone(), Some(FieldValue::Int(i64::from(*b))))),
-            _ => Err(problem("InvalidBool", format!("'{id}' must be a boolean"), src)),
+            _ => Err(("InvalidBool", format!("'{id}' must be a boolean"))),
         },
         FieldType::Datetime => {
             let parsed = val.as_str().filter(|s| s.len() <= 128).and_then(parse_pangea_time);
             match parsed {
                 Some(us) => Ok((val.clone(), Some(FieldValue::Int(us)))),
-                None => Err(problem("BadFormatDateTime", format!("'{id}' must be an RFC 3339 date-time"), src)),
+                None => Err(("BadFormatDateTime", format!("'{id}' must be an RFC 3339 date-time"))),
             }
         }
     }
