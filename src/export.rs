@@ -202,10 +202,11 @@ impl Write for ChannelWriter<'_> {
 
 /// Runs the query and streams every matching row in `format` (`csv`, `json`, `jsonl.gz`) to the
 /// HTTP response.
-pub fn stream(pool: &Pool, q: &PangeaQuery, format: &str, tx: &Sender<Chunk>) -> anyhow::Result<()> {
+/// CSV has one column per field of `fields`.
+pub fn stream(pool: &Pool, q: &PangeaQuery, format: &str, fields: &[String], tx: &Sender<Chunk>) -> anyhow::Result<()> {
     let conn = pool.get()?;
     let mut sink = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
-    write_export(&conn, q, format, &standard_fields(), &mut sink, |_, _| {})?;
+    write_export(&conn, q, format, fields, &mut sink, |_, _| {})?;
     sink.flush()?;
     Ok(())
 }
@@ -307,7 +308,7 @@ pub fn export_cli(
     let (catalog, fields) = match config {
         Some(id) => {
             let c = crate::configs::get(&conn, id)?.ok_or_else(|| anyhow::anyhow!("no audit config with id {id}"))?;
-            (Some(std::sync::Arc::new(c.catalog())), c.schema.fields.iter().map(|f| f.id.clone()).collect())
+            (Some(c.catalog()), c.schema.fields.iter().map(|f| f.id.clone()).collect())
         }
         None => (None, standard_fields()),
     };

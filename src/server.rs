@@ -74,6 +74,7 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
         writer,
         ledger,
         keys,
+        configs,
         auth_limit,
         token_key,
         pangea: PangeaState::default(),

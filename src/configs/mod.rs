@@ -71,6 +71,8 @@ pub struct AuditConfig {
     pub signing: Signing,
     /// Key-store name (`pvi_…`) and newest version of the event-signing key (`signing = server`).
     pub signing_key: Option<(String, u32)>,
+    /// The fields queries may name (built from `fields`).
+    query_fields: Arc<Catalog>,
     pub created_at: i64,
     pub updated_at: i64,
     pub revision: i64,
@@ -98,7 +100,11 @@ impl AuditConfig {
     }
 
     /// The fields queries may name, with their kinds and storage.
-    pub fn catalog(&self) -> Catalog {
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.query_fields.clone()
+    }
+
+    fn build_catalog(num: i64, stored: &[StoredField]) -> Catalog {
         const ORDER: [&str; 10] =
             ["actor", "action", "message", "new", "old", "source", "status", "target", "tenant_id", "timestamp"];
         let kind = |f: &StoredField| match (f.field.ty, f.storage) {
@@ -111,14 +117,11 @@ impl AuditConfig {
         };
         let field = |f: &StoredField| QueryField { name: f.field.id.clone(), kind: kind(f), storage: f.storage };
         let standard = |f: &&StoredField| standard_storage(&f.field.id, f.field.ty).is_some();
-        let mut fields: Vec<QueryField> = ORDER
-            .iter()
-            .filter_map(|n| self.fields.iter().filter(standard).find(|f| f.field.id == *n))
-            .map(field)
-            .collect();
-        fields.extend(self.fields.iter().filter(|f| !standard(f)).map(field));
+        let mut fields: Vec<QueryField> =
+            ORDER.iter().filter_map(|n| stored.iter().filter(standard).find(|f| f.field.id == *n)).map(field).collect();
+        fields.extend(stored.iter().filter(|f| !standard(f)).map(field));
         fields.push(Catalog::received_at());
-        Catalog { config: self.num, fields }
+        Catalog { config: num, fields }
     }
 
     /// The config as Pangea's `AuditServiceConfig` (version 2 shape).
@@ -216,7 +219,9 @@ fn from_row(row: ConfigRow, numbers: &HashMap<String, i64>) -> anyhow::Result<Au
     let schema = AuditSchema::parse(&value, "")
         .map_err(|p| anyhow::anyhow!("the stored schema of config {id} is invalid: {p:?}"))?;
     let fields = stored_fields(&schema, numbers);
+    let query_fields = Arc::new(AuditConfig::build_catalog(num, &fields));
     Ok(AuditConfig {
+        query_fields,
         num,
         id,
         name,
@@ -604,7 +609,7 @@ mod tests {
         let d = &all[0];
         assert!(d.is_default() && valid_config_id(&d.id), "{}", d.id);
         assert_eq!(d.schema, schema::standard_schema());
-        assert_eq!(d.catalog(), Catalog::standard());
+        assert_eq!(*d.catalog(), Catalog::standard());
         assert!(d.catalog().is_standard());
     }
 

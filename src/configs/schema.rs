@@ -18,6 +18,8 @@ use crate::time::parse_pangea_time;
 /// Longest string or text value when the schema gives no `size` (code points): Pangea's limit
 /// for `message`, `new` and `old`.
 pub const MAX_TEXT: usize = 32_766;
+/// Longest datetime value (code points; Pangea's limit for `timestamp`).
+const MAX_DATETIME: usize = 128;
 /// Most fields in one schema.
 pub const MAX_FIELDS: usize = 100;
 /// The standard fields whose text the free-text index holds, in the order it joins them.
@@ -483,8 +485,13 @@ fn check_value(
             _ => Err(("InvalidBool", format!("'{id}' must be a boolean"))),
         },
         FieldType::Datetime => {
-            let parsed = val.as_str().filter(|s| s.len() <= 128).and_then(parse_pangea_time);
-            match parsed {
+            let Value::String(s) = val else {
+                return Err(("InvalidString", format!("'{id}' must be a string")));
+            };
+            if s.chars().count() > MAX_DATETIME {
+                return Err(("AboveMaxLength", format!("'{id}' is longer than {MAX_DATETIME} characters")));
+            }
+            match parse_pangea_time(s) {
                 Some(us) => Ok((val.clone(), Some(FieldValue::Int(us)))),
                 None => Err(("BadFormatDateTime", format!("'{id}' must be an RFC 3339 date-time"))),
             }

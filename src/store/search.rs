@@ -133,6 +133,8 @@ pub fn h2o_search(conn: &Connection, q: &H2oQuery) -> rusqlite::Result<Vec<Event
 fn h2o_clauses(q: &H2oQuery) -> (Sql, i64) {
     let mut sql = Sql::new();
     sql.push("e.purged_at IS NULL", []);
+    // H2O events are the default config's; other configs' events have other fields.
+    sql.push(format!("e.config = {}", super::DEFAULT_CONFIG), []);
     // Keyset paging: the continuation's time is folded into the one upper bound SQLite uses for
     // the index range, so page 1000 costs what page 1 does.
     let upper = match q.after {
