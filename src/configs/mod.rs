@@ -601,6 +601,51 @@ mod tests {
         AuditSchema::parse(&v, "/schema").unwrap()
     }
 
+    /// Migration 0010 on a database of the schema before audit configs, with events and keys:
+    /// every event joins the default config (counted), keys are bound to none, the standard schema
+    /// is stored, and the configs load.
+    #[test]
+    fn configs_migration_on_an_older_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(crate::store::db_path(dir.path())).unwrap();
+        let before = crate::store::MIGRATIONS.iter().position(|(n, _)| *n == "0010_configs.sql").unwrap();
+        for (i, (_, sql)) in crate::store::MIGRATIONS[..before].iter().enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", (i + 1) as i64).unwrap();
+        }
+        let s = crate::store::intern(&conn, "").unwrap();
+        for seq in 0..5i64 {
+            conn.execute(
+                "INSERT INTO events(seq, uid, origin, received_at, event_time, workspace, actor, action, event_source,
+                                    read_only, type, buffer, hash, envelope)
+                 VALUES (?1, randomblob(16), ?1 % 3, ?1, ?1, ?2, ?2, ?2, ?2, 0, 0, 0, zeroblob(32), '{}')",
+                params![seq, s],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO api_keys(id, name, secret_hash, scopes, workspaces, created_at) VALUES ('k', 'n', 'h', 'admin', '[]', 0)",
+            [],
+        )
+        .unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, crate::store::MIGRATIONS.len() as i64);
+        let (num, id, events, schema): (i64, String, i64, String) = conn
+            .query_row("SELECT num, id, events, schema FROM audit_configs", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .unwrap();
+        assert_eq!((num, events), (DEFAULT, 5));
+        assert!(id.starts_with("pci_") && id.len() == 36, "{id}");
+        assert_eq!(schema, schema::STANDARD_SCHEMA_JSON);
+        let configs: String = conn.query_row("SELECT configs FROM api_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(configs, "[]");
+        let other: i64 = conn.query_row("SELECT COUNT(*) FROM events WHERE config != 0", [], |r| r.get(0)).unwrap();
+        assert_eq!(other, 0);
+        assert_eq!(load_all(&conn).unwrap().len(), 1);
+    }
+
     #[test]
     fn the_default_config_has_the_standard_catalog() {
         let (_d, conn, _k) = setup();
