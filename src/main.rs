@@ -463,13 +463,18 @@ fn keys(command: KeysCommand, d: &DataDir) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::RotateSigning { config } => {
             let mut conn = open()?;
-            let keys = trailkeep::configs::signing::FileKeys::new(&dir);
-            let c = trailkeep::configs::rotate_signing(&mut conn, &config, &keys).map_err(config_error)?;
+            let c = trailkeep::configs::rotate_signing(&mut conn, &config, &key_store(d)?).map_err(config_error)?;
             let (name, version) = c.signing_key.unwrap_or_default();
             println!("config {}: events are now signed with key {name} version {version}", c.id);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The data directory's key store, with the passphrase if one is given.
+fn key_store(d: &DataDir) -> anyhow::Result<trailkeep::keystore::KeyStore> {
+    let dir = trailkeep::serverkeys::keys_dir(&d.dir());
+    Ok(trailkeep::keystore::KeyStore::open(&dir, d.passphrase()?)?)
 }
 
 /// A config error as the CLI reports it (validation problems with their JSON pointers).
@@ -503,8 +508,13 @@ fn configs(command: ConfigsCommand, d: &DataDir) -> anyhow::Result<ExitCode> {
                 None => cf::schema::standard_schema(),
             };
             let signing = Signing::parse(&signing).unwrap_or(Signing::None);
-            let keys = cf::signing::FileKeys::new(&dir);
-            let c = cf::create(&mut conn, NewConfig { name, schema, signing }, &keys).map_err(config_error)?;
+            // Only a server-signing config makes a key (sealed if the store is encrypted).
+            let keys = match signing {
+                Signing::Server => Some(key_store(d)?),
+                Signing::None => None,
+            };
+            let keys = keys.as_ref().map(|k| k as &dyn cf::signing::SigningKeys);
+            let c = cf::create(&mut conn, NewConfig { name, schema, signing }, keys).map_err(config_error)?;
             println!("created config {} ({} fields, signing {})", c.name, c.schema.fields.len(), c.signing.name());
             println!("{}", c.id);
         }

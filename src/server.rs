@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 
 use crate::config::Config;
 use crate::configs::Registry;
-use crate::configs::signing::{FileKeys, SigningKeys};
+use crate::configs::signing::SigningKeys;
 use crate::datadir;
 use crate::http::pangea::state::PangeaState;
 use crate::http::state::AppState;
@@ -35,7 +35,8 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
     let tree_name = String::from_utf8(store::setting_or_init(&conn, "tree_name", || {
         hex::encode(random_bytes::<32>()).into_bytes()
     })?)?;
-    let key_store = keystore::KeyStore::open(&serverkeys::keys_dir(&data_dir), config.key_passphrase.clone())?;
+    let key_store =
+        Arc::new(keystore::KeyStore::open(&serverkeys::keys_dir(&data_dir), config.key_passphrase.clone())?);
     if key_store.encrypting() && key_store.list()?.iter().any(|k| !k.encrypted) {
         tracing::warn!(
             key_store = %key_store.dir().display(),
@@ -61,7 +62,7 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
     let pool = store::reader_pool(&data_dir, 8)?;
     let keys = Arc::new(KeyStore::new(pool.clone()));
     spawn_last_used_flusher(&data_dir, keys.clone());
-    let signing_keys: Arc<dyn SigningKeys> = Arc::new(FileKeys::new(&data_dir));
+    let signing_keys: Arc<dyn SigningKeys> = key_store;
     let configs = Arc::new(Registry::open(&conn, pool.clone(), signing_keys)?);
     let registry = configs.clone();
     let fts_text: store::FtsText = Arc::new(move |origin, config, event| registry.fts_text(origin, config, event));

@@ -77,15 +77,22 @@ fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report:
 
     conn.execute_batch("BEGIN")?;
     let mut tree = CompactTree::new();
-    let mut events = conn.prepare(
+    // A database of a release before audit configs (not migrated: verify opens it read-only) has
+    // no `events.config`: every event is the default config's.
+    let configs: bool =
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM pragma_table_info('events') WHERE name = 'config')", [], |r| {
+            r.get(0)
+        })?;
+    let mut events = conn.prepare(&format!(
         "SELECT e.seq, e.buffer, e.hash, e.envelope, e.purged_at IS NOT NULL,
                 CASE WHEN e.purged_at IS NOT NULL OR e.origin = 2 THEN (SELECT value FROM strings WHERE id = e.workspace) END,
-                e.config
+                {}
          FROM events e ORDER BY e.seq",
-    )?;
+        if configs { "e.config" } else { "0" }
+    ))?;
     let mut purges = Purges::default();
     let mut signatures = SignatureChecker::start();
-    let mut event_signatures = EventSignatures::new(conn, data_dir)?;
+    let mut event_signatures = EventSignatures::new(conn, data_dir, configs)?;
     let mut rows = events.query([])?;
     let mut buffers = conn.prepare(
         "SELECT idx, first_seq, count, buffer_root, root_hash, published_at, signature FROM buffers ORDER BY idx",
@@ -286,30 +293,38 @@ impl SignatureChecker {
 struct EventSignatures {
     /// Config number → its event-signing key name, for configs with `signing = server`.
     signing: std::collections::HashMap<i64, String>,
-    keys: crate::configs::signing::FileKeys,
-    /// (name, version) → the key store's public key and its PEM (None: not in the key store).
-    loaded: std::collections::HashMap<(String, u32), Option<(VerifyingKey, String)>>,
+    /// (name, version) → the key store's public key and its PEM (read without the passphrase).
+    public: std::collections::HashMap<(String, u32), (VerifyingKey, String)>,
     signatures: SignatureChecker,
     checked: u64,
 }
 
 impl EventSignatures {
-    fn new(conn: &Connection, data_dir: &Path) -> anyhow::Result<Self> {
-        let signing = crate::configs::load_all(conn)?
-            .into_iter()
-            .filter_map(|c| c.signing_key.map(|(name, _)| (c.num, name)))
-            .collect();
-        Ok(Self {
-            signing,
-            keys: crate::configs::signing::FileKeys::new(data_dir),
-            loaded: Default::default(),
-            signatures: SignatureChecker::start(),
-            checked: 0,
-        })
+    /// `configs`: whether the database has audit configs (else nothing is server-signed).
+    fn new(conn: &Connection, data_dir: &Path, configs: bool) -> anyhow::Result<Self> {
+        let signing: std::collections::HashMap<i64, String> = if configs {
+            crate::configs::load_all(conn)?
+                .into_iter()
+                .filter_map(|c| c.signing_key.map(|(name, _)| (c.num, name)))
+                .collect()
+        } else {
+            Default::default()
+        };
+        let mut public = std::collections::HashMap::new();
+        let dir = crate::serverkeys::keys_dir(data_dir);
+        if !signing.is_empty() && dir.exists() {
+            for k in crate::keystore::scan(&dir)? {
+                if let Some(key) = k.public_key.filter(|_| signing.values().any(|n| *n == k.name)) {
+                    let pem = crate::configs::signing::public_key_pem(&key);
+                    public.insert((k.name, k.version), (key, pem));
+                }
+            }
+        }
+        Ok(Self { signing, public, signatures: SignatureChecker::start(), checked: 0 })
     }
 
     fn check(&mut self, seq: i64, config: i64, envelope: &str) -> Result<(), String> {
-        use crate::configs::signing::{SigningKeys, parse_public_key, public_key_pem};
+        use crate::configs::signing::parse_public_key;
         let Some(expected) = self.signing.get(&config) else { return Ok(()) };
         let v: serde_json::Value =
             serde_json::from_str(envelope).map_err(|_| format!("event {seq}: unreadable envelope"))?;
@@ -321,11 +336,7 @@ impl EventSignatures {
         let Some((name, version, pem)) = parse_public_key(public_key).filter(|(n, _, _)| n == expected) else {
             return Err(format!("event {seq}: the public key is not its config's event-signing key"));
         };
-        let key = self
-            .loaded
-            .entry((name.clone(), version))
-            .or_insert_with(|| self.keys.verifying_key(&name, version).ok().map(|k| (k, public_key_pem(&k))));
-        let Some((key, stored_pem)) = key else {
+        let Some((key, stored_pem)) = self.public.get(&(name.clone(), version)) else {
             return Err(format!("event {seq}: signing key {name} version {version} is not in the key store"));
         };
         if *stored_pem != pem {

@@ -299,17 +299,25 @@ pub struct NewConfig {
     pub signing: Signing,
 }
 
-/// Creates a config (and, for `signing = server`, its event-signing key in `keys`).
-pub fn create(conn: &mut Connection, new: NewConfig, keys: &dyn SigningKeys) -> Result<AuditConfig, ConfigError> {
+/// Creates a config (and, for `signing = server`, its event-signing key in `keys`, which only
+/// that needs).
+pub fn create(
+    conn: &mut Connection,
+    new: NewConfig,
+    keys: Option<&dyn SigningKeys>,
+) -> Result<AuditConfig, ConfigError> {
     let name = check_name(&new.name)?;
     let id = new_id("pci_");
-    let key = match new.signing {
-        Signing::Server => {
+    let key = match (new.signing, keys) {
+        (Signing::Server, Some(keys)) => {
             let key_name = new_id("pvi_");
             let v = keys.create(&key_name)?;
             Some((key_name, v))
         }
-        Signing::None => None,
+        (Signing::Server, None) => {
+            return Err(ConfigError::Storage(anyhow::anyhow!("a server-signing config needs the key store")));
+        }
+        (Signing::None, _) => None,
     };
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let num: i64 = tx.query_row("SELECT COALESCE(MAX(num), 0) + 1 FROM audit_configs", [], |r| r.get(0))?;
@@ -590,10 +598,10 @@ impl Registry {
 mod tests {
     use super::*;
 
-    fn setup() -> (tempfile::TempDir, Connection, signing::FileKeys) {
+    fn setup() -> (tempfile::TempDir, Connection, crate::keystore::KeyStore) {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open_rw(dir.path()).unwrap();
-        let keys = signing::FileKeys::new(dir.path());
+        let keys = crate::keystore::KeyStore::open(&dir.path().join("keys"), None).unwrap();
         (dir, conn, keys)
     }
 
@@ -666,8 +674,8 @@ mod tests {
             {"id": "message", "type": "text", "required": true},
             {"id": "user", "type": "string"}, {"id": "n", "type": "integer"}, {"id": "blob", "type": "string-unindexed"},
         ]}));
-        let c =
-            create(&mut conn, NewConfig { name: " pci ".into(), schema: s, signing: Signing::Server }, &keys).unwrap();
+        let c = create(&mut conn, NewConfig { name: " pci ".into(), schema: s, signing: Signing::Server }, Some(&keys))
+            .unwrap();
         assert!(valid_config_id(&c.id) && c.name == "pci" && c.num == 1);
         assert!(version(&conn).unwrap() > v0);
         let (key, v) = c.signing_key.clone().unwrap();
@@ -713,7 +721,7 @@ mod tests {
                 schema: schema(json!({"fields": [{"id": "a", "type": "integer"}]})),
                 signing: Signing::None,
             },
-            &keys,
+            None,
         )
         .unwrap();
         let k = crate::keys::create_key_with(

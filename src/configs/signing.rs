@@ -1,21 +1,20 @@
 //! Server-side event signing (Pangea's "Vault signing"): a config with `signing = server` has its
-//! own Ed25519 event-signing key, kept in the key store under a `pvi_…` name with numbered
-//! versions (never the root-signing key, never in the database). The server signs each event's
+//! own Ed25519 event-signing key, kept in the key store (`keystore`, `DATA_DIR/keys/`) under a
+//! `pvi_…` name with numbered versions (never the root-signing key, never in the database). The server signs each event's
 //! canonical JSON (the bytes the SDK's `canonicalize_event` gives) and the envelope carries
 //! `signature` (base64) and `public_key`, the canonical JSON of
 //! `{"algorithm": "ED25519", "key": <SPKI PEM>, "vault_key_id": <name>, "vault_key_version": <n>}`.
 //! Rotation makes a new version; events keep the version (and public key) they were signed with.
 
-use std::path::{Path, PathBuf};
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::pkcs8::EncodePublicKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde_json::{Map, Value, json};
 
 use crate::event::canonical::{to_canonical_string, write_canonical_map};
+use crate::keystore::KeyStore;
 
 /// Where event-signing keys live: named keys with numbered versions (1, 2, …).
 pub trait SigningKeys: Send + Sync {
@@ -31,87 +30,29 @@ pub trait SigningKeys: Send + Sync {
     }
 }
 
-/// Event-signing keys as PKCS#8 PEM files `DATA_DIR/keys/<name>.v<version>.pem` (mode 0600, in a
-/// 0700 directory).
-pub struct FileKeys {
-    dir: PathBuf,
-}
-
-impl FileKeys {
-    pub fn new(data_dir: &Path) -> Self {
-        Self { dir: data_dir.join("keys") }
-    }
-
-    fn path(&self, name: &str, version: u32) -> anyhow::Result<PathBuf> {
-        if !valid_key_name(name) {
-            anyhow::bail!("invalid key name {name:?}");
-        }
-        Ok(self.dir.join(format!("{name}.v{version}.pem")))
-    }
-
-    fn versions(&self, name: &str) -> anyhow::Result<Vec<u32>> {
-        let prefix = format!("{name}.v");
-        let mut out = Vec::new();
-        match std::fs::read_dir(&self.dir) {
-            Ok(entries) => {
-                for e in entries {
-                    let file = e?.file_name().to_string_lossy().into_owned();
-                    if let Some(v) = file.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".pem"))
-                        && let Ok(v) = v.parse::<u32>()
-                    {
-                        out.push(v);
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-        out.sort_unstable();
-        Ok(out)
-    }
-
-    fn write(&self, name: &str, version: u32) -> anyhow::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
-        let key = SigningKey::from_bytes(&crate::ledger::random_bytes::<32>());
-        let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| anyhow::anyhow!("cannot encode the key: {e}"))?;
-        let path = self.path(name, version)?;
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-        f.write_all(pem.as_bytes())?;
-        f.sync_all()?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
-        Ok(())
-    }
-}
-
-/// Key-store names: `[A-Za-z0-9_-]`, 1–64 characters.
-fn valid_key_name(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-impl SigningKeys for FileKeys {
+/// The key store (`DATA_DIR/keys/`, `<name>.<version>.pem`, sealed when a passphrase is given)
+/// holds the event-signing keys next to the server's own.
+impl SigningKeys for KeyStore {
     fn create(&self, name: &str) -> anyhow::Result<u32> {
         if !self.versions(name)?.is_empty() {
             anyhow::bail!("the key {name} exists already");
         }
-        self.write(name, 1)?;
-        Ok(1)
+        Ok(self.create_ed25519(name)?)
     }
 
     fn rotate(&self, name: &str) -> anyhow::Result<u32> {
-        let Some(last) = self.versions(name)?.last().copied() else {
-            anyhow::bail!("no key named {name}");
-        };
-        self.write(name, last + 1)?;
-        Ok(last + 1)
+        if self.versions(name)?.is_empty() {
+            anyhow::bail!("no key named {name} in the key store");
+        }
+        Ok(self.create_ed25519(name)?)
     }
 
     fn signing_key(&self, name: &str, version: u32) -> anyhow::Result<SigningKey> {
-        let path = self.path(name, version)?;
-        let pem =
-            std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read key {name} v{version}: {e}"))?;
-        SigningKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("key {name} v{version} is malformed: {e}"))
+        Ok(self.ed25519(name, version)?)
+    }
+
+    fn verifying_key(&self, name: &str, version: u32) -> anyhow::Result<VerifyingKey> {
+        Ok(self.public_key(name, version)?)
     }
 }
 
@@ -184,7 +125,7 @@ mod tests {
     #[test]
     fn keys_rotate_and_old_versions_keep_verifying() {
         let dir = tempfile::tempdir().unwrap();
-        let keys = FileKeys::new(dir.path());
+        let keys = KeyStore::open(&dir.path().join("keys"), None).unwrap();
         assert_eq!(keys.create("pvi_test").unwrap(), 1);
         assert!(keys.create("pvi_test").is_err());
         let v1 = EventSigner::load(&keys, "pvi_test", 1).unwrap();
@@ -200,10 +141,6 @@ mod tests {
         assert!(verify_event(&event, &s1, &keys.verifying_key("pvi_test", 1).unwrap()));
         assert!(verify_event(&event, &s2, &keys.verifying_key("pvi_test", 2).unwrap()));
         assert!(!verify_event(&event, &s1, &keys.verifying_key("pvi_test", 2).unwrap()));
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(dir.path().join("keys/pvi_test.v2.pem")).unwrap().permissions(),
-        );
-        assert_eq!(mode & 0o777, 0o600);
         assert!(keys.rotate("pvi_other").is_err());
         assert!(keys.signing_key("../x", 1).is_err());
     }

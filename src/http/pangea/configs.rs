@@ -374,7 +374,7 @@ pub(super) async fn config_create(state: State, req: HttpRequest, payload: web::
         let schema = parse_schema(&body)?.unwrap_or_else(standard_schema);
         let signing = if opt_bool(&body, "vault_sign")?.unwrap_or(false) { Signing::Server } else { Signing::None };
         let new = NewConfig { name, schema, signing };
-        let created = change_config(&state, move |c, keys| crate::configs::create(c, new, keys))
+        let created = change_config(&state, move |c, keys| crate::configs::create(c, new, Some(keys)))
             .await
             .map_err(|e| config_error(e, "/name"))?;
         record_config_change(&state, &req, &principal, system::CONFIG_CREATE_ACTION, &created).await;
