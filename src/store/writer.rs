@@ -1,7 +1,8 @@
 //! The single writer: one OS thread owns the only read-write connection. Requests queue on a
 //! bounded channel; each loop drains what is queued (group commit) into one transaction that
-//! inserts rows, seals one buffer per workspace, appends the buffer roots to the cold tree and
-//! signs every new root. After COMMIT it writes the checkpoint file, and only then replies.
+//! inserts rows, seals one buffer per workspace (of at most `BUFFER_MAX` events), appends the
+//! buffer roots to the cold tree and signs every new root. After COMMIT it writes the checkpoint
+//! file, and only then replies.
 //!
 //! Free-text rows are written in batches: FTS5 writes and merges a segment at every COMMIT that
 //! touched it, which cost a small group more than its rows. The writer keeps the rows of recent
@@ -42,6 +43,11 @@ use crate::time::format_micros;
 
 /// Most events in one group commit.
 const MAX_GROUP_EVENTS: usize = 20_000;
+/// Most events in one buffer: a commit seals one buffer per workspace, and more when a workspace
+/// brings more events. A search answer proves each event's membership in its buffer from all the
+/// buffer's hashes (`store::search::buffer_hashes`), so small buffers keep pages of events spread
+/// over the log (a filter on a custom field, a rare actor) cheap to prove.
+pub const BUFFER_MAX: usize = 256;
 /// Queue depth (requests) before callers get `Busy`.
 const QUEUE_DEPTH: usize = 4096;
 /// Pending free-text rows are stored inside the group commit that brings them to
@@ -829,8 +835,8 @@ impl WriterState {
                 seen.insert(ev.uid, (j, i));
                 let pending = Pending { job: j, item: i, event: ev, head, config, rows };
                 match group_of.get(&pending.event.workspace) {
-                    Some(&g) => groups[g].1.push(pending),
-                    None => {
+                    Some(&g) if groups[g].1.len() < BUFFER_MAX => groups[g].1.push(pending),
+                    _ => {
                         group_of.insert(pending.event.workspace.clone(), groups.len());
                         groups.push((pending.event.workspace.clone(), vec![pending]));
                     }
