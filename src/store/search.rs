@@ -532,19 +532,14 @@ fn indexed_search(conn: &Connection, q: &PangeaQuery, d: &IndexDriver) -> rusqli
     if rest.where_sql().contains("events_fts") {
         rest.push("e.seq <= (SELECT indexed_to FROM fts_state)", []);
     }
-    let dir = if q.ascending { "ASC" } else { "DESC" };
     let shift = super::SEG_SHIFT;
-    // Parameters in text order: segment, field, value, first and last seq, the rest's, the limit.
-    let head = format!("(f.seq >> {shift}) = ? AND f.field = ? AND f.value {} ? AND f.seq BETWEEN ? AND ?", d.symbol);
-    let query = if rest.clauses.is_empty() {
-        format!("SELECT f.seq FROM event_fields f WHERE {head} ORDER BY f.seq {dir} LIMIT ?")
-    } else {
-        format!(
-            "SELECT e.seq FROM event_fields f CROSS JOIN events e WHERE {head} AND e.seq = f.seq AND {} ORDER BY f.seq {dir} LIMIT ?",
-            rest.where_sql()
-        )
-    };
+    // Equal values are in seq order in the index: SQLite returns the newest (or oldest) first and
+    // stops at the limit. A range's matches come in value order: all of a segment's are read and
+    // sorted here (cheaper than SQLite's sorter for a segment that mostly matches).
+    let ordered = d.symbol == "=";
+    let query = indexed_query(d.symbol, &rest, ordered.then_some(q.ascending));
     let mut stmt = conn.prepare_cached(&query)?;
+    let mut segment: Vec<i64> = Vec::new();
     let segments: Box<dyn Iterator<Item = i64>> = if q.ascending {
         Box::new((lo >> shift)..=(hi >> shift))
     } else {
@@ -560,15 +555,51 @@ fn indexed_search(conn: &Connection, q: &PangeaQuery, d: &IndexDriver) -> rusqli
             SqlValue::Integer(hi),
         ];
         params.extend(rest.params.iter().cloned());
-        params.push(SqlValue::Integer(want));
-        for seq in stmt.query_map(params_from_iter(params.iter()), |r| r.get::<_, i64>(0))? {
-            out.push(seq?);
+        if ordered {
+            params.push(SqlValue::Integer(want));
         }
+        segment.clear();
+        for seq in stmt.query_map(params_from_iter(params.iter()), |r| r.get::<_, i64>(0))? {
+            segment.push(seq?);
+        }
+        if !ordered {
+            if q.ascending {
+                segment.sort_unstable()
+            } else {
+                segment.sort_unstable_by(|a, b| b.cmp(a))
+            }
+            segment.truncate(want as usize);
+        }
+        out.extend_from_slice(&segment);
         if out.len() >= q.max_results {
             break;
         }
     }
     Ok(out)
+}
+
+/// The statement of one segment of an index-driven search; with `order` (`Some(ascending)`) in
+/// seq order with a limit, else every match in index order. Parameters in text order: segment,
+/// field, value, first and last seq, the rest's, the limit (ordered only).
+fn indexed_query(symbol: &str, rest: &Sql, order: Option<bool>) -> String {
+    let tail = match order {
+        Some(true) => " ORDER BY f.seq ASC LIMIT ?",
+        Some(false) => " ORDER BY f.seq DESC LIMIT ?",
+        None => "",
+    };
+    let head =
+        format!("(f.seq >> {}) = ? AND f.field = ? AND f.value {symbol} ? AND f.seq BETWEEN ? AND ?", super::SEG_SHIFT);
+    // The value index, always: for a range SQLite would rather walk the primary key in seq order
+    // (no sort) across the whole window than read one segment's slice.
+    let from = "event_fields f INDEXED BY event_fields_seg_value";
+    if rest.clauses.is_empty() {
+        format!("SELECT f.seq FROM {from} WHERE {head}{tail}")
+    } else {
+        format!(
+            "SELECT e.seq FROM {from} CROSS JOIN events e WHERE {head} AND e.seq = f.seq AND {}{tail}",
+            rest.where_sql()
+        )
+    }
 }
 
 /// The seqs of the events received within `[start, end]` (inclusive, µs), as (first, last):
@@ -960,15 +991,35 @@ mod tests {
         };
         let d = index_driver(&q).unwrap();
         assert!(d.rest.is_none());
-        let plan: String = conn
-            .query_row(
-                "EXPLAIN QUERY PLAN SELECT f.seq FROM event_fields f WHERE (f.seq >> 12) = ?1 AND f.field = ?2
-                 AND f.value = ?3 AND f.seq BETWEEN ?4 AND ?5 ORDER BY f.seq DESC LIMIT ?6",
-                rusqlite::params![0, n, 5, 0, 100, 10],
-                |r| r.get(3),
-            )
-            .unwrap();
-        assert!(plan.contains("COVERING INDEX event_fields_seg_value (<expr>=? AND field=? AND value=?"), "{plan}");
+        // Equality and ranges, alone or with more conditions, read the segment's slice of the value
+        // index (a range is never answered by walking the primary key over the whole window).
+        let plan = |symbol: &str, rest: &Sql| -> String {
+            let order = (symbol == "=").then_some(false);
+            let sql = format!("EXPLAIN QUERY PLAN {}", indexed_query(symbol, rest, order));
+            let mut params: Vec<SqlValue> = [0, n, 5, 0, 100].into_iter().map(SqlValue::Integer).collect();
+            params.extend(rest.params.iter().cloned());
+            if order.is_some() {
+                params.push(SqlValue::Integer(10));
+            }
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let rows = stmt.query_map(params_from_iter(params.iter()), |r| r.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+        };
+        let mut rest = Sql::new();
+        rest.push("e.purged_at IS NULL", []);
+        for (symbol, want) in [("=", "value=?"), (">", "value>?"), ("<=", "value<?")] {
+            let found = plan(symbol, &Sql::new());
+            assert!(!found.contains("TEMP B-TREE"), "no sort by SQLite: {found}");
+            assert!(
+                found.contains(&format!("COVERING INDEX event_fields_seg_value (<expr>=? AND field=? AND {want}")),
+                "{found}"
+            );
+            let found = plan(symbol, &rest);
+            assert!(
+                found.contains(&format!("INDEX event_fields_seg_value (<expr>=? AND field=? AND {want}")),
+                "{found}"
+            );
+        }
     }
 
     /// The writer's duplicate check reads one segment's slice of the event-id index.
