@@ -10,6 +10,10 @@
 # then each round measures Pangea v2/log bulk, H2O batchCreate bulk, single-event H2O at 32
 # clients, and the isolated search kinds; at the end both servers stop and `trailkeep verify` runs
 # on each data directory.
+#
+# A_ARGS / B_ARGS (environment) add `serve` arguments to one side, e.g. the same binary with and
+# without replication (benches/replication_ab.sh). A side with replication has its lag sampled
+# every second (`trailkeep_replication_lag_seconds`, reported as "replication lag max s").
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/benches/lib.sh"
@@ -42,7 +46,9 @@ log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/run.log" >&2; }
 
 start() { # side binary
   mkdir -p "$WORK/$1"
-  "$2" serve --listen 127.0.0.1:0 --data-dir "$WORK/$1" > "$OUT/$1.out" 2> "$OUT/$1.log" &
+  local extra=A_ARGS; [ "$1" = B ] && extra=B_ARGS
+  # shellcheck disable=SC2086 # word splitting of the extra arguments is intended
+  "$2" serve --listen 127.0.0.1:0 --data-dir "$WORK/$1" ${!extra:-} > "$OUT/$1.out" 2> "$OUT/$1.log" &
   PID[$1]=$!
   for _ in $(seq 1 600); do
     grep -q '^listening on ' "$OUT/$1.out" 2>/dev/null && break
@@ -63,6 +69,22 @@ echo "B: $B" | tee -a "$OUT/machine.txt"
 echo "prefill $PREFILL, $RUNS rounds of $RUN_EVENTS events per bulk kind, $CONNS connections" | tee -a "$OUT/machine.txt"
 start A "$A"
 start B "$B"
+lag_probe() { # side: samples the replication lag every second while the side runs
+  while kill -0 "${PID[$1]}" 2>/dev/null; do
+    python3 - "${URL[$1]}" "${KEY[$1]}" >> "$OUT/lag-$1.txt" 2>/dev/null <<'PY' || true
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/api/v1/replication", headers={"Authorization": "Bearer " + sys.argv[2]})
+d = json.load(urllib.request.urlopen(req, timeout=5))
+if d.get("enabled"):
+    print(d["lag_seconds"], d["lag_events"])
+PY
+    sleep 1
+  done
+}
+for s in A B; do
+  v=${s}_ARGS
+  case "${!v:-}" in *--replicate-to*) lag_probe "$s" & ;; esac
+done
 for s in A B; do
   log "pre-fill $s: $PREFILL events (H2O batchCreate)"
   lg "$s" prefill bulk --dialect h2o --start 0 --events "$PREFILL" --conns "$CONNS" > /dev/null
@@ -79,6 +101,9 @@ for r in $(seq 1 "$RUNS"); do
   NEXT=$((NEXT + 2 * RUN_EVENTS))
 done
 for s in A B; do
+  if [ -s "$OUT/lag-$s.txt" ]; then
+    echo "RESULT {\"kind\":\"lag\",\"label\":\"$s\",\"max_s\":$(sort -g "$OUT/lag-$s.txt" | tail -1 | cut -d' ' -f1)}" >> "$OUT/results.txt"
+  fi
   echo "RESULT {\"kind\":\"rss\",\"label\":\"$s\",\"vmhwm_mb\":$(( $(awk '/VmHWM/{print $2}' "/proc/${PID[$s]}/status") / 1024 ))}" \
     >> "$OUT/results.txt"
   kill -TERM "${PID[$s]}"; wait "${PID[$s]}" 2>/dev/null || true; PID[$s]=
@@ -100,6 +125,7 @@ def metric(r):
     if k == "search" and r.get("mode") == "isolated": return f"search {r['query']} p99 ms", r["latency"]["p99_ms"]
     if k == "rss": return "server VmHWM MB", r["vmhwm_mb"]
     if k == "verify": return "verify events/s", r["events_per_s"]
+    if k == "lag": return "replication lag max s", r["max_s"]
     return None, None
 table = {}
 for r in rows:

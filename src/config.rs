@@ -18,6 +18,10 @@ pub const DEFAULT_PURGE_INTERVAL_US: i64 = 3600 * 1_000_000;
 pub const DEFAULT_AUTH_FAIL_BURST: u32 = 20;
 /// Failed authentications per second allowed after the burst (the refill rate).
 pub const DEFAULT_AUTH_FAIL_PER_SEC: f64 = 1.0;
+/// How often replication uploads what was committed since the last upload.
+pub const DEFAULT_REPLICATION_INTERVAL_US: i64 = 60 * 1_000_000;
+/// Most events in one replicated object.
+pub const DEFAULT_REPLICATION_MAX_EVENTS: u64 = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -39,11 +43,24 @@ pub struct Config {
     pub auth_fail_burst: u32,
     /// Failed authentications per second allowed after the burst (> 0).
     pub auth_fail_per_sec: f64,
+    /// Replication to object storage (none by default).
+    pub replication: Option<Replication>,
     /// Unlocks (and, for new keys, seals) the key store's files; from `TRAILKEEP_KEY_PASSPHRASE`
     /// or `--key-passphrase-file`, never from the file.
     pub key_passphrase: Option<Passphrase>,
     /// Serve HTTPS with this certificate chain and private key (PEM files, read again on SIGHUP).
     pub tls: Option<TlsFiles>,
+}
+
+/// Where and how often events are replicated (`crate::replication`). Credentials are never part
+/// of it: they come from the standard AWS variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replication {
+    /// The normalised target URL (`s3://bucket/prefix` or `file:///path`).
+    pub target: String,
+    /// Microseconds between uploads.
+    pub interval: i64,
+    pub max_events: u64,
 }
 
 /// The PEM files HTTPS is served with (`src/tls.rs` reads them).
@@ -65,6 +82,9 @@ pub struct Retention {
     pub workspaces: BTreeMap<String, i64>,
     /// How often the purge runs.
     pub interval: i64,
+    /// The replication target whose watermark bounds the purge (`[retention] require_replicated`,
+    /// on by default when replication is configured): content not yet replicated there is kept.
+    pub replicated_to: Option<String>,
 }
 
 impl Retention {
@@ -86,7 +106,16 @@ pub struct FileConfig {
     pub retention: Option<RetentionFile>,
     pub auth_fail_burst: Option<u32>,
     pub auth_fail_per_sec: Option<f64>,
+    pub replication: Option<ReplicationFile>,
     pub tls: Option<TlsFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationFile {
+    pub target: Option<String>,
+    pub interval: Option<String>,
+    pub max_events: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +130,7 @@ pub struct TlsFile {
 pub struct RetentionFile {
     pub default: Option<String>,
     pub interval: Option<String>,
+    pub require_replicated: Option<bool>,
     #[serde(default)]
     pub workspaces: BTreeMap<String, String>,
 }
@@ -117,6 +147,8 @@ pub struct Overrides {
     pub retention_default: Option<String>,
     pub auth_fail_burst: Option<u32>,
     pub auth_fail_per_sec: Option<f64>,
+    pub replicate_to: Option<String>,
+    pub replication_interval: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub key_passphrase: Option<Passphrase>,
@@ -165,6 +197,7 @@ impl Config {
             retention: Retention { interval: DEFAULT_PURGE_INTERVAL_US, ..Default::default() },
             auth_fail_burst: DEFAULT_AUTH_FAIL_BURST,
             auth_fail_per_sec: DEFAULT_AUTH_FAIL_PER_SEC,
+            replication: None,
             tls: None,
             key_passphrase: None,
         }
@@ -201,11 +234,14 @@ impl Config {
         if !(auth_fail_per_sec.is_finite() && auth_fail_per_sec > 0.0) {
             anyhow::bail!("auth_fail_per_sec must be a positive number");
         }
-        let tls = resolve_tls(file.tls.unwrap_or_default(), o.tls_cert, o.tls_key)?;
+        let tls = resolve_tls(file.tls.unwrap_or_default(), o.tls_cert.clone(), o.tls_key.clone())?;
         let interval = match rf.interval.as_deref() {
             Some(i) => duration_setting("retention.interval", i)?,
             None => DEFAULT_PURGE_INTERVAL_US,
         };
+        let replication = resolve_replication(file.replication.unwrap_or_default(), &o)?;
+        let replicated_to =
+            replication.as_ref().filter(|_| rf.require_replicated.unwrap_or(true)).map(|r| r.target.clone());
         Ok(Self {
             listen,
             data_dir: o.data_dir.or(file.data_dir).unwrap_or_else(default_data_dir),
@@ -214,9 +250,10 @@ impl Config {
             self_audit: !o.no_self_audit && file.self_audit.unwrap_or(true),
             accept_db_state: o.accept_db_state,
             oauth_client_id: file.oauth_client_id.unwrap_or_else(|| "trailkeep".into()),
-            retention: Retention { default, workspaces, interval },
+            retention: Retention { default, workspaces, interval, replicated_to },
             auth_fail_burst,
             auth_fail_per_sec,
+            replication,
             tls,
             key_passphrase: o.key_passphrase,
         })
@@ -257,6 +294,9 @@ impl Config {
             None => s.push_str("default = \"forever\"\n"),
         }
         let _ = writeln!(s, "interval = {}", q(&format_duration(self.retention.interval)));
+        if self.replication.is_some() {
+            let _ = writeln!(s, "require_replicated = {}", self.retention.replicated_to.is_some());
+        }
         if !self.retention.workspaces.is_empty() {
             s.push_str("\n[retention.workspaces]\n");
             for (w, d) in &self.retention.workspaces {
@@ -264,7 +304,99 @@ impl Config {
                 let _ = writeln!(s, "{} = {}", q(w), q(&d));
             }
         }
+        match &self.replication {
+            Some(r) => {
+                s.push_str("\n[replication]\n");
+                let _ = writeln!(s, "target = {}", q(&r.target));
+                let _ = writeln!(s, "interval = {}", q(&format_duration(r.interval)));
+                let _ = writeln!(s, "max_events = {}", r.max_events);
+                if r.target.starts_with("s3://") {
+                    // Never the values: only which of the standard variables are set.
+                    let set: Vec<&str> = AWS_VARS.iter().copied().filter(|v| std::env::var_os(v).is_some()).collect();
+                    let _ = writeln!(
+                        s,
+                        "# S3 settings from the environment (values not shown): {}",
+                        if set.is_empty() { "none".to_string() } else { set.join(", ") }
+                    );
+                }
+            }
+            None => s.push_str("\n# [replication]: not configured\n"),
+        }
         s
+    }
+}
+
+/// The standard AWS variables replication reads (`crate::replication`).
+pub const AWS_VARS: [&str; 8] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ALLOW_HTTP",
+    "AWS_ENDPOINT_URL_S3",
+];
+
+fn resolve_replication(f: ReplicationFile, o: &Overrides) -> anyhow::Result<Option<Replication>> {
+    let Some(target) = o.replicate_to.as_deref().or(f.target.as_deref()).filter(|t| !t.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let target = ReplicationTarget::parse(target).map_err(|e| anyhow::anyhow!("replication.target: {e}"))?;
+    let interval = match o.replication_interval.as_deref().or(f.interval.as_deref()) {
+        Some(i) => duration_setting("replication.interval", i)?,
+        None => DEFAULT_REPLICATION_INTERVAL_US,
+    };
+    let max_events = f.max_events.unwrap_or(DEFAULT_REPLICATION_MAX_EVENTS);
+    if max_events == 0 {
+        anyhow::bail!("replication.max_events must be at least 1");
+    }
+    Ok(Some(Replication { target: target.url, interval, max_events }))
+}
+
+/// A replication target URL, checked and normalised: `s3://bucket[/prefix]` or
+/// `file:///absolute/path`. Credentials never go in it (they come from the standard AWS
+/// variables), so a URL with a user part is refused without repeating it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationTarget {
+    /// The normalised URL.
+    pub url: String,
+    pub kind: TargetKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    S3 { bucket: String, prefix: String },
+    File { root: PathBuf },
+}
+
+impl ReplicationTarget {
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let url = url.trim();
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let rest = rest.trim_end_matches('/');
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.contains('@') || bucket.contains(':') {
+                anyhow::bail!(
+                    "the replication target must not hold credentials or a port: use s3://bucket/prefix with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL"
+                );
+            }
+            if bucket.is_empty() || bucket.contains(['?', '#']) || prefix.contains(['?', '#']) {
+                anyhow::bail!("the replication target must look like s3://bucket/prefix");
+            }
+            let prefix = prefix.trim_matches('/').to_string();
+            let url = if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") };
+            return Ok(Self { url, kind: TargetKind::S3 { bucket: bucket.to_string(), prefix } });
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                anyhow::bail!("a file:// replication target needs an absolute path (file:///var/archive)");
+            }
+            let root = PathBuf::from(path.trim_end_matches('/'));
+            let root = if root.as_os_str().is_empty() { PathBuf::from("/") } else { root };
+            return Ok(Self { url: format!("file://{}", root.display()), kind: TargetKind::File { root } });
+        }
+        anyhow::bail!("the replication target must be s3://bucket/prefix or file:///path")
     }
 }
 
@@ -344,10 +476,26 @@ default = "forever"
 # How often the purge runs.
 interval = "1h"
 
+# With replication configured, never remove the content of an event that is not yet in the
+# replication target (default true when [replication] is set).
+# require_replicated = true
+
 [retention.workspaces]
 # Per-workspace periods override the default; "forever" exempts a workspace.
 # "workspaces/legal" = "forever"                 # example
 # "workspaces/sandbox" = "30d"                   # example
+
+# [replication]
+# Copy every committed event to object storage as time-partitioned .jsonl.gz objects (see the
+# README for the layout), exactly once. Env TRAILKEEP_REPLICATE_TO, flag --replicate-to.
+# S3 credentials, region and endpoint come from the standard AWS variables (AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL; AWS_ALLOW_HTTP=true
+# for an http:// endpoint); they are never written here.
+# target = "s3://my-bucket/trailkeep"             # example; or "file:///var/lib/trailkeep-archive"
+# How often to upload what was committed since (env TRAILKEEP_REPLICATION_INTERVAL, flag --replication-interval).
+# interval = "60s"
+# Most events per object.
+# max_events = 100000
 "#;
 
 #[cfg(test)]
@@ -402,6 +550,39 @@ mod tests {
         let bad = FileConfig::parse("[retention]\ndefault = \"soon\"").unwrap();
         let err = Config::resolve(bad, Overrides::default()).unwrap_err().to_string();
         assert!(err.contains("retention.default"), "{err}");
+    }
+
+    #[test]
+    fn replication_settings_and_the_purge_hold() {
+        let file = FileConfig::parse(
+            "[replication]\ntarget = \"s3://b/p\"\ninterval = \"30s\"\nmax_events = 500\n[retention]\ndefault = \"1d\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        let r = c.replication.clone().unwrap();
+        assert_eq!((r.target.as_str(), r.interval, r.max_events), ("s3://b/p", 30_000_000, 500));
+        assert_eq!(c.retention.replicated_to.as_deref(), Some("s3://b/p"), "require_replicated is on by default");
+        let shown = c.show();
+        assert!(shown.contains("[replication]") && shown.contains("require_replicated = true"), "{shown}");
+        let again = Config::resolve(FileConfig::parse(&shown).unwrap(), Overrides::default()).unwrap();
+        assert_eq!(again.replication, c.replication);
+        // Flags and environment beat the file; the hold can be turned off.
+        let o = Overrides {
+            replicate_to: Some("file:///var/archive/".into()),
+            replication_interval: Some("5s".into()),
+            ..Default::default()
+        };
+        let file = FileConfig::parse("[retention]\nrequire_replicated = false\n").unwrap();
+        let c = Config::resolve(file, o).unwrap();
+        let r = c.replication.unwrap();
+        assert_eq!((r.target.as_str(), r.interval, r.max_events), ("file:///var/archive", 5_000_000, 100_000));
+        assert_eq!(c.retention.replicated_to, None);
+        // Not configured: no hold, nothing shown but a comment.
+        let c = Config::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert!(c.replication.is_none() && c.retention.replicated_to.is_none());
+        for bad in ["[replication]\ntarget = \"ftp://x\"", "[replication]\ntarget = \"s3://b\"\nmax_events = 0"] {
+            assert!(Config::resolve(FileConfig::parse(bad).unwrap(), Overrides::default()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! blocking thread and sent as chunks, so a large export never sits in memory. Gzipped JSON Lines
 //! is the verifiable archive: each line also carries the event's membership proof and the signed
 //! root it leads to (the newest when the export read its rows), so one line verifies with only
-//! the server's public key. CSV and JSON rows are Pangea search events without proofs: a proof
-//! (one hash per doubling of the buffer and of the tree) makes a row several times larger.
+//! the server's public key. JSON rows are the same lines without the proof fields, and CSV rows
+//! the Pangea search event columns without proofs: a proof (one hash per doubling of the buffer
+//! and of the tree) makes a row several times larger. Replicated objects hold the same lines as
+//! JSON (`write_line` with `LineProof::Omitted`): each object's proof file proves them all.
 
 use std::io::Write;
 
@@ -12,6 +14,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::Sender;
 
+use crate::event::Origin;
 use crate::ledger::merkle::{CompactTree, encode_path};
 use crate::store::Pool;
 use crate::store::search::{EventRow, PangeaQuery, buffer_hashes, pangea_search, rows_by_seq};
@@ -80,11 +83,73 @@ fn standard_fields() -> Vec<String> {
     STANDARD_FIELDS.iter().map(|f| f.to_string()).collect()
 }
 
+/// The name of an event's origin in export lines.
+pub fn origin_name(o: Origin) -> &'static str {
+    match o {
+        Origin::H2o => "h2o",
+        Origin::Pangea => "pangea",
+        Origin::Server => "server",
+    }
+}
+
+/// What a line carries after the fields common to exports and archive objects.
+pub enum LineProof<'a> {
+    /// Nothing: a line of a JSON export, or of an archive object (whose proof file proves the
+    /// whole object, `crate::replication::layout`).
+    Omitted,
+    /// A `jsonl.gz` export line's own proof: the event's membership proof to the signed root of
+    /// `tree_size` leaves, and that root (canonical JSON of `published_at`, `root_hash`,
+    /// `signature`, `size`, `tree_name`), so the line verifies on its own.
+    Signed { membership_proof: &'a str, tree_size: u64, root: &'a str },
+    /// An export line for an event no signed root covers yet: `"published":false`, no proof.
+    Unpublished,
+}
+
+/// One event as a line of exports and of replicated objects (README, "The line format"), without
+/// the newline. The common fields, keys in this order: `{"envelope":…,"event_time":…,"hash":…,
+/// "id":…,"leaf_index":…,"origin":…,"published":true,"seq":…`; then `"workspace":…` for an event
+/// whose content retention removed (`envelope` is `null`); then, in `jsonl.gz` exports only,
+/// `"membership_proof":…,"tree_size":…,"root":{…}` (`proof`). `envelope` is the stored canonical
+/// JSON, byte for byte, so SHA-256 of it (and of its canonical re-serialisation) is `hash`.
+/// `leaf_index` is the buffer (cold-tree leaf) holding the event, `seq` its position in the log
+/// (0-based, contiguous), `id` its event id, `origin` the API that brought it (`h2o`, `pangea`,
+/// `server`), `event_time` the time it happened (µs precision).
+pub fn write_line(out: &mut Vec<u8>, r: &EventRow, proof: LineProof<'_>) {
+    use std::fmt::Write as _;
+    let purged = r.envelope.is_empty();
+    out.extend_from_slice(b"{\"envelope\":");
+    out.extend_from_slice(if purged { b"null" } else { r.envelope.as_bytes() });
+    let mut tail = String::with_capacity(200);
+    let _ = write!(
+        tail,
+        ",\"event_time\":\"{}\",\"hash\":\"{}\",\"id\":\"{}\",\"leaf_index\":{},\"origin\":\"{}\",\"published\":{},\"seq\":{}",
+        crate::time::format_micros(r.event_time),
+        hex::encode(r.hash),
+        r.uid.hyphenated(),
+        r.buffer,
+        origin_name(r.origin),
+        !matches!(proof, LineProof::Unpublished),
+        r.seq
+    );
+    if purged {
+        // Content removed by retention: the hash stands; the workspace says whose it was.
+        tail.push_str(",\"workspace\":");
+        crate::event::canonical::write_string(&r.workspace, &mut tail);
+    }
+    if let LineProof::Signed { membership_proof, tree_size, root } = proof {
+        tail.push_str(",\"membership_proof\":");
+        crate::event::canonical::write_string(membership_proof, &mut tail);
+        let _ = write!(tail, ",\"tree_size\":{tree_size},\"root\":{root}");
+    }
+    tail.push('}');
+    out.extend_from_slice(tail.as_bytes());
+}
+
 /// The proofs of exported events: the newest signed root, the cold tree (one leaf per buffer
 /// root), and the buffer last used (rows come in seq order, so a buffer's events are consecutive).
 struct Proofs {
-    /// The root's size and the `root` object every row carries.
-    signed: Option<(u64, Value)>,
+    /// The root's size and the canonical JSON of the `root` object every line carries.
+    signed: Option<(u64, String)>,
     cold: CompactTree,
     buffer: Option<BufferProofs>,
 }
@@ -110,17 +175,16 @@ impl Proofs {
             "tree_name": root.tree_name, "size": root.size, "root_hash": root.root_hash,
             "published_at": root.published_at, "signature": root.signature,
         });
-        Ok(Self { signed: Some((root.size, value)), cold: load_tree(conn)?.0, buffer: None })
+        let root_json = crate::event::canonical::to_canonical_string(&value);
+        Ok(Self { signed: Some((root.size, root_json)), cold: load_tree(conn)?.0, buffer: None })
     }
 
-    /// One exported event with its proof: `envelope`, `hash`, `published`, `leaf_index`,
-    /// `membership_proof`, `tree_size` and the signed `root`; without the last three (and
-    /// `published: false`) for an event newer than the root, which the rows' order rules out.
-    fn row_json(&mut self, conn: &rusqlite::Connection, r: &EventRow) -> rusqlite::Result<Value> {
-        let mut row = row_json(r);
+    /// One exported event with its proof (`write_line` with `LineProof::Signed`); unpublished and
+    /// without proof for an event newer than the root, which the rows' order rules out.
+    fn write_line(&mut self, conn: &rusqlite::Connection, out: &mut Vec<u8>, r: &EventRow) -> rusqlite::Result<()> {
         let Some((size, root)) = self.signed.as_ref().filter(|(size, _)| r.buffer < *size) else {
-            row["published"] = json!(false);
-            return Ok(row);
+            write_line(out, r, LineProof::Unpublished);
+            return Ok(());
         };
         if self.buffer.as_ref().is_none_or(|b| b.idx != r.buffer) {
             let (first_seq, hashes) = buffer_hashes(conn, r.buffer)?;
@@ -128,17 +192,18 @@ impl Proofs {
             let tree = CompactTree::from_leaves(hashes);
             self.buffer = Some(BufferProofs { idx: r.buffer, first_seq, tree, cold_path });
         }
-        let Some(b) = &self.buffer else { return Ok(row) };
+        let Some(b) = &self.buffer else {
+            write_line(out, r, LineProof::Unpublished);
+            return Ok(());
+        };
         let hot = encode_path(&b.tree.path((r.seq - b.first_seq) as usize, b.tree.len()));
         let proof = match (hot.is_empty(), b.cold_path.is_empty()) {
             (true, _) => b.cold_path.clone(),
             (false, true) => hot,
             (false, false) => format!("{hot},{}", b.cold_path),
         };
-        row["membership_proof"] = json!(proof);
-        row["tree_size"] = json!(size);
-        row["root"] = root.clone();
-        Ok(row)
+        write_line(out, r, LineProof::Signed { membership_proof: &proof, tree_size: *size, root });
+        Ok(())
     }
 }
 
@@ -239,6 +304,7 @@ pub fn write_export<W: Write>(
         }
         "json" => {
             let mut out = out;
+            let mut line = Vec::with_capacity(2048);
             out.write_all(b"[")?;
             for page in seqs.chunks(PAGE) {
                 for r in rows_by_seq(conn, page)? {
@@ -246,7 +312,9 @@ pub fn write_export<W: Write>(
                         out.write_all(b",\n")?;
                     }
                     done += 1;
-                    serde_json::to_writer(&mut out, &row_json(&r))?;
+                    line.clear();
+                    write_line(&mut line, &r, LineProof::Omitted);
+                    out.write_all(&line)?;
                 }
                 progress(done, total);
             }
@@ -256,10 +324,13 @@ pub fn write_export<W: Write>(
         "jsonl.gz" => {
             let mut proofs = Proofs::load(conn).context("cannot read the signed roots (run `trailkeep verify`)")?;
             let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+            let mut line = Vec::with_capacity(2048);
             for page in seqs.chunks(PAGE) {
                 for r in rows_by_seq(conn, page)? {
-                    serde_json::to_writer(&mut gz, &proofs.row_json(conn, &r)?)?;
-                    gz.write_all(b"\n")?;
+                    line.clear();
+                    proofs.write_line(conn, &mut line, &r)?;
+                    line.push(b'\n');
+                    gz.write_all(&line)?;
                 }
                 done += page.len();
                 progress(done, total);

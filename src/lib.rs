@@ -12,6 +12,7 @@ pub mod keys;
 pub mod keystore;
 pub mod ledger;
 pub mod logging;
+pub mod replication;
 pub mod search;
 pub mod server;
 pub mod serverkeys;

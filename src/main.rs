@@ -83,15 +83,25 @@ enum Command {
         #[arg(long)]
         include_keys: bool,
     },
-    /// Restore a backup into an empty data directory
+    /// Restore a backup, or an archive made by replication, into an empty data directory
     Restore {
         #[command(flatten)]
         dir: DataDir,
         /// The backup file written by `trailkeep backup`
+        #[arg(long, required_unless_present = "from_archive", conflicts_with = "from_archive")]
+        from: Option<PathBuf>,
+        /// A replication archive (s3://bucket/prefix or file:///path; S3 settings from the AWS_*
+        /// variables): verified, then rebuilt into a data directory
         #[arg(long)]
-        from: PathBuf,
-        /// Key files to continue the trail with (default: FILE.keys/ if the backup has one)
-        #[arg(long)]
+        from_archive: Option<String>,
+        /// With --from-archive: the trail's Ed25519 root-signing key (PKCS#8 PEM), put into the
+        /// key store (sealed with the key passphrase, if one is given) so that the restored server
+        /// continues the same trail; without it the restored trail is served read-only
+        #[arg(long, requires = "from_archive")]
+        signing_key: Option<PathBuf>,
+        /// With --from: key files to continue the trail with (default: FILE.keys/ if the backup
+        /// has one)
+        #[arg(long, conflicts_with = "from_archive")]
         keys: Option<PathBuf>,
     },
     /// Export events (streamed; a progress bar on a terminal)
@@ -123,13 +133,21 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Verify the whole log: hashes, trees, signed roots and the checkpoint file
+    /// Verify the whole log: hashes, trees, signed roots and the checkpoint file; or, with
+    /// --archive, a replication archive with no database
     Verify {
         #[command(flatten)]
         dir: DataDir,
         /// Also compare with a trusted checkpoint file kept elsewhere
-        #[arg(long)]
+        #[arg(long, conflicts_with = "archive")]
         against: Option<PathBuf>,
+        /// Verify a replication archive instead (s3://bucket/prefix or file:///path)
+        #[arg(long)]
+        archive: Option<String>,
+        /// With --archive: the trail's public key to check signatures against (PEM, or the base64
+        /// printed by `trailkeep keys public`); default: the archive's own public-key.pem
+        #[arg(long, requires = "archive")]
+        public_key: Option<PathBuf>,
     },
 }
 
@@ -172,6 +190,13 @@ struct ServeArgs {
     /// Failed authentications per second allowed after the burst (default 1; fractions allowed)
     #[arg(long, env = "TRAILKEEP_AUTH_FAIL_PER_SEC")]
     auth_fail_per_sec: Option<f64>,
+    /// Replicate every event to object storage: s3://bucket/prefix or file:///path (S3
+    /// credentials, region and endpoint from the standard AWS_* variables)
+    #[arg(long, env = "TRAILKEEP_REPLICATE_TO")]
+    replicate_to: Option<String>,
+    /// How often replication uploads what was committed since (default 60s)
+    #[arg(long, env = "TRAILKEEP_REPLICATION_INTERVAL")]
+    replication_interval: Option<String>,
     /// Log format on stderr: auto = pretty on a terminal, JSON lines otherwise (colours only on a
     /// terminal, never with NO_COLOR)
     #[arg(long, env = "TRAILKEEP_LOG_FORMAT", value_parser = LogFormat::NAMES, default_value = "auto")]
@@ -193,6 +218,8 @@ impl ServeArgs {
                 retention_default: self.retention_default.clone(),
                 auth_fail_burst: self.auth_fail_burst,
                 auth_fail_per_sec: self.auth_fail_per_sec,
+                replicate_to: self.replicate_to.clone(),
+                replication_interval: self.replication_interval.clone(),
                 tls_cert: self.tls_cert.clone(),
                 tls_key: self.tls_key.clone(),
                 key_passphrase: self.dir.passphrase()?,
@@ -344,8 +371,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Restore { dir, from, keys } => {
+        Command::Restore { dir: d, from_archive: Some(url), signing_key, .. } => {
+            let dir = d.dir();
+            let r = trailkeep::replication::restore::restore_from_archive(
+                &url,
+                &dir,
+                signing_key.as_deref(),
+                d.passphrase()?,
+            )?;
+            println!(
+                "restored {} events ({} objects, tree size {}) from {url} into {}; run `trailkeep verify` to check it",
+                r.events,
+                r.objects,
+                r.tree_size,
+                dir.display()
+            );
+            match &r.root_signing {
+                Some(k) => {
+                    println!("the trail continues with its root-signing key, now in the key store as {}", k.id())
+                }
+                None => println!(
+                    "no --signing-key given: `serve` serves the restored trail read-only until the root-signing key \
+                     (Ed25519 public key {}) is installed as {}/keys/{}.1.pem (`install -m 600 FILE ...`)",
+                    r.public_key,
+                    dir.display(),
+                    trailkeep::serverkeys::ROOT_SIGNING
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { dir, from, keys, .. } => {
             let dir = dir.dir();
+            let from = from.ok_or_else(|| anyhow::anyhow!("give --from FILE or --from-archive URL"))?;
             let r = trailkeep::backup::restore(&from, &dir, keys.as_deref())?;
             println!("restored {} into {}; run `trailkeep verify` to check it", from.display(), dir.display());
             println!("the trail needs its root-signing key to continue: Ed25519 public key {}", r.public_key);
@@ -355,16 +412,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "the backup was made by an older release and holds its keys; they move to the key store at the first start"
                 ),
                 (None, _) => println!(
-                    "that key was not given: `serve` refuses to start until its file is in {}/keys \
-                     (restore again with --keys DIR, or `install -m 600 FILE {}/keys/`); \
-                     verify, export and keys list work now",
+                    "that key was not given: `serve` serves the trail read-only (searches, proofs, exports) \
+                     until its file is in {}/keys (restore again with --keys DIR, or `install -m 600 FILE {}/keys/`)",
                     dir.display(),
                     dir.display()
                 ),
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { dir, against } => {
+        Command::Verify { archive: Some(url), public_key, .. } => {
+            let r = trailkeep::replication::archive::verify_archive(&url, public_key.as_deref())?;
+            for n in &r.notes {
+                println!("note: {n}");
+            }
+            match &r.problem {
+                None => {
+                    let purged = if r.purged > 0 {
+                        format!(" ({} with content removed by retention)", r.purged)
+                    } else {
+                        String::new()
+                    };
+                    let root = r
+                        .last_root
+                        .as_ref()
+                        .map_or(String::new(), |s| format!(", root {} published {}", s.root_hash, s.published_at));
+                    println!("ok: {} objects, {} events{purged}, tree size {}{root}", r.objects, r.events, r.tree_size);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(p) => {
+                    println!("verified {} objects ({} events) before the first problem", r.objects, r.events);
+                    println!("FAILED: {p}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Verify { dir, against, .. } => {
             let dir = dir.dir();
             let report = trailkeep::verify::verify(&dir, against.as_deref())?;
             for p in &report.problems {

@@ -25,12 +25,21 @@ use crate::tls::Tls;
 pub struct Opened {
     pub state: web::Data<AppState>,
     pub writer_thread: std::thread::JoinHandle<()>,
+    /// The replication thread, when replication is configured (stops with `state.shutdown`).
+    pub replication_thread: Option<std::thread::JoinHandle<()>>,
     /// The admin key created on first start (shown once).
     pub bootstrap_key: Option<String>,
 }
 
 pub fn open(config: Config) -> anyhow::Result<Opened> {
     let data_dir = config.data_dir.clone();
+    let restoring = crate::replication::restore::restoring_path(&data_dir);
+    if restoring.exists() && !store::db_path(&data_dir).exists() {
+        bail!(
+            "{} is left from an interrupted `trailkeep restore --from-archive`: run the restore again (or remove the file)",
+            restoring.display()
+        );
+    }
     let conn = open_private_data_dir(&config)?;
     let tree_name = String::from_utf8(store::setting_or_init(&conn, "tree_name", || {
         hex::encode(random_bytes::<32>()).into_bytes()
@@ -45,9 +54,17 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
     }
     let signing = serverkeys::root_signing_key(&conn, &key_store)?;
     let token_key = serverkeys::page_token_key(&key_store)?;
-    let seed = zeroize::Zeroizing::new(signing.to_bytes());
     let (tree, root_prefixes) = writer::load_tree(&conn)?;
-    let ledger = Arc::new(Ledger::new(tree, tree_name, *seed));
+    let ledger = Arc::new(match signing {
+        serverkeys::RootSigning::Key(key) => {
+            let seed = zeroize::Zeroizing::new(key.to_bytes());
+            Ledger::new(tree, tree_name, *seed)
+        }
+        serverkeys::RootSigning::Missing { public, help } => {
+            tracing::warn!(data_dir = %data_dir.display(), "{help}");
+            Ledger::verify_only(tree, tree_name, public, help)
+        }
+    });
     ledger.set_root_prefixes(root_prefixes);
     check_log(&conn, &ledger, &config)?;
 
@@ -68,6 +85,25 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
     let fts_text: store::FtsText = Arc::new(move |origin, config, event| registry.fts_text(origin, config, event));
     let (writer, writer_thread) = writer::spawn(conn, ledger.clone(), data_dir.clone(), fts_text)?;
     let auth_limit = crate::http::authlimit::AuthLimiter::new(config.auth_fail_burst, config.auth_fail_per_sec);
+    let shutdown = tokio::sync::watch::channel(false).0;
+    let (replication, replication_thread) = match &config.replication {
+        Some(r) => {
+            let settings = crate::replication::uploader::Settings {
+                target: crate::replication::Target::parse(&r.target)?,
+                interval: std::time::Duration::from_micros(r.interval.max(1) as u64),
+                max_events: r.max_events,
+            };
+            let handles = crate::replication::uploader::Handles {
+                pool: pool.clone(),
+                ledger: ledger.clone(),
+                data_dir: data_dir.clone(),
+                shutdown: shutdown.subscribe(),
+            };
+            let (status, join) = crate::replication::uploader::spawn(settings, handles)?;
+            (Some(status), Some(join))
+        }
+        None => (None, None),
+    };
     let state = web::Data::new(AppState {
         config,
         data_dir,
@@ -80,10 +116,11 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
         token_key,
         pangea: PangeaState::default(),
         started: std::time::Instant::now(),
-        shutdown: tokio::sync::watch::channel(false).0,
+        shutdown,
         retention: Default::default(),
+        replication,
     });
-    Ok(Opened { state, writer_thread, bootstrap_key })
+    Ok(Opened { state, writer_thread, replication_thread, bootstrap_key })
 }
 
 /// Opens the data directory's database, private: a new directory is created 0700 (an empty one
@@ -264,7 +301,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     reload_tls_on_sighup(tls)?;
-    if opened.state.config.retention.is_enabled() {
+    // A read-only trail (no root-signing key) cannot log the purge events: no scheduled purge.
+    if opened.state.config.retention.is_enabled() && opened.state.ledger.can_sign() {
         let state = opened.state.clone();
         actix_web::rt::spawn(async move {
             let every = std::time::Duration::from_micros(state.config.retention.interval.max(1_000_000) as u64);
@@ -299,7 +337,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     server.await?;
     tracing::info!("HTTP server stopped; closing the database");
     opened.state.writer.stop().await;
+    let _ = opened.state.shutdown.send(true);
     drop(opened.state);
     opened.writer_thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    if let Some(t) = opened.replication_thread {
+        let _ = t.join();
+    }
     Ok(())
 }

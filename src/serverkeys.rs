@@ -93,11 +93,23 @@ pub fn move_keys_out(conn: &Connection, data_dir: &Path, passphrase: Option<&Pas
     Ok(true)
 }
 
+/// The trail's root-signing key, or why there is none.
+pub enum RootSigning {
+    Key(SigningKey),
+    /// The key store does not hold the key whose public key the database records (a restore
+    /// without keys, a wrong key directory): the trail can be served read-only. `help` says so and
+    /// how to install the key, naming only the data directory's own layout (`keys/…`), so it can
+    /// go to clients as well as to the log.
+    Missing {
+        public: VerifyingKey,
+        help: String,
+    },
+}
+
 /// The trail's root-signing key from the key store: the version whose public key the database
 /// records. A new trail gets one (created, or the newest already in the store) and records its
-/// public key. Refuses, saying which key is needed, when the store does not hold it (a restore
-/// without keys, a wrong key directory).
-pub fn root_signing_key(conn: &Connection, ks: &KeyStore) -> anyhow::Result<SigningKey> {
+/// public key. When the store does not hold it: `Missing`, with the file name to install it as.
+pub fn root_signing_key(conn: &Connection, ks: &KeyStore) -> anyhow::Result<RootSigning> {
     let versions = ks.versions(ROOT_SIGNING)?;
     let Some(recorded) = public_key(conn)? else {
         if store::writer::latest_root(conn, "")?.is_some() {
@@ -109,28 +121,41 @@ pub fn root_signing_key(conn: &Connection, ks: &KeyStore) -> anyhow::Result<Sign
         };
         let key = ks.ed25519(ROOT_SIGNING, version)?;
         store::put_setting(conn, store::PUBLIC_KEY, key.verifying_key().as_bytes())?;
-        return Ok(key);
+        return Ok(RootSigning::Key(key));
     };
     for v in versions.iter().rev() {
         if ks.public_key(ROOT_SIGNING, *v)? == recorded {
-            return Ok(ks.ed25519(ROOT_SIGNING, *v)?);
+            return Ok(RootSigning::Key(ks.ed25519(ROOT_SIGNING, *v)?));
         }
     }
-    let others = if versions.is_empty() {
-        String::new()
-    } else {
-        let list: Vec<String> = versions.iter().map(u32::to_string).collect();
-        format!(" (it holds {ROOT_SIGNING} version(s) {} with other public keys)", list.join(", "))
-    };
-    bail!(
-        "this trail's root-signing key (Ed25519 public key {}) is not in the key store {}{others}. \
-         To continue the trail, put its file there: restore a backup made with `trailkeep backup --include-keys` \
-         (`trailkeep restore --keys DIR`), or copy it in with `install -m 600 FILE {}/`. \
-         `trailkeep verify`, `export` and `keys list` work without it",
-        B64.encode(recorded.as_bytes()),
-        ks.dir().display(),
-        ks.dir().display(),
+    let next = versions.last().map_or(1, |v| v + 1);
+    Ok(RootSigning::Missing { public: recorded, help: missing_key_help(&recorded, next) })
+}
+
+/// What a read-only trail tells its clients and its operator.
+pub fn missing_key_help(public: &VerifyingKey, version: u32) -> String {
+    format!(
+        "the trail's root-signing key is not in the key store, so this server is read-only \
+         (searches, proofs, exports and downloads work; nothing can be logged). To continue the trail, \
+         install the key whose Ed25519 public key is {} as keys/{ROOT_SIGNING}.{version}.pem in the data \
+         directory (PKCS#8 PEM, mode 0600; `trailkeep restore --keys DIR` or `--signing-key FILE` does it \
+         when restoring) and restart the server",
+        B64.encode(public.as_bytes()),
     )
+}
+
+/// Puts the trail's root-signing key into the key store (sealed if the store has a passphrase)
+/// unless a version with the same public key is there; returns its version.
+pub fn install_root_signing_key(ks: &KeyStore, key: &SigningKey) -> anyhow::Result<u32> {
+    let versions = ks.versions(ROOT_SIGNING)?;
+    for v in versions.iter().rev() {
+        if ks.public_key(ROOT_SIGNING, *v)? == key.verifying_key() {
+            return Ok(*v);
+        }
+    }
+    let version = versions.last().map_or(1, |v| v + 1);
+    ks.put_ed25519(ROOT_SIGNING, version, key)?;
+    Ok(version)
 }
 
 /// The page-token HMAC key, created on first use.

@@ -160,6 +160,14 @@ pub fn parse_time_or_duration(s: &str, now: i64) -> Option<i64> {
     parse_pangea_time(s).or_else(|| parse_duration(s).map(|d| now - d))
 }
 
+/// One hour in µs.
+pub const HOUR_US: i64 = 3_600_000_000;
+
+/// The UTC hour (hours since the epoch) of a time in µs.
+pub fn hour_of(us: i64) -> i64 {
+    us.div_euclid(HOUR_US)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

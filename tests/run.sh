@@ -6,7 +6,8 @@
 #      program in examples/ included;
 #   3. the shell and Python snippets of README.md, read from it and run as written (the first
 #      one, `cargo run --release -- serve`, builds the release binary and starts the server);
-#   4. reliability suite; browser tests (Playwright + Debian's Chromium) against the web UI.
+#   4. reliability suite; browser tests (Playwright + Debian's Chromium) against the web UI;
+#   5. replication against a real S3 API (moto_server from the conformance venv) with faults.
 # Everything it needs (venv, npm packages, chromium) is installed by the scripts it calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +70,10 @@ TRAILKEEP_FIGURES=target/powercut-figures.json \
     target/conformance-venv/bin/pytest tests/reliability/test_powercut.py -q -p no:cacheprovider 2>&1 | tee target/powercut.log
 pc_passed=$( (grep -Eo '[0-9]+ passed' target/powercut.log || true) | tail -1 | awk '{print $1+0}')
 
+step "replication: a real S3 API (moto_server), kills, outages, throttling, tampering, restore"
+target/conformance-venv/bin/pytest tests/replication -q -p no:cacheprovider 2>&1 | tee target/replication.log
+repl_passed=$( (grep -Eo '[0-9]+ passed' target/replication.log || true) | tail -1 | awk '{print $1+0}')
+
 browser_passed=0
 if [ -f tests/browser/run.sh ]; then
     step "browser tests (Chromium)"
@@ -76,7 +81,7 @@ if [ -f tests/browser/run.sh ]; then
     browser_passed=$( (grep -Eo '^(# |ℹ )pass [0-9]+' target/browser.log || true) | tail -1 | awk '{print $3+0}')
 fi
 
-total=$((rust_passed + ${py_passed:-0} + ${node_passed:-0} + ${readme_passed:-0} + ${rel_passed:-0} + ${pc_passed:-0} + ${browser_passed:-0}))
+total=$((rust_passed + ${py_passed:-0} + ${node_passed:-0} + ${readme_passed:-0} + ${rel_passed:-0} + ${pc_passed:-0} + ${repl_passed:-0} + ${browser_passed:-0}))
 step "done"
 printf 'whole suite: %d s\n' $((SECONDS - SUITE_START))
 printf '\nall suites: %s passed, 0 failed\n' "$total"

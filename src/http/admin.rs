@@ -147,6 +147,12 @@ async fn admin(state: &State, req: &HttpRequest) -> Result<Principal, HttpRespon
     Ok(p)
 }
 
+/// Key changes are logged as events: a read-only trail (no root-signing key) cannot take them
+/// (`trailkeep keys create|revoke` on the server still can).
+fn refuse_if_read_only(state: &State) -> Option<HttpResponse> {
+    state.ledger.read_only().map(|reason| problem(StatusCode::SERVICE_UNAVAILABLE, "read_only", reason))
+}
+
 fn key_json(k: &crate::keys::KeyInfo) -> Value {
     json!({
         "id": k.id,
@@ -201,7 +207,7 @@ async fn list(state: State, req: HttpRequest) -> HttpResponse {
         (status = 400, description = "Invalid body, name, scopes or workspaces", content_type = "application/problem+json", body = Problem),
         (status = 413, description = "Body over 64 KiB", content_type = "application/problem+json", body = Problem),
         (status = 415, description = "Not JSON", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "Not stored; retry", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "Not stored (retry), or the trail is read-only (`read_only`: its root-signing key is not installed)", content_type = "application/problem+json", body = Problem),
         (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "Not an admin key without a workspace limit", content_type = "application/problem+json", body = Problem),
         (status = 429, description = "Too many failed authentications", content_type = "application/problem+json", body = Problem),
@@ -213,6 +219,9 @@ async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
         Ok(p) => p,
         Err(r) => return r,
     };
+    if let Some(r) = refuse_if_read_only(&state) {
+        return r;
+    }
     if !is_json(&req) {
         return problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json");
     }
@@ -292,7 +301,7 @@ async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
     responses(
         (status = 204, description = "Revoked"),
         (status = 404, description = "No active key with that id", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "Not revoked; retry", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "Not revoked (retry), or the trail is read-only (`read_only`: its root-signing key is not installed)", content_type = "application/problem+json", body = Problem),
         (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "Not an admin key without a workspace limit", content_type = "application/problem+json", body = Problem),
         (status = 429, description = "Too many failed authentications", content_type = "application/problem+json", body = Problem),
@@ -304,6 +313,9 @@ async fn revoke(state: State, req: HttpRequest, id: web::Path<String>) -> HttpRe
         Ok(p) => p,
         Err(r) => return r,
     };
+    if let Some(r) = refuse_if_read_only(&state) {
+        return r;
+    }
     let id = id.into_inner();
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return problem(StatusCode::NOT_FOUND, "not_found", "no active key with that id");
@@ -434,7 +446,7 @@ async fn retention(state: State, req: HttpRequest) -> HttpResponse {
     responses(
         (status = 200, description = "What was purged", body = PurgeResult),
         (status = 409, description = "No retention period is configured", content_type = "application/problem+json", body = Problem),
-        (status = 503, description = "The purge failed or the writer is busy; retry", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "The purge failed or the writer is busy (retry), or the trail is read-only (`read_only`: its root-signing key is not installed)", content_type = "application/problem+json", body = Problem),
         (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "Not an admin key without a workspace limit", content_type = "application/problem+json", body = Problem),
         (status = 429, description = "Too many failed authentications", content_type = "application/problem+json", body = Problem),
@@ -448,6 +460,9 @@ async fn purge_now(state: State, req: HttpRequest) -> HttpResponse {
     if !state.config.retention.is_enabled() {
         return problem(StatusCode::CONFLICT, "retention_disabled", "no retention period is configured");
     }
+    if let Some(r) = refuse_if_read_only(&state) {
+        return r;
+    }
     match run_purge(&state).await {
         Ok(report) => HttpResponse::Ok().json(report),
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e),
@@ -459,6 +474,7 @@ pub async fn run_purge(state: &State) -> Result<PurgeReport, String> {
     let now = crate::time::now_micros();
     let res = state.writer.purge(state.config.retention.clone(), now).await.map_err(|e| match e {
         crate::store::writer::WriteError::Busy => "the writer is busy; retry".to_string(),
+        crate::store::writer::WriteError::ReadOnly(reason) => reason,
         _ => "the purge failed; it is retried at the next run".to_string(),
     });
     state.retention.lock().last_run = Some((now, res.clone()));

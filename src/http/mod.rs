@@ -1,5 +1,5 @@
-//! HTTP: the routes of the two dialects (`h2o`, `pangea`), the admin API (`admin`), the UI routes
-//! (`ui`), the OpenAPI document (`openapi`) and metrics (`observe`), over shared handler
+//! HTTP: the routes of the two dialects (`h2o`, `pangea`), the admin API (`admin`), the
+//! replication state (`replication`), the UI routes (`ui`), the OpenAPI document (`openapi`) and metrics (`observe`), over shared handler
 //! infrastructure (`state`, `auth`, `authlimit`, `body`, `apidoc`). This file only registers the
 //! routes: `configure` is the app factory shared by the server and the tests.
 
@@ -12,6 +12,7 @@ pub mod h2o;
 pub mod observe;
 pub mod openapi;
 pub mod pangea;
+pub mod replication;
 pub mod state;
 pub mod ui;
 
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     pangea::configure(cfg);
     h2o::configure(cfg);
     admin::configure(cfg);
+    replication::configure(cfg);
     openapi::configure(cfg);
     ui::configure(cfg);
 }

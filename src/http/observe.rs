@@ -111,6 +111,8 @@ pub async fn metrics_endpoint(state: State, req: HttpRequest) -> HttpResponse {
         .map(|m| m.len())
         .sum();
     metrics::gauge!("trailkeep_database_bytes").set(size as f64);
+    // Sets trailkeep_replication_lag_events / _seconds as of now.
+    let _ = super::state::replication_report(&state).await;
     let body = HANDLE.get().and_then(|h| h.as_ref()).map(|h| h.render()).unwrap_or_default();
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body)
 }

@@ -4,7 +4,7 @@
 //!
 //! The handlers parse and build their JSON by hand (`serde_json::Value`, strict parsers): the
 //! schema-only types that describe those wire shapes live next to them (`h2o/schema.rs`,
-//! `pangea/schema.rs`, `ui.rs`, `admin.rs`, `observe.rs`) and are never constructed. Only this
+//! `pangea/schema.rs`, `ui.rs`, `admin.rs`, `replication.rs`, `observe.rs`) and are never constructed. Only this
 //! file gathers the handlers. `tests/it/openapi.rs` checks
 //! that every route registered in `src/http/` is documented and that every documented operation is
 //! served.
@@ -17,7 +17,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::apidoc::{BEARER, TAG_H2O, TAG_OPS, TAG_PANGEA, TAG_UI};
-use super::{admin, h2o, observe, pangea, ui};
+use super::{admin, h2o, observe, pangea, replication, ui};
 
 const DESCRIPTION: &str = "\
 Self-hosted, tamper-evident audit trail speaking two wire dialects over one trail:
@@ -80,6 +80,7 @@ same way. The Pangea SDK sends its token in the same header.";
         admin::rotate_signing,
         admin::retention,
         admin::purge_now,
+        replication::replication_status,
         observe::metrics_endpoint,
         openapi_json,
         docs_redirect,

@@ -37,6 +37,9 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// The last retention purge (for `GET /api/v1/retention`).
     pub retention: Mutex<RetentionStatus>,
+    /// Replication to object storage, when configured (`GET /api/v1/replication`, `/readyz`,
+    /// `/metrics`).
+    pub replication: Option<Arc<crate::replication::uploader::Status>>,
 }
 
 pub type State = web::Data<AppState>;
@@ -57,6 +60,13 @@ where
         Ok(Ok(v)) => Ok(v),
         _ => Err(()),
     }
+}
+
+/// The replication report (`{"enabled": false}` when not configured); `None` if the database
+/// cannot be read. Also refreshes the lag gauges.
+pub async fn replication_report(state: &State) -> Option<serde_json::Value> {
+    let Some(status) = state.replication.clone() else { return Some(serde_json::json!({"enabled": false})) };
+    with_reader(state, move |c| status.report(c)).await.ok()
 }
 
 /// The public base URL: configured, else from the request's scheme (always `https` when the server

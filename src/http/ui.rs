@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use super::apidoc::{Problem, TAG_OPS, TAG_UI};
 use super::auth::{AuthFailure, ConfigAccess, authenticate, config_for, refresh_configs};
 use super::h2o::error::H2oError;
-use super::pangea::schema::PangeaSearchEvent;
-use super::state::{State, with_reader};
+use super::pangea::schema::PangeaEnvelope;
+use super::state::{State, replication_report, with_reader};
 use crate::configs::{AuditConfig, SelectError};
 use crate::keys::Principal;
 use crate::search::pangea_query;
@@ -92,6 +92,47 @@ pub struct Readiness {
     pub writer: bool,
     pub checkpoint: bool,
     pub tree_size: u64,
+    /// Replication (never affects readiness): `{"enabled": false}`, or `enabled`, `state`,
+    /// `lag_events`, `lag_seconds`, `replicated_events`, `last_upload_at`.
+    #[schema(value_type = Object)]
+    pub replication: serde_json::Value,
+}
+
+/// One exported event: an element of a JSON export, a line of a `jsonl.gz` export (which adds
+/// `membership_proof`, `tree_size` and `root`) and of a replicated object (README, "The line
+/// format"; `crate::export::write_line`).
+#[derive(utoipa::ToSchema)]
+pub struct ExportedEvent {
+    /// The stored envelope, byte for byte: SHA-256 of its canonical JSON is `hash`. `null` when
+    /// retention removed the event's content.
+    pub envelope: Option<PangeaEnvelope>,
+    /// When the event happened (µs precision).
+    #[schema(format = DateTime)]
+    pub event_time: String,
+    #[schema(min_length = 64, max_length = 64)]
+    pub hash: String,
+    /// The event id (a UUID).
+    pub id: String,
+    /// The event's buffer: its leaf in the cold tree.
+    pub leaf_index: u64,
+    /// `h2o`, `pangea` or `server`: the API that brought the event in.
+    pub origin: String,
+    pub published: bool,
+    /// The event's position in the log (0-based, contiguous).
+    pub seq: u64,
+    /// Only when retention removed the content: the event's workspace.
+    #[schema(nullable = false)]
+    pub workspace: Option<String>,
+    /// `jsonl.gz` exports only: `l:<hex>,r:<hex>,…` from `hash` to `root.root_hash`.
+    #[schema(nullable = false)]
+    pub membership_proof: Option<String>,
+    /// `jsonl.gz` exports only: the size of the tree `root` is the root of.
+    #[schema(nullable = false)]
+    pub tree_size: Option<u64>,
+    /// `jsonl.gz` exports only: the signed root (`published_at`, `root_hash`, `signature`, `size`,
+    /// `tree_name`); its signature verifies with the server's public key.
+    #[schema(nullable = false, value_type = Option<Object>)]
+    pub root: Option<serde_json::Value>,
 }
 
 const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
@@ -174,7 +215,17 @@ async fn readyz(state: State) -> HttpResponse {
     .await
     .unwrap_or(false);
     let ready = db && writer && checkpoint;
-    let body = json!({"ready": ready, "database": db, "writer": writer, "checkpoint": checkpoint, "tree_size": state.ledger.size()});
+    // Replication lag is reported, never a reason to be unready: ingest does not depend on it.
+    let replication = match replication_report(&state).await {
+        Some(r) if r["enabled"] == true => json!({
+            "enabled": true, "state": r["state"], "lag_events": r["lag_events"], "lag_seconds": r["lag_seconds"],
+            "replicated_events": r["replicated_events"], "last_upload_at": r["last_upload_at"],
+        }),
+        Some(r) => r,
+        None => json!({"enabled": state.replication.is_some()}),
+    };
+    let body = json!({"ready": ready, "database": db, "writer": writer, "checkpoint": checkpoint,
+        "tree_size": state.ledger.size(), "replication": replication});
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
@@ -427,7 +478,7 @@ struct ExportParams {
     ),
     responses(
         (status = 200, description = "The events as an attachment", content(
-            (Vec<PangeaSearchEvent> = "application/json"),
+            (Vec<ExportedEvent> = "application/json"),
             (String = "text/csv"),
             (Vec<u8> = "application/gzip"),
         )),

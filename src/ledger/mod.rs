@@ -25,7 +25,11 @@ pub struct Ledger {
     /// a client sends back (`prev_root`) without a random-key index on `buffers` (migration 0004).
     root_prefixes: RwLock<Vec<u32>>,
     pub tree_name: String,
-    signing: SigningKey,
+    /// None when the key store does not hold the trail's key (a restore without it): the trail is
+    /// served read-only, and `read_only` says why and how to install the key.
+    signing: Option<SigningKey>,
+    verifying: VerifyingKey,
+    read_only: Option<String>,
     /// The newest receive time handed out (µs); receive times only grow, whatever the wall clock does.
     last_received: std::sync::atomic::AtomicI64,
 }
@@ -60,13 +64,40 @@ pub fn signed_message(tree_name: &str, size: u64, root_hash: &str, published_at:
 
 impl Ledger {
     pub fn new(tree: CompactTree, tree_name: String, signing_seed: [u8; 32]) -> Self {
+        let signing = SigningKey::from_bytes(&signing_seed);
+        let verifying = signing.verifying_key();
         Self {
             tree: RwLock::new(tree),
             root_prefixes: RwLock::default(),
             tree_name,
-            signing: SigningKey::from_bytes(&signing_seed),
+            signing: Some(signing),
+            verifying,
+            read_only: None,
             last_received: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// A ledger that can check but not sign (the key store lacks the trail's root-signing key):
+    /// the writer refuses appends and purges with `reason`, which says how to install the key.
+    pub fn verify_only(tree: CompactTree, tree_name: String, key: VerifyingKey, reason: String) -> Self {
+        Self {
+            tree: RwLock::new(tree),
+            root_prefixes: RwLock::default(),
+            tree_name,
+            signing: None,
+            verifying: key,
+            read_only: Some(reason),
+            last_received: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+
+    pub fn can_sign(&self) -> bool {
+        self.signing.is_some()
+    }
+
+    /// Why the trail is read-only (`verify_only`), for the clients whose writes are refused.
+    pub fn read_only(&self) -> Option<&str> {
+        self.read_only.as_deref()
     }
 
     /// Replaces the root-hash prefixes (the writer, after loading the tree from the database).
@@ -102,16 +133,18 @@ impl Ledger {
     }
 
     pub fn public_key(&self) -> VerifyingKey {
-        self.signing.verifying_key()
+        self.verifying
     }
 
     pub fn public_key_b64(&self) -> String {
         B64.encode(self.public_key().as_bytes())
     }
 
+    /// The signature of a root; all zeros (never valid) without the signing key, which callers
+    /// check with `can_sign` first.
     pub fn sign(&self, size: u64, root_hash: &Hash, published_at: &str) -> [u8; 64] {
         let msg = signed_message(&self.tree_name, size, &hex::encode(root_hash), published_at);
-        self.signing.sign(msg.as_bytes()).to_bytes()
+        self.signing.as_ref().map_or([0; 64], |k| k.sign(msg.as_bytes()).to_bytes())
     }
 
     pub fn size(&self) -> u64 {

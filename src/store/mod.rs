@@ -1,6 +1,7 @@
 //! SQLite storage: opening, PRAGMAs, migrations, the `regexp` function, the reader pool and the
 //! single writer. SQL lives here and in the submodules; handlers never touch it.
 
+pub mod replication;
 pub mod retention;
 pub mod search;
 pub mod uidfilter;
@@ -37,6 +38,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_small_segments.sql", include_str!("../../migrations/0005_small_segments.sql")),
     ("0006_fts_batches.sql", include_str!("../../migrations/0006_fts_batches.sql")),
     ("0007_keys_leave_database.sql", include_str!("../../migrations/0007_keys_leave_database.sql")),
+    ("0009_replication.sql", include_str!("../../migrations/0009_replication.sql")),
     ("0010_configs.sql", include_str!("../../migrations/0010_configs.sql")),
 ];
 

@@ -8,7 +8,8 @@
 //! Purge events themselves are never purged.
 //!
 //! The purge runs on the writer thread (see `writer::WriterHandle::purge`), in transactions of
-//! at most [`BATCH`] events.
+//! at most [`BATCH`] events. With replication configured (and `[retention] require_replicated`,
+//! the default) it never reaches the replication watermark: content not yet in the archive stays.
 
 use std::collections::BTreeMap;
 
@@ -69,13 +70,18 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
     };
     // Purge events are never purged: `verify` needs what they declare (they hold no personal data).
     let keep = string_id(conn, PURGE_ACTION)?.unwrap_or(-1);
+    // With `require_replicated`, nothing at or above the replication watermark is purged.
+    let hold = match &r.replicated_to {
+        Some(target) => super::replication::replicated_seq(conn, target)?,
+        None => i64::MAX,
+    };
     // Workspaces with their own period.
     for (ws, period) in &r.workspaces {
         if *period == i64::MAX {
             continue;
         }
         let Some(ws_id) = string_id(conn, ws)? else { continue };
-        let bound = boundary_seq(conn, now.saturating_sub(*period))?;
+        let bound = boundary_seq(conn, now.saturating_sub(*period))?.min(hold);
         let found = rows(
             &format!(
                 "SELECT seq, origin, envelope, workspace, config FROM events
@@ -104,7 +110,7 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
             exempt.push(id.to_string());
         }
     }
-    let bound = boundary_seq(conn, now.saturating_sub(period))?;
+    let bound = boundary_seq(conn, now.saturating_sub(period))?.min(hold);
     if floor >= bound {
         return Ok((Vec::new(), None));
     }

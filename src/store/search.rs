@@ -23,9 +23,9 @@ pub struct EventRow {
     pub envelope: String,
 }
 
-const ROW_COLUMNS: &str = "e.seq, e.uid, e.origin, e.received_at, e.event_time, (SELECT value FROM strings WHERE id = e.workspace), e.buffer, e.hash, e.envelope";
+pub(crate) const ROW_COLUMNS: &str = "e.seq, e.uid, e.origin, e.received_at, e.event_time, (SELECT value FROM strings WHERE id = e.workspace), e.buffer, e.hash, e.envelope";
 
-fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     Ok(EventRow {
         seq: r.get(0)?,
         uid: uuid::Uuid::from_slice(&r.get::<_, Vec<u8>>(1)?).unwrap_or_default(),
@@ -650,6 +650,39 @@ pub fn rows_by_seq(conn: &Connection, seqs: &[i64]) -> rusqlite::Result<Vec<Even
         }
     }
     Ok(out)
+}
+
+/// Events `first_seq..=last_seq` in order, `page` rows per query (no read transaction is held
+/// between pages: for committed rows, which do not change, such as replication's).
+pub fn for_each_event(
+    conn: &Connection,
+    first_seq: i64,
+    last_seq: i64,
+    mut f: impl FnMut(&EventRow) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    const PAGE: i64 = 2048;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM events e WHERE e.seq >= ?1 AND e.seq <= ?2 ORDER BY e.seq"
+    ))?;
+    let mut lo = first_seq;
+    while lo <= last_seq {
+        let hi = (lo + PAGE - 1).min(last_seq);
+        let mut rows = stmt.query([lo, hi])?;
+        let mut expected = lo;
+        while let Some(r) = rows.next()? {
+            let row = read_row(r)?;
+            if row.seq != expected {
+                anyhow::bail!("event {expected} is missing from the database");
+            }
+            expected += 1;
+            f(&row)?;
+        }
+        if expected != hi + 1 {
+            anyhow::bail!("event {expected} is missing from the database");
+        }
+        lo = hi + 1;
+    }
+    Ok(())
 }
 
 /// Event hashes of one buffer, in log order, and the buffer's first seq.

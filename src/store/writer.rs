@@ -139,6 +139,10 @@ pub enum WriteError {
     /// were stored: nothing was stored; validate again.
     #[error("the audit config changed")]
     ConfigChanged,
+    /// The key store lacks the trail's root-signing key: nothing can be appended. The text says
+    /// how to install the key (no path beyond the data directory's own layout).
+    #[error("read-only: {0}")]
+    ReadOnly(String),
 }
 
 /// The audit config and schema revision an append request's events were validated against; the
@@ -310,6 +314,8 @@ struct WriterState {
     fts_pending: Vec<(i64, String)>,
     fts: Arc<FtsProgress>,
     fts_text: super::FtsText,
+    /// The wall clock (µs) receive times come from (a fixed one in tests).
+    clock: fn() -> i64,
 }
 
 struct Pending {
@@ -357,6 +363,7 @@ impl WriterState {
             fts_pending: Vec::new(),
             fts,
             fts_text,
+            clock: crate::time::now_micros,
         };
         state.recover_fts(indexed)?;
         Ok(state)
@@ -522,6 +529,12 @@ impl WriterState {
             replies.push(j.reply);
         }
         let mut stop = false;
+        if let Some(reason) = self.ledger.read_only() {
+            for reply in replies {
+                let _ = reply.send(Err(WriteError::ReadOnly(reason.to_string())));
+            }
+            return stop;
+        }
         if let Err(e) = prepare_checkpoint_spare(&self.data_dir) {
             let full = e.kind() == std::io::ErrorKind::StorageFull;
             tracing::error!(error = %e, "cannot allocate the next checkpoint file; refusing writes (nothing stored)");
@@ -612,6 +625,10 @@ impl WriterState {
 
     /// Runs one retention purge job and replies.
     fn purge(&mut self, job: PurgeJob) {
+        if let Some(reason) = self.ledger.read_only() {
+            let _ = job.reply.send(Err(WriteError::ReadOnly(reason.to_string())));
+            return;
+        }
         let mut report = PurgeReport::default();
         let result = loop {
             match self.purge_batch(&job, &mut report) {
@@ -850,22 +867,39 @@ impl WriterState {
         let mut tree = ledger.tree.write();
         let mut sealed: Vec<(u64, i64, usize, i64, Hash, Hash)> = Vec::with_capacity(groups.len());
         for (workspace, group) in groups {
-            let buffer = tree.len() as u64;
-            let first_seq = self.next_seq;
             let ws_id = self.intern(&workspace)?;
+            let mut buffer = tree.len() as u64;
+            let mut first_seq = self.next_seq;
+            let mut hour = None;
             let mut hashes: Vec<Hash> = Vec::with_capacity(group.len());
             for mut p in group {
-                let stored = self.insert_event(&p.event, p.head, (p.config, &p.rows), ws_id, buffer, &mut segments)?;
+                let received_at = self.next_received_at();
+                // A buffer never spans two UTC hours: replication cuts objects at whole buffers
+                // and partitions them by the hour (`replication` module).
+                let h = crate::time::hour_of(received_at);
+                if hour.is_some_and(|prev| prev != h) {
+                    let (buffer_root, root) = self.seal_buffer(&mut tree, &hashes);
+                    sealed.push((buffer, first_seq, hashes.len(), ws_id, buffer_root, root));
+                    hashes.clear();
+                    buffer = tree.len() as u64;
+                    first_seq = self.next_seq;
+                }
+                hour = Some(h);
+                let stored = self.insert_event(
+                    &p.event,
+                    p.head,
+                    received_at,
+                    (p.config, &p.rows),
+                    (ws_id, buffer),
+                    &mut segments,
+                )?;
                 self.fts_pending.push((stored.seq, std::mem::take(&mut p.event.fts_body)));
                 hashes.push(stored.hash);
                 *per_config.entry(p.config).or_default() += 1;
                 committed.push(Committed { event: stored.clone(), workspace: workspace.clone(), config: p.config });
                 results[p.job][p.item] = Some(Outcome::Stored(stored));
             }
-            let buffer_root = mth(&hashes).unwrap_or([0; 32]);
-            tree.push(buffer_root);
-            let root = tree.root(tree.len()).unwrap_or([0; 32]);
-            self.ledger.push_root_prefix(&root);
+            let (buffer_root, root) = self.seal_buffer(&mut tree, &hashes);
             sealed.push((buffer, first_seq, hashes.len(), ws_id, buffer_root, root));
         }
         // Every buffer of the transaction is published at its end. Only the transaction's last
@@ -924,21 +958,35 @@ impl WriterState {
         Ok((outcomes, tree_size, committed))
     }
 
-    /// Inserts one event (of `config`, with its custom-field rows) and widens its segment's
-    /// event-time range in `segments`.
+    /// The next receive time (µs): the wall clock, but strictly after the previous one.
+    fn next_received_at(&mut self) -> i64 {
+        let now = (self.clock)();
+        let received_at = now.max(self.last_received + 1);
+        self.last_received = received_at;
+        self.ledger.note_received(received_at);
+        received_at
+    }
+
+    /// Seals one buffer: its root becomes the next cold-tree leaf. Returns (buffer root, new root).
+    fn seal_buffer(&self, tree: &mut CompactTree, hashes: &[Hash]) -> (Hash, Hash) {
+        let buffer_root = mth(hashes).unwrap_or([0; 32]);
+        tree.push(buffer_root);
+        let root = tree.root(tree.len()).unwrap_or([0; 32]);
+        self.ledger.push_root_prefix(&root);
+        (buffer_root, root)
+    }
+
+    /// Inserts one event received at `received_at` (of `config`, with its custom-field rows) into
+    /// workspace `ws_id` and `buffer`, and widens its segment's event-time range in `segments`.
     fn insert_event(
         &mut self,
         ev: &NewEvent,
         head: EnvelopeHead,
+        received_at: i64,
         (config, rows): (i64, &FieldRows),
-        ws_id: i64,
-        buffer: u64,
+        (ws_id, buffer): (i64, u64),
         segments: &mut BTreeMap<i64, (i64, i64)>,
     ) -> anyhow::Result<StoredEvent> {
-        let now = chrono::Utc::now().timestamp_micros();
-        let received_at = now.max(self.last_received + 1);
-        self.last_received = received_at;
-        self.ledger.note_received(received_at);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.uids.insert(&ev.uid);
@@ -1103,7 +1151,7 @@ pub fn root_at(conn: &Connection, ledger: &Ledger, size: u64) -> rusqlite::Resul
             .query_row([size as i64 - 1], |r| r.get(0))
             .optional()?;
         let in_tree = ledger.tree.read().root(size as usize).map(hex::encode);
-        if covering == Some(published) && in_tree.as_deref() == Some(root.root_hash.as_str()) {
+        if ledger.can_sign() && covering == Some(published) && in_tree.as_deref() == Some(root.root_hash.as_str()) {
             let hash: Hash = hex::decode(&root.root_hash).ok().and_then(|h| h.try_into().ok()).unwrap_or([0; 32]);
             root.signature = B64.encode(ledger.sign(root.size, &hash, &root.published_at));
         }
@@ -1119,4 +1167,80 @@ fn root_from_row(r: &rusqlite::Row<'_>, tree_name: &str) -> rusqlite::Result<Sig
         published_at: format_micros(r.get(2)?),
         signature: B64.encode(r.get::<_, Vec<u8>>(3)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventType;
+
+    fn event(workspace: &str, i: usize) -> Sealed {
+        let mut ev = serde_json::Map::new();
+        ev.insert("message".into(), serde_json::Value::String(format!("m{i}")));
+        seal(
+            NewEvent {
+                uid: Uuid::new_v4(),
+                origin: Origin::Pangea,
+                workspace: workspace.into(),
+                actor: String::new(),
+                action: String::new(),
+                event_source: "pangea".into(),
+                target: None,
+                source: None,
+                status: None,
+                status_code: None,
+                read_only: false,
+                event_type: EventType::Unspecified,
+                event_time: None,
+                fts_body: format!("m{i}"),
+                event: ev,
+                signature: None,
+                public_key: None,
+            },
+            super::super::DEFAULT_CONFIG,
+            Vec::new(),
+        )
+    }
+
+    /// Receive times that cross an hour within one group: the workspace's events go into two
+    /// buffers, each within one UTC hour (replication cuts objects at buffers, by the hour).
+    #[test]
+    fn a_buffer_never_spans_two_utc_hours() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open_rw(dir.path()).unwrap();
+        let ledger = Arc::new(Ledger::new(CompactTree::new(), "t".repeat(64), [3; 32]));
+        let mut st = WriterState::load(
+            conn,
+            ledger,
+            dir.path().to_path_buf(),
+            broadcast::channel(16).0,
+            super::super::standard_fts_text(),
+        )
+        .unwrap();
+        // A wall clock stuck 2 µs before 2026-12-06T14:00:00Z: receive times go on from there.
+        st.clock = || 1_796_565_600_000_000 - 2;
+        let events = (0..5).map(|i| event("workspaces/a", i)).chain((5..7).map(|i| event("workspaces/b", i))).collect();
+        st.write(vec![(None, events)], true).unwrap();
+        let mut stmt = st
+            .conn
+            .prepare(
+                "SELECT b.idx, b.count, MIN(e.received_at), MAX(e.received_at) FROM buffers b
+                 JOIN events e ON e.buffer = b.idx GROUP BY b.idx ORDER BY b.idx",
+            )
+            .unwrap();
+        let rows: Vec<(i64, i64, i64, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows.iter().map(|r| r.1).collect::<Vec<_>>(), vec![2, 3, 2], "{rows:?}");
+        for (idx, _, lo, hi) in &rows {
+            assert_eq!(crate::time::hour_of(*lo), crate::time::hour_of(*hi), "buffer {idx}");
+        }
+        // The tree holds the three buffers, and the transaction's last root is signed.
+        assert_eq!(st.ledger.size(), 3);
+        let root = latest_root(&st.conn, &st.ledger.tree_name).unwrap().unwrap();
+        assert_eq!(root.size, 3);
+        assert!(crate::ledger::verify_root_signature(&st.ledger.public_key(), &root));
+    }
 }

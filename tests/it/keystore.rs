@@ -1,7 +1,7 @@
 //! The data directory is private and the server's keys are files: modes whatever the umask, the
 //! refusals of a directory or key file others can use, the encrypted key store, the move of an
 //! older release's keys out of its database (crash-safe), backup and restore with and without
-//! keys, and the CLI (`keys files|encrypt|decrypt`, `serve` on an encrypted store).
+//! keys (without: served read-only until the key is installed), and the CLI (`keys files|encrypt|decrypt`, `serve` on an encrypted store).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -337,7 +337,8 @@ async fn restore_continues_the_trail_only_with_its_key() {
     }
     assert!(trailkeep::backup::backup(&dir, &full, true).is_err(), "never overwrites");
 
-    // Without keys: restored, verifiable, but serve refuses and names the key it needs.
+    // Without keys: restored, verifiable, and served read-only: searches and proofs answer,
+    // writes are refused in each dialect saying which key to install where.
     let r1 = root.path().join("r1");
     let r = trailkeep::backup::restore(&bare, &r1, None).unwrap();
     assert!(r.root_signing.is_none() && r.keys.is_empty() && r.public_key == public);
@@ -345,8 +346,7 @@ async fn restore_continues_the_trail_only_with_its_key() {
     assert_eq!(mode(&r1.join("trailkeep.db")), 0o600);
     let report = trailkeep::verify::verify(&r1, None).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    let err = open(&r1, None).err().expect("refused without the key").to_string();
-    assert!(err.contains("root-signing key") && err.contains(&public) && err.contains("--keys"), "{err}");
+    read_only_until_the_key_is_installed(&r1, &admin, &public, size, &full).await;
     // Another key directory's key is not taken for it.
     let other = root.path().join("other");
     ingest(&other, None, None, 0).await;
@@ -369,6 +369,52 @@ async fn restore_continues_the_trail_only_with_its_key() {
     close(o).await;
     let report = trailkeep::verify::verify(&r3, None).unwrap();
     assert!(report.problems.is_empty() && report.events == 6, "{:?}", report.problems);
+}
+
+/// A trail whose key store lacks its root-signing key is served read-only: searches, proofs, the
+/// public key and exports answer; event writes (both dialects), key changes and purges get 503
+/// naming the key file to install and its public key. Installing it (the file from `keys_from`)
+/// makes the next start writable.
+async fn read_only_until_the_key_is_installed(dir: &Path, admin: &str, public: &str, size: u64, keys_from: &Path) {
+    let o = open(dir, None).expect("a trail without its key opens read-only");
+    assert!(!o.state.ledger.can_sign());
+    assert_eq!(o.state.ledger.public_key_b64(), public);
+    let app = actix_web::test::init_service(
+        actix_web::App::new().app_data(o.state.clone()).configure(trailkeep::http::configure),
+    )
+    .await;
+    let says_how =
+        |text: &str| text.contains("read-only") && text.contains(public) && text.contains("keys/root-signing.1.pem");
+    let search = json!({"query": "message:ks", "limit": 10, "start": "1d"}).to_string();
+    let (st, body) = call(&app, "POST", "/pangea/v1/search", Some(admin), &search).await;
+    assert_eq!((st, body["result"]["count"].as_u64()), (200, Some(4)), "{body}");
+    let (st, body) = call(&app, "POST", "/pangea/v1/root", Some(admin), &json!({"tree_size": size}).to_string()).await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = call(&app, "GET", "/api/v1/public-key", None, "").await;
+    assert_eq!((st, body["public_key"].as_str()), (200, Some(public)));
+    let (st, body) = call(&app, "GET", "/api/v1/export?format=json&query=message:ks", Some(admin), "").await;
+    assert_eq!((st, body.as_array().map(Vec::len)), (200, Some(4)), "{body}");
+
+    let (st, body) = call(&app, "POST", "/pangea/v1/log", Some(admin), r#"{"event":{"message":"no"}}"#).await;
+    assert_eq!((st, body["status"].as_str()), (503, Some("ServiceNotAvailable")), "{body}");
+    assert!(says_how(body["summary"].as_str().unwrap()), "{body}");
+    let h2o = json!({"requests": [{"event": crate::common::h2o_event("//svc/things/1"), "eventId": uuid4()}]});
+    let (st, body) = call(&app, "POST", "/v1/events:batchCreate", Some(admin), &h2o.to_string()).await;
+    assert_eq!((st, body["code"].as_i64()), (503, Some(14)), "{body}");
+    assert!(says_how(body["message"].as_str().unwrap()), "{body}");
+    let (st, body) =
+        call(&app, "POST", "/api/v1/keys", Some(admin), &json!({"name": "n", "scopes": ["search"]}).to_string()).await;
+    assert_eq!((st, body["code"].as_str()), (503, Some("read_only")), "{body}");
+    assert!(says_how(body["detail"].as_str().unwrap()), "{body}");
+    close(o).await;
+
+    // The key, installed as the message says: the trail goes on.
+    let key = trailkeep::backup::keys_beside(keys_from).join("root-signing.1.pem");
+    std::fs::copy(&key, serverkeys::keys_dir(dir).join("root-signing.1.pem")).unwrap();
+    ingest(dir, None, Some(admin), 1).await;
+    let o = open(dir, None).unwrap();
+    assert!(o.state.ledger.can_sign() && o.state.ledger.size() == size + 1);
+    close(o).await;
 }
 
 fn cli(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
@@ -461,9 +507,12 @@ async fn backups_restores_and_exports_through_the_cli() {
 
     let out = cli(&path("r1"), &["restore", "--from", &s(&path("b.db"))], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains(&public) && text.contains("refuses to start"), "{text}");
+    assert!(out.status.success() && text.contains(&public) && text.contains("read-only"), "{text}");
     let (ok, err) = serve_once(&path("r1"), &[]);
-    assert!(!ok && err.contains(&public), "{err}");
+    assert!(
+        ok && err.contains("read-only") && err.contains(&public) && err.contains("keys/root-signing.1.pem"),
+        "{err}"
+    );
     let out = cli(&path("r2"), &["restore", "--from", &s(&path("b.db")), "--keys", &s(&path("k.db.keys"))], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("the trail continues with root-signing.1"), "{text}");

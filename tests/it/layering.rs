@@ -23,6 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["main", "lib"],
     &["server"],
     &["http"],
+    &["replication"],
     &["export", "verify", "backup", "tls"],
     &["configs"],
     &["keys", "serverkeys"],

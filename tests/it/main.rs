@@ -12,5 +12,6 @@ mod openapi;
 mod pangea;
 mod process;
 mod props;
+mod replication;
 mod retention;
 mod tls;

@@ -268,6 +268,8 @@ ENDPOINTS: Dict[str, dict] = {
     "admin.retention": E(lambda e, k: e.api(k).request("GET", "/api/v1/retention"), allow({"admin"}, 200)),
     "admin.retention.purge": E(lambda e, k: e.api(k).request("POST", "/api/v1/retention/purge"),
                                allow({"admin"}, 409), write=True),
+    "admin.replication": E(lambda e, k: e.api(k).request("GET", "/api/v1/replication"), allow({"admin"}, 200),
+                           check=lambda e, k, r: None if r.json() == {"enabled": False} else r.text[:200]),
     # ---------------------------------------------------------------- public
     "public.ui.public_key": E(lambda e, k: e.api(k).request("GET", "/api/v1/public-key"), public()),
     "public.healthz": E(lambda e, k: e.api(k).request("GET", "/healthz"), public()),

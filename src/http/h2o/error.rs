@@ -111,6 +111,9 @@ impl From<WriteError> for H2oError {
         match e {
             WriteError::Busy | WriteError::Stopped => Self::unavailable(),
             WriteError::Storage(_) | WriteError::ConfigChanged => Self::unavailable(),
+            WriteError::ReadOnly(reason) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, 14, format!("service unavailable: {reason}"))
+            }
             WriteError::Full => Self {
                 retry_after: Some(STORAGE_FULL_RETRY_S),
                 ..Self::new(

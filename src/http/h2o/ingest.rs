@@ -247,7 +247,7 @@ struct CreateQuery {
         (status = 409, description = "The id exists with different content (code 6)", body = H2oStatus),
         (status = 413, description = "Body over 1 MiB (code 3)", body = H2oStatus),
         (status = 415, description = "Body not sent as `application/json` (code 3)", body = H2oStatus),
-        (status = 503, description = "Storage busy or unavailable (code 14)", body = H2oStatus),
+        (status = 503, description = "Storage busy or unavailable, or the trail read-only because its root-signing key is not installed (code 14; the message says how to install it)", body = H2oStatus),
     ),
     security(("api_key" = [])),
 )]
@@ -301,7 +301,7 @@ pub(super) async fn create_event(state: State, req: HttpRequest, payload: web::P
         (status = 403, description = "The key may not ingest (code 7)", body = H2oStatus),
         (status = 413, description = "Body over 16 MiB (code 3)", body = H2oStatus),
         (status = 415, description = "Body not sent as `application/json` (code 3)", body = H2oStatus),
-        (status = 503, description = "Storage busy or unavailable (code 14)", body = H2oStatus),
+        (status = 503, description = "Storage busy or unavailable, or the trail read-only because its root-signing key is not installed (code 14; the message says how to install it)", body = H2oStatus),
     ),
     security(("api_key" = [])),
 )]

@@ -289,7 +289,8 @@ pub(super) async fn search_events(state: State, req: HttpRequest, payload: web::
         }
         _ => (String::new(), format_protojson(parsed.start.0, parsed.start.1)),
     };
-    if token.is_none() && state.config.self_audit {
+    // A read-only trail (no root-signing key) cannot log it.
+    if token.is_none() && state.config.self_audit && state.ledger.can_sign() {
         self_audit(&state, &req, &principal, &parsed.normalized);
     }
     body.extend_from_slice(b"],\"nextPageToken\":");

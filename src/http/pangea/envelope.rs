@@ -120,6 +120,9 @@ impl Ctx {
                 );
                 r
             }
+            PangeaError::ReadOnly(reason) => {
+                self.respond(StatusCode::SERVICE_UNAVAILABLE, "ServiceNotAvailable", &reason, Value::Null)
+            }
             PangeaError::Unavailable => self.respond(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceNotAvailable",
@@ -153,6 +156,8 @@ pub(super) enum PangeaError {
     Unavailable,
     /// 503: the disk is full, nothing was stored.
     StorageFull,
+    /// 503: the trail's root-signing key is not installed (the text says how to install it).
+    ReadOnly(String),
 }
 
 impl From<AuthFailure> for PangeaError {
@@ -178,6 +183,7 @@ impl From<WriteError> for PangeaError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::Full => Self::StorageFull,
+            WriteError::ReadOnly(reason) => Self::ReadOnly(reason),
             _ => Self::Unavailable,
         }
     }

@@ -121,7 +121,7 @@ fn stored_of(outcome: Outcome) -> Result<StoredEvent, PangeaError> {
         (status = 403, description = "`Unauthorized`: the key lacks the scope, or may not write this `tenant_id`", body = PangeaErrorResponse),
         (status = 413, description = "`ValidationError`: body over 1 MiB", body = PangeaValidationErrorResponse),
         (status = 415, description = "`ValidationError`: body not sent as `application/json`", body = PangeaValidationErrorResponse),
-        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable", body = PangeaErrorResponse),
+        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable, or the trail read-only because its root-signing key is not installed (the summary says how to install it)", body = PangeaErrorResponse),
     ),
     security(("api_key" = [])),
 )]
@@ -311,7 +311,7 @@ fn logged_summary(v: &Value) -> String {
         (status = 403, description = "`Unauthorized`: the key lacks the scope, or may not write one of the `tenant_id`s", body = PangeaErrorResponse),
         (status = 413, description = "`ValidationError`: body over 16 MiB", body = PangeaValidationErrorResponse),
         (status = 415, description = "`ValidationError`: body not sent as `application/json`", body = PangeaValidationErrorResponse),
-        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable", body = PangeaErrorResponse),
+        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable, or the trail read-only because its root-signing key is not installed (the summary says how to install it)", body = PangeaErrorResponse),
     ),
     security(("api_key" = [])),
 )]
@@ -346,7 +346,7 @@ pub(super) async fn log_bulk(state: State, req: HttpRequest, payload: web::Paylo
         (status = 403, description = "`Unauthorized`: the key lacks the scope, or may not write the tenant", body = PangeaErrorResponse),
         (status = 413, description = "`ValidationError`: body over 16 MiB", body = PangeaValidationErrorResponse),
         (status = 415, description = "`ValidationError`: body not sent as `application/json`", body = PangeaValidationErrorResponse),
-        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable", body = PangeaErrorResponse),
+        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable, or the trail read-only because its root-signing key is not installed (the summary says how to install it)", body = PangeaErrorResponse),
     ),
     security(("api_key" = [])),
 )]
@@ -417,7 +417,7 @@ fn auth0_event(data: &Map<String, Value>) -> Map<String, Value> {
         (status = 403, description = "`Unauthorized`: the key lacks the scope, or may not write one of the `tenant_id`s", body = PangeaErrorResponse),
         (status = 413, description = "`ValidationError`: body over 16 MiB", body = PangeaValidationErrorResponse),
         (status = 415, description = "`ValidationError`: body not sent as `application/json`", body = PangeaValidationErrorResponse),
-        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable", body = PangeaErrorResponse),
+        (status = 503, description = "`ServiceNotAvailable`: storage busy or unavailable, or the trail read-only because its root-signing key is not installed (the summary says how to install it)", body = PangeaErrorResponse),
     ),
     security(("api_key" = [])),
 )]

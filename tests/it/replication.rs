@@ -1,0 +1,238 @@
+//! Replication to a directory (`file://`), in process: every event in exactly one object, the
+//! objects' bytes a function of the log, `verify --archive` and `restore --from-archive` through
+//! the binary. The same against a real S3 API (moto) with faults: `tests/replication/`.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, call, h2o_event};
+
+fn bin() -> String {
+    env!("CARGO_BIN_EXE_trailkeep").to_string()
+}
+
+fn files(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn lines(path: &std::path::Path) -> Vec<Value> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()), &mut text)
+        .unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn raw_lines(path: &std::path::Path) -> Vec<String> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()), &mut text)
+        .unwrap();
+    text.lines().map(str::to_string).collect()
+}
+
+#[actix_web::test]
+async fn replicates_to_a_directory_exactly_once_then_verifies_and_restores() {
+    let archive = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/trail", archive.path().display());
+    let s = TestServer::with_config(|c| {
+        c.replication = Some(trailkeep::config::Replication { target: url.clone(), interval: 200_000, max_events: 7 });
+    });
+    let app = s.app().await;
+    let mut n = 0;
+    for i in 0..6 {
+        let (st, r) = call(
+            &app,
+            "POST",
+            &format!("/v1/events?eventId={}", uuid::Uuid::new_v4()),
+            Some(&s.admin),
+            &h2o_event(&format!("//svc/workspaces/w{}/x", i % 2)).to_string(),
+        )
+        .await;
+        assert_eq!(st, 200, "{r}");
+        let body = json!({"events": (0..4).map(|k| json!({"event": {"message": format!("m{i}.{k}"), "actor": "alice", "tenant_id": "workspaces/w1"}})).collect::<Vec<_>>()});
+        let (st, r) = call(&app, "POST", "/pangea/v2/log", Some(&s.admin), &body.to_string()).await;
+        assert_eq!(st, 200, "{r}");
+        n += 5;
+    }
+    let mut state = Value::Null;
+    for _ in 0..200 {
+        let (st, r) = call(&app, "GET", "/api/v1/replication", Some(&s.admin), "").await;
+        assert_eq!(st, 200, "{r}");
+        state = r;
+        if state["lag_events"] == 0 && state["committed_events"] == n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(state["replicated_events"], n, "{state}");
+    assert_eq!(state["target"], url.as_str());
+    let (st, ready) = call(&app, "GET", "/readyz", None, "").await;
+    assert_eq!(st, 200);
+    assert_eq!(ready["replication"]["lag_events"], 0, "{ready}");
+
+    // Every event in exactly one object, in order; objects of whole buffers, at most 7 events
+    // unless a single buffer is larger.
+    let root = archive.path().join("trail");
+    assert!(root.join("public-key.pem").exists());
+    let mut seqs = Vec::new();
+    for f in files(&root, ".jsonl.gz") {
+        let ls = lines(&f);
+        let leaves: std::collections::BTreeSet<u64> = ls.iter().map(|l| l["leaf_index"].as_u64().unwrap()).collect();
+        assert!(ls.len() <= 7 || leaves.len() == 1, "{}: {} events", f.display(), ls.len());
+        let proof = f.to_string_lossy().replace(".jsonl.gz", ".proof.json");
+        assert!(std::path::Path::new(&proof).exists(), "{proof}");
+        seqs.extend(ls.iter().map(|l| l["seq"].as_i64().unwrap()));
+    }
+    assert_eq!(seqs, (0..n as i64).collect::<Vec<_>>());
+
+    // One line format: an archive line is the `jsonl.gz` export's line of the same event without
+    // the export-only proof fields, byte for byte up to them.
+    let archived: Vec<String> = files(&root, ".jsonl.gz").iter().flat_map(|f| raw_lines(f)).collect();
+    let out = tempfile::tempdir().unwrap();
+    let export = out.path().join("e.jsonl.gz");
+    let st = Command::new(bin())
+        .args(["export", "--format", "jsonl.gz", "--since", "1d", "--data-dir"])
+        .arg(s.dir.path())
+        .arg("--out")
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let exported = raw_lines(&export);
+    assert_eq!(exported.len(), archived.len());
+    for (e, a) in exported.iter().zip(&archived) {
+        let cut = e.find(",\"membership_proof\":").unwrap_or_else(|| panic!("no proof in {e}"));
+        assert_eq!(format!("{}}}", &e[..cut]), *a);
+        let mut v: Value = serde_json::from_str(e).unwrap();
+        for k in ["membership_proof", "tree_size", "root"] {
+            assert!(v.as_object_mut().unwrap().remove(k).is_some(), "{k} in {e}");
+        }
+        assert_eq!(v, serde_json::from_str::<Value>(a).unwrap());
+    }
+
+    // The bytes of an object are a function of the log: rebuilt from the database, the same.
+    let first = files(&root, ".jsonl.gz").remove(0);
+    let conn = trailkeep::store::open_side_rw(s.dir.path()).unwrap();
+    let count = lines(&first).len() as i64;
+    let mut rebuilt = Vec::new();
+    trailkeep::replication::uploader::write_events(&conn, 0, count - 1, |b| {
+        rebuilt.extend_from_slice(&b);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(rebuilt, std::fs::read(&first).unwrap());
+
+    // verify --archive, with no database.
+    let out = Command::new(bin()).args(["verify", "--archive", &url]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("{n} events")), "{text}");
+
+    // restore --from-archive (no signing key: read-only), then the local verify passes.
+    let restored = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["restore", "--from-archive", &url, "--data-dir"])
+        .arg(restored.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin()).args(["verify", "--data-dir"]).arg(restored.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // A second restore into the same directory is refused.
+    let out = Command::new(bin())
+        .args(["restore", "--from-archive", &url, "--data-dir"])
+        .arg(restored.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let public = s.state.ledger.public_key_b64();
+    let o = trailkeep::server::open(trailkeep::config::Config::for_tests(restored.path())).unwrap();
+    assert!(!o.state.ledger.can_sign() && o.state.ledger.public_key_b64() == public);
+    assert!(o.state.ledger.read_only().unwrap().contains("keys/root-signing.1.pem"));
+    o.state.writer.stop().await;
+    drop(o.state);
+    o.writer_thread.join().unwrap();
+
+    // With --signing-key (the trail's key file) and a passphrase: the key goes into the key store,
+    // sealed, and the restored trail goes on; a key that is not the archive's is refused.
+    let keyfile = trailkeep::serverkeys::keys_dir(s.dir.path()).join("root-signing.1.pem");
+    let other = tempfile::tempdir().unwrap();
+    let wrong = other.path().join("wrong.pem");
+    {
+        let ks = trailkeep::keystore::KeyStore::open(&other.path().join("keys"), None).unwrap();
+        let v = ks.create_ed25519("root-signing").unwrap();
+        std::fs::copy(other.path().join(format!("keys/root-signing.{v}.pem")), &wrong).unwrap();
+    }
+    let target = other.path().join("data");
+    let restore = |key: &std::path::Path| {
+        Command::new(bin())
+            .args(["restore", "--from-archive", &url, "--signing-key"])
+            .arg(key)
+            .arg("--data-dir")
+            .arg(&target)
+            .env("TRAILKEEP_KEY_PASSPHRASE", "restore pw")
+            .output()
+            .unwrap()
+    };
+    let out = restore(&wrong);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not the key of this archive"));
+    assert!(!target.join("trailkeep.db").exists());
+    let out = restore(&keyfile);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("root-signing.1"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let installed = target.join("keys/root-signing.1.pem");
+    assert_eq!(std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(std::fs::read_to_string(&installed).unwrap().contains("TRAILKEEP ENCRYPTED KEY"));
+    let mut config = trailkeep::config::Config::for_tests(&target);
+    config.key_passphrase = Some(trailkeep::keystore::Passphrase::new("restore pw".into()).unwrap());
+    let o = trailkeep::server::open(config).unwrap();
+    assert!(o.state.ledger.can_sign() && o.state.ledger.public_key_b64() == public);
+    let (st, r) = call(
+        &actix_web::test::init_service(
+            actix_web::App::new().app_data(o.state.clone()).configure(trailkeep::http::configure),
+        )
+        .await,
+        "POST",
+        "/pangea/v1/log",
+        o.bootstrap_key.as_deref(),
+        r#"{"event":{"message":"after the restore"}}"#,
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    o.state.writer.stop().await;
+    drop(o.state);
+    o.writer_thread.join().unwrap();
+    let report = trailkeep::verify::verify(&target, None).unwrap();
+    assert!(report.problems.is_empty() && report.events == n as u64 + 1, "{:?}", report.problems);
+}
+
+#[actix_web::test]
+async fn replication_state_is_for_admin_keys_and_says_when_disabled() {
+    let s = TestServer::new();
+    let app = s.app().await;
+    let (st, r) = call(&app, "GET", "/api/v1/replication", Some(&s.admin), "").await;
+    assert_eq!((st, r), (200, json!({"enabled": false})));
+    let search = s.key(&["search"], &[]);
+    let (st, _) = call(&app, "GET", "/api/v1/replication", Some(&search), "").await;
+    assert_eq!(st, 403);
+    let (st, _) = call(&app, "GET", "/api/v1/replication", None, "").await;
+    assert_eq!(st, 401);
+    let (st, ready) = call(&app, "GET", "/readyz", None, "").await;
+    assert_eq!(st, 200);
+    assert_eq!(ready["replication"], json!({"enabled": false}));
+}
