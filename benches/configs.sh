@@ -12,8 +12,9 @@
 #   bash benches/configs.sh                       # 1,000,000 events, 3 runs
 #   bash benches/configs.sh --quick               # 100,000 events, shorter runs (checks the commands)
 #   bash benches/configs.sh --before main         # adds the A/B default-config ingest comparison
+#   bash benches/configs.sh --before-bin OLD_BIN  # the same with a release binary already built
 #
-# Options: --prefill N  --runs R  --run-events M  --conns C  --before REV  --keep
+# Options: --prefill N  --runs R  --run-events M  --conns C  --before REV  --before-bin BIN  --keep
 # RESULT lines go to target/bench/<stamp>-configs/results.txt; a summary is printed at the end.
 # The machine is shared: run it when it is quiet, and compare ratios measured in the same run.
 set -euo pipefail
@@ -26,6 +27,7 @@ RUN_EVENTS=50000
 CONNS=4
 PER_KIND=200
 BEFORE=
+BEFORE_BIN=
 KEEP=0
 MODE=full
 while [ $# -gt 0 ]; do
@@ -36,6 +38,7 @@ while [ $# -gt 0 ]; do
     --run-events) RUN_EVENTS=$2; shift ;;
     --conns) CONNS=$2; shift ;;
     --before) BEFORE=$2; shift ;;
+    --before-bin) BEFORE_BIN=$2; shift ;;
     --keep) KEEP=1 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -63,8 +66,10 @@ log "building (release)"
 cargo build --release --bin trailkeep --example loadgen 2>&1 | tail -1
 TK=$ROOT/target/release/trailkeep
 LG=$ROOT/target/release/examples/loadgen
-TK_BEFORE=
-if [ -n "$BEFORE" ]; then
+TK_BEFORE=$BEFORE_BIN
+if [ -n "$BEFORE_BIN" ]; then
+  BEFORE="binary $BEFORE_BIN"
+elif [ -n "$BEFORE" ]; then
   log "building $BEFORE (release) for the A/B comparison"
   mkdir -p "$WORK/before-src"
   git archive "$BEFORE" | tar -x -C "$WORK/before-src"

@@ -452,12 +452,13 @@ fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
 }
 
 /// A top-level conjunct on an indexed custom field (`event_fields`) that can drive a search in
-/// receive order: the field, the SQL comparison and its bound value, and the rest of the query.
+/// receive order: the field, the SQL comparisons with their bound values (one; or two for a
+/// range bounded on both sides, `n>=a AND n<b`, read as one slice of the index), and the rest of
+/// the query.
 #[derive(Debug)]
 struct IndexDriver {
     field: i64,
-    symbol: &'static str,
-    value: SqlValue,
+    bounds: Vec<(&'static str, SqlValue)>,
     rest: Option<Expr>,
 }
 
@@ -497,21 +498,44 @@ fn index_driver(q: &PangeaQuery) -> Option<IndexDriver> {
         };
         Some((no, sym, value))
     };
-    let (found, rest) = match q.expr.as_ref()? {
+    match q.expr.as_ref()? {
         Expr::And(items) => {
-            let (i, d) = items.iter().enumerate().find_map(|(i, e)| driver(e).map(|d| (i, d)))?;
+            let (i, (field, symbol, value)) = items.iter().enumerate().find_map(|(i, e)| driver(e).map(|d| (i, d)))?;
+            let mut bounds = vec![(symbol, value)];
+            // The other side of a range on the same field, if there is one.
+            let side = |s: &str| match s {
+                ">" | ">=" => 1,
+                "<" | "<=" => -1,
+                _ => 0,
+            };
+            let other = (side(symbol) != 0)
+                .then(|| {
+                    items.iter().enumerate().find_map(|(j, e)| {
+                        let (f, s, v) = driver(e).filter(|_| j != i)?;
+                        (f == field && side(s) == -side(symbol)).then_some((j, s, v))
+                    })
+                })
+                .flatten();
             let mut rest = items.clone();
-            rest.remove(i);
+            if let Some((j, s, v)) = other {
+                bounds.push((s, v));
+                rest.remove(i.max(j));
+                rest.remove(i.min(j));
+            } else {
+                rest.remove(i);
+            }
             let rest = match rest.len() {
                 0 => None,
                 1 => rest.pop(),
                 _ => Some(Expr::And(rest)),
             };
-            (d, rest)
+            Some(IndexDriver { field, bounds, rest })
         }
-        e => (driver(e)?, None),
-    };
-    Some(IndexDriver { field: found.0, symbol: found.1, value: found.2, rest })
+        e => {
+            let (field, symbol, value) = driver(e)?;
+            Some(IndexDriver { field, bounds: vec![(symbol, value)], rest: None })
+        }
+    }
 }
 
 /// A search driven by the segment-clustered value index of `event_fields`: the segments of the
@@ -536,8 +560,9 @@ fn indexed_search(conn: &Connection, q: &PangeaQuery, d: &IndexDriver) -> rusqli
     // Equal values are in seq order in the index: SQLite returns the newest (or oldest) first and
     // stops at the limit. A range's matches come in value order: all of a segment's are read and
     // sorted here (cheaper than SQLite's sorter for a segment that mostly matches).
-    let ordered = d.symbol == "=";
-    let query = indexed_query(d.symbol, &rest, ordered.then_some(q.ascending));
+    let symbols: Vec<&str> = d.bounds.iter().map(|b| b.0).collect();
+    let ordered = symbols == ["="];
+    let query = indexed_query(&symbols, &rest, ordered.then_some(q.ascending));
     let mut stmt = conn.prepare_cached(&query)?;
     let mut segment: Vec<i64> = Vec::new();
     let segments: Box<dyn Iterator<Item = i64>> = if q.ascending {
@@ -547,13 +572,9 @@ fn indexed_search(conn: &Connection, q: &PangeaQuery, d: &IndexDriver) -> rusqli
     };
     for seg in segments {
         let want = (q.max_results - out.len()) as i64;
-        let mut params: Vec<SqlValue> = vec![
-            SqlValue::Integer(seg),
-            SqlValue::Integer(d.field),
-            d.value.clone(),
-            SqlValue::Integer(lo),
-            SqlValue::Integer(hi),
-        ];
+        let mut params: Vec<SqlValue> = vec![SqlValue::Integer(seg), SqlValue::Integer(d.field)];
+        params.extend(d.bounds.iter().map(|b| b.1.clone()));
+        params.extend([SqlValue::Integer(lo), SqlValue::Integer(hi)]);
         params.extend(rest.params.iter().cloned());
         if ordered {
             params.push(SqlValue::Integer(want));
@@ -579,16 +600,17 @@ fn indexed_search(conn: &Connection, q: &PangeaQuery, d: &IndexDriver) -> rusqli
 }
 
 /// The statement of one segment of an index-driven search; with `order` (`Some(ascending)`) in
-/// seq order with a limit, else every match in index order. Parameters in text order: segment,
-/// field, value, first and last seq, the rest's, the limit (ordered only).
-fn indexed_query(symbol: &str, rest: &Sql, order: Option<bool>) -> String {
+/// seq order with a limit, else every match in index order. `symbols`: the comparison of each
+/// bound. Parameters in text order: segment, field, the bounds' values, first and last seq, the
+/// rest's, the limit (ordered only).
+fn indexed_query(symbols: &[&str], rest: &Sql, order: Option<bool>) -> String {
     let tail = match order {
         Some(true) => " ORDER BY f.seq ASC LIMIT ?",
         Some(false) => " ORDER BY f.seq DESC LIMIT ?",
         None => "",
     };
-    let head =
-        format!("(f.seq >> {}) = ? AND f.field = ? AND f.value {symbol} ? AND f.seq BETWEEN ? AND ?", super::SEG_SHIFT);
+    let values: String = symbols.iter().map(|s| format!(" AND f.value {s} ?")).collect();
+    let head = format!("(f.seq >> {}) = ? AND f.field = ?{values} AND f.seq BETWEEN ? AND ?", super::SEG_SHIFT);
     // The value index, always: for a range SQLite would rather walk the primary key in seq order
     // (no sort) across the whole window than read one segment's slice.
     let from = "event_fields f INDEXED BY event_fields_seg_value";
@@ -985,6 +1007,9 @@ mod tests {
             "user=u3 OR n=1",
             "n<0 AND -user=u5 AND tenant_id:t1",
             "user=nobody",
+            "n>=-20 AND n<30",
+            "user:u2 AND n<=10 AND ok=true AND n>-10",
+            "at>=2023-11-14T22:15:00Z AND at<2023-11-14T22:25:00Z",
         ];
         let mut compared = 0;
         for round in 0..160u64 {
@@ -1024,11 +1049,16 @@ mod tests {
         };
         let d = index_driver(&q).unwrap();
         assert!(d.rest.is_none());
+        // A range bounded on both sides is one slice of the index; the rest stays.
+        let q = PangeaQuery { expr: pangea_query::parse_in("n<30 AND ok=true AND n>=-20", &catalog).unwrap(), ..q };
+        let d = index_driver(&q).unwrap();
+        assert_eq!(d.bounds.iter().map(|b| b.0).collect::<Vec<_>>(), ["<", ">="]);
+        assert!(matches!(d.rest, Some(Expr::Term(_))), "{:?}", d.rest);
         // Equality and ranges, alone or with more conditions, read the segment's slice of the value
         // index (a range is never answered by walking the primary key over the whole window).
         let plan = |symbol: &str, rest: &Sql| -> String {
             let order = (symbol == "=").then_some(false);
-            let sql = format!("EXPLAIN QUERY PLAN {}", indexed_query(symbol, rest, order));
+            let sql = format!("EXPLAIN QUERY PLAN {}", indexed_query(&[symbol], rest, order));
             let mut params: Vec<SqlValue> = [0, n, 5, 0, 100].into_iter().map(SqlValue::Integer).collect();
             params.extend(rest.params.iter().cloned());
             if order.is_some() {
