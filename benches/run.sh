@@ -4,6 +4,8 @@
 #
 #   bash benches/run.sh            # full: 1,000,000-event pre-fill, 3 measured runs of everything
 #   bash benches/run.sh --quick    # quick: 100,000-event pre-fill, shorter runs (for iteration)
+#   bash benches/run.sh --scale    # scale: one database grown to each of SCALE_SIZES (default
+#                                  # 1000000,3000000,10000000), every figure measured at each size
 #
 # Options: --prefill N  --runs R  --run-events M  --conns C  --no-pg  --no-writer  --parts http,sqlite,writer,pg
 #          --perf (perf record the server during the first bulk, single and search runs)  --keep (keep the data)
@@ -40,6 +42,7 @@ MODE=full
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) MODE=quick; PREFILL=100000; RUN_EVENTS=20000; SINGLE_SECONDS=5; SEARCH_PER_KIND=60; SEARCH_SECONDS=8 ;;
+    --scale) MODE=scale; PARTS=http ;;
     --prefill) PREFILL=$2; shift ;;
     --runs) RUNS=$2; shift ;;
     --run-events) RUN_EVENTS=$2; shift ;;
@@ -55,6 +58,7 @@ while [ $# -gt 0 ]; do
 done
 
 part() { case ",$PARTS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+SCALE_SIZES=${SCALE_SIZES:-1000000,3000000,10000000}
 part pg || WITH_PG=0
 part writer || WITH_WRITER=0
 
@@ -129,7 +133,8 @@ fi
 LG=$ROOT/target/release/examples/loadgen
 
 {
-  echo "mode: $MODE  prefill: $PREFILL  runs: $RUNS x $RUN_EVENTS  conns: $CONNS  single: 32 clients x ${SINGLE_SECONDS}s"
+  if [ "$MODE" = scale ]; then echo "mode: scale  sizes: $SCALE_SIZES  runs: $RUNS x $RUN_EVENTS  conns: $CONNS  single: 32 clients x ${SINGLE_SECONDS}s"
+  else echo "mode: $MODE  prefill: $PREFILL  runs: $RUNS x $RUN_EVENTS  conns: $CONNS  single: 32 clients x ${SINGLE_SECONDS}s"; fi
   echo "date: $(date -u)  commit: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
   echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
   echo "memory: $(free -g | awk '/Mem:/{print $2}') GiB  kernel: $(uname -r)"
@@ -152,6 +157,78 @@ perf_stop() {
   perf report -i "$OUT/perf-$1.data" --no-children --sort comm --stdio 2>/dev/null | grep '%' | head -20 \
     > "$OUT/perf-$1-threads.txt" || true
 }
+
+start_server() { # data dir
+  : > "$OUT/server.out"
+  "$TK" serve --listen 127.0.0.1:0 --data-dir "$1" >> "$OUT/server.out" 2>> "$OUT/server.log" &
+  SERVER_PID=$!
+  for _ in $(seq 1 600); do
+    grep -q '^listening on ' "$OUT/server.out" 2>/dev/null && break
+    kill -0 "$SERVER_PID" || { cat "$OUT/server.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  URL=$(sed -n 's/^listening on //p' "$OUT/server.out" | head -1)
+  [ -n "$URL" ] || { echo "server did not start" >&2; exit 1; }
+  log "server pid $SERVER_PID at $URL"
+  T=(--url "$URL" --pid "$SERVER_PID")
+}
+
+# ---------------------------------------------------------------------------------------------
+# Scale mode: one database grown through SCALE_SIZES (same generator and seed, events 0, 1, 2, …
+# in order, Pangea and H2O batches alternating); at each size the server is started on it, the
+# measured runs add their events, then it stops for verify and the disk figure.
+if [ "$MODE" = scale ]; then
+  wait_quiet "trailkeep scale"
+  mkdir -p "$WORK/tk"
+  NEXT=0     # next event index of the stream (seed 1)
+  STORED=0   # events in the database
+  for SIZE in ${SCALE_SIZES//,/ }; do
+    L=s$SIZE
+    start_server "$WORK/tk"
+    if [ -z "${TRAILKEEP_BENCH_KEY:-}" ]; then
+      export TRAILKEEP_BENCH_KEY=$(sed -n 's/^admin key: //p' "$OUT/server.out" | head -1)
+    fi
+    if [ "$STORED" -lt "$SIZE" ]; then
+      ADD=$((SIZE - STORED))
+      log "[$L] pre-fill: $ADD events (Pangea v2/log and H2O batchCreate batches of 1000 alternating, $CONNS connections)"
+      run_lg bulk "${T[@]}" --dialect mixed --start "$NEXT" --events "$ADD" --conns "$CONNS" --label "$L-prefill" --progress 500000
+      NEXT=$((NEXT + ADD))
+    fi
+    for r in $(seq 1 "$RUNS"); do
+      log "[$L] bulk run $r: Pangea, then H2O, $RUN_EVENTS events each"
+      run_lg bulk "${T[@]}" --dialect pangea --start "$NEXT" --events "$RUN_EVENTS" --conns "$CONNS" --label "$L-run$r"
+      NEXT=$((NEXT + RUN_EVENTS))
+      run_lg bulk "${T[@]}" --dialect h2o --start "$NEXT" --events "$RUN_EVENTS" --conns "$CONNS" --label "$L-run$r"
+      NEXT=$((NEXT + RUN_EVENTS))
+    done
+    for r in $(seq 1 "$RUNS"); do
+      log "[$L] single-event run $r: H2O v1/events, 32 clients, ${SINGLE_SECONDS}s"
+      # Another seed: these events are not part of the stream the searches draw from.
+      run_lg single "${T[@]}" --seed 2 --dialect h2o --clients 32 --seconds "$SINGLE_SECONDS" \
+        --start $((SIZE * 10 + r * 1000000)) --events 1000000 --label "$L-run$r"
+    done
+    log "[$L] searches: each kind alone, $SEARCH_PER_KIND requests (60 s at most per kind)"
+    run_lg search "${T[@]}" --db-events "$NEXT" --per-kind "$SEARCH_PER_KIND" --no-mixed --label "$L-run1"
+    for r in $(seq 1 "$RUNS"); do
+      log "[$L] paging run $r: $PAGES pages of 50"
+      run_lg paging "${T[@]}" --pages "$PAGES" --label "$L-run$r"
+    done
+    HWM=$(awk '/VmHWM/{print $2}' "/proc/$SERVER_PID/status")
+    echo "RESULT {\"kind\":\"rss\",\"system\":\"trailkeep\",\"label\":\"$L\",\"vmhwm_mb\":$((HWM / 1024))}" | tee -a "$RESULTS"
+    log "[$L] stopping the server"
+    kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
+    for r in $(seq 1 "$RUNS"); do
+      log "[$L] verify run $r"
+      verify_result "$TK" "$WORK/tk" "$L-run$r" "$OUT/verify.out" | tee -a "$RESULTS"
+    done
+    BYTES=$(find "$WORK/tk" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
+    STORED=$(sed -n 's/^ok: \([0-9]*\) events.*/\1/p' "$OUT/verify.out")
+    echo "RESULT {\"kind\":\"disk\",\"system\":\"trailkeep\",\"label\":\"$L\",\"bytes\":$BYTES,\"events\":${STORED:-0},\"bytes_per_event\":$(awk "BEGIN{printf \"%d\", $BYTES / ${STORED:-1}}")}" | tee -a "$RESULTS"
+  done
+  PARTS=none
+  WITH_PG=0
+  WITH_WRITER=0
+fi
 
 # ---------------------------------------------------------------------------------------------
 # trailkeep over HTTP

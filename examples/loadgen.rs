@@ -253,7 +253,9 @@ impl World {
         for k in 0..nmeta - 1 {
             let key = META_KEYS[(start + k) % META_KEYS.len()];
             let v = match key {
-                "request_id" | "trace_id" => format!("{:016x}{:016x}", r.next(), r.next()),
+                // A request touches a few events: three consecutive events share a request id.
+                "request_id" => request_id(seed, i),
+                "trace_id" => format!("{:016x}{:016x}", r.next(), r.next()),
                 "region" => REGIONS[r.below(REGIONS.len())].to_string(),
                 "client" => self.agents[r.below(self.agents.len())].split('/').next().unwrap_or("x").to_string(),
                 "ticket" => format!("OPS-{}", r.below(100_000)),
@@ -264,6 +266,11 @@ impl World {
                 _ => format!("{}.{}.{}", r.below(4), r.below(20), r.below(50)),
             };
             metadata.push((key.to_string(), v));
+        }
+        // Messages name the request they belong to, as audit messages often do.
+        if let Some((_, id)) = metadata.iter().find(|(k, _)| k == "request_id") {
+            message = format!("{message} (request {id})");
+            metadata[0].1 = message.clone();
         }
         let failed = r.below(20) == 0;
         Ev {
@@ -283,6 +290,13 @@ impl World {
             system: r.below(10) == 0,
         }
     }
+}
+
+/// The request id of event `i` (shared by events `3k`, `3k + 1`, `3k + 2`; present in an event's
+/// metadata when its `request_id` key is drawn).
+fn request_id(seed: u64, i: u64) -> String {
+    let g = splitmix(seed.wrapping_mul(0x9E37_79B9) ^ (i / 3));
+    format!("{:016x}{:016x}", g, splitmix(g))
 }
 
 struct Ev {
@@ -761,6 +775,12 @@ enum Cmd {
         seconds: f64,
         #[arg(long, default_value = "run")]
         label: String,
+        /// Only these isolated kinds (names as reported, comma-separated); all if empty
+        #[arg(long, default_value = "")]
+        kinds: String,
+        /// Skip the mixed phase
+        #[arg(long)]
+        no_mixed: bool,
     },
     Soak {
         #[command(flatten)]
@@ -867,8 +887,10 @@ fn main() -> anyhow::Result<()> {
         Cmd::Single { target, range, dialect, clients, seconds, label } => {
             single(&target, &range, &dialect, clients, seconds, &label)
         }
-        Cmd::Search { target, db_events, seed, per_kind, clients, seconds, label } => {
-            search(&target, db_events, seed, per_kind, clients, seconds, &label)
+        Cmd::Search { target, db_events, seed, per_kind, clients, seconds, label, kinds, no_mixed } => {
+            let only: Vec<&str> = kinds.split(',').filter(|k| !k.is_empty()).collect();
+            let seconds = if no_mixed { 0.0 } else { seconds };
+            search(&target, db_events, seed, per_kind, clients, seconds, &label, &only)
         }
         Cmd::Soak { target, soak: a } => soak(&target, &a),
         Cmd::Workspaces { top } => {
@@ -1023,10 +1045,14 @@ fn bulk(
 ) -> anyhow::Result<()> {
     let w = World::new();
     let nb = r.events.div_ceil(batch);
-    let url = match dialect {
-        "pangea" => format!("{}/pangea/v2/log", t.url),
-        "h2o" => format!("{}/v1/events:batchCreate", t.url),
-        d => anyhow::bail!("unknown dialect {d}"),
+    if !matches!(dialect, "pangea" | "h2o" | "mixed") {
+        anyhow::bail!("unknown dialect {dialect}");
+    }
+    // `mixed`: batches alternate, Pangea first (with --start a multiple of 2 × batch, event i
+    // went in through Pangea iff (i / batch) is even).
+    let pangea = |b: u64| dialect == "pangea" || (dialect == "mixed" && b.is_multiple_of(2));
+    let url = |b: u64| {
+        if pangea(b) { format!("{}/pangea/v2/log", t.url) } else { format!("{}/v1/events:batchCreate", t.url) }
     };
     let agents: Vec<ureq::Agent> = (0..conns).map(|_| agent(1)).collect();
     let make = |b: u64| -> String {
@@ -1035,14 +1061,14 @@ fn bulk(
         let items: Vec<Value> = (lo..hi)
             .map(|i| {
                 let e = w.event(r.seed, i);
-                match (dialect, shape.six) {
-                    ("pangea", true) => json!({"event": e.custom_event(&w)}),
-                    ("pangea", false) => json!({"event": e.pangea_event(&w)}),
+                match (pangea(b), shape.six) {
+                    (true, true) => json!({"event": e.custom_event(&w)}),
+                    (true, false) => json!({"event": e.pangea_event(&w)}),
                     _ => e.h2o_batch_item(&w),
                 }
             })
             .collect();
-        let mut body = if dialect == "pangea" { json!({"events": items}) } else { json!({"requests": items}) };
+        let mut body = if pangea(b) { json!({"events": items}) } else { json!({"requests": items}) };
         if let Some(id) = &shape.config_id {
             body["config_id"] = json!(id);
         }
@@ -1055,12 +1081,12 @@ fn bulk(
         let hi = (lo + batch).min(r.start + r.events);
         let body = take_or_build(&pre, b, make);
         let t0 = Instant::now();
-        let (status, text) = post(&agents[c], &url, &t.key, &body);
+        let (status, text) = post(&agents[c], &url(b), &t.key, &body);
         let lat = ms(t0.elapsed());
         let n = hi - lo;
         let res = if status != 200 {
             Err(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>()))
-        } else if dialect == "h2o" && !text.contains("\"failedRequests\":{}") {
+        } else if !pangea(b) && !text.contains("\"failedRequests\":{}") {
             Err(format!("failedRequests: {}", text.chars().rev().take(300).collect::<String>()))
         } else {
             Ok(n)
@@ -1150,19 +1176,35 @@ enum Kind {
     ExactWorkspace,
     /// Pangea `text:<word>` (FTS5), newest 50 (limit 50, max_results 50, not verbose)
     FtsWord,
-    /// Pangea bare `<word>` with the client defaults (limit 50, max_results default, verbose default)
+    /// Pangea bare `<word>` with the client defaults (limit 50, max_results default, verbose default),
+    /// a word from the 1,000 most frequent
     BareWordDefault,
+    /// Pangea bare `<word>`, one of the 10 most frequent words (client defaults)
+    FrequentWord,
+    /// Pangea `<word> <word>`: one of the 20 most frequent and one of ranks 20–200 (client defaults)
+    TwoWords,
+    /// Pangea bare request id: a handful of events share it (client defaults)
+    RareTerm,
+    /// Pangea bare word made of the vocabulary's syllables that no event holds (client defaults)
+    AbsentTerm,
+    /// Pangea `actor:<8 characters of a principal's id>` (client defaults)
+    FieldSubstring,
     /// H2O resourceRegex that rarely matches, over a 100,000-event time window
     RegexWindow,
     /// H2O actionRegex (interned actions) over a 100,000-event window
     ActionRegexWindow,
 }
 
-const KINDS: [Kind; 6] = [
+const KINDS: [Kind; 11] = [
     Kind::ExactPrincipal,
     Kind::ExactWorkspace,
     Kind::FtsWord,
     Kind::BareWordDefault,
+    Kind::FrequentWord,
+    Kind::TwoWords,
+    Kind::RareTerm,
+    Kind::AbsentTerm,
+    Kind::FieldSubstring,
     Kind::RegexWindow,
     Kind::ActionRegexWindow,
 ];
@@ -1174,6 +1216,11 @@ impl Kind {
             Kind::ExactWorkspace => "exact_workspace_1h_50",
             Kind::FtsWord => "fts_word_50",
             Kind::BareWordDefault => "pangea_bare_word_defaults",
+            Kind::FrequentWord => "pangea_frequent_word",
+            Kind::TwoWords => "pangea_two_words",
+            Kind::RareTerm => "pangea_rare_term",
+            Kind::AbsentTerm => "pangea_absent_term",
+            Kind::FieldSubstring => "pangea_actor_substring",
             Kind::RegexWindow => "regex_resource_100k_window",
             Kind::ActionRegexWindow => "regex_action_100k_window",
         }
@@ -1183,7 +1230,27 @@ impl Kind {
 struct Queries {
     w: World,
     db_events: u64,
+    seed: u64,
     fts_form: String,
+    /// Words of the vocabulary's syllables that are not in it (nor inside any of its words).
+    absent: Vec<String>,
+}
+
+impl Queries {
+    fn new(db_events: u64, seed: u64, fts_form: String) -> Self {
+        let w = World::new();
+        let syll = ["ka", "lo", "mi", "ne", "ru", "ta", "shi", "po", "ve", "zu", "ri", "qu", "wa", "ly", "ny"];
+        let mut r = Rng::new(4242);
+        let mut absent = Vec::new();
+        while absent.len() < 64 {
+            let cand: String = (0..3).map(|_| syll[r.below(syll.len())]).collect();
+            let used = w.words.iter().chain(&w.principals).chain(&w.sources).any(|x| x.contains(&cand));
+            if !used && !absent.contains(&cand) {
+                absent.push(cand);
+            }
+        }
+        Self { w, db_events, seed, fts_form, absent }
+    }
 }
 
 impl Queries {
@@ -1222,6 +1289,33 @@ impl Queries {
                 let body = json!({"query": word, "limit": 50});
                 ("/pangea/v1/search".into(), body.to_string())
             }
+            Kind::FrequentWord | Kind::TwoWords | Kind::RareTerm | Kind::AbsentTerm | Kind::FieldSubstring => {
+                let query = match k {
+                    Kind::FrequentWord => w.words[r.below(10)].clone(),
+                    Kind::TwoWords => format!("{} {}", w.words[r.below(20)], w.words[20 + r.below(180)]),
+                    Kind::RareTerm => {
+                        // The request id of a stored event that has one (the next one that does).
+                        let mut i = r.below(self.db_events.max(1) as usize) as u64;
+                        loop {
+                            let e = w.event(self.seed, i);
+                            if e.metadata.iter().any(|(k, _)| k == "request_id") || i + 1 >= self.db_events {
+                                break request_id(self.seed, i);
+                            }
+                            i += 1;
+                        }
+                    }
+                    Kind::AbsentTerm => self.absent[r.below(self.absent.len())].clone(),
+                    _ => {
+                        let p = &w.principals[r.skewed(w.principals.len(), 1.6)];
+                        let id: Vec<char> = p.split_once('/').map_or(p.as_str(), |x| x.1).chars().collect();
+                        let at = r.below(id.len().saturating_sub(8) + 1);
+                        let part: String = id[at..(at + 8).min(id.len())].iter().collect();
+                        format!("actor:\"{part}\"")
+                    }
+                };
+                let body = json!({"query": query, "limit": 50});
+                ("/pangea/v1/search".into(), body.to_string())
+            }
             Kind::RegexWindow | Kind::ActionRegexWindow => {
                 let n = db_events.max(100_001);
                 let first = r.below((n - 100_000) as usize) as i64;
@@ -1240,13 +1334,16 @@ impl Queries {
     }
 }
 
-/// Number of events in a search response (H2O `events`, Pangea `result.events`).
-fn hits(text: &str) -> Option<usize> {
+/// Number of events in a search response (H2O `events`, Pangea `result.events`) and the total
+/// it reports (Pangea `result.count`; H2O has none: the page size).
+fn hits(text: &str) -> Option<(usize, usize)> {
     let v: Value = serde_json::from_str(text).ok()?;
-    v.get("events").or_else(|| v.get("result").and_then(|r| r.get("events")))?.as_array().map(Vec::len)
+    let n = v.get("events").or_else(|| v.get("result").and_then(|r| r.get("events")))?.as_array().map(Vec::len)?;
+    let count = v.pointer("/result/count").and_then(Value::as_u64).map_or(n, |c| c as usize);
+    Some((n, count))
 }
 
-fn run_query(a: &ureq::Agent, t: &Target, path: &str, body: &str) -> (f64, Result<usize, String>) {
+fn run_query(a: &ureq::Agent, t: &Target, path: &str, body: &str) -> (f64, Result<(usize, usize), String>) {
     let t0 = Instant::now();
     let (status, text) = post(a, &format!("{}{path}", t.url), &t.key, body);
     let lat = ms(t0.elapsed());
@@ -1256,6 +1353,7 @@ fn run_query(a: &ureq::Agent, t: &Target, path: &str, body: &str) -> (f64, Resul
     (lat, hits(&text).ok_or_else(|| "no events array".to_string()))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn search(
     t: &Target,
     db_events: u64,
@@ -1264,6 +1362,7 @@ fn search(
     clients: usize,
     seconds: f64,
     label: &str,
+    only: &[&str],
 ) -> anyhow::Result<()> {
     let a = agent(1);
     // Which full-text form does the server take? `text:word` (FTS5) if supported, else a bare word.
@@ -1271,10 +1370,9 @@ fn search(
     let (_, res) = run_query(&a, t, "/pangea/v1/search", &probe);
     let fts_form = if res.is_ok() { "text:{w}".to_string() } else { "{w}".to_string() };
     eprintln!("  full-text query form: {fts_form}");
-    let q = Queries { w: World::new(), db_events, fts_form: fts_form.clone() };
-    let _ = seed;
+    let q = Queries::new(db_events, seed, fts_form.clone());
     // Isolated: one kind at a time, one client.
-    for k in KINDS {
+    for k in KINDS.into_iter().filter(|k| only.is_empty() || only.contains(&k.name())) {
         let mut r = Rng::new(7 + k as u64);
         for _ in 0..5 {
             let (p, b) = q.make(k, &mut r);
@@ -1282,7 +1380,7 @@ fn search(
         }
         let watch = Watch::start(t.pid);
         let mut tl = Tally::default();
-        let mut hit_sum = 0usize;
+        let (mut hit_sum, mut count_sum) = (0usize, 0usize);
         let deadline = Instant::now() + Duration::from_secs(60);
         for _ in 0..per_kind {
             if Instant::now() > deadline {
@@ -1292,9 +1390,10 @@ fn search(
             let (lat, res) = run_query(&a, t, &p, &b);
             tl.lat.0.push(lat);
             match res {
-                Ok(h) => {
+                Ok((h, c)) => {
                     tl.ok_events += 1;
                     hit_sum += h;
+                    count_sum += c;
                 }
                 Err(e) => {
                     tl.errors += 1;
@@ -1304,8 +1403,12 @@ fn search(
         }
         let out = json!({"kind": "search", "mode": "isolated", "query": k.name(), "label": label, "clients": 1,
             "db_events": db_events, "fts_form": fts_form, "requests": tl.lat.0.len(), "errors": tl.errors, "first_error": tl.first_error,
-            "mean_hits": r3(hit_sum as f64 / tl.ok_events.max(1) as f64), "latency": tl.lat.summary()});
+            "mean_hits": r3(hit_sum as f64 / tl.ok_events.max(1) as f64),
+            "mean_count": r3(count_sum as f64 / tl.ok_events.max(1) as f64), "latency": tl.lat.summary()});
         emit(merge(out, watch.finish()));
+    }
+    if seconds <= 0.0 {
+        return Ok(());
     }
     // Mixed: clients pick kinds by weight for `seconds`.
     let mix: [(Kind, u32); 5] = [
@@ -1344,7 +1447,7 @@ fn search(
                     let e = local.entry(k.name()).or_default();
                     e.0.lat.0.push(lat);
                     match res {
-                        Ok(h) => {
+                        Ok((h, _)) => {
                             e.0.ok_events += 1;
                             e.1 += h;
                         }
@@ -1487,7 +1590,7 @@ fn soak(t: &Target, a: &SoakArgs) -> anyhow::Result<()> {
     let w = World::new();
     let probe = json!({"query": "text:ka", "limit": 1, "max_results": 1, "verbose": false}).to_string();
     let fts_form = if run_query(&agent(1), t, "/pangea/v1/search", &probe).1.is_ok() { "text:{w}" } else { "{w}" };
-    let q = Queries { w: World::new(), db_events: a.db_events, fts_form: fts_form.to_string() };
+    let q = Queries::new(a.db_events, a.seed, fts_form.to_string());
     let next = AtomicU64::new(a.start);
     let tallies: SoakTallies = Mutex::new(BTreeMap::new());
     // (kind, dialect, workers, interval between one worker's calls)
@@ -2211,6 +2314,10 @@ fn report(file: &std::path::Path) -> anyhow::Result<()> {
             results.push(v);
         }
     }
+    if results.iter().any(|v| scale_of(v).is_some()) {
+        report_scale(&results);
+        return Ok(());
+    }
     let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let f = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_f64).unwrap_or(f64::NAN);
     // Ingest: median of the measured runs (label starting with "run") per system.
@@ -2364,4 +2471,99 @@ fn report(file: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The database size a scale-mode result was measured at (label `s<events>-…`).
+fn scale_of(v: &Value) -> Option<u64> {
+    let label = v.get("label")?.as_str()?;
+    label.strip_prefix('s')?.split('-').next()?.parse().ok()
+}
+
+/// Scale mode (`benches/run.sh --scale`): every figure at each database size, one column per size.
+fn report_scale(results: &[Value]) {
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let f = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let mut sizes: Vec<u64> = results.iter().filter_map(scale_of).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let at = |size: u64, pred: &dyn Fn(&Value) -> bool| -> Vec<&Value> {
+        results.iter().filter(|v| scale_of(v) == Some(size) && pred(v)).collect()
+    };
+    let cell = |vals: Vec<f64>, digits: usize| -> String {
+        let m = median(vals.into_iter().filter(|x| x.is_finite()).collect());
+        if m.is_finite() { format!("{m:.digits$}") } else { "–".into() }
+    };
+    let measured = |v: &Value| !s(v, "label").ends_with("-prefill");
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut row = |name: String, per: &dyn Fn(u64) -> String| {
+        rows.push((name, sizes.iter().map(|z| per(*z)).collect()));
+    };
+    row("pre-fill to this size (mixed bulk), events/s".into(), &|z| {
+        cell(at(z, &|v| s(v, "kind") == "ingest" && !measured(v)).iter().map(|v| f(v, "/events_per_s")).collect(), 0)
+    });
+    for (dialect, name) in [("pangea", "Pangea `v2/log`"), ("h2o", "H2O `batchCreate`")] {
+        let sys = format!("trailkeep-http-{dialect}");
+        row(format!("bulk ingest {name}, 1,000/request, events/s (median)"), &|z| {
+            let runs = at(z, &|v| s(v, "kind") == "ingest" && s(v, "system") == sys && measured(v));
+            cell(runs.iter().map(|v| f(v, "/events_per_s")).collect(), 0)
+        });
+    }
+    row("single-event H2O, 32 clients, events/s (median)".into(), &|z| {
+        cell(at(z, &|v| s(v, "kind") == "single").iter().map(|v| f(v, "/events_per_s")).collect(), 0)
+    });
+    row("single-event p99 ms".into(), &|z| {
+        cell(at(z, &|v| s(v, "kind") == "single").iter().map(|v| f(v, "/latency/p99_ms")).collect(), 1)
+    });
+    let mut kinds: Vec<String> = results
+        .iter()
+        .filter(|v| scale_of(v).is_some() && s(v, "kind") == "search" && s(v, "mode") == "isolated")
+        .map(|v| s(v, "query"))
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    for k in &kinds {
+        let runs = |z: u64| at(z, &|v| s(v, "kind") == "search" && s(v, "mode") == "isolated" && &s(v, "query") == k);
+        row(format!("{k}: p50 / p99 ms (mean count)"), &|z| {
+            let r = runs(z);
+            if r.is_empty() {
+                return "–".into();
+            }
+            format!(
+                "{} / {} ({})",
+                cell(r.iter().map(|v| f(v, "/latency/p50_ms")).collect(), 2),
+                cell(r.iter().map(|v| f(v, "/latency/p99_ms")).collect(), 2),
+                cell(r.iter().map(|v| f(v, "/mean_count")).collect(), 0)
+            )
+        });
+    }
+    row("paging: pages 1–10 / last 10 of 1,000, p50 ms".into(), &|z| {
+        let r = at(z, &|v| s(v, "kind") == "paging");
+        if r.is_empty() {
+            return "–".into();
+        }
+        format!(
+            "{} / {}",
+            cell(r.iter().map(|v| f(v, "/pages_1_10_p50_ms")).collect(), 2),
+            cell(r.iter().map(|v| f(v, "/pages_last10_p50_ms")).collect(), 2)
+        )
+    });
+    row("`trailkeep verify`, events/s (median)".into(), &|z| {
+        cell(at(z, &|v| s(v, "kind") == "verify").iter().map(|v| f(v, "/events_per_s")).collect(), 0)
+    });
+    row("server peak RSS (VmHWM while at this size), MB".into(), &|z| {
+        cell(at(z, &|v| s(v, "kind") == "rss").iter().map(|v| f(v, "/vmhwm_mb")).collect(), 0)
+    });
+    row("disk, bytes/event (every file, every index)".into(), &|z| {
+        cell(at(z, &|v| s(v, "kind") == "disk").iter().map(|v| f(v, "/bytes_per_event")).collect(), 0)
+    });
+    row("events stored after the measurements".into(), &|z| {
+        cell(at(z, &|v| s(v, "kind") == "disk").iter().map(|v| f(v, "/events")).collect(), 0)
+    });
+    println!("### Scale: every figure at each database size\n");
+    let head: Vec<String> = sizes.iter().map(|z| format!("{z} events")).collect();
+    println!("| figure | {} |", head.join(" | "));
+    println!("|---|{}", "---|".repeat(sizes.len()));
+    for (name, cells) in rows {
+        println!("| {name} | {} |", cells.join(" | "));
+    }
 }

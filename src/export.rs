@@ -371,10 +371,8 @@ pub fn export_cli(
                 .ok_or_else(|| anyhow::anyhow!("invalid time {s:?}: use RFC 3339 or a duration such as 7d")),
         }
     };
-    let conn = rusqlite::Connection::open_with_flags(
-        crate::store::db_path(data_dir),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
+    // The store's read-only connection: searches through the substring index need its modules.
+    let conn = crate::store::open_ro(data_dir)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     let (catalog, fields) = match config {
         Some(id) => {

@@ -1,6 +1,7 @@
 //! SQLite storage: opening, PRAGMAs, migrations, the `regexp` function, the reader pool and the
 //! single writer. SQL lives here and in the submodules; handlers never touch it.
 
+pub mod ngram;
 pub mod replication;
 pub mod retention;
 pub mod search;
@@ -38,6 +39,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_small_segments.sql", include_str!("../../migrations/0005_small_segments.sql")),
     ("0006_fts_batches.sql", include_str!("../../migrations/0006_fts_batches.sql")),
     ("0007_keys_leave_database.sql", include_str!("../../migrations/0007_keys_leave_database.sql")),
+    ("0008_substring_index.sql", include_str!("../../migrations/0008_substring_index.sql")),
     ("0009_replication.sql", include_str!("../../migrations/0009_replication.sql")),
     ("0010_configs.sql", include_str!("../../migrations/0010_configs.sql")),
 ];
@@ -104,6 +106,8 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", synchronous_mode().unwrap_or("FULL"))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     register_regexp(conn)?;
+    // `rarray(?)`: a bound list of seqs (the substring index's candidates).
+    rusqlite::vtab::array::load_module(conn)?;
     Ok(())
 }
 
@@ -115,6 +119,17 @@ pub fn open_side_rw(data_dir: &Path) -> rusqlite::Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     configure(&conn)?;
+    Ok(conn)
+}
+
+/// A read-only connection outside the reader pool (the substring indexer's read-back).
+pub fn open_ro(data_dir: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        db_path(data_dir),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn)?;
+    conn.pragma_update(None, "cache_size", -2_048)?;
     Ok(conn)
 }
 

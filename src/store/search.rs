@@ -2,11 +2,16 @@
 //! allowlist. Regexes go through the RE2 front end (`regexp` function); Pangea free text uses
 //! case-sensitive substring matching, never FTS5 MATCH on user text.
 
-use rusqlite::types::Value as SqlValue;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use rusqlite::types::{ToSql, Value as SqlValue};
 use rusqlite::{Connection, params_from_iter};
 
+use super::{SEG_SHIFT, ngram as stored_ngram};
 use crate::event::Origin;
 use crate::search::catalog::{Catalog, FieldKind, QueryField, Storage};
+use crate::search::ngram::{self, Need};
 use crate::search::pangea_query::{self, Columns, Expr, Op};
 
 /// An event row as read back for rendering.
@@ -328,6 +333,8 @@ fn sort_sql(f: &QueryField) -> String {
     }
 }
 
+pub use super::ngram::{INDEXED_FIELDS, indexed_texts};
+
 pub const PANGEA_ORDER_BY: &[&str] =
     &["actor", "action", "message", "received_at", "source", "status", "target", "timestamp"];
 
@@ -366,14 +373,401 @@ impl PangeaQuery {
 }
 
 /// Runs a Pangea search and returns the matching seqs in result order (at most `max_results`).
+/// A conjunct on an indexed custom field drives it through the value index (`value_search`);
+/// else substring terms of three or more characters are looked up in the substring index first
+/// (`indexed_search`); the answer is the one [`pangea_search_scan`] gives.
 pub fn pangea_search(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Vec<i64>> {
+    pangea_search_with_stats(conn, q).map(|(seqs, _)| seqs)
+}
+
+/// What a search through the substring index read and checked.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SubstringStats {
+    /// Segments whose index rows were evaluated.
+    pub segments: u64,
+    /// Index rows read.
+    pub rows: u64,
+    /// Candidates the exact check saw (from the index).
+    pub candidates: u64,
+    /// Events after `ngram_state.indexed_to` checked without the index.
+    pub tail: u64,
+    /// Microseconds spent reading and evaluating index rows.
+    pub index_us: u64,
+    /// Microseconds spent in the exact check (candidates and tail).
+    pub check_us: u64,
+}
+
+/// [`pangea_search`], and what the substring index did for it (`None`: not used).
+pub fn pangea_search_with_stats(
+    conn: &Connection,
+    q: &PangeaQuery,
+) -> rusqlite::Result<(Vec<i64>, Option<SubstringStats>)> {
     if let Some(driver) = index_driver(q) {
-        return indexed_search(conn, q, &driver);
+        return Ok((value_search(conn, q, &driver)?, None));
     }
+    if let Some(need) = substring_need(q) {
+        let stats = std::cell::Cell::new(SubstringStats::default());
+        if let Some(seqs) = indexed_search(conn, q, &need, &stats)? {
+            let st = stats.get();
+            tracing::debug!(
+                segments = st.segments,
+                rows = st.rows,
+                candidates = st.candidates,
+                tail = st.tail,
+                index_us = st.index_us,
+                check_us = st.check_us,
+                matches = seqs.len(),
+                "search through the substring index"
+            );
+            return Ok((seqs, Some(st)));
+        }
+    }
+    Ok((pangea_search_scan(conn, q)?, None))
+}
+
+fn count(stats: &std::cell::Cell<SubstringStats>, f: impl FnOnce(&mut SubstringStats)) {
+    let mut s = stats.get();
+    f(&mut s);
+    stats.set(s);
+}
+
+/// [`pangea_search`] without the substring index: every event in the window is checked (the
+/// equivalence tests and the benchmark compare the two).
+pub fn pangea_search_scan(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Vec<i64>> {
     let (query, params) = pangea_sql(q, true);
     let mut stmt = conn.prepare_cached(&query)?;
     let rows = stmt.query_map(params_from_iter(params.iter()), |r| r.get(0))?;
     rows.collect()
+}
+
+/// The condition the substring index can check for `q`, if any: none when a full-text term
+/// drives the query (FTS5 answers it in receive order already).
+/// Only the standard fields are in the substring index: searches of a custom config scan.
+fn substring_need(q: &PangeaQuery) -> Option<Need> {
+    if q.catalog.as_ref().is_some_and(|c| c.config != super::DEFAULT_CONFIG) {
+        return None;
+    }
+    let expr = q.expr.as_ref()?;
+    if sort_field(q).is_none() && split_fulltext(expr, &ConfigColumns(q.fields())).is_some() {
+        return None;
+    }
+    ngram::need(expr, &|f| f.is_none_or(|f| INDEXED_FIELDS.contains(&f)))
+}
+
+fn sort_field(q: &PangeaQuery) -> Option<&str> {
+    Some(q.order_by.as_str()).filter(|f| *f != "received_at" && PANGEA_ORDER_BY.contains(f))
+}
+
+/// Most candidates a sorted search collects through the index; beyond it, a scan sorts anyway.
+const MAX_SORTED_CANDIDATES: usize = 200_000;
+/// Most index rows one statement reads (segments × parts).
+const MAX_ROWS_PER_READ: usize = 1024;
+
+/// A Pangea search through the substring index. Events up to `ngram_state.indexed_to` are
+/// narrowed to the candidates of their segments' posting lists; the events after it (the
+/// segment in progress) are checked directly. Every candidate goes through the same SQL
+/// condition as a scan. In receive order, segments are visited from the end the order starts
+/// at, and the search stops at `max_results`. `None`: a sorted search with too many candidates
+/// (the caller scans).
+fn indexed_search(
+    conn: &Connection,
+    q: &PangeaQuery,
+    need: &Need,
+    stats: &std::cell::Cell<SubstringStats>,
+) -> rusqlite::Result<Option<Vec<i64>>> {
+    let sql = pangea_where(q);
+    let indexed_to = stored_ngram::indexed_to(conn)?;
+    let Some((lo, hi)) = seq_bounds(conn, q)? else { return Ok(Some(Vec::new())) };
+    let mut keys = Vec::new();
+    need.keys(&mut keys);
+    let mut parts: Vec<u32> = keys.iter().map(|k| ngram::part(*k)).collect();
+    parts.sort_unstable();
+    parts.dedup();
+    let mut index = IndexReader { conn, need: need.clone(), ordered: false, parts, lo, hi, stats };
+    let (seg_lo, seg_hi) = (lo >> SEG_SHIFT, hi.min(indexed_to) >> SEG_SHIFT);
+    let tail = (lo.max(indexed_to + 1), hi);
+    if let Some(field) = sort_field(q) {
+        let mut candidates = Vec::new();
+        let mut seg = seg_lo;
+        while seg <= seg_hi && hi.min(indexed_to) >= lo {
+            let segs: Vec<i64> = (seg..=seg_hi).take(index.batch()).collect();
+            seg += segs.len() as i64;
+            index.candidates(&segs, false, &mut candidates)?;
+            if candidates.len() > MAX_SORTED_CANDIDATES {
+                return Ok(None);
+            }
+        }
+        let order = format!(
+            "{} {dir}, e.seq {dir}",
+            ConfigColumns(q.fields()).text(field),
+            dir = if q.ascending { "ASC" } else { "DESC" }
+        );
+        let query = format!(
+            "SELECT e.seq FROM events e WHERE (e.seq IN rarray(?) OR (e.seq >= ? AND e.seq <= ?)) AND {} ORDER BY {order} LIMIT {}",
+            sql.where_sql(),
+            q.max_results
+        );
+        let mut params: Vec<Box<dyn ToSql>> = vec![Box::new(seq_array(candidates)), Box::new(tail.0), Box::new(tail.1)];
+        params.extend(sql.params.iter().map(|p| Box::new(p.clone()) as Box<dyn ToSql>));
+        let mut stmt = conn.prepare_cached(&query)?;
+        let rows = stmt.query_map(params_from_iter(params.iter()), |r| r.get(0))?;
+        return rows.collect::<rusqlite::Result<Vec<i64>>>().map(Some);
+    }
+    if tail.0 <= tail.1 {
+        count(stats, |s| s.tail = (tail.1 - tail.0 + 1) as u64);
+    }
+    let mut out =
+        Check { conn, sql: &sql, ascending: q.ascending, max: q.max_results, seqs: Vec::new(), stats: Some(stats) };
+    if !q.ascending && tail.0 <= tail.1 {
+        out.range(tail.0, tail.1)?;
+    }
+    // Segments from the end the order starts at, in growing batches while matches are few.
+    let mut pending: Vec<i64> = Vec::new();
+    let (mut next, mut batch) = (if q.ascending { seg_lo } else { seg_hi }, 1usize);
+    while !out.full() && seg_lo <= seg_hi && (seg_lo..=seg_hi).contains(&next) {
+        let segs: Vec<i64> = if q.ascending {
+            (next..=seg_hi).take(batch).collect()
+        } else {
+            (seg_lo..=next).rev().take(batch).collect()
+        };
+        next = if q.ascending { next + segs.len() as i64 } else { next - segs.len() as i64 };
+        index.candidates(&segs, !q.ascending, &mut pending)?;
+        let last = !(seg_lo..=seg_hi).contains(&next);
+        while !out.full() && !pending.is_empty() && (last || pending.len() >= out.chunk()) {
+            let n = out.chunk().min(pending.len());
+            let chunk: Vec<i64> = pending.drain(..n).collect();
+            count(stats, |s| s.candidates += chunk.len() as u64);
+            out.candidates(chunk)?;
+        }
+        batch = if pending.len() < out.chunk() { (batch * 2).min(index.batch()) } else { 1 };
+    }
+    if q.ascending && !out.full() && tail.0 <= tail.1 {
+        out.range(tail.0, tail.1)?;
+    }
+    Ok(Some(out.seqs))
+}
+
+/// The events among `candidates` that match `q` (receive order as `q.ascending` says, at most
+/// `q.max_results`): the exact check every candidate of the substring index goes through. Public
+/// for the index designs compared in `examples/indexlab.rs`.
+pub fn pangea_filter(conn: &Connection, q: &PangeaQuery, candidates: Vec<i64>) -> rusqlite::Result<Vec<i64>> {
+    let sql = pangea_where(q);
+    let mut check =
+        Check { conn, sql: &sql, ascending: q.ascending, max: q.max_results, seqs: Vec::new(), stats: None };
+    check.candidates(candidates)?;
+    Ok(check.seqs)
+}
+
+/// The events with seq in `lo..=hi` that match `q` (as [`pangea_filter`]).
+pub fn pangea_filter_range(conn: &Connection, q: &PangeaQuery, lo: i64, hi: i64) -> rusqlite::Result<Vec<i64>> {
+    let sql = pangea_where(q);
+    let mut check =
+        Check { conn, sql: &sql, ascending: q.ascending, max: q.max_results, seqs: Vec::new(), stats: None };
+    check.range(lo, hi)?;
+    Ok(check.seqs)
+}
+
+fn seq_array(seqs: Vec<i64>) -> rusqlite::vtab::array::Array {
+    Rc::new(seqs.into_iter().map(SqlValue::Integer).collect())
+}
+
+/// The index rows a search reads and the condition it evaluates on them.
+struct IndexReader<'a> {
+    conn: &'a Connection,
+    /// The condition, its rarest trigrams first once a segment has been read whole.
+    need: Need,
+    ordered: bool,
+    /// The parts (rows per segment) holding the condition's trigrams.
+    parts: Vec<u32>,
+    /// The seq window, inclusive.
+    lo: i64,
+    hi: i64,
+    stats: &'a std::cell::Cell<SubstringStats>,
+}
+
+impl IndexReader<'_> {
+    /// Most segments per read.
+    fn batch(&self) -> usize {
+        (MAX_ROWS_PER_READ / self.parts.len().max(1)).clamp(1, 64)
+    }
+
+    /// Reads the rows `ids` into `rows` (an id without a row: `None`).
+    fn fetch(&self, ids: Vec<i64>, rows: &mut HashMap<i64, Option<Vec<u8>>>) -> rusqlite::Result<()> {
+        count(self.stats, |s| s.rows += ids.len() as u64);
+        for id in &ids {
+            rows.insert(*id, None);
+        }
+        let mut stmt = self.conn.prepare_cached("SELECT id, data FROM ngram_parts WHERE id IN rarray(?1)")?;
+        let mut it = stmt.query([seq_array(ids)])?;
+        while let Some(r) = it.next()? {
+            rows.insert(r.get(0)?, Some(r.get(1)?));
+        }
+        Ok(())
+    }
+
+    /// Appends the candidates of `segs` (in the order given; each segment's seqs descending if
+    /// `desc`) to `out`. The condition is evaluated over all the segments in steps, each step
+    /// reading, in one statement, the one row every undecided segment needs next: a rare term
+    /// costs a row or two per segment rather than one per trigram. The first segment read is
+    /// read whole, to order the trigrams by how rare they are there.
+    fn candidates(&mut self, segs: &[i64], desc: bool, out: &mut Vec<i64>) -> rusqlite::Result<()> {
+        let t0 = std::time::Instant::now();
+        let result = self.candidates_timed(segs, desc, out);
+        count(self.stats, |s| s.index_us += t0.elapsed().as_micros() as u64);
+        result
+    }
+
+    fn candidates_timed(&mut self, segs: &[i64], desc: bool, out: &mut Vec<i64>) -> rusqlite::Result<()> {
+        let mut rows: HashMap<i64, Option<Vec<u8>>> = HashMap::new();
+        if !self.ordered
+            && let Some(&first) = segs.first()
+        {
+            self.fetch(self.parts.iter().map(|p| stored_ngram::row_id(first, *p)).collect(), &mut rows)?;
+            let count = |k: u32| match rows.get(&stored_ngram::row_id(first, ngram::part(k))) {
+                Some(Some(d)) => ngram::find_in_part(d, k).map_or(0, |b| b.len()),
+                _ => 0,
+            };
+            self.need.order_by_rarity(&count);
+            self.ordered = true;
+        }
+        count(self.stats, |s| s.segments += segs.len() as u64);
+        let mut found: HashMap<i64, ngram::Bits> = HashMap::new();
+        let mut undecided: Vec<i64> = segs.to_vec();
+        while !undecided.is_empty() {
+            let mut wanted = Vec::new();
+            undecided.retain(|&seg| {
+                let result = self.need.try_eval(&mut |k| {
+                    let id = stored_ngram::row_id(seg, ngram::part(k));
+                    match rows.get(&id) {
+                        None => Err(k),
+                        Some(None) => Ok(None),
+                        Some(Some(d)) => Ok(ngram::find_in_part(d, k)),
+                    }
+                });
+                match result {
+                    Ok(bits) => {
+                        found.insert(seg, bits);
+                        false
+                    }
+                    Err(k) => {
+                        wanted.push(stored_ngram::row_id(seg, ngram::part(k)));
+                        true
+                    }
+                }
+            });
+            if !wanted.is_empty() {
+                self.fetch(wanted, &mut rows)?;
+            }
+        }
+        for &seg in segs {
+            let Some(bits) = found.get(&seg) else { continue };
+            let base = seg << SEG_SHIFT;
+            let start = out.len();
+            out.extend(bits.iter().map(|o| base + o as i64).filter(|s| (self.lo..=self.hi).contains(s)));
+            if desc {
+                out[start..].reverse();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The exact check of candidates, collecting matches in result order up to `max`.
+struct Check<'a> {
+    conn: &'a Connection,
+    sql: &'a Sql,
+    ascending: bool,
+    max: usize,
+    seqs: Vec<i64>,
+    stats: Option<&'a std::cell::Cell<SubstringStats>>,
+}
+
+impl Check<'_> {
+    fn full(&self) -> bool {
+        self.seqs.len() >= self.max
+    }
+
+    /// Candidates checked per statement: about what is still missing (most candidates of a
+    /// word match), at least a few hundred.
+    fn chunk(&self) -> usize {
+        (2 * (self.max - self.seqs.len().min(self.max))).clamp(256, 8192)
+    }
+
+    fn dir(&self) -> &'static str {
+        if self.ascending { "ASC" } else { "DESC" }
+    }
+
+    fn run(&mut self, query: &str, first: Vec<Box<dyn ToSql>>) -> rusqlite::Result<()> {
+        let t0 = std::time::Instant::now();
+        let result = self.run_timed(query, first);
+        if let Some(stats) = self.stats {
+            count(stats, |s| s.check_us += t0.elapsed().as_micros() as u64);
+        }
+        result
+    }
+
+    fn run_timed(&mut self, query: &str, first: Vec<Box<dyn ToSql>>) -> rusqlite::Result<()> {
+        let mut params = first;
+        params.extend(self.sql.params.iter().map(|p| Box::new(p.clone()) as Box<dyn ToSql>));
+        let mut stmt = self.conn.prepare_cached(query)?;
+        let mut rows = stmt.query(params_from_iter(params.iter()))?;
+        while let Some(r) = rows.next()? {
+            self.seqs.push(r.get(0)?);
+            if self.full() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Candidates in result order.
+    fn candidates(&mut self, seqs: Vec<i64>) -> rusqlite::Result<()> {
+        let query = candidates_sql(self.sql, self.dir());
+        self.run(&query, vec![Box::new(seq_array(seqs))])
+    }
+
+    /// Every event with seq in `lo..=hi` (the part the index does not cover yet).
+    fn range(&mut self, lo: i64, hi: i64) -> rusqlite::Result<()> {
+        let query = format!(
+            "SELECT e.seq FROM events e WHERE e.seq >= ? AND e.seq <= ? AND {} ORDER BY e.seq {}",
+            self.sql.where_sql(),
+            self.dir()
+        );
+        self.run(&query, vec![Box::new(lo), Box::new(hi)])
+    }
+}
+
+/// The exact check of a list of candidates (the first parameter), one row lookup each.
+fn candidates_sql(sql: &Sql, dir: &str) -> String {
+    format!("SELECT e.seq FROM events e WHERE e.seq IN rarray(?) AND {} ORDER BY e.seq {dir}", sql.where_sql())
+}
+
+/// The seqs `q`'s window can hold, inclusive (receive times grow with seq), or `None` when empty.
+fn seq_bounds(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Option<(i64, i64)>> {
+    let n: i64 = conn.prepare_cached("SELECT COALESCE(MAX(seq) + 1, 0) FROM events")?.query_row([], |r| r.get(0))?;
+    let mut at = conn.prepare_cached("SELECT received_at FROM events WHERE seq = ?1")?;
+    // The first seq received at or after `t`.
+    let mut first_at = |t: i64| -> rusqlite::Result<i64> {
+        let (mut lo, mut hi) = (0i64, n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let received: i64 = at.query_row([mid], |r| r.get(0))?;
+            if received < t { lo = mid + 1 } else { hi = mid }
+        }
+        Ok(lo)
+    };
+    let mut lo = match q.start_us {
+        Some(s) => first_at(s)?,
+        None => 0,
+    };
+    let hi = match q.end_us {
+        Some(e) => first_at(e.saturating_add(1))? - 1,
+        None => n - 1,
+    };
+    if let Some(after) = q.after_seq {
+        lo = lo.max(after + 1);
+    }
+    Ok((lo <= hi).then_some((lo, hi)))
 }
 
 /// The WHERE clauses of a Pangea search on `events e`, except the receive-time window and the
@@ -418,7 +812,26 @@ fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
         catalog.field(&q.order_by).filter(|f| f.storage != Storage::ReceivedAt && catalog.orderable(&f.name));
     let cols = ConfigColumns(catalog);
     let driving = q.expr.as_ref().filter(|_| drive_fts && sort_field.is_none()).and_then(|e| split_fulltext(e, &cols));
-    let expr = match &driving {
+    let sql = pangea_conditions(q, driving.as_ref());
+    let dir = if q.ascending { "ASC" } else { "DESC" };
+    let (from, order) = match (&driving, sort_field) {
+        (Some(_), _) => ("events_fts f CROSS JOIN events e", format!("f.rowid {dir}")),
+        (None, Some(f)) => ("events e", format!("{} {dir}, e.seq {dir}", sort_sql(f))),
+        (None, None) => ("events e", format!("e.seq {dir}")),
+    };
+    let query = format!("SELECT e.seq FROM {from} WHERE {} ORDER BY {order} LIMIT {}", sql.where_sql(), q.max_results);
+    (query, sql.params)
+}
+
+/// The condition of a Pangea search over `events e` with no full-text term driving it.
+fn pangea_where(q: &PangeaQuery) -> Sql {
+    pangea_conditions(q, None)
+}
+
+/// The conditions of a Pangea search; with `driving` (a full-text term's FTS5 query and the rest
+/// of the expression), over `events_fts f CROSS JOIN events e`.
+fn pangea_conditions(q: &PangeaQuery, driving: Option<&(String, Option<Expr>)>) -> Sql {
+    let expr = match driving {
         Some((_, rest)) => rest.as_ref(),
         None => q.expr.as_ref(),
     };
@@ -441,14 +854,7 @@ fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
         // is never decided on an event whose text is not indexed yet.
         sql.push("e.seq <= (SELECT indexed_to FROM fts_state)", []);
     }
-    let dir = if q.ascending { "ASC" } else { "DESC" };
-    let (from, order) = match (&driving, sort_field) {
-        (Some(_), _) => ("events_fts f CROSS JOIN events e", format!("f.rowid {dir}")),
-        (None, Some(f)) => ("events e", format!("{} {dir}, e.seq {dir}", sort_sql(f))),
-        (None, None) => ("events e", format!("e.seq {dir}")),
-    };
-    let query = format!("SELECT e.seq FROM {from} WHERE {} ORDER BY {order} LIMIT {}", sql.where_sql(), q.max_results);
-    (query, sql.params)
+    sql
 }
 
 /// A top-level conjunct on an indexed custom field (`event_fields`) that can drive a search in
@@ -542,7 +948,7 @@ fn index_driver(q: &PangeaQuery) -> Option<IndexDriver> {
 /// receive-time window are visited in result order, each answering its matches in seq order from
 /// the index; the events table is read only when the rest of the query, the key's workspaces or
 /// the full-text bound need it. Stops at `max_results`.
-fn indexed_search(conn: &Connection, q: &PangeaQuery, d: &IndexDriver) -> rusqlite::Result<Vec<i64>> {
+fn value_search(conn: &Connection, q: &PangeaQuery, d: &IndexDriver) -> rusqlite::Result<Vec<i64>> {
     let mut out = Vec::new();
     let Some((lo, hi)) = seq_window(conn, q.start_us, q.end_us)? else { return Ok(out) };
     let lo = q.after_seq.map_or(lo, |a| lo.max(a + 1));
@@ -1083,6 +1489,37 @@ mod tests {
                 "{found}"
             );
         }
+    }
+
+    #[test]
+    fn candidate_checks_look_rows_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_rw(dir.path()).unwrap();
+        for (ascending, text) in [(false, "abc actor:xyz -status:nope"), (true, "abc"), (false, "tashi elquus")] {
+            let q = PangeaQuery {
+                expr: pangea_query::parse(text).unwrap(),
+                start_us: ascending.then_some(5),
+                order_by: "received_at".into(),
+                ascending,
+                max_results: 10,
+                ..Default::default()
+            };
+            let sql = pangea_where(&q);
+            let query = format!("EXPLAIN QUERY PLAN {}", candidates_sql(&sql, if ascending { "ASC" } else { "DESC" }));
+            let mut params: Vec<Box<dyn ToSql>> = vec![Box::new(seq_array(vec![1, 2, 3]))];
+            params.extend(sql.params.iter().map(|p| Box::new(p.clone()) as Box<dyn ToSql>));
+            let mut stmt = conn.prepare(&query).unwrap();
+            let plan: Vec<String> =
+                stmt.query_map(params_from_iter(params.iter()), |r| r.get(3)).unwrap().map(Result::unwrap).collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"), "{plan}");
+            assert!(!plan.contains("SCAN e"), "{plan}");
+        }
+        let mut stmt =
+            conn.prepare("EXPLAIN QUERY PLAN SELECT id, data FROM ngram_parts WHERE id IN rarray(?1)").unwrap();
+        let plan: Vec<String> =
+            stmt.query_map([seq_array(vec![1, 2])], |r| r.get(3)).unwrap().map(Result::unwrap).collect();
+        assert!(plan.iter().any(|p| p.contains("USING INTEGER PRIMARY KEY (rowid=?)")), "{plan:?}");
     }
 
     /// The writer's duplicate check reads one segment's slice of the event-id index.

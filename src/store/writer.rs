@@ -32,6 +32,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
+use super::ngram::{self as stored_ngram, Indexer, Keyed, SegmentRows};
 use super::retention::{self, PurgeReport};
 use super::uidfilter::UidFilter;
 use crate::config::Retention;
@@ -156,13 +157,14 @@ pub struct ConfigStamp {
 /// Custom-field rows of one event (`event_fields`: field number, value).
 pub type FieldRows = Vec<(i64, FieldValue)>;
 
-/// An event and its envelope head, built by the submitting thread (`seal`), with its config and
-/// custom-field rows. The event object itself is only needed for the head: `seal` takes it out
-/// and frees it there, so the event's `event` map is empty on the writer thread, which compares
-/// heads instead.
+/// An event, its envelope head and its substring-index keys, built by the submitting thread
+/// (`seal`), with its config and custom-field rows. The event object itself is only needed for
+/// the head and the keys: `seal` takes it out and frees it there, so the event's `event` map is
+/// empty on the writer thread, which compares heads instead.
 struct Sealed {
-    ev: NewEvent,
+    event: NewEvent,
     head: EnvelopeHead,
+    keys: Vec<u32>,
     config: i64,
     rows: FieldRows,
 }
@@ -182,6 +184,8 @@ struct PurgeJob {
 enum Msg {
     Append(Job),
     Purge(PurgeJob),
+    /// A segment's substring-index rows from the indexer thread.
+    Ngram(SegmentRows),
     /// Store the pending free-text rows, then reply.
     SyncFts(oneshot::Sender<()>),
     Stop,
@@ -290,6 +294,9 @@ pub fn spawn(
     let checkpoints = checkpointer.runs.clone();
     state.checkpointer = Some(checkpointer);
     let fts = state.fts.clone();
+    let back = tx.downgrade();
+    let deliver = move |rows: SegmentRows| back.upgrade().is_some_and(|tx| tx.blocking_send(Msg::Ngram(rows)).is_ok());
+    state.indexer = Some(Indexer::start(&state.data_dir, state.ngram_indexed, state.next_seq - 1, deliver)?);
     let clock = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     let join = std::thread::Builder::new().name("trailkeep-writer".into()).spawn(move || state.run(rx, &clock))?;
     Ok((WriterHandle { tx, committed, fts, checkpoints }, join))
@@ -314,6 +321,16 @@ struct WriterState {
     fts_pending: Vec<(i64, String)>,
     fts: Arc<FtsProgress>,
     fts_text: super::FtsText,
+    /// The substring indexer thread (none until `spawn` starts it).
+    indexer: Option<Indexer>,
+    /// Keys of the current transaction's events, handed to the indexer after COMMIT.
+    ngram_out: Vec<Keyed>,
+    /// Segments built by the indexer, stored in the next transaction.
+    ngram_pending: Vec<SegmentRows>,
+    /// `ngram_state.indexed_to` as of the last COMMIT.
+    ngram_indexed: i64,
+    /// Segments not yet stored that a purge touched: stored from the events, not the indexer.
+    ngram_dirty: std::collections::BTreeSet<i64>,
     /// The wall clock (µs) receive times come from (a fixed one in tests).
     clock: fn() -> i64,
 }
@@ -323,14 +340,24 @@ struct Pending {
     item: usize,
     event: NewEvent,
     head: EnvelopeHead,
+    keys: Vec<u32>,
     config: i64,
     rows: FieldRows,
 }
 
 fn seal(mut ev: NewEvent, config: i64, rows: FieldRows) -> Sealed {
     let head = EnvelopeHead::new(&ev);
+    let keys = stored_ngram::event_keys(
+        &ev.actor,
+        &ev.action,
+        &ev.workspace,
+        ev.target.as_deref(),
+        ev.source.as_deref(),
+        ev.status.as_deref(),
+        &ev.event,
+    );
     drop(std::mem::take(&mut ev.event));
-    Sealed { ev, head, config, rows }
+    Sealed { event: ev, head, keys, config, rows }
 }
 
 impl WriterState {
@@ -348,6 +375,7 @@ impl WriterState {
         ledger.note_received(last_received);
         let uids = UidFilter::load(&conn)?;
         let indexed: i64 = conn.query_row("SELECT indexed_to FROM fts_state", [], |r| r.get(0))?;
+        let ngram_indexed = stored_ngram::indexed_to(&conn)?;
         let fts = Arc::new(FtsProgress { committed: AtomicI64::new(next_seq - 1), indexed: AtomicI64::new(indexed) });
         let mut state = Self {
             conn,
@@ -363,6 +391,11 @@ impl WriterState {
             fts_pending: Vec::new(),
             fts,
             fts_text,
+            indexer: None,
+            ngram_out: Vec::new(),
+            ngram_pending: Vec::new(),
+            ngram_indexed,
+            ngram_dirty: Default::default(),
             clock: crate::time::now_micros,
         };
         state.recover_fts(indexed)?;
@@ -398,7 +431,7 @@ impl WriterState {
                 events = self.fts_pending.len(),
                 "indexing the free text of events stored before an unclean stop"
             );
-            if !self.flush_fts() {
+            if !self.flush_pending() {
                 anyhow::bail!("cannot index the free text of events stored before an unclean stop");
             }
         }
@@ -422,19 +455,63 @@ impl WriterState {
         self.fts.indexed.store(upto, Ordering::Release);
     }
 
-    /// Stores the pending free-text rows in a transaction of their own; false if that failed
-    /// (they stay pending).
-    fn flush_fts(&mut self) -> bool {
-        if self.fts_pending.is_empty() && self.fts.indexed.load(Ordering::Acquire) >= self.next_seq - 1 {
+    /// Stores the segments the indexer built (in order; one out of order is dropped, the indexer
+    /// having been restarted) and moves `ngram_state.indexed_to`, inside the current transaction.
+    /// A segment a purge touched is built from the stored events instead. Returns the new
+    /// `indexed_to`; the pending list is cleared by `ngram_stored` after COMMIT.
+    fn store_ngram_pending(&mut self) -> rusqlite::Result<i64> {
+        let mut upto = self.ngram_indexed;
+        for seg in &self.ngram_pending {
+            if seg.seg != (upto + 1) >> super::SEG_SHIFT {
+                continue;
+            }
+            if self.ngram_dirty.contains(&seg.seg) {
+                stored_ngram::rebuild_segment(&self.conn, seg.seg)?;
+            } else {
+                stored_ngram::store_segment(&self.conn, seg.seg, &seg.rows)?;
+            }
+            upto = ((seg.seg + 1) << super::SEG_SHIFT) - 1;
+        }
+        if upto != self.ngram_indexed {
+            stored_ngram::set_indexed_to(&self.conn, upto)?;
+        }
+        Ok(upto)
+    }
+
+    /// After a COMMIT that stored the substring index up to `upto`.
+    fn ngram_stored(&mut self, upto: i64) {
+        self.ngram_pending.clear();
+        self.ngram_dirty.retain(|seg| *seg > upto >> super::SEG_SHIFT);
+        self.ngram_indexed = upto;
+    }
+
+    /// After a COMMIT: the committed events' keys go to the indexer.
+    fn hand_keys_over(&mut self) {
+        let keys = std::mem::take(&mut self.ngram_out);
+        if let Some(ix) = &self.indexer {
+            ix.committed(keys, self.next_seq - 1);
+        }
+    }
+
+    /// Stores the pending free-text rows and substring-index segments in a transaction of their
+    /// own; false if that failed (they stay pending).
+    fn flush_pending(&mut self) -> bool {
+        if self.fts_pending.is_empty()
+            && self.fts.indexed.load(Ordering::Acquire) >= self.next_seq - 1
+            && self.ngram_pending.is_empty()
+        {
             return true;
         }
         let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
             self.store_fts_pending()?;
-            self.conn.execute_batch("COMMIT")
+            let upto = self.store_ngram_pending()?;
+            self.conn.execute_batch("COMMIT")?;
+            Ok(upto)
         });
         match result {
-            Ok(()) => {
+            Ok(upto) => {
                 self.fts_stored(self.next_seq - 1);
+                self.ngram_stored(upto);
                 true
             }
             Err(e) => {
@@ -450,13 +527,13 @@ impl WriterState {
         // After a failed idle flush (e.g. disk full), the next try waits for the next message.
         let mut idle_flush_failed = false;
         while !stopping {
-            let next = if self.fts_pending.is_empty() || idle_flush_failed {
+            let next = if (self.fts_pending.is_empty() && self.ngram_pending.is_empty()) || idle_flush_failed {
                 rx.blocking_recv()
             } else {
                 match clock.block_on(async { tokio::time::timeout(FTS_IDLE, rx.recv()).await }) {
                     Ok(msg) => msg,
                     Err(_) => {
-                        idle_flush_failed = !self.flush_fts();
+                        idle_flush_failed = !self.flush_pending();
                         continue;
                     }
                 }
@@ -464,12 +541,16 @@ impl WriterState {
             idle_flush_failed = false;
             let first = match next {
                 Some(Msg::Append(j)) => j,
+                Some(Msg::Ngram(rows)) => {
+                    self.ngram_pending.push(rows);
+                    continue;
+                }
                 Some(Msg::Purge(p)) => {
                     self.purge(p);
                     continue;
                 }
                 Some(Msg::SyncFts(reply)) => {
-                    self.flush_fts();
+                    self.flush_pending();
                     let _ = reply.send(());
                     continue;
                 }
@@ -486,6 +567,7 @@ impl WriterState {
                         jobs.push(j);
                     }
                     Ok(Msg::SyncFts(reply)) => syncs.push(reply),
+                    Ok(Msg::Ngram(rows)) => self.ngram_pending.push(rows),
                     Ok(Msg::Purge(p)) => {
                         purge = Some(p);
                         break;
@@ -500,7 +582,7 @@ impl WriterState {
             stopping |= self.commit_group(jobs, &mut rx, !syncs.is_empty());
             if !syncs.is_empty() {
                 // Normally stored by the group's transaction; if that failed, on their own.
-                self.flush_fts();
+                self.flush_pending();
                 for reply in syncs {
                     let _ = reply.send(());
                 }
@@ -509,7 +591,18 @@ impl WriterState {
                 self.purge(p);
             }
         }
-        self.flush_fts();
+        // Nothing more comes in; the indexer, if it is waiting to deliver a segment, gives up
+        // (what it had not delivered is built again at the next start).
+        rx.close();
+        while let Ok(msg) = rx.try_recv() {
+            if let Msg::Ngram(rows) = msg {
+                self.ngram_pending.push(rows);
+            }
+        }
+        if let Some(ix) = self.indexer.take() {
+            ix.stop();
+        }
+        self.flush_pending();
         if let Some(c) = self.checkpointer.take() {
             c.stop();
         }
@@ -612,6 +705,7 @@ impl WriterState {
                     Msg::SyncFts(reply) => {
                         let _ = reply.send(());
                     }
+                    Msg::Ngram(rows) => self.ngram_pending.push(rows),
                     Msg::Stop => stop = true,
                 }
             }
@@ -661,10 +755,13 @@ impl WriterState {
     fn purge_batch(&mut self, job: &PurgeJob, report: &mut PurgeReport) -> anyhow::Result<bool> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let pending = self.fts_pending.len();
+        let keyed = self.ngram_out.len();
         let indexed = self.next_seq - 1;
+        let mut ngram_upto = self.ngram_indexed;
         let result = (|| -> anyhow::Result<(bool, Vec<Committed>)> {
             // A purged row's free-text entry is deleted with its text: it must be stored first.
             self.store_fts_pending()?;
+            ngram_upto = self.store_ngram_pending()?;
             let (batch, floor) = retention::next_batch(&self.conn, &job.retention, job.now)?;
             if let Some(f) = floor {
                 retention::save_floor(&self.conn, &job.retention, f)?;
@@ -674,10 +771,23 @@ impl WriterState {
             }
             let empty = self.intern("")?;
             let mut events = Vec::new();
-            for (workspace, period, rows) in batch {
-                for row in &rows {
+            let mut segments = std::collections::BTreeSet::new();
+            for (_, _, rows) in &batch {
+                for row in rows {
                     retention::purge_row(&self.conn, empty, row, &self.fts_text, job.now)?;
+                    segments.insert(row.0 >> super::SEG_SHIFT);
                 }
+            }
+            // The substring index keeps no trigram of purged content: stored segments are built
+            // again from what is left, segments still to come will be built from the store.
+            for seg in segments {
+                if ((seg + 1) << super::SEG_SHIFT) - 1 <= ngram_upto {
+                    stored_ngram::rebuild_segment(&self.conn, seg)?;
+                } else {
+                    self.ngram_dirty.insert(seg);
+                }
+            }
+            for (workspace, period, rows) in batch {
                 let info = system::PurgeInfo {
                     workspace: workspace.clone(),
                     count: rows.len() as u64,
@@ -699,10 +809,13 @@ impl WriterState {
                 if let Err(e) = self.conn.execute_batch("COMMIT") {
                     let _ = self.conn.execute_batch("ROLLBACK");
                     self.fts_pending.truncate(pending);
+                    self.ngram_out.truncate(keyed);
                     return Err(e.into());
                 }
                 // The purge events' own rows stay pending.
                 self.fts_stored(indexed);
+                self.ngram_stored(ngram_upto);
+                self.hand_keys_over();
                 self.fts.committed.store(self.next_seq - 1, Ordering::Release);
                 if !committed.is_empty() {
                     self.publish_checkpoint()?;
@@ -716,6 +829,7 @@ impl WriterState {
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.fts_pending.truncate(pending);
+                self.ngram_out.truncate(keyed);
                 Err(e)
             }
         }
@@ -780,6 +894,7 @@ impl WriterState {
     ) -> anyhow::Result<(Vec<Result<Vec<Outcome>, WriteError>>, u64, Vec<Committed>)> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let pending = self.fts_pending.len();
+        let keyed = self.ngram_out.len();
         let result = self.stale_jobs(&inputs).map_err(anyhow::Error::from).and_then(|stale| {
             let events = inputs
                 .into_iter()
@@ -800,13 +915,15 @@ impl WriterState {
             if index {
                 self.store_fts_pending()?;
             }
-            Ok((r, index))
+            let ngram_upto = self.store_ngram_pending()?;
+            Ok((r, index, ngram_upto))
         });
         match result {
-            Ok((r, indexed)) => {
+            Ok((r, indexed, ngram_upto)) => {
                 if let Err(e) = self.conn.execute_batch("COMMIT") {
                     let _ = self.conn.execute_batch("ROLLBACK");
                     self.fts_pending.truncate(pending);
+                    self.ngram_out.truncate(keyed);
                     return Err(e.into());
                 }
                 let upto = self.next_seq - 1;
@@ -814,11 +931,14 @@ impl WriterState {
                 if indexed {
                     self.fts_stored(upto);
                 }
+                self.ngram_stored(ngram_upto);
+                self.hand_keys_over();
                 Ok(r)
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.fts_pending.truncate(pending);
+                self.ngram_out.truncate(keyed);
                 Err(e)
             }
         }
@@ -833,7 +953,7 @@ impl WriterState {
         let mut group_of: HashMap<String, usize> = HashMap::new();
         let mut aliases: Vec<(usize, usize, usize, usize, bool)> = Vec::new();
         for (j, events) in inputs.into_iter().enumerate() {
-            for (i, Sealed { ev, head, config, rows }) in events.into_iter().enumerate() {
+            for (i, Sealed { event: ev, head, keys, config, rows }) in events.into_iter().enumerate() {
                 if let Some(&(pj, pi)) = seen.get(&ev.uid) {
                     // Same id earlier in this group: resolved once that one is stored.
                     let earlier = groups.iter().flat_map(|(_, g)| g.iter()).find(|p| p.job == pj && p.item == pi);
@@ -850,7 +970,7 @@ impl WriterState {
                     continue;
                 }
                 seen.insert(ev.uid, (j, i));
-                let pending = Pending { job: j, item: i, event: ev, head, config, rows };
+                let pending = Pending { job: j, item: i, event: ev, head, keys, config, rows };
                 match group_of.get(&pending.event.workspace) {
                     Some(&g) if groups[g].1.len() < BUFFER_MAX => groups[g].1.push(pending),
                     _ => {
@@ -894,6 +1014,7 @@ impl WriterState {
                     &mut segments,
                 )?;
                 self.fts_pending.push((stored.seq, std::mem::take(&mut p.event.fts_body)));
+                self.ngram_out.push((stored.seq, p.keys));
                 hashes.push(stored.hash);
                 *per_config.entry(p.config).or_default() += 1;
                 committed.push(Committed { event: stored.clone(), workspace: workspace.clone(), config: p.config });

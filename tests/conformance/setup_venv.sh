@@ -18,7 +18,7 @@ if ! command -v "$python" >/dev/null 2>&1; then
     exit 1
 fi
 
-want="$( { sha256sum "$req" | cut -d' ' -f1; "$python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
+want="$( { sha256sum "$req" | cut -d' ' -f1; "$python" -c 'import sys; print(sys.version)'; echo "$venv"; } | sha256sum | cut -d' ' -f1)"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
@@ -38,11 +38,10 @@ if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
 fi
 
 mkdir -p "$repo/target"
-if [ ! -x "$venv/bin/python" ]; then
-    rm -rf "$venv"
-    "$python" -m venv "$venv"
-fi
-rm -f "$stamp"
+# Made afresh: a venv's scripts name its own path, so one that was moved or made for other
+# requirements is not patched up in place.
+rm -rf "$venv"
+"$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
 "$venv/bin/python" -c 'import h2o_audit_trail, pytest, requests' >/dev/null

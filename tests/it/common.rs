@@ -38,6 +38,18 @@ impl TestServer {
         trailkeep::keys::create_key(&conn, "test", scopes, &ws).unwrap().secret
     }
 
+    /// Stops the writer (as a shutdown does) and returns the data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.state.writer.stop().await;
+        let writer = self._writer.take();
+        let Self { dir, state, .. } = self;
+        drop(state);
+        if let Some(w) = writer {
+            w.join().unwrap();
+        }
+        dir
+    }
+
     pub async fn app(&self) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {
         test::init_service(App::new().app_data(self.state.clone()).configure(trailkeep::http::configure)).await
     }

@@ -14,4 +14,5 @@ mod process;
 mod props;
 mod replication;
 mod retention;
+mod substring;
 mod tls;

@@ -1,0 +1,337 @@
+//! The substring index's storage (migration 0008) and the thread that builds it.
+//!
+//! Every event's searchable texts (`indexed_texts`, Pangea's bare-term fields) are cut
+//! into trigram keys on the thread that submits the event (`writer::WriterHandle::append`). After
+//! a commit the writer hands the committed events' keys to the indexer thread, which collects a
+//! segment's posting lists in memory (`search::ngram::SegmentBuilder`) and, once the segment's
+//! 4,096 events are all committed, encodes its rows and hands them back to the writer, which
+//! stores them in its next transaction and moves `ngram_state.indexed_to`. So the writer thread
+//! only moves vectors and inserts ~256 rows per 4,096 events; the cutting and the building run on
+//! other threads.
+//!
+//! The indexer reads events back from the database whenever it lacks their keys: after a start
+//! (the segment in progress was only in memory, and a log migrated from before 0008 is indexed
+//! from scratch) and when the writer could not hand keys over (a full channel: ingest never waits
+//! for the index). A purge rebuilds the rows of the stored segments it touched in its own
+//! transaction (`rebuild_segment`), and the writer rebuilds a segment it receives after a purge
+//! touched it from the store rather than storing the indexer's rows, so the index never keeps
+//! trigrams of purged content.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+
+use rusqlite::{Connection, params};
+use serde_json::{Map, Value};
+
+use super::SEG_SHIFT;
+use crate::search::ngram::{self, SEGMENT_EVENTS, SegmentBuilder};
+
+const _: () = assert!(1 << SEG_SHIFT == SEGMENT_EVENTS);
+
+/// Keys handed to the indexer per committed event: (seq, trigram keys).
+pub type Keyed = (i64, Vec<u32>);
+
+/// A segment's rows, built by the indexer for the writer to store.
+#[derive(Debug)]
+pub struct SegmentRows {
+    pub seg: i64,
+    pub rows: Vec<(u32, Vec<u8>)>,
+}
+
+/// Events per read-back statement.
+const READ_CHUNK: i64 = 1024;
+/// Messages of committed events the indexer may lag behind before the writer stops handing keys
+/// over (the indexer then reads those events back).
+const CHANNEL_DEPTH: usize = 256;
+/// Events whose keys may wait for the indexer at once (~1.2 KB each, so ~10 MB; two segments,
+/// ~160 ms of bulk ingest at 50,000 events/s): beyond it the writer stops handing keys over,
+/// which bounds the memory a lagging indexer costs (32,768 cost ~30 MB more peak RSS under bulk
+/// ingest).
+const MAX_WAITING_EVENTS: usize = 8_192;
+
+/// The row id of part `part` of segment `seg`.
+pub fn row_id(seg: i64, part: u32) -> i64 {
+    (seg << 8) | i64::from(part)
+}
+
+/// The fields a bare term searches, and whose texts the substring index holds.
+pub const INDEXED_FIELDS: [&str; 10] =
+    ["actor", "action", "message", "new", "old", "source", "status", "target", "tenant_id", "timestamp"];
+
+/// An event's texts in [`INDEXED_FIELDS`] as `store::search`'s Pangea columns read them: the interned actor,
+/// action and workspace, the target, source and status columns, and the event object's
+/// `message`, `new`, `old` and `timestamp` as `json_extract` returns them (a string as itself, an
+/// integer in decimal, a boolean as 1 or 0, an object or array as its JSON text, which is the
+/// canonical JSON stored). Empty texts are left out (they match no term of three characters).
+pub fn indexed_texts<'a>(
+    actor: &'a str,
+    action: &'a str,
+    workspace: &'a str,
+    target: Option<&'a str>,
+    source: Option<&'a str>,
+    status: Option<&'a str>,
+    event: &'a Map<String, Value>,
+) -> Vec<Cow<'a, str>> {
+    let mut out: Vec<Cow<'a, str>> = [Some(actor), Some(action), Some(workspace), target, source, status]
+        .into_iter()
+        .flatten()
+        .map(Cow::Borrowed)
+        .collect();
+    for field in ["message", "new", "old", "timestamp"] {
+        let text = match event.get(field) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
+            Some(Value::Bool(b)) => Cow::Borrowed(if *b { "1" } else { "0" }),
+            Some(Value::Number(n)) => Cow::Owned(n.to_string()),
+            Some(v) => Cow::Owned(crate::event::canonical::to_canonical_string(v)),
+        };
+        out.push(text);
+    }
+    out.retain(|t| !t.is_empty());
+    out
+}
+
+/// The trigram keys of an event from its parts (the fields of `indexed_texts`).
+pub fn event_keys(
+    actor: &str,
+    action: &str,
+    workspace: &str,
+    target: Option<&str>,
+    source: Option<&str>,
+    status: Option<&str>,
+    event: &Map<String, Value>,
+) -> Vec<u32> {
+    let texts = indexed_texts(actor, action, workspace, target, source, status, event);
+    ngram::event_grams(texts.iter().map(|t| t.as_ref()))
+}
+
+/// The keys of the stored, not purged events with seq in `lo..=hi`, in seq order.
+pub fn stored_keys(conn: &Connection, lo: i64, hi: i64) -> rusqlite::Result<Vec<Keyed>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.seq, (SELECT value FROM strings WHERE id = e.actor), (SELECT value FROM strings WHERE id = e.action),
+                (SELECT value FROM strings WHERE id = e.workspace), e.target, e.source, e.status, e.envelope
+         FROM events e WHERE e.seq >= ?1 AND e.seq <= ?2 AND e.purged_at IS NULL ORDER BY e.seq",
+    )?;
+    let mut rows = stmt.query(params![lo, hi])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let seq: i64 = r.get(0)?;
+        let text = |i: usize| -> rusqlite::Result<Option<String>> { r.get(i) };
+        let envelope: String = r.get(7)?;
+        let event = match serde_json::from_str::<Value>(&envelope) {
+            Ok(Value::Object(mut env)) => match env.remove("event") {
+                Some(Value::Object(ev)) => ev,
+                _ => Map::new(),
+            },
+            // `trailkeep verify` reports such a row; its texts from the columns are still indexed.
+            _ => Map::new(),
+        };
+        let (actor, action, ws) = (text(1)?.unwrap_or_default(), text(2)?.unwrap_or_default(), text(3)?);
+        let (target, source, status) = (text(4)?, text(5)?, text(6)?);
+        let keys = event_keys(
+            &actor,
+            &action,
+            ws.as_deref().unwrap_or_default(),
+            target.as_deref(),
+            source.as_deref(),
+            status.as_deref(),
+            &event,
+        );
+        out.push((seq, keys));
+    }
+    Ok(out)
+}
+
+/// Builds the rows of segment `seg` from the stored events (inside the caller's transaction).
+pub fn build_from_store(conn: &Connection, seg: i64) -> rusqlite::Result<Vec<(u32, Vec<u8>)>> {
+    let lo = seg << SEG_SHIFT;
+    let mut b = SegmentBuilder::default();
+    for (seq, keys) in stored_keys(conn, lo, lo + SEGMENT_EVENTS as i64 - 1)? {
+        b.add((seq - lo) as usize, &keys);
+    }
+    Ok(b.finish())
+}
+
+/// Replaces the stored rows of segment `seg` (inside the writer's transaction).
+pub fn store_segment(conn: &Connection, seg: i64, rows: &[(u32, Vec<u8>)]) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM ngram_parts WHERE id >= ?1 AND id < ?2")?
+        .execute(params![row_id(seg, 0), row_id(seg + 1, 0)])?;
+    let mut insert = conn.prepare_cached("INSERT INTO ngram_parts(id, data) VALUES (?1, ?2)")?;
+    for (part, data) in rows {
+        insert.execute(params![row_id(seg, *part), data])?;
+    }
+    Ok(())
+}
+
+/// Rebuilds the rows of a stored segment from its events (after a purge, in its transaction).
+pub fn rebuild_segment(conn: &Connection, seg: i64) -> rusqlite::Result<()> {
+    let rows = build_from_store(conn, seg)?;
+    store_segment(conn, seg, &rows)
+}
+
+pub fn indexed_to(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT indexed_to FROM ngram_state")?.query_row([], |r| r.get(0))
+}
+
+pub fn set_indexed_to(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE ngram_state SET indexed_to = ?1")?.execute([seq])?;
+    Ok(())
+}
+
+/// The writer's side of the indexer thread.
+pub struct Indexer {
+    tx: SyncSender<Vec<Keyed>>,
+    join: std::thread::JoinHandle<()>,
+    /// Events handed over and not yet taken by the indexer.
+    waiting: Arc<AtomicUsize>,
+    /// The newest committed seq.
+    committed: Arc<AtomicI64>,
+}
+
+impl Indexer {
+    /// Starts the indexer at the event after `indexed_to`; `committed` is the newest stored seq.
+    /// Built segments go to `deliver`, which returns false once the writer is gone.
+    pub fn start(
+        data_dir: &std::path::Path,
+        indexed_to: i64,
+        committed: i64,
+        deliver: impl FnMut(SegmentRows) -> bool + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        let conn = super::open_ro(data_dir)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_DEPTH);
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let committed_at = Arc::new(AtomicI64::new(committed));
+        let mut state = IndexerState {
+            waiting: waiting.clone(),
+            conn,
+            next: indexed_to + 1,
+            committed: committed_at.clone(),
+            builder: SegmentBuilder::default(),
+            deliver: Box::new(deliver),
+        };
+        if committed > indexed_to {
+            tracing::info!(events = committed - indexed_to, "indexing events for substring search in the background");
+        }
+        let join = std::thread::Builder::new().name("trailkeep-ngram".into()).spawn(move || state.run(rx))?;
+        Ok(Self { tx, join, waiting, committed: committed_at })
+    }
+
+    /// Hands over the keys of committed events (in seq order). Never blocks: when the indexer
+    /// lags (or too many keys wait for it), it reads these events back from the database instead.
+    pub fn committed(&self, events: Vec<Keyed>, upto: i64) {
+        self.committed.fetch_max(upto, Ordering::Release);
+        let n = events.len();
+        if n == 0 || self.waiting.load(Ordering::Relaxed) + n > MAX_WAITING_EVENTS {
+            return;
+        }
+        self.waiting.fetch_add(n, Ordering::Relaxed);
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(events) {
+            self.waiting.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Stops the thread (what it had not delivered is built again at the next start).
+    pub fn stop(self) {
+        drop(self.tx);
+        let _ = self.join.join();
+    }
+}
+
+struct IndexerState {
+    waiting: Arc<AtomicUsize>,
+    conn: Connection,
+    /// The next seq to add.
+    next: i64,
+    /// The newest committed seq (the writer's).
+    committed: Arc<AtomicI64>,
+    builder: SegmentBuilder,
+    deliver: Box<dyn FnMut(SegmentRows) -> bool + Send>,
+}
+
+impl IndexerState {
+    fn run(&mut self, rx: Receiver<Vec<Keyed>>) {
+        use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+        loop {
+            // Read back what is committed but was not handed over, a chunk at a time, taking
+            // messages in between; when caught up, wait for the next message (and look at the
+            // writer's progress now and then: it may have kept keys back).
+            let msg = if self.next <= self.committed.load(Ordering::Acquire) {
+                match rx.try_recv() {
+                    Ok(m) => Some(m),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            } else {
+                match rx.recv_timeout(std::time::Duration::from_millis(250)) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            };
+            let ok = match msg {
+                Some(events) => {
+                    self.waiting.fetch_sub(events.len(), Ordering::Relaxed);
+                    self.take(events)
+                }
+                None => self.read_back(),
+            };
+            if !ok {
+                return;
+            }
+        }
+    }
+
+    /// Adds handed-over events; events already added are skipped, and events after a gap wait
+    /// for the read-back.
+    fn take(&mut self, events: Vec<Keyed>) -> bool {
+        if events.first().is_some_and(|e| e.0 > self.next) {
+            return true;
+        }
+        for (seq, keys) in events {
+            if seq == self.next && !self.add(seq, &keys) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn read_back(&mut self) -> bool {
+        let seg_end = self.next | (SEGMENT_EVENTS as i64 - 1);
+        let hi = self.committed.load(Ordering::Acquire).min(seg_end).min(self.next + READ_CHUNK - 1);
+        let events = match stored_keys(&self.conn, self.next, hi) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "substring indexer cannot read events; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                return true;
+            }
+        };
+        let mut events = events.into_iter().peekable();
+        while self.next <= hi {
+            // Purged events have no keys (and no postings).
+            let keys = match events.peek() {
+                Some((s, _)) if *s == self.next => events.next().map(|e| e.1).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            if !self.add(self.next, &keys) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Adds the event `seq` (= `next`); delivers the segment it completes.
+    fn add(&mut self, seq: i64, keys: &[u32]) -> bool {
+        let offset = seq.rem_euclid(SEGMENT_EVENTS as i64) as usize;
+        self.builder.add(offset, keys);
+        self.next = seq + 1;
+        if offset + 1 < SEGMENT_EVENTS {
+            return true;
+        }
+        let builder = std::mem::take(&mut self.builder);
+        let rows = SegmentRows { seg: seq >> SEG_SHIFT, rows: builder.finish() };
+        (self.deliver)(rows)
+    }
+}
