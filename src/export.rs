@@ -15,10 +15,13 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::Sender;
 
 use crate::event::Origin;
+use crate::ledger::Ledger;
+use crate::ledger::cold::{BlockCache, ColdTree};
 use crate::ledger::merkle::{CompactTree, encode_path};
 use crate::store::Pool;
 use crate::store::search::{EventRow, PangeaQuery, buffer_hashes, pangea_search, rows_by_seq};
-use crate::store::writer::{latest_root, load_tree};
+use crate::store::tree::{TreeReader, load_tree};
+use crate::store::writer::latest_root;
 
 /// CSV columns of the default config's events.
 pub const CSV_COLUMNS: [&str; 18] = [
@@ -150,8 +153,23 @@ pub fn write_line(out: &mut Vec<u8>, r: &EventRow, proof: LineProof<'_>) {
 struct Proofs {
     /// The root's size and the canonical JSON of the `root` object every line carries.
     signed: Option<(u64, String)>,
-    cold: CompactTree,
+    cold: Cold,
     buffer: Option<BufferProofs>,
+}
+
+/// The server's cold tree, or (`trailkeep export`) one loaded from the database.
+enum Cold {
+    Shared(std::sync::Arc<Ledger>),
+    Own(parking_lot::RwLock<ColdTree>, BlockCache),
+}
+
+impl Cold {
+    fn reader<'a>(&'a self, conn: &'a rusqlite::Connection) -> TreeReader<'a> {
+        match self {
+            Cold::Shared(ledger) => TreeReader::new(conn, ledger),
+            Cold::Own(tree, cache) => TreeReader::over(conn, tree, cache),
+        }
+    }
 }
 
 /// One buffer's tree of event hashes and its (encoded) path up the cold tree, shared by its events.
@@ -165,18 +183,23 @@ struct BufferProofs {
 impl Proofs {
     /// Reads the newest signed root, then the buffer roots: called after the rows were selected,
     /// the root covers every one of them (each write transaction signs its last root).
-    fn load(conn: &rusqlite::Connection) -> anyhow::Result<Self> {
+    fn load(conn: &rusqlite::Connection, ledger: Option<std::sync::Arc<Ledger>>) -> anyhow::Result<Self> {
         let tree_name = crate::store::get_setting(conn, "tree_name")?.unwrap_or_default();
         let tree_name = String::from_utf8(tree_name).context("the stored tree name is not UTF-8")?;
-        let Some(root) = latest_root(conn, &tree_name)? else {
-            return Ok(Self { signed: None, cold: CompactTree::new(), buffer: None });
+        let root = latest_root(conn, &tree_name)?;
+        let cold = match ledger {
+            Some(l) => Cold::Shared(l),
+            None if root.is_some() => Cold::Own(parking_lot::RwLock::new(load_tree(conn)?), BlockCache::new(4)),
+            None => Cold::Own(parking_lot::RwLock::default(), BlockCache::new(0)),
         };
-        let value = json!({
-            "tree_name": root.tree_name, "size": root.size, "root_hash": root.root_hash,
-            "published_at": root.published_at, "signature": root.signature,
+        let signed = root.map(|root| {
+            let value = json!({
+                "tree_name": root.tree_name, "size": root.size, "root_hash": root.root_hash,
+                "published_at": root.published_at, "signature": root.signature,
+            });
+            (root.size, crate::event::canonical::to_canonical_string(&value))
         });
-        let root_json = crate::event::canonical::to_canonical_string(&value);
-        Ok(Self { signed: Some((root.size, root_json)), cold: load_tree(conn)?.0, buffer: None })
+        Ok(Self { signed, cold, buffer: None })
     }
 
     /// One exported event with its proof (`write_line` with `LineProof::Signed`); unpublished and
@@ -188,7 +211,7 @@ impl Proofs {
         };
         if self.buffer.as_ref().is_none_or(|b| b.idx != r.buffer) {
             let (first_seq, hashes) = buffer_hashes(conn, r.buffer)?;
-            let cold_path = encode_path(&self.cold.path(r.buffer as usize, *size as usize));
+            let cold_path = encode_path(&self.cold.reader(conn).path(r.buffer, *size)?);
             let tree = CompactTree::from_leaves(hashes);
             self.buffer = Some(BufferProofs { idx: r.buffer, first_seq, tree, cold_path });
         }
@@ -268,18 +291,27 @@ impl Write for ChannelWriter<'_> {
 /// Runs the query and streams every matching row in `format` (`csv`, `json`, `jsonl.gz`) to the
 /// HTTP response.
 /// CSV has one column per field of `fields`.
-pub fn stream(pool: &Pool, q: &PangeaQuery, format: &str, fields: &[String], tx: &Sender<Chunk>) -> anyhow::Result<()> {
+pub fn stream(
+    pool: &Pool,
+    ledger: std::sync::Arc<Ledger>,
+    q: &PangeaQuery,
+    format: &str,
+    fields: &[String],
+    tx: &Sender<Chunk>,
+) -> anyhow::Result<()> {
     let conn = pool.get()?;
     let mut sink = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
-    write_export(&conn, q, format, fields, &mut sink, |_, _| {})?;
+    write_export(&conn, Some(ledger), q, format, fields, &mut sink, |_, _| {})?;
     sink.flush()?;
     Ok(())
 }
 
 /// Writes every event matching `q` to `out`, page by page; `progress(done, total)` after each page.
-/// CSV has one column per field of `fields`. Returns the number of events written.
+/// CSV has one column per field of `fields`. Returns the number of events written. Proofs come
+/// from the server's cold tree when `ledger` is given, else from one loaded from the database.
 pub fn write_export<W: Write>(
     conn: &rusqlite::Connection,
+    ledger: Option<std::sync::Arc<Ledger>>,
     q: &PangeaQuery,
     format: &str,
     fields: &[String],
@@ -322,7 +354,8 @@ pub fn write_export<W: Write>(
             out.flush()?;
         }
         "jsonl.gz" => {
-            let mut proofs = Proofs::load(conn).context("cannot read the signed roots (run `trailkeep verify`)")?;
+            let mut proofs =
+                Proofs::load(conn, ledger).context("cannot read the signed roots (run `trailkeep verify`)")?;
             let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
             let mut line = Vec::with_capacity(2048);
             for page in seqs.chunks(PAGE) {
@@ -413,9 +446,11 @@ pub fn export_cli(
     let n = match out {
         Some(path) => {
             let f = std::io::BufWriter::new(crate::datadir::open_export(path)?);
-            write_export(&conn, &q, format, &fields, f, progress)?
+            write_export(&conn, None, &q, format, &fields, f, progress)?
         }
-        None => write_export(&conn, &q, format, &fields, std::io::BufWriter::new(std::io::stdout().lock()), progress)?,
+        None => {
+            write_export(&conn, None, &q, format, &fields, std::io::BufWriter::new(std::io::stdout().lock()), progress)?
+        }
     };
     bar.finish_and_clear();
     Ok(n)

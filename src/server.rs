@@ -54,7 +54,9 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
     }
     let signing = serverkeys::root_signing_key(&conn, &key_store)?;
     let token_key = serverkeys::page_token_key(&key_store)?;
-    let (tree, root_prefixes) = writer::load_tree(&conn)?;
+    let started = std::time::Instant::now();
+    let tree = store::tree::load_tree(&conn)?;
+    let leaves = tree.len();
     let ledger = Arc::new(match signing {
         serverkeys::RootSigning::Key(key) => {
             let seed = zeroize::Zeroizing::new(key.to_bytes());
@@ -65,7 +67,9 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
             Ledger::verify_only(tree, tree_name, public, help)
         }
     });
-    ledger.set_root_prefixes(root_prefixes);
+    let (first, recent) = store::tree::load_recent_roots(&conn)?;
+    ledger.set_recent_roots(first, recent);
+    tracing::info!(leaves, ms = started.elapsed().as_millis() as u64, "cold tree loaded");
     check_log(&conn, &ledger, &config)?;
 
     let mut bootstrap_key = None;
@@ -142,9 +146,9 @@ fn open_private_data_dir(config: &Config) -> anyhow::Result<rusqlite::Connection
 /// The latest stored root must match the tree rebuilt from the buffer roots and carry a valid
 /// signature; the checkpoint file must not be ahead of (or forked from) the database.
 fn check_log(conn: &rusqlite::Connection, ledger: &Ledger, config: &Config) -> anyhow::Result<()> {
-    let tree = ledger.tree.read();
+    let mut tree = store::tree::TreeReader::new(conn, ledger);
     if let Some(root) = writer::latest_root(conn, &ledger.tree_name)? {
-        let rebuilt = tree.root(root.size as usize).map(hex::encode).unwrap_or_default();
+        let rebuilt = tree.root(root.size)?.map(hex::encode).unwrap_or_default();
         if rebuilt != root.root_hash {
             bail!(
                 "the stored root at size {} does not match the stored buffer roots: the database was altered; run `trailkeep verify`",
@@ -156,7 +160,7 @@ fn check_log(conn: &rusqlite::Connection, ledger: &Ledger, config: &Config) -> a
         }
     }
     if let Some(cp) = read_checkpoint(&config.data_dir)?
-        && let Err(e) = check_against_checkpoint(&tree, &ledger.tree_name, &cp)
+        && let Err(e) = check_against_checkpoint(ledger.size(), tree.root(cp.root.size)?, &ledger.tree_name, &cp)
     {
         if config.accept_db_state {
             tracing::warn!(error = %e, "starting anyway: --accept-db-state given");

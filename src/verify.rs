@@ -11,7 +11,8 @@ use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
 use crate::event::system::PURGE_ACTION;
-use crate::ledger::merkle::{CompactTree, Hash, mth};
+use crate::ledger::cold::ColdTree;
+use crate::ledger::merkle::{Hash, mth};
 use crate::ledger::{Checkpoint, check_against_checkpoint, read_checkpoint, signed_message};
 use crate::time::format_micros;
 
@@ -75,8 +76,15 @@ fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report:
         .ok_or_else(|| anyhow::anyhow!("the database records no public key (no signed root yet)"))?;
     let tree_name = String::from_utf8(crate::store::get_setting(conn, "tree_name")?.unwrap_or_default())?;
 
+    let checkpoints =
+        [("checkpoint file", read_checkpoint(data_dir)?), ("trusted checkpoint", against.map(read_file).transpose()?)];
+    // The recomputed roots at the checkpoints' sizes, taken as the tree grows past them.
+    let mut roots_at: Vec<(u64, Option<Hash>)> =
+        checkpoints.iter().flat_map(|(_, cp)| cp).map(|cp| (cp.root.size, None)).collect();
+
     conn.execute_batch("BEGIN")?;
-    let mut tree = CompactTree::new();
+    // The upper levels and the newest block only: roots of the growing tree need no more.
+    let mut tree = ColdTree::default();
     // A database of a release before audit configs (not migrated: verify opens it read-only) has
     // no `events.config`: every event is the default config's.
     let configs: bool =
@@ -162,7 +170,11 @@ fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report:
             );
         }
         tree.push(buffer_root);
-        let root = tree.root(tree.len()).unwrap_or([0; 32]);
+        tree.take_completed();
+        let root = tree.current_root().unwrap_or([0; 32]);
+        for (_, at) in roots_at.iter_mut().filter(|(size, _)| *size == tree.len() as u64) {
+            *at = Some(root);
+        }
         let stored_tree_root: Vec<u8> = b.get(4)?;
         if stored_tree_root != root {
             problem(report, "root_mismatch", format!("root at size {} differs from the recomputed root", tree.len()));
@@ -204,11 +216,10 @@ fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report:
     }
     report.tree_size = tree.len() as u64;
     purges.check(report);
-    for (name, cp) in
-        [("checkpoint file", read_checkpoint(data_dir)?), ("trusted checkpoint", against.map(read_file).transpose()?)]
-    {
+    for (name, cp) in checkpoints {
+        let root_at = |size: u64| roots_at.iter().find(|(s, _)| *s == size).and_then(|(_, r)| *r);
         if let Some(cp) = cp
-            && let Err(e) = check_against_checkpoint(&tree, &tree_name, &cp)
+            && let Err(e) = check_against_checkpoint(tree.len() as u64, root_at(cp.root.size), &tree_name, &cp)
         {
             let kind = if e.to_string().contains("rollback") {
                 "size_regression"

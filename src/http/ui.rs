@@ -207,10 +207,15 @@ async fn readyz(state: State) -> HttpResponse {
     let writer = !state.writer.is_closed();
     let dir = state.data_dir.clone();
     let ledger = state.ledger.clone();
-    let checkpoint = web::block(move || match crate::ledger::read_checkpoint(&dir) {
-        Ok(Some(cp)) => crate::ledger::check_against_checkpoint(&ledger.tree.read(), &ledger.tree_name, &cp).is_ok(),
-        Ok(None) => true,
-        Err(_) => false,
+    let checkpoint = with_reader(&state, move |c| {
+        Ok(match crate::ledger::read_checkpoint(&dir) {
+            Ok(Some(cp)) => {
+                let root = crate::store::tree::TreeReader::new(c, &ledger).root(cp.root.size)?;
+                crate::ledger::check_against_checkpoint(ledger.size(), root, &ledger.tree_name, &cp).is_ok()
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        })
     })
     .await
     .unwrap_or(false);
@@ -526,10 +531,11 @@ async fn export(state: State, req: HttpRequest, params: web::Query<ExportParams>
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<crate::export::Chunk>(4);
     let pool = state.pool.clone();
+    let ledger = state.ledger.clone();
     let fmt = format.clone();
     let fields: Vec<String> = config.schema.fields.iter().map(|f| f.id.clone()).collect();
     std::thread::spawn(move || {
-        if let Err(e) = crate::export::stream(&pool, &q, &fmt, &fields, &tx) {
+        if let Err(e) = crate::export::stream(&pool, ledger, &q, &fmt, &fields, &tx) {
             tracing::warn!(error = %e, "export stopped");
         }
     });

@@ -11,7 +11,8 @@
 //!
 //! The recursive free functions ([`mth`], [`path`], [`node_path`], [`consistency`]) are the
 //! reference definitions and touch every leaf; [`CompactTree`] keeps every complete aligned
-//! subtree hash and answers the same questions for any prefix size with O(log n) hashing.
+//! subtree hash and answers the same questions for any prefix size with O(log n) hashing (the
+//! trees of one buffer's events, and the blocks of the cold tree, `super::cold`).
 //! Nothing in this module panics on caller input; invalid arguments give empty results
 //! (documented per function) and verifiers answer `false` to anything malformed.
 
@@ -25,7 +26,7 @@ pub fn hash_pair(l: &Hash, r: &Hash) -> Hash {
 }
 
 /// Largest power of two strictly less than `n` (`n ≥ 2`; returns 0 for `n < 2`).
-fn split_point(n: usize) -> usize {
+pub(crate) fn split_point(n: usize) -> usize {
     if n < 2 { 0 } else { 1 << (usize::BITS - 1 - (n - 1).leading_zeros()) }
 }
 
@@ -137,7 +138,8 @@ pub fn subtrees(m: usize) -> Vec<(usize, usize)> {
     out
 }
 
-fn consistency_item(node: &Hash, p: &[(Side, Hash)]) -> String {
+/// One consistency proof item: `x:<node hex>,<membership proof of the node>`.
+pub(crate) fn consistency_item(node: &Hash, p: &[(Side, Hash)]) -> String {
     format!("x:{},{}", hex::encode(node), encode_path(p))
 }
 
@@ -278,6 +280,11 @@ impl CompactTree {
 
     pub fn leaf(&self, i: usize) -> Option<Hash> {
         self.levels.first()?.get(i).copied()
+    }
+
+    /// Bytes of hashes allocated (every level, with spare capacity).
+    pub fn heap_bytes(&self) -> usize {
+        self.levels.iter().map(|l| l.capacity() * 32).sum::<usize>() + self.levels.capacity() * size_of::<Vec<Hash>>()
     }
 
     /// All leaves in order.

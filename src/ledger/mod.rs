@@ -1,6 +1,8 @@
-//! The tamper-evident log: Merkle math (`merkle`), the signed roots, and the checkpoint file kept
-//! outside the database. Merkle math does no I/O; signing and the checkpoint live here.
+//! The tamper-evident log: Merkle math (`merkle`), the cold tree in bounded memory (`cold`), the
+//! signed roots, and the checkpoint file kept outside the database. Merkle math does no I/O;
+//! signing and the checkpoint live here.
 
+pub mod cold;
 pub mod merkle;
 
 use std::io::Write;
@@ -13,17 +15,24 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use merkle::{CompactTree, Hash};
+use cold::{BlockCache, ColdTree};
+use merkle::Hash;
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.latest";
 
-/// The shared view of the log: the cold tree of sealed buffer roots, the tree name and the
-/// server's signing key. Only the writer pushes leaves.
+/// Roots per stored row of root-hash prefixes (`root_prefixes`, migration 0012).
+pub const ROOT_CHUNK: u64 = 4096;
+
+/// Complete blocks of the cold tree kept for proofs (64 × 16 KiB with blocks of 256 leaves).
+const BLOCK_CACHE: usize = 64;
+
+/// The shared view of the log: the cold tree of sealed buffer roots (bounded memory, see `cold`),
+/// a cache of its recently used blocks, the prefixes of the newest root hashes, the tree name and
+/// the server's signing key. Only the writer pushes leaves.
 pub struct Ledger {
-    pub tree: RwLock<CompactTree>,
-    /// The first four bytes of every stored root hash, at index size - 1: finds the size of a root
-    /// a client sends back (`prev_root`) without a random-key index on `buffers` (migration 0004).
-    root_prefixes: RwLock<Vec<u32>>,
+    pub tree: RwLock<ColdTree>,
+    pub blocks: BlockCache,
+    recent_roots: RwLock<RecentRoots>,
     pub tree_name: String,
     /// None when the key store does not hold the trail's key (a restore without it): the trail is
     /// served read-only, and `read_only` says why and how to install the key.
@@ -32,6 +41,18 @@ pub struct Ledger {
     read_only: Option<String>,
     /// The newest receive time handed out (µs); receive times only grow, whatever the wall clock does.
     last_received: std::sync::atomic::AtomicI64,
+}
+
+/// The first four bytes of the root hashes not yet in a committed `root_prefixes` row, for
+/// `prev_root` lookups (`store::tree::root_size_of`): at most a chunk and a transaction's roots.
+#[derive(Debug, Default)]
+struct RecentRoots {
+    /// The tree size of `prefixes[0]`'s root: a multiple of `ROOT_CHUNK`, plus one.
+    first_size: u64,
+    prefixes: Vec<u32>,
+    /// Leading chunks of `prefixes` handed to the writer to store (`push_root`), dropped once
+    /// committed (`roots_committed`).
+    handed: usize,
 }
 
 pub fn root_prefix(root: &Hash) -> u32 {
@@ -63,12 +84,13 @@ pub fn signed_message(tree_name: &str, size: u64, root_hash: &str, published_at:
 }
 
 impl Ledger {
-    pub fn new(tree: CompactTree, tree_name: String, signing_seed: [u8; 32]) -> Self {
+    pub fn new(tree: ColdTree, tree_name: String, signing_seed: [u8; 32]) -> Self {
         let signing = SigningKey::from_bytes(&signing_seed);
         let verifying = signing.verifying_key();
         Self {
             tree: RwLock::new(tree),
-            root_prefixes: RwLock::default(),
+            blocks: BlockCache::new(BLOCK_CACHE),
+            recent_roots: RwLock::new(RecentRoots { first_size: 1, ..Default::default() }),
             tree_name,
             signing: Some(signing),
             verifying,
@@ -79,10 +101,11 @@ impl Ledger {
 
     /// A ledger that can check but not sign (the key store lacks the trail's root-signing key):
     /// the writer refuses appends and purges with `reason`, which says how to install the key.
-    pub fn verify_only(tree: CompactTree, tree_name: String, key: VerifyingKey, reason: String) -> Self {
+    pub fn verify_only(tree: ColdTree, tree_name: String, key: VerifyingKey, reason: String) -> Self {
         Self {
             tree: RwLock::new(tree),
-            root_prefixes: RwLock::default(),
+            blocks: BlockCache::new(BLOCK_CACHE),
+            recent_roots: RwLock::new(RecentRoots { first_size: 1, ..Default::default() }),
             tree_name,
             signing: None,
             verifying: key,
@@ -100,24 +123,59 @@ impl Ledger {
         self.read_only.as_deref()
     }
 
-    /// Replaces the root-hash prefixes (the writer, after loading the tree from the database).
-    pub fn set_root_prefixes(&self, prefixes: Vec<u32>) {
-        *self.root_prefixes.write() = prefixes;
+    /// Replaces the recent roots' prefixes (the writer, after loading the tree): those of the
+    /// roots of sizes `first_size …`, where `first_size - 1` is a multiple of `ROOT_CHUNK` and the
+    /// roots before it are in stored chunks.
+    pub fn set_recent_roots(&self, first_size: u64, prefixes: Vec<u32>) {
+        *self.recent_roots.write() = RecentRoots { first_size, prefixes, handed: 0 };
     }
 
-    /// Records the root of the next tree size (the writer, as it pushes a leaf).
-    pub fn push_root_prefix(&self, root: &Hash) {
-        self.root_prefixes.write().push(root_prefix(root));
+    /// Records the root of the next tree size (the writer, as it pushes a leaf). Returns a chunk
+    /// that this root completes, `(chunk index, its prefixes)`, for the writer to store in the
+    /// same transaction; the chunk stays in memory until `roots_committed`.
+    pub fn push_root(&self, root: &Hash) -> Option<(u64, Vec<u32>)> {
+        let mut r = self.recent_roots.write();
+        r.prefixes.push(root_prefix(root));
+        let chunk = ROOT_CHUNK as usize;
+        if r.prefixes.len() < (r.handed + 1) * chunk {
+            return None;
+        }
+        let start = r.handed * chunk;
+        r.handed += 1;
+        let index = (r.first_size - 1) / ROOT_CHUNK + r.handed as u64 - 1;
+        Some((index, r.prefixes[start..start + chunk].to_vec()))
     }
 
-    /// The largest tree size below `below` whose root hash may be `root` (its first four bytes
-    /// match); the caller confirms it against the tree. Scans newest first: clients send
-    /// recent roots.
-    pub fn root_size_candidate(&self, root: &Hash, below: u64) -> Option<u64> {
-        let prefixes = self.root_prefixes.read();
-        let end = (below.saturating_sub(1) as usize).min(prefixes.len());
-        let want = root_prefix(root);
-        prefixes[..end].iter().rposition(|&p| p == want).map(|i| i as u64 + 1)
+    /// After the COMMIT that stored the chunks handed out by `push_root`: drops them from memory.
+    pub fn roots_committed(&self) {
+        let mut r = self.recent_roots.write();
+        if r.handed > 0 {
+            let n = r.handed * ROOT_CHUNK as usize;
+            r.prefixes.drain(..n);
+            r.first_size += n as u64;
+            r.handed = 0;
+        }
+    }
+
+    /// The tree sizes below `below` whose root hash starts with `prefix`, among the roots kept in
+    /// memory, newest first; with the first size kept in memory (smaller sizes are in stored
+    /// chunks).
+    pub fn recent_root_candidates(&self, prefix: u32, below: u64) -> (u64, Vec<u64>) {
+        let r = self.recent_roots.read();
+        let end = below.saturating_sub(r.first_size).min(r.prefixes.len() as u64) as usize;
+        let sizes = r.prefixes[..end]
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|&(_, &p)| p == prefix)
+            .map(|(i, _)| r.first_size + i as u64)
+            .collect();
+        (r.first_size, sizes)
+    }
+
+    /// Prefixes kept in memory (for tests and the memory figures).
+    pub fn recent_roots_len(&self) -> usize {
+        self.recent_roots.read().prefixes.len()
     }
 
     /// The server's "now" for search windows (µs): the wall clock, but never earlier than just
@@ -149,10 +207,6 @@ impl Ledger {
 
     pub fn size(&self) -> u64 {
         self.tree.read().len() as u64
-    }
-
-    pub fn root(&self, size: u64) -> Option<Hash> {
-        self.tree.read().root(size as usize)
     }
 }
 
@@ -245,13 +299,18 @@ pub fn read_checkpoint(data_dir: &Path) -> anyhow::Result<Option<Checkpoint>> {
     }
 }
 
-/// Compares the database's tree with the checkpoint file. `Ok(())` when consistent or when the
+/// Compares the database's tree with the checkpoint file, given the tree's size and its root at
+/// the checkpoint's size (`None` when the tree is smaller). `Ok(())` when consistent or when the
 /// database is legitimately ahead (a crash between COMMIT and the file write).
-pub fn check_against_checkpoint(tree: &CompactTree, tree_name: &str, cp: &Checkpoint) -> anyhow::Result<()> {
+pub fn check_against_checkpoint(
+    db_size: u64,
+    root_at_checkpoint: Option<Hash>,
+    tree_name: &str,
+    cp: &Checkpoint,
+) -> anyhow::Result<()> {
     if cp.root.tree_name != tree_name {
         bail!("the checkpoint file belongs to tree {} but the database holds tree {tree_name}", cp.root.tree_name);
     }
-    let db_size = tree.len() as u64;
     if db_size < cp.root.size {
         bail!(
             "rollback detected: the database holds {db_size} signed roots but the checkpoint file records size {} \
@@ -259,7 +318,7 @@ pub fn check_against_checkpoint(tree: &CompactTree, tree_name: &str, cp: &Checkp
             cp.root.size
         );
     }
-    let root = tree.root(cp.root.size as usize).map(hex::encode).unwrap_or_default();
+    let root = root_at_checkpoint.map(hex::encode).unwrap_or_default();
     if root != cp.root.root_hash {
         bail!(
             "fork detected: the database's root at size {} is {root} but the checkpoint file records {}",
@@ -275,29 +334,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn root_prefixes_give_candidate_sizes_newest_first() {
-        let l = Ledger::new(CompactTree::new(), "ab".repeat(32), [7u8; 32]);
-        let mut tree = CompactTree::new();
-        let mut roots = Vec::new();
-        for i in 0..5u8 {
-            tree.push([i; 32]);
-            roots.push(tree.root(tree.len()).unwrap());
+    fn recent_roots_give_candidate_sizes_newest_first_and_hand_out_chunks() {
+        let l = Ledger::new(ColdTree::default(), "ab".repeat(32), [7u8; 32]);
+        let root = |i: u64| -> Hash {
+            let mut h = [1u8; 32];
+            h[..4].copy_from_slice(&((i % 5000) as u32).to_be_bytes());
+            h
+        };
+        // Roots of sizes 4,097 … continue the stored chunk 0.
+        l.set_recent_roots(ROOT_CHUNK + 1, (ROOT_CHUNK + 1..ROOT_CHUNK + 11).map(|s| root_prefix(&root(s))).collect());
+        assert_eq!(
+            l.recent_root_candidates(root_prefix(&root(ROOT_CHUNK + 3)), 100_000),
+            (ROOT_CHUNK + 1, vec![ROOT_CHUNK + 3])
+        );
+        assert_eq!(l.recent_root_candidates(root_prefix(&root(ROOT_CHUNK + 3)), ROOT_CHUNK + 3).1, Vec::<u64>::new());
+        assert_eq!(l.recent_root_candidates(root_prefix(&root(ROOT_CHUNK + 3)), 0).1, Vec::<u64>::new());
+        let mut handed = Vec::new();
+        for size in ROOT_CHUNK + 11..=3 * ROOT_CHUNK + 7 {
+            if let Some(c) = l.push_root(&root(size)) {
+                handed.push(c);
+            }
         }
-        let mut prefixes: Vec<u32> = roots.iter().map(root_prefix).collect();
-        prefixes[1] = prefixes[3]; // size 2 collides with size 4 on the prefix
-        l.set_root_prefixes(prefixes);
-        l.push_root_prefix(&[9; 32]); // size 6
-        assert_eq!(l.root_size_candidate(&roots[3], 6), Some(4));
-        assert_eq!(l.root_size_candidate(&roots[3], 4), Some(2));
-        assert_eq!(l.root_size_candidate(&roots[3], 2), None);
-        assert_eq!(l.root_size_candidate(&[9; 32], 7), Some(6));
-        assert_eq!(l.root_size_candidate(&[9; 32], 6), None);
-        assert_eq!(l.root_size_candidate(&[9; 32], 0), None);
+        // Chunks 1 and 2 are complete: handed out once each, still answered from memory.
+        assert_eq!(handed.len(), 2);
+        assert_eq!(handed[0].0, 1);
+        assert_eq!(handed[1].0, 2);
+        assert_eq!(handed[1].1.len(), ROOT_CHUNK as usize);
+        assert_eq!(handed[1].1[0], root_prefix(&root(2 * ROOT_CHUNK + 1)));
+        // Sizes 5,000 apart share a prefix here: both found, newest first.
+        let p = root_prefix(&root(ROOT_CHUNK + 5));
+        assert_eq!(l.recent_root_candidates(p, u64::MAX).1, vec![ROOT_CHUNK + 5 + 5000, ROOT_CHUNK + 5]);
+        l.roots_committed();
+        assert_eq!(l.recent_roots_len(), 7);
+        assert_eq!(l.recent_root_candidates(p, u64::MAX), (3 * ROOT_CHUNK + 1, vec![]));
+        assert_eq!(
+            l.recent_root_candidates(root_prefix(&root(3 * ROOT_CHUNK + 7)), u64::MAX).1,
+            vec![3 * ROOT_CHUNK + 7]
+        );
+        assert!(l.push_root(&root(3 * ROOT_CHUNK + 8)).is_none());
     }
 
     #[test]
     fn signed_root_round_trip() {
-        let l = Ledger::new(CompactTree::new(), "ab".repeat(32), [7u8; 32]);
+        let l = Ledger::new(ColdTree::default(), "ab".repeat(32), [7u8; 32]);
         let root = [1u8; 32];
         let sig = l.sign(1, &root, "2024-01-01T00:00:00.000000Z");
         let sr = SignedRoot {
@@ -323,9 +402,7 @@ mod tests {
 
     #[test]
     fn checkpoint_detects_rollback_and_fork() {
-        let mut tree = CompactTree::new();
-        tree.push([1; 32]);
-        tree.push([2; 32]);
+        let tree = merkle::CompactTree::from_leaves([[1; 32], [2; 32]]);
         let cp = |size: u64, root: Hash| Checkpoint {
             root: SignedRoot {
                 tree_name: "t".into(),
@@ -337,10 +414,15 @@ mod tests {
             public_key: String::new(),
         };
         let r2 = tree.root(2).unwrap();
-        assert!(check_against_checkpoint(&tree, "t", &cp(2, r2)).is_ok());
-        assert!(check_against_checkpoint(&tree, "t", &cp(1, tree.root(1).unwrap())).is_ok());
-        assert!(check_against_checkpoint(&tree, "t", &cp(3, r2)).unwrap_err().to_string().contains("rollback"));
-        assert!(check_against_checkpoint(&tree, "t", &cp(2, [9; 32])).unwrap_err().to_string().contains("fork"));
+        assert!(check_against_checkpoint(2, tree.root(2), "t", &cp(2, r2)).is_ok());
+        assert!(check_against_checkpoint(2, tree.root(1), "t", &cp(1, tree.root(1).unwrap())).is_ok());
+        assert!(check_against_checkpoint(2, None, "t", &cp(3, r2)).unwrap_err().to_string().contains("rollback"));
+        assert!(
+            check_against_checkpoint(2, tree.root(2), "t", &cp(2, [9; 32])).unwrap_err().to_string().contains("fork")
+        );
+        assert!(
+            check_against_checkpoint(2, tree.root(2), "u", &cp(2, r2)).unwrap_err().to_string().contains("belongs")
+        );
     }
 
     #[test]

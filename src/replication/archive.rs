@@ -25,7 +25,8 @@ use sha2::{Digest, Sha256};
 
 use super::layout::{self, ObjectName, Proof};
 use super::{Target, error_chain};
-use crate::ledger::merkle::{CompactTree, Hash, mth, parse_hash, verify_consistency};
+use crate::ledger::cold::ColdTree;
+use crate::ledger::merkle::{Hash, mth, parse_hash, verify_consistency};
 use crate::ledger::{SignedRoot, verify_root_signature};
 
 /// Objects fetched and checked ahead of the one being chained.
@@ -456,7 +457,7 @@ fn split_line<'a>(line: &'a [u8], tail: &'a mut Vec<u8>) -> Option<(&'a str, &'a
 /// signatures, each object's signed root, consistency from the previous one, contiguous events.
 struct Chain {
     key: VerifyingKey,
-    tree: CompactTree,
+    tree: ColdTree,
     tree_name: Option<String>,
     next_seq: i64,
     last_published: String,
@@ -467,7 +468,7 @@ impl Chain {
     fn new(key: VerifyingKey) -> Self {
         Self {
             key,
-            tree: CompactTree::new(),
+            tree: ColdTree::default(),
             tree_name: None,
             next_seq: 0,
             last_published: String::new(),
@@ -488,8 +489,10 @@ impl Chain {
         let mut signed: Vec<(u64, String, Vec<u8>)> = Vec::new();
         for (b, root) in p.buffers.iter().zip(&c.roots) {
             self.tree.push(*root);
+            // Only the current root is needed: completed blocks are dropped (bounded memory).
+            self.tree.take_completed();
             let size = self.tree.len() as u64;
-            let tree_root = hex::encode(self.tree.root(size as usize).unwrap_or([0; 32]));
+            let tree_root = hex::encode(self.tree.current_root().unwrap_or([0; 32]));
             if tree_root != b.root_hash {
                 return Err(format!("the root at size {size} differs from the tree rebuilt from the buffers"));
             }

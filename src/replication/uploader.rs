@@ -542,12 +542,12 @@ pub fn build_proof(conn: &rusqlite::Connection, ledger: &Ledger, first: u64, las
     let consistency = if first == 0 {
         None
     } else {
-        let tree = ledger.tree.read();
-        let from_root = tree.root(first as usize).context("the tree is shorter than the watermark")?;
+        let mut tree = crate::store::tree::TreeReader::new(conn, ledger);
+        let from_root = tree.root(first)?.context("the tree is shorter than the watermark")?;
         Some(Consistency {
             from_size: first,
             from_root: hex::encode(from_root),
-            proof: tree.consistency(first as usize, last as usize + 1),
+            proof: tree.consistency(first, last + 1)?,
         })
     };
     let first_seq = rows[0].first_seq;

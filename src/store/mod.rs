@@ -5,6 +5,7 @@ pub mod ngram;
 pub mod replication;
 pub mod retention;
 pub mod search;
+pub mod tree;
 pub mod uidfilter;
 pub mod writer;
 
@@ -42,6 +43,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0008_substring_index.sql", include_str!("../../migrations/0008_substring_index.sql")),
     ("0009_replication.sql", include_str!("../../migrations/0009_replication.sql")),
     ("0010_configs.sql", include_str!("../../migrations/0010_configs.sql")),
+    ("0012_root_prefixes.sql", include_str!("../../migrations/0012_root_prefixes.sql")),
 ];
 
 /// The schema version from which the database holds no private key (migration 0007).
@@ -122,13 +124,15 @@ pub fn open_side_rw(data_dir: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// A read-only connection outside the reader pool (the substring indexer's read-back).
+/// A read-only connection outside the reader pool, for work on a thread of its own (the substring
+/// indexer's read-back, the writer's background rebuild of the event-id filter).
 pub fn open_ro(data_dir: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         db_path(data_dir),
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     configure(&conn)?;
+    conn.pragma_update(None, "query_only", "ON")?;
     conn.pragma_update(None, "cache_size", -2_048)?;
     Ok(conn)
 }

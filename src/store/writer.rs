@@ -34,11 +34,13 @@ use uuid::Uuid;
 
 use super::ngram::{self as stored_ngram, Indexer, Keyed, SegmentRows};
 use super::retention::{self, PurgeReport};
-use super::uidfilter::UidFilter;
+use super::tree::{TreeReader, load_recent_roots, load_tree, store_root_chunk};
+use super::uidfilter::Uids;
 use crate::config::Retention;
 use crate::event::system;
 use crate::event::{EnvelopeHead, FieldValue, NewEvent, Origin, StoredEvent};
-use crate::ledger::merkle::{CompactTree, Hash, mth};
+use crate::ledger::cold::ColdTree;
+use crate::ledger::merkle::{Hash, mth};
 use crate::ledger::{Checkpoint, Ledger, SignedRoot, prepare_checkpoint_spare, write_checkpoint};
 use crate::time::format_micros;
 
@@ -315,7 +317,7 @@ struct WriterState {
     /// until the next write): the checkpoint file is written from it without reading it back.
     newest_root: Option<SignedRoot>,
     /// Every stored event id, for the duplicate check of client-chosen ids.
-    uids: UidFilter,
+    uids: Uids,
     /// Free-text rows (seq, text) of committed events not yet in `events_fts`, in seq order
     /// (plus, during a transaction, those of its events).
     fts_pending: Vec<(i64, String)>,
@@ -373,7 +375,7 @@ impl WriterState {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
         ledger.note_received(last_received);
-        let uids = UidFilter::load(&conn)?;
+        let uids = Uids::load(&conn, data_dir.clone())?;
         let indexed: i64 = conn.query_row("SELECT indexed_to FROM fts_state", [], |r| r.get(0))?;
         let ngram_indexed = stored_ngram::indexed_to(&conn)?;
         let fts = Arc::new(FtsProgress { committed: AtomicI64::new(next_seq - 1), indexed: AtomicI64::new(indexed) });
@@ -636,14 +638,8 @@ impl WriterState {
             }
             return stop;
         }
-        if self.uids.is_full() {
-            // Resized to twice the stored ids; on failure the old one stays (still no false
-            // negatives, only more false positives).
-            match UidFilter::load(&self.conn) {
-                Ok(f) => self.uids = f,
-                Err(e) => tracing::warn!(error = %e, "cannot rebuild the event-id filter"),
-            }
-        }
+        // A full filter is rebuilt twice as large on another thread and swapped in here.
+        self.uids.maintain();
         match self.write(inputs, index_now) {
             Ok((results, tree_size, committed)) => {
                 if let Err(e) = self.publish_checkpoint() {
@@ -812,6 +808,7 @@ impl WriterState {
                     self.ngram_out.truncate(keyed);
                     return Err(e.into());
                 }
+                self.ledger.roots_committed();
                 // The purge events' own rows stay pending.
                 self.fts_stored(indexed);
                 self.ngram_stored(ngram_upto);
@@ -840,9 +837,11 @@ impl WriterState {
         let (next_seq, last_received) = next_positions(&self.conn)?;
         self.next_seq = next_seq;
         self.last_received = self.last_received.max(last_received);
-        let (tree, prefixes) = load_tree(&self.conn)?;
+        let tree = load_tree(&self.conn)?;
         *self.ledger.tree.write() = tree;
-        self.ledger.set_root_prefixes(prefixes);
+        self.ledger.blocks.clear();
+        let (first, prefixes) = load_recent_roots(&self.conn)?;
+        self.ledger.set_recent_roots(first, prefixes);
         Ok(())
     }
 
@@ -926,6 +925,7 @@ impl WriterState {
                     self.ngram_out.truncate(keyed);
                     return Err(e.into());
                 }
+                self.ledger.roots_committed();
                 let upto = self.next_seq - 1;
                 self.fts.committed.store(upto, Ordering::Release);
                 if indexed {
@@ -985,7 +985,13 @@ impl WriterState {
         let mut segments: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
         let ledger = self.ledger.clone();
         let mut tree = ledger.tree.write();
+        // The blocks completed by earlier transactions are committed: from now on they are read
+        // from the cache or the database.
+        for (index, block) in tree.take_completed() {
+            ledger.blocks.insert(index, block);
+        }
         let mut sealed: Vec<(u64, i64, usize, i64, Hash, Hash)> = Vec::with_capacity(groups.len());
+        let mut chunks = Vec::new();
         for (workspace, group) in groups {
             let ws_id = self.intern(&workspace)?;
             let mut buffer = tree.len() as u64;
@@ -998,7 +1004,7 @@ impl WriterState {
                 // and partitions them by the hour (`replication` module).
                 let h = crate::time::hour_of(received_at);
                 if hour.is_some_and(|prev| prev != h) {
-                    let (buffer_root, root) = self.seal_buffer(&mut tree, &hashes);
+                    let (buffer_root, root) = self.seal_buffer(&mut tree, &hashes, &mut chunks);
                     sealed.push((buffer, first_seq, hashes.len(), ws_id, buffer_root, root));
                     hashes.clear();
                     buffer = tree.len() as u64;
@@ -1020,7 +1026,7 @@ impl WriterState {
                 committed.push(Committed { event: stored.clone(), workspace: workspace.clone(), config: p.config });
                 results[p.job][p.item] = Some(Outcome::Stored(stored));
             }
-            let (buffer_root, root) = self.seal_buffer(&mut tree, &hashes);
+            let (buffer_root, root) = self.seal_buffer(&mut tree, &hashes, &mut chunks);
             sealed.push((buffer, first_seq, hashes.len(), ws_id, buffer_root, root));
         }
         // Every buffer of the transaction is published at its end. Only the transaction's last
@@ -1059,6 +1065,9 @@ impl WriterState {
                 .prepare_cached("UPDATE audit_configs SET events = events + ?1 WHERE num = ?2")?
                 .execute([n, config])?;
         }
+        for (chunk, prefixes) in chunks {
+            store_root_chunk(&self.conn, chunk, &prefixes)?;
+        }
         for (seg, (lo, hi)) in segments {
             self.conn
                 .prepare_cached(
@@ -1089,11 +1098,11 @@ impl WriterState {
     }
 
     /// Seals one buffer: its root becomes the next cold-tree leaf. Returns (buffer root, new root).
-    fn seal_buffer(&self, tree: &mut CompactTree, hashes: &[Hash]) -> (Hash, Hash) {
+    fn seal_buffer(&self, tree: &mut ColdTree, hashes: &[Hash], chunks: &mut Vec<(u64, Vec<u32>)>) -> (Hash, Hash) {
         let buffer_root = mth(hashes).unwrap_or([0; 32]);
         tree.push(buffer_root);
-        let root = tree.root(tree.len()).unwrap_or([0; 32]);
-        self.ledger.push_root_prefix(&root);
+        let root = tree.current_root().unwrap_or([0; 32]);
+        chunks.extend(self.ledger.push_root(&root));
         (buffer_root, root)
     }
 
@@ -1220,28 +1229,6 @@ fn next_positions(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
     })
 }
 
-/// Rebuilds the cold tree from the stored buffer roots, with the prefixes of the stored root
-/// hashes (`Ledger::root_size_candidate`).
-pub fn load_tree(conn: &Connection) -> anyhow::Result<(CompactTree, Vec<u32>)> {
-    let mut tree = CompactTree::new();
-    let mut prefixes = Vec::new();
-    let mut stmt = conn.prepare("SELECT idx, buffer_root, root_hash FROM buffers ORDER BY idx")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let idx: i64 = r.get(0)?;
-        if idx as usize != tree.len() {
-            anyhow::bail!("the buffers table has a gap at index {}", tree.len());
-        }
-        let h: Vec<u8> = r.get(1)?;
-        tree.push(h.try_into().map_err(|_| anyhow::anyhow!("malformed buffer root at index {idx}"))?);
-        // A malformed stored root (only by editing the database) gets a prefix no lookup
-        // confirms; `verify` names the row.
-        let root = r.get_ref(2)?.as_blob().ok().and_then(|b| <[u8; 32]>::try_from(b).ok()).unwrap_or([0; 32]);
-        prefixes.push(crate::ledger::root_prefix(&root));
-    }
-    Ok((tree, prefixes))
-}
-
 /// The newest signed root stored in the database.
 pub fn latest_root(conn: &Connection, tree_name: &str) -> rusqlite::Result<Option<SignedRoot>> {
     conn.query_row("SELECT idx, root_hash, published_at, signature FROM buffers ORDER BY idx DESC LIMIT 1", [], |r| {
@@ -1271,7 +1258,7 @@ pub fn root_at(conn: &Connection, ledger: &Ledger, size: u64) -> rusqlite::Resul
             )?
             .query_row([size as i64 - 1], |r| r.get(0))
             .optional()?;
-        let in_tree = ledger.tree.read().root(size as usize).map(hex::encode);
+        let in_tree = TreeReader::new(conn, ledger).root(size)?.map(hex::encode);
         if ledger.can_sign() && covering == Some(published) && in_tree.as_deref() == Some(root.root_hash.as_str()) {
             let hash: Hash = hex::decode(&root.root_hash).ok().and_then(|h| h.try_into().ok()).unwrap_or([0; 32]);
             root.signature = B64.encode(ledger.sign(root.size, &hash, &root.published_at));
@@ -1329,7 +1316,7 @@ mod tests {
     fn a_buffer_never_spans_two_utc_hours() {
         let dir = tempfile::tempdir().unwrap();
         let conn = super::super::open_rw(dir.path()).unwrap();
-        let ledger = Arc::new(Ledger::new(CompactTree::new(), "t".repeat(64), [3; 32]));
+        let ledger = Arc::new(Ledger::new(ColdTree::default(), "t".repeat(64), [3; 32]));
         let mut st = WriterState::load(
             conn,
             ledger,

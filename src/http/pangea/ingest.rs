@@ -25,9 +25,9 @@ use crate::http::apidoc::TAG_PANGEA;
 use crate::http::auth::authenticate;
 use crate::http::state::{State, with_reader};
 use crate::keys::Principal;
-use crate::ledger::Ledger;
-use crate::ledger::merkle::{Hash, encode_path, parse_hash, path};
+use crate::ledger::merkle::{encode_path, parse_hash, path};
 use crate::store::search::buffer_hashes;
+use crate::store::tree::{TreeReader, root_size_of};
 use crate::store::writer::{Appended, ConfigStamp, FieldRows, Outcome};
 use crate::time::{now_micros, parse_pangea_time};
 
@@ -181,42 +181,32 @@ async fn log_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> P
     result["envelope"] = stored.envelope_value();
     let buffer = stored.buffer;
     let seq = stored.seq;
-    let (first, hashes) =
-        with_reader(state, move |c| buffer_hashes(c, buffer)).await.map_err(|()| PangeaError::Unavailable)?;
+    let prev = prev_root.as_deref().and_then(parse_hash);
     let ledger = state.ledger.clone();
-    let (root_hash, cold_path, consistency) = {
-        let tree = ledger.tree.read();
-        let root = tree.root(tree_size as usize).unwrap_or([0; 32]);
-        let cold = tree.path(buffer as usize, tree_size as usize);
-        (root, cold, None::<Vec<String>>)
-    };
-    let mut proof = path((seq - first) as usize, &hashes);
-    proof.extend(cold_path);
+    let (root_hash, proof, consistency) = with_reader(state, move |c| {
+        let (first, hashes) = buffer_hashes(c, buffer)?;
+        let mut proof = path((seq - first) as usize, &hashes);
+        let mut tree = TreeReader::new(c, &ledger);
+        let root = tree.root(tree_size)?.unwrap_or([0; 32]);
+        proof.extend(tree.path(buffer, tree_size)?);
+        // A client's previous root: the proof from it, when it is a root of this tree.
+        let consistency = match prev {
+            Some(prev) => match root_size_of(c, &ledger, &prev, tree_size)? {
+                Some(m) => Some(tree.consistency(m, tree_size)?),
+                None => None,
+            },
+            None => None,
+        };
+        Ok((root, proof, consistency))
+    })
+    .await
+    .map_err(|()| PangeaError::Unavailable)?;
     result["unpublished_root"] = json!(hex::encode(root_hash));
     result["membership_proof"] = json!(encode_path(&proof));
-    let consistency = match (consistency, prev_root.as_deref().and_then(parse_hash)) {
-        (_, Some(prev)) => root_size_of(&ledger, &prev, tree_size)
-            .map(|m| ledger.tree.read().consistency(m as usize, tree_size as usize)),
-        (c, None) => c,
-    };
     if let Some(items) = consistency.filter(|c| !c.is_empty()) {
         result["consistency_proof"] = json!(items);
     }
     Ok(result)
-}
-
-/// The tree size below `below` whose root hash is `root` (a client's `prev_root`): candidates
-/// from the ledger's root-hash prefixes, newest first (clients usually send a recent root), each
-/// confirmed against the in-memory tree.
-fn root_size_of(ledger: &Ledger, root: &Hash, below: u64) -> Option<u64> {
-    let mut upper = below;
-    while let Some(size) = ledger.root_size_candidate(root, upper) {
-        if ledger.tree.read().root(size as usize).as_ref() == Some(root) {
-            return Some(size);
-        }
-        upper = size;
-    }
-    None
 }
 
 /// A bulk request's key, config, events and verbosity.
@@ -440,30 +430,5 @@ pub(super) async fn log_bulk_async(state: State, req: HttpRequest, payload: web:
             accepted(&ctx, &state, &req)
         }
         Err(e) => ctx.error(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ledger::merkle::CompactTree;
-
-    #[test]
-    fn prev_root_size_is_confirmed_against_the_tree() {
-        let mut tree = CompactTree::new();
-        let mut roots = Vec::new();
-        for i in 0..6u8 {
-            tree.push([i; 32]);
-            roots.push(tree.root(tree.len()).unwrap());
-        }
-        let ledger = Ledger::new(tree, "ab".repeat(32), [7u8; 32]);
-        let mut prefixes: Vec<u32> = roots.iter().map(crate::ledger::root_prefix).collect();
-        prefixes[4] = prefixes[1]; // size 5's prefix collides with size 2's: skipped, not returned
-        ledger.set_root_prefixes(prefixes);
-        assert_eq!(root_size_of(&ledger, &roots[1], 6), Some(2));
-        assert_eq!(root_size_of(&ledger, &roots[4], 6), None); // its own prefix was replaced
-        assert_eq!(root_size_of(&ledger, &roots[3], 6), Some(4));
-        assert_eq!(root_size_of(&ledger, &roots[3], 4), None); // only sizes below the current one
-        assert_eq!(root_size_of(&ledger, &[0xee; 32], 6), None);
     }
 }

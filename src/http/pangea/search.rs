@@ -20,10 +20,12 @@ use crate::configs::AuditConfig;
 use crate::http::apidoc::TAG_PANGEA;
 use crate::http::state::{State, with_reader};
 use crate::keys::Principal;
+use crate::ledger::SignedRoot;
 use crate::ledger::merkle::{CompactTree, encode_path};
 use crate::search::catalog::{Catalog, FieldKind};
 use crate::search::pangea_query;
 use crate::store::search::{EventRow, PANGEA_ORDER_BY, PangeaQuery, buffer_hashes, pangea_search, rows_by_seq};
+use crate::store::tree::TreeReader;
 use crate::store::writer::{self};
 use crate::time::{format_micros, parse_duration, parse_pangea_time};
 
@@ -239,40 +241,47 @@ pub(super) async fn render_page(state: &State, snap: &Snapshot, offset: usize, l
     let verbose = snap.verbose;
     let size = snap.tree_size;
     let ledger = state.ledger.clone();
-    let (rows, buffers, root) = with_reader(state, move |c| {
+    let (rows, mut proofs, root) = with_reader(state, move |c| {
         let rows = rows_by_seq(c, &seqs)?;
-        let mut buffers = std::collections::HashMap::new();
+        // Membership proofs of the published events: the path in the event's buffer, then the
+        // buffer's path in the cold tree of the snapshot's size; one buffer tree per buffer.
+        let mut proofs = std::collections::HashMap::new();
+        let mut root = None;
         if verbose {
-            for r in &rows {
+            let mut buffers = std::collections::HashMap::new();
+            let mut tree = TreeReader::new(c, &ledger);
+            for r in rows.iter().filter(|r| r.buffer < size) {
                 if let std::collections::hash_map::Entry::Vacant(v) = buffers.entry(r.buffer) {
                     let (first, hashes) = buffer_hashes(c, r.buffer)?;
-                    v.insert((first, CompactTree::from_leaves(hashes)));
+                    v.insert((first, CompactTree::from_leaves(hashes), tree.path(r.buffer, size)?));
                 }
+                let (first, hot, cold) = &buffers[&r.buffer];
+                let mut proof = hot.path((r.seq - first) as usize, hot.len());
+                proof.extend(cold.iter().copied());
+                proofs.insert(r.seq, encode_path(&proof));
+            }
+            if let Some(r) = writer::root_at(c, &ledger, size)? {
+                root = Some(with_consistency(c, &ledger, r)?);
             }
         }
-        let root = writer::root_at(c, &ledger, size)?;
-        Ok((rows, buffers, root))
+        Ok((rows, proofs, root))
     })
     .await
     .map_err(|()| PangeaError::Unavailable)?;
-    let tree = state.ledger.tree.read();
     let events: Vec<Value> = rows
         .iter()
         .map(|r| {
             let mut e = json!({"envelope": envelope_of(r), "hash": hex::encode(r.hash), "published": r.buffer < size});
-            if verbose && r.buffer < size {
-                let (first, hot) = &buffers[&r.buffer];
-                let mut proof = hot.path((r.seq - first) as usize, hot.len());
-                proof.extend(tree.path(r.buffer as usize, size as usize));
+            if let Some(proof) = proofs.remove(&r.seq) {
                 e["leaf_index"] = json!(r.buffer);
-                e["membership_proof"] = json!(encode_path(&proof));
+                e["membership_proof"] = json!(proof);
             }
             e
         })
         .collect();
     let mut out = json!({"count": snap.seqs.len(), "events": events});
-    if verbose && let Some(root) = root {
-        let mut rj = root_json(state, &root, &tree);
+    if let Some((root, consistency)) = root {
+        let mut rj = root_json(&root, consistency);
         rj.as_object_mut().map(|o| o.remove("signature"));
         out["root"] = rj;
         out["unpublished_root"] = json!({"tree_name": root.tree_name, "size": root.size, "root_hash": root.root_hash});
@@ -280,11 +289,22 @@ pub(super) async fn render_page(state: &State, snap: &Snapshot, offset: usize, l
     Ok(out)
 }
 
+/// A signed root with the consistency proof from the size before (reader thread).
+fn with_consistency(
+    c: &rusqlite::Connection,
+    ledger: &crate::ledger::Ledger,
+    root: SignedRoot,
+) -> rusqlite::Result<(SignedRoot, Option<Vec<String>>)> {
+    let consistency =
+        if root.size >= 2 { Some(TreeReader::new(c, ledger).consistency(root.size - 1, root.size)?) } else { None };
+    Ok((root, consistency))
+}
+
 fn envelope_of(r: &EventRow) -> Value {
     serde_json::from_str(&r.envelope).unwrap_or(Value::Null)
 }
 
-fn root_json(state: &State, root: &crate::ledger::SignedRoot, tree: &crate::ledger::merkle::CompactTree) -> Value {
+fn root_json(root: &SignedRoot, consistency: Option<Vec<String>>) -> Value {
     let mut v = json!({
         "tree_name": root.tree_name,
         "size": root.size,
@@ -293,9 +313,8 @@ fn root_json(state: &State, root: &crate::ledger::SignedRoot, tree: &crate::ledg
         "url": format!("urn:audit-root:{}:{}", root.tree_name, root.size),
         "signature": root.signature,
     });
-    let _ = state;
-    if root.size >= 2 {
-        v["consistency_proof"] = json!(tree.consistency(root.size as usize - 1, root.size as usize));
+    if let Some(items) = consistency {
+        v["consistency_proof"] = json!(items);
     }
     v
 }
@@ -402,13 +421,15 @@ async fn root_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> 
     }
     let size = opt_int(&body, "tree_size", 1, i64::MAX)?;
     let ledger = state.ledger.clone();
-    let root = with_reader(state, move |c| match size {
-        Some(s) => writer::root_at(c, &ledger, s as u64),
-        None => writer::latest_root(c, &ledger.tree_name),
+    let (root, consistency) = with_reader(state, move |c| {
+        let root = match size {
+            Some(s) => writer::root_at(c, &ledger, s as u64)?,
+            None => writer::latest_root(c, &ledger.tree_name)?,
+        };
+        root.map(|r| with_consistency(c, &ledger, r)).transpose()
     })
     .await
     .map_err(|()| PangeaError::Unavailable)?
     .ok_or(PangeaError::TreeNotFound)?;
-    let tree = state.ledger.tree.read();
-    Ok(json!({"data": root_json(state, &root, &tree)}))
+    Ok(json!({"data": root_json(&root, consistency)}))
 }
