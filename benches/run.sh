@@ -33,6 +33,7 @@ SINGLE_SECONDS=10
 SEARCH_PER_KIND=200
 SEARCH_SECONDS=15
 PAGES=1000
+AGG_PER_KIND=100
 WITH_PG=1
 WITH_WRITER=1
 PARTS=http,sqlite,writer,pg
@@ -41,7 +42,7 @@ KEEP=0
 MODE=full
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) MODE=quick; PREFILL=100000; RUN_EVENTS=20000; SINGLE_SECONDS=5; SEARCH_PER_KIND=60; SEARCH_SECONDS=8 ;;
+    --quick) MODE=quick; PREFILL=100000; RUN_EVENTS=20000; SINGLE_SECONDS=5; SEARCH_PER_KIND=60; SEARCH_SECONDS=8; AGG_PER_KIND=30 ;;
     --scale) MODE=scale; PARTS=http ;;
     --prefill) PREFILL=$2; shift ;;
     --runs) RUNS=$2; shift ;;
@@ -277,6 +278,8 @@ for r in $(seq 1 "$RUNS"); do
   [ "$r" = 1 ] && perf_stop search
   log "paging run $r: $PAGES pages of 50"
   run_lg paging "${T[@]}" --pages "$PAGES" --label "run$r"
+  log "aggregation run $r: timeline and top values, $AGG_PER_KIND requests per kind"
+  run_lg aggregate "${T[@]}" --per-kind "$AGG_PER_KIND" --label "run$r"
 done
 HWM=$(awk '/VmHWM/{print $2}' "/proc/$SERVER_PID/status")
 echo "RESULT {\"kind\":\"rss\",\"system\":\"trailkeep\",\"vmhwm_mb\":$((HWM / 1024))}" | tee -a "$RESULTS"

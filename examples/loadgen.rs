@@ -17,6 +17,8 @@
 //!   searches for `--seconds`, one RESULT line per kind and `--window` of seconds (latency from the
 //!   intended send time); `benches/soak.py` drives it.
 //! * `workspaces` — the hottest workspaces of the generated stream, one per line.
+//! * `aggregate` — the UI's timeline and top values (`GET /api/v1/aggregate`): last 24 hours, 7 days
+//!   and all time, with an admin key and with a key limited to the busiest workspace, and with a query.
 //! * `sqlite`  — raw SQLite baseline: the same events into trailkeep's schema (`store::open_rw`),
 //!   rows and FTS rows inserted as the writer does, no HTTP, no hashing in the timed part.
 //! * `writer`  — the server's own writer in-process (`server::open` + `writer.append`), no HTTP.
@@ -407,8 +409,8 @@ impl Lat {
         v[idx.min(v.len() - 1)]
     }
     fn summary(&self) -> Value {
-        json!({"n": self.0.len(), "p50_ms": r3(self.pct(50.0)), "p90_ms": r3(self.pct(90.0)), "p99_ms": r3(self.pct(99.0)),
-               "max_ms": r3(self.pct(100.0))})
+        json!({"n": self.0.len(), "p50_ms": r3(self.pct(50.0)), "p90_ms": r3(self.pct(90.0)), "p95_ms": r3(self.pct(95.0)),
+               "p99_ms": r3(self.pct(99.0)), "max_ms": r3(self.pct(100.0))})
     }
 }
 
@@ -793,6 +795,15 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         top: usize,
     },
+    Aggregate {
+        #[command(flatten)]
+        target: Target,
+        /// Requests per kind
+        #[arg(long, default_value_t = 100)]
+        per_kind: usize,
+        #[arg(long, default_value = "run")]
+        label: String,
+    },
     Paging {
         #[command(flatten)]
         target: Target,
@@ -902,6 +913,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Paging { target, pages, page_size, label } => paging(&target, pages, page_size, &label),
+        Cmd::Aggregate { target, per_kind, label } => aggregate(&target, per_kind, &label),
         Cmd::Sqlite { dir, range, batch, buffers, label, progress } => {
             sqlite_baseline(&dir, &range, batch, &buffers, &label, progress)
         }
@@ -1740,6 +1752,73 @@ fn soak_emit(tallies: &SoakTallies, a: &SoakArgs, window: u64) {
     }
 }
 
+/// GETs a path; returns (status, body). Transport errors are status 0.
+fn get(agent: &ureq::Agent, url: &str, key: &str) -> (u16, String) {
+    match agent.get(url).header("Authorization", &format!("Bearer {key}")).call() {
+        Ok(mut r) => {
+            let status = r.status().as_u16();
+            (status, r.body_mut().with_config().limit(64 << 20).read_to_string().unwrap_or_default())
+        }
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// The UI's timeline and top values, one kind at a time (one client): an admin key over the last
+/// 24 hours, 7 days and all time; a key limited to the busiest workspace; a query (counted from
+/// the rows, under the server's row budget).
+fn aggregate(t: &Target, per_kind: usize, label: &str) -> anyhow::Result<()> {
+    let a = agent(1);
+    let w = World::new();
+    let busiest = format!("workspaces/{}", w.workspaces[0]);
+    let body = json!({"name": "bench-aggregate", "scopes": ["search"], "workspaces": [busiest]}).to_string();
+    let (status, text) = post(&a, &format!("{}/api/v1/keys", t.url), &t.key, &body);
+    anyhow::ensure!(status == 201, "cannot create a workspace key: HTTP {status} {text}");
+    let limited: Value = serde_json::from_str(&text)?;
+    let limited = limited["secret"].as_str().unwrap_or_default().to_string();
+    let enc = |s: &str| serde_urlencoded::to_string([("v", s)]).unwrap_or_default()[2..].to_string();
+    let actor = enc(&format!("actor:\"{}\"", w.principals[0]));
+    let kinds: [(&str, String, &str); 6] = [
+        ("agg_24h", "start=24h".into(), &t.key),
+        ("agg_7d", "start=7d".into(), &t.key),
+        ("agg_all_time", "start=1970-01-01T00:00:00Z".into(), &t.key),
+        ("agg_24h_workspace_key", "start=24h".into(), &limited),
+        ("agg_all_time_workspace_key", "start=1970-01-01T00:00:00Z".into(), &limited),
+        ("agg_24h_query_actor", format!("start=24h&query={actor}"), &t.key),
+    ];
+    for (name, params, key) in kinds {
+        let url = format!("{}/api/v1/aggregate?{params}", t.url);
+        for _ in 0..3 {
+            let _ = get(&a, &url, key);
+        }
+        let watch = Watch::start(t.pid);
+        let mut tl = Tally::default();
+        let (mut total, mut complete) = (0u64, true);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for _ in 0..per_kind {
+            if Instant::now() > deadline {
+                break;
+            }
+            let t0 = Instant::now();
+            let (status, text) = get(&a, &url, key);
+            tl.lat.0.push(ms(t0.elapsed()));
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if status == 200 && v["total"].is_u64() {
+                tl.ok_events += 1;
+                total = v["total"].as_u64().unwrap_or(0);
+                complete = v["complete"].as_bool().unwrap_or(false);
+            } else {
+                tl.errors += 1;
+                tl.first_error.get_or_insert(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>()));
+            }
+        }
+        let out = json!({"kind": "aggregate", "query": name, "label": label, "requests": tl.lat.0.len(),
+            "errors": tl.errors, "first_error": tl.first_error, "events_counted": total, "complete": complete,
+            "latency": tl.lat.summary()});
+        emit(merge(out, watch.finish()));
+    }
+    Ok(())
+}
+
 /// Searches on the custom fields of the `six` shape, one kind at a time (one client), with the
 /// Pangea SDK's defaults (limit 20, max_results 10,000, verbose): exact and range filters.
 fn custom_search(t: &Target, db_events: u64, config_id: &str, per_kind: usize, label: &str) -> anyhow::Result<()> {
@@ -2430,6 +2509,30 @@ fn report(file: &std::path::Path) -> anyhow::Result<()> {
             "\nmixed throughput: {:.0} queries/s (median)",
             median(mixed.iter().map(|m| f(m, "/queries_per_s")).collect())
         );
+    }
+    let mut agg: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for v in results.iter().filter(|v| s(v, "kind") == "aggregate") {
+        agg.entry(s(v, "query")).or_default().push(v);
+    }
+    if !agg.is_empty() {
+        println!("\n### Timeline and top values (`GET /api/v1/aggregate`, one client)\n");
+        println!("| kind | runs | n | events counted | complete | p50 ms | p95 ms | p99 ms | max ms | errors |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        for (k, runs) in &agg {
+            let g = |p: &str| median(runs.iter().map(|x| f(x, p)).collect());
+            println!(
+                "| {k} | {} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
+                runs.len(),
+                runs.iter().map(|x| f(x, "/latency/n")).sum::<f64>(),
+                g("/events_counted"),
+                runs.iter().all(|x| x["complete"] == true),
+                g("/latency/p50_ms"),
+                g("/latency/p95_ms"),
+                g("/latency/p99_ms"),
+                g("/latency/max_ms"),
+                runs.iter().map(|x| f(x, "/errors")).sum::<f64>()
+            );
+        }
     }
     let paging: Vec<&Value> = results.iter().filter(|v| s(v, "kind") == "paging").collect();
     if !paging.is_empty() {

@@ -122,6 +122,7 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
         started: std::time::Instant::now(),
         shutdown,
         retention: Default::default(),
+        verify: Default::default(),
         replication,
     });
     Ok(Opened { state, writer_thread, replication_thread, bootstrap_key })

@@ -5,6 +5,7 @@
 //! checkpoint given by the operator).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use rusqlite::{Connection, OpenFlags};
@@ -42,6 +43,12 @@ fn problem(report: &mut Report, kind: &'static str, detail: String) {
 
 /// Verifies the database in `data_dir` (opened read-only).
 pub fn verify(data_dir: &Path, against: Option<&Path>) -> anyhow::Result<Report> {
+    verify_with_progress(data_dir, against, &AtomicU64::new(0))
+}
+
+/// `verify`, counting the events checked so far in `progress` (for a run in the background). It
+/// reads one snapshot of the log, so it can run while the server writes.
+pub fn verify_with_progress(data_dir: &Path, against: Option<&Path>, progress: &AtomicU64) -> anyhow::Result<Report> {
     let path = crate::store::db_path(data_dir);
     if !path.exists() {
         anyhow::bail!("no database at {}", path.display());
@@ -55,7 +62,7 @@ pub fn verify(data_dir: &Path, against: Option<&Path>) -> anyhow::Result<Report>
         c.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0)).map_err(|e| e.to_string())
     });
     let mut report = Report::default();
-    if let Err(e) = check_log(&conn, data_dir, against, &mut report) {
+    if let Err(e) = check_log(&conn, data_dir, against, progress, &mut report) {
         // A damaged page stops the scan: report where, then let SQLite's own check say more.
         let detail = format!("reading the log failed after {} events: {e}", report.events);
         problem(&mut report, "corrupt", detail);
@@ -69,15 +76,23 @@ pub fn verify(data_dir: &Path, against: Option<&Path>) -> anyhow::Result<Report>
     Ok(report)
 }
 
-fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report: &mut Report) -> anyhow::Result<()> {
+fn check_log(
+    conn: &Connection,
+    data_dir: &Path,
+    against: Option<&Path>,
+    progress: &AtomicU64,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    // The checkpoint files first: each records a root committed before it was written, so the
+    // snapshot read next holds it even while a server appends.
+    let checkpoints =
+        [("checkpoint file", read_checkpoint(data_dir)?), ("trusted checkpoint", against.map(read_file).transpose()?)];
     // Only the public key is needed: verify works without the key store (a restore without keys,
     // an encrypted store without its passphrase, a copy of the database alone).
     let key = crate::serverkeys::public_key(conn)?
         .ok_or_else(|| anyhow::anyhow!("the database records no public key (no signed root yet)"))?;
     let tree_name = String::from_utf8(crate::store::get_setting(conn, "tree_name")?.unwrap_or_default())?;
 
-    let checkpoints =
-        [("checkpoint file", read_checkpoint(data_dir)?), ("trusted checkpoint", against.map(read_file).transpose()?)];
     // The recomputed roots at the checkpoints' sizes, taken as the tree grows past them.
     let mut roots_at: Vec<(u64, Option<Hash>)> =
         checkpoints.iter().flat_map(|(_, cp)| cp).map(|cp| (cp.root.size, None)).collect();
@@ -131,6 +146,7 @@ fn check_log(conn: &Connection, data_dir: &Path, against: Option<&Path>, report:
                 break;
             };
             report.events += 1;
+            progress.store(report.events, Ordering::Relaxed);
             if seq != expected_seq {
                 problem(report, "gap", format!("event {expected_seq} missing (next is {seq})"));
             }

@@ -77,7 +77,10 @@ repl_passed=$( (grep -Eo '[0-9]+ passed' target/replication.log || true) | tail 
 browser_passed=0
 if [ -f tests/browser/run.sh ]; then
     step "browser tests (Chromium)"
+    # Screenshots of every page (1400x900 and phone width, light and dark) are the run's artifacts.
+    export SCREENSHOT_DIR="${SCREENSHOT_DIR:-$PWD/target/browser-screenshots}"
     bash tests/browser/run.sh 2>&1 | tee target/browser.log
+    echo "screenshots: $SCREENSHOT_DIR"
     browser_passed=$( (grep -Eo '^(# |ℹ )pass [0-9]+' target/browser.log || true) | tail -1 | awk '{print $3+0}')
 fi
 

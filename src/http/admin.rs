@@ -128,8 +128,8 @@ pub struct PurgeResult {
     purge_events: u64,
 }
 
-/// 405 with `Allow` for the other methods on an admin resource.
-fn allow(methods: &'static str) -> actix_web::Route {
+/// 405 with `Allow` for the other methods on a resource.
+pub(super) fn allow(methods: &'static str) -> actix_web::Route {
     web::to(move || async move {
         let mut r = problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &format!("use {methods}"));
         r.headers_mut()
@@ -139,7 +139,7 @@ fn allow(methods: &'static str) -> actix_web::Route {
 }
 
 /// Only admin keys without a workspace limit manage keys and retention.
-async fn admin(state: &State, req: &HttpRequest) -> Result<Principal, HttpResponse> {
+pub(super) async fn admin(state: &State, req: &HttpRequest) -> Result<Principal, HttpResponse> {
     let p = principal(state, req).await?;
     if !p.scopes.admin || !p.workspaces.is_empty() {
         return Err(problem(StatusCode::FORBIDDEN, "forbidden", "this needs an admin key without a workspace limit"));

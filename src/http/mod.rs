@@ -4,11 +4,13 @@
 //! routes: `configure` is the app factory shared by the server and the tests.
 
 pub mod admin;
+pub mod aggregate;
 pub mod apidoc;
 pub mod auth;
 pub mod authlimit;
 pub mod body;
 pub mod h2o;
+pub mod integrity;
 pub mod observe;
 pub mod openapi;
 pub mod pangea;
@@ -26,6 +28,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     pangea::configure(cfg);
     h2o::configure(cfg);
     admin::configure(cfg);
+    aggregate::configure(cfg);
+    integrity::configure(cfg);
     replication::configure(cfg);
     openapi::configure(cfg);
     ui::configure(cfg);

@@ -17,7 +17,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::apidoc::{BEARER, TAG_H2O, TAG_OPS, TAG_PANGEA, TAG_UI};
-use super::{admin, h2o, observe, pangea, replication, ui};
+use super::{admin, aggregate, h2o, integrity, observe, pangea, replication, ui};
 
 const DESCRIPTION: &str = "\
 Self-hosted, tamper-evident audit trail speaking two wire dialects over one trail:
@@ -72,6 +72,10 @@ same way. The Pangea SDK sends its token in the same header.";
         ui::signed_root,
         ui::tail,
         ui::export,
+        aggregate::aggregate_events,
+        integrity::integrity,
+        integrity::verify_status,
+        integrity::start_verify,
         ui::healthz,
         ui::readyz,
         admin::list,
@@ -93,7 +97,7 @@ same way. The Pangea SDK sends its token in the same header.";
         (name = TAG_PANGEA, description = "The Pangea Secure Audit Log API (`pangea-sdk` 6.13), served under \
             `/pangea`. Every JSON answer, errors included, is a Pangea response envelope."),
         (name = TAG_UI, description = "JSON routes of the embedded web UI: the caller's key, the server's \
-            public key, signed roots, live tail and streamed export; and the admin API (API keys, retention) for \
+            public key, signed roots, live tail, streamed export, and the timeline and top values of a search; and the admin API (API keys, retention) for \
             admin keys without a workspace limit. Errors are `application/problem+json`."),
         (name = TAG_OPS, description = "Health, readiness, Prometheus metrics, and this document."),
     ),

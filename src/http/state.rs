@@ -37,6 +37,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// The last retention purge (for `GET /api/v1/retention`).
     pub retention: Mutex<RetentionStatus>,
+    /// The verification run from the admin API (`/api/v1/verify`).
+    pub verify: Mutex<VerifyJob>,
     /// Replication to object storage, when configured (`GET /api/v1/replication`, `/readyz`,
     /// `/metrics`).
     pub replication: Option<Arc<crate::replication::uploader::Status>>,
@@ -84,6 +86,23 @@ pub fn base_url(state: &State, req: &HttpRequest) -> String {
 #[derive(Default)]
 pub struct RetentionStatus {
     pub last_run: Option<(i64, Result<PurgeReport, String>)>,
+}
+
+/// A verification of the log running in the background, started through the admin API.
+pub struct RunningVerify {
+    /// µs.
+    pub started_at: i64,
+    /// Events checked so far (`verify::verify_with_progress`).
+    pub checked: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Events in the log when it started.
+    pub total: u64,
+}
+
+#[derive(Default)]
+pub struct VerifyJob {
+    pub running: Option<RunningVerify>,
+    /// The last run finished by this process (JSON, as stored in `settings`).
+    pub last: Option<serde_json::Value>,
 }
 
 /// `Retry-After` of a 503 for a full disk.

@@ -269,7 +269,11 @@ async fn whoami(state: State, req: HttpRequest) -> HttpResponse {
 }
 
 /// The config a UI request works on (`config_id`, else the key's), or a problem response.
-async fn ui_config(state: &State, p: &Principal, requested: Option<&str>) -> Result<Arc<AuditConfig>, HttpResponse> {
+pub(super) async fn ui_config(
+    state: &State,
+    p: &Principal,
+    requested: Option<&str>,
+) -> Result<Arc<AuditConfig>, HttpResponse> {
     config_for(state, p, requested.filter(|c| !c.is_empty())).await.map_err(|e| match e {
         ConfigAccess::Denied(SelectError::Missing) => problem(
             StatusCode::BAD_REQUEST,

@@ -1,6 +1,7 @@
 //! SQLite storage: opening, PRAGMAs, migrations, the `regexp` function, the reader pool and the
 //! single writer. SQL lives here and in the submodules; handlers never touch it.
 
+pub mod aggregate;
 pub mod ngram;
 pub mod replication;
 pub mod retention;
@@ -43,6 +44,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0008_substring_index.sql", include_str!("../../migrations/0008_substring_index.sql")),
     ("0009_replication.sql", include_str!("../../migrations/0009_replication.sql")),
     ("0010_configs.sql", include_str!("../../migrations/0010_configs.sql")),
+    ("0011_aggregates.sql", include_str!("../../migrations/0011_aggregates.sql")),
     ("0012_root_prefixes.sql", include_str!("../../migrations/0012_root_prefixes.sql")),
 ];
 

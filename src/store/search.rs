@@ -828,6 +828,13 @@ fn pangea_where(q: &PangeaQuery) -> Sql {
     pangea_conditions(q, None)
 }
 
+/// The conditions of a Pangea search as one SQL condition over `events e` (no order, no
+/// full-text driving, no substring index) and its parameters: the events an aggregation counts.
+pub(super) fn aggregate_condition(q: &PangeaQuery) -> (String, Vec<SqlValue>) {
+    let sql = pangea_where(q);
+    (sql.where_sql(), sql.params)
+}
+
 /// The conditions of a Pangea search; with `driving` (a full-text term's FTS5 query and the rest
 /// of the expression), over `events_fts f CROSS JOIN events e`.
 fn pangea_conditions(q: &PangeaQuery, driving: Option<&(String, Option<Expr>)>) -> Sql {
@@ -1520,16 +1527,6 @@ mod tests {
         let plan: Vec<String> =
             stmt.query_map([seq_array(vec![1, 2])], |r| r.get(3)).unwrap().map(Result::unwrap).collect();
         assert!(plan.iter().any(|p| p.contains("USING INTEGER PRIMARY KEY (rowid=?)")), "{plan:?}");
-    }
-
-    /// The writer's duplicate check reads one segment's slice of the event-id index.
-    #[test]
-    fn id_lookup_uses_the_clustered_id_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::open_rw(dir.path()).unwrap();
-        let explain = format!("EXPLAIN QUERY PLAN {}", crate::store::writer::find_uid_sql());
-        let plan: String = conn.query_row(&explain, rusqlite::params![0, &[0u8; 16][..]], |r| r.get(3)).unwrap();
-        assert_eq!(plan, "SEARCH events USING INDEX events_seg_uid (<expr>=? AND uid=?)");
     }
 
     fn query_plan(conn: &Connection, sql: &Sql, limit: usize, segments: usize) -> String {

@@ -19,6 +19,10 @@
 //! space returns. Any other failure after COMMIT (an I/O error, the directory made unwritable)
 //! leaves the group committed but unacknowledged: its replies are held (never a 5xx for stored
 //! rows, never an ack before the file) while the file write is retried, and new work gets `Busy`.
+//!
+//! Segment summaries for the UI's timeline and top values (`aggregate`) are built off this thread
+//! by the aggregate builder from committed rows; the writer stores each in a short transaction of
+//! its own when it arrives, and rebuilds those a purge touches inside the purge's transaction.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -32,6 +36,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
+use super::aggregate::{self, BuiltSegment};
 use super::ngram::{self as stored_ngram, Indexer, Keyed, SegmentRows};
 use super::retention::{self, PurgeReport};
 use super::tree::{TreeReader, load_recent_roots, load_tree, store_root_chunk};
@@ -190,6 +195,8 @@ enum Msg {
     Ngram(SegmentRows),
     /// Store the pending free-text rows, then reply.
     SyncFts(oneshot::Sender<()>),
+    /// A segment's summaries from the aggregate builder, to store.
+    Aggregates(BuiltSegment),
     Stop,
 }
 
@@ -299,6 +306,9 @@ pub fn spawn(
     let back = tx.downgrade();
     let deliver = move |rows: SegmentRows| back.upgrade().is_some_and(|tx| tx.blocking_send(Msg::Ngram(rows)).is_ok());
     state.indexer = Some(Indexer::start(&state.data_dir, state.ngram_indexed, state.next_seq - 1, deliver)?);
+    let back = tx.downgrade();
+    let deliver = move |b: BuiltSegment| back.upgrade().is_some_and(|tx| tx.blocking_send(Msg::Aggregates(b)).is_ok());
+    state.aggregates = Some(aggregate::Builder::start(&state.data_dir, state.agg_built, state.next_seq - 1, deliver)?);
     let clock = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     let join = std::thread::Builder::new().name("trailkeep-writer".into()).spawn(move || state.run(rx, &clock))?;
     Ok((WriterHandle { tx, committed, fts, checkpoints }, join))
@@ -323,6 +333,9 @@ struct WriterState {
     fts_pending: Vec<(i64, String)>,
     fts: Arc<FtsProgress>,
     fts_text: super::FtsText,
+    /// The thread building segment summaries, and the newest segment whose summaries are stored.
+    aggregates: Option<aggregate::Builder>,
+    agg_built: i64,
     /// The substring indexer thread (none until `spawn` starts it).
     indexer: Option<Indexer>,
     /// Keys of the current transaction's events, handed to the indexer after COMMIT.
@@ -379,6 +392,7 @@ impl WriterState {
         let indexed: i64 = conn.query_row("SELECT indexed_to FROM fts_state", [], |r| r.get(0))?;
         let ngram_indexed = stored_ngram::indexed_to(&conn)?;
         let fts = Arc::new(FtsProgress { committed: AtomicI64::new(next_seq - 1), indexed: AtomicI64::new(indexed) });
+        let agg_built = aggregate::built_to(&conn)?;
         let mut state = Self {
             conn,
             checkpointer: None,
@@ -393,6 +407,8 @@ impl WriterState {
             fts_pending: Vec::new(),
             fts,
             fts_text,
+            aggregates: None,
+            agg_built,
             indexer: None,
             ngram_out: Vec::new(),
             ngram_pending: Vec::new(),
@@ -556,6 +572,10 @@ impl WriterState {
                     let _ = reply.send(());
                     continue;
                 }
+                Some(Msg::Aggregates(b)) => {
+                    self.store_aggregates(b);
+                    continue;
+                }
                 _ => break,
             };
             let mut n = first.events.len();
@@ -569,6 +589,7 @@ impl WriterState {
                         jobs.push(j);
                     }
                     Ok(Msg::SyncFts(reply)) => syncs.push(reply),
+                    Ok(Msg::Aggregates(b)) => self.store_aggregates(b),
                     Ok(Msg::Ngram(rows)) => self.ngram_pending.push(rows),
                     Ok(Msg::Purge(p)) => {
                         purge = Some(p);
@@ -593,16 +614,21 @@ impl WriterState {
                 self.purge(p);
             }
         }
-        // Nothing more comes in; the indexer, if it is waiting to deliver a segment, gives up
-        // (what it had not delivered is built again at the next start).
+        // Nothing more comes in; the indexer and the summary builder, if waiting to deliver a
+        // segment, give up (what they had not delivered is built again at the next start).
         rx.close();
         while let Ok(msg) = rx.try_recv() {
-            if let Msg::Ngram(rows) = msg {
-                self.ngram_pending.push(rows);
+            match msg {
+                Msg::Ngram(rows) => self.ngram_pending.push(rows),
+                Msg::Aggregates(b) => self.store_aggregates(b),
+                _ => {}
             }
         }
         if let Some(ix) = self.indexer.take() {
             ix.stop();
+        }
+        if let Some(b) = self.aggregates.take() {
+            b.stop();
         }
         self.flush_pending();
         if let Some(c) = self.checkpointer.take() {
@@ -701,6 +727,7 @@ impl WriterState {
                     Msg::SyncFts(reply) => {
                         let _ = reply.send(());
                     }
+                    Msg::Aggregates(_) => {}
                     Msg::Ngram(rows) => self.ngram_pending.push(rows),
                     Msg::Stop => stop = true,
                 }
@@ -776,7 +803,7 @@ impl WriterState {
             }
             // The substring index keeps no trigram of purged content: stored segments are built
             // again from what is left, segments still to come will be built from the store.
-            for seg in segments {
+            for &seg in &segments {
                 if ((seg + 1) << super::SEG_SHIFT) - 1 <= ngram_upto {
                     stored_ngram::rebuild_segment(&self.conn, seg)?;
                 } else {
@@ -797,6 +824,10 @@ impl WriterState {
                 report.purge_events += 1;
                 events.push(seal(system::purge(&info), super::DEFAULT_CONFIG, Vec::new()));
             }
+            // Stored summaries must not count purged events.
+            for seg in segments.into_iter().filter(|s| *s <= self.agg_built) {
+                aggregate::rebuild_segment(&self.conn, seg)?;
+            }
             let (_, _, committed) = self.write_in_tx(vec![events])?;
             Ok((true, committed))
         })();
@@ -814,6 +845,10 @@ impl WriterState {
                 self.ngram_stored(ngram_upto);
                 self.hand_keys_over();
                 self.fts.committed.store(self.next_seq - 1, Ordering::Release);
+                if let Some(b) = &self.aggregates {
+                    b.purged();
+                    b.committed(self.next_seq - 1);
+                }
                 if !committed.is_empty() {
                     self.publish_checkpoint()?;
                     metrics::counter!("trailkeep_events_ingested_total").increment(committed.len() as u64);
@@ -828,6 +863,31 @@ impl WriterState {
                 self.fts_pending.truncate(pending);
                 self.ngram_out.truncate(keyed);
                 Err(e)
+            }
+        }
+    }
+
+    /// Stores a segment's summaries from the builder, in a transaction of their own, if they are
+    /// the next ones and no purge committed since they were read (else they are dropped and the
+    /// builder reads the segment again).
+    fn store_aggregates(&mut self, b: BuiltSegment) {
+        let Some(builder) = &self.aggregates else { return };
+        if b.seg != self.agg_built + 1 || b.epoch != builder.epoch() {
+            return;
+        }
+        let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
+            aggregate::store_segment(&self.conn, b.seg, &b.summaries)?;
+            aggregate::set_built_to(&self.conn, b.seg)?;
+            self.conn.execute_batch("COMMIT")
+        });
+        match result {
+            Ok(()) => {
+                self.agg_built = b.seg;
+                builder.stored(b.seg);
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                tracing::warn!(segment = b.seg, error = %e, "cannot store a segment summary; it is built again");
             }
         }
     }
@@ -928,6 +988,9 @@ impl WriterState {
                 self.ledger.roots_committed();
                 let upto = self.next_seq - 1;
                 self.fts.committed.store(upto, Ordering::Release);
+                if let Some(b) = &self.aggregates {
+                    b.committed(upto);
+                }
                 if indexed {
                     self.fts_stored(upto);
                 }
@@ -1281,6 +1344,17 @@ fn root_from_row(r: &rusqlite::Row<'_>, tree_name: &str) -> rusqlite::Result<Sig
 mod tests {
     use super::*;
     use crate::event::EventType;
+
+    /// The duplicate check reads one segment's slice of the event-id index (here, not in
+    /// store::search's tests: search does not import the writer).
+    #[test]
+    fn id_lookup_uses_the_clustered_id_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open_rw(dir.path()).unwrap();
+        let explain = format!("EXPLAIN QUERY PLAN {}", find_uid_sql());
+        let plan: String = conn.query_row(&explain, rusqlite::params![0, &[0u8; 16][..]], |r| r.get(3)).unwrap();
+        assert_eq!(plan, "SEARCH events USING INDEX events_seg_uid (<expr>=? AND uid=?)");
+    }
 
     fn event(workspace: &str, i: usize) -> Sealed {
         let mut ev = serde_json::Map::new();

@@ -79,6 +79,22 @@ async fn replicates_to_a_directory_exactly_once_then_verifies_and_restores() {
     }
     assert_eq!(state["replicated_events"], n, "{state}");
     assert_eq!(state["target"], url.as_str());
+    // The integrity page shows it: the target to admin keys without a workspace limit only.
+    let (st, i) = call(&app, "GET", "/api/v1/integrity", Some(&s.admin), "").await;
+    assert_eq!(st, 200, "{i}");
+    assert_eq!(i["replication"]["target"], url.as_str(), "{i}");
+    assert_eq!((&i["replication"]["lag_events"], &i["replication"]["replicated_events"]), (&json!(0), &json!(n)));
+    let search = s.key(&["search"], &[]);
+    let (st, i) = call(&app, "GET", "/api/v1/integrity", Some(&search), "").await;
+    assert_eq!(st, 200, "{i}");
+    let shown: std::collections::BTreeSet<&str> =
+        i["replication"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        shown,
+        ["enabled", "lag_events", "lag_seconds", "last_upload_at", "replicated_events", "state"].into(),
+        "{i}"
+    );
+    assert_eq!(i["replication"]["lag_events"], 0);
     let (st, ready) = call(&app, "GET", "/readyz", None, "").await;
     assert_eq!(st, 200);
     assert_eq!(ready["replication"]["lag_events"], 0, "{ready}");

@@ -145,6 +145,20 @@ def scope_check(kind: str, seen: List[str], must_see_w2: bool = True) -> Optiona
     return None
 
 
+def aggregate_check(kind: str, r, must_see_w2: bool) -> Optional[str]:
+    """The timeline and top values: a limited key counts W1 only (its tenants, and a total equal to
+    the W1 events counted); an unlimited one counts W2 too."""
+    j = r.json()
+    tenants = {v["value"]: v["count"] for v in j["top"]["tenant_id"]["values"]}
+    problem = scope_check(kind, list(tenants), must_see_w2)
+    if problem:
+        return problem
+    if kind in LIMITED and j["total"] != tenants.get(W1, 0):
+        rh.fig_add(F, "cross_workspace_leaks")
+        return f"{kind} counted {j['total']} events, {tenants.get(W1, 0)} of them in {W1}"
+    return None
+
+
 def h2o_batch_mixed_check(env, kind, r) -> Optional[str]:
     j = r.json()
     if kind == "ingest_w1":
@@ -258,6 +272,12 @@ ENDPOINTS: Dict[str, dict] = {
     "ui.export.csv": E(lambda e, k: e.api(k).request("GET", f"/api/v1/export?format=csv&query={e.marker}"),
                        allow(SEARCHERS, 200),
                        check=lambda e, k, r: scope_check(k, [w for w in (W1, W2) if w in r.text])),
+    "ui.aggregate.all": E(lambda e, k: e.api(k).request("GET", f"/api/v1/aggregate?query={e.marker}&start=1d"),
+                          allow(SEARCHERS, 200), check=lambda e, k, r: aggregate_check(k, r, must_see_w2=True)),
+    "ui.aggregate.W2": E(lambda e, k: e.api(k).request("GET", f"/api/v1/aggregate?query=tenant_id%3D{W2}&start=1d"),
+                         allow(SEARCHERS, 200), check=lambda e, k, r: aggregate_check(k, r, must_see_w2=True)),
+    "ui.integrity": E(lambda e, k: e.api(k).request("GET", "/api/v1/integrity"), allow(SEARCHERS, 200)),
+    "ui.verify.status": E(lambda e, k: e.api(k).request("GET", "/api/v1/verify"), allow(SEARCHERS, 200)),
     # ---------------------------------------------------------------- admin API (unlimited admin keys only)
     "admin.keys.list": E(lambda e, k: e.api(k).request("GET", "/api/v1/keys"), allow({"admin"}, 200),
                          check=lambda e, k, r: None if "tk_" not in r.text else "the key list shows a secret"),
@@ -266,6 +286,7 @@ ENDPOINTS: Dict[str, dict] = {
     "admin.keys.revoke": E(lambda e, k: e.api(k).request("DELETE", "/api/v1/keys/" + e.victims[k]),
                            allow({"admin"}, 204), write=True),
     "admin.retention": E(lambda e, k: e.api(k).request("GET", "/api/v1/retention"), allow({"admin"}, 200)),
+    "admin.verify.start": E(lambda e, k: e.api(k).request("POST", "/api/v1/verify"), allow({"admin"}, 202), write=True),
     "admin.retention.purge": E(lambda e, k: e.api(k).request("POST", "/api/v1/retention/purge"),
                                allow({"admin"}, 409), write=True),
     "admin.replication": E(lambda e, k: e.api(k).request("GET", "/api/v1/replication"), allow({"admin"}, 200),

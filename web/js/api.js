@@ -106,6 +106,22 @@ export const whoami = (key) => {
 };
 
 export const search = (body, opts) => postJson('/pangea/v1/search', body, opts);
+export const aggregate = (params, opts) => getJson(`/api/v1/aggregate?${new URLSearchParams(params)}`, opts);
+export const integrity = () => getJson('/api/v1/integrity');
+export const verifyStatus = () => getJson('/api/v1/verify');
+export const startVerify = () => postJson('/api/v1/verify', undefined);
+export const listKeys = () => getJson('/api/v1/keys');
+export const createKey = (body) => postJson('/api/v1/keys', body);
+export const retention = () => getJson('/api/v1/retention');
+export const purgeNow = () => postJson('/api/v1/retention/purge', undefined);
+
+/** DELETE /api/v1/keys/{id}: 204 on success. */
+export async function revokeKey(id) {
+  const res = await fetchRaw(`/api/v1/keys/${encodeURIComponent(id)}`, { method: 'DELETE' });
+  if (res.status === 204) return;
+  await handle(res);
+  throw new ApiError(`The server answered HTTP ${res.status}.`, { status: res.status });
+}
 export const results = (id, limit, offset, opts) => postJson('/pangea/v1/results', { id, limit, offset }, opts);
 export const downloadResults = (resultId, format) => postJson('/pangea/v1/download_results', { result_id: resultId, format });
 

@@ -85,3 +85,50 @@ export function announce(text) {
     setTimeout(() => { el.textContent = text; }, 30);
   }
 }
+
+/** "2026-12-01T21:27:19.441314Z" → "2026-12-01 21:27:19.441314 UTC" (the exact time, for hover). */
+export function fmtExact(s) {
+  if (typeof s !== 'string') return '';
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2}(?:\.\d+)?)Z$/.exec(s);
+  return m ? `${m[1]} ${m[2]} UTC` : s;
+}
+
+/** A time relative to now: "12 s ago", "5 min ago", "3 h ago", "4 days ago", else the date. */
+export function fmtRelative(s, now = Date.now()) {
+  const t = typeof s === 'string' ? Date.parse(s) : NaN;
+  if (Number.isNaN(t)) return typeof s === 'string' ? s : '';
+  const sec = Math.round((now - t) / 1000);
+  if (sec < -5) return `in ${fmtDuration(-sec)}`;
+  if (sec < 5) return 'just now';
+  if (sec < 30 * 86400) return `${fmtDuration(sec)} ago`;
+  return s.slice(0, 10);
+}
+
+/** A duration in seconds, coarsely: "12 s", "5 min", "3 h", "4 days". */
+export function fmtDuration(sec) {
+  if (sec < 60) return `${Math.round(sec)} s`;
+  if (sec < 3600) return `${Math.floor(sec / 60)} min`;
+  if (sec < 86400) return `${Math.floor(sec / 3600)} h`;
+  const d = Math.floor(sec / 86400);
+  return `${d} ${d === 1 ? 'day' : 'days'}`;
+}
+
+/** <time> showing the relative time, the exact one on hover; refreshed by refreshRelativeTimes(). */
+export function relTime(iso) {
+  const t = document.createElement('time');
+  t.className = 'rel';
+  if (typeof iso === 'string') {
+    t.dateTime = iso;
+    t.title = fmtExact(iso);
+  }
+  t.textContent = fmtRelative(iso);
+  return t;
+}
+
+export function refreshRelativeTimes(root = document) {
+  const now = Date.now();
+  for (const t of root.querySelectorAll('time.rel')) {
+    const text = fmtRelative(t.dateTime, now);
+    if (t.textContent !== text) t.textContent = text;
+  }
+}

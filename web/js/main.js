@@ -1,8 +1,9 @@
-// Trailkeep web UI: sign-in, search with filters in the URL, paged results, event detail
-// with in-browser verification, live tail and export.
+// Trailkeep web UI: sign-in, search with filters in the URL, the timeline and top values of
+// the search, paged results, event detail with in-browser verification, live tail and export;
+// the Integrity, Keys and Retention pages (pages.js).
 
 import * as api from './api.js';
-import { h, $, clear, setText, fmtInt, announce, displayValue } from './dom.js';
+import { h, $, clear, setText, fmtInt, announce, displayValue, refreshRelativeTimes } from './dom.js';
 import {
   DEFAULTS, FILTER_FIELDS, FILTER_OPS, RANGES, PAGE_SIZES, MAX_RESULTS,
   stateFromUrl, urlFromState, searchKey, buildQuery, timeBounds, fieldLabel, opInfo,
@@ -15,6 +16,9 @@ import {
 import { renderDetail } from './detail.js';
 import { verifySearchEvent } from './verify.js';
 import { startTail } from './tail.js';
+import { Timeline } from './timeline.js';
+import { renderFacets, renderFacetsMessage } from './facets.js';
+import { showIntegrity, showKeys, showRetention, stopPages, isUnlimitedAdmin } from './pages.js';
 
 const el = (id) => $(`#${id}`);
 
@@ -32,6 +36,12 @@ const items = new Map(); // hash → { event, root, unpublishedRoot, source }
 const verdicts = new Map(); // hash → result | 'pending'
 let currentEvents = [];
 let renderedKey = ''; // which page of which search the table shows, to skip needless re-renders
+let timeline = null;
+let agg = null; // { key, seq, data } of the timeline and top values shown
+let aggSeq = 0;
+let aggRefresh = null; // pending refresh after live events
+let page = 'search';
+let logEmpty = null; // whether the whole trail is empty (for the first-event help)
 
 // ------------------------------------------------------------------ sign in / out ----
 
@@ -94,6 +104,10 @@ function signOut(message = '') {
   renderedKey = '';
   items.clear();
   verdicts.clear();
+  agg = null;
+  aggSeq++;
+  logEmpty = null;
+  stopPages();
   clear(el('result-rows'));
   clear(el('live-rows'));
   clear(el('detail-body'));
@@ -128,12 +142,74 @@ function canSearch() {
 function startApp() {
   el('signin').hidden = true;
   el('app').hidden = false;
-  document.title = 'Trailkeep audit trail';
   renderIdentity();
   if (!controlsReady) initControls();
+  const admin = isUnlimitedAdmin(me);
+  el('nav-keys').hidden = !admin;
+  el('nav-retention').hidden = !admin;
   state = stateFromUrl();
   search = null;
-  applyState();
+  route();
+}
+
+// ------------------------------------------------------------------ pages ----
+
+const PAGES = {
+  search: { view: 'view-search', title: 'Trailkeep audit trail' },
+  integrity: { view: 'view-integrity', title: 'Integrity · Trailkeep', show: showIntegrity, body: 'integrity-body' },
+  keys: { view: 'view-keys', title: 'API keys · Trailkeep', show: showKeys, body: 'keys-body' },
+  retention: { view: 'view-retention', title: 'Retention · Trailkeep', show: showRetention, body: 'retention-body' },
+};
+
+function pageFromUrl() {
+  const last = window.location.pathname.split('/').pop();
+  return Object.hasOwn(PAGES, last) ? last : 'search';
+}
+
+/** Shows the page the URL names. */
+function route() {
+  const next = pageFromUrl();
+  const changed = next !== page;
+  page = next;
+  for (const [id, p] of Object.entries(PAGES)) {
+    el(p.view).hidden = id !== page;
+    const link = el(`nav-${id}`);
+    if (id === page) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  document.title = PAGES[page].title;
+  if (page === 'search') {
+    stopPages();
+    state = stateFromUrl();
+    applyState();
+    return;
+  }
+  stopLive();
+  PAGES[page].show(el(PAGES[page].body), { me, confirm: confirmDialog });
+  if (changed) el(PAGES[page].view).querySelector('h1')?.focus?.();
+}
+
+function goTo(href) {
+  history.pushState(null, '', href);
+  route();
+}
+
+/** A modal yes/no question; resolves true when confirmed. */
+function confirmDialog(title, text, okLabel = 'Confirm') {
+  const d = el('confirm-dialog');
+  setText(el('confirm-title'), title);
+  setText(el('confirm-text'), text);
+  setText(el('confirm-ok'), okLabel);
+  const opener = document.activeElement;
+  return new Promise((resolve) => {
+    d.addEventListener('close', () => {
+      resolve(d.returnValue === 'ok');
+      opener?.focus?.();
+    }, { once: true });
+    d.returnValue = '';
+    d.showModal();
+    el('confirm-cancel').focus();
+  });
 }
 
 // ------------------------------------------------------------------ navigation ----
@@ -151,6 +227,7 @@ function patch(changes, opts) {
 }
 
 function applyState() {
+  if (page !== 'search') return;
   syncControls();
   if (!canSearch()) {
     showMessage('error', 'This API key has no search scope, so it cannot list events. Sign in with a key that has the search scope.');
@@ -216,7 +293,36 @@ function initControls() {
   });
 
   el('signout').addEventListener('click', () => signOut('Signed out.'));
-  el('home-link').addEventListener('click', (ev) => { ev.preventDefault(); navigate(structuredClone(DEFAULTS)); });
+  el('home-link').addEventListener('click', (ev) => {
+    ev.preventDefault();
+    if (page !== 'search') goTo('./');
+    navigate(structuredClone(DEFAULTS));
+  });
+  for (const a of document.querySelectorAll('.pages-nav a')) {
+    a.addEventListener('click', (ev) => {
+      if (ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.button !== 0) return;
+      ev.preventDefault();
+      if (a.dataset.page === 'search') goTo(urlFromState(state));
+      else if (a.dataset.page !== page) goTo(a.getAttribute('href'));
+    });
+  }
+  timeline = new Timeline({
+    section: el('timeline'), chart: el('timeline-chart'), axis: el('timeline-axis'), rows: el('timeline-rows'),
+    summary: el('timeline-summary'), message: el('timeline-message'),
+  }, (start, end) => {
+    patch({ range: 'custom', start, end, page: 1, ev: '' });
+    announce('Time range narrowed');
+  });
+  el('timeline-zoom-out').addEventListener('click', zoomOut);
+  el('facets-toggle').addEventListener('click', () => {
+    const open = el('facets-toggle').getAttribute('aria-expanded') !== 'true';
+    setFacetsOpen(open);
+    try { localStorage.setItem('trailkeep.facets', open ? 'open' : 'closed'); } catch { /* ignore */ }
+  });
+  let saved = null;
+  try { saved = localStorage.getItem('trailkeep.facets'); } catch { /* ignore */ }
+  setFacetsOpen(saved ? saved === 'open' : !window.matchMedia('(max-width: 640px)').matches);
+  setInterval(() => { if (!el('app').hidden) refreshRelativeTimes(); }, 30_000);
   el('detail-close').addEventListener('click', closeDetail);
   el('live-toggle').addEventListener('click', () => (live ? stopLive() : startLive()));
   el('live-pause').addEventListener('click', togglePause);
@@ -235,14 +341,55 @@ function initControls() {
   const table = el('results-table');
   table.addEventListener('click', onTableClick);
   table.addEventListener('keydown', onTableKey);
-  window.addEventListener('popstate', () => { state = stateFromUrl(); detailOpenedFromList = false; applyState(); });
+  window.addEventListener('popstate', () => { detailOpenedFromList = false; route(); });
   document.addEventListener('keydown', (ev) => {
-    const typing = /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement?.tagName ?? '');
+    if (el('app').hidden || el('confirm-dialog').open || page !== 'search') return;
+    const typing = /^(INPUT|SELECT|TEXTAREA)$/.test(document.activeElement?.tagName ?? '') || document.activeElement?.isContentEditable;
     const openMenu = [el('columns-menu'), el('export-menu')].find((m) => m.open);
+    const plain = !ev.altKey && !ev.ctrlKey && !ev.metaKey;
     if (ev.key === 'Escape' && openMenu) { openMenu.open = false; openMenu.querySelector('summary').focus(); }
     else if (ev.key === 'Escape' && state.ev && !el('detail').hidden) { ev.preventDefault(); closeDetail(); }
-    else if (ev.key === '/' && !typing && !el('app').hidden) { ev.preventDefault(); el('q').focus(); }
+    else if (ev.key === '/' && !typing && plain) { ev.preventDefault(); el('q').focus(); }
+    else if ((ev.key === 'j' || ev.key === 'k') && !typing && plain && !openMenu) { ev.preventDefault(); moveRow(ev.key === 'j' ? 1 : -1); }
   });
+}
+
+/** j/k: the next or previous event; with the detail open, that event's detail. */
+function moveRow(step) {
+  const links = [...el('results-table').querySelectorAll('tbody tr a.row-link')];
+  if (!links.length) return;
+  const focused = links.indexOf(document.activeElement);
+  const selected = state.ev ? links.findIndex((a) => a.closest('tr').dataset.hash === state.ev) : -1;
+  const cur = focused >= 0 ? focused : selected;
+  const next = links[cur < 0 ? (step > 0 ? 0 : links.length - 1) : Math.min(links.length - 1, Math.max(0, cur + step))];
+  if (state.ev && !el('detail').hidden) {
+    const hash = next.closest('tr').dataset.hash;
+    if (hash !== state.ev) {
+      lastFocusHash = hash;
+      patch({ ev: hash }, { replace: true });
+    }
+  }
+  next.focus();
+  next.closest('tr').scrollIntoView({ block: 'nearest' });
+}
+
+function setFacetsOpen(open) {
+  el('facets-toggle').setAttribute('aria-expanded', String(open));
+  el('facets-toggle').textContent = open ? 'Hide' : 'Show';
+  el('facets-body').hidden = !open;
+  el('facets').classList.toggle('collapsed', !open);
+  el('workspace').classList.toggle('facets-collapsed', !open);
+}
+
+/** Three times the current window, centred on it, not past now. */
+function zoomOut() {
+  const b = timeBounds(state);
+  const s = Date.parse(b.start);
+  const e = b.end ? Date.parse(b.end) : Date.now();
+  const span = Math.max(e - s, 60_000);
+  const end = Math.min(Date.now(), e + span);
+  const start = Math.max(0, s - span);
+  patch({ range: 'custom', start: new Date(start).toISOString(), end: end >= Date.now() - 1000 ? '' : new Date(end).toISOString(), page: 1, ev: '' });
 }
 
 function syncControls() {
@@ -256,6 +403,7 @@ function syncControls() {
     el('range-end').value = isoToLocalInput(state.end);
   }
   el('page-size').value = String(state.size);
+  el('timeline-zoom-out').hidden = state.range !== 'custom';
   renderChips();
   renderHead(el('results-head'), visible, state.sort, state.order, onSort);
 }
@@ -361,6 +509,10 @@ async function runSearch() {
   el('table-wrap').hidden = false;
   if (state.range === 'custom' && state.start && state.end && state.start > state.end) {
     inflightKey = null;
+    aggSeq++;
+    agg = null;
+    timeline.error('the time range is empty', () => {});
+    renderFacetsMessage(el('facets-body'), 'No events: the time range is empty.');
     clear(el('result-rows'));
     setText(el('result-count'), 'Results');
     showMessage('error', 'The time range is empty: “From” is after “To”.');
@@ -369,6 +521,7 @@ async function runSearch() {
   }
   showMessage('loading', 'Searching…');
   setBusy(true);
+  runAggregate(query, bounds);
   const body = {
     query, start: bounds.start, limit: state.size, max_results: MAX_RESULTS,
     order: state.order, order_by: state.sort, verbose: true,
@@ -397,6 +550,99 @@ async function runSearch() {
     showMessage('error', `Search failed: ${hint}${e.message}`, { label: 'Retry', run: () => { search = null; applyState(); } });
     syncDetail();
   }
+}
+
+// ------------------------------------------------------------------ timeline & top values ----
+
+/** Counts the search's events per time bucket and its top values (GET /api/v1/aggregate). */
+async function runAggregate(query, bounds, { quiet = false } = {}) {
+  const seq = ++aggSeq;
+  if (!quiet) {
+    timeline.loading();
+    el('facets').setAttribute('aria-busy', 'true');
+    if (!agg) renderFacetsMessage(el('facets-body'), 'Counting…');
+  }
+  const width = el('timeline-chart').clientWidth || 800;
+  const params = { query, start: bounds.start, buckets: String(Math.max(12, Math.min(120, Math.floor(width / 14)))), top: '8' };
+  if (bounds.end) params.end = bounds.end;
+  const t0 = performance.now();
+  try {
+    const data = await api.aggregate(params);
+    if (seq !== aggSeq) return;
+    const t1 = performance.now();
+    agg = { data };
+    timeline.render(data);
+    renderFacets(el('facets-body'), data, {
+      onInclude: (f, v) => addFilter(f, '=', v),
+      onExclude: (f, v) => addFilter(f, '!=', v),
+    });
+    void el('workspace').offsetHeight; // include style and layout in the measurement
+    el('facets').setAttribute('aria-busy', 'false');
+    el('timeline').dataset.fetchMs = (t1 - t0).toFixed(1);
+    el('timeline').dataset.renderMs = (performance.now() - t1).toFixed(1);
+    performance.mark?.('trailkeep:aggregate-rendered');
+  } catch (e) {
+    if (seq !== aggSeq) return;
+    agg = null;
+    el('facets').setAttribute('aria-busy', 'false');
+    const retry = () => runAggregate(buildQuery(state), timeBounds(state));
+    timeline.error(e.message, retry);
+    renderFacetsMessage(el('facets-body'), `Could not count the top values: ${e.message}`, retry);
+  }
+}
+
+/** New live events: count again (at most every 2 s). */
+function scheduleAggRefresh() {
+  if (aggRefresh) return;
+  aggRefresh = setTimeout(() => {
+    aggRefresh = null;
+    if (live && page === 'search' && search) runAggregate(buildQuery(state), timeBounds(state), { quiet: true });
+  }, 2000);
+}
+
+/** No events in an unfiltered search: if the whole trail is empty, how to send a first event. */
+async function showNoEvents() {
+  const wider = state.range !== 'all'
+    ? { label: 'Show all time', run: () => patch({ range: 'all', start: '', end: '', page: 1, ev: '' }) }
+    : null;
+  showMessage('empty', 'No events in this time range yet. Try a wider time range.', wider);
+  if (logEmpty === null) {
+    try {
+      logEmpty = (await api.integrity()).events === 0;
+    } catch {
+      return;
+    }
+  }
+  if (!logEmpty || search?.count !== 0) return;
+  const box = el('results-message');
+  clear(box);
+  box.className = 'message empty onboarding';
+  box.setAttribute('role', 'status');
+  const origin = window.location.origin;
+  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const h2o = `curl -s -X POST "${origin}/v1/events?eventId=$(python3 -c 'import uuid;print(uuid.uuid4())')" \\
+  -H "Authorization: Bearer $TRAILKEEP_KEY" -H 'Content-Type: application/json' \\
+  -d '{"eventTime":"${now}","eventSource":"my-service","action":"actions/things/CREATE","readOnly":false,
+       "principal":"users/alice","sourceIpAddress":"203.0.113.7","resource":"//my-service/workspaces/w1/things/t1",
+       "metadata":{"message":"my first event"}}'`;
+  const pangea = `curl -s -X POST ${origin}/pangea/v1/log \\
+  -H "Authorization: Bearer $TRAILKEEP_KEY" -H 'Content-Type: application/json' \\
+  -d '{"event":{"message":"my first event","actor":"alice","action":"login","status":"success"}}'`;
+  const block = (title, text, id) => h('div', { className: 'snippet' },
+    h('h3', null, title),
+    h('pre', { className: 'code', id, tabIndex: 0 }, text),
+    h('button', {
+      type: 'button', className: 'mini', attrs: { 'aria-label': `Copy the ${title} command` },
+      onClick: async (ev) => {
+        try { await navigator.clipboard.writeText(text); ev.target.textContent = 'Copied'; } catch { ev.target.textContent = 'Select the text to copy it'; }
+      },
+    }, 'Copy'));
+  box.append(
+    h('h2', null, 'This audit trail has no events yet'),
+    h('p', null, 'Send a first one through either API, with an API key that has the ingest scope in ', h('code', null, 'TRAILKEEP_KEY'), ' (the admin key printed at the first start works):'),
+    block('H2O Audit Trail', h2o, 'first-event-h2o'),
+    block('Pangea Secure Audit Log', pangea, 'first-event-pangea'),
+    h('button', { type: 'button', onClick: () => { logEmpty = null; search = null; applyState(); } }, 'Search again'));
 }
 
 function remember(events, ctx, source = 'search') {
@@ -456,9 +702,8 @@ async function showPage() {
   if (s.count === 0) {
     clear(el('result-rows'));
     const filtered = state.q || state.filters.length;
-    showMessage('empty', filtered
-      ? 'No events match this search. Try a wider time range or remove a filter.'
-      : 'No events in this time range yet. Try a wider time range.');
+    if (filtered) showMessage('empty', 'No events match this search. Try a wider time range or remove a filter.');
+    else showNoEvents();
   } else {
     hideMessage();
   }
@@ -722,6 +967,8 @@ function showLive(se) {
   live.shown++;
   setText(el('live-status'), `Live · ${fmtInt(live.shown)} new`);
   if (search && !search.count) hideMessage();
+  logEmpty = false;
+  scheduleAggRefresh();
 }
 
 function rerenderLiveRows() {

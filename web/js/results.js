@@ -1,11 +1,11 @@
 // The results table: columns, the column chooser and fast row rendering.
 
-import { h, clear, displayValue, fmtTime } from './dom.js';
+import { h, clear, displayValue, fmtTime, relTime } from './dom.js';
 import { SORTABLE } from './state.js';
 
 // width: column width in rem (the table uses a fixed layout, which keeps 1,000-row pages fast).
 export const COLUMNS = [
-  { id: 'received_at', label: 'Received (UTC)', width: 13, fixed: true, get: (e) => fmtTime(e.envelope?.received_at) },
+  { id: 'received_at', label: 'Received', width: 9, fixed: true, get: (e) => fmtTime(e.envelope?.received_at) },
   { id: 'timestamp', label: 'Event time', width: 13, get: (e) => ev(e).timestamp },
   { id: 'actor', label: 'Actor', width: 11, get: (e) => ev(e).actor },
   { id: 'action', label: 'Action', width: 8, get: (e) => ev(e).action },
@@ -92,8 +92,27 @@ export function renderHead(tr, visible, sort, order, onSort) {
   });
 }
 
-const OK_STATUS = /^(success|succeeded|ok|allowed|allow|pass|passed|0)$/i;
-const BAD_STATUS = /(fail|error|denied|deny|reject|forbidden|unauthori[sz]ed|^[1-9]\d*$)/i;
+const OK_WORDS = new Set(['success', 'succeeded', 'successful', 'ok', 'allowed', 'allow', 'pass', 'passed', 'granted', 'true', 'done', 'completed']);
+const BAD_WORDS = /fail|error|denied|deny|reject|forbidden|unauthori|invalid|timeout|refused|blocked/;
+
+/**
+ * The outcome of a status, as the server's timeline counts it: a number is a success when 0
+ * (google.rpc OK) or 100–399 (HTTP), a failure when 1–99 or 400–599; words decide otherwise.
+ */
+export function outcome(status) {
+  if (typeof status !== 'string') return 'other';
+  if (/^[+-]?\d{1,9}$/.test(status)) {
+    const c = Number(status);
+    if (c === 0 || (c >= 100 && c <= 399)) return 'success';
+    if ((c >= 1 && c <= 99) || (c >= 400 && c <= 599)) return 'failure';
+    return 'other';
+  }
+  const s = status.trim().toLowerCase();
+  if (!s || s.length > 64) return 'other';
+  if (OK_WORDS.has(s)) return 'success';
+  if (s === 'false' || BAD_WORDS.test(s)) return 'failure';
+  return 'other';
+}
 
 /**
  * Builds the rows for `events` into `tbody` (replacing its content).
@@ -128,8 +147,8 @@ export function buildRow(e, cols, hrefFor, verdicts, selected) {
       const a = document.createElement('a');
       a.className = 'row-link';
       a.href = hrefFor(e);
-      a.textContent = col.get(e) || '(no time)';
-      if (typeof e.envelope?.received_at === 'string') a.title = e.envelope.received_at;
+      if (typeof e.envelope?.received_at === 'string') a.append(relTime(e.envelope.received_at));
+      else a.textContent = '(no time)';
       td.append(a);
     } else if (col.id === 'verified') {
       td.append(verdictBadge(verdicts?.get(e.hash)));
@@ -138,8 +157,9 @@ export function buildRow(e, cols, hrefFor, verdicts, selected) {
       td.textContent = text;
       if (text.length > 24) td.title = text;
       if (col.id === 'status' && text) {
-        if (OK_STATUS.test(text)) td.classList.add('status-ok');
-        else if (BAD_STATUS.test(text)) td.classList.add('status-bad');
+        const o = outcome(text);
+        if (o === 'success') td.classList.add('status-ok');
+        else if (o === 'failure') td.classList.add('status-bad');
       }
     }
     tr.append(td);

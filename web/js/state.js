@@ -95,7 +95,8 @@ export function urlFromState(st) {
   if (st.page !== 1) p.set('page', String(st.page));
   if (st.ev) p.set('ev', st.ev);
   const s = p.toString();
-  return s ? `?${s}` : window.location.pathname;
+  // Relative to the UI's root (pages are one level deep: /integrity, /keys, …).
+  return s ? `./?${s}` : './';
 }
 
 /** Identity of the search itself (not page or detail): a new search is needed when it changes. */

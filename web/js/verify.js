@@ -229,3 +229,31 @@ export async function verifySearchEvent(ctx) {
   checks.push({ label: 'Client signature', ok: cs.ok, detail: cs.detail, info: true });
   return done(null);
 }
+
+/**
+ * Checks a signed root (`/api/v1/roots/{size}` or the integrity page's newest root) against the
+ * server's public key in this browser: the signed message must describe the root and carry a
+ * valid Ed25519 signature. Returns { ok, detail }.
+ */
+export async function verifySignedRoot(root, pub) {
+  let msg;
+  try {
+    msg = parseJson(root.signed_message);
+  } catch {
+    return { ok: false, detail: 'The signed message is not valid JSON.' };
+  }
+  const keys = msg && typeof msg === 'object' ? Object.keys(msg).sort().join(',') : '';
+  const same = keys === 'published_at,root_hash,size,tree_name' && msg.tree_name === root.tree_name
+    && msg.size === root.size && typeof msg.root_hash === 'string' && msg.root_hash.toLowerCase() === String(root.root_hash).toLowerCase()
+    && msg.published_at === root.published_at && (pub.tree_name === undefined || pub.tree_name === root.tree_name);
+  if (!same) return { ok: false, detail: 'The signed message does not describe this root.' };
+  try {
+    const key = base64ToBytes(pub.public_key);
+    const sig = base64ToBytes(root.signature);
+    if (key.length !== 32 || sig.length !== 64) return { ok: false, detail: 'The key or the signature has the wrong length.' };
+    const ok = await ed25519Verify(key, sig, enc.encode(root.signed_message));
+    return { ok, detail: ok ? 'The Ed25519 signature verifies against the server key, checked in this browser.' : 'The Ed25519 signature does NOT verify against the server key.' };
+  } catch (e) {
+    return { ok: null, detail: `The signature could not be checked in this browser: ${e.message}` };
+  }
+}

@@ -423,6 +423,11 @@ mod tests {
             "principal": "keys/adm", "sourceIpAddress": "unknown", "resource": "//audittrail/keys/k2",
             "metadata": {"key_id": "k2"}, "type": "TYPE_API"});
         assert_eq!(format!("{built:?}"), as_parsed(&built, body, false));
+        let built = system::verify_started("adm", Some("10.0.0.9".into()), 42, true).unwrap();
+        let body = json!({"eventSource": "trailkeep", "action": "actions/audittrail/log/VERIFY", "readOnly": true,
+            "principal": "keys/adm", "sourceIpAddress": "10.0.0.9", "resource": "//audittrail/log",
+            "metadata": {"tree_size": "42"}, "type": "TYPE_API"});
+        assert_eq!(format!("{built:?}"), as_parsed(&built, body, true));
 
         for workspace in ["", "workspaces/w1"] {
             let info = system::PurgeInfo {

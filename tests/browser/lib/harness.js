@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -29,10 +31,10 @@ function run(cmd, args, { timeout = 30000 } = {}) {
   });
 }
 
-/** Starts `trailkeep serve` on 127.0.0.1:0; resolves once it prints its URL. */
-export async function startServer({ dataDir } = {}) {
+/** Starts `trailkeep serve` on 127.0.0.1:0 (with extra `args`); resolves once it prints its URL. */
+export async function startServer({ dataDir, args = [] } = {}) {
   const dir = dataDir ?? await mkdtemp(join(tmpdir(), 'trailkeep-ui-'));
-  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir], {
+  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, TRAILKEEP_LOG: process.env.TRAILKEEP_LOG ?? 'warn' },
   });
@@ -201,6 +203,28 @@ export async function waitForResults(page) {
   }, null, { timeout: 30000 });
 }
 
+/** Waits until the timeline and top values of the current search are shown. */
+export async function waitForInsights(page) {
+  await page.waitForFunction(() => {
+    const t = document.querySelector('#timeline');
+    return t && t.getAttribute('aria-busy') === 'false' && document.querySelector('#facets')?.getAttribute('aria-busy') === 'false';
+  }, null, { timeout: 30000 });
+}
+
+/** The event count of the results header ("12 events" → 12). */
+export async function resultCount(page) {
+  const text = await page.locator('#result-count').textContent();
+  const m = /^([\d,]+) events?$/.exec(text.trim());
+  if (!m) throw new Error(`no count in ${JSON.stringify(text)}`);
+  return Number(m[1].replace(/,/g, ''));
+}
+
+/** Sum of the timeline's table (what a screen reader reads). */
+export async function timelineSum(page) {
+  return page.evaluate(() => [...document.querySelectorAll('#timeline-rows tr')]
+    .reduce((n, tr) => n + Number(tr.lastElementChild.textContent.replace(/,/g, '')), 0));
+}
+
 export async function screenshot(page, name) {
   await mkdir(SCREENSHOT_DIR, { recursive: true });
   const path = join(SCREENSHOT_DIR, `${name}.png`);
@@ -211,4 +235,15 @@ export async function screenshot(page, name) {
 
 export function uid() {
   return randomUUID().slice(0, 8);
+}
+
+const AXE = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/** Runs axe-core on the page; fails on any serious or critical violation. */
+export async function axe(page, label) {
+  // page.evaluate runs through the DevTools protocol, so the page's CSP does not block it.
+  const result = await page.evaluate(`${AXE}; axe.run(document, { resultTypes: ['violations'] })`);
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  const text = bad.map((v) => `${label}: ${v.id} (${v.impact}) ${v.help}: ${v.nodes.map((n) => n.target.join(' ')).slice(0, 5).join(', ')}`);
+  assert.deepEqual(text, []);
 }

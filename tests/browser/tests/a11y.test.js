@@ -2,20 +2,9 @@
 // results (laptop and phone) and the detail view; the main flow works from the keyboard.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { startServer, stopServer, logEvents, launchBrowser, newPage, waitForResults, uid } from '../lib/harness.js';
-
-const require = createRequire(import.meta.url);
-const AXE = await readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
-
-async function axe(page, label) {
-  // page.evaluate runs through the DevTools protocol, so the page's CSP does not block it.
-  const result = await page.evaluate(`${AXE}; axe.run(document, { resultTypes: ['violations'] })`);
-  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  const text = bad.map((v) => `${label}: ${v.id} (${v.impact}) ${v.help}: ${v.nodes.map((n) => n.target.join(' ')).slice(0, 5).join(', ')}`);
-  assert.deepEqual(text, []);
-}
+import {
+  startServer, stopServer, logEvents, launchBrowser, newPage, waitForResults, waitForInsights, screenshot, uid, axe,
+} from '../lib/harness.js';
 
 describe('accessibility', () => {
   let server; let browser; let page;
@@ -78,6 +67,61 @@ describe('accessibility', () => {
 
     await page.setViewportSize({ width: 390, height: 844 });
     await axe(page, 'results on a phone');
+  });
+
+  it('j and k move through the events, Enter opens one, j in the detail opens the next', async () => {
+    await page.setViewportSize({ width: 1400, height: 900 });
+    await page.goto(`${server.url}/?q=${encodeURIComponent(`message:"${tag}"`)}`);
+    await waitForResults(page);
+    const rows = await page.locator('#result-rows tr').evaluateAll((trs) => trs.map((tr) => tr.dataset.hash));
+    const focusedRow = () => page.evaluate(() => document.activeElement.closest('tr')?.dataset.hash);
+    await page.locator('body').click({ position: { x: 5, y: 5 } });
+    await page.keyboard.press('j');
+    assert.equal(await focusedRow(), rows[0]);
+    await page.keyboard.press('j');
+    await page.keyboard.press('j');
+    assert.equal(await focusedRow(), rows[2]);
+    await page.keyboard.press('k');
+    assert.equal(await focusedRow(), rows[1]);
+    await page.keyboard.press('Enter');
+    await page.locator('#detail').waitFor({ state: 'visible' });
+    assert.match(page.url(), new RegExp(`ev=${rows[1]}`));
+    await page.keyboard.press('j');
+    await page.waitForURL(new RegExp(`ev=${rows[2]}`));
+    await page.locator('#detail-body .detail-message', { hasText: await page.locator(`#result-rows tr[data-hash="${rows[2]}"] td.col-message`).textContent() }).waitFor();
+    await page.keyboard.press('Escape');
+    await page.locator('#detail').waitFor({ state: 'hidden' });
+    // typing in the query box is not navigation
+    await page.keyboard.press('/');
+    await page.locator('#q').fill('');
+    await page.keyboard.type('jk');
+    assert.equal(await page.locator('#q').inputValue(), 'jk');
+    assert.match(page.url(), new RegExp(encodeURIComponent(tag)));
+  });
+
+  it('every page passes axe in light and dark mode, on a laptop and a phone (screenshots saved)', async () => {
+    await page.goto(`${server.url}/?q=${encodeURIComponent(`message:"${tag}"`)}`);
+    await waitForResults(page);
+    const pages = [
+      ['results', async () => { await page.goto(`${server.url}/?q=${encodeURIComponent(`message:"${tag}"`)}`); await waitForResults(page); await waitForInsights(page); }],
+      ['detail', async () => { await page.locator('#result-rows a.row-link').first().click(); await page.locator('#detail').waitFor({ state: 'visible' }); }],
+      ['integrity', async () => { await page.goto(`${server.url}/integrity`); await page.locator('#root-verdict.ok').waitFor({ timeout: 15000 }); }],
+      ['keys', async () => { await page.goto(`${server.url}/keys`); await page.locator('#keys-table').waitFor(); }],
+      ['retention', async () => { await page.goto(`${server.url}/retention`); await page.locator('#retention-state').waitFor(); }],
+    ];
+    for (const scheme of ['light', 'dark']) {
+      await page.emulateMedia({ colorScheme: scheme });
+      for (const [w, hgt, size] of [[1400, 900, 'laptop'], [390, 844, 'phone']]) {
+        await page.setViewportSize({ width: w, height: hgt });
+        for (const [name, open] of pages) {
+          await open();
+          await axe(page, `${name} (${scheme}, ${size})`);
+          await screenshot(page, `page-${name}-${size}-${scheme}`);
+        }
+      }
+    }
+    await page.emulateMedia({ colorScheme: 'light' });
+    await page.setViewportSize({ width: 1400, height: 900 });
   });
 
   it('every form control has a label', async () => {
