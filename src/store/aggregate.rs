@@ -906,6 +906,12 @@ fn walk(conn: &Connection, req: &AggRequest, m: &mut Merge, a: i64, b: i64) -> r
     let scan = |m: &mut Merge, lo: i64, hi: i64| count(m, &sql, vec![Box::new(lo), Box::new(hi)]);
     let stats = std::cell::Cell::new(SubstringStats::default());
     let mut index = if summaries { None } else { Candidates::new(conn, &scan_q, a, b, &stats)? };
+    // A key limited to workspaces: the candidates narrowed to those workspaces' events first (read
+    // from the workspace index), so a frequent word in a small workspace checks few events.
+    let allowed = match (&index, &workspaces) {
+        (Some(i), Some(ids)) => workspace_seqs(conn, ids, a, b.min(i.indexed_to))?,
+        _ => None,
+    };
     let mut batch = 1usize;
     // A segment read from its summaries: whole, inside the window, built.
     let from_summary = |seg: i64| seg <= built && seg << SEG_SHIFT >= a && ((seg + 1) << SEG_SHIFT) - 1 <= b;
@@ -933,6 +939,9 @@ fn walk(conn: &Connection, req: &AggRequest, m: &mut Merge, a: i64, b: i64) -> r
             let lo = (segs[segs.len() - 1] << SEG_SHIFT).max(a);
             let mut found = Vec::new();
             index.segments(&segs, &mut found)?;
+            if let Some(allowed) = &allowed {
+                found.retain(|s| allowed.binary_search(s).is_ok());
+            }
             let rows = found.len() as u64;
             if read > 0 && (read + rows > req.row_budget || over_time()) {
                 return Ok(Some(received_at(conn, hi + 1)?));
@@ -989,6 +998,37 @@ fn walk(conn: &Connection, req: &AggRequest, m: &mut Merge, a: i64, b: i64) -> r
 
 fn seq_array(seqs: Vec<i64>) -> std::rc::Rc<Vec<SqlValue>> {
     std::rc::Rc::new(seqs.into_iter().map(SqlValue::Integer).collect())
+}
+
+/// Most events of a key's workspaces `workspace_seqs` collects (past it the candidates are
+/// checked without that narrowing).
+const MAX_WORKSPACE_SEQS: usize = 2_000_000;
+
+/// The seqs in `lo..=hi` of the workspaces `ids`, sorted, from the workspace index
+/// (`events_seg_workspace`); `None` past
+/// `MAX_WORKSPACE_SEQS`.
+fn workspace_seqs(conn: &Connection, ids: &[i64], lo: i64, hi: i64) -> rusqlite::Result<Option<Vec<i64>>> {
+    let mut out = Vec::new();
+    if lo > hi {
+        return Ok(Some(out));
+    }
+    // One seek per segment and workspace in the segment-clustered workspace index.
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT seq FROM events WHERE (seq >> {SEG_SHIFT}) = ?1 AND workspace = ?2 AND seq BETWEEN ?3 AND ?4"
+    ))?;
+    for seg in lo >> SEG_SHIFT..=hi >> SEG_SHIFT {
+        for id in ids {
+            let mut rows = stmt.query([seg, *id, lo, hi])?;
+            while let Some(r) = rows.next()? {
+                if out.len() >= MAX_WORKSPACE_SEQS {
+                    return Ok(None);
+                }
+                out.push(r.get(0)?);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(Some(out))
 }
 
 /// The ids of the named workspaces that exist.
@@ -1324,5 +1364,33 @@ mod tests {
         assert_eq!(bucket_size(0, 0, 60), SECOND);
         let big = bucket_size(0, 100 * 365 * 24 * h, 10);
         assert!(100 * 365 * 24 * h / big < 10);
+    }
+
+    /// A limited key's events are read with one seek per segment in the segment-clustered
+    /// workspace index, not by scanning the events.
+    #[test]
+    fn workspace_seqs_seek_the_workspace_index() {
+        let (_dir, conn, _) = database();
+        let query = format!(
+            "EXPLAIN QUERY PLAN SELECT seq FROM events WHERE (seq >> {SEG_SHIFT}) = ?1 AND workspace = ?2 AND seq BETWEEN ?3 AND ?4"
+        );
+        let plan: Vec<String> =
+            conn.prepare(&query).unwrap().query_map([0, 1, 0, 10], |r| r.get(3)).unwrap().map(Result::unwrap).collect();
+        assert!(
+            plan.iter().any(|p| p.contains("USING COVERING INDEX events_seg_workspace (<expr>=? AND workspace=?")),
+            "{plan:?}"
+        );
+        // And they are the workspace's events in the range, sorted.
+        let ws = crate::store::lookup_string(&conn, "ws-b").unwrap().unwrap();
+        let got = workspace_seqs(&conn, &[ws], 1_000, 9_000).unwrap().unwrap();
+        let want: Vec<i64> = conn
+            .prepare("SELECT seq FROM events WHERE workspace = ?1 AND seq BETWEEN 1000 AND 9000 ORDER BY seq")
+            .unwrap()
+            .query_map([ws], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(want.len() > 1_000, "{}", want.len());
+        assert_eq!(got, want);
     }
 }
