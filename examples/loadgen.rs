@@ -24,6 +24,9 @@
 //! * `writer`  — the server's own writer in-process (`server::open` + `writer.append`), no HTTP.
 //! * `pg`      — PostgreSQL baseline: batched multi-row INSERT of `--batch` rows, `--conns` connections.
 //! * `pgsearch`— the same search kinds as SQL against the PostgreSQL table (for reference).
+//! * `custom-search` — searches on the custom fields of the `six` shape (exact and range filters,
+//!   the Pangea SDK's defaults) in one audit config (`benches/configs.sh`).
+//! * `schema`  — print the AuditSchema of the `six` shape (for `trailkeep configs create`).
 //! * `sample`  — print a few generated events (H2O and Pangea form) and their sizes.
 //! * `report`  — read the RESULT lines of a run and print the markdown results table with ratios.
 
@@ -145,6 +148,19 @@ const NOUNS: [&str; 40] = [
     "team",
 ];
 const VERBS: [&str; 5] = ["CREATE", "READ", "UPDATE", "DELETE", "LIST"];
+
+/// The AuditSchema of the `six` event shape: the standard `message` and six custom fields.
+const SIX_FIELDS_SCHEMA: &str = r#"{"fields": [
+  {"id": "message", "type": "text", "required": true},
+  {"id": "user", "type": "string", "size": 128},
+  {"id": "region", "type": "string", "size": 32},
+  {"id": "amount", "type": "integer"},
+  {"id": "bytes", "type": "integer"},
+  {"id": "ok", "type": "boolean"},
+  {"id": "at", "type": "datetime"}
+]}"#;
+/// `amount` is uniform in `0..AMOUNT_RANGE`.
+const AMOUNT_RANGE: u64 = 1_000_000;
 
 impl World {
     fn new() -> Self {
@@ -346,6 +362,20 @@ impl Ev {
             "tenant_id": format!("workspaces/{}", w.workspaces[self.workspace]),
             "timestamp": rfc3339(self.time_us),
             "new": new,
+        })
+    }
+    /// The `six` shape: the event of a config with six custom fields (`SIX_FIELDS_SCHEMA`).
+    fn custom_event(&self, w: &World) -> Value {
+        let h = splitmix(self.uid.as_u128() as u64);
+        let region = self.metadata.iter().find(|(k, _)| k == "region").map(|(_, v)| v.as_str());
+        json!({
+            "message": self.message,
+            "user": w.principals[self.principal],
+            "region": region.unwrap_or(REGIONS[self.workspace % REGIONS.len()]),
+            "amount": (h % AMOUNT_RANGE) as i64,
+            "bytes": ((h >> 20) % 10_000_000) as i64,
+            "ok": self.status_code == 0,
+            "at": rfc3339(self.time_us),
         })
     }
     /// The text the server indexes for free text (as the H2O adapter builds it).
@@ -690,7 +720,28 @@ enum Cmd {
         /// Print progress every this many events (0 = never)
         #[arg(long, default_value_t = 0)]
         progress: u64,
+        /// Pangea event shape: standard (Pangea's standard schema) or six (`SIX_FIELDS_SCHEMA`)
+        #[arg(long, default_value = "standard", value_parser = ["standard", "six"])]
+        shape: String,
+        /// Audit config id sent as `config_id` (Pangea)
+        #[arg(long)]
+        config_id: Option<String>,
     },
+    CustomSearch {
+        #[command(flatten)]
+        target: Target,
+        /// Events of the `six` shape in the config (seed's indexes 0..N)
+        #[arg(long)]
+        db_events: u64,
+        #[arg(long)]
+        config_id: String,
+        /// Requests per kind
+        #[arg(long, default_value_t = 200)]
+        per_kind: usize,
+        #[arg(long, default_value = "run")]
+        label: String,
+    },
+    Schema,
     Single {
         #[command(flatten)]
         target: Target,
@@ -833,8 +884,16 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Bulk { target, range, dialect, batch, conns, label, progress } => {
-            bulk(&target, &range, &dialect, batch, conns, &label, progress)
+        Cmd::Bulk { target, range, dialect, batch, conns, label, progress, shape, config_id } => {
+            let shape = Shape { six: shape == "six", config_id };
+            bulk(&target, &range, &dialect, &shape, batch, conns, &label, progress)
+        }
+        Cmd::CustomSearch { target, db_events, config_id, per_kind, label } => {
+            custom_search(&target, db_events, &config_id, per_kind, &label)
+        }
+        Cmd::Schema => {
+            println!("{SIX_FIELDS_SCHEMA}");
+            Ok(())
         }
         Cmd::Single { target, range, dialect, clients, seconds, label } => {
             single(&target, &range, &dialect, clients, seconds, &label)
@@ -979,10 +1038,18 @@ where
     (total, t0.elapsed().as_secs_f64())
 }
 
+/// The Pangea events of a bulk run: their shape and the config they go to.
+struct Shape {
+    six: bool,
+    config_id: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn bulk(
     t: &Target,
     r: &Range,
     dialect: &str,
+    shape: &Shape,
     batch: u64,
     conns: usize,
     label: &str,
@@ -1006,10 +1073,18 @@ fn bulk(
         let items: Vec<Value> = (lo..hi)
             .map(|i| {
                 let e = w.event(r.seed, i);
-                if pangea(b) { json!({"event": e.pangea_event(&w)}) } else { e.h2o_batch_item(&w) }
+                match (pangea(b), shape.six) {
+                    (true, true) => json!({"event": e.custom_event(&w)}),
+                    (true, false) => json!({"event": e.pangea_event(&w)}),
+                    _ => e.h2o_batch_item(&w),
+                }
             })
             .collect();
-        if pangea(b) { json!({"events": items}) } else { json!({"requests": items}) }.to_string()
+        let mut body = if pangea(b) { json!({"events": items}) } else { json!({"requests": items}) };
+        if let Some(id) = &shape.config_id {
+            body["config_id"] = json!(id);
+        }
+        body.to_string()
     };
     let pre = prebuild(r.events, nb, make);
     let watch = Watch::start(t.pid);
@@ -1030,8 +1105,12 @@ fn bulk(
         };
         (res, lat)
     });
+    let system = match (dialect, shape.six) {
+        ("pangea", true) => "trailkeep-http-pangea-six".to_string(),
+        _ => format!("trailkeep-http-{dialect}"),
+    };
     let out = json!({
-        "kind": "ingest", "system": format!("trailkeep-http-{dialect}"), "label": label, "events": tally.ok_events,
+        "kind": "ingest", "system": system, "label": label, "events": tally.ok_events, "config_id": shape.config_id,
         "start": r.start, "batch": batch, "conns": conns, "events_per_s": r3(tally.ok_events as f64 / wall),
         "errors": tally.errors, "first_error": tally.first_error, "latency": tally.lat.summary(),
     });
@@ -1734,6 +1813,68 @@ fn aggregate(t: &Target, per_kind: usize, label: &str) -> anyhow::Result<()> {
         }
         let out = json!({"kind": "aggregate", "query": name, "label": label, "requests": tl.lat.0.len(),
             "errors": tl.errors, "first_error": tl.first_error, "events_counted": total, "complete": complete,
+            "latency": tl.lat.summary()});
+        emit(merge(out, watch.finish()));
+    }
+    Ok(())
+}
+
+/// Searches on the custom fields of the `six` shape, one kind at a time (one client), with the
+/// Pangea SDK's defaults (limit 20, max_results 10,000, verbose): exact and range filters.
+fn custom_search(t: &Target, db_events: u64, config_id: &str, per_kind: usize, label: &str) -> anyhow::Result<()> {
+    let w = World::new();
+    let a = agent(1);
+    let n = db_events.max(1);
+    type MakeQuery<'a> = &'a dyn Fn(&mut Rng) -> String;
+    let kinds: [(&str, MakeQuery); 5] = [
+        ("exact_user", &|r: &mut Rng| format!("user={}", w.principals[r.skewed(w.principals.len(), 1.6)])),
+        ("exact_amount", &|r: &mut Rng| format!("amount={}", r.below(AMOUNT_RANGE as usize))),
+        ("range_amount_1pct", &|r: &mut Rng| {
+            let lo = r.below((AMOUNT_RANGE - AMOUNT_RANGE / 100) as usize);
+            format!("amount>={lo} AND amount<{}", lo + (AMOUNT_RANGE / 100) as usize)
+        }),
+        ("range_at_1h", &|r: &mut Rng| {
+            let t0 = BASE_US + r.below(n as usize) as i64 * STEP_US;
+            format!("at>={} AND at<{}", rfc3339(t0), rfc3339(t0 + 3_600_000_000))
+        }),
+        ("exact_failed", &|_: &mut Rng| "ok=false".to_string()),
+    ];
+    for (name, make) in kinds {
+        let mut r = Rng::new(11 + name.len() as u64);
+        let body = |q: String| json!({"query": q, "config_id": config_id}).to_string();
+        for _ in 0..5 {
+            let _ = run_query(&a, t, "/pangea/v1/search", &body(make(&mut r)));
+        }
+        let watch = Watch::start(t.pid);
+        let mut tl = Tally::default();
+        let mut hit_sum = 0usize;
+        let mut count_sum = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for _ in 0..per_kind {
+            if Instant::now() > deadline {
+                break;
+            }
+            let t0 = Instant::now();
+            let (status, text) = post(&a, &format!("{}/pangea/v1/search", t.url), &t.key, &body(make(&mut r)));
+            tl.lat.0.push(ms(t0.elapsed()));
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            match (status, v["result"]["events"].as_array()) {
+                (200, Some(events)) => {
+                    tl.ok_events += 1;
+                    hit_sum += events.len();
+                    count_sum += v["result"]["count"].as_u64().unwrap_or(0);
+                }
+                _ => {
+                    tl.errors += 1;
+                    tl.first_error
+                        .get_or_insert(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>()));
+                }
+            }
+        }
+        let ok = tl.ok_events.max(1) as f64;
+        let out = json!({"kind": "search", "mode": "isolated", "query": format!("custom_{name}"), "label": label,
+            "clients": 1, "db_events": db_events, "requests": tl.lat.0.len(), "errors": tl.errors,
+            "first_error": tl.first_error, "mean_hits": r3(hit_sum as f64 / ok), "mean_count": r3(count_sum as f64 / ok),
             "latency": tl.lat.summary()});
         emit(merge(out, watch.finish()));
     }

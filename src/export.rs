@@ -23,6 +23,7 @@ use crate::store::search::{EventRow, PangeaQuery, buffer_hashes, pangea_search, 
 use crate::store::tree::{TreeReader, load_tree};
 use crate::store::writer::latest_root;
 
+/// CSV columns of the default config's events.
 pub const CSV_COLUMNS: [&str; 18] = [
     "received_at",
     "hash",
@@ -65,6 +66,24 @@ fn row_json(r: &EventRow) -> Value {
         "published": true,
         "leaf_index": r.buffer,
     })
+}
+
+/// The event fields of the default config's CSV columns, in column order.
+const STANDARD_FIELDS: [&str; 10] =
+    ["timestamp", "actor", "action", "status", "source", "target", "tenant_id", "message", "new", "old"];
+
+/// CSV columns for events with these fields (a config's schema fields, in schema order): the
+/// search-event columns, one per field, then `signature` and `public_key`. For the standard
+/// schema they are `CSV_COLUMNS`.
+pub fn csv_columns(fields: &[String]) -> Vec<String> {
+    let mut cols: Vec<String> = CSV_COLUMNS[..6].iter().map(|c| c.to_string()).collect();
+    cols.extend(fields.iter().cloned());
+    cols.extend(["signature".to_string(), "public_key".to_string()]);
+    cols
+}
+
+fn standard_fields() -> Vec<String> {
+    STANDARD_FIELDS.iter().map(|f| f.to_string()).collect()
 }
 
 /// The name of an event's origin in export lines.
@@ -127,10 +146,6 @@ pub fn write_line(out: &mut Vec<u8>, r: &EventRow, proof: LineProof<'_>) {
     }
     tail.push('}');
     out.extend_from_slice(tail.as_bytes());
-}
-
-fn csv_record(r: &EventRow) -> Vec<String> {
-    csv_row(&row_json(r), None)
 }
 
 /// The proofs of exported events: the newest signed root, the cold tree (one leaf per buffer
@@ -218,6 +233,12 @@ impl Proofs {
 /// One CSV row (columns `CSV_COLUMNS`) from a search-event JSON (`envelope`, `hash`, `published`,
 /// `leaf_index`, `membership_proof`), with formula-like cells defused.
 pub fn csv_row(e: &Value, tree_size: Option<u64>) -> Vec<String> {
+    csv_row_for(e, tree_size, &standard_fields())
+}
+
+/// One CSV row (columns `csv_columns(fields)`) from a search-event JSON, with formula-like cells
+/// defused; integers and booleans as JSON writes them.
+pub fn csv_row_for(e: &Value, tree_size: Option<u64>, fields: &[String]) -> Vec<String> {
     let env = &e["envelope"];
     let ev = &env["event"];
     let s = |v: &Value| match v {
@@ -233,10 +254,7 @@ pub fn csv_row(e: &Value, tree_size: Option<u64>) -> Vec<String> {
         s(&e["membership_proof"]),
         tree_size.map(|t| t.to_string()).unwrap_or_default(),
     ];
-    row.extend(
-        ["timestamp", "actor", "action", "status", "source", "target", "tenant_id", "message", "new", "old"]
-            .map(|k| s(&ev[k])),
-    );
+    row.extend(fields.iter().map(|k| s(&ev[k.as_str()])));
     row.extend([s(&env["signature"]), s(&env["public_key"])]);
     row
 }
@@ -272,28 +290,31 @@ impl Write for ChannelWriter<'_> {
 
 /// Runs the query and streams every matching row in `format` (`csv`, `json`, `jsonl.gz`) to the
 /// HTTP response.
+/// CSV has one column per field of `fields`.
 pub fn stream(
     pool: &Pool,
     ledger: std::sync::Arc<Ledger>,
     q: &PangeaQuery,
     format: &str,
+    fields: &[String],
     tx: &Sender<Chunk>,
 ) -> anyhow::Result<()> {
     let conn = pool.get()?;
     let mut sink = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
-    write_export(&conn, Some(ledger), q, format, &mut sink, |_, _| {})?;
+    write_export(&conn, Some(ledger), q, format, fields, &mut sink, |_, _| {})?;
     sink.flush()?;
     Ok(())
 }
 
 /// Writes every event matching `q` to `out`, page by page; `progress(done, total)` after each page.
-/// Returns the number of events written. Proofs come from the server's cold tree when `ledger` is
-/// given, else from one loaded from the database.
+/// CSV has one column per field of `fields`. Returns the number of events written. Proofs come
+/// from the server's cold tree when `ledger` is given, else from one loaded from the database.
 pub fn write_export<W: Write>(
     conn: &rusqlite::Connection,
     ledger: Option<std::sync::Arc<Ledger>>,
     q: &PangeaQuery,
     format: &str,
+    fields: &[String],
     out: W,
     mut progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<usize> {
@@ -303,10 +324,10 @@ pub fn write_export<W: Write>(
     match format {
         "csv" => {
             let mut w = csv::Writer::from_writer(out);
-            w.write_record(CSV_COLUMNS)?;
+            w.write_record(csv_columns(fields))?;
             for page in seqs.chunks(PAGE) {
                 for r in rows_by_seq(conn, page)? {
-                    w.write_record(csv_record(&r))?;
+                    w.write_record(csv_row_for(&row_json(&r), None, fields))?;
                 }
                 done += page.len();
                 progress(done, total);
@@ -354,16 +375,26 @@ pub fn write_export<W: Write>(
     Ok(total)
 }
 
+/// What `trailkeep export` exports.
+pub struct ExportArgs<'a> {
+    /// Start and end of the receive-time window (RFC 3339 or a duration before now).
+    pub since: Option<&'a str>,
+    pub until: Option<&'a str>,
+    /// Pangea query language.
+    pub query: &'a str,
+    /// Only this audit config's events, with its fields; `None`: every event, standard fields.
+    pub config: Option<&'a str>,
+    pub format: &'a str,
+}
+
 /// `trailkeep export`: reads the database directly (read-only), with a progress bar on a terminal.
 pub fn export_cli(
     data_dir: &std::path::Path,
-    since: Option<&str>,
-    until: Option<&str>,
-    query: &str,
-    format: &str,
+    args: ExportArgs<'_>,
     out: Option<&std::path::Path>,
 ) -> anyhow::Result<usize> {
     use std::io::IsTerminal;
+    let ExportArgs { since, until, query, config, format } = args;
     let now = crate::time::now_micros();
     let time = |s: Option<&str>| -> anyhow::Result<Option<i64>> {
         match s {
@@ -373,7 +404,21 @@ pub fn export_cli(
                 .ok_or_else(|| anyhow::anyhow!("invalid time {s:?}: use RFC 3339 or a duration such as 7d")),
         }
     };
-    let expr = crate::search::pangea_query::parse(query).map_err(|e| anyhow::anyhow!("invalid query: {}", e.detail))?;
+    // The store's read-only connection: searches through the substring index need its modules.
+    let conn = crate::store::open_ro(data_dir)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let (catalog, fields) = match config {
+        Some(id) => {
+            let c = crate::configs::get(&conn, id)?.ok_or_else(|| anyhow::anyhow!("no audit config with id {id}"))?;
+            (Some(c.catalog()), c.schema.fields.iter().map(|f| f.id.clone()).collect())
+        }
+        None => (None, standard_fields()),
+    };
+    let expr = match &catalog {
+        Some(c) => crate::search::pangea_query::parse_in(query, c),
+        None => crate::search::pangea_query::parse(query),
+    }
+    .map_err(|e| anyhow::anyhow!("invalid query: {}", e.detail))?;
     let q = PangeaQuery {
         expr,
         start_us: time(since)?,
@@ -381,11 +426,9 @@ pub fn export_cli(
         ascending: true,
         order_by: "received_at".into(),
         max_results: usize::MAX >> 1,
+        catalog,
         ..Default::default()
     };
-    // The store's read-only connection: searches through the substring index need its modules.
-    let conn = crate::store::open_ro(data_dir)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
@@ -403,9 +446,11 @@ pub fn export_cli(
     let n = match out {
         Some(path) => {
             let f = std::io::BufWriter::new(crate::datadir::open_export(path)?);
-            write_export(&conn, None, &q, format, f, progress)?
+            write_export(&conn, None, &q, format, &fields, f, progress)?
         }
-        None => write_export(&conn, None, &q, format, std::io::BufWriter::new(std::io::stdout().lock()), progress)?,
+        None => {
+            write_export(&conn, None, &q, format, &fields, std::io::BufWriter::new(std::io::stdout().lock()), progress)?
+        }
     };
     bar.finish_and_clear();
     Ok(n)
@@ -414,6 +459,14 @@ pub fn export_cli(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standard_columns_are_the_csv_columns() {
+        assert_eq!(csv_columns(&standard_fields()), CSV_COLUMNS.map(String::from).to_vec());
+        let e = serde_json::json!({"envelope": {"event": {"n": 5, "ok": true, "s": "=x"}, "received_at": "t"}, "hash": "h"});
+        let fields = ["n".to_string(), "ok".to_string(), "s".to_string(), "gone".to_string()];
+        assert_eq!(csv_row_for(&e, None, &fields)[6..10], ["5", "true", "'=x", ""]);
+    }
 
     #[test]
     fn formula_cells_are_defused() {

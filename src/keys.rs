@@ -76,6 +76,11 @@ pub struct Principal {
     pub scopes: Scopes,
     /// Workspaces the key is limited to; empty means all.
     pub workspaces: Vec<String>,
+    /// Audit configs the key is bound to (ids); empty means the default config. Admin keys reach
+    /// every config whatever their bindings.
+    pub configs: Vec<String>,
+    /// `config_state.version` read with the key (the server reloads its configs when it moved).
+    pub config_version: i64,
 }
 
 impl Principal {
@@ -108,6 +113,8 @@ pub struct KeyInfo {
     pub name: String,
     pub scopes: Scopes,
     pub workspaces: Vec<String>,
+    /// Audit config ids; empty means the default config.
+    pub configs: Vec<String>,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
@@ -132,7 +139,19 @@ pub fn parse_key(token: &str) -> Option<(&str, &str)> {
     Some((id, secret))
 }
 
+/// Creates a key for the default config.
 pub fn create_key(conn: &Connection, name: &str, scopes: Scopes, workspaces: &[String]) -> anyhow::Result<CreatedKey> {
+    create_key_with(conn, name, scopes, workspaces, &[])
+}
+
+/// Creates a key bound to `configs` (config ids, which must exist; empty: the default config).
+pub fn create_key_with(
+    conn: &Connection,
+    name: &str,
+    scopes: Scopes,
+    workspaces: &[String],
+    configs: &[String],
+) -> anyhow::Result<CreatedKey> {
     if scopes == Scopes::default() {
         anyhow::bail!("a key needs at least one scope");
     }
@@ -141,30 +160,52 @@ pub fn create_key(conn: &Connection, name: &str, scopes: Scopes, workspaces: &[S
             anyhow::bail!("workspace names must not be empty");
         }
     }
+    let mut bound: Vec<String> = Vec::with_capacity(configs.len());
+    for c in configs {
+        let exists: bool =
+            conn.query_row("SELECT EXISTS (SELECT 1 FROM audit_configs WHERE id = ?1)", [c], |r| r.get(0))?;
+        if !exists {
+            anyhow::bail!("no audit config with id {c:?}");
+        }
+        if !bound.contains(c) {
+            bound.push(c.clone());
+        }
+    }
     let id = hex::encode(random_bytes::<8>());
     let secret = hex::encode(random_bytes::<32>());
     let full = format!("tk_{id}_{secret}{}", checksum(&id, &secret));
     let hash =
         Argon2::default().hash_password(full.as_bytes()).map_err(|e| anyhow::anyhow!("argon2: {e}"))?.to_string();
     conn.execute(
-        "INSERT INTO api_keys(id, name, secret_hash, scopes, workspaces, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![id, name, hash, scopes.names().join(","), serde_json::to_string(workspaces)?, now_micros()],
+        "INSERT INTO api_keys(id, name, secret_hash, scopes, workspaces, created_at, configs)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            id,
+            name,
+            hash,
+            scopes.names().join(","),
+            serde_json::to_string(workspaces)?,
+            now_micros(),
+            serde_json::to_string(&bound)?
+        ],
     )?;
     Ok(CreatedKey { id, secret: full })
 }
 
 pub fn list_keys(conn: &Connection) -> rusqlite::Result<Vec<KeyInfo>> {
     let mut stmt = conn.prepare(
-        "SELECT id, name, scopes, workspaces, created_at, last_used_at, revoked_at FROM api_keys ORDER BY created_at",
+        "SELECT id, name, scopes, workspaces, created_at, last_used_at, revoked_at, configs FROM api_keys ORDER BY created_at",
     )?;
     let rows = stmt.query_map([], |r| {
         let scopes: String = r.get(2)?;
         let ws: String = r.get(3)?;
+        let configs: String = r.get(7)?;
         Ok(KeyInfo {
             id: r.get(0)?,
             name: r.get(1)?,
             scopes: Scopes::parse_list(&[scopes]).unwrap_or_default(),
             workspaces: serde_json::from_str(&ws).unwrap_or_default(),
+            configs: serde_json::from_str(&configs).unwrap_or_default(),
             created_at: r.get(4)?,
             last_used_at: r.get(5)?,
             revoked_at: r.get(6)?,
@@ -389,17 +430,22 @@ fn dummy_verify(presented: &str) {
 
 fn load_key_row(conn: &Connection, id: &str) -> rusqlite::Result<Option<(Principal, String, bool)>> {
     conn.prepare_cached(
-        "SELECT id, name, scopes, workspaces, secret_hash, revoked_at IS NOT NULL FROM api_keys WHERE id = ?1",
+        "SELECT id, name, scopes, workspaces, secret_hash, revoked_at IS NOT NULL, configs,
+                (SELECT version FROM config_state)
+         FROM api_keys WHERE id = ?1",
     )?
     .query_row([id], |r| {
         let scopes: String = r.get(2)?;
         let ws: String = r.get(3)?;
+        let configs: String = r.get(6)?;
         Ok((
             Principal {
                 key_id: r.get(0)?,
                 name: r.get(1)?,
                 scopes: Scopes::parse_list(&[scopes]).unwrap_or_default(),
                 workspaces: serde_json::from_str(&ws).unwrap_or_default(),
+                configs: serde_json::from_str(&configs).unwrap_or_default(),
+                config_version: r.get(7)?,
             },
             r.get(4)?,
             r.get(5)?,

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod config;
+pub mod configs;
 pub mod datadir;
 pub mod event;
 pub mod export;

@@ -65,6 +65,13 @@ enum Command {
         #[command(flatten)]
         dir: DataDir,
     },
+    /// Manage audit configs (Pangea audit service configurations: schema, signing)
+    Configs {
+        #[command(subcommand)]
+        command: ConfigsCommand,
+        #[command(flatten)]
+        dir: DataDir,
+    },
     /// Take a consistent online copy of the database (and its checkpoint) while the server runs
     Backup {
         #[command(flatten)]
@@ -110,6 +117,10 @@ enum Command {
         /// Pangea query language, e.g. 'actor:alice AND -status:ok'
         #[arg(long, default_value = "")]
         query: String,
+        /// Only this audit config's events, with its fields (CSV columns, query fields); default:
+        /// every event with the standard fields
+        #[arg(long)]
+        config: Option<String>,
         /// csv, json or jsonl.gz
         #[arg(long, default_value = "jsonl.gz", value_parser = ["csv", "json", "jsonl.gz"])]
         format: String,
@@ -237,6 +248,9 @@ enum KeysCommand {
         /// Limit the key to a workspace (e.g. workspaces/w1); repeatable
         #[arg(long = "workspace")]
         workspaces: Vec<String>,
+        /// Bind the key to an audit config (pci_…); repeatable. Default: the default config
+        #[arg(long = "config")]
+        configs: Vec<String>,
     },
     /// List keys (never their secrets)
     List,
@@ -251,6 +265,42 @@ enum KeysCommand {
     Encrypt,
     /// Decrypt the key store's files (needs the passphrase); with `encrypt`, changes it
     Decrypt,
+    /// Make a new version of a server-signing config's event-signing key (older events keep
+    /// verifying with theirs)
+    RotateSigning {
+        #[arg(long)]
+        config: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigsCommand {
+    /// Create a config; its id is printed alone on the last line
+    Create {
+        #[arg(long)]
+        name: String,
+        /// AuditSchema JSON file ({"fields": [{"id": …, "type": …}, …]}); default: the standard schema
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// Who signs events: none (clients may, with sign_local) or server (the config's own key)
+        #[arg(long, default_value = "none", value_parser = ["none", "server"])]
+        signing: String,
+    },
+    /// List configs
+    List,
+    /// Print a config (AuditServiceConfig JSON, with its event count)
+    Show { id: String },
+    /// Rename a config or change its schema (while it holds events: add optional fields only)
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// AuditSchema JSON file
+        #[arg(long)]
+        schema: Option<PathBuf>,
+    },
+    /// Delete a config that holds no events and no active key is bound to
+    Delete { id: String },
 }
 
 fn main() -> ExitCode {
@@ -281,6 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command, dir } => keys(command, &dir),
+        Command::Configs { command, dir } => configs(command, &dir),
         Command::Config { command: ConfigCommand::Example } => {
             print!("{}", trailkeep::config::EXAMPLE);
             Ok(ExitCode::SUCCESS)
@@ -289,13 +340,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", a.resolve()?.show());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Export { dir, since, until, query, format, out } => {
+        Command::Export { dir, since, until, query, config, format, out } => {
             let n = trailkeep::export::export_cli(
                 &dir.dir(),
-                since.as_deref(),
-                until.as_deref(),
-                &query,
-                &format,
+                trailkeep::export::ExportArgs {
+                    since: since.as_deref(),
+                    until: until.as_deref(),
+                    query: &query,
+                    config: config.as_deref(),
+                    format: &format,
+                },
                 out.as_deref(),
             )?;
             eprintln!("exported {n} events");
@@ -433,24 +487,25 @@ fn keys(command: KeysCommand, d: &DataDir) -> anyhow::Result<ExitCode> {
     // The API-key commands open the database (and finish moving an older release's keys out).
     let open = || trailkeep::serverkeys::open_rw(&dir, passphrase.as_ref());
     match command {
-        KeysCommand::Create { name, scopes, workspaces } => {
+        KeysCommand::Create { name, scopes, workspaces, configs } => {
             let conn = open()?;
             let scopes = trailkeep::keys::Scopes::parse_list(&scopes).map_err(|e| anyhow::anyhow!(e))?;
-            let k = trailkeep::keys::create_key(&conn, &name, scopes, &workspaces)?;
+            let k = trailkeep::keys::create_key_with(&conn, &name, scopes, &workspaces, &configs)?;
             println!("created key {} ({}); the secret is shown only once:", k.id, scopes.names().join(","));
             println!("{}", k.secret);
         }
         KeysCommand::List => {
             let conn = open()?;
             println!(
-                "{:<16}  {:<20}  {:<20}  {:<24}  {:<24}  workspaces",
-                "id", "name", "scopes", "last used", "revoked"
+                "{:<16}  {:<20}  {:<20}  {:<24}  {:<24}  {:<20}  configs",
+                "id", "name", "scopes", "last used", "revoked", "workspaces"
             );
             for k in trailkeep::keys::list_keys(&conn)? {
                 let t = |v: Option<i64>| v.map(trailkeep::time::format_micros).unwrap_or_else(|| "-".into());
                 let ws = if k.workspaces.is_empty() { "all".to_string() } else { k.workspaces.join(",") };
+                let cf = if k.configs.is_empty() { "default".to_string() } else { k.configs.join(",") };
                 println!(
-                    "{:<16}  {:<20}  {:<20}  {:<24}  {:<24}  {ws}",
+                    "{:<16}  {:<20}  {:<20}  {:<24}  {:<24}  {ws:<20}  {cf}",
                     k.id,
                     k.name,
                     k.scopes.names().join(","),
@@ -495,6 +550,100 @@ fn keys(command: KeysCommand, d: &DataDir) -> anyhow::Result<ExitCode> {
             } else {
                 println!("decrypted {} key file(s) in {}", ks.decrypt_all()?, key_dir.display());
             }
+        }
+        KeysCommand::RotateSigning { config } => {
+            let mut conn = open()?;
+            let c = trailkeep::configs::rotate_signing(&mut conn, &config, &key_store(d)?).map_err(config_error)?;
+            let (name, version) = c.signing_key.unwrap_or_default();
+            println!("config {}: events are now signed with key {name} version {version}", c.id);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The data directory's key store, with the passphrase if one is given.
+fn key_store(d: &DataDir) -> anyhow::Result<trailkeep::keystore::KeyStore> {
+    let dir = trailkeep::serverkeys::keys_dir(&d.dir());
+    Ok(trailkeep::keystore::KeyStore::open(&dir, d.passphrase()?)?)
+}
+
+/// A config error as the CLI reports it (validation problems with their JSON pointers).
+fn config_error(e: trailkeep::configs::ConfigError) -> anyhow::Error {
+    match e {
+        trailkeep::configs::ConfigError::Invalid(problems) => {
+            let lines: Vec<String> =
+                problems.iter().map(|p| format!("{} ({}): {}", p.source, p.code, p.detail)).collect();
+            anyhow::anyhow!("invalid config:\n  {}", lines.join("\n  "))
+        }
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+fn read_schema(path: &std::path::Path) -> anyhow::Result<trailkeep::configs::schema::AuditSchema> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let v = trailkeep::event::canonical::parse_strict(&bytes, 16)
+        .map_err(|e| anyhow::anyhow!("{} is not valid JSON: {e}", path.display()))?;
+    trailkeep::configs::schema::AuditSchema::parse(&v, "/schema")
+        .map_err(|p| config_error(trailkeep::configs::ConfigError::Invalid(p)))
+}
+
+fn configs(command: ConfigsCommand, d: &DataDir) -> anyhow::Result<ExitCode> {
+    use trailkeep::configs::{self as cf, ConfigUpdate, NewConfig, Signing};
+    let dir = d.dir();
+    let mut conn = trailkeep::serverkeys::open_rw(&dir, d.passphrase()?.as_ref())?;
+    match command {
+        ConfigsCommand::Create { name, schema, signing } => {
+            let schema = match schema {
+                Some(p) => read_schema(&p)?,
+                None => cf::schema::standard_schema(),
+            };
+            let signing = Signing::parse(&signing).unwrap_or(Signing::None);
+            // Only a server-signing config makes a key (sealed if the store is encrypted).
+            let keys = match signing {
+                Signing::Server => Some(key_store(d)?),
+                Signing::None => None,
+            };
+            let keys = keys.as_ref().map(|k| k as &dyn cf::signing::SigningKeys);
+            let c = cf::create(&mut conn, NewConfig { name, schema, signing }, keys).map_err(config_error)?;
+            println!("created config {} ({} fields, signing {})", c.name, c.schema.fields.len(), c.signing.name());
+            println!("{}", c.id);
+        }
+        ConfigsCommand::List => {
+            println!("{:<36}  {:<20}  {:<7}  {:>6}  {:>10}  updated", "id", "name", "signing", "fields", "events");
+            for c in cf::load_all(&conn)? {
+                let name = if c.is_default() { format!("{} (default)", c.name) } else { c.name.clone() };
+                println!(
+                    "{:<36}  {:<20}  {:<7}  {:>6}  {:>10}  {}",
+                    c.id,
+                    name,
+                    c.signing.name(),
+                    c.schema.fields.len(),
+                    c.events,
+                    trailkeep::time::format_micros(c.updated_at)
+                );
+            }
+        }
+        ConfigsCommand::Show { id } => {
+            let c = cf::get(&conn, &id)?.ok_or_else(|| anyhow::anyhow!("no config with id {id}"))?;
+            let mut v = c.to_api();
+            v["events"] = serde_json::json!(c.events);
+            if let Some((_, version)) = &c.signing_key {
+                v["vault_key_version"] = serde_json::json!(version);
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        ConfigsCommand::Update { id, name, schema } => {
+            if name.is_none() && schema.is_none() {
+                anyhow::bail!("nothing to change: give --name and/or --schema");
+            }
+            let schema = schema.as_deref().map(read_schema).transpose()?;
+            let c = cf::update(&mut conn, &id, ConfigUpdate { name, schema, expect_updated_at: None })
+                .map_err(config_error)?;
+            println!("updated config {} ({})", c.id, c.name);
+        }
+        ConfigsCommand::Delete { id } => {
+            let c = cf::delete(&mut conn, &id).map_err(config_error)?;
+            println!("deleted config {} ({})", c.id, c.name);
         }
     }
     Ok(ExitCode::SUCCESS)

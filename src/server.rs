@@ -9,6 +9,8 @@ use actix_web::{App, HttpServer, web};
 use anyhow::{Context, bail};
 
 use crate::config::Config;
+use crate::configs::Registry;
+use crate::configs::signing::SigningKeys;
 use crate::datadir;
 use crate::http::pangea::state::PangeaState;
 use crate::http::state::AppState;
@@ -42,7 +44,8 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
     let tree_name = String::from_utf8(store::setting_or_init(&conn, "tree_name", || {
         hex::encode(random_bytes::<32>()).into_bytes()
     })?)?;
-    let key_store = keystore::KeyStore::open(&serverkeys::keys_dir(&data_dir), config.key_passphrase.clone())?;
+    let key_store =
+        Arc::new(keystore::KeyStore::open(&serverkeys::keys_dir(&data_dir), config.key_passphrase.clone())?);
     if key_store.encrypting() && key_store.list()?.iter().any(|k| !k.encrypted) {
         tracing::warn!(
             key_store = %key_store.dir().display(),
@@ -80,7 +83,11 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
     let pool = store::reader_pool(&data_dir, 8)?;
     let keys = Arc::new(KeyStore::new(pool.clone()));
     spawn_last_used_flusher(&data_dir, keys.clone());
-    let (writer, writer_thread) = writer::spawn(conn, ledger.clone(), data_dir.clone())?;
+    let signing_keys: Arc<dyn SigningKeys> = key_store;
+    let configs = Arc::new(Registry::open(&conn, pool.clone(), signing_keys)?);
+    let registry = configs.clone();
+    let fts_text: store::FtsText = Arc::new(move |origin, config, event| registry.fts_text(origin, config, event));
+    let (writer, writer_thread) = writer::spawn(conn, ledger.clone(), data_dir.clone(), fts_text)?;
     let auth_limit = crate::http::authlimit::AuthLimiter::new(config.auth_fail_burst, config.auth_fail_per_sec);
     let shutdown = tokio::sync::watch::channel(false).0;
     let (replication, replication_thread) = match &config.replication {
@@ -108,6 +115,7 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
         writer,
         ledger,
         keys,
+        configs,
         auth_limit,
         token_key,
         pangea: PangeaState::default(),

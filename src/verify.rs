@@ -1,6 +1,8 @@
 //! `trailkeep verify`: recompute every event hash from its stored envelope, rebuild every buffer
-//! root and the cold tree, check every signed root and its signature, and compare the newest root
-//! with the checkpoint file (and optionally a trusted checkpoint given by the operator).
+//! root and the cold tree, check every signed root and its signature, check the server's
+//! signature of every event of a server-signing audit config (against the key-store version the
+//! event names), and compare the newest root with the checkpoint file (and optionally a trusted
+//! checkpoint given by the operator).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +30,8 @@ pub struct Report {
     /// Events whose content was removed by retention (their stored hashes are used).
     pub purged: u64,
     pub tree_size: u64,
+    /// Events whose server signature was checked (server-signing configs).
+    pub server_signed: u64,
     pub problems: Vec<Problem>,
 }
 
@@ -96,13 +100,22 @@ fn check_log(
     conn.execute_batch("BEGIN")?;
     // The upper levels and the newest block only: roots of the growing tree need no more.
     let mut tree = ColdTree::default();
-    let mut events = conn.prepare(
+    // A database of a release before audit configs (not migrated: verify opens it read-only) has
+    // no `events.config`: every event is the default config's.
+    let configs: bool =
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM pragma_table_info('events') WHERE name = 'config')", [], |r| {
+            r.get(0)
+        })?;
+    let mut events = conn.prepare(&format!(
         "SELECT e.seq, e.buffer, e.hash, e.envelope, e.purged_at IS NOT NULL,
-                CASE WHEN e.purged_at IS NOT NULL OR e.origin = 2 THEN (SELECT value FROM strings WHERE id = e.workspace) END
+                CASE WHEN e.purged_at IS NOT NULL OR e.origin = 2 THEN (SELECT value FROM strings WHERE id = e.workspace) END,
+                {}
          FROM events e ORDER BY e.seq",
-    )?;
+        if configs { "e.config" } else { "0" }
+    ))?;
     let mut purges = Purges::default();
-    let mut signatures = SignatureChecker::start(key);
+    let mut signatures = SignatureChecker::start();
+    let mut event_signatures = EventSignatures::new(conn, data_dir, configs)?;
     let mut rows = events.query([])?;
     let mut buffers = conn.prepare(
         "SELECT idx, first_seq, count, buffer_root, root_hash, published_at, signature FROM buffers ORDER BY idx",
@@ -123,12 +136,12 @@ fn check_log(
         }
         let mut hashes: Vec<Hash> = Vec::with_capacity(count as usize);
         for _ in 0..count {
-            type Row = (i64, i64, Vec<u8>, String, bool, Option<String>);
+            type Row = (i64, i64, Vec<u8>, String, bool, Option<String>, i64);
             let row: Option<Row> = match rows.next()? {
-                Some(r) => Some((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                Some(r) => Some((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
                 None => None,
             };
-            let Some((seq, buffer, stored, envelope, purged, workspace)) = row else {
+            let Some((seq, buffer, stored, envelope, purged, workspace, config)) = row else {
                 problem(report, "gap", format!("buffer {idx} is missing events"));
                 break;
             };
@@ -157,6 +170,9 @@ fn check_log(
             let h: Hash = Sha256::digest(envelope.as_bytes()).into();
             if stored != h {
                 problem(report, "leaf_mismatch", format!("event {seq}: the envelope does not hash to the stored hash"));
+            }
+            if let Err(detail) = event_signatures.check(seq, config, &envelope) {
+                problem(report, "bad_event_signature", detail);
             }
             hashes.push(h);
         }
@@ -198,13 +214,17 @@ fn check_log(
             }
         }
         let message = signed_message(&tree_name, size, &hex::encode(root), &format_micros(published));
-        signatures.push(size, message, signature);
+        signatures.push(size, message.into_bytes(), signature, key);
     }
     for (s, _) in unsigned {
         problem(report, "unsigned_root", format!("root at size {s} is unsigned and no signed root follows"));
     }
     for size in signatures.finish() {
         problem(report, "bad_signature", format!("root at size {size} has an invalid signature"));
+    }
+    report.server_signed = event_signatures.checked;
+    for seq in event_signatures.signatures.finish() {
+        problem(report, "bad_event_signature", format!("event {seq}: the server's signature does not verify"));
     }
     if let Some(r) = rows.next()? {
         let seq: i64 = r.get(0)?;
@@ -228,11 +248,11 @@ fn check_log(
     Ok(())
 }
 
-/// (tree size, signed message, signature bytes) of one stored root.
-type SignedItem = (u64, String, Vec<u8>);
+/// (id: a root's tree size or an event's seq, signed message, signature bytes, public key).
+type SignedItem = (u64, Vec<u8>, Vec<u8>, VerifyingKey);
 
-/// Checks root signatures on a second thread, in batches (Ed25519 batch verification is ~2×
-/// cheaper per signature; a failed batch is re-checked one by one to name the bad roots).
+/// Checks signatures on a second thread, in batches (Ed25519 batch verification is ~2× cheaper
+/// per signature; a failed batch is re-checked one by one to name the bad items).
 struct SignatureChecker {
     batch: Vec<SignedItem>,
     tx: Option<std::sync::mpsc::SyncSender<Vec<SignedItem>>>,
@@ -242,36 +262,36 @@ struct SignatureChecker {
 impl SignatureChecker {
     const BATCH: usize = 256;
 
-    fn start(key: VerifyingKey) -> Self {
+    fn start() -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<SignedItem>>(16);
         let thread = std::thread::spawn(move || {
             let mut bad = Vec::new();
             for batch in rx {
-                bad.extend(Self::check(&key, &batch));
+                bad.extend(Self::check(&batch));
             }
             bad
         });
         Self { batch: Vec::with_capacity(Self::BATCH), tx: Some(tx), thread: Some(thread) }
     }
 
-    fn check(key: &VerifyingKey, batch: &[SignedItem]) -> Vec<u64> {
-        let sigs: Option<Vec<Signature>> = batch.iter().map(|(_, _, s)| Signature::from_slice(s).ok()).collect();
+    fn check(batch: &[SignedItem]) -> Vec<u64> {
+        let sigs: Option<Vec<Signature>> = batch.iter().map(|(_, _, s, _)| Signature::from_slice(s).ok()).collect();
         if let Some(sigs) = sigs {
-            let msgs: Vec<&[u8]> = batch.iter().map(|(_, m, _)| m.as_bytes()).collect();
-            let keys = vec![*key; batch.len()];
+            let msgs: Vec<&[u8]> = batch.iter().map(|(_, m, _, _)| m.as_slice()).collect();
+            let keys: Vec<VerifyingKey> = batch.iter().map(|(_, _, _, k)| *k).collect();
             if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
                 return Vec::new();
             }
         }
         batch
             .iter()
-            .filter(|(_, m, s)| Signature::from_slice(s).map_or(true, |sig| key.verify(m.as_bytes(), &sig).is_err()))
-            .map(|(size, _, _)| *size)
+            .filter(|(_, m, s, k)| Signature::from_slice(s).map_or(true, |sig| k.verify(m, &sig).is_err()))
+            .map(|(id, _, _, _)| *id)
             .collect()
     }
 
-    fn push(&mut self, size: u64, message: String, signature: Vec<u8>) {
-        self.batch.push((size, message, signature));
+    fn push(&mut self, id: u64, message: Vec<u8>, signature: Vec<u8>, key: VerifyingKey) {
+        self.batch.push((id, message, signature, key));
         if self.batch.len() == Self::BATCH {
             self.flush();
         }
@@ -291,6 +311,72 @@ impl SignatureChecker {
         let mut bad = self.thread.take().map(|t| t.join().unwrap_or_default()).unwrap_or_default();
         bad.sort_unstable();
         bad
+    }
+}
+
+/// The server's signatures of the events of server-signing configs: each such event must carry
+/// a signature and a `public_key` naming the config's key and a version the key store holds, with
+/// that version's key; the signatures themselves are checked in batches on a second thread.
+struct EventSignatures {
+    /// Config number → its event-signing key name, for configs with `signing = server`.
+    signing: std::collections::HashMap<i64, String>,
+    /// (name, version) → the key store's public key and its PEM (read without the passphrase).
+    public: std::collections::HashMap<(String, u32), (VerifyingKey, String)>,
+    signatures: SignatureChecker,
+    checked: u64,
+}
+
+impl EventSignatures {
+    /// `configs`: whether the database has audit configs (else nothing is server-signed).
+    fn new(conn: &Connection, data_dir: &Path, configs: bool) -> anyhow::Result<Self> {
+        let signing: std::collections::HashMap<i64, String> = if configs {
+            crate::configs::load_all(conn)?
+                .into_iter()
+                .filter_map(|c| c.signing_key.map(|(name, _)| (c.num, name)))
+                .collect()
+        } else {
+            Default::default()
+        };
+        let mut public = std::collections::HashMap::new();
+        let dir = crate::serverkeys::keys_dir(data_dir);
+        if !signing.is_empty() && dir.exists() {
+            for k in crate::keystore::scan(&dir)? {
+                if let Some(key) = k.public_key.filter(|_| signing.values().any(|n| *n == k.name)) {
+                    let pem = crate::configs::signing::public_key_pem(&key);
+                    public.insert((k.name, k.version), (key, pem));
+                }
+            }
+        }
+        Ok(Self { signing, public, signatures: SignatureChecker::start(), checked: 0 })
+    }
+
+    fn check(&mut self, seq: i64, config: i64, envelope: &str) -> Result<(), String> {
+        use crate::configs::signing::parse_public_key;
+        let Some(expected) = self.signing.get(&config) else { return Ok(()) };
+        let v: serde_json::Value =
+            serde_json::from_str(envelope).map_err(|_| format!("event {seq}: unreadable envelope"))?;
+        let (Some(event), Some(signature), Some(public_key)) =
+            (v["event"].as_object(), v["signature"].as_str(), v["public_key"].as_str())
+        else {
+            return Err(format!("event {seq}: its config is signed by the server, but the event carries no signature"));
+        };
+        let Some((name, version, pem)) = parse_public_key(public_key).filter(|(n, _, _)| n == expected) else {
+            return Err(format!("event {seq}: the public key is not its config's event-signing key"));
+        };
+        let Some((key, stored_pem)) = self.public.get(&(name.clone(), version)) else {
+            return Err(format!("event {seq}: signing key {name} version {version} is not in the key store"));
+        };
+        if *stored_pem != pem {
+            return Err(format!("event {seq}: the public key differs from key {name} version {version}"));
+        }
+        let Ok(sig) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, signature) else {
+            return Err(format!("event {seq}: the signature is not base64"));
+        };
+        let mut message = String::new();
+        crate::event::canonical::write_canonical_map(event, &mut message);
+        self.signatures.push(seq as u64, message.into_bytes(), sig, *key);
+        self.checked += 1;
+        Ok(())
     }
 }
 

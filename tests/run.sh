@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
 #   1. cargo fmt/clippy gates, Rust unit tests and in-process integration tests;
-#   2. conformance suites driving the official Python clients (h2o-audit-trail, pangea-sdk)
-#      against a real `trailkeep serve` on 127.0.0.1:0, every program in examples/ included;
+#   2. conformance suites driving the official Python clients (h2o-audit-trail, pangea-sdk) and
+#      Pangea's Node SDK (pangea-node-sdk) against a real `trailkeep serve` on 127.0.0.1:0, every
+#      program in examples/ included;
 #   3. the shell and Python snippets of README.md, read from it and run as written (the first
 #      one, `cargo run --release -- serve`, builds the release binary and starts the server);
 #   4. reliability suite; browser tests (Playwright + Debian's Chromium) against the web UI;
@@ -45,6 +46,10 @@ step "README snippets, run as written against a fresh server"
 target/conformance-venv/bin/python tests/readme/run_snippets.py 2>&1 | tee target/readme.log
 readme_passed=$(sed -n 's/^README snippets: \([0-9]*\) blocks run.*/\1/p' target/readme.log)
 
+step "conformance: Pangea's Node SDK (pangea-node-sdk) and RFC 8785 vs Python canonical JSON"
+bash tests/node/run.sh 2>&1 | tee target/node.log
+node_passed=$( (grep -Eo '^(# |ℹ )pass [0-9]+' target/node.log || true) | tail -1 | awk '{print $3+0}')
+
 step "reliability: crash loop, faults, bad input, authorization matrix"
 # libfaketime moves the server's wall clock in the clock-jump and expiry tests.
 if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then
@@ -79,7 +84,7 @@ if [ -f tests/browser/run.sh ]; then
     browser_passed=$( (grep -Eo '^(# |ℹ )pass [0-9]+' target/browser.log || true) | tail -1 | awk '{print $3+0}')
 fi
 
-total=$((rust_passed + ${py_passed:-0} + ${readme_passed:-0} + ${rel_passed:-0} + ${pc_passed:-0} + ${repl_passed:-0} + ${browser_passed:-0}))
+total=$((rust_passed + ${py_passed:-0} + ${node_passed:-0} + ${readme_passed:-0} + ${rel_passed:-0} + ${pc_passed:-0} + ${repl_passed:-0} + ${browser_passed:-0}))
 step "done"
 printf 'whole suite: %d s\n' $((SECONDS - SUITE_START))
 printf '\nall suites: %s passed, 0 failed\n' "$total"

@@ -81,6 +81,14 @@ pub struct NewEvent {
     pub public_key: Option<String>,
 }
 
+/// A custom field's value as searched (`event_fields`): integers, booleans (0/1) and datetimes
+/// (µs since the epoch) as integers, strings as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldValue {
+    Int(i64),
+    Text(String),
+}
+
 /// The text indexed for free-text search, from the stored event object. Ingest and the
 /// retention purge both use it: contentless FTS5 rows can only be deleted with the same text.
 pub fn fts_body(origin: Origin, event: &Map<String, Value>) -> String {

@@ -20,6 +20,11 @@ pub const SEARCH_ACTION: &str = "actions/audittrail/events/SEARCH";
 /// The actions of API-key changes.
 pub const KEY_CREATE_ACTION: &str = "actions/audittrail/keys/CREATE";
 pub const KEY_REVOKE_ACTION: &str = "actions/audittrail/keys/REVOKE";
+/// The actions of audit-config changes.
+pub const CONFIG_CREATE_ACTION: &str = "actions/audittrail/configs/CREATE";
+pub const CONFIG_UPDATE_ACTION: &str = "actions/audittrail/configs/UPDATE";
+pub const CONFIG_DELETE_ACTION: &str = "actions/audittrail/configs/DELETE";
+pub const CONFIG_ROTATE_ACTION: &str = "actions/audittrail/configs/ROTATE_SIGNING_KEY";
 /// The action of a verification of the whole log started through the admin API.
 pub const VERIFY_ACTION: &str = "actions/audittrail/log/VERIFY";
 
@@ -105,6 +110,36 @@ fn key_change(
             principal: format!("keys/{actor_key_id}"),
             source_ip: peer.unwrap_or_else(|| "unknown".into()),
             resource: format!("//audittrail/keys/{key_id}"),
+            metadata,
+            request_parameters: Map::new(),
+            user_agent: String::new(),
+            event_type: EventType::Api,
+        },
+        redact,
+    )
+}
+
+/// The event recording that admin key `actor_key_id` (from `peer`) changed audit config
+/// `config_id` (`action`: one of the `CONFIG_*_ACTION`s), with what changed in `metadata`
+/// (name, signing key version, …). It belongs to the default config.
+pub fn config_changed(
+    action: &'static str,
+    actor_key_id: &str,
+    peer: Option<String>,
+    config_id: &str,
+    metadata: Map<String, Value>,
+    redact: bool,
+) -> Option<NewEvent> {
+    let mut metadata = metadata;
+    metadata.insert("config_id".into(), json!(config_id));
+    build(
+        Fields {
+            event_source: "trailkeep",
+            action,
+            read_only: false,
+            principal: format!("keys/{actor_key_id}"),
+            source_ip: peer.unwrap_or_else(|| "unknown".into()),
+            resource: format!("//audittrail/configs/{config_id}"),
             metadata,
             request_parameters: Map::new(),
             user_agent: String::new(),

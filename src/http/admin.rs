@@ -3,9 +3,11 @@
 //! before the response).
 //!
 //! - `GET /api/v1/keys` — list keys (never secrets)
-//! - `POST /api/v1/keys` `{name, scopes: [..], workspaces?: [..]}` — create; the secret is in
-//!   the response only
+//! - `POST /api/v1/keys` `{name, scopes: [..], workspaces?: [..], configs?: [..]}` — create; the
+//!   secret is in the response only
 //! - `DELETE /api/v1/keys/{id}` — revoke (takes effect at once)
+//! - `POST /api/v1/configs/{id}/rotate-signing` — a new version of a server-signing audit
+//!   config's event-signing key
 //! - `GET /api/v1/retention` — the effective retention policy and the last purge
 //! - `POST /api/v1/retention/purge` — run the retention purge now
 
@@ -15,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::apidoc::{Problem, TAG_UI};
 use super::body::{is_json, read_body};
+use super::pangea::configs::{change_config, record_config_change};
 use super::state::{State, with_reader};
 use super::ui::{principal, problem};
 use crate::event::system;
@@ -30,6 +33,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(allow("GET, POST")),
     )
     .service(web::resource("/api/v1/keys/{id}").route(web::delete().to(revoke)).default_service(allow("DELETE")))
+    .service(
+        web::resource("/api/v1/configs/{id}/rotate-signing")
+            .route(web::post().to(rotate_signing))
+            .default_service(allow("POST")),
+    )
     .service(web::resource("/api/v1/retention").route(web::get().to(retention)).default_service(allow("GET")))
     .service(web::resource("/api/v1/retention/purge").route(web::post().to(purge_now)).default_service(allow("POST")));
 }
@@ -44,6 +52,8 @@ pub struct KeyListed {
     scopes: Vec<String>,
     /// Empty: every workspace.
     workspaces: Vec<String>,
+    /// Audit config ids the key is bound to; empty: the default config.
+    configs: Vec<String>,
     created_at: String,
     last_used_at: Option<String>,
     revoked_at: Option<String>,
@@ -64,6 +74,8 @@ pub struct KeyCreate {
     scopes: Vec<String>,
     /// Limit the key to these workspaces; empty or absent: all.
     workspaces: Option<Vec<String>>,
+    /// Bind the key to these audit configs (ids); empty or absent: the default config.
+    configs: Option<Vec<String>>,
 }
 
 #[derive(utoipa::ToSchema)]
@@ -73,8 +85,20 @@ pub struct KeyCreated {
     name: String,
     scopes: Vec<String>,
     workspaces: Vec<String>,
+    configs: Vec<String>,
     /// `tk_<id>_<secret><checksum>`: shown only in this response.
     secret: String,
+}
+
+/// A config's event-signing key after a rotation.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SigningRotated {
+    config_id: String,
+    /// The key store's name of the key (`public_key.vault_key_id` of the events).
+    vault_key_id: String,
+    /// The new version: events from now on are signed with it.
+    vault_key_version: u32,
 }
 
 #[derive(utoipa::ToSchema)]
@@ -135,6 +159,7 @@ fn key_json(k: &crate::keys::KeyInfo) -> Value {
         "name": k.name,
         "scopes": k.scopes.names(),
         "workspaces": k.workspaces,
+        "configs": k.configs,
         "created_at": format_micros(k.created_at),
         "last_used_at": k.last_used_at.map(format_micros),
         "revoked_at": k.revoked_at.map(format_micros),
@@ -208,7 +233,7 @@ async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
         Ok(_) => return problem(StatusCode::BAD_REQUEST, "invalid_body", "the body must be a JSON object"),
         Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_json", &e.to_string()),
     };
-    if let Some(k) = body.keys().find(|k| !["name", "scopes", "workspaces"].contains(&k.as_str())) {
+    if let Some(k) = body.keys().find(|k| !["name", "scopes", "workspaces", "configs"].contains(&k.as_str())) {
         return problem(StatusCode::BAD_REQUEST, "invalid_body", &format!("unknown field {k:?}"));
     }
     let name = match body.get("name").and_then(Value::as_str).map(str::trim) {
@@ -222,9 +247,21 @@ async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
             _ => None,
         }
     };
-    let (Some(scope_names), Some(workspaces)) = (strings("scopes"), strings("workspaces")) else {
-        return problem(StatusCode::BAD_REQUEST, "invalid_body", "scopes and workspaces must be arrays of strings");
+    let (Some(scope_names), Some(workspaces), Some(configs)) =
+        (strings("scopes"), strings("workspaces"), strings("configs"))
+    else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "scopes, workspaces and configs must be arrays of strings",
+        );
     };
+    if super::auth::refresh_configs(&state, p.config_version).await.is_err() {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service unavailable");
+    }
+    if configs.len() > 100 || configs.iter().any(|c| state.configs.get(c).is_none()) {
+        return problem(StatusCode::BAD_REQUEST, "invalid_configs", "configs must be ids of existing audit configs");
+    }
     let scopes = match Scopes::parse_list(&scope_names) {
         Ok(s) if s != Scopes::default() => s,
         Ok(_) => return problem(StatusCode::BAD_REQUEST, "invalid_scopes", "at least one of ingest, search, admin"),
@@ -234,17 +271,18 @@ async fn create(state: State, req: HttpRequest, payload: web::Payload) -> HttpRe
         return problem(StatusCode::BAD_REQUEST, "invalid_workspaces", "workspaces must be non-empty names");
     }
     let dir = state.data_dir.clone();
-    let (n, ws) = (name.clone(), workspaces.clone());
+    let (n, ws, cf) = (name.clone(), workspaces.clone(), configs.clone());
     let created = web::block(move || -> anyhow::Result<crate::keys::CreatedKey> {
         let conn = crate::store::open_side_rw(&dir)?;
-        crate::keys::create_key(&conn, &n, scopes, &ws)
+        crate::keys::create_key_with(&conn, &n, scopes, &ws, &cf)
     })
     .await;
     match created {
         Ok(Ok(k)) => {
             record(&state, &req, &p, &k.id, Some(&name)).await;
             HttpResponse::Created().json(json!({
-                "id": k.id, "name": name, "scopes": scopes.names(), "workspaces": workspaces, "secret": k.secret,
+                "id": k.id, "name": name, "scopes": scopes.names(), "workspaces": workspaces, "configs": configs,
+                "secret": k.secret,
             }))
         }
         _ => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the key could not be stored; retry"),
@@ -296,6 +334,54 @@ async fn revoke(state: State, req: HttpRequest, id: web::Path<String>) -> HttpRe
         }
         Ok(Ok(false)) => problem(StatusCode::NOT_FOUND, "not_found", "no active key with that id"),
         _ => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the key could not be revoked; retry"),
+    }
+}
+
+/// Rotate a config's event-signing key
+///
+/// Makes a new version of a server-signing audit config's event-signing key in the key store;
+/// events from now on are signed with it, earlier ones keep verifying with theirs. Logged as an
+/// event (`actions/audittrail/configs/ROTATE_SIGNING_KEY`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/configs/{id}/rotate-signing",
+    tag = TAG_UI,
+    operation_id = "admin_rotate_signing",
+    params(("id" = String, Path, description = "The config id (`pci_…`)")),
+    responses(
+        (status = 200, description = "Rotated", body = SigningRotated),
+        (status = 404, description = "No such config", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "The config is not signed by the server", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "Not rotated; retry", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an admin key without a workspace limit", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Too many failed authentications", content_type = "application/problem+json", body = Problem),
+    ),
+    security(("api_key" = [])),
+)]
+async fn rotate_signing(state: State, req: HttpRequest, id: web::Path<String>) -> HttpResponse {
+    use crate::configs::ConfigError;
+    let p = match admin(&state, &req).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let id = id.into_inner();
+    if !crate::configs::valid_config_id(&id) {
+        return problem(StatusCode::NOT_FOUND, "not_found", "no audit config with that id");
+    }
+    let target = id.clone();
+    let rotated = change_config(&state, move |c, keys| crate::configs::rotate_signing(c, &target, keys)).await;
+    match rotated {
+        Ok(c) => {
+            record_config_change(&state, &req, &p, system::CONFIG_ROTATE_ACTION, &c).await;
+            let (name, version) = c.signing_key.clone().unwrap_or_default();
+            HttpResponse::Ok().json(json!({"config_id": c.id, "vault_key_id": name, "vault_key_version": version}))
+        }
+        Err(ConfigError::NotFound) => problem(StatusCode::NOT_FOUND, "not_found", "no audit config with that id"),
+        Err(ConfigError::Conflict(m)) => problem(StatusCode::CONFLICT, "not_server_signed", &m),
+        Err(ConfigError::Invalid(_)) | Err(ConfigError::Storage(_)) => {
+            problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the key could not be rotated; retry")
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::admin::allow;
 use super::apidoc::{Problem, TAG_UI};
 use super::state::{State, with_reader};
-use super::ui::{principal, problem};
+use super::ui::{principal, problem, ui_config};
 use crate::search::pangea_query;
 use crate::store::aggregate::{AggRequest, Aggregation, aggregate};
 use crate::store::search::PangeaQuery;
@@ -32,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(serde::Deserialize)]
 struct AggregateParams {
     query: Option<String>,
+    config_id: Option<String>,
     start: Option<String>,
     end: Option<String>,
     buckets: Option<String>,
@@ -122,7 +123,8 @@ fn number(s: Option<&str>, default: usize, max: usize, name: &str) -> Result<usi
 ///
 /// Counts the events a Pangea search (`query`, `start`, `end`, as in `POST /pangea/v1/search`)
 /// finds: per time bucket and outcome, and the most frequent tenants, actors, actions, statuses
-/// and targets. A key limited to workspaces counts only their events.
+/// and targets, of one audit config (`config_id`). A key limited to workspaces counts only their
+/// events.
 #[utoipa::path(
     get,
     path = "/api/v1/aggregate",
@@ -130,6 +132,7 @@ fn number(s: Option<&str>, default: usize, max: usize, name: &str) -> Result<usi
     operation_id = "aggregate",
     params(
         ("query" = Option<String>, Query, description = "Pangea query language; empty: every event", example = "actor:alice"),
+        ("config_id" = Option<String>, Query, description = "The audit config counted (`pci_…`); default: the key's only config, else the default config"),
         ("start" = Option<String>, Query, description = "Earliest `received_at`: RFC 3339 or a duration back from now (`7d`); default (or the epoch): the first event"),
         ("end" = Option<String>, Query, description = "Latest `received_at`: RFC 3339 or a duration back from now; default: now"),
         ("buckets" = Option<u32>, Query, description = "Most timeline buckets (1–500, default 60)"),
@@ -150,7 +153,12 @@ async fn aggregate_events(state: State, req: HttpRequest, params: web::Query<Agg
         Ok(_) => return problem(StatusCode::FORBIDDEN, "forbidden", "this key may not search"),
         Err(r) => return r,
     };
-    let expr = match pangea_query::parse(params.query.as_deref().unwrap_or("")) {
+    let config = match ui_config(&state, &p, params.config_id.as_deref()).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let catalog = config.catalog();
+    let expr = match pangea_query::parse_in(params.query.as_deref().unwrap_or(""), &catalog) {
         Ok(e) => e,
         Err(e) => return bad("invalid_query", &e.detail),
     };
@@ -172,6 +180,7 @@ async fn aggregate_events(state: State, req: HttpRequest, params: web::Query<Agg
         start_us: start.flatten(),
         end_us: end.flatten(),
         allowed_workspaces: p.is_limited().then(|| p.workspaces.clone()),
+        catalog: Some(catalog),
         ..Default::default()
     };
     if query.uses_fulltext() {

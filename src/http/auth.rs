@@ -5,8 +5,11 @@ use std::net::IpAddr;
 
 use actix_web::{HttpMessage, HttpRequest, web};
 
+use std::sync::Arc;
+
 use super::authlimit;
 use super::state::State;
+use crate::configs::{AuditConfig, SelectError};
 use crate::keys::{AuthError, Principal};
 
 /// Why authentication failed.
@@ -85,5 +88,42 @@ pub async fn verify_token(
             None => Err(AuthFailure::Unauthenticated),
         },
         Ok(Err(AuthError::Storage)) | Err(_) => Err(AuthFailure::Unavailable),
+    }
+}
+
+/// Why a request cannot use the config it asked for (or the one its key implies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigAccess {
+    Denied(SelectError),
+    /// The configs could not be reloaded.
+    Unavailable,
+}
+
+/// The audit config a request works on: the one it names (`config_id`), else the key's only
+/// bound config, else the default config (`configs::Registry::select`). The server's configs are
+/// reloaded first (off the async workers) when the key's row showed a newer `config_state`
+/// version: a config created or changed by another process (the CLI) is seen at once.
+pub async fn config_for(
+    state: &State,
+    principal: &Principal,
+    requested: Option<&str>,
+) -> Result<Arc<AuditConfig>, ConfigAccess> {
+    refresh_configs(state, principal.config_version).await?;
+    state.configs.select(principal, requested).map_err(ConfigAccess::Denied)
+}
+
+/// Reloads the configs if `seen` is newer than the loaded version.
+pub async fn refresh_configs(state: &State, seen: i64) -> Result<(), ConfigAccess> {
+    if seen <= state.configs.version() {
+        return Ok(());
+    }
+    let configs = state.configs.clone();
+    match web::block(move || configs.refresh(seen)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot reload the audit configs");
+            Err(ConfigAccess::Unavailable)
+        }
+        Err(_) => Err(ConfigAccess::Unavailable),
     }
 }

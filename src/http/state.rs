@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use super::authlimit::AuthLimiter;
 use super::pangea::state::PangeaState;
 use crate::config::Config;
+use crate::configs::Registry;
 use crate::keys::KeyStore;
 use crate::ledger::Ledger;
 use crate::store::Pool;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub writer: WriterHandle,
     pub ledger: Arc<Ledger>,
     pub keys: Arc<KeyStore>,
+    /// The audit configs (reloaded when a request's key saw a newer `config_state.version`).
+    pub configs: Arc<Registry>,
     /// Failed-authentication throttling per client address and key id.
     pub auth_limit: AuthLimiter,
     /// HMAC key for H2O page tokens.

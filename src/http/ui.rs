@@ -3,6 +3,7 @@
 //! Every other unknown path answers 404 in the H2O error shape (GET on non-API paths falls back
 //! to `index.html` so UI URLs can be shared).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::{StatusCode, header};
@@ -11,10 +12,11 @@ use rust_embed::RustEmbed;
 use serde_json::{Value, json};
 
 use super::apidoc::{Problem, TAG_OPS, TAG_UI};
-use super::auth::{AuthFailure, authenticate};
+use super::auth::{AuthFailure, ConfigAccess, authenticate, config_for, refresh_configs};
 use super::h2o::error::H2oError;
 use super::pangea::schema::PangeaEnvelope;
 use super::state::{State, replication_report, with_reader};
+use crate::configs::{AuditConfig, SelectError};
 use crate::keys::Principal;
 use crate::search::pangea_query;
 use crate::store::search::{PangeaQuery, pangea_search, rows_by_seq};
@@ -33,6 +35,22 @@ pub struct WhoAmI {
     pub scopes: Vec<String>,
     /// Empty: every workspace.
     pub workspaces: Vec<String>,
+    /// The audit configs the key may use (admin keys: all), the default config first when the
+    /// key may use it. A UI shows a config selector when there are several and passes the chosen
+    /// `config_id` to the Pangea routes, `tail` and `export`.
+    pub configs: Vec<WhoAmIConfig>,
+}
+
+/// An audit config a key may use.
+#[derive(utoipa::ToSchema)]
+pub struct WhoAmIConfig {
+    /// `pci_…`
+    pub id: String,
+    pub name: String,
+    /// Whether this is the default config (Pangea's standard schema; H2O events).
+    pub default: bool,
+    /// Whether the server signs its events (`vault_sign`).
+    pub vault_sign: bool,
 }
 
 /// The key that signs the roots.
@@ -232,12 +250,47 @@ async fn readyz(state: State) -> HttpResponse {
     security(("api_key" = [])),
 )]
 async fn whoami(state: State, req: HttpRequest) -> HttpResponse {
-    match principal(&state, &req).await {
-        Ok(p) => HttpResponse::Ok().json(json!({
-            "key_id": p.key_id, "name": p.name, "scopes": p.scopes.names(), "workspaces": p.workspaces,
-        })),
-        Err(r) => r,
+    let p = match principal(&state, &req).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if refresh_configs(&state, p.config_version).await.is_err() {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service unavailable");
     }
+    let configs: Vec<Value> = state
+        .configs
+        .usable(&p)
+        .iter()
+        .map(|c| json!({"id": c.id, "name": c.name, "default": c.is_default(), "vault_sign": c.signing_key.is_some()}))
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "key_id": p.key_id, "name": p.name, "scopes": p.scopes.names(), "workspaces": p.workspaces, "configs": configs,
+    }))
+}
+
+/// The config a UI request works on (`config_id`, else the key's), or a problem response.
+pub(super) async fn ui_config(
+    state: &State,
+    p: &Principal,
+    requested: Option<&str>,
+) -> Result<Arc<AuditConfig>, HttpResponse> {
+    config_for(state, p, requested.filter(|c| !c.is_empty())).await.map_err(|e| match e {
+        ConfigAccess::Denied(SelectError::Missing) => problem(
+            StatusCode::BAD_REQUEST,
+            "config_required",
+            "this key is bound to several audit configs: give config_id",
+        ),
+        ConfigAccess::Denied(SelectError::Malformed) => {
+            problem(StatusCode::BAD_REQUEST, "invalid_config_id", "config_id must be pci_ and 32 letters or digits")
+        }
+        ConfigAccess::Denied(SelectError::Refused) => {
+            problem(StatusCode::FORBIDDEN, "forbidden", "this key may not use that audit config")
+        }
+        ConfigAccess::Denied(SelectError::NotFound) => {
+            problem(StatusCode::NOT_FOUND, "not_found", "no audit config with that id")
+        }
+        ConfigAccess::Unavailable => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service unavailable"),
+    })
 }
 
 /// The server's public key
@@ -296,6 +349,7 @@ async fn signed_root(state: State, req: HttpRequest, size: web::Path<String>) ->
 #[derive(serde::Deserialize)]
 struct TailParams {
     query: Option<String>,
+    config_id: Option<String>,
 }
 
 /// Live tail
@@ -308,8 +362,11 @@ struct TailParams {
     path = "/api/v1/tail",
     tag = TAG_UI,
     operation_id = "tail",
-    params(("query" = Option<String>, Query, description = "Pangea query language; empty: every event",
-        example = "actor:alice")),
+    params(
+        ("query" = Option<String>, Query, description = "Pangea query language (the config's fields); empty: every event",
+            example = "actor:alice"),
+        ("config_id" = Option<String>, Query, description = "The audit config (else the key's only config, else the default config)"),
+    ),
     responses(
         (status = 200, description = "An endless event stream", content_type = "text/event-stream", body = String),
         (status = 400, description = "Invalid query", content_type = "application/problem+json", body = Problem),
@@ -325,10 +382,15 @@ async fn tail(state: State, req: HttpRequest, params: web::Query<TailParams>) ->
         Ok(_) => return problem(StatusCode::FORBIDDEN, "forbidden", "this key may not search"),
         Err(r) => return r,
     };
-    let expr = match pangea_query::parse(params.query.as_deref().unwrap_or("")) {
+    let config = match ui_config(&state, &p, params.config_id.as_deref()).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let expr = match pangea_query::parse_in(params.query.as_deref().unwrap_or(""), &config.catalog()) {
         Ok(e) => e,
         Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_query", &e.detail),
     };
+    let catalog = config.catalog();
     let mut notify = state.writer.committed.subscribe();
     let Ok(mut last_seq) =
         with_reader(&state, |c| c.query_row("SELECT COALESCE(MAX(seq), -1) FROM events", [], |r| r.get::<_, i64>(0)))
@@ -364,6 +426,7 @@ async fn tail(state: State, req: HttpRequest, params: web::Query<TailParams>) ->
                 order_by: "received_at".into(),
                 max_results: 500,
                 after_seq: Some(last_seq),
+                catalog: Some(catalog.clone()),
                 ..Default::default()
             };
             if q.uses_fulltext() {
@@ -403,6 +466,7 @@ struct ExportParams {
     query: Option<String>,
     start: Option<String>,
     end: Option<String>,
+    config_id: Option<String>,
 }
 
 /// Export events
@@ -416,7 +480,8 @@ struct ExportParams {
     operation_id = "ui_export",
     params(
         ("format" = Option<String>, Query, description = "`csv`, `json` (default) or `jsonl.gz`", example = "csv"),
-        ("query" = Option<String>, Query, description = "Pangea query language; empty: every event"),
+        ("query" = Option<String>, Query, description = "Pangea query language (the config's fields); empty: every event"),
+        ("config_id" = Option<String>, Query, description = "The audit config (else the key's only config, else the default config); CSV has a column per field of its schema"),
         ("start" = Option<String>, Query, format = DateTime, description = "Earliest `received_at` (RFC 3339)"),
         ("end" = Option<String>, Query, format = DateTime, description = "Latest `received_at` (RFC 3339)"),
     ),
@@ -442,7 +507,11 @@ async fn export(state: State, req: HttpRequest, params: web::Query<ExportParams>
     if !["csv", "json", "jsonl.gz"].contains(&format.as_str()) {
         return problem(StatusCode::BAD_REQUEST, "invalid_format", "format must be csv, json or jsonl.gz");
     }
-    let expr = match pangea_query::parse(params.query.as_deref().unwrap_or("")) {
+    let config = match ui_config(&state, &p, params.config_id.as_deref()).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let expr = match pangea_query::parse_in(params.query.as_deref().unwrap_or(""), &config.catalog()) {
         Ok(e) => e,
         Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_query", &e.detail),
     };
@@ -458,6 +527,7 @@ async fn export(state: State, req: HttpRequest, params: web::Query<ExportParams>
         allowed_workspaces: p.is_limited().then(|| p.workspaces.clone()),
         order_by: "received_at".into(),
         max_results: 10_000_000,
+        catalog: Some(config.catalog()),
         ..Default::default()
     };
     if q.uses_fulltext() {
@@ -467,8 +537,9 @@ async fn export(state: State, req: HttpRequest, params: web::Query<ExportParams>
     let pool = state.pool.clone();
     let ledger = state.ledger.clone();
     let fmt = format.clone();
+    let fields: Vec<String> = config.schema.fields.iter().map(|f| f.id.clone()).collect();
     std::thread::spawn(move || {
-        if let Err(e) = crate::export::stream(&pool, ledger, &q, &fmt, &tx) {
+        if let Err(e) = crate::export::stream(&pool, ledger, &q, &fmt, &fields, &tx) {
             tracing::warn!(error = %e, "export stopped");
         }
     });

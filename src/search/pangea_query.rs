@@ -54,6 +54,8 @@
 
 use rusqlite::types::Value;
 
+use super::catalog::{Catalog, FieldKind};
+
 /// Maximum query length in bytes.
 pub const MAX_QUERY_BYTES: usize = 4096;
 /// Maximum number of terms in a query.
@@ -132,14 +134,25 @@ pub enum Expr {
     Term(Term),
 }
 
-/// Parse per §7.2. Returns `Ok(None)` for an empty/whitespace query (matches everything).
-/// `message:""` means "message exists". Comparisons `>`,`<`,`>=`,`<=` are only allowed for
-/// `timestamp`/`received_at`, and their value must be RFC 3339 (else `QueryError`).
+static STANDARD: std::sync::LazyLock<Catalog> = std::sync::LazyLock::new(Catalog::standard);
+
+/// Parse per §7.2 against the default config's fields. Returns `Ok(None)` for an
+/// empty/whitespace query (matches everything). `message:""` means "message exists".
+/// Comparisons `>`,`<`,`>=`,`<=` are only allowed for `timestamp`/`received_at`, and their value
+/// must be RFC 3339 (else `QueryError`).
 pub fn parse(q: &str) -> Result<Option<Expr>, QueryError> {
+    parse_in(q, &STANDARD)
+}
+
+/// Parse per §7.2 against the fields of one config (`catalog`): field names must be its
+/// searchable fields (or `text`, the full-text pseudo-field, unless the config has a field of
+/// that name); comparisons are allowed on time, datetime, integer and boolean fields; values of
+/// integer, boolean and datetime fields must parse as such.
+pub fn parse_in(q: &str, catalog: &Catalog) -> Result<Option<Expr>, QueryError> {
     if q.len() > MAX_QUERY_BYTES {
         return Err(error(format!("query too long (max {MAX_QUERY_BYTES} bytes)")));
     }
-    let mut p = Parser { s: q, pos: 0, terms: 0, depth: 0 };
+    let mut p = Parser { s: q, pos: 0, terms: 0, depth: 0, catalog };
     p.skip_ws();
     if p.at_end() {
         return Ok(None);
@@ -167,6 +180,21 @@ pub trait Columns {
     /// (e.g. `e.seq IN (SELECT rowid FROM fts WHERE fts MATCH ?)`); `None` if unsupported.
     fn fulltext(&self) -> Option<String> {
         None
+    }
+    /// How the field compares (default: `timestamp` and `received_at` are [`FieldKind::Time`],
+    /// every other field [`FieldKind::Text`]).
+    fn kind(&self, field: &str) -> FieldKind {
+        if TIME_FIELDS.contains(&field) { FieldKind::Time } else { FieldKind::Text }
+    }
+    /// SQL expression yielding the INTEGER value of an integer, boolean (0/1) or datetime (µs)
+    /// field, or NULL when absent.
+    fn typed(&self, field: &str) -> String {
+        let _ = field;
+        "NULL".into()
+    }
+    /// Whether `field` in a term means the full-text pseudo-field.
+    fn is_fulltext(&self, field: &str) -> bool {
+        field == FULLTEXT_FIELD
     }
 }
 
@@ -226,7 +254,7 @@ fn join(items: &[Expr], sep: &str, empty: &str, cols: &dyn Columns, params: &mut
 
 fn term_sql(t: &Term, cols: &dyn Columns, params: &mut Vec<Value>) -> String {
     match (&t.field, t.op) {
-        (Some(f), Op::Contains | Op::Equals) if f == FULLTEXT_FIELD => match (cols.fulltext(), fts_query(&t.value)) {
+        (Some(f), Op::Contains | Op::Equals) if cols.is_fulltext(f) => match (cols.fulltext(), fts_query(&t.value)) {
             (Some(sql), Some(q)) => {
                 params.push(Value::Text(q));
                 format!("({sql})")
@@ -234,31 +262,68 @@ fn term_sql(t: &Term, cols: &dyn Columns, params: &mut Vec<Value>) -> String {
             (Some(_), None) => "(1)".to_string(),
             (None, _) => "(0)".to_string(),
         },
-        (Some(f), Op::Contains | Op::Equals) => text_test(&cols.text(f), t.op, &t.value, params),
         (None, Op::Contains | Op::Equals) => {
             let parts: Vec<String> =
                 cols.bare_fields().iter().map(|f| text_test(&cols.text(f), t.op, &t.value, params)).collect();
             if parts.is_empty() { "(0)".to_string() } else { format!("({})", parts.join(" OR ")) }
         }
-        (Some(f), op) => {
-            let Some((floor, fraction)) = parse_instant(&t.value) else {
-                return "(0)".to_string();
-            };
-            // Exact on integer µs: x > v ⇔ x > ⌊v⌋, x <= v ⇔ x <= ⌊v⌋,
-            // x >= v ⇔ x >= ⌈v⌉, x < v ⇔ x < ⌈v⌉.
-            let ceil = floor + i64::from(fraction);
-            let (sym, bound) = match op {
-                Op::Gt => (">", floor),
-                Op::Le => ("<=", floor),
-                Op::Ge => (">=", ceil),
-                _ => ("<", ceil),
-            };
-            let m = cols.micros(f);
-            params.push(Value::Integer(bound));
-            format!("({m} IS NOT NULL AND {m} {sym} ?)")
-        }
         (None, _) => "(0)".to_string(),
+        (Some(f), op) => {
+            let comparison = !matches!(op, Op::Contains | Op::Equals);
+            match cols.kind(f) {
+                FieldKind::Unsearchable => "(0)".to_string(),
+                FieldKind::Text if comparison => "(0)".to_string(),
+                FieldKind::Text => text_test(&cols.text(f), op, &t.value, params),
+                FieldKind::Time | FieldKind::Datetime if op == Op::Contains => {
+                    text_test(&cols.text(f), op, &t.value, params)
+                }
+                FieldKind::Time if op == Op::Equals => text_test(&cols.text(f), op, &t.value, params),
+                FieldKind::Time => instant_test(&cols.micros(f), op, &t.value, params),
+                FieldKind::Datetime => instant_test(&cols.typed(f), op, &t.value, params),
+                FieldKind::Integer => match t.value.parse::<i64>() {
+                    Ok(v) => typed_test(&cols.typed(f), op, v, params),
+                    Err(_) => "(0)".to_string(),
+                },
+                FieldKind::Boolean => match bool_value(&t.value) {
+                    Some(b) => typed_test(&cols.typed(f), op, i64::from(b), params),
+                    None => "(0)".to_string(),
+                },
+            }
+        }
     }
+}
+
+/// SQL comparison symbol of an operator (`:` and `=` are equality).
+fn symbol(op: Op) -> &'static str {
+    match op {
+        Op::Contains | Op::Equals => "=",
+        Op::Gt => ">",
+        Op::Ge => ">=",
+        Op::Lt => "<",
+        Op::Le => "<=",
+    }
+}
+
+/// `value op v` on an INTEGER expression; false when the value is absent.
+fn typed_test(value: &str, op: Op, v: i64, params: &mut Vec<Value>) -> String {
+    params.push(Value::Integer(v));
+    format!("({value} IS NOT NULL AND {value} {} ?)", symbol(op))
+}
+
+/// `micros op instant`, exact on integer µs: x > v ⇔ x > ⌊v⌋, x <= v ⇔ x <= ⌊v⌋,
+/// x >= v ⇔ x >= ⌈v⌉, x < v ⇔ x < ⌈v⌉, and x = v never holds for a v between two µs.
+fn instant_test(micros: &str, op: Op, value: &str, params: &mut Vec<Value>) -> String {
+    let Some((floor, fraction)) = parse_instant(value) else {
+        return "(0)".to_string();
+    };
+    let ceil = floor + i64::from(fraction);
+    let bound = match op {
+        Op::Gt | Op::Le => floor,
+        Op::Contains | Op::Equals if fraction => return "(0)".to_string(),
+        _ => ceil,
+    };
+    params.push(Value::Integer(bound));
+    format!("({micros} IS NOT NULL AND {micros} {} ?)", symbol(op))
 }
 
 fn text_test(col: &str, op: Op, value: &str, params: &mut Vec<Value>) -> String {
@@ -305,6 +370,7 @@ struct Parser<'a> {
     pos: usize,
     terms: usize,
     depth: usize,
+    catalog: &'a Catalog,
 }
 
 impl<'a> Parser<'a> {
@@ -445,20 +511,8 @@ impl<'a> Parser<'a> {
             return Err(syntax(&self.s[start..after]));
         }
         let value = self.value()?;
-        if !FIELDS.contains(&field) {
-            return Err(error(format!("unknown field '{}'", clip(field))));
-        }
-        if !matches!(op, Op::Contains | Op::Equals) {
-            if !TIME_FIELDS.contains(&field) {
-                let sym = &self.s[start + field.len()..after];
-                return Err(error(format!(
-                    "operator '{sym}' not allowed for field '{field}' (only timestamp, received_at)"
-                )));
-            }
-            if parse_instant(&value).is_none() {
-                return Err(error(format!("invalid timestamp '{}' (expected RFC 3339)", clip(&value))));
-            }
-        }
+        let sym = &self.s[start + field.len()..after];
+        check_term(self.catalog, field, op, sym, &value)?;
         Ok(Term { field: Some(field.to_string()), op, value })
     }
 
@@ -517,8 +571,66 @@ fn collapse(mut items: Vec<Expr>, wrap: fn(Vec<Expr>) -> Expr) -> Expr {
     }
 }
 
+/// Checks a field term against the config's fields: the field exists and is searchable, the
+/// operator suits its kind, and the value parses as the kind's type.
+fn check_term(catalog: &Catalog, field: &str, op: Op, sym: &str, value: &str) -> Result<(), QueryError> {
+    if field == FULLTEXT_FIELD && catalog.field(field).is_none() {
+        return if matches!(op, Op::Contains | Op::Equals) {
+            Ok(())
+        } else {
+            Err(error(format!("operator '{sym}' not allowed for field '{field}' (full text)")))
+        };
+    }
+    let Some(f) = catalog.field(field) else {
+        return Err(error(format!("unknown field '{}'", clip(field))));
+    };
+    let comparison = !matches!(op, Op::Contains | Op::Equals);
+    match f.kind {
+        FieldKind::Unsearchable => Err(error(format!("field '{field}' is not searchable"))),
+        FieldKind::Text if comparison => {
+            let only: Vec<&str> = catalog
+                .fields
+                .iter()
+                .filter(|f| !matches!(f.kind, FieldKind::Text | FieldKind::Unsearchable))
+                .map(|f| f.name.as_str())
+                .collect();
+            Err(error(format!("operator '{sym}' not allowed for field '{field}' (only {})", clip(&only.join(", ")))))
+        }
+        FieldKind::Text => Ok(()),
+        FieldKind::Time if comparison => instant(value).map(|_| ()),
+        FieldKind::Time => Ok(()),
+        FieldKind::Datetime if op == Op::Contains => Ok(()),
+        FieldKind::Datetime => instant(value).map(|_| ()),
+        FieldKind::Integer => value
+            .parse::<i64>()
+            .map(|_| ())
+            .map_err(|_| error(format!("invalid integer '{}' for field '{field}'", clip(value)))),
+        FieldKind::Boolean => bool_value(value)
+            .map(|_| ())
+            .ok_or_else(|| error(format!("invalid boolean '{}' for field '{field}' (true or false)", clip(value)))),
+    }
+}
+
+fn instant(value: &str) -> Result<(i64, bool), QueryError> {
+    parse_instant(value).ok_or_else(|| error(format!("invalid timestamp '{}' (expected RFC 3339)", clip(value))))
+}
+
+fn bool_value(v: &str) -> Option<bool> {
+    match v {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // RFC 3339 instants.
+
+/// An RFC 3339 date-time as accepted in comparisons: (⌊µs since the epoch⌋, whether a sub-µs
+/// fraction was dropped).
+pub fn instant_micros(s: &str) -> Option<(i64, bool)> {
+    parse_instant(s)
+}
 
 /// Parses an RFC 3339 date-time (see module docs for the accepted forms) into
 /// (⌊µs since the epoch⌋, whether a sub-µs fraction was dropped).
@@ -854,6 +966,55 @@ mod tests {
         for (q, want) in cases {
             assert_eq!(err(q), *want, "{q:?}");
         }
+    }
+
+    /// A custom config's fields: operators by kind, typed values, unsearchable and unknown fields.
+    #[test]
+    fn custom_fields_by_kind() {
+        use crate::search::catalog::{QueryField, Storage};
+        let f = |name: &str, kind, storage| QueryField { name: name.into(), kind, storage };
+        let cat = Catalog {
+            config: 3,
+            fields: vec![
+                f("user", FieldKind::Text, Storage::Indexed(1)),
+                f("n", FieldKind::Integer, Storage::Indexed(2)),
+                f("ok", FieldKind::Boolean, Storage::Indexed(3)),
+                f("at", FieldKind::Datetime, Storage::Indexed(4)),
+                f("blob", FieldKind::Unsearchable, Storage::Envelope),
+                Catalog::received_at(),
+            ],
+        };
+        for q in [
+            "user:a",
+            "user=a",
+            "n:5",
+            "n=-5",
+            "n>=9223372036854775807",
+            "ok:true",
+            "ok<true",
+            "at:2024",
+            "at=2024-01-01T00:00:00Z",
+            "at>2024-01-01T00:00:00Z",
+            "received_at<2024-01-01T00:00:00Z",
+            "text:word",
+            "plain -n=3",
+        ] {
+            assert!(parse_in(q, &cat).is_ok(), "{q}");
+        }
+        let err = |q: &str| parse_in(q, &cat).unwrap_err().detail;
+        assert_eq!(err("n>x"), "invalid integer 'x' for field 'n'");
+        assert_eq!(err("n=9223372036854775808"), "invalid integer '9223372036854775808' for field 'n'");
+        assert_eq!(err("ok:maybe"), "invalid boolean 'maybe' for field 'ok' (true or false)");
+        assert_eq!(err("blob:x"), "field 'blob' is not searchable");
+        assert_eq!(err("user>a"), "operator '>' not allowed for field 'user' (only n, ok, at, received_at)");
+        assert_eq!(err("at=yesterday"), "invalid timestamp 'yesterday' (expected RFC 3339)");
+        assert_eq!(err("actor:x"), "unknown field 'actor'");
+        assert_eq!(err("text>x"), "operator '>' not allowed for field 'text' (full text)");
+        // A field named `text` is that field, not the full-text pseudo-field.
+        let mut with_text = cat.clone();
+        with_text.fields.push(f("text", FieldKind::Integer, Storage::Indexed(9)));
+        assert!(parse_in("text>3", &with_text).is_ok());
+        assert_eq!(parse_in("text:word", &with_text).unwrap_err().detail, "invalid integer 'word' for field 'text'");
     }
 
     #[test]

@@ -802,6 +802,20 @@ fn first_seq_at(conn: &Connection, t: i64, max_seq: i64) -> rusqlite::Result<i64
     Ok(lo)
 }
 
+/// Whether segment summaries (which count every event) answer a search of `q`'s events: one of
+/// every event, or of the default config while no other audit config holds events.
+fn summaries_cover(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<bool> {
+    match &q.catalog {
+        None => Ok(true),
+        Some(c) if c.config == super::DEFAULT_CONFIG => conn.query_row(
+            "SELECT NOT EXISTS (SELECT 1 FROM audit_configs WHERE num != ?1 AND events > 0)",
+            [super::DEFAULT_CONFIG],
+            |r| r.get(0),
+        ),
+        Some(_) => Ok(false),
+    }
+}
+
 /// Counts the events a Pangea search finds in its window: the timeline and the top values.
 pub fn aggregate(conn: &Connection, req: &AggRequest) -> rusqlite::Result<Aggregation> {
     // One read transaction: summaries, state and rows from the same snapshot.
@@ -854,7 +868,7 @@ pub fn aggregate(conn: &Connection, req: &AggRequest) -> rusqlite::Result<Aggreg
 /// from which on the counts are complete if the row budget ran out (`None`: all counted).
 fn walk(conn: &Connection, req: &AggRequest, m: &mut Merge, a: i64, b: i64) -> rusqlite::Result<Option<i64>> {
     let q = &req.query;
-    let summaries = q.expr.is_none() && q.restrictions.is_empty() && q.after_seq.is_none();
+    let summaries = q.expr.is_none() && q.restrictions.is_empty() && q.after_seq.is_none() && summaries_cover(conn, q)?;
     let built = if summaries { built_to(conn)? } else { -1 };
     let workspaces = match &q.allowed_workspaces {
         Some(ws) => Some(workspace_ids(conn, ws)?),

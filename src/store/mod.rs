@@ -19,6 +19,17 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// The free-text body of a stored event from its origin, config and event object: the text ingest
+/// indexed for it (the writer recomputes it to delete a purged event's entry and to index events
+/// after an unclean stop). The server's comes from the audit configs (`configs::Registry`).
+pub type FtsText =
+    Arc<dyn Fn(crate::event::Origin, i64, &serde_json::Map<String, serde_json::Value>) -> String + Send + Sync>;
+
+/// The free-text body of the default config's events only (tools and tests without configs).
+pub fn standard_fts_text() -> FtsText {
+    Arc::new(|origin, _, event| crate::event::fts_body(origin, event))
+}
 pub type PooledConn = r2d2::PooledConnection<SqliteConnectionManager>;
 
 /// Numbered migrations, embedded at compile time. Applied files are never edited; append only.
@@ -32,12 +43,17 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0007_keys_leave_database.sql", include_str!("../../migrations/0007_keys_leave_database.sql")),
     ("0008_substring_index.sql", include_str!("../../migrations/0008_substring_index.sql")),
     ("0009_replication.sql", include_str!("../../migrations/0009_replication.sql")),
+    ("0010_configs.sql", include_str!("../../migrations/0010_configs.sql")),
     ("0011_aggregates.sql", include_str!("../../migrations/0011_aggregates.sql")),
     ("0012_root_prefixes.sql", include_str!("../../migrations/0012_root_prefixes.sql")),
 ];
 
 /// The schema version from which the database holds no private key (migration 0007).
 pub const KEYS_LEFT_DATABASE: i64 = 7;
+
+/// The default audit config's number (`events.config`; migration 0010): H2O events and the
+/// server's own events belong to it.
+pub const DEFAULT_CONFIG: i64 = 0;
 
 /// Events per segment is `1 << SEG_SHIFT`; the expression `seq >> 12` in migration 0005's indexes
 /// must match it (a unit test checks).

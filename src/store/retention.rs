@@ -33,8 +33,8 @@ pub struct PurgeReport {
     pub purge_events: u64,
 }
 
-/// A row to purge: (seq, origin, envelope).
-pub type Row = (i64, i64, String);
+/// A row to purge: (seq, origin, envelope, config).
+pub type Row = (i64, i64, String, i64);
 /// One batch of rows to purge: (workspace, period, rows).
 pub type Batch = Vec<(String, i64, Vec<Row>)>;
 
@@ -61,9 +61,11 @@ pub fn boundary_seq(conn: &Connection, t: i64) -> rusqlite::Result<i64> {
 /// `floor` (settings `retention_floor`) is where the default-period scan resumes; it restarts at
 /// 0 whenever the set of workspaces with their own period changes.
 pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Result<(Batch, Option<i64>)> {
-    let rows = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<Vec<(i64, i64, String, i64)>> {
+    // (seq, origin, envelope, workspace, config)
+    type Found = (i64, i64, String, i64, i64);
+    let rows = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<Vec<Found>> {
         let mut stmt = conn.prepare_cached(sql)?;
-        let it = stmt.query_map(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let it = stmt.query_map(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
         it.collect()
     };
     // Purge events are never purged: `verify` needs what they declare (they hold no personal data).
@@ -82,14 +84,14 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
         let bound = boundary_seq(conn, now.saturating_sub(*period))?.min(hold);
         let found = rows(
             &format!(
-                "SELECT seq, origin, envelope, workspace FROM events
+                "SELECT seq, origin, envelope, workspace, config FROM events
                  WHERE workspace = ?1 AND seq < ?2 AND purged_at IS NULL AND NOT (origin = 2 AND action = ?3)
                  ORDER BY seq LIMIT {BATCH}"
             ),
             &[&ws_id, &bound, &keep],
         )?;
         if !found.is_empty() {
-            let batch = vec![(ws.clone(), *period, found.into_iter().map(|(s, o, e, _)| (s, o, e)).collect())];
+            let batch = vec![(ws.clone(), *period, found.into_iter().map(|(s, o, e, _, c)| (s, o, e, c)).collect())];
             return Ok((batch, None));
         }
     }
@@ -114,7 +116,7 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
     }
     let found = rows(
         &format!(
-            "SELECT seq, origin, envelope, workspace FROM events
+            "SELECT seq, origin, envelope, workspace, config FROM events
              WHERE seq >= ?1 AND seq < ?2 AND purged_at IS NULL AND workspace NOT IN ({})
                    AND NOT (origin = 2 AND action = ?3)
              ORDER BY seq LIMIT {BATCH}",
@@ -126,14 +128,14 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
     let next_floor = if found.len() == BATCH { found.last().map_or(bound, |r| r.0 + 1) } else { bound };
     let mut names: BTreeMap<i64, String> = BTreeMap::new();
     let mut groups: Batch = Vec::new();
-    for (seq, origin, envelope, ws_id) in found {
+    for (seq, origin, envelope, ws_id, config) in found {
         if let std::collections::btree_map::Entry::Vacant(v) = names.entry(ws_id) {
             v.insert(conn.query_row("SELECT value FROM strings WHERE id = ?1", [ws_id], |r| r.get(0))?);
         }
         let name = &names[&ws_id];
         match groups.iter_mut().find(|(w, _, _)| w == name) {
-            Some((_, _, g)) => g.push((seq, origin, envelope)),
-            None => groups.push((name.clone(), period, vec![(seq, origin, envelope)])),
+            Some((_, _, g)) => g.push((seq, origin, envelope, config)),
+            None => groups.push((name.clone(), period, vec![(seq, origin, envelope, config)])),
         }
     }
     Ok((groups, Some(next_floor)))
@@ -143,15 +145,15 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
 pub fn purge_row(
     conn: &Connection,
     empty_id: i64,
-    seq: i64,
-    origin: i64,
-    envelope: &str,
+    row: &Row,
+    text_of: &super::FtsText,
     now: i64,
 ) -> rusqlite::Result<()> {
+    let (seq, origin, envelope, config) = (row.0, row.1, row.2.as_str(), row.3);
     match serde_json::from_str::<serde_json::Value>(envelope) {
         Ok(v) => {
             if let Some(ev) = v.get("event").and_then(|e| e.as_object()) {
-                let body = crate::event::fts_body(crate::event::Origin::from_i64(origin), ev);
+                let body = text_of(crate::event::Origin::from_i64(origin), config, ev);
                 conn.prepare_cached("INSERT INTO events_fts(events_fts, rowid, body) VALUES('delete', ?1, ?2)")?
                     .execute(params![seq, body])?;
             }
@@ -166,6 +168,7 @@ pub fn purge_row(
          WHERE seq = ?3",
     )?
     .execute(params![empty_id, now, seq])?;
+    conn.prepare_cached("DELETE FROM event_fields WHERE seq = ?1")?.execute([seq])?;
     Ok(())
 }
 

@@ -10,8 +10,9 @@ use rusqlite::{Connection, params_from_iter};
 
 use super::{SEG_SHIFT, ngram as stored_ngram};
 use crate::event::Origin;
+use crate::search::catalog::{Catalog, FieldKind, QueryField, Storage};
 use crate::search::ngram::{self, Need};
-use crate::search::pangea_query::{self, Columns, Expr};
+use crate::search::pangea_query::{self, Columns, Expr, Op};
 
 /// An event row as read back for rendering.
 #[derive(Debug, Clone)]
@@ -137,6 +138,8 @@ pub fn h2o_search(conn: &Connection, q: &H2oQuery) -> rusqlite::Result<Vec<Event
 fn h2o_clauses(q: &H2oQuery) -> (Sql, i64) {
     let mut sql = Sql::new();
     sql.push("e.purged_at IS NULL", []);
+    // H2O events are the default config's; other configs' events have other fields.
+    sql.push(format!("e.config = {}", super::DEFAULT_CONFIG), []);
     // Keyset paging: the continuation's time is folded into the one upper bound SQLite uses for
     // the index range, so page 1000 costs what page 1 does.
     let upper = match q.after {
@@ -251,34 +254,82 @@ fn segmented_search(
     Ok(out)
 }
 
-/// Pangea field → SQL.
-struct PangeaColumns;
+/// Pangea field → SQL, for the fields of one config (`Catalog`).
+struct ConfigColumns<'a>(&'a Catalog);
 
-impl Columns for PangeaColumns {
+/// `event_fields` value of field `no` for the current event (NULL when absent).
+fn field_value(no: i64) -> String {
+    format!("(SELECT value FROM event_fields WHERE seq = e.seq AND field = {no})")
+}
+
+/// The JSON path of a field in the envelope; field names are `[a-z][0-9a-z_]*` (checked when the
+/// schema was accepted), anything else reads nothing.
+fn envelope_text(name: &str) -> String {
+    if name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')) && !name.is_empty() {
+        format!("json_extract(e.envelope, '$.event.{name}')")
+    } else {
+        "NULL".into()
+    }
+}
+
+/// SQL yielding a field's text (or NULL when absent): what `:` and `=` on text compare and what
+/// bare terms search.
+fn text_sql(f: &QueryField) -> String {
+    match f.storage {
+        Storage::Actor => "NULLIF((SELECT value FROM strings WHERE id = e.actor), '')".into(),
+        Storage::Action => "NULLIF((SELECT value FROM strings WHERE id = e.action), '')".into(),
+        Storage::Tenant => "NULLIF((SELECT value FROM strings WHERE id = e.workspace), '')".into(),
+        Storage::Source => "e.source".into(),
+        Storage::Status => "e.status".into(),
+        Storage::Target => "e.target".into(),
+        Storage::ReceivedAt => "json_extract(e.envelope, '$.received_at')".into(),
+        Storage::Timestamp | Storage::Envelope => envelope_text(&f.name),
+        Storage::Indexed(no) => match f.kind {
+            FieldKind::Integer => format!("CAST({} AS TEXT)", field_value(no)),
+            FieldKind::Boolean => format!("(CASE {} WHEN 1 THEN 'true' WHEN 0 THEN 'false' END)", field_value(no)),
+            // A datetime's text as logged.
+            FieldKind::Datetime => envelope_text(&f.name),
+            _ => field_value(no),
+        },
+    }
+}
+
+impl Columns for ConfigColumns<'_> {
     fn text(&self, field: &str) -> String {
-        match field {
-            "actor" => "NULLIF((SELECT value FROM strings WHERE id = e.actor), '')".into(),
-            "action" => "NULLIF((SELECT value FROM strings WHERE id = e.action), '')".into(),
-            "tenant_id" => "NULLIF((SELECT value FROM strings WHERE id = e.workspace), '')".into(),
-            "source" => "e.source".into(),
-            "status" => "e.status".into(),
-            "target" => "e.target".into(),
-            "received_at" => "json_extract(e.envelope, '$.received_at')".into(),
-            "message" | "new" | "old" | "timestamp" => format!("json_extract(e.envelope, '$.event.{field}')"),
-            _ => "NULL".into(),
-        }
+        self.0.field(field).map_or_else(|| "NULL".into(), text_sql)
     }
     fn micros(&self, field: &str) -> String {
-        match field {
-            "received_at" => "e.received_at".into(),
-            _ => "e.event_time".into(),
+        match self.0.field(field).map(|f| f.storage) {
+            Some(Storage::ReceivedAt) => "e.received_at".into(),
+            Some(Storage::Timestamp) => "e.event_time".into(),
+            _ => "NULL".into(),
         }
     }
     fn fulltext(&self) -> Option<String> {
         Some("e.seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)".into())
     }
     fn bare_fields(&self) -> Vec<String> {
-        INDEXED_FIELDS.iter().map(|f| f.to_string()).collect()
+        self.0.bare_fields().map(|f| f.name.clone()).collect()
+    }
+    fn kind(&self, field: &str) -> FieldKind {
+        self.0.field(field).map_or(FieldKind::Text, |f| f.kind)
+    }
+    fn typed(&self, field: &str) -> String {
+        match self.0.field(field).map(|f| f.storage) {
+            Some(Storage::Indexed(no)) => field_value(no),
+            _ => "NULL".into(),
+        }
+    }
+    fn is_fulltext(&self, field: &str) -> bool {
+        field == pangea_query::FULLTEXT_FIELD && self.0.field(field).is_none()
+    }
+}
+
+/// The sort expression of an `order_by` field: integers, booleans and datetimes by value.
+fn sort_sql(f: &QueryField) -> String {
+    match (f.storage, f.kind) {
+        (Storage::Indexed(no), FieldKind::Integer | FieldKind::Boolean | FieldKind::Datetime) => field_value(no),
+        _ => text_sql(f),
     }
 }
 
@@ -286,6 +337,8 @@ pub use super::ngram::{INDEXED_FIELDS, indexed_texts};
 
 pub const PANGEA_ORDER_BY: &[&str] =
     &["actor", "action", "message", "received_at", "source", "status", "target", "timestamp"];
+
+static STANDARD: std::sync::LazyLock<Catalog> = std::sync::LazyLock::new(Catalog::standard);
 
 #[derive(Debug, Clone, Default)]
 pub struct PangeaQuery {
@@ -297,11 +350,14 @@ pub struct PangeaQuery {
     pub restrictions: Vec<(String, Vec<String>)>,
     pub allowed_workspaces: Option<Vec<String>>,
     pub ascending: bool,
-    /// One of `PANGEA_ORDER_BY`.
+    /// `received_at` or a field `catalog` can sort by (`PANGEA_ORDER_BY` for the default config).
     pub order_by: String,
     pub max_results: usize,
     /// Only events with seq strictly greater (live tail).
     pub after_seq: Option<i64>,
+    /// The config searched: only its events, with its fields. `None`: every event, with the
+    /// standard fields (`trailkeep export` without `--config`).
+    pub catalog: Option<std::sync::Arc<Catalog>>,
 }
 
 impl PangeaQuery {
@@ -310,10 +366,15 @@ impl PangeaQuery {
     pub fn uses_fulltext(&self) -> bool {
         pangea_sql(self, true).0.contains("events_fts")
     }
+
+    fn fields(&self) -> &Catalog {
+        self.catalog.as_deref().unwrap_or(&STANDARD)
+    }
 }
 
 /// Runs a Pangea search and returns the matching seqs in result order (at most `max_results`).
-/// Substring terms of three or more characters are looked up in the substring index first
+/// A conjunct on an indexed custom field drives it through the value index (`value_search`);
+/// else substring terms of three or more characters are looked up in the substring index first
 /// (`indexed_search`); the answer is the one [`pangea_search_scan`] gives.
 pub fn pangea_search(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Vec<i64>> {
     pangea_search_with_stats(conn, q).map(|(seqs, _)| seqs)
@@ -341,6 +402,9 @@ pub fn pangea_search_with_stats(
     conn: &Connection,
     q: &PangeaQuery,
 ) -> rusqlite::Result<(Vec<i64>, Option<SubstringStats>)> {
+    if let Some(driver) = index_driver(q) {
+        return Ok((value_search(conn, q, &driver)?, None));
+    }
     if let Some(need) = substring_need(q) {
         let stats = std::cell::Cell::new(SubstringStats::default());
         if let Some(seqs) = indexed_search(conn, q, &need, &stats)? {
@@ -378,9 +442,13 @@ pub fn pangea_search_scan(conn: &Connection, q: &PangeaQuery) -> rusqlite::Resul
 
 /// The condition the substring index can check for `q`, if any: none when a full-text term
 /// drives the query (FTS5 answers it in receive order already).
+/// Only the standard fields are in the substring index: searches of a custom config scan.
 fn substring_need(q: &PangeaQuery) -> Option<Need> {
+    if q.catalog.as_ref().is_some_and(|c| c.config != super::DEFAULT_CONFIG) {
+        return None;
+    }
     let expr = q.expr.as_ref()?;
-    if sort_field(q).is_none() && split_fulltext(expr).is_some() {
+    if sort_field(q).is_none() && split_fulltext(expr, &ConfigColumns(q.fields())).is_some() {
         return None;
     }
     ngram::need(expr, &|f| f.is_none_or(|f| INDEXED_FIELDS.contains(&f)))
@@ -429,8 +497,11 @@ fn indexed_search(
                 return Ok(None);
             }
         }
-        let order =
-            format!("{} {dir}, e.seq {dir}", PangeaColumns.text(field), dir = if q.ascending { "ASC" } else { "DESC" });
+        let order = format!(
+            "{} {dir}, e.seq {dir}",
+            ConfigColumns(q.fields()).text(field),
+            dir = if q.ascending { "ASC" } else { "DESC" }
+        );
         let query = format!(
             "SELECT e.seq FROM events e WHERE (e.seq IN rarray(?) OR (e.seq >= ? AND e.seq <= ?)) AND {} ORDER BY {order} LIMIT {}",
             sql.where_sql(),
@@ -699,20 +770,53 @@ fn seq_bounds(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Option<(i6
     Ok((lo <= hi).then_some((lo, hi)))
 }
 
+/// The WHERE clauses of a Pangea search on `events e`, except the receive-time window and the
+/// full-text driver: deleted content and the config (with `base`), `expr`, restrictions,
+/// workspaces.
+fn pangea_clauses(q: &PangeaQuery, expr: Option<&Expr>, base: bool) -> Sql {
+    let cols = ConfigColumns(q.fields());
+    let mut sql = Sql::new();
+    if base {
+        sql.push("e.purged_at IS NULL", []);
+        if let Some(c) = &q.catalog {
+            sql.push("e.config = ?", [SqlValue::Integer(c.config)]);
+        }
+    }
+    if let Some(after) = q.after_seq {
+        sql.push("e.seq > ?", [SqlValue::Integer(after)]);
+    }
+    if let Some(expr) = expr {
+        let mut params = Vec::new();
+        let clause = pangea_query::to_sql(expr, &cols, &mut params);
+        sql.push(format!("({clause})"), params);
+    }
+    for (field, values) in &q.restrictions {
+        if values.is_empty() {
+            continue;
+        }
+        let marks = vec!["?"; values.len()].join(",");
+        sql.push(format!("{} IN ({marks})", cols.text(field)), values.iter().map(|v| text(v)));
+    }
+    workspace_limit(&mut sql, &q.allowed_workspaces);
+    sql
+}
+
 /// The SQL of a Pangea search. With `drive_fts`, a full-text term among the query's top-level
 /// conjuncts, in receive order, drives the query: FTS5 walks the words' document list in rowid
 /// (= receive) order and the join stops at `max_results`, instead of collecting every match of a
 /// frequent word before the first row comes out.
 fn pangea_sql(q: &PangeaQuery, drive_fts: bool) -> (String, Vec<SqlValue>) {
+    let catalog = q.fields();
     // A field to sort by; otherwise receive order (`received_at`, or an unknown name).
-    let sort_field = sort_field(q);
-    let driving = q.expr.as_ref().filter(|_| drive_fts && sort_field.is_none()).and_then(split_fulltext);
+    let sort_field =
+        catalog.field(&q.order_by).filter(|f| f.storage != Storage::ReceivedAt && catalog.orderable(&f.name));
+    let cols = ConfigColumns(catalog);
+    let driving = q.expr.as_ref().filter(|_| drive_fts && sort_field.is_none()).and_then(|e| split_fulltext(e, &cols));
     let sql = pangea_conditions(q, driving.as_ref());
-    let cols = PangeaColumns;
     let dir = if q.ascending { "ASC" } else { "DESC" };
     let (from, order) = match (&driving, sort_field) {
         (Some(_), _) => ("events_fts f CROSS JOIN events e", format!("f.rowid {dir}")),
-        (None, Some(f)) => ("events e", format!("{} {dir}, e.seq {dir}", cols.text(f))),
+        (None, Some(f)) => ("events e", format!("{} {dir}, e.seq {dir}", sort_sql(f))),
         (None, None) => ("events e", format!("e.seq {dir}")),
     };
     let query = format!("SELECT e.seq FROM {from} WHERE {} ORDER BY {order} LIMIT {}", sql.where_sql(), q.max_results);
@@ -734,38 +838,23 @@ pub(super) fn aggregate_condition(q: &PangeaQuery) -> (String, Vec<SqlValue>) {
 /// The conditions of a Pangea search; with `driving` (a full-text term's FTS5 query and the rest
 /// of the expression), over `events_fts f CROSS JOIN events e`.
 fn pangea_conditions(q: &PangeaQuery, driving: Option<&(String, Option<Expr>)>) -> Sql {
-    let cols = PangeaColumns;
+    let expr = match driving {
+        Some((_, rest)) => rest.as_ref(),
+        None => q.expr.as_ref(),
+    };
     let mut sql = Sql::new();
-    sql.push("e.purged_at IS NULL", []);
+    if let Some((words, _)) = &driving {
+        sql.push("f.events_fts MATCH ? AND e.seq = f.rowid", [text(words)]);
+    }
     if let Some(s) = q.start_us {
         sql.push("e.received_at >= ?", [SqlValue::Integer(s)]);
     }
     if let Some(e) = q.end_us {
         sql.push("e.received_at <= ?", [SqlValue::Integer(e)]);
     }
-    if let Some(after) = q.after_seq {
-        sql.push("e.seq > ?", [SqlValue::Integer(after)]);
-    }
-    let expr = match driving {
-        Some((words, rest)) => {
-            sql.push("f.events_fts MATCH ? AND e.seq = f.rowid", [text(words)]);
-            rest.as_ref()
-        }
-        None => q.expr.as_ref(),
-    };
-    if let Some(expr) = expr {
-        let mut params = Vec::new();
-        let clause = pangea_query::to_sql(expr, &cols, &mut params);
-        sql.push(format!("({clause})"), params);
-    }
-    for (field, values) in &q.restrictions {
-        if values.is_empty() {
-            continue;
-        }
-        let marks = vec!["?"; values.len()].join(",");
-        sql.push(format!("{} IN ({marks})", cols.text(field)), values.iter().map(|v| text(v)));
-    }
-    workspace_limit(&mut sql, &q.allowed_workspaces);
+    let rest = pangea_clauses(q, expr, true);
+    sql.clauses.extend(rest.clauses);
+    sql.params.extend(rest.params);
     if driving.is_some() || sql.where_sql().contains("events_fts") {
         // The free-text index covers events up to fts_state.indexed_to (the writer stores rows in
         // batches): the search sees that prefix of the log, so that a negated or OR-ed text term
@@ -775,12 +864,202 @@ fn pangea_conditions(q: &PangeaQuery, driving: Option<&(String, Option<Expr>)>) 
     sql
 }
 
+/// A top-level conjunct on an indexed custom field (`event_fields`) that can drive a search in
+/// receive order: the field, the SQL comparisons with their bound values (one; or two for a
+/// range bounded on both sides, `n>=a AND n<b`, read as one slice of the index), and the rest of
+/// the query.
+#[derive(Debug)]
+struct IndexDriver {
+    field: i64,
+    bounds: Vec<(&'static str, SqlValue)>,
+    rest: Option<Expr>,
+}
+
+/// The conjunct of `q` that the value index of `event_fields` can answer (equality on a string,
+/// equality or a comparison on an integer, boolean or datetime), when the search is in receive
+/// order.
+fn index_driver(q: &PangeaQuery) -> Option<IndexDriver> {
+    let catalog = q.catalog.as_deref()?;
+    if catalog.field(&q.order_by).is_some_and(|f| f.storage != Storage::ReceivedAt && catalog.orderable(&f.name)) {
+        return None;
+    }
+    let driver = |e: &Expr| -> Option<(i64, &'static str, SqlValue)> {
+        let Expr::Term(t) = e else { return None };
+        let f = catalog.field(t.field.as_deref()?)?;
+        let Storage::Indexed(no) = f.storage else { return None };
+        let sym = match t.op {
+            Op::Contains | Op::Equals => "=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+        };
+        let value = match f.kind {
+            FieldKind::Text if t.op == Op::Equals => text(&t.value),
+            FieldKind::Integer => SqlValue::Integer(t.value.parse().ok()?),
+            FieldKind::Boolean => SqlValue::Integer(match t.value.as_str() {
+                "true" => 1,
+                "false" => 0,
+                _ => return None,
+            }),
+            // Exact comparisons only: a bound between two µs is left to the generic SQL.
+            FieldKind::Datetime if t.op != Op::Contains => match pangea_query::instant_micros(&t.value)? {
+                (us, false) => SqlValue::Integer(us),
+                (_, true) => return None,
+            },
+            _ => return None,
+        };
+        Some((no, sym, value))
+    };
+    match q.expr.as_ref()? {
+        Expr::And(items) => {
+            let (i, (field, symbol, value)) = items.iter().enumerate().find_map(|(i, e)| driver(e).map(|d| (i, d)))?;
+            let mut bounds = vec![(symbol, value)];
+            // The other side of a range on the same field, if there is one.
+            let side = |s: &str| match s {
+                ">" | ">=" => 1,
+                "<" | "<=" => -1,
+                _ => 0,
+            };
+            let other = (side(symbol) != 0)
+                .then(|| {
+                    items.iter().enumerate().find_map(|(j, e)| {
+                        let (f, s, v) = driver(e).filter(|_| j != i)?;
+                        (f == field && side(s) == -side(symbol)).then_some((j, s, v))
+                    })
+                })
+                .flatten();
+            let mut rest = items.clone();
+            if let Some((j, s, v)) = other {
+                bounds.push((s, v));
+                rest.remove(i.max(j));
+                rest.remove(i.min(j));
+            } else {
+                rest.remove(i);
+            }
+            let rest = match rest.len() {
+                0 => None,
+                1 => rest.pop(),
+                _ => Some(Expr::And(rest)),
+            };
+            Some(IndexDriver { field, bounds, rest })
+        }
+        e => {
+            let (field, symbol, value) = driver(e)?;
+            Some(IndexDriver { field, bounds: vec![(symbol, value)], rest: None })
+        }
+    }
+}
+
+/// A search driven by the segment-clustered value index of `event_fields`: the segments of the
+/// receive-time window are visited in result order, each answering its matches in seq order from
+/// the index; the events table is read only when the rest of the query, the key's workspaces or
+/// the full-text bound need it. Stops at `max_results`.
+fn value_search(conn: &Connection, q: &PangeaQuery, d: &IndexDriver) -> rusqlite::Result<Vec<i64>> {
+    let mut out = Vec::new();
+    let Some((lo, hi)) = seq_window(conn, q.start_us, q.end_us)? else { return Ok(out) };
+    let lo = q.after_seq.map_or(lo, |a| lo.max(a + 1));
+    if lo > hi || q.max_results == 0 {
+        return Ok(out);
+    }
+    // Purged events have no event_fields rows, and the field number implies the config; the
+    // window is the seq range.
+    let probe = PangeaQuery { after_seq: None, ..q.clone() };
+    let mut rest = pangea_clauses(&probe, d.rest.as_ref(), false);
+    if rest.where_sql().contains("events_fts") {
+        rest.push("e.seq <= (SELECT indexed_to FROM fts_state)", []);
+    }
+    let shift = super::SEG_SHIFT;
+    // Equal values are in seq order in the index: SQLite returns the newest (or oldest) first and
+    // stops at the limit. A range's matches come in value order: all of a segment's are read and
+    // sorted here (cheaper than SQLite's sorter for a segment that mostly matches).
+    let symbols: Vec<&str> = d.bounds.iter().map(|b| b.0).collect();
+    let ordered = symbols == ["="];
+    let query = indexed_query(&symbols, &rest, ordered.then_some(q.ascending));
+    let mut stmt = conn.prepare_cached(&query)?;
+    let mut segment: Vec<i64> = Vec::new();
+    let segments: Box<dyn Iterator<Item = i64>> = if q.ascending {
+        Box::new((lo >> shift)..=(hi >> shift))
+    } else {
+        Box::new(((lo >> shift)..=(hi >> shift)).rev())
+    };
+    for seg in segments {
+        let want = (q.max_results - out.len()) as i64;
+        let mut params: Vec<SqlValue> = vec![SqlValue::Integer(seg), SqlValue::Integer(d.field)];
+        params.extend(d.bounds.iter().map(|b| b.1.clone()));
+        params.extend([SqlValue::Integer(lo), SqlValue::Integer(hi)]);
+        params.extend(rest.params.iter().cloned());
+        if ordered {
+            params.push(SqlValue::Integer(want));
+        }
+        segment.clear();
+        for seq in stmt.query_map(params_from_iter(params.iter()), |r| r.get::<_, i64>(0))? {
+            segment.push(seq?);
+        }
+        if !ordered {
+            if q.ascending {
+                segment.sort_unstable()
+            } else {
+                segment.sort_unstable_by(|a, b| b.cmp(a))
+            }
+            segment.truncate(want as usize);
+        }
+        out.extend_from_slice(&segment);
+        if out.len() >= q.max_results {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The statement of one segment of an index-driven search; with `order` (`Some(ascending)`) in
+/// seq order with a limit, else every match in index order. `symbols`: the comparison of each
+/// bound. Parameters in text order: segment, field, the bounds' values, first and last seq, the
+/// rest's, the limit (ordered only).
+fn indexed_query(symbols: &[&str], rest: &Sql, order: Option<bool>) -> String {
+    let tail = match order {
+        Some(true) => " ORDER BY f.seq ASC LIMIT ?",
+        Some(false) => " ORDER BY f.seq DESC LIMIT ?",
+        None => "",
+    };
+    let values: String = symbols.iter().map(|s| format!(" AND f.value {s} ?")).collect();
+    let head = format!("(f.seq >> {}) = ? AND f.field = ?{values} AND f.seq BETWEEN ? AND ?", super::SEG_SHIFT);
+    // The value index, always: for a range SQLite would rather walk the primary key in seq order
+    // (no sort) across the whole window than read one segment's slice.
+    let from = "event_fields f INDEXED BY event_fields_seg_value";
+    if rest.clauses.is_empty() {
+        format!("SELECT f.seq FROM {from} WHERE {head}{tail}")
+    } else {
+        format!(
+            "SELECT e.seq FROM {from} CROSS JOIN events e WHERE {head} AND e.seq = f.seq AND {}{tail}",
+            rest.where_sql()
+        )
+    }
+}
+
+/// The seqs of the events received within `[start, end]` (inclusive, µs), as (first, last):
+/// receive times grow with seq, so each bound is a binary search over rowid lookups.
+pub fn seq_window(conn: &Connection, start: Option<i64>, end: Option<i64>) -> rusqlite::Result<Option<(i64, i64)>> {
+    use super::retention::boundary_seq;
+    let lo = match start {
+        Some(s) => boundary_seq(conn, s)?,
+        None => 0,
+    };
+    let hi = match end {
+        Some(e) => boundary_seq(conn, e.saturating_add(1))? - 1,
+        None => conn.query_row("SELECT COALESCE(MAX(seq), -1) FROM events", [], |r| r.get(0))?,
+    };
+    Ok((lo <= hi).then_some((lo, hi)))
+}
+
 /// A full-text term among the top-level conjuncts of `expr`: its FTS5 query, and the rest of
 /// the expression (`None` when the term was all of it).
-fn split_fulltext(expr: &Expr) -> Option<(String, Option<Expr>)> {
-    use pangea_query::{FULLTEXT_FIELD, Op, fts_query};
+fn split_fulltext(expr: &Expr, cols: &ConfigColumns<'_>) -> Option<(String, Option<Expr>)> {
+    use pangea_query::fts_query;
     let words = |e: &Expr| match e {
-        Expr::Term(t) if t.field.as_deref() == Some(FULLTEXT_FIELD) && matches!(t.op, Op::Contains | Op::Equals) => {
+        Expr::Term(t)
+            if t.field.as_deref().is_some_and(|f| cols.is_fulltext(f)) && matches!(t.op, Op::Contains | Op::Equals) =>
+        {
             fts_query(&t.value)
         }
         _ => None,
@@ -1063,8 +1342,162 @@ mod tests {
         assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
     }
 
-    /// The exact check of the substring index's candidates looks each one up by seq, and reads the
-    /// index rows by id: neither scans a table.
+    /// A config with custom fields over 12 segments of events (some purged, some of another
+    /// config): every search the value index drives returns exactly what the plain SQL returns.
+    #[test]
+    fn index_driven_search_equals_the_plain_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::store::open_rw(dir.path()).unwrap();
+        // The catalog a config with these fields has (`configs::AuditConfig::catalog`).
+        let field = |name: &str, kind, storage| QueryField { name: name.into(), kind, storage };
+        let catalog = std::sync::Arc::new(Catalog {
+            config: 1,
+            fields: vec![
+                field("tenant_id", FieldKind::Text, Storage::Tenant),
+                field("message", FieldKind::Text, Storage::Envelope),
+                field("user", FieldKind::Text, Storage::Indexed(1)),
+                field("n", FieldKind::Integer, Storage::Indexed(2)),
+                field("ok", FieldKind::Boolean, Storage::Indexed(3)),
+                field("at", FieldKind::Datetime, Storage::Indexed(4)),
+                Catalog::received_at(),
+            ],
+        });
+        let config = crate::store::DEFAULT_CONFIG + 1;
+        let (user, n, ok, at) = (1i64, 2i64, 3i64, 4i64);
+        let names: Vec<i64> = ["", "t1", "t2"].iter().map(|v| crate::store::intern(&conn, v).unwrap()).collect();
+        let mut next = xorshift(0x51_7cc1_b727_220a_u64);
+        let total = 12 << crate::store::SEG_SHIFT;
+        let tx = conn.transaction().unwrap();
+        {
+            let mut ev = tx
+                .prepare(
+                    "INSERT INTO events(seq, uid, origin, received_at, event_time, workspace, actor, action, event_source,
+                                        read_only, type, buffer, hash, envelope, purged_at, config)
+                     VALUES (?1, randomblob(16), 1, ?1 * 10, ?1, ?2, ?3, ?3, ?3, 0, 0, 0, zeroblob(32), ?4, ?5, ?6)",
+                )
+                .unwrap();
+            let mut field = tx.prepare("INSERT INTO event_fields(seq, field, value) VALUES (?1, ?2, ?3)").unwrap();
+            for seq in 0..total {
+                let other = next().is_multiple_of(9);
+                let purged = next().is_multiple_of(31);
+                let u = format!("u{}", next() % 40);
+                let envelope =
+                    serde_json::json!({"event": {"message": format!("m{}", seq % 5), "user": u}}).to_string();
+                let ws = names[1 + (next() % 2) as usize];
+                ev.execute(rusqlite::params![
+                    seq,
+                    ws,
+                    names[0],
+                    if purged { String::new() } else { envelope },
+                    purged.then_some(1),
+                    if other { 0 } else { config },
+                ])
+                .unwrap();
+                if other || purged {
+                    continue;
+                }
+                field.execute(rusqlite::params![seq, user, u]).unwrap();
+                field.execute(rusqlite::params![seq, n, (next() % 200) as i64 - 100]).unwrap();
+                if next().is_multiple_of(2) {
+                    field.execute(rusqlite::params![seq, ok, (next() % 2) as i64]).unwrap();
+                }
+                field
+                    .execute(rusqlite::params![seq, at, 1_700_000_000_000_000 + (next() % 1000) as i64 * 1_000_000])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        let queries = [
+            "user=u7",
+            "n=5",
+            "n>90",
+            "n<=-95 AND user:u1",
+            "ok:true",
+            "ok<true",
+            "at>=2023-11-14T22:20:00Z",
+            "at=2023-11-14T22:13:21Z",
+            "n>50 AND message:m3",
+            "user=u3 OR n=1",
+            "n<0 AND -user=u5 AND tenant_id:t1",
+            "user=nobody",
+            "n>=-20 AND n<30",
+            "user:u2 AND n<=10 AND ok=true AND n>-10",
+            "at>=2023-11-14T22:15:00Z AND at<2023-11-14T22:25:00Z",
+        ];
+        let mut compared = 0;
+        for round in 0..160u64 {
+            let text = queries[(round % queries.len() as u64) as usize];
+            let q = PangeaQuery {
+                expr: pangea_query::parse_in(text, &catalog).unwrap(),
+                start_us: (round % 3 == 0).then(|| (next() % total as u64) as i64 * 10),
+                end_us: (round % 5 == 0).then(|| (next() % total as u64) as i64 * 10 + 20_000),
+                after_seq: (round % 7 == 0).then(|| (next() % total as u64) as i64),
+                ascending: round % 2 == 1,
+                order_by: "received_at".into(),
+                max_results: 1 + (next() % 3000) as usize,
+                allowed_workspaces: (round % 11 == 0).then(|| vec!["t2".to_string()]),
+                catalog: Some(catalog.clone()),
+                ..Default::default()
+            };
+            let (sql, params) = pangea_sql(&q, true);
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let plain: Vec<i64> = stmt
+                .query_map(params_from_iter(params.iter()), |r| r.get::<_, i64>(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let driven = index_driver(&q).is_some();
+            assert_eq!(driven, !text.contains(" OR "), "{text}");
+            assert_eq!(pangea_search(&conn, &q).unwrap(), plain, "round {round}: {text} {q:?}");
+            compared += plain.len();
+        }
+        assert!(compared > 20_000, "only {compared} rows compared");
+        // An exact filter alone reads the value index only.
+        let q = PangeaQuery {
+            expr: pangea_query::parse_in("n=5", &catalog).unwrap(),
+            order_by: "received_at".into(),
+            max_results: 10,
+            catalog: Some(catalog.clone()),
+            ..Default::default()
+        };
+        let d = index_driver(&q).unwrap();
+        assert!(d.rest.is_none());
+        // A range bounded on both sides is one slice of the index; the rest stays.
+        let q = PangeaQuery { expr: pangea_query::parse_in("n<30 AND ok=true AND n>=-20", &catalog).unwrap(), ..q };
+        let d = index_driver(&q).unwrap();
+        assert_eq!(d.bounds.iter().map(|b| b.0).collect::<Vec<_>>(), ["<", ">="]);
+        assert!(matches!(d.rest, Some(Expr::Term(_))), "{:?}", d.rest);
+        // Equality and ranges, alone or with more conditions, read the segment's slice of the value
+        // index (a range is never answered by walking the primary key over the whole window).
+        let plan = |symbol: &str, rest: &Sql| -> String {
+            let order = (symbol == "=").then_some(false);
+            let sql = format!("EXPLAIN QUERY PLAN {}", indexed_query(&[symbol], rest, order));
+            let mut params: Vec<SqlValue> = [0, n, 5, 0, 100].into_iter().map(SqlValue::Integer).collect();
+            params.extend(rest.params.iter().cloned());
+            if order.is_some() {
+                params.push(SqlValue::Integer(10));
+            }
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let rows = stmt.query_map(params_from_iter(params.iter()), |r| r.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+        };
+        let mut rest = Sql::new();
+        rest.push("e.purged_at IS NULL", []);
+        for (symbol, want) in [("=", "value=?"), (">", "value>?"), ("<=", "value<?")] {
+            let found = plan(symbol, &Sql::new());
+            assert!(!found.contains("TEMP B-TREE"), "no sort by SQLite: {found}");
+            assert!(
+                found.contains(&format!("COVERING INDEX event_fields_seg_value (<expr>=? AND field=? AND {want}")),
+                "{found}"
+            );
+            let found = plan(symbol, &rest);
+            assert!(
+                found.contains(&format!("INDEX event_fields_seg_value (<expr>=? AND field=? AND {want}")),
+                "{found}"
+            );
+        }
+    }
+
     #[test]
     fn candidate_checks_look_rows_up() {
         let dir = tempfile::tempdir().unwrap();

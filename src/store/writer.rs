@@ -1,7 +1,8 @@
 //! The single writer: one OS thread owns the only read-write connection. Requests queue on a
 //! bounded channel; each loop drains what is queued (group commit) into one transaction that
-//! inserts rows, seals one buffer per workspace, appends the buffer roots to the cold tree and
-//! signs every new root. After COMMIT it writes the checkpoint file, and only then replies.
+//! inserts rows, seals one buffer per workspace (of at most `BUFFER_MAX` events), appends the
+//! buffer roots to the cold tree and signs every new root. After COMMIT it writes the checkpoint
+//! file, and only then replies.
 //!
 //! Free-text rows are written in batches: FTS5 writes and merges a segment at every COMMIT that
 //! touched it, which cost a small group more than its rows. The writer keeps the rows of recent
@@ -42,7 +43,7 @@ use super::tree::{TreeReader, load_recent_roots, load_tree, store_root_chunk};
 use super::uidfilter::Uids;
 use crate::config::Retention;
 use crate::event::system;
-use crate::event::{EnvelopeHead, NewEvent, Origin, StoredEvent};
+use crate::event::{EnvelopeHead, FieldValue, NewEvent, Origin, StoredEvent};
 use crate::ledger::cold::ColdTree;
 use crate::ledger::merkle::{Hash, mth};
 use crate::ledger::{Checkpoint, Ledger, SignedRoot, prepare_checkpoint_spare, write_checkpoint};
@@ -50,6 +51,11 @@ use crate::time::format_micros;
 
 /// Most events in one group commit.
 const MAX_GROUP_EVENTS: usize = 20_000;
+/// Most events in one buffer: a commit seals one buffer per workspace, and more when a workspace
+/// brings more events. A search answer proves each event's membership in its buffer from all the
+/// buffer's hashes (`store::search::buffer_hashes`), so small buffers keep pages of events spread
+/// over the log (a filter on a custom field, a rare actor) cheap to prove.
+pub const BUFFER_MAX: usize = 256;
 /// Queue depth (requests) before callers get `Busy`.
 const QUEUE_DEPTH: usize = 4096;
 /// Pending free-text rows are stored inside the group commit that brings them to
@@ -137,23 +143,42 @@ pub enum WriteError {
     Full,
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The audit config the events were validated against changed (or was deleted) before they
+    /// were stored: nothing was stored; validate again.
+    #[error("the audit config changed")]
+    ConfigChanged,
     /// The key store lacks the trail's root-signing key: nothing can be appended. The text says
     /// how to install the key (no path beyond the data directory's own layout).
     #[error("read-only: {0}")]
     ReadOnly(String),
 }
 
+/// The audit config and schema revision an append request's events were validated against; the
+/// writer stores them only if the config still has that revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigStamp {
+    pub num: i64,
+    pub revision: i64,
+}
+
+/// Custom-field rows of one event (`event_fields`: field number, value).
+pub type FieldRows = Vec<(i64, FieldValue)>;
+
 /// An event, its envelope head and its substring-index keys, built by the submitting thread
-/// (`seal`). The event object itself is only needed for those: `seal` takes it out and frees it
-/// there, so the event's `event` map is empty on the writer thread, which compares heads instead.
+/// (`seal`), with its config and custom-field rows. The event object itself is only needed for
+/// the head and the keys: `seal` takes it out and frees it there, so the event's `event` map is
+/// empty on the writer thread, which compares heads instead.
 struct Sealed {
     event: NewEvent,
     head: EnvelopeHead,
     keys: Vec<u32>,
+    config: i64,
+    rows: FieldRows,
 }
 
 struct Job {
     events: Vec<Sealed>,
+    stamp: Option<ConfigStamp>,
     reply: oneshot::Sender<Result<Appended, WriteError>>,
 }
 
@@ -187,6 +212,7 @@ struct FtsProgress {
 pub struct Committed {
     pub event: StoredEvent,
     pub workspace: String,
+    pub config: i64,
 }
 
 #[derive(Clone)]
@@ -198,10 +224,26 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
+    /// Appends events of the default config without custom fields (H2O, the server's own events).
     pub async fn append(&self, events: Vec<NewEvent>) -> Result<Appended, WriteError> {
-        let events = events.into_iter().map(seal).collect();
+        let events = events.into_iter().map(|e| seal(e, super::DEFAULT_CONFIG, Vec::new())).collect();
+        self.submit(events, None).await
+    }
+
+    /// Appends events validated against the config and revision of `stamp`, each with its
+    /// custom-field rows. Nothing is stored (`ConfigChanged`) if the config changed meanwhile.
+    pub async fn append_to(
+        &self,
+        stamp: ConfigStamp,
+        events: Vec<(NewEvent, FieldRows)>,
+    ) -> Result<Appended, WriteError> {
+        let events = events.into_iter().map(|(e, rows)| seal(e, stamp.num, rows)).collect();
+        self.submit(events, Some(stamp)).await
+    }
+
+    async fn submit(&self, events: Vec<Sealed>, stamp: Option<ConfigStamp>) -> Result<Appended, WriteError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(Msg::Append(Job { events, reply })).map_err(|e| match e {
+        self.tx.try_send(Msg::Append(Job { events, stamp, reply })).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => WriteError::Busy,
             mpsc::error::TrySendError::Closed(_) => WriteError::Stopped,
         })?;
@@ -246,14 +288,17 @@ impl WriterHandle {
 }
 
 /// Starts the writer thread. It ends when every `WriterHandle` is dropped, after a TRUNCATE checkpoint.
+/// `fts_text` gives a stored event's free-text body (for purges and for indexing after an unclean
+/// stop).
 pub fn spawn(
     conn: Connection,
     ledger: Arc<Ledger>,
     data_dir: PathBuf,
+    fts_text: super::FtsText,
 ) -> anyhow::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let (committed, _) = broadcast::channel(1024);
-    let mut state = WriterState::load(conn, ledger, data_dir, committed.clone())?;
+    let mut state = WriterState::load(conn, ledger, data_dir, committed.clone(), fts_text)?;
     let checkpointer = Checkpointer::start(&state.data_dir)?;
     let checkpoints = checkpointer.runs.clone();
     state.checkpointer = Some(checkpointer);
@@ -287,6 +332,7 @@ struct WriterState {
     /// (plus, during a transaction, those of its events).
     fts_pending: Vec<(i64, String)>,
     fts: Arc<FtsProgress>,
+    fts_text: super::FtsText,
     /// The thread building segment summaries, and the newest segment whose summaries are stored.
     aggregates: Option<aggregate::Builder>,
     agg_built: i64,
@@ -310,9 +356,11 @@ struct Pending {
     event: NewEvent,
     head: EnvelopeHead,
     keys: Vec<u32>,
+    config: i64,
+    rows: FieldRows,
 }
 
-fn seal(mut ev: NewEvent) -> Sealed {
+fn seal(mut ev: NewEvent, config: i64, rows: FieldRows) -> Sealed {
     let head = EnvelopeHead::new(&ev);
     let keys = stored_ngram::event_keys(
         &ev.actor,
@@ -324,7 +372,7 @@ fn seal(mut ev: NewEvent) -> Sealed {
         &ev.event,
     );
     drop(std::mem::take(&mut ev.event));
-    Sealed { event: ev, head, keys }
+    Sealed { event: ev, head, keys, config, rows }
 }
 
 impl WriterState {
@@ -333,6 +381,7 @@ impl WriterState {
         ledger: Arc<Ledger>,
         data_dir: PathBuf,
         committed: broadcast::Sender<Arc<Committed>>,
+        fts_text: super::FtsText,
     ) -> anyhow::Result<Self> {
         let (next_seq, last_received): (i64, i64) =
             conn.query_row("SELECT COALESCE(MAX(seq) + 1, 0), COALESCE(MAX(received_at), 0) FROM events", [], |r| {
@@ -357,6 +406,7 @@ impl WriterState {
             uids,
             fts_pending: Vec::new(),
             fts,
+            fts_text,
             aggregates: None,
             agg_built,
             indexer: None,
@@ -373,13 +423,14 @@ impl WriterState {
     /// Indexes the events above `indexed` (stored, but their free-text rows were pending in the
     /// memory of a writer that did not stop cleanly), from their stored envelopes.
     fn recover_fts(&mut self, indexed: i64) -> anyhow::Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, origin, envelope FROM events WHERE seq > ?1 AND purged_at IS NULL ORDER BY seq")?;
-        let rows =
-            stmt.query_map([indexed], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))?;
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, origin, envelope, config FROM events WHERE seq > ?1 AND purged_at IS NULL ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([indexed], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+        })?;
         for row in rows {
-            let (seq, origin, envelope) = row?;
+            let (seq, origin, envelope, config) = row?;
             let value = match serde_json::from_str::<serde_json::Value>(&envelope) {
                 Ok(v) => v,
                 Err(e) => {
@@ -389,7 +440,7 @@ impl WriterState {
                 }
             };
             if let Some(ev) = value.get("event").and_then(|e| e.as_object()) {
-                self.fts_pending.push((seq, crate::event::fts_body(Origin::from_i64(origin), ev)));
+                self.fts_pending.push((seq, (self.fts_text)(Origin::from_i64(origin), config, ev)));
             }
         }
         drop(stmt);
@@ -592,10 +643,10 @@ impl WriterState {
     /// Commits one group and replies. Returns true if a stop was requested meanwhile.
     /// With `index_now`, the group's transaction also stores every pending free-text row.
     fn commit_group(&mut self, jobs: Vec<Job>, rx: &mut mpsc::Receiver<Msg>, index_now: bool) -> bool {
-        let mut inputs: Vec<Vec<Sealed>> = Vec::with_capacity(jobs.len());
+        let mut inputs: Vec<(Option<ConfigStamp>, Vec<Sealed>)> = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
         for j in jobs {
-            inputs.push(j.events);
+            inputs.push((j.stamp, j.events));
             replies.push(j.reply);
         }
         let mut stop = false;
@@ -636,7 +687,7 @@ impl WriterState {
                     c.committed(committed.len() as u64);
                 }
                 for (reply, outcomes) in replies.into_iter().zip(results) {
-                    let _ = reply.send(Ok(Appended { outcomes, tree_size }));
+                    let _ = reply.send(outcomes.map(|outcomes| Appended { outcomes, tree_size }));
                 }
                 for c in committed {
                     let _ = self.committed.send(Arc::new(c));
@@ -745,9 +796,9 @@ impl WriterState {
             let mut events = Vec::new();
             let mut segments = std::collections::BTreeSet::new();
             for (_, _, rows) in &batch {
-                for (seq, origin, envelope) in rows {
-                    retention::purge_row(&self.conn, empty, *seq, *origin, envelope, job.now)?;
-                    segments.insert(*seq >> super::SEG_SHIFT);
+                for row in rows {
+                    retention::purge_row(&self.conn, empty, row, &self.fts_text, job.now)?;
+                    segments.insert(row.0 >> super::SEG_SHIFT);
                 }
             }
             // The substring index keeps no trigram of purged content: stored segments are built
@@ -771,7 +822,7 @@ impl WriterState {
                 report.purged += info.count;
                 *report.workspaces.entry(workspace).or_default() += info.count;
                 report.purge_events += 1;
-                events.push(seal(system::purge(&info)));
+                events.push(seal(system::purge(&info), super::DEFAULT_CONFIG, Vec::new()));
             }
             // Stored summaries must not count purged events.
             for seg in segments.into_iter().filter(|s| *s <= self.agg_built) {
@@ -866,16 +917,58 @@ impl WriterState {
         Ok(id)
     }
 
+    /// Jobs whose config no longer has the revision they were validated against (changed or
+    /// deleted by another connection): read inside the write transaction, so a config change and
+    /// a write are ordered.
+    fn stale_jobs(&self, inputs: &[(Option<ConfigStamp>, Vec<Sealed>)]) -> rusqlite::Result<Vec<bool>> {
+        let mut seen: HashMap<i64, Option<i64>> = HashMap::new();
+        let mut stmt = self.conn.prepare_cached("SELECT revision FROM audit_configs WHERE num = ?1")?;
+        let mut out = Vec::with_capacity(inputs.len());
+        for (stamp, _) in inputs {
+            let stale = match stamp {
+                None => false,
+                Some(s) => {
+                    let rev = match seen.get(&s.num) {
+                        Some(r) => *r,
+                        None => {
+                            let r = stmt.query_row([s.num], |r| r.get::<_, i64>(0)).optional()?;
+                            seen.insert(s.num, r);
+                            r
+                        }
+                    };
+                    rev != Some(s.revision)
+                }
+            };
+            out.push(stale);
+        }
+        Ok(out)
+    }
+
+    /// One group commit: per job its outcomes, or `ConfigChanged` for a job whose config changed.
     #[allow(clippy::type_complexity)]
     fn write(
         &mut self,
-        inputs: Vec<Vec<Sealed>>,
+        inputs: Vec<(Option<ConfigStamp>, Vec<Sealed>)>,
         index_now: bool,
-    ) -> anyhow::Result<(Vec<Vec<Outcome>>, u64, Vec<Committed>)> {
+    ) -> anyhow::Result<(Vec<Result<Vec<Outcome>, WriteError>>, u64, Vec<Committed>)> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let pending = self.fts_pending.len();
         let keyed = self.ngram_out.len();
-        let result = self.write_in_tx(inputs).and_then(|r| {
+        let result = self.stale_jobs(&inputs).map_err(anyhow::Error::from).and_then(|stale| {
+            let events = inputs
+                .into_iter()
+                .zip(&stale)
+                .map(|((_, events), stale)| if *stale { Vec::new() } else { events })
+                .collect();
+            let (outcomes, size, committed) = self.write_in_tx(events)?;
+            let outcomes = outcomes
+                .into_iter()
+                .zip(stale)
+                .map(|(o, stale)| if stale { Err(WriteError::ConfigChanged) } else { Ok(o) })
+                .collect();
+            Ok((outcomes, size, committed))
+        });
+        let result = result.and_then(|r| {
             let group = self.fts_pending.len() - pending;
             let index = index_now || self.fts_pending.len() >= (4 * group).clamp(FTS_BATCH, FTS_MAX_BATCH);
             if index {
@@ -923,7 +1016,7 @@ impl WriterState {
         let mut group_of: HashMap<String, usize> = HashMap::new();
         let mut aliases: Vec<(usize, usize, usize, usize, bool)> = Vec::new();
         for (j, events) in inputs.into_iter().enumerate() {
-            for (i, Sealed { event: ev, head, keys }) in events.into_iter().enumerate() {
+            for (i, Sealed { event: ev, head, keys, config, rows }) in events.into_iter().enumerate() {
                 if let Some(&(pj, pi)) = seen.get(&ev.uid) {
                     // Same id earlier in this group: resolved once that one is stored.
                     let earlier = groups.iter().flat_map(|(_, g)| g.iter()).find(|p| p.job == pj && p.item == pi);
@@ -940,16 +1033,18 @@ impl WriterState {
                     continue;
                 }
                 seen.insert(ev.uid, (j, i));
-                match group_of.get(&ev.workspace) {
-                    Some(&g) => groups[g].1.push(Pending { job: j, item: i, event: ev, head, keys }),
-                    None => {
-                        group_of.insert(ev.workspace.clone(), groups.len());
-                        groups.push((ev.workspace.clone(), vec![Pending { job: j, item: i, event: ev, head, keys }]));
+                let pending = Pending { job: j, item: i, event: ev, head, keys, config, rows };
+                match group_of.get(&pending.event.workspace) {
+                    Some(&g) if groups[g].1.len() < BUFFER_MAX => groups[g].1.push(pending),
+                    _ => {
+                        group_of.insert(pending.event.workspace.clone(), groups.len());
+                        groups.push((pending.event.workspace.clone(), vec![pending]));
                     }
                 }
             }
         }
         let mut committed = Vec::new();
+        let mut per_config: BTreeMap<i64, i64> = BTreeMap::new();
         let mut segments: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
         let ledger = self.ledger.clone();
         let mut tree = ledger.tree.write();
@@ -979,11 +1074,19 @@ impl WriterState {
                     first_seq = self.next_seq;
                 }
                 hour = Some(h);
-                let stored = self.insert_event(&p.event, p.head, received_at, ws_id, buffer, &mut segments)?;
+                let stored = self.insert_event(
+                    &p.event,
+                    p.head,
+                    received_at,
+                    (p.config, &p.rows),
+                    (ws_id, buffer),
+                    &mut segments,
+                )?;
                 self.fts_pending.push((stored.seq, std::mem::take(&mut p.event.fts_body)));
                 self.ngram_out.push((stored.seq, p.keys));
                 hashes.push(stored.hash);
-                committed.push(Committed { event: stored.clone(), workspace: workspace.clone() });
+                *per_config.entry(p.config).or_default() += 1;
+                committed.push(Committed { event: stored.clone(), workspace: workspace.clone(), config: p.config });
                 results[p.job][p.item] = Some(Outcome::Stored(stored));
             }
             let (buffer_root, root) = self.seal_buffer(&mut tree, &hashes, &mut chunks);
@@ -1020,6 +1123,11 @@ impl WriterState {
         }
         let tree_size = tree.len() as u64;
         drop(tree);
+        for (config, n) in per_config {
+            self.conn
+                .prepare_cached("UPDATE audit_configs SET events = events + ?1 WHERE num = ?2")?
+                .execute([n, config])?;
+        }
         for (chunk, prefixes) in chunks {
             store_root_chunk(&self.conn, chunk, &prefixes)?;
         }
@@ -1061,15 +1169,15 @@ impl WriterState {
         (buffer_root, root)
     }
 
-    /// Inserts one event received at `received_at` and widens its segment's event-time range in
-    /// `segments`.
+    /// Inserts one event received at `received_at` (of `config`, with its custom-field rows) into
+    /// workspace `ws_id` and `buffer`, and widens its segment's event-time range in `segments`.
     fn insert_event(
         &mut self,
         ev: &NewEvent,
         head: EnvelopeHead,
         received_at: i64,
-        ws_id: i64,
-        buffer: u64,
+        (config, rows): (i64, &FieldRows),
+        (ws_id, buffer): (i64, u64),
         segments: &mut BTreeMap<i64, (i64, i64)>,
     ) -> anyhow::Result<StoredEvent> {
         let seq = self.next_seq;
@@ -1085,8 +1193,8 @@ impl WriterState {
         self.conn
             .prepare_cached(
                 "INSERT INTO events(seq, uid, origin, received_at, event_time, workspace, actor, action, event_source,
-                                    target, source, status, status_code, read_only, type, buffer, hash, envelope)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                                    target, source, status, status_code, read_only, type, buffer, hash, envelope, config)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?
             .execute(params![
                 seq,
@@ -1107,7 +1215,18 @@ impl WriterState {
                 buffer as i64,
                 &hash[..],
                 envelope,
+                config,
             ])?;
+        if !rows.is_empty() {
+            let mut insert =
+                self.conn.prepare_cached("INSERT INTO event_fields(seq, field, value) VALUES (?1, ?2, ?3)")?;
+            for (field, value) in rows {
+                match value {
+                    FieldValue::Int(v) => insert.execute(params![seq, field, v])?,
+                    FieldValue::Text(v) => insert.execute(params![seq, field, v])?,
+                };
+            }
+        }
         Ok(StoredEvent { seq, uid: ev.uid, origin: ev.origin, received_at, buffer, hash, envelope })
     }
 
@@ -1240,25 +1359,29 @@ mod tests {
     fn event(workspace: &str, i: usize) -> Sealed {
         let mut ev = serde_json::Map::new();
         ev.insert("message".into(), serde_json::Value::String(format!("m{i}")));
-        seal(NewEvent {
-            uid: Uuid::new_v4(),
-            origin: Origin::Pangea,
-            workspace: workspace.into(),
-            actor: String::new(),
-            action: String::new(),
-            event_source: "pangea".into(),
-            target: None,
-            source: None,
-            status: None,
-            status_code: None,
-            read_only: false,
-            event_type: EventType::Unspecified,
-            event_time: None,
-            fts_body: format!("m{i}"),
-            event: ev,
-            signature: None,
-            public_key: None,
-        })
+        seal(
+            NewEvent {
+                uid: Uuid::new_v4(),
+                origin: Origin::Pangea,
+                workspace: workspace.into(),
+                actor: String::new(),
+                action: String::new(),
+                event_source: "pangea".into(),
+                target: None,
+                source: None,
+                status: None,
+                status_code: None,
+                read_only: false,
+                event_type: EventType::Unspecified,
+                event_time: None,
+                fts_body: format!("m{i}"),
+                event: ev,
+                signature: None,
+                public_key: None,
+            },
+            super::super::DEFAULT_CONFIG,
+            Vec::new(),
+        )
     }
 
     /// Receive times that cross an hour within one group: the workspace's events go into two
@@ -1268,11 +1391,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = super::super::open_rw(dir.path()).unwrap();
         let ledger = Arc::new(Ledger::new(ColdTree::default(), "t".repeat(64), [3; 32]));
-        let mut st = WriterState::load(conn, ledger, dir.path().to_path_buf(), broadcast::channel(16).0).unwrap();
+        let mut st = WriterState::load(
+            conn,
+            ledger,
+            dir.path().to_path_buf(),
+            broadcast::channel(16).0,
+            super::super::standard_fts_text(),
+        )
+        .unwrap();
         // A wall clock stuck 2 µs before 2026-12-06T14:00:00Z: receive times go on from there.
         st.clock = || 1_796_565_600_000_000 - 2;
         let events = (0..5).map(|i| event("workspaces/a", i)).chain((5..7).map(|i| event("workspaces/b", i))).collect();
-        st.write(vec![events], true).unwrap();
+        st.write(vec![(None, events)], true).unwrap();
         let mut stmt = st
             .conn
             .prepare(

@@ -1271,11 +1271,20 @@ def test_unknown_event_key(audit):
     assert ("UnexpectedProperty", "/event/foo") in exc_codes(ei.value)
 
 
-def test_config_id_is_accepted(server, key, tenant):
+def test_config_id_selects_the_config(server, key, tenant):
+    """`config_id` on every call selects the audit config (test_configs.py covers custom configs);
+    the default config's id works for a key bound to no config, other ids are refused."""
+    who = requests.get(f"{server.url}/api/v1/whoami", headers={"Authorization": f"Bearer {key}"}, timeout=30).json()
+    default_id = next(c["id"] for c in who["configs"] if c["default"])
     j = envelope(raw(server, "POST", "v1/log", key=key,
-                     body={"event": {"message": "cfg", "tenant_id": tenant}, "config_id": "pci_abc"}), 200, "Success")  # fmt: skip
+                     body={"event": {"message": "cfg", "tenant_id": tenant}, "config_id": default_id}), 200, "Success")  # fmt: skip
     assert HEX64.fullmatch(j["result"]["hash"])
-    a = Audit(key, config=cfg(server), config_id="pci_abc", tenant_id=tenant)
+    refused = raw(server, "POST", "v1/log", key=key,
+                  body={"event": {"message": "x", "tenant_id": tenant}, "config_id": "pci_" + "0" * 32})  # fmt: skip
+    envelope(refused, 403, "Unauthorized")
+    validation(raw(server, "POST", "v1/log", key=key, body={"event": {"message": "x"}, "config_id": "pci_abc"}),
+               "BadFormat", "/config_id")  # fmt: skip
+    a = Audit(key, config=cfg(server), config_id=default_id, tenant_id=tenant)
     a.log(message="cfg2")
     a.log_bulk([{"message": "cfg3"}])
     s = a.search(query=tq(tenant), verify_consistency=True)

@@ -221,6 +221,12 @@ fn make_legacy(dir: &Path) -> ([u8; 32], [u8; 32]) {
     c.execute("DELETE FROM settings WHERE key = 'public_key'", []).unwrap();
     c.execute("INSERT INTO settings(key, value) VALUES ('signing_key', ?1), ('page_token_key', ?2)", [&seed, &token])
         .unwrap();
+    // Back to the schema of 0.1.0: what later migrations added goes (0010: audit configs).
+    c.execute_batch(
+        "DROP TABLE audit_configs; DROP TABLE config_fields; DROP TABLE event_fields; DROP TABLE config_state;
+         ALTER TABLE events DROP COLUMN config; ALTER TABLE api_keys DROP COLUMN configs;",
+    )
+    .unwrap();
     c.pragma_update(None, "user_version", 6).unwrap();
     drop(c);
     chmod(dir, 0o755);

@@ -25,6 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["http"],
     &["replication"],
     &["export", "verify", "backup", "tls"],
+    &["configs"],
     &["keys", "serverkeys"],
     &["store"],
     &["config"],

@@ -1,4 +1,5 @@
-"""Authorization matrix (design/reliability.md §5; H2O spec §10.3; Pangea spec §13).
+"""Authorization matrix (design/reliability.md §5; H2O spec §10.3; Pangea spec §13), and the
+audit-config boundaries (issue 21: keys bound to configs, `config_id`, the config routes).
 
 Every endpoint × every key kind, table-driven; one test per cell:
 
@@ -757,3 +758,189 @@ def test_secrets_never_logged(new_server):
                 found.append(f"{name} in the {where}")
     rh.fig_set(F, "secrets_found_in_logs_or_db", len(found))
     assert not found, f"secrets found: {found}"
+
+
+# ------------------------------------------------------------------------------ config boundaries
+# Audit configs are a visibility boundary like workspaces (issue 21): keys bound to configs, the
+# `config_id` every Pangea call may carry, the config routes, and H2O (default config only).
+# Kinds: keys of the default config (bound to none), keys bound to config A, a key bound to A and B
+# (it must name one), and an admin key (every config). C is a config no non-admin key is bound to,
+# S a server-signing config.
+CKINDS = ["default_ingest", "default_search", "a_ingest", "a_search", "ab", "admin"]
+C_UNKNOWN = "pci_" + "0" * 32
+
+
+def _config(srv, name, *extra):
+    return srv.cli("configs", "create", "--name", name, *extra, "--data-dir", str(srv.data_dir)).stdout.split()[-1]
+
+
+def _bound(srv, name, scopes, configs):
+    args = ["keys", "create", "--name", name]
+    for s in scopes:
+        args += ["--scope", s]
+    for c in configs:
+        args += ["--config", c]
+    return srv.cli(*args, "--data-dir", str(srv.data_dir)).stdout.split()[-1]
+
+
+class ConfigEnv:
+    def __init__(self, srv: rh.Server):
+        self.srv, self.url = srv, srv.url
+        self.a, self.b, self.c = _config(srv, "az-a"), _config(srv, "az-b"), _config(srv, "az-c")
+        self.s = _config(srv, "az-signed", "--signing", "server")
+        self.keys = {
+            "default_ingest": srv.create_key(["ingest"], name="az-default-ingest"),
+            "default_search": srv.create_key(["search"], name="az-default-search"),
+            "a_ingest": _bound(srv, "az-a-ingest", ["ingest"], [self.a]),
+            "a_search": _bound(srv, "az-a-search", ["search"], [self.a]),
+            "ab": _bound(srv, "az-ab", ["ingest", "search"], [self.a, self.b]),
+            "admin": srv.admin_key,
+        }
+        self.marker = "azc" + uuid.uuid4().hex[:10]
+        admin = rh.Api(self.url, srv.admin_key)
+        for cid in (None, self.a, self.b, self.c):
+            body = {"event": rh.pangea_event("", message=f"{self.marker} {cid or 'default'}")}
+            if cid:
+                body["config_id"] = cid
+            assert admin.pangea("/v1/log", body).status_code == 200
+
+    def api(self, kind):
+        return rh.Api(self.url, self.keys[kind], timeout=30)
+
+    def default_id(self):
+        return next(c["id"] for c in self.api("admin").request("GET", "/api/v1/whoami").json()["configs"] if c["default"])
+
+
+@pytest.fixture(scope="module")
+def cenv(tk_tmp):
+    srv = rh.Server(tk_tmp / "authz-configs", ["--no-self-audit", *NO_AUTH_LIMIT], log_dir=tk_tmp)
+    srv.start()
+    yield ConfigEnv(srv)
+    rc = srv.stop(timeout=45)
+    v = srv.verify()
+    assert rc == 0 and v.returncode == 0, f"rc={rc}; verify: {v.stdout}"
+
+
+def _log(cid):
+    def call(e, k):
+        body = {"event": rh.pangea_event("", message="azc write")}
+        if cid is not None:
+            body["config_id"] = getattr(e, cid) if cid in ("a", "b", "c", "s") else cid
+        return e.api(k).pangea("/v1/log", body)
+    return call
+
+
+def _search(cid):
+    def call(e, k):
+        body = {"query": e.marker, "limit": 100}
+        if cid is not None:
+            body["config_id"] = getattr(e, cid)
+        return e.api(k).pangea("/v1/search", body)
+    return call
+
+
+def _sees_only(config_name, export=False):
+    """A search's (or a UI export's) events all belong to `config_name` (the marker message names
+    the config)."""
+    def check(e, k, r):
+        events = r.json() if export else r.json()["result"]["events"]
+        msgs = [x["envelope"]["event"].get("message", "") for x in events]
+        want = f"{e.marker} {config_name if config_name == 'default' else getattr(e, config_name)}"
+        wrong = [m for m in msgs if m != want]
+        if wrong or not msgs:
+            rh.fig_add(F, "cross_config_leaks", len(wrong))
+            return f"{k} expected only {want!r}, saw {msgs}"
+        return None
+    return check
+
+
+def _sees_default_for(e, k, r):
+    # Keys of the default config (and admin keys without config_id) see the default config only;
+    # a key bound to A alone sees A.
+    return _sees_only("a" if k.startswith("a_") else "default")(e, k, r)
+
+
+def ce(call, expect, write=False, check=None):
+    return {"call": call, "expect": expect, "write": write, "check": check}
+
+
+def cexp(**codes):
+    return {k: codes.get(k, 403) for k in CKINDS}
+
+
+CONFIG_ENDPOINTS = {
+    "pangea.log.A": ce(_log("a"), cexp(a_ingest=200, ab=200, admin=200), write=True),
+    "pangea.log.no_config_id": ce(_log(None), cexp(default_ingest=200, a_ingest=200, ab=400, admin=200), write=True),
+    "pangea.log.C_unbound": ce(_log("c"), cexp(admin=200), write=True),
+    "pangea.log.unknown": ce(_log(C_UNKNOWN), cexp(admin=404), write=True),
+    "pangea.log.default_by_id": ce(lambda e, k: e.api(k).pangea("/v1/log", {
+        "event": rh.pangea_event("", message="azc write"), "config_id": e.default_id()}),
+        cexp(default_ingest=200, admin=200), write=True),
+    "pangea.search.A": ce(_search("a"), cexp(a_search=200, ab=200, admin=200), check=_sees_only("a")),
+    "pangea.search.B": ce(_search("b"), cexp(ab=200, admin=200), check=_sees_only("b")),
+    "pangea.search.no_config_id": ce(_search(None), cexp(default_search=200, a_search=200, ab=400, admin=200),
+                                     check=_sees_default_for),
+    "pangea.schema.A": ce(lambda e, k: e.api(k).pangea("/v1/schema", {"config_id": e.a}),
+                          cexp(a_ingest=200, a_search=200, ab=200, admin=200)),
+    "pangea.config.list": ce(lambda e, k: e.api(k).pangea("/v1beta/config/list", {}), cexp(admin=200)),
+    "pangea.config.get": ce(lambda e, k: e.api(k).pangea("/v1beta/config", {"id": e.a}), cexp(admin=200)),
+    "pangea.config.create": ce(lambda e, k: e.api(k).pangea("/v1beta/config/create", {"name": f"az-{k}"}),
+                               cexp(admin=200)),
+    "admin.configs.rotate": ce(lambda e, k: e.api(k).request("POST", f"/api/v1/configs/{e.s}/rotate-signing"),
+                               cexp(admin=200)),
+    "ui.export.A": ce(lambda e, k: e.api(k).request("GET", f"/api/v1/export?format=json&query={e.marker}&config_id={e.a}"),
+                      cexp(a_search=200, ab=200, admin=200), check=_sees_only("a", export=True)),
+    "h2o.search": ce(lambda e, k: e.api(k).h2o_search({"actionRegex": "CREATE"}), cexp(default_search=200, admin=200)),
+    "h2o.create": ce(lambda e, k: e.api(k).h2o_create(rh.h2o_event("", token="azc")),
+                     cexp(default_ingest=200, admin=200), write=True),
+}
+
+CCELLS = [(name, kind) for name in CONFIG_ENDPOINTS for kind in CKINDS]
+rh.fig_add(F, "cross_config_leaks", 0)
+
+
+@pytest.mark.parametrize("endpoint,kind", CCELLS, ids=[f"{n}[{k}]" for n, k in CCELLS])
+def test_config_cell(cenv, endpoint, kind):
+    spec = CONFIG_ENDPOINTS[endpoint]
+    expected = spec["expect"][kind]
+    before = cenv.srv.snapshot() if spec["write"] else None
+    r = spec["call"](cenv, kind)
+    rh.fig_add(F, "cells_checked")
+    problems = []
+    if r.status_code != expected:
+        problems.append(f"expected {expected}, got {rh.short(r, 240)}")
+    elif 200 <= r.status_code < 300 and spec["check"]:
+        p = spec["check"](cenv, kind, r)
+        if p:
+            problems.append(p)
+    if r.status_code >= 400 and spec["write"] and cenv.srv.snapshot() != before:
+        problems.append(f"denied ({r.status_code}) but events were stored")
+    if r.status_code == 400 and endpoint.endswith("no_config_id") and r.json().get("status") != "MissingConfigID":
+        problems.append(f"a key with two configs and no config_id: expected MissingConfigID, got {rh.short(r)}")
+    if problems:
+        rh.fig_add(F, "cells_failed")
+    assert not problems, f"{endpoint} as {kind}: " + "; ".join(problems)
+
+
+def test_config_refusals_look_alike(cenv):
+    """A config the key is not bound to and a config that does not exist are refused with the same
+    answer (status, body apart from request ids), so a key cannot probe which configs exist."""
+    a = cenv.api("a_ingest")
+    bodies = []
+    for cid in (cenv.c, C_UNKNOWN):
+        r = a.pangea("/v1/log", {"event": rh.pangea_event("", message="probe"), "config_id": cid})
+        j = r.json()
+        for volatile in ("request_id", "request_time", "response_time"):
+            j.pop(volatile, None)
+        bodies.append((r.status_code, json.dumps(j, sort_keys=True)))
+    assert bodies[0] == bodies[1], bodies
+
+
+def test_whoami_lists_the_keys_configs(cenv):
+    got = {k: sorted(c["id"] for c in cenv.api(k).request("GET", "/api/v1/whoami").json()["configs"])
+           for k in CKINDS}
+    d = cenv.default_id()
+    assert got["default_search"] == [d]
+    assert got["a_search"] == [cenv.a]
+    assert got["ab"] == sorted([cenv.a, cenv.b])
+    assert {d, cenv.a, cenv.b, cenv.c, cenv.s} <= set(got["admin"])

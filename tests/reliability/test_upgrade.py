@@ -19,6 +19,8 @@ keys' secrets (test data), the last signed root and the public key. For each fix
   new root is signed with the fixture's public key;
 * every fixture API key still authenticates with its scopes and workspace limits, the revoked one
   does not;
+* every fixture event belongs to the default audit config, the old keys use it, and a custom
+  config made after the upgrade works next to it (migration 0010);
 * ``verify`` passes after the new writes and the server restarts on the upgraded directory.
 """
 
@@ -159,6 +161,29 @@ def test_release_fixture_upgrades_and_continues_its_trail(release, new_server):
     if missing:
         problems.append(f"H2O search misses {len(missing)} of {len(live)} fixture events, e.g. {missing[:3]}")
     rh.fig_set(F, f"{name}_events_found", {"pangea": len(found), "h2o": len(ids), "fixture_searchable": len(live)})
+
+    # Audit configs (migration 0010): every fixture event is the default config's, the old keys
+    # use the default config, and a custom config works next to it on the upgraded trail.
+    default_id = next(c["id"] for c in api.request("GET", "/api/v1/whoami").json()["configs"] if c["default"])
+    shown = json.loads(srv.cli("configs", "show", default_id, "--data-dir", str(data)).stdout)
+    if shown["events"] < m["counts"]["events"]:
+        problems.append(f"the default config counts {shown['events']} events, the fixture has {m['counts']['events']}")
+    for kname, k in m["api_keys"].items():
+        if k["revoked"] or "admin" in k.get("scopes", []):
+            continue
+        got = [c["id"] for c in api.request("GET", "/api/v1/whoami", key=k["secret"]).json()["configs"]]
+        if got != [default_id]:
+            problems.append(f"API key {kname}: configs {got}, expected the default config only")
+    made = rh.pangea_ok(api.pangea("/v1beta/config/create", {"name": "after-upgrade", "schema": {"fields": [
+        {"id": "message", "type": "text", "required": True}, {"id": "n", "type": "integer"}]}}))
+    r = api.pangea("/v1/log", {"event": {"message": "custom after the upgrade", "n": 7}, "config_id": made["id"]})
+    if r.status_code != 200:
+        problems.append(f"log into a new config after the upgrade: {rh.short(r)}")
+    got = rh.pangea_ok(api.pangea("/v1/search", {"query": "n=7", "config_id": made["id"]}))
+    if got["count"] != 1:
+        problems.append(f"the new config's search found {got['count']} events, expected 1")
+    if any(e["hash"] in found for e in got["events"]):
+        problems.append("a fixture event shows in the new config's search")
 
     # The trail goes on from the fixture's last signed root.
     size, root_hash = m["tree"]["size"], m["tree"]["root_hash"]

@@ -110,7 +110,7 @@ impl From<WriteError> for H2oError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::Busy | WriteError::Stopped => Self::unavailable(),
-            WriteError::Storage(_) => Self::unavailable(),
+            WriteError::Storage(_) | WriteError::ConfigChanged => Self::unavailable(),
             WriteError::ReadOnly(reason) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, 14, format!("service unavailable: {reason}"))
             }
@@ -137,5 +137,17 @@ pub(super) type H2oResult = Result<HttpResponse, H2oError>;
 pub(super) async fn require(state: &State, req: &HttpRequest, ingest: bool) -> Result<Principal, H2oError> {
     let p = authenticate(state, req).await?;
     let ok = if ingest { p.scopes.can_ingest() } else { p.scopes.can_search() };
-    if ok { Ok(p) } else { Err(H2oError::denied()) }
+    if !ok {
+        return Err(H2oError::denied());
+    }
+    // H2O events belong to the default audit config: a key bound only to other configs has no
+    // access to them.
+    if !crate::configs::may_use(&p, &state.configs.default_config()) {
+        return Err(H2oError::new(
+            StatusCode::FORBIDDEN,
+            7,
+            "permission denied: the key is not bound to the default audit config",
+        ));
+    }
+    Ok(p)
 }

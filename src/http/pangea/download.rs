@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use super::envelope::{
-    Ctx, PangeaError, body_object, can_search, check_keys, finish, invalid, opt_bool, opt_string, require,
+    Ctx, PangeaError, body_object, can_search, check_keys, config_of, finish, invalid, opt_bool, opt_string, require,
 };
 use super::ingest::LOG_LIMIT;
 use super::poll::accepted;
@@ -13,12 +13,12 @@ use super::schema::{
     DownloadError, PangeaAcceptedResponse, PangeaDownloadRequest, PangeaDownloadResult, PangeaErrorResponse,
     PangeaExportRequest, PangeaResponse, PangeaValidationErrorResponse,
 };
-use super::search::{parse_time_arg, render_page, run_snapshot, snapshot_for};
+use super::search::{order_by, parse_time_arg, render_page, run_snapshot, snapshot_for};
 use super::state::{AsyncResult, Download};
-use crate::export::CSV_COLUMNS;
+use crate::export::{csv_columns, csv_row_for};
 use crate::http::apidoc::TAG_PANGEA;
 use crate::http::state::{State, base_url};
-use crate::store::search::{PANGEA_ORDER_BY, PangeaQuery};
+use crate::store::search::PangeaQuery;
 use crate::time::format_micros;
 
 const EXPORT_TTL_US: i64 = 24 * 3600 * 1_000_000;
@@ -51,6 +51,7 @@ pub(super) async fn export(state: State, req: HttpRequest, payload: web::Payload
         let principal = require(&state, &req, can_search).await?;
         let body = body_object(&req, payload, LOG_LIMIT).await?;
         check_keys(&body, &["format", "start", "end", "order_by", "order", "verbose"], "")?;
+        let config = config_of(&state, &principal, &body).await?;
         match opt_string(&body, "format", 8)? {
             None | Some("csv") | Some("json") => {}
             Some(_) => return Err(invalid("NotEnumMember", "'format' must be one of csv, json", "/format")),
@@ -59,11 +60,7 @@ pub(super) async fn export(state: State, req: HttpRequest, payload: web::Payload
         let start = parse_time_arg(&body, "start", now)?;
         let end = parse_time_arg(&body, "end", now)?;
         let ascending = opt_string(&body, "order", 8)? == Some("asc");
-        let order_by = match opt_string(&body, "order_by", 32)? {
-            None => "received_at".to_string(),
-            Some(f) if PANGEA_ORDER_BY.contains(&f) => f.to_string(),
-            Some(_) => return Err(invalid("NotEnumMember", "unknown 'order_by'", "/order_by")),
-        };
+        let order_by = order_by(&body, &config.catalog())?;
         let verbose = opt_bool(&body, "verbose")?.unwrap_or(true);
         let q = PangeaQuery {
             start_us: start,
@@ -72,9 +69,10 @@ pub(super) async fn export(state: State, req: HttpRequest, payload: web::Payload
             ascending,
             order_by,
             max_results: EXPORT_MAX,
+            catalog: Some(config.catalog()),
             ..Default::default()
         };
-        let snap = run_snapshot(&state, &principal, q, verbose, json!({}), now + EXPORT_TTL_US).await?;
+        let snap = run_snapshot(&state, &principal, &config, q, verbose, json!({}), now + EXPORT_TTL_US).await?;
         state.pangea.exports.insert(ctx.request_id.clone(), snap, now + EXPORT_TTL_US);
         state.pangea.requests.insert(
             ctx.request_id.clone(),
@@ -125,7 +123,7 @@ pub(super) async fn download_results(state: State, req: HttpRequest, payload: we
             Some("json") => "json",
             Some(_) => return Err(invalid("NotEnumMember", "'format' must be one of csv, json", "/format")),
         };
-        let snap = match (result_id, request_id) {
+        let snap: super::state::Snapshot = match (result_id, request_id) {
             (Some(_), Some(_)) => {
                 return Err(invalid("MutuallyExclusive", "give either 'result_id' or 'request_id'", "/result_id"));
             }
@@ -139,6 +137,9 @@ pub(super) async fn download_results(state: State, req: HttpRequest, payload: we
                 snap
             }
         };
+        if opt_string(&body, "config_id", 64)?.is_some_and(|c| c != snap.config.id) {
+            return Err(PangeaError::NotFound);
+        }
         let token = hex::encode(crate::ledger::random_bytes::<16>());
         let expires = snap.expires_us;
         state.pangea.downloads.insert(token.clone(), Download { snapshot: snap, format: format.into() }, expires);
@@ -175,10 +176,11 @@ pub(super) async fn download_file(state: State, path: web::Path<(String, String)
         return HttpResponse::NotFound().json(json!({"error": "not found or expired"}));
     };
     let total = dl.snapshot.seqs.len();
+    let fields: Vec<String> = dl.snapshot.config.schema.fields.iter().map(|f| f.id.clone()).collect();
     let mut out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut csv_writer = (dl.format == "csv").then(|| csv::Writer::from_writer(Vec::new()));
     if let Some(w) = csv_writer.as_mut() {
-        let _ = w.write_record(CSV_COLUMNS);
+        let _ = w.write_record(csv_columns(&fields));
     }
     let mut offset = 0;
     while offset < total.max(1) && offset < total {
@@ -187,7 +189,7 @@ pub(super) async fn download_file(state: State, path: web::Path<(String, String)
         };
         let size = dl.snapshot.tree_size;
         for e in page["events"].as_array().into_iter().flatten() {
-            write_download_row(&mut out, csv_writer.as_mut(), e, size);
+            write_download_row(&mut out, csv_writer.as_mut(), e, size, &fields);
         }
         offset += 1000;
     }
@@ -204,6 +206,7 @@ fn write_download_row(
     csv_writer: Option<&mut csv::Writer<Vec<u8>>>,
     e: &Value,
     tree_size: u64,
+    fields: &[String],
 ) {
     match csv_writer {
         None => {
@@ -215,7 +218,7 @@ fn write_download_row(
         }
         Some(w) => {
             let published = e["published"].as_bool() == Some(true);
-            let row = crate::export::csv_row(e, published.then_some(tree_size));
+            let row = csv_row_for(e, published.then_some(tree_size), fields);
             let _ = w.write_record(row);
         }
     }

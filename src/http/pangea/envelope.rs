@@ -5,9 +5,12 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
 
+use std::sync::Arc;
+
 use super::state::random_id;
+use crate::configs::{AuditConfig, SelectError};
 use crate::event::canonical::parse_strict;
-use crate::http::auth::{AuthFailure, authenticate};
+use crate::http::auth::{AuthFailure, ConfigAccess, authenticate, config_for};
 use crate::http::body::{BodyError, is_json, read_body};
 use crate::http::state::{STORAGE_FULL_RETRY_S, State};
 use crate::keys::Principal;
@@ -79,6 +82,12 @@ impl Ctx {
                 Value::Null,
             ),
             PangeaError::NotFound => self.respond(StatusCode::NOT_FOUND, "NotFound", "Resource not found", Value::Null),
+            PangeaError::MissingConfigId => self.respond(
+                StatusCode::BAD_REQUEST,
+                "MissingConfigID",
+                "The key is bound to several audit configs: send config_id to choose one",
+                Value::Null,
+            ),
             PangeaError::BadOffset => {
                 self.respond(StatusCode::BAD_REQUEST, "BadOffset", "Offset is beyond the result set", Value::Null)
             }
@@ -137,6 +146,9 @@ pub(super) enum PangeaError {
     Unauthenticated,
     Forbidden,
     NotFound,
+    /// The key is bound to several configs and the request names none (Pangea's status
+    /// `MissingConfigID`; the SDK raises `MissingConfigID`).
+    MissingConfigId,
     BadOffset,
     TreeNotFound,
     /// 429 with `Retry-After` in seconds.
@@ -175,6 +187,31 @@ impl From<WriteError> for PangeaError {
             _ => Self::Unavailable,
         }
     }
+}
+
+impl From<ConfigAccess> for PangeaError {
+    fn from(e: ConfigAccess) -> Self {
+        match e {
+            ConfigAccess::Denied(SelectError::Missing) => Self::MissingConfigId,
+            ConfigAccess::Denied(SelectError::Malformed) => {
+                invalid("BadFormat", "'config_id' must be a config id (pci_ and 32 letters or digits)", "/config_id")
+            }
+            // Not bound, or no such config: alike, so a key cannot probe which configs exist.
+            ConfigAccess::Denied(SelectError::Refused) => Self::Forbidden,
+            ConfigAccess::Denied(SelectError::NotFound) => Self::NotFound,
+            ConfigAccess::Unavailable => Self::Unavailable,
+        }
+    }
+}
+
+/// The audit config a request works on: its `config_id`, else the key's (`auth::config_for`).
+pub(super) async fn config_of(
+    state: &State,
+    principal: &Principal,
+    body: &Map<String, Value>,
+) -> Result<Arc<AuditConfig>, PangeaError> {
+    let requested = opt_string(body, "config_id", 64)?;
+    Ok(config_for(state, principal, requested).await?)
 }
 
 pub(super) fn invalid(code: &'static str, detail: impl Into<String>, source: impl Into<String>) -> PangeaError {

@@ -3,11 +3,12 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
-use uuid::Uuid;
+
+use std::sync::Arc;
 
 use super::envelope::{
-    Ctx, PResult, PangeaError, body_object, can_ingest, check_keys, finish, invalid, opt_bool, opt_string, require,
-    truncate,
+    Ctx, PResult, PangeaError, body_object, can_ingest, check_keys, config_of, finish, invalid, opt_bool, opt_string,
+    require,
 };
 use super::poll::{REQUEST_TTL_US, accepted, summary_for_result};
 use super::schema::{
@@ -15,8 +16,11 @@ use super::schema::{
     PangeaLogResult, PangeaLogStreamRequest, PangeaResponse, PangeaValidationErrorResponse,
 };
 use super::state::AsyncResult;
+use crate::configs::ingest::{check_client_signature, new_event, sign_all};
+use crate::configs::schema::{Problem, check_event};
+use crate::configs::{AuditConfig, Signing};
 use crate::event::canonical::to_canonical_string;
-use crate::event::{EventType, NewEvent, Origin, StoredEvent};
+use crate::event::{NewEvent, StoredEvent};
 use crate::http::apidoc::TAG_PANGEA;
 use crate::http::auth::authenticate;
 use crate::http::state::{State, with_reader};
@@ -24,7 +28,7 @@ use crate::keys::Principal;
 use crate::ledger::merkle::{encode_path, parse_hash, path};
 use crate::store::search::buffer_hashes;
 use crate::store::tree::{TreeReader, root_size_of};
-use crate::store::writer::Outcome;
+use crate::store::writer::{Appended, ConfigStamp, FieldRows, Outcome};
 use crate::time::{now_micros, parse_pangea_time};
 
 pub(super) const LOG_LIMIT: usize = 1 << 20;
@@ -32,127 +36,61 @@ const BULK_LIMIT: usize = 16 << 20;
 const RETRY_TTL_US: i64 = 600 * 1_000_000;
 const RETRY_MAX_EVENTS: usize = 100;
 
-/// Standard event fields and their maximum lengths (code points).
-const EVENT_FIELDS: [(&str, usize); 10] = [
-    ("message", 32766),
-    ("actor", 128),
-    ("action", 32),
-    ("new", 32766),
-    ("old", 32766),
-    ("source", 128),
-    ("status", 32),
-    ("target", 128),
-    ("tenant_id", 128),
-    ("timestamp", 128),
-];
-
 /// Pangea's `DateTimeRel` RFC 3339 pattern (offset optional).
 fn timestamp_ok(s: &str) -> bool {
     parse_pangea_time(s).is_some()
 }
 
-/// A standard Pangea event, validated (§5.2). `source` is the JSON pointer of the event object.
-fn parse_event(v: Option<&Value>, source: &str) -> Result<Map<String, Value>, PangeaError> {
-    let obj = match v {
-        None | Some(Value::Null) => {
-            return Err(invalid("FieldRequired", "'event' is a required property", source.to_string()));
-        }
-        Some(Value::Object(o)) => o,
-        Some(_) => return Err(invalid("InvalidObject", "'event' must be an object", source.to_string())),
-    };
-    let mut out = Map::new();
-    let mut errors = Vec::new();
-    for (k, val) in obj {
-        let src = format!("{source}/{}", truncate(k, 64));
-        let Some((_, max)) = EVENT_FIELDS.iter().find(|(f, _)| f == k) else {
-            errors.push(("UnexpectedProperty", format!("'{}' is not an allowed property", truncate(k, 64)), src));
-            continue;
-        };
-        let s = match val {
-            Value::String(s) => s.clone(),
-            Value::Object(_) | Value::Array(_) if matches!(k.as_str(), "message" | "new" | "old") => {
-                if !integers_only(val) {
-                    errors.push((
-                        "InvalidString",
-                        format!("'{k}' may contain only strings, integers, booleans and null"),
-                        src,
-                    ));
-                    continue;
-                }
-                to_canonical_string(val)
-            }
-            _ => {
-                errors.push(("InvalidString", format!("'{k}' must be a string"), src));
-                continue;
-            }
-        };
-        if s.chars().count() > *max {
-            errors.push(("AboveMaxLength", format!("'{k}' is longer than {max} characters"), src));
-            continue;
-        }
-        if k == "timestamp" && !timestamp_ok(&s) {
-            errors.push(("BadFormatDateTime", "'timestamp' must be an RFC 3339 date-time".to_string(), src));
-            continue;
-        }
-        out.insert(k.clone(), Value::String(s));
-    }
-    if !out.contains_key("message") && !errors.iter().any(|e| e.2.ends_with("/message")) {
-        errors.push(("FieldRequired", "'message' is a required property".into(), format!("{source}/message")));
-    }
-    if errors.is_empty() { Ok(out) } else { Err(PangeaError::Validation(errors)) }
+/// Schema problems as a Pangea validation error.
+fn problems(p: Vec<Problem>) -> PangeaError {
+    PangeaError::Validation(p.into_iter().map(|p| (p.code, p.detail, p.source)).collect())
 }
 
-fn integers_only(v: &Value) -> bool {
-    match v {
-        Value::Number(n) => n.is_i64() || n.is_u64(),
-        Value::Array(a) => a.iter().all(integers_only),
-        Value::Object(o) => o.values().all(integers_only),
-        _ => true,
-    }
-}
-
-/// One item of a log request → canonical event.
-fn parse_item(item: &Map<String, Value>, prefix: &str, principal: &Principal) -> Result<NewEvent, PangeaError> {
-    let event = parse_event(item.get("event"), &format!("{prefix}/event"))?;
+/// One item of a log request (`prefix`: its JSON pointer) → the canonical event of `config` with
+/// its custom-field rows, checking the event against the config's schema and that the key may
+/// write its tenant.
+fn parse_item(
+    item: &Map<String, Value>,
+    prefix: &str,
+    principal: &Principal,
+    config: &AuditConfig,
+) -> Result<(NewEvent, FieldRows), PangeaError> {
+    let checked = check_event(&config.fields, item.get("event"), &format!("{prefix}/event")).map_err(problems)?;
     let signature = opt_string(item, "signature", 1024)?.map(str::to_string);
     let public_key = opt_string(item, "public_key", 1024)?.map(str::to_string);
-    new_event(event, signature, public_key, principal)
-}
-
-/// A validated standard event → canonical event, checking the key may write its tenant.
-fn new_event(
-    event: Map<String, Value>,
-    signature: Option<String>,
-    public_key: Option<String>,
-    principal: &Principal,
-) -> Result<NewEvent, PangeaError> {
-    let tenant = event.get("tenant_id").and_then(Value::as_str).unwrap_or("").to_string();
-    if !principal.may_see(&tenant) {
+    check_client_signature(config, signature.as_deref(), public_key.as_deref(), prefix)
+        .map_err(|p| problems(vec![p]))?;
+    if !principal.may_see(checked.tenant.as_deref().unwrap_or("")) {
         return Err(PangeaError::Forbidden);
     }
-    let text = |k: &str| event.get(k).and_then(Value::as_str).map(str::to_string);
-    let status = text("status");
-    let fts_body = crate::event::fts_body(Origin::Pangea, &event);
-    Ok(NewEvent {
-        // Time-ordered ids keep the unique index append-only for Pangea events.
-        uid: Uuid::now_v7(),
-        origin: Origin::Pangea,
-        workspace: tenant,
-        actor: text("actor").unwrap_or_default(),
-        action: text("action").unwrap_or_default(),
-        event_source: "pangea".into(),
-        target: text("target"),
-        source: text("source"),
-        status_code: status.as_deref().and_then(|s| s.parse::<i32>().ok()).map(i64::from),
-        status,
-        read_only: false,
-        event_type: EventType::Unspecified,
-        event_time: text("timestamp").and_then(|t| parse_pangea_time(&t)),
-        fts_body,
-        event,
-        signature,
-        public_key,
-    })
+    Ok(new_event(config, checked, signature, public_key))
+}
+
+/// Appends events of `config`: signed by the server first if the config says so (one Ed25519
+/// signature per event, on a blocking thread, not on the writer's), then stored only if the
+/// config still has the revision they were checked against.
+async fn append(
+    state: &State,
+    config: &Arc<AuditConfig>,
+    mut events: Vec<(NewEvent, FieldRows)>,
+) -> Result<Appended, PangeaError> {
+    if config.signing == Signing::Server {
+        let (registry, cfg) = (state.configs.clone(), config.clone());
+        events = web::block(move || -> anyhow::Result<_> {
+            if let Some(signer) = registry.signer(&cfg)? {
+                sign_all(&signer, &mut events);
+            }
+            Ok(events)
+        })
+        .await
+        .map_err(|_| PangeaError::Unavailable)?
+        .map_err(|e| {
+            tracing::error!(error = %e, config = %config.id, "cannot load the config's event-signing key");
+            PangeaError::Unavailable
+        })?;
+    }
+    let stamp = ConfigStamp { num: config.num, revision: config.revision };
+    Ok(state.writer.append_to(stamp, events).await?)
 }
 
 fn stored_of(outcome: Outcome) -> Result<StoredEvent, PangeaError> {
@@ -229,10 +167,11 @@ async fn log_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> P
     let principal = require(state, req, can_ingest).await?;
     let body = body_object(req, payload, LOG_LIMIT).await?;
     check_keys(&body, &["event", "verbose", "signature", "public_key", "prev_root"], "")?;
+    let config = config_of(state, &principal, &body).await?;
     let verbose = opt_bool(&body, "verbose")?.unwrap_or(false);
     let prev_root = opt_string(&body, "prev_root", 64)?.map(str::to_string);
-    let ev = parse_item(&body, "", &principal)?;
-    let appended = state.writer.append(vec![ev]).await?;
+    let ev = parse_item(&body, "", &principal, &config)?;
+    let appended = append(state, &config, vec![ev]).await?;
     let tree_size = appended.tree_size;
     let stored = stored_of(appended.outcomes.into_iter().next().ok_or(PangeaError::Unavailable)?)?;
     let mut result = json!({"hash": stored.hash_hex()});
@@ -270,14 +209,14 @@ async fn log_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> P
     Ok(result)
 }
 
-async fn parse_bulk(
-    state: &State,
-    req: &HttpRequest,
-    payload: web::Payload,
-) -> Result<(Principal, Vec<NewEvent>, bool), PangeaError> {
+/// A bulk request's key, config, events and verbosity.
+type Bulk = (Principal, Arc<AuditConfig>, Vec<(NewEvent, FieldRows)>, bool);
+
+async fn parse_bulk(state: &State, req: &HttpRequest, payload: web::Payload) -> Result<Bulk, PangeaError> {
     let principal = require(state, req, can_ingest).await?;
     let body = body_object(req, payload, BULK_LIMIT).await?;
     check_keys(&body, &["events", "verbose"], "")?;
+    let config = config_of(state, &principal, &body).await?;
     let verbose = opt_bool(&body, "verbose")?.unwrap_or(false);
     let items = match body.get("events") {
         Some(Value::Array(a)) => a,
@@ -303,7 +242,7 @@ async fn parse_bulk(
             errors.extend(e);
             continue;
         }
-        match parse_item(obj, &prefix, &principal) {
+        match parse_item(obj, &prefix, &principal, &config) {
             Ok(ev) => events.push(ev),
             Err(PangeaError::Validation(e)) => errors.extend(e),
             Err(PangeaError::Forbidden) => forbidden = true,
@@ -317,11 +256,16 @@ async fn parse_bulk(
     if forbidden {
         return Err(PangeaError::Forbidden);
     }
-    Ok((principal, events, verbose))
+    Ok((principal, config, events, verbose))
 }
 
-async fn bulk_result(state: &State, events: Vec<NewEvent>, verbose: bool) -> PResult {
-    let appended = state.writer.append(events).await?;
+async fn bulk_result(
+    state: &State,
+    config: &Arc<AuditConfig>,
+    events: Vec<(NewEvent, FieldRows)>,
+    verbose: bool,
+) -> PResult {
+    let appended = append(state, config, events).await?;
     let mut results = Vec::with_capacity(appended.outcomes.len());
     for o in appended.outcomes {
         let s = stored_of(o)?;
@@ -367,7 +311,7 @@ pub(super) async fn log_bulk(state: State, req: HttpRequest, payload: web::Paylo
         return r;
     }
     let r = match parse_bulk(&state, &req, payload).await {
-        Ok((_, events, verbose)) => bulk_result(&state, events, verbose).await,
+        Ok((_, config, events, verbose)) => bulk_result(&state, &config, events, verbose).await,
         Err(e) => Err(e),
     };
     remember(&state, &req, &ctx, &r).await;
@@ -401,6 +345,7 @@ pub(super) async fn log_stream(state: State, req: HttpRequest, payload: web::Pay
     let r = async {
         let principal = require(&state, &req, can_ingest).await?;
         let body = body_object(&req, payload, BULK_LIMIT).await?;
+        let config = config_of(&state, &principal, &body).await?;
         let Some(Value::Array(logs)) = body.get("logs") else {
             return Err(invalid("FieldRequired", "'logs' is a required property (Auth0 log streaming)", "/logs"));
         };
@@ -412,9 +357,10 @@ pub(super) async fn log_stream(state: State, req: HttpRequest, payload: web::Pay
             let Some(Value::Object(data)) = item.get("data") else {
                 return Err(invalid("FieldRequired", "'data' is a required property", format!("/logs/{i}/data")));
             };
-            events.push(new_event(auth0_event(data), None, None, &principal)?);
+            let item = Map::from_iter([("event".to_string(), Value::Object(auth0_event(data)))]);
+            events.push(parse_item(&item, &format!("/logs/{i}"), &principal, &config)?);
         }
-        state.writer.append(events).await?;
+        append(&state, &config, events).await?;
         Ok(json!({}))
     }
     .await;
@@ -468,7 +414,9 @@ fn auth0_event(data: &Map<String, Value>) -> Map<String, Value> {
 pub(super) async fn log_bulk_async(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let ctx = Ctx::new();
     let r = match parse_bulk(&state, &req, payload).await {
-        Ok((principal, events, verbose)) => bulk_result(&state, events, verbose).await.map(|v| (principal, v)),
+        Ok((principal, config, events, verbose)) => {
+            bulk_result(&state, &config, events, verbose).await.map(|v| (principal, v))
+        }
         Err(e) => Err(e),
     };
     match r {

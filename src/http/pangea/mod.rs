@@ -2,6 +2,7 @@
 //! log, search, results, root, download_results, export, and the async poll. This file only
 //! registers the routes.
 
+pub mod configs;
 pub mod download;
 pub mod envelope;
 pub mod ingest;
@@ -14,6 +15,7 @@ use actix_web::http::StatusCode;
 use actix_web::web;
 use serde_json::json;
 
+use configs::{config_create, config_delete, config_get, config_list, config_update, schema};
 use download::{download_file, download_results, export};
 use envelope::{Ctx, PangeaError};
 use ingest::{log, log_bulk, log_bulk_async, log_stream};
@@ -32,6 +34,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(post_resource("/v1/root", web::post().to(root)))
             .service(post_resource("/v1/download_results", web::post().to(download_results)))
             .service(post_resource("/v1/export", web::post().to(export)))
+            .service(post_resource("/v1/schema", web::post().to(schema)))
+            .service(post_resource("/v1beta/config", web::post().to(config_get)))
+            .service(post_resource("/v1beta/config/create", web::post().to(config_create)))
+            .service(post_resource("/v1beta/config/update", web::post().to(config_update)))
+            .service(post_resource("/v1beta/config/delete", web::post().to(config_delete)))
+            .service(post_resource("/v1beta/config/list", web::post().to(config_list)))
             .route("/request/{id}", web::get().to(poll))
             .default_service(web::to(|| async { Ctx::new().error(PangeaError::NotFound) })),
     )

@@ -126,10 +126,12 @@ pub struct PangeaValidationErrors {
     pub errors: Vec<PangeaValidationError>,
 }
 
-/// A standard Pangea event. All values are strings (an object given for `message`, `new` or `old`
-/// is stored as its canonical JSON string); `timestamp` is stored verbatim.
+/// A standard Pangea event (the default config). All values are strings (an object given for
+/// `message`, `new` or `old` is stored as its canonical JSON string); `timestamp` is stored
+/// verbatim. In a config with a custom schema the event has that schema's fields instead
+/// (`POST /pangea/v1/schema`): strings, text, integers, booleans and datetimes; unknown fields are
+/// refused.
 #[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"message": "hello", "actor": "alice", "action": "login", "status": "success"}))]
 pub struct PangeaEvent {
     #[schema(max_length = 32766)]
@@ -239,7 +241,7 @@ pub struct PangeaLogRequest {
     /// An earlier `unpublished_root`: ask for a consistency proof from it.
     #[schema(max_length = 64)]
     pub prev_root: Option<String>,
-    /// Accepted and ignored.
+    /// The audit config (`pci_…`); else the key's only config, else the default config.
     pub config_id: Option<String>,
 }
 
@@ -286,6 +288,7 @@ pub struct PangeaLogBulkRequest {
     #[schema(min_items = 1, max_items = 1000)]
     pub events: Vec<PangeaLogItem>,
     pub verbose: Option<bool>,
+    /// The audit config (`pci_…`); else the key's only config, else the default config.
     pub config_id: Option<String>,
 }
 
@@ -341,6 +344,8 @@ pub enum PangeaOrder {
     Desc,
 }
 
+/// The default config's sort fields (Pangea's); a custom config's `order_by` is any of its
+/// searchable fields.
 #[derive(ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PangeaOrderBy {
@@ -386,7 +391,7 @@ pub struct PangeaSearchRequest {
     pub query: Option<String>,
     /// Default `desc`.
     pub order: Option<PangeaOrder>,
-    /// Default `received_at`.
+    /// Default `received_at`; in a config with a custom schema, any of its searchable fields.
     pub order_by: Option<PangeaOrderBy>,
     /// Inclusive, on `received_at`: RFC 3339 (naive = UTC) or a duration before now (`7d`,
     /// `120min`). Default: 14 days ago.
@@ -406,6 +411,7 @@ pub struct PangeaSearchRequest {
     pub verbose: Option<bool>,
     /// Accepted and ignored.
     pub return_context: Option<bool>,
+    /// The audit config (`pci_…`); else the key's only config, else the default config.
     pub config_id: Option<String>,
 }
 
@@ -489,6 +495,7 @@ pub struct PangeaResultsRequest {
     /// Fail unless the search used exactly this restriction.
     pub assert_search_restriction: Option<PangeaSearchRestriction>,
     pub return_context: Option<bool>,
+    /// The audit config (`pci_…`); else the key's only config, else the default config.
     pub config_id: Option<String>,
 }
 
@@ -510,6 +517,7 @@ pub struct PangeaRootRequest {
     /// Default: the latest published root.
     #[schema(minimum = 1)]
     pub tree_size: Option<i64>,
+    /// The audit config (`pci_…`); else the key's only config, else the default config.
     pub config_id: Option<String>,
 }
 
@@ -533,6 +541,7 @@ pub struct PangeaDownloadRequest {
     /// Default `csv`.
     pub format: Option<PangeaFormat>,
     pub return_context: Option<bool>,
+    /// The audit config (`pci_…`); else the key's only config, else the default config.
     pub config_id: Option<String>,
 }
 
@@ -559,6 +568,7 @@ pub struct PangeaExportRequest {
     pub order_by: Option<PangeaOrderBy>,
     pub order: Option<PangeaOrder>,
     pub verbose: Option<bool>,
+    /// The audit config (`pci_…`); else the key's only config, else the default config.
     pub config_id: Option<String>,
 }
 

@@ -7,8 +7,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value, json};
 
 use super::envelope::{
-    Ctx, PResult, PangeaError, any_key, body_object, can_search, check_keys, finish, invalid, opt_bool, opt_int,
-    opt_string, require, truncate,
+    Ctx, PResult, PangeaError, any_key, body_object, can_search, check_keys, config_of, finish, invalid, opt_bool,
+    opt_int, opt_string, require, truncate,
 };
 use super::ingest::LOG_LIMIT;
 use super::schema::{
@@ -16,11 +16,13 @@ use super::schema::{
     PangeaRootRequest, PangeaRootResult, PangeaSearchRequest, PangeaSearchResult, PangeaValidationErrorResponse,
 };
 use super::state::{Snapshot, random_id};
+use crate::configs::AuditConfig;
 use crate::http::apidoc::TAG_PANGEA;
 use crate::http::state::{State, with_reader};
 use crate::keys::Principal;
 use crate::ledger::SignedRoot;
 use crate::ledger::merkle::{CompactTree, encode_path};
+use crate::search::catalog::{Catalog, FieldKind};
 use crate::search::pangea_query;
 use crate::store::search::{EventRow, PANGEA_ORDER_BY, PangeaQuery, buffer_hashes, pangea_search, rows_by_seq};
 use crate::store::tree::TreeReader;
@@ -49,7 +51,17 @@ const RESTRICTION_FIELDS: [&str; 6] = ["actor", "action", "source", "status", "t
 /// Field → allowed values, plus the restriction as given (for `assert_search_restriction`).
 type Restriction = (Vec<(String, Vec<String>)>, Value);
 
-fn parse_restriction(body: &Map<String, Value>, key: &str) -> Result<Restriction, PangeaError> {
+/// Whether `search_restriction` may name `field`: the vendor's six fields in the default config,
+/// any searchable string or text field in a custom config.
+fn restrictable(catalog: &Catalog, field: &str) -> bool {
+    if catalog.is_standard() {
+        RESTRICTION_FIELDS.contains(&field)
+    } else {
+        catalog.field(field).is_some_and(|f| f.kind == FieldKind::Text)
+    }
+}
+
+fn parse_restriction(body: &Map<String, Value>, key: &str, catalog: &Catalog) -> Result<Restriction, PangeaError> {
     let obj = match body.get(key) {
         None | Some(Value::Null) => return Ok((Vec::new(), json!({}))),
         Some(Value::Object(o)) => o,
@@ -58,7 +70,7 @@ fn parse_restriction(body: &Map<String, Value>, key: &str) -> Result<Restriction
     let mut out = Vec::new();
     for (field, values) in obj {
         let src = format!("/{key}/{}", truncate(field, 64));
-        if !RESTRICTION_FIELDS.contains(&field.as_str()) {
+        if !restrictable(catalog, field) {
             return Err(invalid(
                 "UnexpectedProperty",
                 format!("'{}' is not an allowed property", truncate(field, 64)),
@@ -128,24 +140,16 @@ async fn search_inner(state: &State, req: &HttpRequest, payload: web::Payload) -
         ],
         "",
     )?;
+    let config = config_of(state, &principal, &body).await?;
+    let catalog = config.catalog();
     let query = opt_string(&body, "query", 4096)?.unwrap_or("");
-    let expr = pangea_query::parse(query).map_err(|e| invalid("BadFormat", e.detail, "/query"))?;
+    let expr = pangea_query::parse_in(query, &catalog).map_err(|e| invalid("BadFormat", e.detail, "/query"))?;
     let ascending = match opt_string(&body, "order", 8)? {
         None | Some("desc") => false,
         Some("asc") => true,
         Some(_) => return Err(invalid("NotEnumMember", "'order' must be one of asc, desc", "/order")),
     };
-    let order_by = match opt_string(&body, "order_by", 32)? {
-        None => "received_at".to_string(),
-        Some(f) if PANGEA_ORDER_BY.contains(&f) => f.to_string(),
-        Some(_) => {
-            return Err(invalid(
-                "NotEnumMember",
-                format!("'order_by' must be one of {}", PANGEA_ORDER_BY.join(", ")),
-                "/order_by",
-            ));
-        }
-    };
+    let order_by = order_by(&body, &catalog)?;
     let now = state.ledger.now_micros();
     let start = parse_time_arg(&body, "start", now)?.unwrap_or(now - 14 * 86_400 * 1_000_000);
     let end = parse_time_arg(&body, "end", now)?;
@@ -155,7 +159,7 @@ async fn search_inner(state: &State, req: &HttpRequest, payload: web::Payload) -
     let limit = opt_int(&body, "limit", 1, 1000)?.unwrap_or(20) as usize;
     let max_results = opt_int(&body, "max_results", 1, 10_000)?.unwrap_or(10_000) as usize;
     let verbose = opt_bool(&body, "verbose")?.unwrap_or(true);
-    let (restrictions, restriction_json) = parse_restriction(&body, "search_restriction")?;
+    let (restrictions, restriction_json) = parse_restriction(&body, "search_restriction", &catalog)?;
     let q = PangeaQuery {
         expr,
         start_us: Some(start),
@@ -166,8 +170,9 @@ async fn search_inner(state: &State, req: &HttpRequest, payload: web::Payload) -
         order_by,
         max_results,
         after_seq: None,
+        catalog: Some(catalog),
     };
-    let snapshot = run_snapshot(state, &principal, q, verbose, restriction_json, now + SEARCH_TTL_US).await?;
+    let snapshot = run_snapshot(state, &principal, &config, q, verbose, restriction_json, now + SEARCH_TTL_US).await?;
     let id = random_id("pas_");
     state.pangea.searches.insert(id.clone(), snapshot.clone(), snapshot.expires_us);
     let mut page = render_page(state, &snapshot, 0, limit).await?;
@@ -176,10 +181,32 @@ async fn search_inner(state: &State, req: &HttpRequest, payload: web::Payload) -
     Ok(page)
 }
 
+/// `order_by`: `received_at` (the default) or a field the config can sort by (the vendor's list
+/// in the default config).
+pub(super) fn order_by(body: &Map<String, Value>, catalog: &Catalog) -> Result<String, PangeaError> {
+    let allowed = |f: &str| {
+        if catalog.is_standard() { PANGEA_ORDER_BY.contains(&f) } else { f == "received_at" || catalog.orderable(f) }
+    };
+    match opt_string(body, "order_by", 32)? {
+        None => Ok("received_at".to_string()),
+        Some(f) if allowed(f) => Ok(f.to_string()),
+        Some(_) => {
+            let names: Vec<&str> = if catalog.is_standard() {
+                PANGEA_ORDER_BY.to_vec()
+            } else {
+                catalog.fields.iter().filter(|f| catalog.orderable(&f.name)).map(|f| f.name.as_str()).collect()
+            };
+            Err(invalid("NotEnumMember", format!("'order_by' must be one of {}", names.join(", ")), "/order_by"))
+        }
+    }
+}
+
 /// Runs the query and freezes the result list together with the tree size it is proven against.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run_snapshot(
     state: &State,
     principal: &Principal,
+    config: &Arc<AuditConfig>,
     q: PangeaQuery,
     verbose: bool,
     restriction: Value,
@@ -197,7 +224,15 @@ pub(super) async fn run_snapshot(
     })
     .await
     .map_err(|()| PangeaError::Unavailable)?;
-    Ok(Snapshot { key_id: principal.key_id.clone(), seqs: Arc::new(seqs), verbose, tree_size, restriction, expires_us })
+    Ok(Snapshot {
+        key_id: principal.key_id.clone(),
+        config: config.clone(),
+        seqs: Arc::new(seqs),
+        verbose,
+        tree_size,
+        restriction,
+        expires_us,
+    })
 }
 
 /// Renders `limit` events from `offset` of a snapshot, with proofs and roots when verbose.
@@ -329,8 +364,12 @@ async fn results_inner(state: &State, req: &HttpRequest, payload: web::Payload) 
     let limit = opt_int(&body, "limit", 1, 1000)?.unwrap_or(20) as usize;
     let offset = opt_int(&body, "offset", 0, i64::MAX)?.unwrap_or(0) as usize;
     let snap = snapshot_for(state, &principal, id)?;
+    // A config_id (the SDK sends its own on every call) must be the search's.
+    if opt_string(&body, "config_id", 64)?.is_some_and(|c| c != snap.config.id) {
+        return Err(PangeaError::NotFound);
+    }
     if body.contains_key("assert_search_restriction") {
-        let (_, asserted) = parse_restriction(&body, "assert_search_restriction")?;
+        let (_, asserted) = parse_restriction(&body, "assert_search_restriction", &snap.config.catalog())?;
         if asserted != snap.restriction {
             return Err(invalid(
                 "BadState",
@@ -373,9 +412,13 @@ pub(super) async fn root(state: State, req: HttpRequest, payload: web::Payload) 
 }
 
 async fn root_inner(state: &State, req: &HttpRequest, payload: web::Payload) -> PResult {
-    require(state, req, any_key).await?;
+    let principal = require(state, req, any_key).await?;
     let body = body_object(req, payload, LOG_LIMIT).await?;
     check_keys(&body, &["tree_size"], "")?;
+    // The one tree holds every config's events; a config_id given must still be the key's.
+    if body.contains_key("config_id") {
+        config_of(state, &principal, &body).await?;
+    }
     let size = opt_int(&body, "tree_size", 1, i64::MAX)?;
     let ledger = state.ledger.clone();
     let (root, consistency) = with_reader(state, move |c| {

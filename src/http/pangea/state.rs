@@ -7,10 +7,14 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde_json::Value;
 
+use crate::configs::AuditConfig;
+
 /// A frozen search result (P9).
 #[derive(Clone)]
 pub struct Snapshot {
     pub key_id: String,
+    /// The config searched (its fields are the download's columns).
+    pub config: Arc<AuditConfig>,
     pub seqs: Arc<Vec<i64>>,
     pub verbose: bool,
     pub tree_size: u64,
