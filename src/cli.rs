@@ -378,6 +378,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 r.tree_size,
                 dir.display()
             );
+            let t = &r.timing;
+            println!(
+                "took {:.2} s (CPU of the inserting thread {:.2} s, of the free-text thread {:.2} s; {:.2} s after the last object)",
+                t.total.as_secs_f64(),
+                t.insert_cpu.as_secs_f64(),
+                t.free_text_cpu.as_secs_f64(),
+                t.finish.as_secs_f64()
+            );
             match &r.root_signing {
                 Some(k) => {
                     println!("the trail continues with its root-signing key, now in the key store as {}", k.id())
