@@ -337,15 +337,13 @@ impl EventSignatures {
         } else {
             Default::default()
         };
+        // The key store's public keys, else (a data directory restored from an archive, whose
+        // private halves are not there) those the database records.
         let mut public = std::collections::HashMap::new();
-        let dir = crate::serverkeys::keys_dir(data_dir);
-        if !signing.is_empty() && dir.exists() {
-            for k in crate::keystore::scan(&dir)? {
-                if let Some(key) = k.public_key.filter(|_| signing.values().any(|n| *n == k.name)) {
-                    let pem = crate::configs::signing::public_key_pem(&key);
-                    public.insert((k.name, k.version), (key, pem));
-                }
-            }
+        let names: Vec<&str> = signing.values().map(String::as_str).collect();
+        for ((name, version), pem) in crate::replication::configs::public_keys(conn, data_dir, &names)? {
+            let key = crate::replication::archive::parse_public_key(&pem)?;
+            public.insert((name, version), (key, pem));
         }
         Ok(Self { signing, public, signatures: SignatureChecker::start(), checked: 0 })
     }

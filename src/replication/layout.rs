@@ -20,6 +20,8 @@ use crate::ledger::SignedRoot;
 
 pub const EVENTS_DIR: &str = "events";
 pub const PUBLIC_KEY_FILE: &str = "public-key.pem";
+/// The audit configs the events belong to (`replication::configs`).
+pub const CONFIGS_FILE: &str = "configs.json";
 /// Digits of the zero-padded leaf indexes in object names (more when an index needs them).
 pub const INDEX_DIGITS: usize = 12;
 pub const EVENTS_SUFFIX: &str = ".jsonl.gz";

@@ -24,6 +24,7 @@ use super::Target;
 use super::archive::{Checked, Walk, runtime};
 use crate::keystore::{KeyInfo, KeyStore, Passphrase};
 use crate::ledger::{Checkpoint, checkpoint_path, write_checkpoint};
+use crate::event::{FieldValue, Origin};
 use crate::store::{self, SEG_SHIFT};
 use crate::{datadir, serverkeys};
 
@@ -94,9 +95,16 @@ pub fn restore_from_archive(
         })?;
     let (conn, indexes) = conn;
     let public = walk.key;
+    let configs = match install_configs(&conn, walk.configs.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Checked>(2);
     let inserter = std::thread::spawn(move || -> anyhow::Result<Inserter> {
-        let mut ins = Inserter::new(conn, indexes);
+        let mut ins = Inserter::new(conn, indexes, configs);
         while let Some(obj) = rx.blocking_recv() {
             ins.insert(obj)?;
         }
@@ -142,6 +150,27 @@ pub fn restore_from_archive(
     })
 }
 
+/// The archive's audit configs, recreated in the new database (`configs.json`; an archive
+/// without it has default-config events only).
+fn install_configs(
+    conn: &Connection,
+    archived: Option<&super::configs::ArchiveConfigs>,
+) -> anyhow::Result<RestoredConfigs> {
+    let ids = match archived {
+        Some(a) => super::configs::install(conn, a)?,
+        None => HashMap::new(),
+    };
+    let by_num = crate::configs::load_all(conn)?.into_iter().map(|c| (c.num, c)).collect();
+    Ok(RestoredConfigs { ids, by_num, counts: HashMap::new() })
+}
+
+/// The restored configs: id → number, number → config, and events counted per config.
+struct RestoredConfigs {
+    ids: HashMap<String, i64>,
+    by_num: HashMap<i64, crate::configs::AuditConfig>,
+    counts: HashMap<i64, i64>,
+}
+
 /// A new database file with the current schema, tuned for one bulk load (no journal, no fsync
 /// until the end: an interrupted restore is thrown away and run again). The secondary indexes of
 /// `events` are dropped for the load and built again at the end from their own definitions
@@ -179,10 +208,11 @@ struct Inserter {
     now: i64,
     /// The definitions of the indexes dropped for the load.
     indexes: Vec<String>,
+    configs: RestoredConfigs,
 }
 
 impl Inserter {
-    fn new(conn: Connection, indexes: Vec<String>) -> Self {
+    fn new(conn: Connection, indexes: Vec<String>, configs: RestoredConfigs) -> Self {
         Self {
             conn,
             strings: HashMap::new(),
@@ -192,6 +222,7 @@ impl Inserter {
             last_received: 0,
             now: crate::time::now_micros(),
             indexes,
+            configs,
         }
     }
 
@@ -209,7 +240,17 @@ impl Inserter {
         let mut buffer_ws: HashMap<u64, i64> = HashMap::new();
         let empty = self.intern("")?;
         for row in &obj.rows {
-            let c = &row.columns;
+            let config = match &row.config_id {
+                None => crate::configs::DEFAULT,
+                Some(id) => *self
+                    .configs
+                    .ids
+                    .get(id)
+                    .ok_or_else(|| anyhow::anyhow!("event {}: its config {id} is not declared in configs.json", row.seq))?,
+            };
+            *self.configs.counts.entry(config).or_default() += 1;
+            let (custom, field_rows) = self.custom(config, row)?;
+            let c = custom.as_ref().unwrap_or(&row.columns);
             let ws = self.intern(&c.workspace)?;
             buffer_ws.entry(row.buffer).or_insert(ws);
             let purged = row.envelope.is_empty();
@@ -225,8 +266,8 @@ impl Inserter {
             self.conn
                 .prepare_cached(
                     "INSERT INTO events(seq, uid, origin, received_at, event_time, workspace, actor, action, event_source,
-                                        target, source, status, status_code, read_only, type, buffer, hash, envelope, purged_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                                        target, source, status, status_code, read_only, type, buffer, hash, envelope, purged_at, config)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
                 )?
                 .execute(params![
                     row.seq,
@@ -248,7 +289,16 @@ impl Inserter {
                     &row.hash[..],
                     row.envelope,
                     purged.then_some(self.now),
+                    config,
                 ])?;
+            for (field, value) in field_rows {
+                let mut insert =
+                    self.conn.prepare_cached("INSERT INTO event_fields(seq, field, value) VALUES (?1, ?2, ?3)")?;
+                match value {
+                    FieldValue::Int(v) => insert.execute(params![row.seq, field, v])?,
+                    FieldValue::Text(v) => insert.execute(params![row.seq, field, v])?,
+                };
+            }
             if let Some(body) = &c.fts {
                 self.conn
                     .prepare_cached("INSERT INTO events_fts(rowid, body) VALUES (?1, ?2)")?
@@ -285,6 +335,39 @@ impl Inserter {
         Ok(())
     }
 
+    /// For a Pangea event of a config other than the default one: its columns, free-text row and
+    /// custom-field rows exactly as ingest derived them from the config's schema.
+    #[allow(clippy::type_complexity)]
+    fn custom(
+        &self,
+        config: i64,
+        row: &super::archive::Row,
+    ) -> anyhow::Result<(Option<super::columns::Columns>, Vec<(i64, FieldValue)>)> {
+        if config == crate::configs::DEFAULT || row.origin != Origin::Pangea || row.envelope.is_empty() {
+            return Ok((None, Vec::new()));
+        }
+        let cfg = self.configs.by_num.get(&config).context("a restored config is missing")?;
+        let env: serde_json::Value = serde_json::from_str(&row.envelope)?;
+        let checked = crate::configs::schema::check_event(&cfg.fields, env.get("event"), "").map_err(|p| {
+            anyhow::anyhow!(
+                "event {}: does not fit its config {}'s schema: {}",
+                row.seq,
+                cfg.id,
+                p.first().map(|p| p.detail.as_str()).unwrap_or("")
+            )
+        })?;
+        let mut c = row.columns.clone();
+        c.actor = checked.actor.unwrap_or_default();
+        c.action = checked.action.unwrap_or_default();
+        c.workspace = checked.tenant.unwrap_or_default();
+        c.target = checked.target;
+        c.source = checked.source;
+        c.status_code = checked.status.as_deref().and_then(|s| s.parse::<i32>().ok()).map(i64::from);
+        c.status = checked.status;
+        c.fts = Some(cfg.fts_text(&checked.event));
+        Ok((Some(c), checked.rows))
+    }
+
     fn finish(
         &mut self,
         target: &Target,
@@ -308,6 +391,9 @@ impl Inserter {
             )?;
         }
         c.execute("UPDATE fts_state SET indexed_to = ?1", [self.next_seq - 1])?;
+        for (num, events) in &self.configs.counts {
+            c.execute("UPDATE audit_configs SET events = ?1 WHERE num = ?2", params![events, num])?;
+        }
         store::put_setting(c, "tree_name", tree_name.as_bytes())?;
         // Only the public key: private keys live in the key store, never in the database.
         store::put_setting(c, store::PUBLIC_KEY, public.as_bytes())?;
