@@ -182,8 +182,8 @@ impl Walk {
         let configs = match store.get(&layout::key(&prefix, layout::CONFIGS_FILE)).await {
             Ok(r) => {
                 let bytes = r.bytes().await.map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
-                let c: super::configs::ArchiveConfigs = serde_json::from_slice(&bytes)
-                    .map_err(|e| anyhow::anyhow!("configs.json: unreadable: {e}"))?;
+                let c: super::configs::ArchiveConfigs =
+                    serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("configs.json: unreadable: {e}"))?;
                 c.check()?;
                 Some(c)
             }

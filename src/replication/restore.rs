@@ -22,9 +22,9 @@ use rusqlite::{Connection, params};
 
 use super::Target;
 use super::archive::{Checked, Walk, runtime};
+use crate::event::{FieldValue, Origin};
 use crate::keystore::{KeyInfo, KeyStore, Passphrase};
 use crate::ledger::{Checkpoint, checkpoint_path, write_checkpoint};
-use crate::event::{FieldValue, Origin};
 use crate::store::{self, SEG_SHIFT};
 use crate::{datadir, serverkeys};
 
@@ -242,11 +242,9 @@ impl Inserter {
         for row in &obj.rows {
             let config = match &row.config_id {
                 None => crate::configs::DEFAULT,
-                Some(id) => *self
-                    .configs
-                    .ids
-                    .get(id)
-                    .ok_or_else(|| anyhow::anyhow!("event {}: its config {id} is not declared in configs.json", row.seq))?,
+                Some(id) => *self.configs.ids.get(id).ok_or_else(|| {
+                    anyhow::anyhow!("event {}: its config {id} is not declared in configs.json", row.seq)
+                })?,
             };
             *self.configs.counts.entry(config).or_default() += 1;
             let (custom, field_rows) = self.custom(config, row)?;

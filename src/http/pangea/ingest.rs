@@ -80,8 +80,9 @@ async fn append(
             match registry.signer(&cfg) {
                 Ok(Some(signer)) => sign_all(&signer, &mut events),
                 Ok(None) => {}
-                Err(_) if let Some((name, version)) = &cfg.signing_key
-                    && registry.keys().verifying_key(name, *version).is_err() =>
+                Err(_)
+                    if let Some((name, version)) = &cfg.signing_key
+                        && registry.keys().verifying_key(name, *version).is_err() =>
                 {
                     // Not in the key store at all: a data directory restored from an archive
                     // holds only the key's public half.
