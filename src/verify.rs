@@ -1,8 +1,9 @@
 //! `trailkeep verify`: recompute every event hash from its stored envelope, rebuild every buffer
 //! root and the cold tree, check every signed root and its signature, check the server's
-//! signature of every event of a server-signing audit config (against the key-store version the
-//! event names), and compare the newest root with the checkpoint file (and optionally a trusted
-//! checkpoint given by the operator).
+//! signature of every event of a server-signing audit config (against the key version the
+//! event names: the key store's public key, else the one a restore recorded), and compare the
+//! newest root with the checkpoint file (and optionally a trusted checkpoint given by the
+//! operator).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

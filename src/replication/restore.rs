@@ -1,7 +1,9 @@
 //! `trailkeep restore --from-archive URL --data-dir DIR [--signing-key FILE]`: rebuilds a data
 //! directory from an archive, verifying it on the way (`archive::Walk`): the events with their
 //! columns, interned strings, free-text rows and segments, the buffers with their stored roots and
-//! signatures, the tree name, the checkpoint file. The database is built as
+//! signatures, the tree name, the checkpoint file, and the audit configs of `configs.json` (each
+//! event in its config, custom fields indexed as ingest indexes them; event-signing keys by their
+//! public halves only). The database is built as
 //! `trailkeep.db.restoring` and renamed into place only when complete, so an interrupted restore
 //! leaves no database that could be served (run it again; `serve` refuses to start beside it).
 //!
