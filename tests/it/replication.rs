@@ -346,6 +346,26 @@ async fn archives_carry_audit_configs_through_a_restore() {
 
     let out = Command::new(bin()).args(["verify", "--archive", &url]).output().unwrap();
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // Export lines name their config as archive lines do.
+    let dir = tempfile::tempdir().unwrap();
+    for (config, count) in [(Some(pay.as_str()), 12), (None, n as usize)] {
+        let export = dir.path().join("e.jsonl.gz");
+        let mut cmd = Command::new(bin());
+        cmd.args(["export", "--format", "jsonl.gz", "--since", "1d", "--data-dir"]).arg(s.dir.path());
+        if let Some(c) = config {
+            cmd.args(["--config", c]);
+        }
+        let out = cmd.arg("--out").arg(&export).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let exported = lines(&export);
+        assert_eq!(exported.len(), count);
+        if config.is_some() {
+            assert!(exported.iter().all(|l| l["config_id"] == pay.as_str()));
+        } else {
+            let named = |c: &str| exported.iter().filter(|l| l["config_id"] == c).count();
+            assert_eq!((named(&pay), named(&signed)), (12, 4));
+        }
+    }
 
     // Restored: every event in its config, custom fields searchable, server signatures verified.
     let restored = tempfile::tempdir().unwrap();
