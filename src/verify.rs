@@ -342,8 +342,8 @@ impl EventSignatures {
         // private halves are not there) those the database records.
         let mut public = std::collections::HashMap::new();
         let names: Vec<&str> = signing.values().map(String::as_str).collect();
-        for ((name, version), pem) in crate::replication::configs::public_keys(conn, data_dir, &names)? {
-            let key = crate::replication::archive::parse_public_key(&pem)?;
+        for ((name, version), pem) in crate::configs::signing::public_keys(conn, data_dir, &names)? {
+            let key = crate::configs::signing::parse_public_key_pem(&pem)?;
             public.insert((name, version), (key, pem));
         }
         Ok(Self { signing, public, signatures: SignatureChecker::start(), checked: 0 })

@@ -20,9 +20,6 @@ use crate::time::{format_micros, parse_rfc3339};
 
 /// The file's `format`.
 pub const FORMAT: u32 = 1;
-/// Setting (`settings` table) holding the public halves of event-signing keys whose private
-/// halves are not in the key store (a restored data directory): JSON `{"name": {"version": PEM}}`.
-pub const PUBLIC_KEYS_SETTING: &str = "event_signing_public_keys";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArchiveConfigs {
@@ -86,7 +83,7 @@ impl ArchiveConfigs {
                 parse_rfc3339(t).with_context(|| format!("configs.json: {}: malformed time", c.id))?;
             }
             for k in &c.public_keys {
-                crate::replication::archive::parse_public_key(&k.key)
+                configs::signing::parse_public_key_pem(&k.key)
                     .with_context(|| format!("configs.json: {}: public key version {}", c.id, k.version))?;
             }
         }
@@ -94,48 +91,11 @@ impl ArchiveConfigs {
     }
 }
 
-/// The public event-signing keys recorded in the database (restored data directories).
-pub fn stored_public_keys(conn: &Connection) -> anyhow::Result<BTreeMap<String, BTreeMap<u32, String>>> {
-    match crate::store::get_setting(conn, PUBLIC_KEYS_SETTING)? {
-        Some(bytes) => Ok(serde_json::from_slice(&bytes).context("the stored event-signing public keys")?),
-        None => Ok(BTreeMap::new()),
-    }
-}
-
-/// Every public event-signing key known for the key names given: the key store's (read without
-/// its passphrase), else the database's record. (name, version) → SPKI PEM.
-pub fn public_keys(
-    conn: &Connection,
-    data_dir: &Path,
-    names: &[&str],
-) -> anyhow::Result<BTreeMap<(String, u32), String>> {
-    let mut out = BTreeMap::new();
-    if names.is_empty() {
-        return Ok(out);
-    }
-    for (name, versions) in stored_public_keys(conn)? {
-        if names.contains(&name.as_str()) {
-            for (v, pem) in versions {
-                out.insert((name.clone(), v), pem);
-            }
-        }
-    }
-    let dir = crate::serverkeys::keys_dir(data_dir);
-    if dir.exists() {
-        for k in crate::keystore::scan(&dir)? {
-            if let Some(key) = k.public_key.filter(|_| names.contains(&k.name.as_str())) {
-                out.insert((k.name, k.version), configs::signing::public_key_pem(&key));
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// The database's configs as `configs.json` declares them.
 pub fn read(conn: &Connection, data_dir: &Path) -> anyhow::Result<ArchiveConfigs> {
     let all = configs::load_all(conn)?;
     let names: Vec<&str> = all.iter().filter_map(|c| c.signing_key.as_ref().map(|(n, _)| n.as_str())).collect();
-    let keys = public_keys(conn, data_dir, &names)?;
+    let keys = configs::signing::public_keys(conn, data_dir, &names)?;
     let configs = all
         .iter()
         .map(|c| {
@@ -213,7 +173,7 @@ pub fn install(conn: &Connection, archived: &ArchiveConfigs) -> anyhow::Result<H
         nums.insert(c.id.clone(), num);
     }
     if !keys.is_empty() {
-        crate::store::put_setting(conn, PUBLIC_KEYS_SETTING, &serde_json::to_vec(&keys)?)?;
+        crate::store::put_setting(conn, configs::signing::PUBLIC_KEYS_SETTING, &serde_json::to_vec(&keys)?)?;
     }
     conn.execute("UPDATE config_state SET version = version + 1", [])?;
     Ok(nums)
