@@ -1,7 +1,9 @@
 //! `trailkeep restore --from-archive URL --data-dir DIR [--signing-key FILE]`: rebuilds a data
 //! directory from an archive, verifying it on the way (`archive::Walk`): the events with their
 //! columns, interned strings, free-text rows and segments, the buffers with their stored roots and
-//! signatures, the tree name, the checkpoint file. The database is built as
+//! signatures, the tree name, the checkpoint file, and the audit configs of `configs.json` (each
+//! event in its config, custom fields indexed as ingest indexes them; event-signing keys by their
+//! public halves only). The database is built as
 //! `trailkeep.db.restoring` and renamed into place only when complete, so an interrupted restore
 //! leaves no database that could be served (run it again; `serve` refuses to start beside it).
 //! The substring index (`store::ngram`) and the segment summaries (`store::aggregate`) are not
@@ -32,6 +34,7 @@ use rusqlite::{Connection, params};
 
 use super::Target;
 use super::archive::{Checked, Walk, runtime};
+use crate::event::{FieldValue, Origin};
 use crate::keystore::{KeyInfo, KeyStore, Passphrase};
 use crate::ledger::{Checkpoint, checkpoint_path, write_checkpoint};
 use crate::store::{self, SEG_SHIFT};
@@ -150,11 +153,12 @@ pub fn restore_from_archive(
         remove_db(&fts_tmp);
         e
     };
+    let configs = install_configs(&conn, walk.configs.as_ref()).map_err(fail)?;
     let fts = FtsBuilder::start(&fts_tmp, &conn).map_err(fail)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Checked>(2);
     let db_path = tmp.clone();
     let inserter = std::thread::spawn(move || -> anyhow::Result<Inserter> {
-        let mut ins = Inserter::new(conn, db_path, fts);
+        let mut ins = Inserter::new(conn, db_path, fts, configs);
         while let Some(obj) = rx.blocking_recv() {
             ins.insert(obj)?;
         }
@@ -207,6 +211,27 @@ pub fn restore_from_archive(
         root_signing,
         timing,
     })
+}
+
+/// The archive's audit configs, recreated in the new database (`configs.json`; an archive
+/// without it has default-config events only).
+fn install_configs(
+    conn: &Connection,
+    archived: Option<&super::configs::ArchiveConfigs>,
+) -> anyhow::Result<RestoredConfigs> {
+    let ids = match archived {
+        Some(a) => super::configs::install(conn, a)?,
+        None => HashMap::new(),
+    };
+    let by_num = crate::configs::load_all(conn)?.into_iter().map(|c| (c.num, c)).collect();
+    Ok(RestoredConfigs { ids, by_num, counts: HashMap::new() })
+}
+
+/// The restored configs: id → number, number → config, and events counted per config.
+struct RestoredConfigs {
+    ids: HashMap<String, i64>,
+    by_num: HashMap<i64, crate::configs::AuditConfig>,
+    counts: HashMap<i64, i64>,
 }
 
 /// A new database file with the current schema, tuned for one bulk load (no journal, no fsync
@@ -306,10 +331,11 @@ struct Inserter {
     busy: Duration,
     /// CPU time of the free-text thread.
     fts_busy: Duration,
+    configs: RestoredConfigs,
 }
 
 impl Inserter {
-    fn new(conn: Connection, path: PathBuf, fts: FtsBuilder) -> Self {
+    fn new(conn: Connection, path: PathBuf, fts: FtsBuilder, configs: RestoredConfigs) -> Self {
         Self {
             conn,
             path,
@@ -322,6 +348,7 @@ impl Inserter {
             now: crate::time::now_micros(),
             busy: Duration::ZERO,
             fts_busy: Duration::ZERO,
+            configs,
         }
     }
 
@@ -342,11 +369,24 @@ impl Inserter {
         let empty = intern("")?;
         let mut insert_event = conn.prepare_cached(
             "INSERT INTO events(seq, uid, origin, received_at, event_time, workspace, actor, action, event_source,
-                                target, source, status, status_code, read_only, type, buffer, hash, envelope, purged_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                                target, source, status, status_code, read_only, type, buffer, hash, envelope, purged_at, config)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         )?;
+        let mut insert_field =
+            conn.prepare_cached("INSERT INTO event_fields(seq, field, value) VALUES (?1, ?2, ?3)")?;
         for row in &mut obj.rows {
-            let c = &mut row.columns;
+            let config = match &row.config_id {
+                None => crate::configs::DEFAULT,
+                Some(id) => *self.configs.ids.get(id).ok_or_else(|| {
+                    anyhow::anyhow!("event {}: its config {id} is not declared in configs.json", row.seq)
+                })?,
+            };
+            *self.configs.counts.entry(config).or_default() += 1;
+            let (mut custom, field_rows) = Self::custom_columns(&self.configs, config, row)?;
+            let c = match custom.as_mut() {
+                Some(c) => c,
+                None => &mut row.columns,
+            };
             let ws = intern(&c.workspace)?;
             buffer_ws.entry(row.buffer).or_insert(ws);
             let purged = row.envelope.is_empty();
@@ -379,7 +419,14 @@ impl Inserter {
                 &row.hash[..],
                 row.envelope,
                 purged.then_some(self.now),
+                config,
             ])?;
+            for (field, value) in field_rows {
+                match value {
+                    FieldValue::Int(v) => insert_field.execute(params![row.seq, field, v])?,
+                    FieldValue::Text(v) => insert_field.execute(params![row.seq, field, v])?,
+                };
+            }
             if let Some(body) = c.fts.take() {
                 fts_rows.push((row.seq, body));
             }
@@ -387,6 +434,7 @@ impl Inserter {
             *range = (range.0.min(c.event_time), range.1.max(c.event_time));
         }
         drop(insert_event);
+        drop(insert_field);
         let last = obj.proof.buffers.len() - 1;
         let mut insert_buffer = conn.prepare_cached(
             "INSERT INTO buffers(idx, first_seq, count, workspace, buffer_root, root_hash, published_at, signature)
@@ -417,6 +465,39 @@ impl Inserter {
         Ok(())
     }
 
+    /// For a Pangea event of a config other than the default one: its columns, free-text row and
+    /// custom-field rows exactly as ingest derived them from the config's schema.
+    #[allow(clippy::type_complexity)]
+    fn custom_columns(
+        configs: &RestoredConfigs,
+        config: i64,
+        row: &super::archive::Row,
+    ) -> anyhow::Result<(Option<super::columns::Columns>, Vec<(i64, FieldValue)>)> {
+        if config == crate::configs::DEFAULT || row.origin != Origin::Pangea || row.envelope.is_empty() {
+            return Ok((None, Vec::new()));
+        }
+        let cfg = configs.by_num.get(&config).context("a restored config is missing")?;
+        let env: serde_json::Value = serde_json::from_str(&row.envelope)?;
+        let checked = crate::configs::schema::check_event(&cfg.fields, env.get("event"), "").map_err(|p| {
+            anyhow::anyhow!(
+                "event {}: does not fit its config {}'s schema: {}",
+                row.seq,
+                cfg.id,
+                p.first().map(|p| p.detail.as_str()).unwrap_or("")
+            )
+        })?;
+        let mut c = row.columns.clone();
+        c.actor = checked.actor.unwrap_or_default();
+        c.action = checked.action.unwrap_or_default();
+        c.workspace = checked.tenant.unwrap_or_default();
+        c.target = checked.target;
+        c.source = checked.source;
+        c.status_code = checked.status.as_deref().and_then(|s| s.parse::<i32>().ok()).map(i64::from);
+        c.status = checked.status;
+        c.fts = Some(cfg.fts_text(&checked.event));
+        Ok((Some(c), checked.rows))
+    }
+
     fn finish(
         &mut self,
         target: &Target,
@@ -433,6 +514,9 @@ impl Inserter {
             )?;
         }
         c.execute("UPDATE fts_state SET indexed_to = ?1", [self.next_seq - 1])?;
+        for (num, events) in &self.configs.counts {
+            c.execute("UPDATE audit_configs SET events = ?1 WHERE num = ?2", params![events, num])?;
+        }
         store::put_setting(c, "tree_name", tree_name.as_bytes())?;
         // Only the public key: private keys live in the key store, never in the database.
         store::put_setting(c, store::PUBLIC_KEY, public.as_bytes())?;
