@@ -110,7 +110,8 @@ pub enum LineProof<'a> {
 
 /// One event as a line of exports and of replicated objects (README, "The line format"), without
 /// the newline. The common fields, keys in this order: `{"envelope":…,"event_time":…,"hash":…,
-/// "id":…,"leaf_index":…,"origin":…,"published":true,"seq":…`; then `"workspace":…` for an event
+/// "id":…,"leaf_index":…,"origin":…,"published":true,"seq":…`; then `"config_id":…` for an event
+/// of an audit config other than the default one (absent: the default config); then `"workspace":…` for an event
 /// whose content retention removed (`envelope` is `null`); then, in `jsonl.gz` exports only,
 /// `"membership_proof":…,"tree_size":…,"root":{…}` (`proof`). `envelope` is the stored canonical
 /// JSON, byte for byte, so SHA-256 of it (and of its canonical re-serialisation) is `hash`.
@@ -134,6 +135,10 @@ pub fn write_line(out: &mut Vec<u8>, r: &EventRow, proof: LineProof<'_>) {
         !matches!(proof, LineProof::Unpublished),
         r.seq
     );
+    if let Some(config) = &r.config_id {
+        tail.push_str(",\"config_id\":");
+        crate::event::canonical::write_string(config, &mut tail);
+    }
     if purged {
         // Content removed by retention: the hash stands; the workspace says whose it was.
         tail.push_str(",\"workspace\":");

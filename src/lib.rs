@@ -2,6 +2,7 @@
 //! Pangea Secure Audit Log APIs over one log. See ARCHITECTURE.md for the map.
 
 pub mod backup;
+pub mod cli;
 pub mod config;
 pub mod configs;
 pub mod datadir;

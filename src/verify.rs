@@ -1,8 +1,9 @@
 //! `trailkeep verify`: recompute every event hash from its stored envelope, rebuild every buffer
 //! root and the cold tree, check every signed root and its signature, check the server's
-//! signature of every event of a server-signing audit config (against the key-store version the
-//! event names), and compare the newest root with the checkpoint file (and optionally a trusted
-//! checkpoint given by the operator).
+//! signature of every event of a server-signing audit config (against the key version the
+//! event names: the key store's public key, else the one a restore recorded), and compare the
+//! newest root with the checkpoint file (and optionally a trusted checkpoint given by the
+//! operator).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -337,15 +338,13 @@ impl EventSignatures {
         } else {
             Default::default()
         };
+        // The key store's public keys, else (a data directory restored from an archive, whose
+        // private halves are not there) those the database records.
         let mut public = std::collections::HashMap::new();
-        let dir = crate::serverkeys::keys_dir(data_dir);
-        if !signing.is_empty() && dir.exists() {
-            for k in crate::keystore::scan(&dir)? {
-                if let Some(key) = k.public_key.filter(|_| signing.values().any(|n| *n == k.name)) {
-                    let pem = crate::configs::signing::public_key_pem(&key);
-                    public.insert((k.name, k.version), (key, pem));
-                }
-            }
+        let names: Vec<&str> = signing.values().map(String::as_str).collect();
+        for ((name, version), pem) in crate::configs::signing::public_keys(conn, data_dir, &names)? {
+            let key = crate::configs::signing::parse_public_key_pem(&pem)?;
+            public.insert((name, version), (key, pem));
         }
         Ok(Self { signing, public, signatures: SignatureChecker::start(), checked: 0 })
     }

@@ -280,7 +280,7 @@ pub fn get(conn: &Connection, id: &str) -> anyhow::Result<Option<AuditConfig>> {
 }
 
 /// Numbers the `event_fields` fields of a config's schema that have none yet.
-fn number_fields(conn: &Connection, num: i64, schema: &AuditSchema) -> rusqlite::Result<()> {
+pub(crate) fn number_fields(conn: &Connection, num: i64, schema: &AuditSchema) -> rusqlite::Result<()> {
     for f in &schema.fields {
         if standard_storage(&f.id, f.ty).is_none() && needs_row(f.ty) {
             conn.execute(

@@ -5,6 +5,8 @@
 //! `signature` (base64) and `public_key`, the canonical JSON of
 //! `{"algorithm": "ED25519", "key": <SPKI PEM>, "vault_key_id": <name>, "vault_key_version": <n>}`.
 //! Rotation makes a new version; events keep the version (and public key) they were signed with.
+//! A data directory restored from an archive records the versions' public halves in the database
+//! (`PUBLIC_KEYS_SETTING`), so `verify` checks their signatures before the key files are installed.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -116,6 +118,59 @@ pub fn verify_event(event: &Map<String, Value>, signature: &str, key: &Verifying
 /// The SPKI PEM of a public key (as `public_key_json` writes it).
 pub fn public_key_pem(key: &VerifyingKey) -> String {
     key.to_public_key_pem(LineEnding::LF).unwrap_or_default()
+}
+
+/// Setting (`settings` table) holding the public halves of event-signing keys whose private
+/// halves are not in the key store (a data directory restored from an archive):
+/// JSON `{"name": {"version": PEM}}`.
+pub const PUBLIC_KEYS_SETTING: &str = "event_signing_public_keys";
+
+/// An SPKI PEM public key (as `public_key_pem` writes it).
+pub fn parse_public_key_pem(pem: &str) -> anyhow::Result<VerifyingKey> {
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    VerifyingKey::from_public_key_pem(pem.trim()).map_err(|_| anyhow::anyhow!("not an Ed25519 public key PEM"))
+}
+
+/// The public event-signing keys recorded in the database (restored data directories).
+pub fn stored_public_keys(
+    conn: &rusqlite::Connection,
+) -> anyhow::Result<std::collections::BTreeMap<String, std::collections::BTreeMap<u32, String>>> {
+    match crate::store::get_setting(conn, PUBLIC_KEYS_SETTING)? {
+        Some(bytes) => {
+            Ok(serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("the stored event-signing public keys: {e}"))?)
+        }
+        None => Ok(Default::default()),
+    }
+}
+
+/// Every public event-signing key known for the key names given: the key store's (read without
+/// its passphrase), else the database's record. (name, version) → SPKI PEM.
+pub fn public_keys(
+    conn: &rusqlite::Connection,
+    data_dir: &std::path::Path,
+    names: &[&str],
+) -> anyhow::Result<std::collections::BTreeMap<(String, u32), String>> {
+    let mut out = std::collections::BTreeMap::new();
+    if names.is_empty() {
+        return Ok(out);
+    }
+    for (name, versions) in stored_public_keys(conn)? {
+        if names.contains(&name.as_str()) {
+            for (v, pem) in versions {
+                out.insert((name.clone(), v), pem);
+            }
+        }
+    }
+    let dir = crate::serverkeys::keys_dir(data_dir);
+    if dir.exists() {
+        for k in crate::keystore::scan(&dir)? {
+            if let Some(key) = k.public_key.filter(|_| names.contains(&k.name.as_str())) {
+                out.insert((k.name, k.version), public_key_pem(&key));
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

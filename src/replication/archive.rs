@@ -63,6 +63,9 @@ struct LineRef<'a> {
     event_time: Option<&'a str>,
     #[serde(default)]
     workspace: Option<String>,
+    /// Absent for the default config.
+    #[serde(borrow, default)]
+    config_id: Option<&'a str>,
 }
 
 /// One event of a verified object, ready to be stored again (`restore`).
@@ -78,6 +81,8 @@ pub struct Row {
     pub envelope: String,
     /// For a purged line.
     pub workspace: Option<String>,
+    /// The event's audit config (declared in `configs.json`); `None`: the default config.
+    pub config_id: Option<String>,
     /// The indexed columns, derived from the envelope where the object is checked (in parallel).
     pub columns: super::columns::Columns,
 }
@@ -137,6 +142,8 @@ pub struct Walk {
     pub key: VerifyingKey,
     /// Objects in leaf order: (name of the events object, whether it exists, whether the proof does).
     entries: Vec<(ObjectName, bool, bool)>,
+    /// `configs.json`; `None` for an archive without it (default-config events only).
+    pub configs: Option<super::configs::ArchiveConfigs>,
     notes: Vec<String>,
     /// Where the listing stops the walk, and the problem there (none for an upload in flight).
     structural: Option<(usize, Option<String>)>,
@@ -172,6 +179,17 @@ impl Walk {
             }
             (None, None) => bail!("the archive has no public-key.pem: give the trail's key with --public-key"),
         };
+        let configs = match store.get(&layout::key(&prefix, layout::CONFIGS_FILE)).await {
+            Ok(r) => {
+                let bytes = r.bytes().await.map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
+                let c: super::configs::ArchiveConfigs =
+                    serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("configs.json: unreadable: {e}"))?;
+                c.check()?;
+                Some(c)
+            }
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => bail!("cannot read the archive: {}", error_chain(&e)),
+        };
         let events_dir = layout::key(&prefix, layout::EVENTS_DIR);
         let mut listed = store.list(Some(&events_dir));
         let mut found: BTreeMap<(u64, u64, String), (bool, bool)> = BTreeMap::new();
@@ -192,7 +210,7 @@ impl Walk {
             .map(|((first, last, hour), (ev, pr))| (ObjectName { first, last, hour, proof: false }, ev, pr))
             .collect();
         let structural = structure(&entries, &mut notes);
-        Ok(Self { store, prefix, key, entries, notes, structural })
+        Ok(Self { store, prefix, key, entries, configs, notes, structural })
     }
 
     /// Checks every object in order; with `rows`, each verified object's events are sent to `tx`
@@ -202,10 +220,11 @@ impl Walk {
         let upto = self.structural.as_ref().map_or(self.entries.len(), |(i, _)| *i);
         let store = self.store.clone();
         let prefix = self.prefix.clone();
+        let declared: Arc<Declared> = Arc::new(Declared::of(self.configs.as_ref()));
         let mut checks = futures_util::stream::iter(self.entries[..upto].to_vec())
             .map(move |(name, _, _)| {
-                let (store, prefix) = (store.clone(), prefix.clone());
-                tokio::spawn(async move { fetch_and_check(store, prefix, name, rows).await })
+                let (store, prefix, declared) = (store.clone(), prefix.clone(), declared.clone());
+                tokio::spawn(async move { fetch_and_check(store, prefix, name, rows, declared).await })
             })
             .buffered(AHEAD);
         let mut chain = Chain::new(self.key);
@@ -296,6 +315,7 @@ async fn fetch_and_check(
     prefix: ObjPath,
     name: ObjectName,
     rows: bool,
+    declared: Arc<Declared>,
 ) -> Result<Checked, String> {
     let proof_name = ObjectName { proof: true, ..name.clone() }.name();
     let events_name = name.name();
@@ -303,14 +323,31 @@ async fn fetch_and_check(
     let (proof, events) =
         tokio::join!(fetch(&store, &proof_path, &proof_name), fetch(&store, &events_path, &events_name));
     let (proof, events) = (proof?, events?);
-    tokio::task::spawn_blocking(move || check_object(name, &proof, &events, rows))
+    tokio::task::spawn_blocking(move || check_object(name, &proof, &events, rows, &declared))
         .await
         .map_err(|_| "checking an object stopped unexpectedly".to_string())?
 }
 
-/// Checks one object on its own: the proof's shape, every line (hash, position, buffer, hour)
-/// and every buffer root.
-pub fn check_object(name: ObjectName, proof: &[u8], events: &[u8], keep_rows: bool) -> Result<Checked, String> {
+/// The config ids `configs.json` declares (none without it: every line must be the default
+/// config's).
+#[derive(Debug, Default)]
+pub struct Declared(std::collections::HashSet<String>);
+
+impl Declared {
+    pub fn of(configs: Option<&super::configs::ArchiveConfigs>) -> Self {
+        Self(configs.map(|c| c.configs.iter().map(|c| c.id.clone()).collect()).unwrap_or_default())
+    }
+}
+
+/// Checks one object on its own: the proof's shape, every line (hash, position, buffer, hour,
+/// declared config) and every buffer root.
+pub fn check_object(
+    name: ObjectName,
+    proof: &[u8],
+    events: &[u8],
+    keep_rows: bool,
+    declared: &Declared,
+) -> Result<Checked, String> {
     let events_name = name.name();
     let proof_name = ObjectName { proof: true, ..name.clone() }.name();
     let proof: Proof = serde_json::from_slice(proof).map_err(|e| format!("{proof_name}: unreadable: {e}"))?;
@@ -373,6 +410,11 @@ pub fn check_object(name: ObjectName, proof: &[u8], events: &[u8], keep_rows: bo
                 )));
             }
             let hash = parse_hash(l.hash).ok_or_else(|| at("malformed hash"))?;
+            if let Some(config) = l.config_id
+                && !declared.0.contains(config)
+            {
+                return Err(at(&format!("event {expected_seq}: its config {config} is not declared in configs.json")));
+            }
             let envelope = if raw == "null" {
                 purged += 1;
                 String::new()
@@ -411,6 +453,7 @@ pub fn check_object(name: ObjectName, proof: &[u8], events: &[u8], keep_rows: bo
                     event_time: l.event_time.map(str::to_string),
                     envelope,
                     workspace: l.workspace,
+                    config_id: l.config_id.map(str::to_string),
                     columns: Default::default(),
                 };
                 row.columns = super::columns::columns(&super::columns::Line {

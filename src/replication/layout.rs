@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! PREFIX/public-key.pem                                          the trail's Ed25519 public key (SPKI PEM)
+//! PREFIX/configs.json                                            the audit configs (`replication::configs`)
 //! PREFIX/events/YYYY/MM/DD/HH/<first>-<last>.jsonl.gz            the events of leaves first..=last
 //! PREFIX/events/YYYY/MM/DD/HH/<first>-<last>.proof.json          their buffers, signed root, consistency proof
 //! ```
@@ -9,9 +10,9 @@
 //! `YYYY/MM/DD/HH` is the UTC hour of the events' receive times (an object never spans two hours:
 //! the writer never lets a buffer span two, and objects hold whole buffers); `first`/`last` are
 //! cold-tree leaf (= buffer) indexes, zero-padded to at least 12 digits. One line per event in the
-//! format of `trailkeep export --format jsonl.gz` (`export::write_line`). The bytes of both objects
-//! are a function of the log alone, so an upload repeated after a crash writes the same key with
-//! the same bytes.
+//! format of `trailkeep export --format jsonl.gz` (`export::write_line`), naming its audit config
+//! (`config_id`) unless it is the default one. The bytes of both objects are a function of the
+//! log alone, so an upload repeated after a crash writes the same key with the same bytes.
 
 use object_store::path::Path as ObjPath;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,8 @@ use crate::ledger::SignedRoot;
 
 pub const EVENTS_DIR: &str = "events";
 pub const PUBLIC_KEY_FILE: &str = "public-key.pem";
+/// The audit configs the events belong to (`replication::configs`).
+pub const CONFIGS_FILE: &str = "configs.json";
 /// Digits of the zero-padded leaf indexes in object names (more when an index needs them).
 pub const INDEX_DIGITS: usize = 12;
 pub const EVENTS_SUFFIX: &str = ".jsonl.gz";

@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod columns;
+pub mod configs;
 pub mod layout;
 pub mod restore;
 pub mod uploader;

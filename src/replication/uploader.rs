@@ -204,6 +204,9 @@ struct Uploader {
     /// When the last "lag too high" warning was logged.
     warned_lag: Option<std::time::Instant>,
     warned_failure: Option<(std::time::Instant, FailureKind)>,
+    data_dir: std::path::PathBuf,
+    /// The bytes of `configs.json` known to be in the archive.
+    configs_published: Option<Vec<u8>>,
 }
 
 impl Uploader {
@@ -220,6 +223,8 @@ impl Uploader {
             shutdown: cx.shutdown,
             warned_lag: None,
             warned_failure: None,
+            data_dir: cx.data_dir,
+            configs_published: None,
         })
     }
 
@@ -401,6 +406,36 @@ impl Uploader {
         }
     }
 
+    /// `PREFIX/configs.json`: rewritten when the database's audit configs differ from what the
+    /// archive holds. Called after an object is planned and before it is uploaded: every config
+    /// of its (committed) events exists by then, and configs holding events are never deleted.
+    async fn publish_configs(&mut self) -> Result<(), Failure> {
+        let pool = self.pool.clone();
+        let data_dir = self.data_dir.clone();
+        let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, Failure> {
+            let conn = pool.get().map_err(Failure::db)?;
+            let configs = super::configs::read(&conn, &data_dir).map_err(|e| Failure::db(format!("{e:#}")))?;
+            serde_json::to_vec_pretty(&configs).map_err(Failure::db)
+        })
+        .await
+        .map_err(Failure::db)??;
+        if self.configs_published.as_deref() == Some(&bytes[..]) {
+            return Ok(());
+        }
+        let path = layout::key(&self.prefix, layout::CONFIGS_FILE);
+        let current = match self.store.get(&path).await {
+            Ok(found) => Some(found.bytes().await.map_err(Failure::store)?),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(Failure::store(e)),
+        };
+        if current.as_deref() != Some(&bytes[..]) {
+            self.store.put(&path, PutPayload::from(bytes.clone())).await.map_err(Failure::store)?;
+            metrics::counter!("trailkeep_replication_uploads_total", "kind" => "configs").increment(1);
+        }
+        self.configs_published = Some(bytes);
+        Ok(())
+    }
+
     /// Plans (or resumes) the next object below leaf `end`, uploads it and moves the watermark.
     async fn upload_next(&mut self, end: u64) -> Result<u64, Failure> {
         let wm = sql::watermark(&self.side, self.target()).map_err(Failure::db)?;
@@ -426,6 +461,7 @@ impl Uploader {
             }
         };
         self.status.update(|p| p.state = "uploading");
+        self.publish_configs().await?;
         let proof = self.build_proof(wm.next_leaf, last).await?;
         let hour = {
             let pool = self.pool.clone();

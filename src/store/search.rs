@@ -26,9 +26,11 @@ pub struct EventRow {
     pub buffer: u64,
     pub hash: [u8; 32],
     pub envelope: String,
+    /// The id of the event's audit config; `None` for the default config.
+    pub config_id: Option<String>,
 }
 
-pub(crate) const ROW_COLUMNS: &str = "e.seq, e.uid, e.origin, e.received_at, e.event_time, (SELECT value FROM strings WHERE id = e.workspace), e.buffer, e.hash, e.envelope";
+pub(crate) const ROW_COLUMNS: &str = "e.seq, e.uid, e.origin, e.received_at, e.event_time, (SELECT value FROM strings WHERE id = e.workspace), e.buffer, e.hash, e.envelope, CASE WHEN e.config = 0 THEN NULL ELSE (SELECT id FROM audit_configs WHERE num = e.config) END";
 
 pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     Ok(EventRow {
@@ -41,6 +43,7 @@ pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
         buffer: r.get::<_, i64>(6)? as u64,
         hash: r.get::<_, Vec<u8>>(7)?.try_into().unwrap_or([0; 32]),
         envelope: r.get(8)?,
+        config_id: r.get(9)?,
     })
 }
 

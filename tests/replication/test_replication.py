@@ -425,9 +425,17 @@ def test_kill9_during_restore(new_server, s3, tk_tmp):
     cmd = [str(srv.bin), "restore", "--from-archive", f"s3://{bucket}/{PREFIX}", "--data-dir", str(target)]
     p = subprocess.Popen(cmd, env=rh.child_env(srv.env_extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not (target / "trailkeep.db.restoring").exists() and time.monotonic() < deadline and p.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.5)
+    building = target / "trailkeep.db.restoring"
+
+    def started_loading() -> bool:
+        # Rows are going in (the schema alone is well under 1 MiB): the restore is mid-way.
+        try:
+            return building.stat().st_size > (1 << 20)
+        except FileNotFoundError:
+            return False
+
+    while not started_loading() and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.005)
     killed = p.poll() is None
     p.kill()
     p.wait()
@@ -525,3 +533,72 @@ def test_large_objects_use_multipart_and_survive_a_kill(new_server, s3, proxy, t
     record("kill -9 during a multipart upload", total, stats, objects=stats["objects"],
            largest_object_mb=round(max(len(s3.get(bucket, k)) for k in s3.keys(bucket, PREFIX + "/events/")) / 2**20, 1))
     assert verify_archive(srv, bucket).returncode == 0
+
+
+def test_configs_survive_a_restore(new_server, s3, tk_tmp):
+    """A trail with a custom-schema config and a server-signing config (two key versions),
+    replicated to moto and restored: each event in its config, custom-field filters, the SDK's
+    signature checks, `trailkeep verify`; writes to the signing config wait for its key file."""
+    import pangea.services.audit.audit as audit_module
+    audit_module.get_arweave_published_roots = lambda tree_name, tree_sizes: {}
+    from pangea.config import PangeaConfig
+    from pangea.services import Audit
+    from pangea.services.audit.models import EventVerification as V
+
+    bucket = s3.new_bucket()
+    srv = replicating_server(new_server, s3, s3.endpoint, bucket, tk_tmp, name="cfg", max_events=10)
+    api = rh.Api(srv.url, srv.admin_key)
+    schema = tk_tmp / f"schema-{uuid.uuid4().hex[:6]}.json"
+    schema.write_text(json.dumps({"fields": [{"id": "message", "type": "text", "required": True},
+                                             {"id": "amount", "type": "integer"}, {"id": "shop", "type": "string"}]}))
+    dd = ("--data-dir", str(srv.data_dir))
+    pay = srv.cli("configs", "create", "--name", "payments", "--schema", str(schema), *dd).stdout.strip().splitlines()[-1]
+    signed = srv.cli("configs", "create", "--name", "signed", "--signing", "server", *dd).stdout.strip().splitlines()[-1]
+    for i in range(6):
+        r = api.pangea("/v1/log", {"event": rh.pangea_event("", f"plain {i}")})
+        assert r.status_code == 200, rh.short(r)
+        r = api.pangea("/v2/log", {"config_id": pay, "events": [
+            {"event": {"message": f"pay {i}.{k}", "amount": 100 * k + i, "shop": "acme"}} for k in range(4)]})
+        assert r.status_code == 200, rh.short(r)
+        if i == 3:
+            srv.cli("keys", "rotate-signing", "--config", signed, *dd)
+        r = api.pangea("/v1/log", {"config_id": signed, "event": {"message": f"signed {i}"}})
+        assert r.status_code == 200, rh.short(r)
+    wait_replicated(api)
+    total = committed(srv)
+    declared = json.loads(s3.get(bucket, f"{PREFIX}/configs.json"))
+    signing = next(c for c in declared["configs"] if c["id"] == signed)
+    assert [k["version"] for k in signing["public_keys"]] == [1, 2] and "PRIVATE" not in json.dumps(declared)
+    srv.stop()
+    res = verify_archive(srv, bucket)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+    target = tk_tmp / f"restored-cfg-{uuid.uuid4().hex[:6]}"
+    res = srv.cli("restore", "--from-archive", f"s3://{bucket}/{PREFIX}", "--data-dir", str(target), timeout=600)
+    assert f"restored {total} events" in res.stdout, res.stdout
+    res = srv.cli("verify", "--data-dir", str(target), check=False, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    restored = new_server("restored-cfg", ("--no-self-audit",), data_dir=target, env=srv.env_extra)
+    tdd = ("--data-dir", str(target))
+    default_key = restored.cli("keys", "create", "--name", "d", "--scope", "search", *tdd).stdout.strip().splitlines()[-1]
+    pay_key = restored.cli("keys", "create", "--name", "p", "--scope", "search", "--config", pay,
+                           *tdd).stdout.strip().splitlines()[-1]
+    sign_key = restored.cli("keys", "create", "--name", "s", "--scope", "search", "--scope", "ingest", "--config", signed,
+                            *tdd).stdout.strip().splitlines()[-1]
+
+    def audit(key):
+        return Audit(key, config=PangeaConfig(base_url_template=restored.url + "/pangea"))
+
+    seen = audit(default_key).search(query="").result
+    assert seen.count == 6 and all(e.envelope.event["message"].startswith("plain") for e in seen.events)
+    assert audit(pay_key).search(query="").result.count == 24
+    big = audit(pay_key).search(query="amount>=200 shop:acme").result
+    assert big.count == 12 and all(e.envelope.event["amount"] >= 200 for e in big.events)
+    s = audit(sign_key).search(query="", verify_consistency=True).result
+    assert s.count == 6
+    for e in s.events:
+        assert e.signature_verification == V.PASS and e.membership_verification == V.PASS
+    # The event-signing private key is not in the archive: writes to its config are refused.
+    r = rh.Api(restored.url, sign_key).pangea("/v1/log", {"event": {"message": "new"}})
+    assert r.status_code == 503 and "not installed" in r.json()["summary"], rh.short(r)
+    restored.stop()

@@ -76,18 +76,31 @@ async fn append(
 ) -> Result<Appended, PangeaError> {
     if config.signing == Signing::Server {
         let (registry, cfg) = (state.configs.clone(), config.clone());
-        events = web::block(move || -> anyhow::Result<_> {
-            if let Some(signer) = registry.signer(&cfg)? {
-                sign_all(&signer, &mut events);
+        events = web::block(move || -> Result<_, PangeaError> {
+            match registry.signer(&cfg) {
+                Ok(Some(signer)) => sign_all(&signer, &mut events),
+                Ok(None) => {}
+                Err(_)
+                    if let Some((name, version)) = &cfg.signing_key
+                        && registry.keys().verifying_key(name, *version).is_err() =>
+                {
+                    // Not in the key store at all: a data directory restored from an archive
+                    // holds only the key's public half.
+                    return Err(PangeaError::ReadOnly(format!(
+                        "this config's event-signing key {name} version {version} is not installed: copy \
+                         keys/{name}.{version}.pem from the original data directory (or a backup's keys) into \
+                         the data directory's keys/; until then its events can be read but not written"
+                    )));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, config = %cfg.id, "cannot load the config's event-signing key");
+                    return Err(PangeaError::Unavailable);
+                }
             }
             Ok(events)
         })
         .await
-        .map_err(|_| PangeaError::Unavailable)?
-        .map_err(|e| {
-            tracing::error!(error = %e, config = %config.id, "cannot load the config's event-signing key");
-            PangeaError::Unavailable
-        })?;
+        .map_err(|_| PangeaError::Unavailable)??;
     }
     let stamp = ConfigStamp { num: config.num, revision: config.revision };
     Ok(state.writer.append_to(stamp, events).await?)
