@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::admin::allow;
 use super::apidoc::{Problem, TAG_UI};
 use super::state::{State, with_reader};
-use super::ui::{principal, problem, ui_config};
+use super::ui::{problem, searcher};
 use crate::search::pangea_query;
 use crate::store::aggregate::{AggRequest, Aggregation, aggregate};
 use crate::store::search::PangeaQuery;
@@ -151,13 +151,8 @@ fn number(s: Option<&str>, default: usize, max: usize, name: &str) -> Result<usi
     security(("api_key" = [])),
 )]
 async fn aggregate_events(state: State, req: HttpRequest, params: web::Query<AggregateParams>) -> HttpResponse {
-    let p = match principal(&state, &req).await {
-        Ok(p) if p.scopes.can_search() => p,
-        Ok(_) => return problem(StatusCode::FORBIDDEN, "forbidden", "this key may not search"),
-        Err(r) => return r,
-    };
-    let config = match ui_config(&state, &p, params.config_id.as_deref()).await {
-        Ok(c) => c,
+    let (p, config) = match searcher(&state, &req, params.config_id.as_deref()).await {
+        Ok(pc) => pc,
         Err(r) => return r,
     };
     let catalog = config.catalog();

@@ -269,6 +269,22 @@ async fn whoami(state: State, req: HttpRequest) -> HttpResponse {
 }
 
 /// The config a UI request works on (`config_id`, else the key's), or a problem response.
+/// The caller as a key that may search, and the audit config its request selects: the start of
+/// every UI read route (tail, export, aggregate).
+pub(super) async fn searcher(
+    state: &State,
+    req: &HttpRequest,
+    requested: Option<&str>,
+) -> Result<(Principal, Arc<AuditConfig>), HttpResponse> {
+    let p = match principal(state, req).await {
+        Ok(p) if p.scopes.can_search() => p,
+        Ok(_) => return Err(problem(StatusCode::FORBIDDEN, "forbidden", "this key may not search")),
+        Err(r) => return Err(r),
+    };
+    let config = ui_config(state, &p, requested).await?;
+    Ok((p, config))
+}
+
 pub(super) async fn ui_config(
     state: &State,
     p: &Principal,
@@ -377,13 +393,8 @@ struct TailParams {
     security(("api_key" = [])),
 )]
 async fn tail(state: State, req: HttpRequest, params: web::Query<TailParams>) -> HttpResponse {
-    let p = match principal(&state, &req).await {
-        Ok(p) if p.scopes.can_search() => p,
-        Ok(_) => return problem(StatusCode::FORBIDDEN, "forbidden", "this key may not search"),
-        Err(r) => return r,
-    };
-    let config = match ui_config(&state, &p, params.config_id.as_deref()).await {
-        Ok(c) => c,
+    let (p, config) = match searcher(&state, &req, params.config_id.as_deref()).await {
+        Ok(pc) => pc,
         Err(r) => return r,
     };
     let expr = match pangea_query::parse_in(params.query.as_deref().unwrap_or(""), &config.catalog()) {
@@ -498,19 +509,14 @@ struct ExportParams {
     security(("api_key" = [])),
 )]
 async fn export(state: State, req: HttpRequest, params: web::Query<ExportParams>) -> HttpResponse {
-    let p = match principal(&state, &req).await {
-        Ok(p) if p.scopes.can_search() => p,
-        Ok(_) => return problem(StatusCode::FORBIDDEN, "forbidden", "this key may not search"),
+    let (p, config) = match searcher(&state, &req, params.config_id.as_deref()).await {
+        Ok(pc) => pc,
         Err(r) => return r,
     };
     let format = params.format.clone().unwrap_or_else(|| "json".into());
     if !["csv", "json", "jsonl.gz"].contains(&format.as_str()) {
         return problem(StatusCode::BAD_REQUEST, "invalid_format", "format must be csv, json or jsonl.gz");
     }
-    let config = match ui_config(&state, &p, params.config_id.as_deref()).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let expr = match pangea_query::parse_in(params.query.as_deref().unwrap_or(""), &config.catalog()) {
         Ok(e) => e,
         Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_query", &e.detail),
