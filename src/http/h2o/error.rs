@@ -134,6 +134,23 @@ pub fn allow(mut resp: HttpResponse, methods: &'static str) -> HttpResponse {
 
 pub(super) type H2oResult = Result<HttpResponse, H2oError>;
 
+/// The start of every H2O POST: a key with the scope (`require`), a JSON content type, and the
+/// body read up to `limit` bytes.
+pub(super) async fn require_json(
+    state: &State,
+    req: &HttpRequest,
+    payload: actix_web::web::Payload,
+    ingest: bool,
+    limit: usize,
+) -> Result<(Principal, actix_web::web::Bytes), H2oError> {
+    let principal = require(state, req, ingest).await?;
+    if !crate::http::body::is_json(req) {
+        return Err(H2oError::unsupported_media_type());
+    }
+    let body = crate::http::body::read_body(req, payload, limit).await?;
+    Ok((principal, body))
+}
+
 pub(super) async fn require(state: &State, req: &HttpRequest, ingest: bool) -> Result<Principal, H2oError> {
     let p = authenticate(state, req).await?;
     let ok = if ingest { p.scopes.can_ingest() } else { p.scopes.can_search() };

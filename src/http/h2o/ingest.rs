@@ -5,13 +5,12 @@ use actix_web::{HttpRequest, web};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::error::{H2oError, H2oResult, require};
+use super::error::{H2oError, H2oResult, require_json};
 use super::render::{H2oJson, h2o_json, json_response};
 use super::schema::{H2oBatchCreateRequest, H2oBatchCreateResponse, H2oCreateEventResponse, H2oEventInput, H2oStatus};
 use crate::event::canonical::{JsonErrorKind, parse_strict};
 use crate::event::{EventType, NewEvent, Origin, is_private_ip, workspace_from_resource};
 use crate::http::apidoc::TAG_H2O;
-use crate::http::body::{is_json, read_body};
 use crate::http::state::State;
 use crate::store::writer::Outcome;
 use crate::time::{format_protojson, parse_rfc3339};
@@ -252,11 +251,7 @@ struct CreateQuery {
     security(("api_key" = [])),
 )]
 pub(super) async fn create_event(state: State, req: HttpRequest, payload: web::Payload) -> H2oResult {
-    let principal = require(&state, &req, true).await?;
-    if !is_json(&req) {
-        return Err(H2oError::unsupported_media_type());
-    }
-    let body = read_body(&req, payload, SINGLE_LIMIT).await?;
+    let (principal, body) = require_json(&state, &req, payload, true, SINGLE_LIMIT).await?;
     let q = web::Query::<CreateQuery>::from_query(req.query_string()).ok();
     let uid = q
         .and_then(|q| q.event_id.clone())
@@ -306,11 +301,7 @@ pub(super) async fn create_event(state: State, req: HttpRequest, payload: web::P
     security(("api_key" = [])),
 )]
 pub(super) async fn batch_create_events(state: State, req: HttpRequest, payload: web::Payload) -> H2oResult {
-    let principal = require(&state, &req, true).await?;
-    if !is_json(&req) {
-        return Err(H2oError::unsupported_media_type());
-    }
-    let body = read_body(&req, payload, BATCH_LIMIT).await?;
+    let (principal, body) = require_json(&state, &req, payload, true, BATCH_LIMIT).await?;
     let mut value = parse_body(&body)?;
     let requests = match value.get_mut("requests") {
         None | Some(Value::Null) => Vec::new(),

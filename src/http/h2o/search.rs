@@ -9,7 +9,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::error::{H2oError, H2oResult, require};
+use super::error::{H2oError, H2oResult, require_json};
 use super::ingest::{SINGLE_LIMIT, bad_type, opt_str, parse_body, string_map, truncate};
 use super::render::{envelope_event, h2o_event_time, h2o_json, json_response};
 use super::schema::{H2oSearchRequest, H2oSearchResponse, H2oStatus};
@@ -17,7 +17,6 @@ use crate::event::EventType;
 use crate::event::canonical::to_canonical_string;
 use crate::event::system;
 use crate::http::apidoc::TAG_H2O;
-use crate::http::body::{is_json, read_body};
 use crate::http::state::{State, with_reader};
 use crate::keys::Principal;
 use crate::search::re2;
@@ -225,11 +224,7 @@ fn mac(key: &[u8; 32], payload: &[u8]) -> [u8; 16] {
     security(("api_key" = [])),
 )]
 pub(super) async fn search_events(state: State, req: HttpRequest, payload: web::Payload) -> H2oResult {
-    let principal = require(&state, &req, false).await?;
-    if !is_json(&req) {
-        return Err(H2oError::unsupported_media_type());
-    }
-    let body = read_body(&req, payload, SINGLE_LIMIT).await?;
+    let (principal, body) = require_json(&state, &req, payload, false, SINGLE_LIMIT).await?;
     let value = parse_body(&body)?;
     let mut parsed = parse_search(&value, &principal)?;
     let now = state.ledger.now_micros();
