@@ -40,6 +40,23 @@ pub struct SegmentRows {
     pub rows: Vec<(u32, Vec<u8>)>,
 }
 
+/// A group's rows (`ngram_groups`), built by the indexer for the writer to store.
+#[derive(Debug)]
+pub struct GroupRows {
+    pub group: i64,
+    pub rows: Vec<(u32, Vec<u8>)>,
+}
+
+/// What the indexer hands to the writer.
+#[derive(Debug)]
+pub enum Built {
+    Segment(SegmentRows),
+    Group(GroupRows),
+}
+
+/// Segments per group in a new database (`ngram_group_state.group_segments`): 262,144 events.
+pub const GROUP_SEGMENTS: i64 = 64;
+
 /// Events per read-back statement.
 const READ_CHUNK: i64 = 1024;
 /// Messages of committed events the indexer may lag behind before the writer stops handing keys
@@ -171,6 +188,68 @@ pub fn rebuild_segment(conn: &Connection, seg: i64) -> rusqlite::Result<()> {
     store_segment(conn, seg, &rows)
 }
 
+/// The coarse layer (migration 0013): per group of `group_segments` consecutive segments (group
+/// `g` = segments `g * group_segments ..`), one row per part in `ngram_groups` (same ids as
+/// segment rows: `g << 8 | part`) whose members are the group's segments
+/// (`search::ngram::group_part`). `grouped_to`: the newest group whose rows are stored (every
+/// older group's are too; -1: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupState {
+    pub group_segments: i64,
+    pub grouped_to: i64,
+}
+
+pub fn group_state(conn: &Connection) -> rusqlite::Result<GroupState> {
+    conn.prepare_cached("SELECT group_segments, grouped_to FROM ngram_group_state")?
+        .query_row([], |r| Ok(GroupState { group_segments: r.get(0)?, grouped_to: r.get(1)? }))
+}
+
+pub fn set_grouped_to(conn: &Connection, group: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE ngram_group_state SET grouped_to = ?1")?.execute([group])?;
+    Ok(())
+}
+
+/// Changes the group size (1 to 4,096 segments) and drops the stored groups, which the indexer
+/// builds again at the next start. For a stopped server (tests lower it to reach groups with few
+/// events).
+pub fn set_group_segments(conn: &Connection, group_segments: i64) -> rusqlite::Result<()> {
+    assert!((1..=SEGMENT_EVENTS as i64).contains(&group_segments), "{group_segments}");
+    conn.execute_batch("DELETE FROM ngram_groups")?;
+    conn.execute("UPDATE ngram_group_state SET group_segments = ?1, grouped_to = -1", [group_segments])?;
+    Ok(())
+}
+
+/// Builds the rows of group `group` from the stored rows of its segments, a part at a time (one
+/// statement of `group_segments` rows each: bounded memory). The segments must be indexed.
+pub fn build_group(conn: &Connection, group: i64, group_segments: i64) -> rusqlite::Result<Vec<(u32, Vec<u8>)>> {
+    let first = group * group_segments;
+    let mut stmt = conn.prepare_cached("SELECT id, data FROM ngram_parts WHERE id IN rarray(?1) ORDER BY id")?;
+    let mut out = Vec::new();
+    for part in 0..ngram::PARTS {
+        let ids: Vec<rusqlite::types::Value> = (first..first + group_segments)
+            .map(|seg| rusqlite::types::Value::Integer(row_id(seg, part)))
+            .collect();
+        let rows: Vec<(usize, Vec<u8>)> = stmt
+            .query_map([std::rc::Rc::new(ids)], |r| Ok((((r.get::<_, i64>(0)? >> 8) - first) as usize, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        if let Some(data) = ngram::group_part(&rows) {
+            out.push((part, data));
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces the stored rows of group `group` (inside the writer's transaction).
+pub fn store_group(conn: &Connection, group: i64, rows: &[(u32, Vec<u8>)]) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM ngram_groups WHERE id >= ?1 AND id < ?2")?
+        .execute(params![row_id(group, 0), row_id(group + 1, 0)])?;
+    let mut insert = conn.prepare_cached("INSERT INTO ngram_groups(id, data) VALUES (?1, ?2)")?;
+    for (part, data) in rows {
+        insert.execute(params![row_id(group, *part), data])?;
+    }
+    Ok(())
+}
+
 pub fn indexed_to(conn: &Connection) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT indexed_to FROM ngram_state")?.query_row([], |r| r.get(0))
 }
@@ -188,18 +267,22 @@ pub struct Indexer {
     waiting: Arc<AtomicUsize>,
     /// The newest committed seq.
     committed: Arc<AtomicI64>,
+    /// `ngram_state.indexed_to` as last committed by the writer.
+    stored: Arc<AtomicI64>,
 }
 
 impl Indexer {
     /// Starts the indexer at the event after `indexed_to`; `committed` is the newest stored seq.
-    /// Built segments go to `deliver`, which returns false once the writer is gone.
+    /// Built segments and groups go to `deliver`, which returns false once the writer is gone.
     pub fn start(
         data_dir: &std::path::Path,
         indexed_to: i64,
         committed: i64,
-        deliver: impl FnMut(SegmentRows) -> bool + Send + 'static,
+        deliver: impl FnMut(Built) -> bool + Send + 'static,
     ) -> anyhow::Result<Self> {
         let conn = super::open_ro(data_dir)?;
+        let groups = group_state(&conn)?;
+        let stored = Arc::new(AtomicI64::new(indexed_to));
         let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_DEPTH);
         let waiting = Arc::new(AtomicUsize::new(0));
         let committed_at = Arc::new(AtomicI64::new(committed));
@@ -210,12 +293,20 @@ impl Indexer {
             committed: committed_at.clone(),
             builder: SegmentBuilder::default(),
             deliver: Box::new(deliver),
+            stored: stored.clone(),
+            group_segments: groups.group_segments.clamp(1, SEGMENT_EVENTS as i64),
+            next_group: groups.grouped_to + 1,
         };
         if committed > indexed_to {
             tracing::info!(events = committed - indexed_to, "indexing events for substring search in the background");
         }
         let join = std::thread::Builder::new().name("trailkeep-ngram".into()).spawn(move || state.run(rx))?;
-        Ok(Self { tx, join, waiting, committed: committed_at })
+        Ok(Self { tx, join, waiting, committed: committed_at, stored })
+    }
+
+    /// The writer committed the segment rows up to `indexed_to` (groups of them can be built).
+    pub fn stored(&self, indexed_to: i64) {
+        self.stored.fetch_max(indexed_to, Ordering::Release);
     }
 
     /// Hands over the keys of committed events (in seq order). Never blocks: when the indexer
@@ -247,17 +338,29 @@ struct IndexerState {
     /// The newest committed seq (the writer's).
     committed: Arc<AtomicI64>,
     builder: SegmentBuilder,
-    deliver: Box<dyn FnMut(SegmentRows) -> bool + Send>,
+    deliver: Box<dyn FnMut(Built) -> bool + Send>,
+    /// `ngram_state.indexed_to` as committed (the segment rows groups are built from).
+    stored: Arc<AtomicI64>,
+    group_segments: i64,
+    /// The next group to build.
+    next_group: i64,
 }
 
 impl IndexerState {
     fn run(&mut self, rx: Receiver<Vec<Keyed>>) {
         use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
         loop {
+            // A group whose segments are all stored is built (one per turn: messages are taken
+            // in between, so a backfill of many groups does not hold the segments up).
+            let grouping = self.group_ready();
+            if grouping && !self.build_group() {
+                return;
+            }
             // Read back what is committed but was not handed over, a chunk at a time, taking
             // messages in between; when caught up, wait for the next message (and look at the
             // writer's progress now and then: it may have kept keys back).
-            let msg = if self.next <= self.committed.load(Ordering::Acquire) {
+            let behind = self.next <= self.committed.load(Ordering::Acquire);
+            let msg = if behind || grouping {
                 match rx.try_recv() {
                     Ok(m) => Some(m),
                     Err(TryRecvError::Empty) => None,
@@ -275,10 +378,42 @@ impl IndexerState {
                     self.waiting.fetch_sub(events.len(), Ordering::Relaxed);
                     self.take(events)
                 }
-                None => self.read_back(),
+                None if behind => self.read_back(),
+                None => true,
             };
             if !ok {
                 return;
+            }
+        }
+    }
+
+    /// Whether every segment of the next group is stored.
+    fn group_ready(&self) -> bool {
+        let last_seq = (((self.next_group + 1) * self.group_segments) << SEG_SHIFT) - 1;
+        last_seq <= self.stored.load(Ordering::Acquire)
+    }
+
+    /// Builds the next group from its stored segment rows and delivers it; false once the writer
+    /// is gone.
+    fn build_group(&mut self) -> bool {
+        let t0 = std::time::Instant::now();
+        match build_group(&self.conn, self.next_group, self.group_segments) {
+            Ok(rows) => {
+                tracing::debug!(
+                    group = self.next_group,
+                    rows = rows.len(),
+                    bytes = rows.iter().map(|r| r.1.len()).sum::<usize>(),
+                    ms = t0.elapsed().as_millis() as u64,
+                    "substring index group built"
+                );
+                let group = self.next_group;
+                self.next_group += 1;
+                (self.deliver)(Built::Group(GroupRows { group, rows }))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "substring indexer cannot read segment rows; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                true
             }
         }
     }
@@ -332,6 +467,6 @@ impl IndexerState {
         }
         let builder = std::mem::take(&mut self.builder);
         let rows = SegmentRows { seg: seq >> SEG_SHIFT, rows: builder.finish() };
-        (self.deliver)(rows)
+        (self.deliver)(Built::Segment(rows))
     }
 }
