@@ -14,7 +14,9 @@
 //!
 //! Storage shape: the trigrams of a segment are spread over [`PARTS`] rows by a hash of their key,
 //! each row holding its trigrams' posting lists ([`encode_part`]); a search reads, per segment,
-//! only the rows of its terms' trigrams.
+//! only the rows of its terms' trigrams. A group of segments has rows in the same encoding whose
+//! members are segments instead of events ([`group_part`]), so a search evaluates its condition
+//! over a group first and reads the rows of the segments left in only.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

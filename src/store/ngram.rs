@@ -16,6 +16,13 @@
 //! transaction (`rebuild_segment`), and the writer rebuilds a segment it receives after a purge
 //! touched it from the store rather than storing the indexer's rows, so the index never keeps
 //! trigrams of purged content.
+//!
+//! Groups (migration 0013): once the writer has committed the last segment of a group of
+//! `group_segments` segments, the indexer reads the group's segment rows back a part at a time and
+//! builds the group's rows (`search::ngram::group_part`: per trigram, the group's segments that
+//! hold it), which the writer stores like segment rows and records in `grouped_to`. A search reads
+//! a group's rows first and skips the segments it rules out. Purges leave groups as they are (a
+//! superset of what the segments hold: a segment read more, never a match missed).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -226,9 +233,8 @@ pub fn build_group(conn: &Connection, group: i64, group_segments: i64) -> rusqli
     let mut stmt = conn.prepare_cached("SELECT id, data FROM ngram_parts WHERE id IN rarray(?1) ORDER BY id")?;
     let mut out = Vec::new();
     for part in 0..ngram::PARTS {
-        let ids: Vec<rusqlite::types::Value> = (first..first + group_segments)
-            .map(|seg| rusqlite::types::Value::Integer(row_id(seg, part)))
-            .collect();
+        let ids: Vec<rusqlite::types::Value> =
+            (first..first + group_segments).map(|seg| rusqlite::types::Value::Integer(row_id(seg, part))).collect();
         let rows: Vec<(usize, Vec<u8>)> = stmt
             .query_map([std::rc::Rc::new(ids)], |r| Ok((((r.get::<_, i64>(0)? >> 8) - first) as usize, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;

@@ -822,7 +822,11 @@ impl<'a> IndexReader<'a> {
         if !self.ordered
             && let Some(&first) = segs.first()
         {
-            self.fetch(Rows::Segments, self.parts.iter().map(|p| stored_ngram::row_id(first, *p)).collect(), &mut rows)?;
+            self.fetch(
+                Rows::Segments,
+                self.parts.iter().map(|p| stored_ngram::row_id(first, *p)).collect(),
+                &mut rows,
+            )?;
             let count = |k: u32| match rows.get(&stored_ngram::row_id(first, ngram::part(k))) {
                 Some(Some(d)) => ngram::find_in_part(d, k).map_or(0, |b| b.len()),
                 _ => 0,

@@ -320,6 +320,14 @@ async fn indexed_search_equals_a_scan() {
         let conn = rusqlite::Connection::open(dir.path().join("trailkeep.db")).unwrap();
         if from_scratch {
             conn.execute_batch("DELETE FROM ngram_parts; UPDATE ngram_state SET indexed_to = -1;").unwrap();
+        } else {
+            // A database from before migration 0013: the migration adds the groups' tables, and
+            // the server builds the groups of the indexed segments when it starts.
+            conn.execute_batch("DROP TABLE ngram_groups; DROP TABLE ngram_group_state; PRAGMA user_version = 12;")
+                .unwrap();
+            drop(trailkeep::store::open_rw(dir.path()).unwrap());
+            let state = trailkeep::store::ngram::group_state(&conn).unwrap();
+            assert_eq!((state.group_segments, state.grouped_to), (64, -1));
         }
         trailkeep::store::ngram::set_group_segments(&conn, group_segments).unwrap();
         drop(conn);
@@ -392,7 +400,9 @@ fn assert_groups_cover_segments(dir: &std::path::Path) {
     let grouped = db_value(dir, "SELECT grouped_to FROM ngram_group_state");
     let mut checked = 0;
     let mut stmt = conn.prepare("SELECT id, data FROM ngram_parts WHERE id < ?1").unwrap();
-    for row in stmt.query_map([((grouped + 1) * size) << 8], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))).unwrap() {
+    for row in
+        stmt.query_map([((grouped + 1) * size) << 8], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))).unwrap()
+    {
         let (id, data) = row.unwrap();
         let (seg, part) = (id >> 8, id & 255);
         let group: Option<Vec<u8>> = conn
