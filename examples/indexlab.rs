@@ -433,6 +433,9 @@ fn run_design(
     ))
 }
 
+/// Per kind and design: latencies (ms), matches, index rows read, groups evaluated.
+type Tally = (Vec<f64>, usize, usize, usize);
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize).copied().unwrap_or(f64::NAN)
@@ -458,8 +461,7 @@ fn main() -> anyhow::Result<()> {
     };
     let kinds = kinds(&conn, n, args.queries)?;
     let designs: Vec<&str> = args.designs.split(',').collect();
-    // (kind, design) → latencies, matches, index rows read, groups evaluated
-    let mut lat: HashMap<(&str, &str), (Vec<f64>, usize, usize, usize)> = HashMap::new();
+    let mut lat: HashMap<(&str, &str), Tally> = HashMap::new();
     for (i, (kind, text, terms)) in kinds.iter().enumerate() {
         // The designs take turns going first: a search warms the OS cache for the next one.
         let mut answers: Vec<(&str, Vec<i64>)> = Vec::new();

@@ -246,15 +246,15 @@ impl Need {
     /// (the trigram's posting list is not at hand) stops the evaluation, which returns that key,
     /// so that a caller can fetch what the next step needs for many segments at once.
     pub fn try_eval(&self, postings: &mut dyn FnMut(u32) -> Result<Option<Bits>, u32>) -> Result<Bits, u32> {
-        self.try_eval_few(FEW_CANDIDATES, postings)
+        self.try_eval_until(&|_, after| after <= FEW_CANDIDATES, postings)
     }
 
-    /// As [`Need::try_eval`], a conjunction stopping once it is down to `few` members or fewer
-    /// (0: only once empty). Over group rows (`store::ngram`), whose members are segments, a
-    /// lookup more costs one row for every group, and a segment left in costs rows of its own.
-    pub fn try_eval_few(
+    /// As [`Need::try_eval`], a conjunction stopping its lookups once `enough(before, after)`
+    /// holds for the members it had before and has after a lookup. Over group rows
+    /// (`store::ngram`), whose members are segments, [`group_enough`] applies.
+    pub fn try_eval_until(
         &self,
-        few: usize,
+        enough: &dyn Fn(usize, usize) -> bool,
         postings: &mut dyn FnMut(u32) -> Result<Option<Bits>, u32>,
     ) -> Result<Bits, u32> {
         match self {
@@ -262,12 +262,13 @@ impl Need {
                 let mut acc: Option<Bits> = None;
                 for k in keys {
                     let Some(b) = postings(*k)? else { return Ok(Bits::empty()) };
+                    let before = acc.as_ref().map_or(SEGMENT_EVENTS, Bits::len);
                     match &mut acc {
                         None => acc = Some(b),
                         Some(a) => a.and(&b),
                     }
                     if let Some(a) = &acc
-                        && a.len() <= few
+                        && enough(before, a.len())
                     {
                         break;
                     }
@@ -277,8 +278,9 @@ impl Need {
             Need::And(items) => {
                 let mut acc = Bits::full();
                 for n in items {
-                    acc.and(&n.try_eval_few(few, postings)?);
-                    if acc.len() <= few {
+                    let before = acc.len();
+                    acc.and(&n.try_eval_until(enough, postings)?);
+                    if enough(before, acc.len()) {
                         break;
                     }
                 }
@@ -287,7 +289,7 @@ impl Need {
             Need::Or(items) => {
                 let mut acc = Bits::empty();
                 for n in items {
-                    acc.or(&n.try_eval_few(few, postings)?);
+                    acc.or(&n.try_eval_until(enough, postings)?);
                 }
                 Ok(acc)
             }
@@ -507,6 +509,13 @@ pub fn part_events(data: &[u8]) -> Option<Bits> {
     Some(all)
 }
 
+/// When a conjunction over group rows stops looking up: once it is empty (its segments are
+/// decided), or when a lookup removed no segment (the trigrams are ordered rarest first, so the
+/// next ones would most likely remove none either; a segment left in only costs its own rows).
+pub fn group_enough(before: usize, after: usize) -> bool {
+    after == 0 || after == before
+}
+
 /// A row that reads as every member for every key ([`find_in_part`] finds it malformed): the
 /// group row of a part one of whose segment rows is malformed.
 pub const EVERY_MEMBER: &[u8] = &[0xff];
@@ -716,16 +725,24 @@ mod tests {
         let group = group_part(&damaged).unwrap();
         assert_eq!(find_in_part(&group, 4), Some(Bits::full()));
 
-        // Evaluated over segments: a conjunction with `few` = 0 goes on until it is empty.
+        // Evaluated over segments, a conjunction goes on while its lookups remove segments.
         let group = group_part(&rows[..2]).unwrap();
-        let n = Need::And(vec![Need::Grams(vec![3]), Need::Grams(vec![90_000])]);
-        let mut lookups = 0;
-        let mut get = |k: u32| {
-            lookups += 1;
-            Ok(find_in_part(&group, k))
+        let eval = |n: &Need| {
+            let mut lookups = 0;
+            let got = n
+                .try_eval_until(&group_enough, &mut |k: u32| {
+                    lookups += 1;
+                    Ok(find_in_part(&group, k))
+                })
+                .unwrap();
+            (got.iter().collect::<Vec<_>>(), lookups)
         };
-        let got = n.try_eval_few(0, &mut get).unwrap();
-        assert_eq!((got.iter().collect::<Vec<_>>(), lookups), (vec![0], 2));
+        let n = Need::And(vec![Need::Grams(vec![3]), Need::Grams(vec![90_000])]);
+        assert_eq!(eval(&n), (vec![0], 2));
+        assert_eq!(eval(&Need::Grams(vec![3, 90_000, 7])), (vec![], 3));
+        assert_eq!(eval(&Need::Grams(vec![4, 3])), (vec![], 1));
+        // A lookup that removes nothing ends the conjunction (3 and 3 again: both segments).
+        assert_eq!(eval(&Need::Grams(vec![3, 3, 90_000])), (vec![0, 5], 2));
     }
 
     #[test]

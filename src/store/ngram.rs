@@ -216,11 +216,13 @@ pub fn set_grouped_to(conn: &Connection, group: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Changes the group size (1 to 4,096 segments) and drops the stored groups, which the indexer
-/// builds again at the next start. For a stopped server (tests lower it to reach groups with few
-/// events).
-pub fn set_group_segments(conn: &Connection, group_segments: i64) -> rusqlite::Result<()> {
-    assert!((1..=SEGMENT_EVENTS as i64).contains(&group_segments), "{group_segments}");
+/// Changes the group size (1 to 4,096 segments; [`GROUP_SEGMENTS`] in a new database) and drops
+/// the stored groups, which the indexer builds again at the next start. For a stopped server
+/// (tests lower it to reach groups with few events).
+pub fn set_group_segments(conn: &Connection, group_segments: i64) -> anyhow::Result<()> {
+    if !(1..=SEGMENT_EVENTS as i64).contains(&group_segments) {
+        anyhow::bail!("a group has 1 to {SEGMENT_EVENTS} segments, not {group_segments}");
+    }
     conn.execute_batch("DELETE FROM ngram_groups")?;
     conn.execute("UPDATE ngram_group_state SET group_segments = ?1, grouped_to = -1", [group_segments])?;
     Ok(())

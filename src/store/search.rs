@@ -654,6 +654,9 @@ struct Groups {
     found: HashMap<i64, ngram::Bits>,
     /// Groups evaluated beyond those a call needs, in the direction of travel (doubles per read).
     ahead: i64,
+    /// Groups evaluated, and whether any of them ruled a segment out.
+    evaluated: usize,
+    pruned: bool,
 }
 
 /// Most groups evaluated ahead of the segments a call asks for.
@@ -686,6 +689,8 @@ impl<'a> IndexReader<'a> {
             ordered: false,
             found: HashMap::new(),
             ahead: 1,
+            evaluated: 0,
+            pruned: false,
         };
         Ok(Self { conn, need, ordered: false, parts, lo, hi, stats, groups })
     }
@@ -718,7 +723,7 @@ impl<'a> IndexReader<'a> {
     fn evaluate(
         &self,
         need: &Need,
-        few: usize,
+        enough: &dyn Fn(usize, usize) -> bool,
         table: Rows,
         units: &[i64],
         rows: &mut HashMap<i64, Option<Vec<u8>>>,
@@ -728,7 +733,7 @@ impl<'a> IndexReader<'a> {
         while !undecided.is_empty() {
             let mut wanted = Vec::new();
             undecided.retain(|&unit| {
-                let result = need.try_eval_few(few, &mut |k| {
+                let result = need.try_eval_until(enough, &mut |k| {
                     let id = stored_ngram::row_id(unit, ngram::part(k));
                     match rows.get(&id) {
                         None => Err(k),
@@ -756,9 +761,9 @@ impl<'a> IndexReader<'a> {
 
     /// Appends the candidates of `segs` (in the order given; each segment's seqs descending if
     /// `desc`) to `out`. Segments in stored groups go through their groups' rows first (each
-    /// group evaluated once per search, with some groups ahead in the direction of travel): a
-    /// segment whose group says it cannot match is decided without reading its rows. The others
-    /// are evaluated on their own rows. The first group and the first segment read are read
+    /// group evaluated once per search, with some groups ahead in the direction of travel; no
+    /// more once two groups have ruled no segment out): a segment whose group says it cannot
+    /// match is decided without reading its rows. The others are evaluated on their own rows. The first group and the first segment read are read
     /// whole, to order the trigrams by how rare they are there.
     fn candidates(&mut self, segs: &[i64], desc: bool, out: &mut Vec<i64>) -> rusqlite::Result<()> {
         let t0 = std::time::Instant::now();
@@ -804,8 +809,14 @@ impl<'a> IndexReader<'a> {
         }
         count(self.stats, |s| s.groups += wanted.len() as u64);
         let mut found = HashMap::new();
-        // A conjunction goes on until it is empty: a group's segment left in costs rows of its own.
-        self.evaluate(&self.groups.need, 0, Rows::Groups, &wanted, &mut rows, &mut found)?;
+        self.evaluate(&self.groups.need, &ngram::group_enough, Rows::Groups, &wanted, &mut rows, &mut found)?;
+        // Groups that rule no segment out (every trigram in every segment: hex ids, frequent
+        // words) are not read any further for this search.
+        self.groups.pruned |= found.values().any(|b| (0..size).any(|i| !b.contains(i as usize)));
+        self.groups.evaluated += found.len();
+        if !self.groups.pruned && self.groups.evaluated >= 2 {
+            self.groups.upto = -1;
+        }
         self.groups.found.extend(found);
         Ok(())
     }
@@ -836,7 +847,8 @@ impl<'a> IndexReader<'a> {
         }
         count(self.stats, |s| s.segments += segs.len() as u64);
         let mut found: HashMap<i64, ngram::Bits> = HashMap::new();
-        self.evaluate(&self.need, ngram::FEW_CANDIDATES, Rows::Segments, &segs, &mut rows, &mut found)?;
+        let enough = |_, after| after <= ngram::FEW_CANDIDATES;
+        self.evaluate(&self.need, &enough, Rows::Segments, &segs, &mut rows, &mut found)?;
         for &seg in &segs {
             let Some(bits) = found.get(&seg) else { continue };
             let base = seg << SEG_SHIFT;

@@ -327,7 +327,7 @@ async fn indexed_search_equals_a_scan() {
                 .unwrap();
             drop(trailkeep::store::open_rw(dir.path()).unwrap());
             let state = trailkeep::store::ngram::group_state(&conn).unwrap();
-            assert_eq!((state.group_segments, state.grouped_to), (64, -1));
+            assert_eq!((state.group_segments, state.grouped_to), (trailkeep::store::ngram::GROUP_SEGMENTS, -1));
         }
         trailkeep::store::ngram::set_group_segments(&conn, group_segments).unwrap();
         drop(conn);
