@@ -73,7 +73,7 @@ function renderConfigs(body, data, ctx) {
     const actions = h('td', { attrs: { 'data-label': 'Actions' } },
       h('button', {
         type: 'button', className: 'mini', onClick: () => openConfig(detail, c, body, ctx),
-        attrs: { 'aria-label': `Schema and settings of config ${c.name}` },
+        attrs: { 'aria-label': `Open config ${c.name} (schema and settings)` },
       }, 'Open'));
     if (!isDefault) {
       actions.append(' ', h('button', {
@@ -185,11 +185,11 @@ function createCard(body, ctx) {
     radio('signing', 'server', 'Server', false, 'the server signs every event with this config\'s own Ed25519 key'));
   const editor = fieldsEditor('config-field', { initial: [{ id: 'message', type: 'text', required: true }] });
   const json = h('textarea', {
-    id: 'config-schema-json', attrs: { rows: 8, spellcheck: 'false', 'aria-describedby': 'config-json-hint', placeholder: '{"fields": [{"id": "message", "type": "text", "required": true}]}' },
+    id: 'config-schema-text', attrs: { rows: 8, spellcheck: 'false', 'aria-describedby': 'config-json-hint', placeholder: '{"fields": [{"id": "message", "type": "text", "required": true}]}' },
   });
   const fieldsBox = h('div', { id: 'config-fields-box', hidden: true }, editor.element);
   const jsonBox = h('div', { className: 'field', id: 'config-json-box', hidden: true },
-    h('label', { htmlFor: 'config-schema-json' }, 'Schema JSON (an AuditSchema, or its list of fields)'), json,
+    h('label', { htmlFor: 'config-schema-text' }, 'Schema JSON (an AuditSchema, or its list of fields)'), json,
     h('p', { className: 'hint', id: 'config-json-hint' }, 'As the API and trailkeep configs create --schema take it.'));
   const schemaSet = h('fieldset', { className: 'scopes' }, h('legend', null, 'Schema'),
     radio('schema', 'standard', 'Standard', true, 'message, actor, action, target, source, status, new, old, timestamp, tenant_id'),
