@@ -70,20 +70,21 @@ function renderConfigs(body, data, ctx) {
     api.configEventCount(c.id).then((a) => {
       events.textContent = `${a.complete === false ? '≥ ' : ''}${fmtInt(a.total ?? 0)}`;
     }, () => { events.textContent = '—'; });
-    const actions = h('td', { attrs: { 'data-label': 'Actions' } },
+    const buttons = h('span', { className: 'row-actions' },
       h('button', {
         type: 'button', className: 'mini', onClick: () => openConfig(detail, c, body, ctx),
         attrs: { 'aria-label': `Open config ${c.name} (schema and settings)` },
       }, 'Open'));
+    const actions = h('td', { attrs: { 'data-label': 'Actions' } }, buttons);
     if (!isDefault) {
-      actions.append(' ', h('button', {
+      buttons.append(' ', h('button', {
         type: 'button', className: 'mini danger', onClick: () => remove(c, body, ctx),
         attrs: { 'aria-label': `Delete config ${c.name} (${c.id})` },
       }, 'Delete'));
     }
     const fields = schemaFields(c.schema);
     tbody.append(h('tr', { dataset: { config: c.id } },
-      h('td', { attrs: { 'data-label': 'Name' } }, displayValue(c.name), isDefault ? h('span', { className: 'tag' }, 'default') : null),
+      h('td', { attrs: { 'data-label': 'Name' } }, h('span', null, displayValue(c.name), isDefault ? h('span', { className: 'tag' }, 'default') : null)),
       h('td', { className: 'mono', attrs: { 'data-label': 'Config id' } }, c.id),
       h('td', { attrs: { 'data-label': 'Signing' } }, c.vault_sign ? h('span', { title: c.vault_key_id ? `Event-signing key ${c.vault_key_id}` : null }, 'server') : 'none'),
       h('td', { attrs: { 'data-label': 'Fields' } }, fmtInt(fields.length)),

@@ -379,6 +379,7 @@ describe('audit configs', () => {
       for (const [w, hgt, size] of [[1400, 900, 'laptop'], [390, 844, 'phone']]) {
         await page.setViewportSize({ width: w, height: hgt });
         await axe(page, `configs (${scheme}, ${size})`);
+        await page.evaluate(() => window.scrollTo(0, 0));
         await screenshot(page, `page-configs-${size}-${scheme}`);
       }
     }
