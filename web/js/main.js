@@ -234,8 +234,11 @@ async function onConfigSelected() {
   announce(`Audit config: ${config?.name ?? id}`);
 }
 
-/** After the Configs page changed the list: whoami again for the selector. */
+/** After the Configs page changed the list: whoami again for the selector; schemas load afresh. */
 async function refreshConfigs() {
+  forgetSchemas();
+  config = null;
+  view = null;
   try {
     const info = await api.whoami(api.getKey());
     if (info && Array.isArray(info.configs)) me = { ...me, configs: info.configs };

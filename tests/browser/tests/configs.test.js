@@ -176,6 +176,13 @@ describe('audit configs', () => {
     await p2.locator('#columns-menu summary').click();
     await p2.locator('#result-rows td.col-raw', { hasText: 'raw-' }).first().waitFor();
 
+    // sort by a custom integer field
+    await p2.getByRole('button', { name: /^Sort by Amount/ }).click();
+    await p2.waitForURL(/sort=amount&order=asc/);
+    await waitForResults(p2);
+    const sorted = await p2.locator('#result-rows td.col-amount').allTextContents();
+    assert.deepEqual(sorted.map(Number), [...amounts].sort((a, b) => a - b));
+
     // reload keeps the config
     await p2.reload();
     await waitForResults(p2);
@@ -221,6 +228,9 @@ describe('audit configs', () => {
     assert.deepEqual(dts.map((t) => t.trim().split(/\s+/)[0]), ['Message', 'User', 'Amount', 'Approved', 'Booked', 'Raw']);
     assert.equal(await p2.getByRole('button', { name: /^Filter: only events whose raw/ }).count(), 0);
     assert.equal(await p2.getByRole('button', { name: /^Filter: only events whose user/ }).count(), 1);
+    await p2.locator('#verify-button').click();
+    await p2.locator('#verify-badge.ok').waitFor({ timeout: 15000 });
+    await screenshot(p2, 'configs-custom-search-laptop');
 
     // export and live tail carry the config too
     await p2.locator('#detail-close').click();
