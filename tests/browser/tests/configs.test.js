@@ -322,8 +322,12 @@ describe('audit configs', () => {
     }
   });
 
-  it('renames a config and adds an optional field', async () => {
-    await page.goto(`${server.url}/configs`);
+  it('renames a config and adds an optional field; the search offers it at once', async () => {
+    await page.goto(`${server.url}/?config=${pay}`);
+    await waitForResults(page);
+    assert.equal(await page.locator('#filter-field option[value="region"]').count(), 0);
+    await page.getByRole('link', { name: 'Configs' }).click();
+    await page.locator('#configs-table').waitFor();
     await page.locator(`#configs-table tr[data-config="${pay}"]`).getByRole('button', { name: /^Open config/ }).click();
     await page.locator('#config-edit-form').waitFor();
     await page.locator('#config-edit-name').fill(`${payName}-eu`);
@@ -336,6 +340,11 @@ describe('audit configs', () => {
     assert.equal(got.json.result.name, `${payName}-eu`);
     assert.deepEqual(got.json.result.schema.fields.at(-1), { id: 'region', name: 'Region', type: 'string', ui_default_visible: true });
     assert.equal(await logged('UPDATE', pay), 1);
+    await page.getByRole('link', { name: 'Search' }).click();
+    await waitForResults(page);
+    assert.match(page.url(), new RegExp(`config=${pay}`));
+    await page.locator('#filter-field option[value="region"]').waitFor({ state: 'attached' });
+    assert.match(await page.locator('#config-select option:checked').textContent(), new RegExp(`${payName}-eu`));
   });
 
   it('deleting a config with events is refused with a visible message; an empty one is deleted', async () => {
