@@ -96,8 +96,10 @@ function signatureBox(env) {
     badge.textContent = r.ok === true ? `✓ ${who} verified` : r.ok === false ? `✗ ${who} failed` : `${who} not checked`;
     detail.textContent = r.detail;
     if (r.server) {
-      facts.replaceChildren(kvList({ signed_by: 'this server (audit config with server-side signing)', key_id: r.server.keyId, key_version: String(r.server.version ?? '') },
-        { keys: ['signed_by', 'key_id', 'key_version'] }));
+      facts.replaceChildren(h('dl', { className: 'kv' },
+        h('dt', null, 'Signed by'), h('dd', null, 'this server (an audit config with server-side signing)'),
+        h('dt', null, 'Key id'), h('dd', { className: 'mono' }, r.server.keyId),
+        h('dt', null, 'Key version'), h('dd', { className: 'mono' }, displayValue(r.server.version ?? '?'))));
     }
   });
   return box;

@@ -10,7 +10,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, stopServer, createKey, apiCall, tamperEnvelope, launchBrowser, newPage, signIn, waitForResults, uid,
-  screenshot, axe, resultCount,
+  screenshot, axe, resultCount, waitForInsights,
 } from '../lib/harness.js';
 
 describe('audit configs', () => {
@@ -251,6 +251,8 @@ describe('audit configs', () => {
     await waitForResults(p2);
     assert.equal(await resultCount(p2), 2);
     assert.ok((await p2.locator('#results-head th').allTextContents()).includes('Actor'));
+    await waitForInsights(p2);
+    await p2.locator('#facets-body .facet[data-field="actor"] .facet-value', { hasText: 'carol' }).waitFor();
     assert.ok(!p2.url().includes('f=amount'), 'the other config\'s filters are dropped');
 
     const missing = seen.filter((s) => s.path !== '/pangea/v1/schema' && !s.config);
@@ -274,7 +276,7 @@ describe('audit configs', () => {
     assert.equal((await p3.locator('#signature-badge').textContent()).trim(), '✓ Server signature verified');
     const keyBox = await p3.locator('#signature-key').textContent();
     assert.match(keyBox, /pvi_[a-z0-9]+/);
-    assert.match(keyBox, /key_version\s*1/);
+    assert.match(keyBox, /Key version\s*1/);
     await p3.locator('#verify-button').click();
     await p3.locator('#verify-badge.ok').waitFor({ timeout: 15000 });
     assert.match(await p3.locator('#verify-checks').textContent(), /Server signature passed/);
