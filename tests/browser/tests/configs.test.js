@@ -232,8 +232,22 @@ describe('audit configs', () => {
     await p2.locator('#verify-badge.ok').waitFor({ timeout: 15000 });
     await screenshot(p2, 'configs-custom-search-laptop');
 
-    // export and live tail carry the config too
+    // a datetime range (From/To in the browser's local time, sent as UTC instants)
     await p2.locator('#detail-close').click();
+    await p2.getByRole('button', { name: 'Clear all' }).click();
+    await waitForResults(p2);
+    await p2.locator('#filter-field').selectOption('at');
+    await p2.getByLabel('From Booked at').fill('2025-03-02T00:00');
+    await p2.getByLabel('To Booked at').fill('2025-03-03T23:59');
+    await p2.getByRole('button', { name: 'Add filter' }).click();
+    await p2.waitForURL(/f=at%3E%3D.*f=at%3C%3D/);
+    await waitForResults(p2);
+    const [from, to] = await p2.evaluate(() => [new Date('2025-03-02T00:00').toISOString(), new Date('2025-03-03T23:59').toISOString()].map((t) => t.replace(/\.000Z$/, 'Z')));
+    const inRange = await apiHashes(`at>="${from}" at<="${to}"`);
+    assert.ok(inRange.length > 0 && inRange.length < amounts.length, `a proper subset (${inRange.length})`);
+    assert.deepEqual(await uiHashes(), inRange);
+
+    // export and live tail carry the config too
     const download = p2.waitForEvent('download');
     await p2.locator('#export-menu summary').click();
     await p2.locator('#export-menu button[data-format="csv"]').click();
