@@ -8,7 +8,9 @@
 //! Purge events themselves are never purged.
 //!
 //! The purge runs on the writer thread (see `writer::WriterHandle::purge`), in transactions of
-//! at most [`BATCH`] events. With replication configured (and `[retention] require_replicated`,
+//! at most [`BATCH`] events spread over at most [`MAX_SEGMENTS`] log segments, between group
+//! commits: a purge touching many segments never holds appends up for longer than a few segments'
+//! index rebuilds. With replication configured (and `[retention] require_replicated`,
 //! the default) it never reaches the replication watermark: content not yet in the archive stays.
 
 use std::collections::BTreeMap;
@@ -21,6 +23,27 @@ use crate::event::system::PURGE_ACTION;
 
 /// Most events purged in one transaction.
 pub const BATCH: usize = 10_000;
+/// Most log segments one purge transaction touches. The transaction rebuilds the substring-index
+/// rows and summaries of each (tens of milliseconds a segment): a retention period on a busy
+/// workspace, whose events are in every segment, would otherwise hold the writer for seconds.
+pub const MAX_SEGMENTS: usize = 4;
+
+/// Cuts rows in seq order after the first [`MAX_SEGMENTS`] segments; true if any were cut.
+fn within_segments<T>(rows: &mut Vec<T>, seq: impl Fn(&T) -> i64) -> bool {
+    let (mut segments, mut last) = (0, None);
+    for (i, r) in rows.iter().enumerate() {
+        let seg = seq(r) >> super::SEG_SHIFT;
+        if last != Some(seg) {
+            segments += 1;
+            last = Some(seg);
+            if segments > MAX_SEGMENTS {
+                rows.truncate(i);
+                return true;
+            }
+        }
+    }
+    false
+}
 
 /// The outcome of one purge run.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -82,7 +105,7 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
         }
         let Some(ws_id) = string_id(conn, ws)? else { continue };
         let bound = boundary_seq(conn, now.saturating_sub(*period))?.min(hold);
-        let found = rows(
+        let mut found = rows(
             &format!(
                 "SELECT seq, origin, envelope, workspace, config FROM events
                  WHERE workspace = ?1 AND seq < ?2 AND purged_at IS NULL AND NOT (origin = 2 AND action = ?3)
@@ -90,6 +113,7 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
             ),
             &[&ws_id, &bound, &keep],
         )?;
+        within_segments(&mut found, |r| r.0);
         if !found.is_empty() {
             let batch = vec![(ws.clone(), *period, found.into_iter().map(|(s, o, e, _, c)| (s, o, e, c)).collect())];
             return Ok((batch, None));
@@ -114,7 +138,7 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
     if floor >= bound {
         return Ok((Vec::new(), None));
     }
-    let found = rows(
+    let mut found = rows(
         &format!(
             "SELECT seq, origin, envelope, workspace, config FROM events
              WHERE seq >= ?1 AND seq < ?2 AND purged_at IS NULL AND workspace NOT IN ({})
@@ -125,7 +149,8 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
         &[&floor, &bound, &keep],
     )?;
     // Resume after this batch next time (or at the bound when nothing is left below it).
-    let next_floor = if found.len() == BATCH { found.last().map_or(bound, |r| r.0 + 1) } else { bound };
+    let cut = within_segments(&mut found, |r| r.0);
+    let next_floor = if found.len() == BATCH || cut { found.last().map_or(bound, |r| r.0 + 1) } else { bound };
     let mut names: BTreeMap<i64, String> = BTreeMap::new();
     let mut groups: Batch = Vec::new();
     for (seq, origin, envelope, ws_id, config) in found {
@@ -181,4 +206,25 @@ pub fn save_floor(conn: &Connection, r: &Retention, floor: i64) -> rusqlite::Res
         params![floor.to_string().into_bytes(), fingerprint.into_bytes()],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_ends_with_its_last_whole_segment() {
+        let seg = |s: i64| s << crate::store::SEG_SHIFT;
+        // Rows in six segments: the first MAX_SEGMENTS stay whole, the rest is cut.
+        let mut rows: Vec<i64> = (0..6).flat_map(|s| [seg(s), seg(s) + 7, seg(s) + 4095]).collect();
+        assert!(within_segments(&mut rows, |r| *r));
+        assert_eq!(rows.len(), 3 * MAX_SEGMENTS);
+        assert_eq!(rows.last(), Some(&(seg(MAX_SEGMENTS as i64 - 1) + 4095)));
+        // Fewer segments: nothing cut.
+        let mut few = vec![seg(2), seg(2) + 1, seg(9)];
+        assert!(!within_segments(&mut few, |r| *r));
+        assert_eq!(few.len(), 3);
+        let mut none: Vec<i64> = Vec::new();
+        assert!(!within_segments(&mut none, |r| *r));
+    }
 }

@@ -351,6 +351,8 @@ struct WriterState {
     ngram_grouped_tx: i64,
     /// Segments not yet stored that a purge touched: stored from the events, not the indexer.
     ngram_dirty: std::collections::BTreeSet<i64>,
+    /// Purge jobs in progress, oldest first: one batch at a time between group commits.
+    purges: std::collections::VecDeque<(PurgeJob, PurgeReport)>,
     /// The wall clock (µs) receive times come from (a fixed one in tests).
     clock: fn() -> i64,
 }
@@ -423,6 +425,7 @@ impl WriterState {
             ngram_grouped,
             ngram_grouped_tx: ngram_grouped,
             ngram_dirty: Default::default(),
+            purges: Default::default(),
             clock: crate::time::now_micros,
         };
         state.recover_fts(indexed)?;
@@ -584,7 +587,17 @@ impl WriterState {
         // After a failed idle flush (e.g. disk full), the next try waits for the next message.
         let mut idle_flush_failed = false;
         while !stopping {
-            let next = if (self.fts_pending.is_empty() && self.ngram_idle()) || idle_flush_failed {
+            let next = if !self.purges.is_empty() {
+                // A purge in progress goes on whenever nothing else is waiting.
+                match rx.try_recv() {
+                    Ok(msg) => Some(msg),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.purge_step();
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                }
+            } else if (self.fts_pending.is_empty() && self.ngram_idle()) || idle_flush_failed {
                 rx.blocking_recv()
             } else {
                 match clock.block_on(async { tokio::time::timeout(FTS_IDLE, rx.recv()).await }) {
@@ -603,7 +616,7 @@ impl WriterState {
                     continue;
                 }
                 Some(Msg::Purge(p)) => {
-                    self.purge(p);
+                    self.start_purge(p);
                     continue;
                 }
                 Some(Msg::SyncFts(reply)) => {
@@ -619,7 +632,6 @@ impl WriterState {
             };
             let mut n = first.events.len();
             let mut jobs = vec![first];
-            let mut purge = None;
             let mut syncs = Vec::new();
             while n < MAX_GROUP_EVENTS {
                 match rx.try_recv() {
@@ -630,10 +642,7 @@ impl WriterState {
                     Ok(Msg::SyncFts(reply)) => syncs.push(reply),
                     Ok(Msg::Aggregates(b)) => self.store_aggregates(b),
                     Ok(Msg::Ngram(rows)) => self.take_ngram(rows),
-                    Ok(Msg::Purge(p)) => {
-                        purge = Some(p);
-                        break;
-                    }
+                    Ok(Msg::Purge(p)) => self.start_purge(p),
                     Ok(Msg::Stop) => {
                         stopping = true;
                         break;
@@ -649,9 +658,11 @@ impl WriterState {
                     let _ = reply.send(());
                 }
             }
-            if let Some(p) = purge {
-                self.purge(p);
-            }
+            // One purge batch per group commit: appends wait for at most one batch.
+            self.purge_step();
+        }
+        for (job, _) in self.purges.drain(..) {
+            let _ = job.reply.send(Err(WriteError::Stopped));
         }
         // Nothing more comes in; the indexer and the summary builder, if waiting to deliver a
         // segment, give up (what they had not delivered is built again at the next start).
@@ -779,19 +790,27 @@ impl WriterState {
         (false, stop)
     }
 
-    /// Runs one retention purge job and replies.
-    fn purge(&mut self, job: PurgeJob) {
-        if let Some(reason) = self.ledger.read_only() {
-            let _ = job.reply.send(Err(WriteError::ReadOnly(reason.to_string())));
-            return;
-        }
-        let mut report = PurgeReport::default();
-        let result = loop {
-            match self.purge_batch(&job, &mut report) {
-                Ok(true) => continue,
-                Ok(false) => break Ok(()),
-                Err(e) => break Err(e),
+    /// Queues a retention purge job (run by [`Self::purge_step`]), or refuses it on a read-only
+    /// log.
+    fn start_purge(&mut self, job: PurgeJob) {
+        match self.ledger.read_only() {
+            Some(reason) => {
+                let _ = job.reply.send(Err(WriteError::ReadOnly(reason.to_string())));
             }
+            None => self.purges.push_back((job, PurgeReport::default())),
+        }
+    }
+
+    /// Purges the next batch of the oldest purge job, and replies once the job is done or failed.
+    fn purge_step(&mut self) {
+        let Some((job, mut report)) = self.purges.pop_front() else { return };
+        let result = match self.purge_batch(&job, &mut report) {
+            Ok(true) => {
+                self.purges.push_front((job, report));
+                return;
+            }
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
         };
         let reply = match result {
             Ok(()) => {

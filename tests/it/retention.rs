@@ -126,6 +126,49 @@ async fn purge_removes_content_keeps_proofs_and_is_logged() {
 }
 
 #[actix_web::test]
+async fn a_purge_over_many_segments_commits_a_few_segments_at_a_time() {
+    use trailkeep::store::retention::MAX_SEGMENTS;
+    let s = TestServer::with_config(|c| {
+        c.retention.workspaces.insert("workspaces/hot".into(), SEC);
+    });
+    let app = s.app().await;
+    // One event in ten is the hot workspace's, in every segment the log fills.
+    for b in 0..40 {
+        let requests: Vec<Value> = (0..1000)
+            .map(|i| {
+                let hot = i % 10 == 0;
+                let mut e = h2o_event(&format!("//svc/things/{b}-{i}"));
+                e["workspaceOverride"] = json!(if hot { "workspaces/hot" } else { "workspaces/cold" });
+                e["metadata"] = json!({"message": format!("{} number {i}", if hot { "hotword" } else { "coldword" })});
+                json!({"event": e, "eventId": uuid4()})
+            })
+            .collect();
+        let (st, body) =
+            call(&app, "POST", "/v1/events:batchCreate", Some(&s.admin), &json!({"requests": requests}).to_string())
+                .await;
+        assert_eq!(st, 200, "{body}");
+    }
+    let segments = count(
+        s.dir.path(),
+        "SELECT count(DISTINCT seq >> 12) FROM events WHERE workspace = (SELECT id FROM strings WHERE value = 'workspaces/hot')",
+    );
+    assert!(segments > 2 * MAX_SEGMENTS as i64, "{segments}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    let (st, report) = call(&app, "POST", "/api/v1/retention/purge", Some(&s.admin), "").await;
+    assert_eq!(st, 200, "{report}");
+    assert_eq!(report["purged"], 4000, "{report}");
+    // One transaction, and one purge event, per MAX_SEGMENTS segments.
+    assert_eq!(report["purge_events"], (segments + MAX_SEGMENTS as i64 - 1) / MAX_SEGMENTS as i64, "{report}");
+    assert_eq!(search(&app, &s.admin, "hotword").await["count"], 0);
+    assert_eq!(count(s.dir.path(), "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'hotword'"), 0);
+    let kept = "SELECT count(*) FROM events WHERE purged_at IS NULL AND envelope LIKE '%coldword%'";
+    assert_eq!(count(s.dir.path(), kept), 36000);
+    let (ok, out) = verify(s.dir.path());
+    assert!(ok && out.contains("4000 with content removed by retention"), "{out}");
+}
+
+#[actix_web::test]
 async fn default_period_with_exemption() {
     let s = TestServer::with_config(|c| {
         c.retention.default = Some(SEC);

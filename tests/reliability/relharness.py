@@ -532,6 +532,71 @@ def check_consistency_step(prev_hash_hex: str, root: dict) -> bool:
                                     decode_consistency_proof(proof))
 
 
+# ------------------------------------------------------------------------------------- load gate
+class Gate:
+    """What client threads share across server restarts: requests go out only while ``go`` is set,
+    each to the current ``url`` and tagged with the current ``epoch`` (one per server start);
+    ``in_flight`` counts those not answered yet. Also the signed roots :func:`watch_roots` saw."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.go = threading.Event()
+        self.stop = False
+        self.url = ""
+        self.epoch = 0
+        self.in_flight = 0
+        self.roots: Dict[int, Tuple[str, int]] = {}  # size -> (root hash, epoch first seen)
+        self.live_forks: List[str] = []  # a size handed out with two different roots
+        self.roots_seen = 0  # signed roots handed out (a test may drop some from `roots`)
+
+    def begin(self) -> Optional[Tuple[str, int]]:
+        """The url and epoch for one request, or ``None`` while the gate is closed."""
+        with self.lock:
+            if self.stop or not self.go.is_set():
+                return None
+            self.in_flight += 1
+            return self.url, self.epoch
+
+    def end(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def note_root(self, size: int, root_hash: str, epoch: int) -> None:
+        with self.lock:
+            prev = self.roots.get(size)
+            if prev is None:
+                self.roots[size] = (root_hash, epoch)
+                self.roots_seen += 1
+            elif prev[0] != root_hash:
+                self.live_forks.append(f"size {size}: {prev[0]} (epoch {prev[1]}) then {root_hash} (epoch {epoch})")
+
+
+def watch_roots(gate: Gate, key: str, pause: float) -> None:
+    """A thread's body: asks ``v1/root`` for the newest signed root whenever the gate is open and
+    notes each one (:meth:`Gate.note_root`), until ``gate.stop``."""
+    s = requests.Session()
+    s.trust_env = False
+    hdr = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    while True:
+        gate.go.wait(timeout=0.5)
+        if gate.stop:
+            return
+        got = gate.begin()
+        if got is None:
+            continue
+        url, epoch = got
+        try:
+            r = s.post(url + "/pangea/v1/root", data=b"{}", headers=hdr, timeout=(2, 30))
+            if r.status_code == 200:
+                d = r.json()["result"]["data"]
+                gate.note_root(int(d["size"]), d["root_hash"], epoch)
+        except (requests.exceptions.RequestException, ValueError, KeyError):
+            pass
+        finally:
+            gate.end()
+        time.sleep(pause)
+
+
 # ----------------------------------------------------------------------------------------- mounts
 def run(cmd: Sequence[str], check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
     res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)

@@ -74,30 +74,12 @@ class Req:
         return self.kind.startswith("h2o")
 
 
-class Shared:
+class Shared(rh.Gate):
     def __init__(self, seed: int):
-        self.lock = threading.Lock()
-        self.go = threading.Event()
-        self.stop = False
-        self.url = ""
-        self.epoch = 0
-        self.in_flight = 0
+        super().__init__()
         self.reqs: List[Req] = []
-        self.roots: Dict[int, Tuple[str, int]] = {}  # size -> (root hash, epoch first seen)
-        self.root_forks_live: List[str] = []
         self.hangs = 0
         self.seed = seed
-
-    def begin(self) -> Optional[Tuple[str, int]]:
-        with self.lock:
-            if self.stop or not self.go.is_set():
-                return None
-            self.in_flight += 1
-            return self.url, self.epoch
-
-    def end(self) -> None:
-        with self.lock:
-            self.in_flight -= 1
 
     def record(self, r: Req) -> None:
         with self.lock:
@@ -203,36 +185,6 @@ def client(sh: Shared, kind: str, key: str, seed: int) -> None:
         sh.record(req)
         if req.state == "unsent":
             time.sleep(0.02)
-
-
-def root_watcher(sh: Shared, key: str) -> None:
-    s = requests.Session()
-    s.trust_env = False
-    hdr = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    while True:
-        sh.go.wait(timeout=0.5)
-        if sh.stop:
-            return
-        got = sh.begin()
-        if got is None:
-            continue
-        url, epoch = got
-        try:
-            r = s.post(url + "/pangea/v1/root", data=b"{}", headers=hdr, timeout=(2, 30))
-            if r.status_code == 200:
-                d = r.json()["result"]["data"]
-                size, h = int(d["size"]), d["root_hash"]
-                with sh.lock:
-                    prev = sh.roots.get(size)
-                    if prev is None:
-                        sh.roots[size] = (h, epoch)
-                    elif prev[0] != h:
-                        sh.root_forks_live.append(f"size {size}: {prev[0]} (epoch {prev[1]}) then {h} (epoch {epoch})")
-        except (requests.exceptions.RequestException, ValueError, KeyError):
-            pass
-        finally:
-            sh.end()
-        time.sleep(0.02)
 
 
 class Checker:
@@ -345,7 +297,7 @@ class Checker:
         # 3. roots handed out before: same hash at the same size, in the database and via v1/root.
         with self.sh.lock:
             recorded = dict(self.sh.roots)
-            live_forks = list(self.sh.root_forks_live)
+            live_forks = list(self.sh.live_forks)
         forks = [f"size {s}: handed out {h} (epoch {e}), database has {roots.get(s, 'nothing (rollback)')}"
                  for s, (h, e) in recorded.items() if roots.get(s) != h]
         forks += live_forks
@@ -418,7 +370,7 @@ def test_crash_loop(new_server, tk_tmp):
     threads = [threading.Thread(target=client, args=(sh, k, key, SEED * 100 + i * 10 + j), daemon=True,
                                 name=f"{k}-{j}")
                for i, k in enumerate(kinds) for j in range(CLIENTS_PER_KIND)]
-    threads.append(threading.Thread(target=root_watcher, args=(sh, key), daemon=True, name="roots"))
+    threads.append(threading.Thread(target=rh.watch_roots, args=(sh, key, 0.02), daemon=True, name="roots"))
     for t in threads:
         t.start()
     restart_times: List[float] = []

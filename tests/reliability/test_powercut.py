@@ -297,26 +297,18 @@ def classify(req: Req, r: requests.Response) -> None:
     req.state = "ok"
 
 
-class Load:
+class Load(rh.Gate):
     """Clients (one thread per kind and slot) and a root watcher, gated by ``go``."""
 
     def __init__(self, key: str, seed: int):
+        super().__init__()
         self.key = key
-        self.lock = threading.Lock()
-        self.go = threading.Event()
-        self.stop = False
-        self.url = ""
-        self.epoch = 0
-        self.in_flight = 0
         self.reqs: List[Req] = []
-        self.roots: Dict[int, Tuple[str, int]] = {}  # size -> (root hash, epoch first seen)
-        self.live_forks: List[str] = []
-        self.roots_seen = 0  # signed roots v1/root handed out (forget_lost drops some from `roots`)
         hdr = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         self.threads = [threading.Thread(target=self._client, args=(k, seed * 100 + i * 10 + j, hdr), daemon=True,
                                          name=f"pc-{k}-{j}")
                         for i, k in enumerate(KINDS) for j in range(CLIENTS_PER_KIND)]
-        self.threads.append(threading.Thread(target=self._roots, args=(hdr,), daemon=True, name="pc-roots"))
+        self.threads.append(threading.Thread(target=rh.watch_roots, args=(self, key, 0.05), daemon=True, name="pc-roots"))
         for t in self.threads:
             t.start()
 
@@ -344,17 +336,6 @@ class Load:
         for t in self.threads:
             t.join(timeout=30)
 
-    def _begin(self) -> Optional[Tuple[str, int]]:
-        with self.lock:
-            if self.stop or not self.go.is_set():
-                return None
-            self.in_flight += 1
-            return self.url, self.epoch
-
-    def _end(self) -> None:
-        with self.lock:
-            self.in_flight -= 1
-
     def _client(self, kind: str, seed: int, hdr: dict) -> None:
         rng = random.Random(seed)
         s = requests.Session()
@@ -363,7 +344,7 @@ class Load:
             self.go.wait(timeout=0.5)
             if self.stop:
                 return
-            got = self._begin()
+            got = self.begin()
             if got is None:
                 continue
             url, epoch = got
@@ -377,40 +358,11 @@ class Load:
                 except (ValueError, KeyError, AssertionError, requests.exceptions.RequestException) as e:
                     req.state, req.detail = "info", f"cut reply: {type(e).__name__}: {str(e)[:100]}"
             finally:
-                self._end()
+                self.end()
             with self.lock:
                 self.reqs.append(req)
             if req.state == "unsent":
                 time.sleep(0.02)
-
-    def _roots(self, hdr: dict) -> None:
-        s = requests.Session()
-        s.trust_env = False
-        while True:
-            self.go.wait(timeout=0.5)
-            if self.stop:
-                return
-            got = self._begin()
-            if got is None:
-                continue
-            url, epoch = got
-            try:
-                r = s.post(url + "/pangea/v1/root", data=b"{}", headers=hdr, timeout=(2, 30))
-                if r.status_code == 200:
-                    d = r.json()["result"]["data"]
-                    size, h = int(d["size"]), d["root_hash"]
-                    with self.lock:
-                        prev = self.roots.get(size)
-                        if prev is None:
-                            self.roots[size] = (h, epoch)
-                            self.roots_seen += 1
-                        elif prev[0] != h:
-                            self.live_forks.append(f"size {size}: {prev[0]} (cut {prev[1]}) then {h} (cut {epoch})")
-            except (requests.exceptions.RequestException, ValueError, KeyError):
-                pass
-            finally:
-                self._end()
-            time.sleep(0.05)
 
     def snapshot(self) -> List[Req]:
         with self.lock:

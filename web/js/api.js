@@ -105,8 +105,24 @@ export const whoami = (key) => {
     });
 };
 
-export const search = (body, opts) => postJson('/pangea/v1/search', body, opts);
-export const aggregate = (params, opts) => getJson(`/api/v1/aggregate?${new URLSearchParams(params)}`, opts);
+// The audit config the search works on: sent as config_id with every search request when the
+// key may use several configs (a key with one config sends none, as before configs existed).
+let configId = '';
+export function setConfigId(id) { configId = id || ''; }
+/** { config_id } for query strings and bodies, or nothing. */
+export function configParams() { return configId ? { config_id: configId } : {}; }
+
+export const search = (body, opts) => postJson('/pangea/v1/search', { ...body, ...configParams() }, opts);
+export const aggregate = (params, opts) => getJson(`/api/v1/aggregate?${new URLSearchParams({ ...params, ...configParams() })}`, opts);
+/** The AuditSchema of a config (its id; '' for the key's own config). */
+export const schema = (id) => postJson('/pangea/v1/schema', id ? { config_id: id } : {});
+export const listConfigs = () => postJson('/pangea/v1beta/config/list', { size: 1000, order: 'asc', order_by: 'created_at' });
+export const getConfig = (id) => postJson('/pangea/v1beta/config', { id });
+export const createConfig = (body) => postJson('/pangea/v1beta/config/create', body);
+export const updateConfig = (body) => postJson('/pangea/v1beta/config/update', body);
+export const deleteConfig = (id) => postJson('/pangea/v1beta/config/delete', { id });
+/** Events of a config over all time (the aggregation's total). */
+export const configEventCount = (id) => getJson(`/api/v1/aggregate?${new URLSearchParams({ config_id: id, start: '1970-01-01T00:00:00Z', buckets: '1', top: '1' })}`);
 export const integrity = () => getJson('/api/v1/integrity');
 export const verifyStatus = () => getJson('/api/v1/verify');
 export const startVerify = () => postJson('/api/v1/verify', undefined);
@@ -122,8 +138,8 @@ export async function revokeKey(id) {
   await handle(res);
   throw new ApiError(`The server answered HTTP ${res.status}.`, { status: res.status });
 }
-export const results = (id, limit, offset, opts) => postJson('/pangea/v1/results', { id, limit, offset }, opts);
-export const downloadResults = (resultId, format) => postJson('/pangea/v1/download_results', { result_id: resultId, format });
+export const results = (id, limit, offset, opts) => postJson('/pangea/v1/results', { id, limit, offset, ...configParams() }, opts);
+export const downloadResults = (resultId, format) => postJson('/pangea/v1/download_results', { result_id: resultId, format, ...configParams() });
 
 const rootCache = new Map();
 let publicKey = null;

@@ -3,7 +3,7 @@
 import { h, clear, displayValue, announce } from './dom.js';
 import { canonicalJson, prettyJson, JsonNumber } from './json.js';
 import { diffLines, toLines } from './diff.js';
-import { parseMembershipProof } from './verify.js';
+import { parseMembershipProof, verifyEventSignature } from './verify.js';
 
 const STANDARD_ORDER = ['message', 'actor', 'action', 'target', 'status', 'source', 'tenant_id', 'timestamp',
   'event_id', 'event_source', 'type', 'read_only', 'user_agent', 'status_message', 'metadata', 'request_parameters', 'new', 'old'];
@@ -36,22 +36,30 @@ function valueNode(v) {
   return h('span', { className: 'val' }, displayValue(v));
 }
 
-/** A definition list of an object; nested objects become nested lists. */
-function kvList(obj, { keys = Object.keys(obj).sort(), onFilter, path = '' } = {}) {
+/**
+ * A definition list of an object; nested objects become nested lists. labels: field id →
+ * { label, description } (a custom config's schema); filterable: the fields that get a Filter
+ * button (default: the standard ones).
+ */
+function kvList(obj, { keys = Object.keys(obj).sort(), onFilter, path = '', labels = null, filterable = FILTERABLE } = {}) {
   const dl = h('dl', { className: 'kv' });
   for (const k of keys) {
     const v = obj[k];
-    const dt = h('dt', null, k);
+    const info = labels?.get(k);
+    const dt = info
+      ? h('dt', { title: info.description || null }, info.label, info.label !== k ? h('span', { className: 'muted field-id' }, ` ${k}`) : null)
+      : h('dt', null, k);
     if (v && typeof v === 'object' && !(v instanceof JsonNumber) && !Array.isArray(v)) {
       const inner = Object.keys(v).length ? kvList(v, { path: `${path}${k}.` }) : h('dd', null, h('span', { className: 'val empty' }, '(empty object)'));
       dl.append(dt, inner.tagName === 'DL' ? h('dd', null, inner) : inner);
       continue;
     }
     const dd = h('dd', null, valueNode(Array.isArray(v) ? prettyJson(v) : v));
-    if (onFilter && !path && FILTERABLE.has(k) && typeof v === 'string' && v !== '') {
+    const text = typeof v === 'string' ? v : typeof v === 'boolean' || v instanceof JsonNumber ? displayValue(v) : '';
+    if (onFilter && !path && filterable.has(k) && text !== '') {
       dd.append(h('button', {
-        type: 'button', className: 'mini', onClick: () => onFilter(k, v),
-        attrs: { 'aria-label': `Filter: only events whose ${k} is ${v}` },
+        type: 'button', className: 'mini', onClick: () => onFilter(k, text),
+        attrs: { 'aria-label': `Filter: only events whose ${k} is ${text}` },
       }, 'Filter'));
     }
     dl.append(dt, dd);
@@ -73,9 +81,35 @@ function diffView(oldV, newV) {
 }
 
 /**
+ * The event's signature, checked in this browser as soon as the detail opens: a server-signed
+ * event (its public_key names vault_key_id and vault_key_version) shows the key and version.
+ */
+function signatureBox(env) {
+  const badge = h('span', { className: 'badge pending', id: 'signature-badge', attrs: { role: 'status' } }, 'Checking the signature…');
+  const detail = h('span', { className: 'verify-reason', id: 'signature-detail' });
+  const facts = h('div', { id: 'signature-key' });
+  const box = h('section', { className: 'verify-box signature-box', attrs: { 'aria-label': 'Signature' } },
+    h('div', { className: 'verify-row' }, h('strong', null, 'Signature'), badge, detail), facts);
+  verifyEventSignature(env).then((r) => {
+    const who = r.server ? 'Server signature' : 'Client signature';
+    badge.className = `badge ${r.ok === true ? 'ok' : r.ok === false ? 'bad' : 'pending'}`;
+    badge.textContent = r.ok === true ? `✓ ${who} verified` : r.ok === false ? `✗ ${who} failed` : `${who} not checked`;
+    detail.textContent = r.detail;
+    if (r.server) {
+      facts.replaceChildren(h('dl', { className: 'kv' },
+        h('dt', null, 'Signed by'), h('dd', null, 'this server (an audit config with server-side signing)'),
+        h('dt', null, 'Key id'), h('dd', { className: 'mono' }, r.server.keyId),
+        h('dt', null, 'Key version'), h('dd', { className: 'mono' }, displayValue(r.server.version ?? '?'))));
+    }
+  });
+  return box;
+}
+
+/**
  * Renders the detail of one SearchEvent into `body`.
  * item = { event, root, unpublishedRoot, source: 'search'|'live' }
- * hooks = { onVerify(item) → Promise<result>, onFilter(field, value), verdict }
+ * hooks = { onVerify(item) → Promise<result>, onFilter(field, value), verdict, fields (a custom
+ * config's schemaFields, else standard) }
  */
 export function renderDetail(body, item, hooks) {
   clear(body);
@@ -126,17 +160,31 @@ export function renderDetail(body, item, hooks) {
     checks));
   if (hooks.verdict && hooks.verdict !== 'pending') showResult(hooks.verdict);
 
-  // Fields
+  if (env.signature && env.public_key) body.append(signatureBox(env));
+
+  // Fields: a custom config's in its schema's order, with its names; else the standard order.
   body.append(h('h3', null, 'Event fields'));
-  const shown = orderedKeys(event).filter((k) => k !== 'old' && k !== 'new');
-  body.append(shown.length ? kvList(event, { keys: shown, onFilter: hooks.onFilter }) : h('p', { className: 'muted' }, 'No fields.'));
+  const schema = Array.isArray(hooks.fields) ? hooks.fields : null;
+  let shown;
+  if (schema) {
+    const ids = schema.map((f) => f.id).filter((k) => k in event);
+    shown = [...ids, ...Object.keys(event).filter((k) => !ids.includes(k)).sort()];
+  } else {
+    shown = orderedKeys(event).filter((k) => k !== 'old' && k !== 'new');
+  }
+  const opts = { keys: shown, onFilter: hooks.onFilter };
+  if (schema) {
+    opts.labels = new Map(schema.map((f) => [f.id, f]));
+    opts.filterable = new Set(schema.filter((f) => f.searchable).map((f) => f.id));
+  }
+  body.append(shown.length ? kvList(event, opts) : h('p', { className: 'muted' }, 'No fields.'));
 
   body.append(h('h3', null, 'Envelope'));
   const envKeys = Object.keys(env).filter((k) => k !== 'event').sort();
   body.append(kvList(env, { keys: envKeys }));
 
   // Old vs new
-  if ('old' in event || 'new' in event) {
+  if (!schema && ('old' in event || 'new' in event)) {
     body.append(h('h3', null, 'Changes (old → new)'));
     body.append(h('p', { className: 'diff-legend' }, '− removed (old), + added (new). JSON values are shown with sorted keys.'));
     body.append(diffView(event.old, event.new));

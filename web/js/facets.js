@@ -22,10 +22,14 @@ export function renderFacetsMessage(body, text, retry) {
 /**
  * Renders the top values of `agg` into `body`. hooks: { onInclude(field, value), onExclude(field, value) }.
  */
-export function renderFacets(body, agg, hooks) {
+export function renderFacets(body, agg, hooks, fields = FACET_FIELDS) {
+  if (!fields.length) {
+    renderFacetsMessage(body, 'Top values count actors, actions, statuses, targets and tenants; this config\'s schema has none of them.');
+    return;
+  }
   const frag = document.createDocumentFragment();
   const all = Math.max(1, agg.total);
-  for (const f of FACET_FIELDS) {
+  for (const f of fields) {
     const top = agg.top?.[f.id];
     const values = Array.isArray(top?.values) ? top.values : [];
     const box = h('div', { className: 'facet', dataset: { field: f.id } }, h('h3', null, f.label));

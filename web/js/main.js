@@ -1,23 +1,27 @@
 // Trailkeep web UI: sign-in, search with filters in the URL, the timeline and top values of
 // the search, paged results, event detail with in-browser verification, live tail and export;
-// the Integrity, Keys and Retention pages (pages.js).
+// the Integrity, Keys and Retention pages (pages.js) and the Configs page (configs.js). A key
+// that may use several audit configs picks one in the top bar (`config` in the URL); a custom
+// config's schema decides the columns, filters, top values and detail fields (schema.js).
 
 import * as api from './api.js';
 import { h, $, clear, setText, fmtInt, announce, displayValue, refreshRelativeTimes } from './dom.js';
 import {
-  DEFAULTS, FILTER_FIELDS, FILTER_OPS, RANGES, PAGE_SIZES, MAX_RESULTS,
+  DEFAULTS, RANGES, PAGE_SIZES, MAX_RESULTS, CONFIG_ID,
   stateFromUrl, urlFromState, searchKey, buildQuery, timeBounds, fieldLabel, opInfo,
-  localInputToIso, isoToLocalInput,
+  localInputToIso, isoToLocalInput, useFields, filterFields, fieldInfo, opsFor,
 } from './state.js';
 import {
-  COLUMNS, loadVisibleColumns, saveVisibleColumns, renderColumnChooser, renderHead, renderRows, buildRow,
+  columns, useColumns, customColumns, loadVisibleColumns, saveVisibleColumns, renderColumnChooser, renderHead, renderRows, buildRow,
   updateVerdictCell,
 } from './results.js';
+import { pickConfig, loadSchema, viewFromSchema, forgetSchemas } from './schema.js';
+import { showConfigs } from './configs.js';
 import { renderDetail } from './detail.js';
 import { verifySearchEvent } from './verify.js';
 import { startTail } from './tail.js';
 import { Timeline } from './timeline.js';
-import { renderFacets, renderFacetsMessage } from './facets.js';
+import { renderFacets, renderFacetsMessage, FACET_FIELDS } from './facets.js';
 import { showIntegrity, showKeys, showRetention, stopPages, isUnlimitedAdmin } from './pages.js';
 
 const el = (id) => $(`#${id}`);
@@ -42,6 +46,9 @@ let aggSeq = 0;
 let aggRefresh = null; // pending refresh after live events
 let page = 'search';
 let logEmpty = null; // whether the whole trail is empty (for the first-event help)
+let config = null; // the audit config the search works on ({ id, name, default, vault_sign }), null: the key's own
+let view = null; // a custom config's view (viewFromSchema), null: the standard fields
+let configSeq = 0;
 
 // ------------------------------------------------------------------ sign in / out ----
 
@@ -98,6 +105,12 @@ function signOut(message = '') {
   api.clearKey();
   api.resetCaches();
   me = null;
+  config = null;
+  view = null;
+  forgetSchemas();
+  api.setConfigId('');
+  useFields(null);
+  useColumns(null);
   search = null;
   searchSeq++;
   inflightKey = null;
@@ -147,9 +160,90 @@ function startApp() {
   const admin = isUnlimitedAdmin(me);
   el('nav-keys').hidden = !admin;
   el('nav-retention').hidden = !admin;
+  el('nav-configs').hidden = !admin;
+  renderConfigPicker();
   state = stateFromUrl();
   search = null;
   route();
+}
+
+// ------------------------------------------------------------------ audit configs ----
+
+function usableConfigs() {
+  return Array.isArray(me?.configs) ? me.configs : [];
+}
+
+/** Several configs: a labelled select in the top bar; one (or an older server): none. */
+function renderConfigPicker() {
+  const list = usableConfigs();
+  const sel = el('config-select');
+  clear(sel);
+  for (const c of list) {
+    sel.append(h('option', { value: c.id }, `${c.name || c.id}${c.default ? ' (default)' : ''}${c.vault_sign ? ' · signed' : ''}`));
+  }
+  el('config-picker').hidden = list.length < 2;
+  if (config) sel.value = config.id;
+}
+
+/**
+ * Makes `requested` (a config id from the URL, or '') the search's config: picks the config
+ * (pickConfig), sends its id with every request when the key has several, and loads its view.
+ * Resolves false when the schema cannot be loaded (an error with Retry is shown).
+ */
+async function useConfig(requested) {
+  const list = usableConfigs();
+  const next = pickConfig(list, requested);
+  api.setConfigId(list.length > 1 && next ? next.id : '');
+  if (next && el('config-select').value !== next.id) el('config-select').value = next.id;
+  if ((next?.id ?? null) === (config?.id ?? null) && (view !== null) === !!(next && !next.default)) return true;
+  const seq = ++configSeq;
+  let nextView = null;
+  if (next && !next.default) {
+    try {
+      nextView = viewFromSchema(await loadSchema(next.id, (id) => api.schema(list.length > 1 ? id : '')));
+    } catch (e) {
+      if (seq !== configSeq) return false;
+      showMessage('error', `Could not load the schema of audit config “${next.name || next.id}”: ${e.message}`,
+        { label: 'Retry', run: () => route() });
+      return false;
+    }
+    if (seq !== configSeq) return false;
+  }
+  config = next;
+  view = nextView;
+  useFields(view ? { filterFields: view.filterFields, sortable: view.sortable } : null);
+  useColumns(view ? customColumns(config.id, view.fields) : null);
+  visible = loadVisibleColumns();
+  renderedKey = '';
+  search = null;
+  agg = null;
+  clear(el('live-rows'));
+  renderFilterFields();
+  renderColumnChooser(el('columns-panel'), visible, setColumns);
+  return true;
+}
+
+async function onConfigSelected() {
+  const id = el('config-select').value;
+  if (!CONFIG_ID.test(id)) return;
+  stopLive();
+  const next = { ...structuredClone(DEFAULTS), q: state.q, range: state.range, start: state.start, end: state.end, size: state.size, config: id };
+  if (page !== 'search') { goTo(urlFromState(next)); return; }
+  if (!(await useConfig(id))) return;
+  navigate(next);
+  announce(`Audit config: ${config?.name ?? id}`);
+}
+
+/** After the Configs page changed the list: whoami again for the selector; schemas load afresh. */
+async function refreshConfigs() {
+  forgetSchemas();
+  config = null;
+  view = null;
+  try {
+    const info = await api.whoami(api.getKey());
+    if (info && Array.isArray(info.configs)) me = { ...me, configs: info.configs };
+  } catch { /* keep the old list */ }
+  renderConfigPicker();
 }
 
 // ------------------------------------------------------------------ pages ----
@@ -159,6 +253,7 @@ const PAGES = {
   integrity: { view: 'view-integrity', title: 'Integrity · Trailkeep', show: showIntegrity, body: 'integrity-body' },
   keys: { view: 'view-keys', title: 'API keys · Trailkeep', show: showKeys, body: 'keys-body' },
   retention: { view: 'view-retention', title: 'Retention · Trailkeep', show: showRetention, body: 'retention-body' },
+  configs: { view: 'view-configs', title: 'Audit configs · Trailkeep', show: showConfigs, body: 'configs-body' },
 };
 
 function pageFromUrl() {
@@ -167,7 +262,7 @@ function pageFromUrl() {
 }
 
 /** Shows the page the URL names. */
-function route() {
+async function route() {
   const next = pageFromUrl();
   const changed = next !== page;
   page = next;
@@ -180,14 +275,20 @@ function route() {
   document.title = PAGES[page].title;
   if (page === 'search') {
     stopPages();
+    const seq = ++routeSeq;
+    const ok = await useConfig(new URLSearchParams(window.location.search).get('config') ?? '');
+    if (seq !== routeSeq || page !== 'search') return;
+    if (!ok) { syncControls(); return; }
     state = stateFromUrl();
     applyState();
     return;
   }
   stopLive();
-  PAGES[page].show(el(PAGES[page].body), { me, confirm: confirmDialog });
+  PAGES[page].show(el(PAGES[page].body), { me, confirm: confirmDialog, onConfigsChanged: refreshConfigs });
   if (changed) el(PAGES[page].view).querySelector('h1')?.focus?.();
 }
+
+let routeSeq = 0;
 
 function goTo(href) {
   history.pushState(null, '', href);
@@ -246,8 +347,8 @@ function initControls() {
   controlsReady = true;
   const range = el('range');
   for (const r of RANGES) range.append(h('option', { value: r.id }, r.label));
-  for (const f of FILTER_FIELDS) el('filter-field').append(h('option', { value: f.id }, f.label));
-  for (const o of FILTER_OPS) el('filter-op').append(h('option', { value: o.id }, o.label));
+  renderFilterFields();
+  el('config-select').addEventListener('change', onConfigSelected);
   for (const s of PAGE_SIZES) el('page-size').append(h('option', { value: String(s) }, String(s)));
 
   el('search-form').addEventListener('submit', (ev) => {
@@ -273,12 +374,16 @@ function initControls() {
   }
   el('filter-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
+    const field = el('filter-field').value;
+    const type = fieldInfo(field)?.type ?? 'string';
+    if (type === 'integer' || type === 'datetime') { addRangeFilter(field, type); return; }
+    if (type === 'boolean') { addFilter(field, '=', el('filter-bool').value); return; }
     const value = el('filter-value').value.trim();
     if (!value) { el('filter-value').focus(); return; }
-    addFilter(el('filter-field').value, el('filter-op').value, value);
+    addFilter(field, el('filter-op').value, value);
     el('filter-value').value = '';
   });
-  el('filter-field').addEventListener('change', updateSuggestions);
+  el('filter-field').addEventListener('change', () => { syncFilterInputs(); updateSuggestions(); });
   el('filter-value').addEventListener('focus', updateSuggestions);
 
   el('page-first').addEventListener('click', () => gotoPage(1));
@@ -445,6 +550,69 @@ function addFilter(field, op, value) {
   announce(`Filter added: ${fieldLabel(field)} ${opInfo(op).label} ${value}`);
 }
 
+/** The field list of "add filter": the standard fields, or the config's searchable fields. */
+function renderFilterFields() {
+  const sel = el('filter-field');
+  const keep = sel.value;
+  clear(sel);
+  for (const f of filterFields()) sel.append(h('option', { value: f.id, title: f.description || null }, f.label));
+  if (filterFields().some((f) => f.id === keep)) sel.value = keep;
+  syncFilterInputs();
+}
+
+/** Typed inputs: contains/exact for strings and text, min/max for integers and datetimes, true/false for booleans. */
+function syncFilterInputs() {
+  const f = fieldInfo(el('filter-field').value);
+  const type = f?.type ?? 'string';
+  const ranged = type === 'integer' || type === 'datetime';
+  el('filter-op-field').hidden = ranged || type === 'boolean';
+  el('filter-value-field').hidden = ranged || type === 'boolean';
+  el('filter-min-field').hidden = !ranged;
+  el('filter-max-field').hidden = !ranged;
+  el('filter-bool-field').hidden = type !== 'boolean';
+  const ops = el('filter-op');
+  const wanted = opsFor(type).filter((o) => [':', '=', '!='].includes(o));
+  if ([...ops.options].map((o) => o.value).join() !== wanted.join()) {
+    clear(ops);
+    for (const o of wanted) ops.append(h('option', { value: o }, opInfo(o).label));
+  }
+  if (ranged) {
+    const kind = type === 'integer' ? 'number' : 'datetime-local';
+    for (const [id, word] of [['filter-min', type === 'integer' ? 'Minimum' : 'From'], ['filter-max', type === 'integer' ? 'Maximum' : 'To']]) {
+      const input = el(id);
+      if (input.type !== kind) { input.value = ''; input.type = kind; }
+      if (kind === 'number') input.step = '1';
+      input.placeholder = type === 'integer' ? word.toLowerCase().slice(0, 3) : '';
+      setText(el(`${id}-label`), `${word} ${f.label}`);
+    }
+  }
+}
+
+/** Min and/or max of an integer or datetime field → field>=min, field<=max (field=v when equal). */
+function addRangeFilter(field, type) {
+  const read = (id) => {
+    const v = el(id).value.trim();
+    if (!v) return '';
+    return type === 'integer' ? (/^-?\d+$/.test(v) ? v : null) : localInputToIso(v).replace(/\.000Z$/, 'Z');
+  };
+  const min = read('filter-min');
+  const max = read('filter-max');
+  if (min === null || max === null) { setText(el('live-status'), 'Enter whole numbers.'); el('filter-min').focus(); return; }
+  if (!min && !max) { el('filter-min').focus(); return; }
+  const add = [];
+  if (min && max && min === max) add.push({ field, op: '=', value: min });
+  else {
+    if (min) add.push({ field, op: '>=', value: min });
+    if (max) add.push({ field, op: '<=', value: max });
+  }
+  const fresh = add.filter((n) => !state.filters.some((f) => f.field === n.field && f.op === n.op && f.value === n.value));
+  el('filter-min').value = '';
+  el('filter-max').value = '';
+  if (!fresh.length) return;
+  patch({ filters: [...state.filters, ...fresh], page: 1, ev: '' });
+  announce(`Filter added: ${fresh.map((n) => `${fieldLabel(field)} ${opInfo(n.op).label} ${n.value}`).join(' and ')}`);
+}
+
 function updateSuggestions() {
   const field = el('filter-field').value;
   const values = new Set();
@@ -464,7 +632,7 @@ function onSort(col) {
 }
 
 function setColumns(ids) {
-  visible = COLUMNS.filter((c) => c.fixed || ids.includes(c.id)).map((c) => c.id);
+  visible = columns().filter((c) => c.fixed || ids.includes(c.id)).map((c) => c.id);
   saveVisibleColumns(visible);
   renderedKey = '';
   renderColumnChooser(el('columns-panel'), visible, setColumns);
@@ -575,7 +743,7 @@ async function runAggregate(query, bounds, { quiet = false } = {}) {
     renderFacets(el('facets-body'), data, {
       onInclude: (f, v) => addFilter(f, '=', v),
       onExclude: (f, v) => addFilter(f, '!=', v),
-    });
+    }, view ? view.facetFields : FACET_FIELDS);
     void el('workspace').offsetHeight; // include style and layout in the measurement
     el('facets').setAttribute('aria-busy', 'false');
     el('timeline').dataset.fetchMs = (t1 - t0).toFixed(1);
@@ -815,6 +983,7 @@ function syncDetail() {
   }
   panel.dataset.hash = state.ev;
   renderDetail(body, item, {
+    fields: view?.fields ?? null,
     verdict: verdicts.get(state.ev),
     onVerify: verifyItem,
     onFilter: (field, value) => addFilter(field, '=', value),
@@ -831,6 +1000,7 @@ async function withProof(item) {
   const at = se.envelope?.received_at;
   if (typeof at !== 'string') return item;
   const res = await api.search({ query: '', start: at, end: at, limit: 20, max_results: 20, verbose: true });
+  // (api.search sends the config's config_id: the event is one of its events)
   const found = (res?.events ?? []).find((e) => e.hash === se.hash);
   if (!found) return item;
   const upgraded = { ...item, event: found, root: res.root ?? null, unpublishedRoot: res.unpublished_root ?? null };
@@ -961,7 +1131,7 @@ const LIVE_MAX = 500;
 function showLive(se) {
   const tbody = el('live-rows');
   if (tbody.querySelector(`tr[data-hash="${CSS.escape(se.hash)}"]`)) return;
-  const cols = COLUMNS.filter((c) => visible.includes(c.id));
+  const cols = columns().filter((c) => visible.includes(c.id));
   tbody.prepend(buildRow(se, cols, hrefFor, verdicts, state.ev));
   while (tbody.childElementCount > LIVE_MAX) tbody.lastElementChild.remove();
   live.shown++;
@@ -974,7 +1144,7 @@ function showLive(se) {
 function rerenderLiveRows() {
   const tbody = el('live-rows');
   const hashes = [...tbody.querySelectorAll('tr')].map((tr) => tr.dataset.hash);
-  const cols = COLUMNS.filter((c) => visible.includes(c.id));
+  const cols = columns().filter((c) => visible.includes(c.id));
   tbody.replaceChildren(...hashes.map((hh) => items.get(hh)).filter(Boolean).map((it) => buildRow(it.event, cols, hrefFor, verdicts, state.ev)));
 }
 
@@ -995,7 +1165,7 @@ function triggerDownload(url, filename) {
 async function exportAs(format) {
   const query = buildQuery(state);
   const bounds = search?.bounds ?? timeBounds(state);
-  const params = new URLSearchParams({ format, query, start: bounds.start });
+  const params = new URLSearchParams({ format, query, start: bounds.start, ...api.configParams() });
   if (bounds.end) params.set('end', bounds.end);
   const status = el('live-status');
   setText(status, `Preparing ${format.toUpperCase()} export…`);

@@ -9,12 +9,12 @@ import { verifySignedRoot } from './verify.js';
 
 // ------------------------------------------------------------------ shared ----
 
-function card(title, ...children) {
+export function card(title, ...children) {
   const id = `card-${title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`;
   return h('section', { className: 'card', attrs: { 'aria-labelledby': id } }, h('h2', { id }, title), ...children);
 }
 
-function kv(pairs) {
+export function kv(pairs) {
   const dl = h('dl', { className: 'kv' });
   for (const [k, v] of pairs) {
     if (v === undefined) continue;
@@ -23,11 +23,11 @@ function kv(pairs) {
   return dl;
 }
 
-function mono(text) {
+export function mono(text) {
   return h('span', { className: 'val mono' }, text);
 }
 
-function copyButton(label, getText) {
+export function copyButton(label, getText) {
   const b = h('button', { type: 'button', className: 'mini', attrs: { 'aria-label': label } }, 'Copy');
   b.addEventListener('click', async () => {
     try {
@@ -42,12 +42,12 @@ function copyButton(label, getText) {
   return b;
 }
 
-function badge(kind, text) {
+export function badge(kind, text) {
   return h('span', { className: `badge ${kind}` }, text);
 }
 
 /** Shows "Loading…", then the page, or an error that says what to do with a Retry button. */
-async function load(body, what, fetcher, render) {
+export async function load(body, what, fetcher, render) {
   clear(body);
   body.append(h('p', { className: 'message loading', attrs: { role: 'status' } }, `Loading ${what}…`));
   let data;
@@ -71,7 +71,7 @@ export function isUnlimitedAdmin(me) {
   return !me?.unknown && Array.isArray(me?.scopes) && me.scopes.includes('admin') && !(me.workspaces ?? []).length;
 }
 
-function adminOnly(body, me) {
+export function adminOnly(body, me) {
   if (isUnlimitedAdmin(me)) return false;
   clear(body);
   body.append(h('div', { className: 'message', attrs: { role: 'status' } },

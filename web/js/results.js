@@ -1,7 +1,7 @@
 // The results table: columns, the column chooser and fast row rendering.
 
 import { h, clear, displayValue, fmtTime, relTime } from './dom.js';
-import { SORTABLE } from './state.js';
+import { sortable } from './state.js';
 
 // width: column width in rem (the table uses a fixed layout, which keeps 1,000-row pages fast).
 export const COLUMNS = [
@@ -25,6 +25,41 @@ export const COLUMNS = [
 const DEFAULT_VISIBLE = ['received_at', 'actor', 'action', 'target', 'status', 'tenant_id', 'message'];
 const PREFS_KEY = 'trailkeep.columns';
 
+const STANDARD = { columns: COLUMNS, defaultVisible: DEFAULT_VISIBLE, prefsKey: PREFS_KEY };
+let active = STANDARD;
+
+const WIDTHS = { integer: 7, boolean: 6, datetime: 13, text: 22, string: 11, 'string-unindexed': 11 };
+
+/**
+ * The columns of a custom config (its schema's fields, `schemaFields`): Received first, then
+ * the fields in schema order (name as label, description as tooltip), then leaf, hash and
+ * integrity. Visible by default: the fields marked ui_default_visible (else the first six).
+ */
+export function customColumns(configId, fields) {
+  const firstText = fields.find((f) => f.type === 'text')?.id;
+  const cols = [
+    COLUMNS[0],
+    ...fields.map((f) => ({
+      id: f.id, label: f.label, title: f.description || null, width: WIDTHS[f.type] ?? 11, flex: f.id === firstText,
+      get: (e) => ev(e)[f.id],
+    })),
+    ...COLUMNS.filter((c) => ['leaf_index', 'hash', 'verified'].includes(c.id) && !fields.some((f) => f.id === c.id)),
+  ];
+  const marked = fields.filter((f) => f.visible).map((f) => f.id);
+  const defaultVisible = ['received_at', ...(marked.length ? marked : fields.slice(0, 6).map((f) => f.id))];
+  return { columns: cols, defaultVisible, prefsKey: `${PREFS_KEY}.${configId}` };
+}
+
+/** Switches the table to a column set (customColumns), or back to the standard one (null). */
+export function useColumns(set) {
+  active = set ?? STANDARD;
+}
+
+/** The columns of the current config. */
+export function columns() {
+  return active.columns;
+}
+
 function ev(e) {
   const x = e?.envelope?.event;
   return x && typeof x === 'object' ? x : {};
@@ -32,42 +67,42 @@ function ev(e) {
 
 export function loadVisibleColumns() {
   try {
-    const saved = JSON.parse(localStorage.getItem(PREFS_KEY) ?? 'null');
+    const saved = JSON.parse(localStorage.getItem(active.prefsKey) ?? 'null');
     if (Array.isArray(saved)) {
-      const ids = saved.filter((id) => COLUMNS.some((c) => c.id === id));
+      const ids = saved.filter((id) => active.columns.some((c) => c.id === id));
       if (!ids.includes('received_at')) ids.unshift('received_at');
       return ids;
     }
   } catch { /* ignore */ }
-  return [...DEFAULT_VISIBLE];
+  return [...active.defaultVisible];
 }
 
 export function saveVisibleColumns(ids) {
-  try { localStorage.setItem(PREFS_KEY, JSON.stringify(ids)); } catch { /* ignore */ }
+  try { localStorage.setItem(active.prefsKey, JSON.stringify(ids)); } catch { /* ignore */ }
 }
 
 /** Renders the checkboxes of the column chooser. */
 export function renderColumnChooser(panel, visible, onChange) {
   const focusedId = panel.contains(document.activeElement) ? document.activeElement.id : '';
   clear(panel);
-  for (const col of COLUMNS) {
+  for (const col of active.columns) {
     const id = `col-toggle-${col.id}`;
     const box = h('input', { type: 'checkbox', id, checked: visible.includes(col.id), disabled: !!col.fixed });
     box.addEventListener('change', () => {
-      const next = COLUMNS.filter((c) => (c.id === col.id ? box.checked : visible.includes(c.id))).map((c) => c.id);
+      const next = active.columns.filter((c) => (c.id === col.id ? box.checked : visible.includes(c.id))).map((c) => c.id);
       onChange(next);
     });
     panel.append(h('label', { className: 'check', htmlFor: id }, box, col.label));
   }
   panel.append(h('button', {
-    type: 'button', className: 'mini', id: 'col-reset', onClick: () => onChange([...DEFAULT_VISIBLE]),
+    type: 'button', className: 'mini', id: 'col-reset', onClick: () => onChange([...active.defaultVisible]),
   }, 'Reset columns'));
   if (focusedId) document.getElementById(focusedId)?.focus();
 }
 
 export function renderHead(tr, visible, sort, order, onSort) {
   clear(tr);
-  const cols = COLUMNS.filter((c) => visible.includes(c.id));
+  const cols = active.columns.filter((c) => visible.includes(c.id));
   const table = tr.closest('table');
   const hasFlex = cols.some((c) => c.flex);
   // Fixed widths; one column (Message, else the last) takes the remaining space.
@@ -77,8 +112,8 @@ export function renderHead(tr, visible, sort, order, onSort) {
     table.style.minWidth = `${cols.reduce((n, c) => n + c.width + 1.2, 0)}rem`;
   }
   cols.forEach((col) => {
-    const th = h('th', { attrs: { scope: 'col', role: 'columnheader' }, className: `col-${col.id}` });
-    if (SORTABLE.has(col.id)) {
+    const th = h('th', { attrs: { scope: 'col', role: 'columnheader' }, className: `col-${col.id}`, title: col.title ?? null });
+    if (sortable().has(col.id)) {
       const active = sort === col.id;
       if (active) th.setAttribute('aria-sort', order === 'asc' ? 'ascending' : 'descending');
       th.append(h('button', {
@@ -121,7 +156,7 @@ export function outcome(status) {
  */
 export function renderRows(tbody, events, visible, { hrefFor, verdicts, selected }) {
   const t0 = performance.now();
-  const cols = COLUMNS.filter((c) => visible.includes(c.id));
+  const cols = active.columns.filter((c) => visible.includes(c.id));
   const frag = document.createDocumentFragment();
   for (const e of events) frag.append(buildRow(e, cols, hrefFor, verdicts, selected));
   // Swapping in a fresh <tbody> detaches the old rows in one step (cheaper than removing

@@ -15,6 +15,24 @@ export const FILTER_OPS = [
   { id: '!=', label: 'is not', short: '≠' },
 ];
 
+// Operators of typed fields (custom schemas): ranges on integers and datetimes.
+const RANGE_OPS = [
+  { id: '>=', label: 'is at least', short: '≥' },
+  { id: '<=', label: 'is at most', short: '≤' },
+  { id: '>', label: 'is more than', short: '>' },
+  { id: '<', label: 'is less than', short: '<' },
+];
+
+/** The operators a filter on a field of this schema type may use (spec §7, README "Custom fields"). */
+export function opsFor(type) {
+  switch (type) {
+    case 'integer': return ['=', '!=', '>=', '<=', '>', '<'];
+    case 'datetime': return ['=', '>=', '<=', '>', '<'];
+    case 'boolean': return ['=', '!='];
+    default: return [':', '=', '!='];
+  }
+}
+
 export const RANGES = [
   { id: '15m', label: 'Last 15 minutes', seconds: 15 * 60 },
   { id: '1h', label: 'Last hour', seconds: 3600 },
@@ -31,23 +49,45 @@ export const SORTABLE = new Set(['actor', 'action', 'message', 'received_at', 's
 export const PAGE_SIZES = [20, 50, 100, 250, 1000];
 export const MAX_RESULTS = 10000;
 
-export const DEFAULTS = { q: '', range: '7d', start: '', end: '', filters: [], sort: 'received_at', order: 'desc', page: 1, size: 50, ev: '' };
+export const DEFAULTS = { q: '', range: '7d', start: '', end: '', filters: [], sort: 'received_at', order: 'desc', page: 1, size: 50, ev: '', config: '' };
 
-const FIELD_IDS = new Set(FILTER_FIELDS.map((f) => f.id));
+export const CONFIG_ID = /^pci_[a-z0-9]{32}$/;
+
+/**
+ * The fields the search offers (filters, sorting): the standard ones, or those of the selected
+ * audit config's schema (`useFields`). Each filter field is { id, label, type, description }.
+ */
+const STANDARD = { filterFields: FILTER_FIELDS.map((f) => ({ ...f, type: 'string' })), sortable: SORTABLE };
+let active = STANDARD;
+
+export function useFields(view) {
+  active = view ?? STANDARD;
+}
+export function filterFields() {
+  return active.filterFields;
+}
+export function sortable() {
+  return active.sortable;
+}
+export function fieldInfo(id) {
+  return active.filterFields.find((f) => f.id === id);
+}
 
 export function fieldLabel(id) {
-  return FILTER_FIELDS.find((f) => f.id === id)?.label ?? id;
+  return fieldInfo(id)?.label ?? id;
 }
 export function opInfo(id) {
-  return FILTER_OPS.find((o) => o.id === id) ?? FILTER_OPS[0];
+  return FILTER_OPS.find((o) => o.id === id) ?? RANGE_OPS.find((o) => o.id === id) ?? FILTER_OPS[0];
 }
 export function rangeInfo(id) {
   return RANGES.find((r) => r.id === id);
 }
 
 function parseFilter(s) {
-  const m = /^([a-z_]+)(!=|=|:)([\s\S]*)$/.exec(s);
-  if (!m || !FIELD_IDS.has(m[1]) || m[3] === '') return null;
+  const m = /^([a-z][0-9a-z_]*)(!=|>=|<=|=|:|>|<)([\s\S]*)$/.exec(s);
+  if (!m || m[3] === '') return null;
+  const f = fieldInfo(m[1]);
+  if (!f || !opsFor(f.type).includes(m[2])) return null;
   return { field: m[1], op: m[2], value: m[3] };
 }
 
@@ -69,7 +109,7 @@ export function stateFromUrl(loc = window.location) {
   }
   st.filters = p.getAll('f').map(parseFilter).filter(Boolean);
   const sort = p.get('sort');
-  if (sort && SORTABLE.has(sort)) st.sort = sort;
+  if (sort && active.sortable.has(sort)) st.sort = sort;
   if (p.get('order') === 'asc') st.order = 'asc';
   const size = Number(p.get('size'));
   if (PAGE_SIZES.includes(size)) st.size = size;
@@ -77,6 +117,8 @@ export function stateFromUrl(loc = window.location) {
   if (Number.isInteger(page) && page >= 1) st.page = page;
   const ev = p.get('ev') ?? '';
   if (/^[0-9a-f]{64}$/.test(ev)) st.ev = ev;
+  const config = p.get('config') ?? '';
+  if (CONFIG_ID.test(config)) st.config = config;
   return st;
 }
 
@@ -94,6 +136,7 @@ export function urlFromState(st) {
   if (st.size !== DEFAULTS.size) p.set('size', String(st.size));
   if (st.page !== 1) p.set('page', String(st.page));
   if (st.ev) p.set('ev', st.ev);
+  if (st.config) p.set('config', st.config);
   const s = p.toString();
   // Relative to the UI's root (pages are one level deep: /integrity, /keys, …).
   return s ? `./?${s}` : './';
@@ -101,7 +144,7 @@ export function urlFromState(st) {
 
 /** Identity of the search itself (not page or detail): a new search is needed when it changes. */
 export function searchKey(st) {
-  return JSON.stringify([st.q, st.range, st.start, st.end, st.filters.map(filterToParam), st.sort, st.order]);
+  return JSON.stringify([st.q, st.range, st.start, st.end, st.filters.map(filterToParam), st.sort, st.order, st.config ?? '']);
 }
 
 export function quote(v) {
@@ -120,6 +163,8 @@ export function buildQuery(st) {
   const byField = new Map();
   for (const f of st.filters) {
     if (f.op === '!=') { parts.push(`-${f.field}=${quote(f.value)}`); continue; }
+    // Bounds of a range all apply (AND); equal and contains filters of one field are alternatives (OR).
+    if (f.op !== '=' && f.op !== ':') { parts.push(`${f.field}${f.op}${quote(f.value)}`); continue; }
     if (!byField.has(f.field)) byField.set(f.field, []);
     byField.get(f.field).push(`${f.field}${f.op}${quote(f.value)}`);
   }

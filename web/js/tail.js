@@ -1,7 +1,7 @@
 // Live tail: GET /api/v1/tail?query=… read with fetch() (EventSource cannot send the
 // Authorization header) and parsed as text/event-stream.
 
-import { fetchRaw, ApiError } from './api.js';
+import { fetchRaw, ApiError, configParams } from './api.js';
 import { parseJson } from './json.js';
 
 /** Splits an SSE byte stream into events; calls onEvent({ event, data, id }). */
@@ -56,7 +56,7 @@ export function startTail(query, handlers) {
       controller = new AbortController();
       handlers.onStatus(attempt ? 'Reconnecting…' : 'Connecting…', 'connecting');
       try {
-        const res = await fetchRaw(`/api/v1/tail?query=${encodeURIComponent(query)}`, { signal: controller.signal, accept: 'text/event-stream' });
+        const res = await fetchRaw(`/api/v1/tail?${new URLSearchParams({ query, ...configParams() })}`, { signal: controller.signal, accept: 'text/event-stream' });
         if (res.status === 401 || res.status === 403 || res.status === 404 || res.status === 400) {
           let msg = `HTTP ${res.status}`;
           try { const body = await res.json(); msg = body.detail || body.title || body.summary || msg; } catch { /* ignore */ }

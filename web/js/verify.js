@@ -80,35 +80,53 @@ function pemBody(pem) {
   return m ? m[1].replace(/\s+/g, '') : null;
 }
 
-/** Client signature of an SDK-signed event (§11.2): pass / fail / none, with a note. */
-export async function verifyClientSignature(envelope) {
-  const { signature, public_key: pk } = envelope;
-  if (!signature || !pk) return { ok: null, detail: 'The event carries no client signature.' };
+/**
+ * The signature an event carries, checked in this browser: Ed25519 over the canonical JSON of
+ * the event (the same bytes for an SDK's local signature, §11.2, and for the server's signature
+ * of a server-signing audit config, whose public_key JSON names the key: vault_key_id and
+ * vault_key_version). Returns { ok: true|false|null (none / not checkable), detail, server }
+ * where server is { keyId, version } for a server signature, else null.
+ */
+export async function verifyEventSignature(envelope) {
+  const { signature, public_key: pk } = envelope ?? {};
+  if (!signature || !pk) return { ok: null, detail: 'The event carries no signature.', server: null };
+  let server = null;
+  let keyText = pk;
   try {
-    let keyText = pk;
-    try {
-      const parsed = JSON.parse(pk);
-      if (parsed && typeof parsed === 'object' && typeof parsed.key === 'string') keyText = parsed.key;
-    } catch { /* a raw key string */ }
+    const parsed = JSON.parse(pk);
+    if (parsed && typeof parsed === 'object' && typeof parsed.key === 'string') {
+      keyText = parsed.key;
+      if (typeof parsed.vault_key_id === 'string') server = { keyId: parsed.vault_key_id, version: parsed.vault_key_version ?? null };
+    }
+  } catch { /* a raw key string */ }
+  const who = server ? `The server signature (key ${server.keyId}, version ${server.version ?? '?'})` : 'The client signature';
+  try {
     let der;
+    if (typeof keyText !== 'string') throw new Error('unreadable public key');
     if (keyText.startsWith('----')) {
       const body = pemBody(keyText);
       if (!body) throw new Error('unreadable PEM public key');
       der = base64ToBytes(body);
     } else if (keyText.startsWith('ssh-')) {
-      return { ok: null, detail: 'OpenSSH client keys are not checked in the browser.' };
+      return { ok: null, detail: 'OpenSSH client keys are not checked in the browser.', server };
     } else {
       der = base64ToBytes(keyText);
     }
-    if (der.length < 32) throw new Error('client public key is too short');
+    if (der.length < 32) throw new Error('the public key is too short');
     const raw = der.slice(der.length - 32);
     const sig = base64ToBytes(signature);
-    if (sig.length !== 64) throw new Error('client signature is not 64 bytes');
+    if (sig.length !== 64) throw new Error('the signature is not 64 bytes');
     const ok = await ed25519Verify(raw, sig, enc.encode(canonicalJson(envelope.event)));
-    return { ok, detail: ok ? 'The client signature over the event verifies.' : 'The client signature over the event does NOT verify.' };
+    return { ok, detail: ok ? `${who} over the event verifies.` : `${who} over the event does NOT verify.`, server };
   } catch (e) {
-    return { ok: false, detail: `Client signature could not be checked: ${e.message}` };
+    return { ok: false, detail: `${who} could not be checked: ${e.message}`, server };
   }
+}
+
+/** Client signature of an SDK-signed event (§11.2): pass / fail / none, with a note. */
+export async function verifyClientSignature(envelope) {
+  const r = await verifyEventSignature(envelope);
+  return { ok: r.ok, detail: r.detail };
 }
 
 /**
@@ -136,6 +154,12 @@ export async function verifySearchEvent(ctx) {
       ? `SHA-256 of the canonical envelope is ${computed}, as the server says.`
       : `SHA-256 of the canonical envelope is ${computed}, but the server says ${claimed || '(none)'}. The event content was changed after it was logged.`)) {
     return done('the event hash does not match its content');
+  }
+
+  // 1b. the server's own signature (server-signing audit configs) must verify too
+  const sig = await verifyEventSignature(ev.envelope);
+  if (sig.server && !add('Server signature', sig.ok === true, sig.detail)) {
+    return done('the server signature over the event does not verify');
   }
 
   // 2. membership proof → root
@@ -225,8 +249,7 @@ export async function verifySearchEvent(ctx) {
     return done('the root signature is invalid');
   }
 
-  const cs = await verifyClientSignature(ev.envelope);
-  checks.push({ label: 'Client signature', ok: cs.ok, detail: cs.detail, info: true });
+  if (!sig.server) checks.push({ label: 'Client signature', ok: sig.ok, detail: sig.ok === null ? 'The event carries no client signature.' : sig.detail, info: true });
   return done(null);
 }
 

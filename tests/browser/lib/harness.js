@@ -75,11 +75,12 @@ export async function stopServer(server, { removeData = true } = {}) {
   if (removeData) await rm(server.dataDir, { recursive: true, force: true });
 }
 
-/** `trailkeep keys create`; returns the secret (last stdout line). */
-export async function createKey(server, { name, scopes = ['search'], workspaces = [] }) {
+/** `trailkeep keys create` (bound to `configs` if given); returns the secret (last stdout line). */
+export async function createKey(server, { name, scopes = ['search'], workspaces = [], configs = [] }) {
   const args = ['keys', 'create', '--name', name];
   for (const s of scopes) args.push('--scope', s);
   for (const w of workspaces) args.push('--workspace', w);
+  for (const c of configs) args.push('--config', c);
   args.push('--data-dir', server.dataDir);
   const { stdout } = await run(BIN, args);
   const lines = stdout.split('\n').map((l) => l.trim()).filter(Boolean);

@@ -1,5 +1,6 @@
 // Accessibility: axe-core finds no serious or critical violation on the sign-in page, the
-// results (laptop and phone) and the detail view; the main flow works from the keyboard.
+// results (laptop and phone) and the detail view; every page (Configs included) in light and
+// dark mode; the main flow works from the keyboard.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -108,6 +109,7 @@ describe('accessibility', () => {
       ['integrity', async () => { await page.goto(`${server.url}/integrity`); await page.locator('#root-verdict.ok').waitFor({ timeout: 15000 }); }],
       ['keys', async () => { await page.goto(`${server.url}/keys`); await page.locator('#keys-table').waitFor(); }],
       ['retention', async () => { await page.goto(`${server.url}/retention`); await page.locator('#retention-state').waitFor(); }],
+      ['configs', async () => { await page.goto(`${server.url}/configs`); await page.locator('#configs-table .config-events', { hasText: /\d/ }).first().waitFor(); }],
     ];
     for (const scheme of ['light', 'dark']) {
       await page.emulateMedia({ colorScheme: scheme });

@@ -1,14 +1,16 @@
 // The UI's pure modules, run in node (no server, no browser): canonical JSON and hashes
 // against the spec's vectors, proof folding, the verifier against malicious inputs, the
-// SSE parser, the query builder and the diff.
+// SSE parser, the query builder and the diff; audit configs: schema views, the config picked,
+// typed filters in the URL and the query, server signatures.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { parseJson, canonicalJson, pythonFloatRepr } from '../../../web/js/json.js';
 import { sha256Sync } from '../../../web/js/sha256.js';
-import { foldProof, parseMembershipProof, verifySearchEvent, envelopeHash } from '../../../web/js/verify.js';
+import { foldProof, parseMembershipProof, verifySearchEvent, envelopeHash, verifyEventSignature } from '../../../web/js/verify.js';
+import { viewFromSchema, pickConfig, schemaFields } from '../../../web/js/schema.js';
 import { SseParser } from '../../../web/js/tail.js';
-import { buildQuery, DEFAULTS } from '../../../web/js/state.js';
+import { buildQuery, DEFAULTS, useFields, stateFromUrl, urlFromState } from '../../../web/js/state.js';
 import { diffLines } from '../../../web/js/diff.js';
 
 const sha = (s) => createHash('sha256').update(s).digest('hex');
@@ -136,5 +138,74 @@ describe('helpers', () => {
   });
   it('diffs lines', () => {
     assert.deepEqual(diffLines(['a', 'b', 'c'], ['a', 'x', 'c']).map((l) => l.type + l.text), ['samea', 'delb', 'addx', 'samec']);
+  });
+});
+
+describe('audit configs', () => {
+  const schema = {
+    fields: [
+      { id: 'message', type: 'text', required: true, ui_default_visible: true },
+      { id: 'actor', name: 'Who', type: 'string', size: 64, description: 'the user' },
+      { id: 'amount', type: 'integer' },
+      { id: 'ok', type: 'boolean' },
+      { id: 'at', type: 'datetime' },
+      { id: 'raw', type: 'string-unindexed' },
+      { id: 'status', type: 'integer' },
+    ],
+  };
+
+  it('builds the view of a schema: unindexed fields are neither filters nor sort keys; top values only on standard-typed fields', () => {
+    const v = viewFromSchema(schema);
+    assert.deepEqual(v.filterFields.map((f) => [f.id, f.type]), [['message', 'text'], ['actor', 'string'], ['amount', 'integer'], ['ok', 'boolean'], ['at', 'datetime'], ['status', 'integer']]);
+    assert.equal(v.filterFields[1].label, 'Who');
+    assert.equal(v.filterFields[1].description, 'the user');
+    assert.ok(v.sortable.has('amount') && v.sortable.has('received_at') && !v.sortable.has('raw'));
+    assert.deepEqual(v.facetFields.map((f) => f.id), ['actor'], 'status is an integer here, not the standard status');
+    assert.deepEqual(schemaFields(schema).filter((f) => f.visible).map((f) => f.id), ['message']);
+  });
+
+  it('picks the named config, else the default one, else the first', () => {
+    const list = [{ id: 'pci_b', default: false }, { id: 'pci_a', default: true }];
+    assert.equal(pickConfig(list, 'pci_b').id, 'pci_b');
+    assert.equal(pickConfig(list, 'pci_x').id, 'pci_a');
+    assert.equal(pickConfig([{ id: 'pci_b' }, { id: 'pci_c' }], '').id, 'pci_b');
+    assert.equal(pickConfig([], 'pci_b'), null);
+  });
+
+  it('typed filters survive the URL and become ranges (AND) and alternatives (OR)', () => {
+    useFields(viewFromSchema(schema));
+    try {
+      const id = `pci_${'a'.repeat(32)}`;
+      const st = stateFromUrl({ search: `?config=${id}&sort=amount&f=amount%3E%3D10&f=amount%3C%3D20&f=ok%3Dtrue&f=actor%3Aal&f=actor%3Abo&f=raw%3Dx&f=ok%3Ex` });
+      assert.equal(st.config, id);
+      assert.equal(st.sort, 'amount');
+      assert.deepEqual(st.filters.map((f) => `${f.field}${f.op}${f.value}`), ['amount>=10', 'amount<=20', 'ok=true', 'actor:al', 'actor:bo'],
+        'unindexed fields and operators a type does not take are dropped');
+      assert.equal(buildQuery(st), 'amount>="10" amount<="20" ok="true" (actor:"al" OR actor:"bo")');
+      assert.match(urlFromState(st), new RegExp(`config=${id}`));
+      assert.equal(stateFromUrl({ search: '?config=nope' }).config, '');
+    } finally {
+      useFields(null);
+    }
+    assert.equal(stateFromUrl({ search: '?f=amount%3E%3D10&sort=amount' }).filters.length, 0, 'the standard fields again');
+  });
+
+  it('checks a server signature (vault_key_id) over the canonical event, and fails a changed event', async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const event = parseJson('{"message":"café","amount":1250,"ok":true,"at":"2025-03-04T05:06:07Z"}');
+    const pem = publicKey.export({ format: 'pem', type: 'spki' });
+    const envelope = {
+      event,
+      public_key: canonicalJson({ algorithm: 'ED25519', key: pem, vault_key_id: 'pvi_abc', vault_key_version: 3 }),
+      signature: sign(null, Buffer.from(canonicalJson(event), 'utf8'), privateKey).toString('base64'),
+      received_at: '2025-03-04T05:06:08.000000Z',
+    };
+    const good = await verifyEventSignature(envelope);
+    assert.equal(good.ok, true, good.detail);
+    assert.deepEqual(good.server, { keyId: 'pvi_abc', version: 3 });
+    const bad = await verifyEventSignature({ ...envelope, event: parseJson('{"message":"café","amount":1251,"ok":true,"at":"2025-03-04T05:06:07Z"}') });
+    assert.equal(bad.ok, false);
+    assert.match(bad.detail, /server signature \(key pvi_abc, version 3\)/i);
+    assert.equal((await verifyEventSignature({ event })).ok, null);
   });
 });
