@@ -242,15 +242,16 @@ fn build(conn: &Connection, args: &Args, n: i64) -> anyhow::Result<(Blooms, Valu
     // (d) groups of segments over the stored segment rows, as the indexer thread builds them.
     let size = trailkeep::store::ngram::group_state(conn)?.group_segments;
     trailkeep::store::ngram::set_group_segments(conn, size)?;
-    let groups = (indexed_to + 1) / SEGMENT_EVENTS as i64 / size;
+    let last_seg = (indexed_to + 1) / SEGMENT_EVENTS as i64 - 1;
+    let groups = (last_seg + size) / size;
     let (mut group_build, mut group_store) = (Timer::default(), Timer::default());
     let t_groups = Instant::now();
     for g in 0..groups {
-        let rows = group_build.run(|| trailkeep::store::ngram::build_group(conn, g, size))?;
+        let rows = group_build.run(|| trailkeep::store::ngram::build_group(conn, g, size, last_seg))?;
         group_store.run(|| trailkeep::store::ngram::store_group(conn, g, &rows))?;
     }
     let group_ms = t_groups.elapsed().as_secs_f64() * 1e3;
-    trailkeep::store::ngram::set_grouped_to(conn, groups - 1)?;
+    trailkeep::store::ngram::set_grouped_to(conn, last_seg)?;
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     let per = |b: i64| round(b as f64 / n as f64);
     let report = json!({

@@ -17,12 +17,13 @@
 //! touched it from the store rather than storing the indexer's rows, so the index never keeps
 //! trigrams of purged content.
 //!
-//! Groups (migration 0013): once the writer has committed the last segment of a group of
-//! `group_segments` segments, the indexer reads the group's segment rows back a part at a time and
-//! builds the group's rows (`search::ngram::group_part`: per trigram, the group's segments that
-//! hold it), which the writer stores like segment rows and records in `grouped_to`. A search reads
-//! a group's rows first and skips the segments it rules out. Purges leave groups as they are (a
-//! superset of what the segments hold: a segment read more, never a match missed).
+//! Groups (migration 0013): as the writer commits segments, the indexer reads a group's stored
+//! segment rows back a part at a time and builds the group's rows (`search::ngram::group_part`:
+//! per trigram, the group's segments that hold it) — the group in progress again every eighth of
+//! a group, a complete group once more with its last segment — which the writer stores like
+//! segment rows, recording the newest segment they cover in `grouped_to`. A search reads a
+//! group's rows first and skips the covered segments it rules out. Purges leave groups as they are
+//! (a superset of what the segments hold: a segment read more, never a match missed).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -47,10 +48,12 @@ pub struct SegmentRows {
     pub rows: Vec<(u32, Vec<u8>)>,
 }
 
-/// A group's rows (`ngram_groups`), built by the indexer for the writer to store.
+/// A group's rows (`ngram_groups`) over its segments up to `upto`, built by the indexer for the
+/// writer to store.
 #[derive(Debug)]
 pub struct GroupRows {
     pub group: i64,
+    pub upto: i64,
     pub rows: Vec<(u32, Vec<u8>)>,
 }
 
@@ -198,8 +201,9 @@ pub fn rebuild_segment(conn: &Connection, seg: i64) -> rusqlite::Result<()> {
 /// The coarse layer (migration 0013): per group of `group_segments` consecutive segments (group
 /// `g` = segments `g * group_segments ..`), one row per part in `ngram_groups` (same ids as
 /// segment rows: `g << 8 | part`) whose members are the group's segments
-/// (`search::ngram::group_part`). `grouped_to`: the newest group whose rows are stored (every
-/// older group's are too; -1: none).
+/// (`search::ngram::group_part`). `grouped_to`: the newest segment the stored group rows cover
+/// (every older one is covered too; -1: none); the rows of the group in progress cover its
+/// segments up to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupState {
     pub group_segments: i64,
@@ -211,8 +215,8 @@ pub fn group_state(conn: &Connection) -> rusqlite::Result<GroupState> {
         .query_row([], |r| Ok(GroupState { group_segments: r.get(0)?, grouped_to: r.get(1)? }))
 }
 
-pub fn set_grouped_to(conn: &Connection, group: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE ngram_group_state SET grouped_to = ?1")?.execute([group])?;
+pub fn set_grouped_to(conn: &Connection, seg: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE ngram_group_state SET grouped_to = ?1")?.execute([seg])?;
     Ok(())
 }
 
@@ -228,15 +232,27 @@ pub fn set_group_segments(conn: &Connection, group_segments: i64) -> anyhow::Res
     Ok(())
 }
 
-/// Builds the rows of group `group` from the stored rows of its segments, a part at a time (one
-/// statement of `group_segments` rows each: bounded memory). The segments must be indexed.
-pub fn build_group(conn: &Connection, group: i64, group_segments: i64) -> rusqlite::Result<Vec<(u32, Vec<u8>)>> {
+/// Segments the group in progress grows by between two builds of its rows (an eighth of a group).
+pub fn group_step(group_segments: i64) -> i64 {
+    (group_segments / 8).max(1)
+}
+
+/// Builds the rows of group `group` over its segments up to `upto` from their stored rows, a part
+/// at a time (one statement of at most `group_segments` rows each: bounded memory). The segments
+/// must be indexed.
+pub fn build_group(
+    conn: &Connection,
+    group: i64,
+    group_segments: i64,
+    upto: i64,
+) -> rusqlite::Result<Vec<(u32, Vec<u8>)>> {
     let first = group * group_segments;
+    let last = upto.min(first + group_segments - 1);
     let mut stmt = conn.prepare_cached("SELECT id, data FROM ngram_parts WHERE id IN rarray(?1) ORDER BY id")?;
     let mut out = Vec::new();
     for part in 0..ngram::PARTS {
         let ids: Vec<rusqlite::types::Value> =
-            (first..first + group_segments).map(|seg| rusqlite::types::Value::Integer(row_id(seg, part))).collect();
+            (first..=last).map(|seg| rusqlite::types::Value::Integer(row_id(seg, part))).collect();
         let rows: Vec<(usize, Vec<u8>)> = stmt
             .query_map([std::rc::Rc::new(ids)], |r| Ok((((r.get::<_, i64>(0)? >> 8) - first) as usize, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
@@ -303,7 +319,7 @@ impl Indexer {
             deliver: Box::new(deliver),
             stored: stored.clone(),
             group_segments: groups.group_segments.clamp(1, SEGMENT_EVENTS as i64),
-            next_group: groups.grouped_to + 1,
+            grouped: groups.grouped_to,
         };
         if committed > indexed_to {
             tracing::info!(events = committed - indexed_to, "indexing events for substring search in the background");
@@ -350,8 +366,8 @@ struct IndexerState {
     /// `ngram_state.indexed_to` as committed (the segment rows groups are built from).
     stored: Arc<AtomicI64>,
     group_segments: i64,
-    /// The next group to build.
-    next_group: i64,
+    /// The newest segment the delivered group rows cover.
+    grouped: i64,
 }
 
 impl IndexerState {
@@ -361,9 +377,12 @@ impl IndexerState {
             // A group whose segments are all stored is built (one per turn: messages are taken
             // in between, so a backfill of many groups does not hold the segments up).
             let grouping = self.group_ready();
-            if grouping && !self.build_group() {
+            if let Some((group, upto)) = grouping
+                && !self.build_group(group, upto)
+            {
                 return;
             }
+            let grouping = grouping.is_some();
             // Read back what is committed but was not handed over, a chunk at a time, taking
             // messages in between; when caught up, wait for the next message (and look at the
             // writer's progress now and then: it may have kept keys back).
@@ -395,28 +414,35 @@ impl IndexerState {
         }
     }
 
-    /// Whether every segment of the next group is stored.
-    fn group_ready(&self) -> bool {
-        let last_seq = (((self.next_group + 1) * self.group_segments) << SEG_SHIFT) - 1;
-        last_seq <= self.stored.load(Ordering::Acquire)
+    /// The group to build next and the newest segment its rows cover: the group after the
+    /// covered segments, once its stored segments are complete or an eighth of a group more.
+    fn group_ready(&self) -> Option<(i64, i64)> {
+        let stored_seg = ((self.stored.load(Ordering::Acquire) + 1) >> SEG_SHIFT) - 1;
+        if stored_seg <= self.grouped {
+            return None;
+        }
+        let group = (self.grouped + 1) / self.group_segments;
+        let end = (group + 1) * self.group_segments - 1;
+        let upto = stored_seg.min(end);
+        (upto == end || upto - self.grouped >= group_step(self.group_segments)).then_some((group, upto))
     }
 
-    /// Builds the next group from its stored segment rows and delivers it; false once the writer
-    /// is gone.
-    fn build_group(&mut self) -> bool {
+    /// Builds a group's rows over its stored segments up to `upto` and delivers them; false once
+    /// the writer is gone.
+    fn build_group(&mut self, group: i64, upto: i64) -> bool {
         let t0 = std::time::Instant::now();
-        match build_group(&self.conn, self.next_group, self.group_segments) {
+        match build_group(&self.conn, group, self.group_segments, upto) {
             Ok(rows) => {
                 tracing::debug!(
-                    group = self.next_group,
+                    group,
+                    upto,
                     rows = rows.len(),
                     bytes = rows.iter().map(|r| r.1.len()).sum::<usize>(),
                     ms = t0.elapsed().as_millis() as u64,
                     "substring index group built"
                 );
-                let group = self.next_group;
-                self.next_group += 1;
-                (self.deliver)(Built::Group(GroupRows { group, rows }))
+                self.grouped = upto;
+                (self.deliver)(Built::Group(GroupRows { group, upto, rows }))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "substring indexer cannot read segment rows; retrying");

@@ -645,7 +645,7 @@ struct IndexReader<'a> {
 struct Groups {
     /// Segments per group.
     size: i64,
-    /// The newest stored group (-1: none).
+    /// The newest segment the stored groups cover (-1: none, or groups no longer read).
     upto: i64,
     /// The condition, ordered by how many segments of the first group read hold each trigram.
     need: Need,
@@ -654,6 +654,8 @@ struct Groups {
     found: HashMap<i64, ngram::Bits>,
     /// Groups evaluated beyond those a call needs, in the direction of travel (doubles per read).
     ahead: i64,
+    /// `upto` when the search began.
+    covered: i64,
     /// Groups evaluated, and whether any of them ruled a segment out.
     evaluated: usize,
     pruned: bool,
@@ -685,6 +687,7 @@ impl<'a> IndexReader<'a> {
         let groups = Groups {
             size: g.group_segments.clamp(1, ngram::SEGMENT_EVENTS as i64),
             upto: g.grouped_to,
+            covered: g.grouped_to,
             need: need.clone(),
             ordered: false,
             found: HashMap::new(),
@@ -778,13 +781,13 @@ impl<'a> IndexReader<'a> {
         let mut wanted: Vec<i64> = Vec::new();
         for &seg in segs {
             let g = seg / size;
-            if g <= self.groups.upto && !self.groups.found.contains_key(&g) && !wanted.contains(&g) {
+            if seg <= self.groups.upto && !self.groups.found.contains_key(&g) && !wanted.contains(&g) {
                 wanted.push(g);
             }
         }
         let Some(&last) = wanted.last() else { return Ok(()) };
         // Groups ahead, within the window and the stored groups.
-        let (g_lo, g_hi) = ((self.lo >> SEG_SHIFT) / size, ((self.hi >> SEG_SHIFT) / size).min(self.groups.upto));
+        let (g_lo, g_hi) = ((self.lo >> SEG_SHIFT) / size, (self.hi >> SEG_SHIFT).min(self.groups.upto) / size);
         let mut g = last;
         for _ in 0..self.groups.ahead {
             g = if desc { g - 1 } else { g + 1 };
@@ -823,12 +826,12 @@ impl<'a> IndexReader<'a> {
 
     fn candidates_timed(&mut self, segs: &[i64], desc: bool, out: &mut Vec<i64>) -> rusqlite::Result<()> {
         self.evaluate_groups(segs, desc)?;
-        let size = self.groups.size;
-        let segs: Vec<i64> = segs
-            .iter()
-            .copied()
-            .filter(|seg| self.groups.found.get(&(seg / size)).is_none_or(|b| b.contains((seg % size) as usize)))
-            .collect();
+        let (size, covered) = (self.groups.size, self.groups.covered);
+        // A group's rows speak for the segments they covered when the search began.
+        let ruled_out = |seg: i64| {
+            seg <= covered && self.groups.found.get(&(seg / size)).is_some_and(|b| !b.contains((seg % size) as usize))
+        };
+        let segs: Vec<i64> = segs.iter().copied().filter(|&seg| !ruled_out(seg)).collect();
         let mut rows: HashMap<i64, Option<Vec<u8>>> = HashMap::new();
         if !self.ordered
             && let Some(&first) = segs.first()

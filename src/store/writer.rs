@@ -346,9 +346,11 @@ struct WriterState {
     ngram_indexed: i64,
     /// Groups built by the indexer, stored in the next transaction.
     ngram_groups_pending: Vec<GroupRows>,
-    /// `ngram_group_state.grouped_to` as of the last COMMIT, and as in the current transaction.
+    /// `ngram_group_state.grouped_to` (a segment) as of the last COMMIT, and as in the current
+    /// transaction; the group size.
     ngram_grouped: i64,
     ngram_grouped_tx: i64,
+    ngram_group_segments: i64,
     /// Segments not yet stored that a purge touched: stored from the events, not the indexer.
     ngram_dirty: std::collections::BTreeSet<i64>,
     /// Purge jobs in progress, oldest first: one batch at a time between group commits.
@@ -398,7 +400,7 @@ impl WriterState {
         let uids = Uids::load(&conn, data_dir.clone())?;
         let indexed: i64 = conn.query_row("SELECT indexed_to FROM fts_state", [], |r| r.get(0))?;
         let ngram_indexed = stored_ngram::indexed_to(&conn)?;
-        let ngram_grouped = stored_ngram::group_state(&conn)?.grouped_to;
+        let groups = stored_ngram::group_state(&conn)?;
         let fts = Arc::new(FtsProgress { committed: AtomicI64::new(next_seq - 1), indexed: AtomicI64::new(indexed) });
         let agg_built = aggregate::built_to(&conn)?;
         let mut state = Self {
@@ -422,8 +424,9 @@ impl WriterState {
             ngram_pending: Vec::new(),
             ngram_indexed,
             ngram_groups_pending: Vec::new(),
-            ngram_grouped,
-            ngram_grouped_tx: ngram_grouped,
+            ngram_grouped: groups.grouped_to,
+            ngram_grouped_tx: groups.grouped_to,
+            ngram_group_segments: groups.group_segments.max(1),
             ngram_dirty: Default::default(),
             purges: Default::default(),
             clock: crate::time::now_micros,
@@ -505,12 +508,13 @@ impl WriterState {
         if upto != self.ngram_indexed {
             stored_ngram::set_indexed_to(&self.conn, upto)?;
         }
-        // Groups in order (one out of order is dropped, as segments are).
+        // Groups in order: the one after the covered segments (one out of order is dropped, as
+        // segments are).
         let mut grouped = self.ngram_grouped;
         for g in &self.ngram_groups_pending {
-            if g.group == grouped + 1 {
+            if g.group == (grouped + 1) / self.ngram_group_segments && g.upto > grouped {
                 stored_ngram::store_group(&self.conn, g.group, &g.rows)?;
-                grouped = g.group;
+                grouped = g.upto;
             }
         }
         if grouped != self.ngram_grouped {
