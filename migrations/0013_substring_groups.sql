@@ -4,9 +4,9 @@
 -- trigram, the segments of the group whose rows hold it. A search evaluates its condition over
 -- the groups first and reads the rows of the segments that may match only. Derived data, built
 -- by the indexer thread from the stored segment rows (the group in progress again every eighth
--- of a group; an existing log gets its groups in the background after this migration). A purge leaves the
--- groups as they are: a segment listed for a trigram it no longer holds only costs the reading
--- of its row. Idempotent (a schema version set back re-runs it).
+-- of a group; an existing log gets its groups in the background after this migration). A purge
+-- leaves the groups as they are: a segment listed for a trigram it no longer holds only costs
+-- the reading of its row. Idempotent (a schema version set back re-runs it).
 CREATE TABLE IF NOT EXISTS ngram_groups (
     id   INTEGER PRIMARY KEY,
     data BLOB NOT NULL
