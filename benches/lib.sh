@@ -11,3 +11,27 @@ verify_result() {
   [ -n "$n" ] || { cat "$out" >&2; n=0; }
   echo "RESULT {\"kind\":\"verify\",\"label\":\"$label\",\"events\":$n,\"seconds\":$(awk "BEGIN{printf \"%.3f\", $t1 - $t0}"),\"events_per_s\":$(awk "BEGIN{printf \"%d\", $n / ($t1 - $t0)}")}"
 }
+
+# start_moto ROOT BUCKET: starts moto_server (from the conformance venv, made if missing) on a free
+# loopback port, creates BUCKET, exports the AWS_* variables trailkeep's S3 client reads, and sets
+# MOTO (its pid; the caller kills it) and MOTO_LOG.
+start_moto() {
+  local root=$1 bucket=$2 venv port
+  bash "$root/tests/conformance/setup_venv.sh"
+  venv=$root/target/conformance-venv
+  port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  MOTO_LOG=$(mktemp /tmp/trailkeep-moto.XXXXXX)
+  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$MOTO_LOG" 2>&1 &
+  MOTO=$!
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1 \
+    AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_ALLOW_HTTP=true
+  for _ in $(seq 1 100); do
+    BUCKET=$bucket "$venv/bin/python" - <<'PY' 2>/dev/null && return 0
+import os, boto3
+boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).create_bucket(Bucket=os.environ["BUCKET"])
+PY
+    sleep 0.2
+  done
+  echo "moto_server did not start (log: $MOTO_LOG)" >&2
+  return 1
+}

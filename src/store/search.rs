@@ -1175,40 +1175,64 @@ fn value_search(conn: &Connection, q: &PangeaQuery, d: &IndexDriver) -> rusqlite
     let ordered = symbols == ["="];
     let query = indexed_query(&symbols, &rest, ordered.then_some(q.ascending));
     let mut stmt = conn.prepare_cached(&query)?;
-    let mut segment: Vec<i64> = Vec::new();
-    let segments: Box<dyn Iterator<Item = i64>> = if q.ascending {
-        Box::new((lo >> shift)..=(hi >> shift))
+    let mut several = conn.prepare_cached(&indexed_query_segments(&symbols, &rest))?;
+    let segments: Vec<i64> = if q.ascending {
+        ((lo >> shift)..=(hi >> shift)).collect()
     } else {
-        Box::new(((lo >> shift)..=(hi >> shift)).rev())
+        ((lo >> shift)..=(hi >> shift)).rev().collect()
     };
-    for seg in segments {
-        let want = (q.max_results - out.len()) as i64;
-        let mut params: Vec<SqlValue> = vec![SqlValue::Integer(seg), SqlValue::Integer(d.field)];
+    let (mut next, mut visited, mut matched) = (0, 0, 0);
+    let mut segment: Vec<i64> = Vec::new();
+    while next < segments.len() && out.len() < q.max_results {
+        let want = q.max_results - out.len();
+        // One segment per statement while matches are dense; where the segments read so far had
+        // few, about as many as should give what is still wanted (at most 64) in one statement:
+        // a value with a few hundred matches over the log costs a few statements, not a lookup
+        // per segment.
+        let step = if visited == 0 { 1 } else { (want * visited / matched.max(1)).clamp(1, MAX_SEGMENTS_PER_LOOKUP) };
+        let step = &segments[next..(next + step).min(segments.len())];
+        next += step.len();
+        visited += step.len();
+        let mut params: Vec<SqlValue> = Vec::new();
+        if let [seg] = step {
+            params.push(SqlValue::Integer(*seg));
+        }
+        params.push(SqlValue::Integer(d.field));
         params.extend(d.bounds.iter().map(|b| b.1.clone()));
         params.extend([SqlValue::Integer(lo), SqlValue::Integer(hi)]);
         params.extend(rest.params.iter().cloned());
-        if ordered {
-            params.push(SqlValue::Integer(want));
-        }
         segment.clear();
-        for seq in stmt.query_map(params_from_iter(params.iter()), |r| r.get::<_, i64>(0))? {
-            segment.push(seq?);
+        if let [_] = step {
+            if ordered {
+                params.push(SqlValue::Integer(want as i64));
+            }
+            for seq in stmt.query_map(params_from_iter(params.iter()), |r| r.get::<_, i64>(0))? {
+                segment.push(seq?);
+            }
+        } else {
+            let step = seq_array(step.to_vec());
+            let mut all: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p as &dyn rusqlite::ToSql).collect();
+            all.push(&step);
+            for seq in several.query_map(&all[..], |r| r.get::<_, i64>(0))? {
+                segment.push(seq?);
+            }
         }
-        if !ordered {
+        matched += segment.len();
+        if !ordered || step.len() > 1 {
             if q.ascending {
                 segment.sort_unstable()
             } else {
                 segment.sort_unstable_by(|a, b| b.cmp(a))
             }
-            segment.truncate(want as usize);
+            segment.truncate(want);
         }
         out.extend_from_slice(&segment);
-        if out.len() >= q.max_results {
-            break;
-        }
     }
     Ok(out)
 }
+
+/// Most segments one statement of an index-driven search looks up.
+const MAX_SEGMENTS_PER_LOOKUP: usize = 64;
 
 /// The statement of one segment of an index-driven search; with `order` (`Some(ascending)`) in
 /// seq order with a limit, else every match in index order. `symbols`: the comparison of each
@@ -1220,16 +1244,28 @@ fn indexed_query(symbols: &[&str], rest: &Sql, order: Option<bool>) -> String {
         Some(false) => " ORDER BY f.seq DESC LIMIT ?",
         None => "",
     };
+    indexed_select(&format!("(f.seq >> {}) = ? AND ", super::SEG_SHIFT), symbols, rest, "", tail)
+}
+
+/// The statement of several segments of an index-driven search: every match, in index order.
+/// Parameters in text order: field, the bounds' values, first and last seq, the rest's, the
+/// segments (an array).
+fn indexed_query_segments(symbols: &[&str], rest: &Sql) -> String {
+    indexed_select("", symbols, rest, &format!(" AND (f.seq >> {}) IN rarray(?)", super::SEG_SHIFT), "")
+}
+
+/// `SELECT seq` over the value index: `first` and `last` go before and after the conditions.
+fn indexed_select(first: &str, symbols: &[&str], rest: &Sql, last: &str, tail: &str) -> String {
     let values: String = symbols.iter().map(|s| format!(" AND f.value {s} ?")).collect();
-    let head = format!("(f.seq >> {}) = ? AND f.field = ?{values} AND f.seq BETWEEN ? AND ?", super::SEG_SHIFT);
+    let head = format!("{first}f.field = ?{values} AND f.seq BETWEEN ? AND ?");
     // The value index, always: for a range SQLite would rather walk the primary key in seq order
     // (no sort) across the whole window than read one segment's slice.
     let from = "event_fields f INDEXED BY event_fields_seg_value";
     if rest.clauses.is_empty() {
-        format!("SELECT f.seq FROM {from} WHERE {head}{tail}")
+        format!("SELECT f.seq FROM {from} WHERE {head}{last}{tail}")
     } else {
         format!(
-            "SELECT e.seq FROM {from} CROSS JOIN events e WHERE {head} AND e.seq = f.seq AND {}{tail}",
+            "SELECT e.seq FROM {from} CROSS JOIN events e WHERE {head} AND e.seq = f.seq AND ({}){last}{tail}",
             rest.where_sql()
         )
     }
@@ -1693,6 +1729,22 @@ mod tests {
                 found.contains(&format!("INDEX event_fields_seg_value (<expr>=? AND field=? AND {want}")),
                 "{found}"
             );
+            // Several segments in one statement: one seek per segment, the same slices.
+            for r in [&Sql::new(), &rest] {
+                let sql = format!("EXPLAIN QUERY PLAN {}", indexed_query_segments(&[symbol], r));
+                let mut params: Vec<SqlValue> = [n, 5, 0, 100].into_iter().map(SqlValue::Integer).collect();
+                params.extend(r.params.iter().cloned());
+                let segments = seq_array(vec![0, 2]);
+                let mut all: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p as &dyn rusqlite::ToSql).collect();
+                all.push(&segments);
+                let mut stmt = conn.prepare(&sql).unwrap();
+                let rows = stmt.query_map(&all[..], |r| r.get::<_, String>(3)).unwrap();
+                let found = rows.map(Result::unwrap).collect::<Vec<_>>().join("\n");
+                assert!(
+                    found.contains(&format!("INDEX event_fields_seg_value (<expr>=? AND field=? AND {want}")),
+                    "{found}"
+                );
+            }
         }
     }
 
