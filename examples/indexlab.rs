@@ -8,7 +8,9 @@
 //! * `bloom`: per 4,096-event segment one Bloom filter of every trigram of its events (ClickHouse's
 //!   `ngrambf_v1`: 10 bits per distinct trigram, 4 hashes), kept in memory; a search checks the
 //!   segments whose filter may hold all the term's trigrams, newest first;
-//! * `postings`: trailkeep's index (`store::ngram`): per segment, each trigram's events;
+//! * `postings`: trailkeep's index (`store::ngram`): per segment, each trigram's events, and per
+//!   group of segments each trigram's segments (read first);
+//! * `segments`: the same without the groups (the segments' rows only);
 //! * `scan`: no index.
 //!
 //! Every design ends in the same exact check (`store::search::pangea_filter`), and every answer
@@ -28,7 +30,8 @@ use serde_json::{Value, json};
 use trailkeep::search::ngram::{self, SEGMENT_EVENTS, SegmentBuilder};
 use trailkeep::search::pangea_query;
 use trailkeep::store::search::{
-    PangeaQuery, indexed_texts, pangea_filter, pangea_filter_range, pangea_search_scan, pangea_search_with_stats,
+    PangeaQuery, SubstringStats, indexed_texts, pangea_filter, pangea_filter_range, pangea_search_scan,
+    pangea_search_with_stats,
 };
 
 #[global_allocator]
@@ -236,6 +239,19 @@ fn build(conn: &Connection, args: &Args, n: i64) -> anyhow::Result<(Blooms, Valu
     // Only complete segments count as indexed (as in the server); the rest is the tail.
     let indexed_to = (n / SEGMENT_EVENTS as i64) * SEGMENT_EVENTS as i64 - 1;
     trailkeep::store::ngram::set_indexed_to(conn, indexed_to.max(-1))?;
+    // (d) groups of segments over the stored segment rows, as the indexer thread builds them.
+    let size = trailkeep::store::ngram::group_state(conn)?.group_segments;
+    trailkeep::store::ngram::set_group_segments(conn, size)?;
+    let last_seg = (indexed_to + 1) / SEGMENT_EVENTS as i64 - 1;
+    let groups = (last_seg + size) / size;
+    let (mut group_build, mut group_store) = (Timer::default(), Timer::default());
+    let t_groups = Instant::now();
+    for g in 0..groups {
+        let rows = group_build.run(|| trailkeep::store::ngram::build_group(conn, g, size, last_seg))?;
+        group_store.run(|| trailkeep::store::ngram::store_group(conn, g, &rows))?;
+    }
+    let group_ms = t_groups.elapsed().as_secs_f64() * 1e3;
+    trailkeep::store::ngram::set_grouped_to(conn, last_seg)?;
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     let per = |b: i64| round(b as f64 / n as f64);
     let report = json!({
@@ -250,6 +266,10 @@ fn build(conn: &Connection, args: &Args, n: i64) -> anyhow::Result<(Blooms, Valu
                   "memory_mb": round(blooms.bits.iter().map(|b| b.len() * 8).sum::<usize>() as f64 / 1048576.0)},
         "postings": {"build": post.per_event(n), "store": post_store.per_event(n),
                      "bytes_per_event": per(table_bytes(conn, "ngram_parts")?)},
+        "groups": {"groups": groups, "segments_per_group": size,
+                   "ms_per_group": round(group_ms / groups.max(1) as f64),
+                   "cpu_ms_per_group": round((group_build.cpu + group_store.cpu) * 1e3 / groups.max(1) as f64),
+                   "bytes_per_event": per(table_bytes(conn, "ngram_groups")?)},
     });
     Ok((blooms, report))
 }
@@ -368,43 +388,54 @@ fn run_design(
     text: &str,
     terms: &[String],
     n: i64,
-) -> anyhow::Result<Vec<i64>> {
+) -> anyhow::Result<(Vec<i64>, Option<SubstringStats>)> {
     let q = query(text);
-    Ok(match design {
-        "scan" => pangea_search_scan(conn, &q)?,
-        "postings" => {
-            let t0 = Instant::now();
-            let (seqs, stats) = pangea_search_with_stats(conn, &q)?;
-            if std::env::var_os("INDEXLAB_STATS").is_some() {
-                eprintln!("{:.1} ms {text:?}: {} matches, {stats:?}", t0.elapsed().as_secs_f64() * 1e3, seqs.len());
-            }
-            seqs
-        }
-        "fts5" => {
-            let mut stmt =
-                conn.prepare_cached("SELECT rowid FROM lab_tri WHERE lab_tri MATCH ?1 ORDER BY rowid DESC")?;
-            let rows: Vec<i64> = stmt.query_map([fts_match(terms)], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-            drain(conn, &q, rows.into_iter())?
-        }
-        _ => {
-            let keys: Vec<u32> = ngram::event_grams(terms.iter().map(String::as_str));
-            let mut out = Vec::new();
-            for seg in (0..blooms.bits.len()).rev() {
-                if !blooms.may_hold(seg, &keys) {
-                    continue;
+    Ok((
+        match design {
+            "scan" => pangea_search_scan(conn, &q)?,
+            "postings" | "segments" => {
+                let t0 = Instant::now();
+                let (seqs, stats) = pangea_search_with_stats(conn, &q)?;
+                if std::env::var_os("INDEXLAB_STATS").is_some() {
+                    eprintln!(
+                        "{:.1} ms {design} {text:?}: {} matches, {stats:?}",
+                        t0.elapsed().as_secs_f64() * 1e3,
+                        seqs.len()
+                    );
                 }
-                let lo = seg as i64 * SEGMENT_EVENTS as i64;
-                let mut qq = q.clone();
-                qq.max_results = q.max_results - out.len();
-                out.extend(pangea_filter_range(conn, &qq, lo, (lo + SEGMENT_EVENTS as i64 - 1).min(n - 1))?);
-                if out.len() >= q.max_results {
-                    break;
-                }
+                return Ok((seqs, stats));
             }
-            out
-        }
-    })
+            "fts5" => {
+                let mut stmt =
+                    conn.prepare_cached("SELECT rowid FROM lab_tri WHERE lab_tri MATCH ?1 ORDER BY rowid DESC")?;
+                let rows: Vec<i64> =
+                    stmt.query_map([fts_match(terms)], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                drain(conn, &q, rows.into_iter())?
+            }
+            _ => {
+                let keys: Vec<u32> = ngram::event_grams(terms.iter().map(String::as_str));
+                let mut out = Vec::new();
+                for seg in (0..blooms.bits.len()).rev() {
+                    if !blooms.may_hold(seg, &keys) {
+                        continue;
+                    }
+                    let lo = seg as i64 * SEGMENT_EVENTS as i64;
+                    let mut qq = q.clone();
+                    qq.max_results = q.max_results - out.len();
+                    out.extend(pangea_filter_range(conn, &qq, lo, (lo + SEGMENT_EVENTS as i64 - 1).min(n - 1))?);
+                    if out.len() >= q.max_results {
+                        break;
+                    }
+                }
+                out
+            }
+        },
+        None,
+    ))
 }
+
+/// Per kind and design: latencies (ms), matches, index rows read, groups evaluated.
+type Tally = (Vec<f64>, usize, usize, usize);
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -431,17 +462,29 @@ fn main() -> anyhow::Result<()> {
     };
     let kinds = kinds(&conn, n, args.queries)?;
     let designs: Vec<&str> = args.designs.split(',').collect();
-    let mut lat: HashMap<(&str, &str), (Vec<f64>, usize)> = HashMap::new();
+    let mut lat: HashMap<(&str, &str), Tally> = HashMap::new();
     for (i, (kind, text, terms)) in kinds.iter().enumerate() {
         // The designs take turns going first: a search warms the OS cache for the next one.
         let mut answers: Vec<(&str, Vec<i64>)> = Vec::new();
         for k in 0..designs.len() {
             let d = designs[(i + k) % designs.len()];
+            // `segments`: the groups of segments hidden for the search (rolled back after it).
+            if d == "segments" {
+                conn.execute_batch("SAVEPOINT lab; UPDATE ngram_group_state SET grouped_to = -1")?;
+            }
             let t0 = Instant::now();
-            let got = run_design(&conn, &blooms, d, text, terms, n)?;
+            let (got, stats) = run_design(&conn, &blooms, d, text, terms, n)?;
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            if d == "segments" {
+                conn.execute_batch("ROLLBACK TO lab; RELEASE lab")?;
+            }
             let e = lat.entry((kind, d)).or_default();
-            e.0.push(t0.elapsed().as_secs_f64() * 1e3);
+            e.0.push(ms);
             e.1 += got.len();
+            if let Some(st) = stats {
+                e.2 += st.rows as usize;
+                e.3 += st.groups as usize;
+            }
             answers.push((d, got));
         }
         for (d, a) in &answers {
@@ -450,12 +493,14 @@ fn main() -> anyhow::Result<()> {
     }
     for kind in ["frequent_word", "two_words", "rare_term", "absent_term", "actor_substring"] {
         for &d in &designs {
-            if let Some((v, hits)) = lat.get_mut(&(kind, d)) {
+            if let Some((v, hits, rows, groups)) = lat.get_mut(&(kind, d)) {
                 let k = v.len();
                 println!(
                     "SEARCH {}",
                     json!({"kind": kind, "design": d, "queries": k, "mean_count": hits.checked_div(k).unwrap_or(0),
-                           "p50_ms": round(pct(v, 50.0)), "p99_ms": round(pct(v, 99.0))})
+                           "p50_ms": round(pct(v, 50.0)), "p99_ms": round(pct(v, 99.0)),
+                           "mean_index_rows": rows.checked_div(k).unwrap_or(0),
+                           "mean_groups": groups.checked_div(k).unwrap_or(0)})
                 );
             }
         }

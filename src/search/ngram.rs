@@ -14,7 +14,9 @@
 //!
 //! Storage shape: the trigrams of a segment are spread over [`PARTS`] rows by a hash of their key,
 //! each row holding its trigrams' posting lists ([`encode_part`]); a search reads, per segment,
-//! only the rows of its terms' trigrams.
+//! only the rows of its terms' trigrams. A group of segments has rows in the same encoding whose
+//! members are segments instead of events ([`group_part`]), so a search evaluates its condition
+//! over a group first and reads the rows of the segments left in only.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -244,17 +246,29 @@ impl Need {
     /// (the trigram's posting list is not at hand) stops the evaluation, which returns that key,
     /// so that a caller can fetch what the next step needs for many segments at once.
     pub fn try_eval(&self, postings: &mut dyn FnMut(u32) -> Result<Option<Bits>, u32>) -> Result<Bits, u32> {
+        self.try_eval_until(&|_, after| after <= FEW_CANDIDATES, postings)
+    }
+
+    /// As [`Need::try_eval`], a conjunction stopping its lookups once `enough(before, after)`
+    /// holds for the members it had before and has after a lookup. Over group rows
+    /// (`store::ngram`), whose members are segments, [`group_enough`] applies.
+    pub fn try_eval_until(
+        &self,
+        enough: &dyn Fn(usize, usize) -> bool,
+        postings: &mut dyn FnMut(u32) -> Result<Option<Bits>, u32>,
+    ) -> Result<Bits, u32> {
         match self {
             Need::Grams(keys) => {
                 let mut acc: Option<Bits> = None;
                 for k in keys {
                     let Some(b) = postings(*k)? else { return Ok(Bits::empty()) };
+                    let before = acc.as_ref().map_or(SEGMENT_EVENTS, Bits::len);
                     match &mut acc {
                         None => acc = Some(b),
                         Some(a) => a.and(&b),
                     }
                     if let Some(a) = &acc
-                        && a.len() <= FEW_CANDIDATES
+                        && enough(before, a.len())
                     {
                         break;
                     }
@@ -264,8 +278,9 @@ impl Need {
             Need::And(items) => {
                 let mut acc = Bits::full();
                 for n in items {
-                    acc.and(&n.try_eval(postings)?);
-                    if acc.len() <= FEW_CANDIDATES {
+                    let before = acc.len();
+                    acc.and(&n.try_eval_until(enough, postings)?);
+                    if enough(before, acc.len()) {
                         break;
                     }
                 }
@@ -274,7 +289,7 @@ impl Need {
             Need::Or(items) => {
                 let mut acc = Bits::empty();
                 for n in items {
-                    acc.or(&n.try_eval(postings)?);
+                    acc.or(&n.try_eval_until(enough, postings)?);
                 }
                 Ok(acc)
             }
@@ -494,6 +509,55 @@ pub fn part_events(data: &[u8]) -> Option<Bits> {
     Some(all)
 }
 
+/// When a conjunction over group rows stops looking up: once it is empty (its segments are
+/// decided), or when a lookup removed no segment (the trigrams are ordered rarest first, so the
+/// next ones would most likely remove none either; a segment left in only costs its own rows).
+pub fn group_enough(before: usize, after: usize) -> bool {
+    after == 0 || after == before
+}
+
+/// A row that reads as every member for every key ([`find_in_part`] finds it malformed): the
+/// group row of a part one of whose segment rows is malformed.
+pub const EVERY_MEMBER: &[u8] = &[0xff];
+
+/// The row of one part for a group of segments (`store::ngram`), from the segments' rows of that
+/// part: `(offset of the segment in the group, row)`, offsets ascending. Its members are the
+/// group's segments: `find_in_part(row, key)` gives the segments whose row holds `key`. `None`:
+/// no segment has a key of the part.
+pub fn group_part(rows: &[(usize, Vec<u8>)]) -> Option<Vec<u8>> {
+    let mut lists: std::collections::BTreeMap<u32, Vec<u16>> = Default::default();
+    for (offset, data) in rows {
+        debug_assert!(*offset < SEGMENT_EVENTS);
+        let Some(keys) = part_keys(data) else { return Some(EVERY_MEMBER.to_vec()) };
+        for k in keys {
+            let list = lists.entry(k).or_default();
+            if list.last() != Some(&(*offset as u16)) {
+                list.push(*offset as u16);
+            }
+        }
+    }
+    if lists.is_empty() {
+        return None;
+    }
+    let grams: Vec<(u32, Vec<u16>)> = lists.into_iter().collect();
+    Some(encode_part(&grams))
+}
+
+/// The trigram keys of a row, ascending, from its directory (the lists are not decoded); `None`:
+/// a malformed row.
+pub fn part_keys(data: &[u8]) -> Option<Vec<u32>> {
+    let mut pos = 0;
+    let n = get_varint(data, &mut pos)?;
+    let mut keys = Vec::with_capacity((n as usize).min(data.len()));
+    let mut k = 0u32;
+    for _ in 0..n {
+        k = k.checked_add(get_varint(data, &mut pos)?)?;
+        get_varint(data, &mut pos)?;
+        keys.push(k);
+    }
+    Some(keys)
+}
+
 /// `None` if the row is malformed, else the lookup's result.
 fn lookup(data: &[u8], key: u32) -> Option<Option<Bits>> {
     let mut pos = 0;
@@ -634,6 +698,51 @@ mod tests {
         // A damaged row answers "every event" (the exact check decides), never "none".
         assert_eq!(find_in_part(&row[..row.len() - 3], 90_000), Some(Bits::full()));
         assert_eq!(find_in_part(&[0xff], 3), Some(Bits::full()));
+    }
+
+    #[test]
+    fn group_rows_list_the_segments_holding_each_trigram() {
+        let a: Vec<u16> = vec![1, 2];
+        let rows = vec![
+            (0usize, encode_part(&[(3u32, a.clone()), (90_000, a.clone())])),
+            (5, encode_part(&[(3, a.clone()), (7, a.clone())])),
+            (63, encode_part(&[(7, a.clone()), (u32::MAX, a.clone())])),
+        ];
+        assert_eq!(part_keys(&rows[0].1), Some(vec![3, 90_000]));
+        assert_eq!(part_keys(&encode_part(&[])), Some(vec![]));
+        assert_eq!(part_keys(&[0xff]), None);
+        let group = group_part(&rows).unwrap();
+        let members = |k: u32| find_in_part(&group, k).map(|b| b.iter().collect::<Vec<_>>());
+        assert_eq!(members(3), Some(vec![0, 5]));
+        assert_eq!(members(7), Some(vec![5, 63]));
+        assert_eq!(members(90_000), Some(vec![0]));
+        assert_eq!(members(u32::MAX), Some(vec![63]));
+        assert_eq!(members(4), None);
+        assert_eq!(group_part(&[]), None);
+        assert_eq!(group_part(&[(0, encode_part(&[]))]), None);
+        // A malformed segment row makes the group's row read as every segment, for every key.
+        let damaged = vec![rows[0].clone(), (9, rows[1].1[..2].to_vec())];
+        let group = group_part(&damaged).unwrap();
+        assert_eq!(find_in_part(&group, 4), Some(Bits::full()));
+
+        // Evaluated over segments, a conjunction goes on while its lookups remove segments.
+        let group = group_part(&rows[..2]).unwrap();
+        let eval = |n: &Need| {
+            let mut lookups = 0;
+            let got = n
+                .try_eval_until(&group_enough, &mut |k: u32| {
+                    lookups += 1;
+                    Ok(find_in_part(&group, k))
+                })
+                .unwrap();
+            (got.iter().collect::<Vec<_>>(), lookups)
+        };
+        let n = Need::And(vec![Need::Grams(vec![3]), Need::Grams(vec![90_000])]);
+        assert_eq!(eval(&n), (vec![0], 2));
+        assert_eq!(eval(&Need::Grams(vec![3, 90_000, 7])), (vec![], 3));
+        assert_eq!(eval(&Need::Grams(vec![4, 3])), (vec![], 1));
+        // A lookup that removes nothing ends the conjunction (3 and 3 again: both segments).
+        assert_eq!(eval(&Need::Grams(vec![3, 3, 90_000])), (vec![0, 5], 2));
     }
 
     #[test]

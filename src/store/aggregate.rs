@@ -986,6 +986,7 @@ fn walk(conn: &Connection, req: &AggRequest, m: &mut Merge, a: i64, b: i64) -> r
     if index.is_some() {
         let st = stats.get();
         tracing::debug!(
+            groups = st.groups,
             segments = st.segments,
             rows = st.rows,
             candidates = read,

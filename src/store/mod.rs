@@ -46,6 +46,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0010_configs.sql", include_str!("../../migrations/0010_configs.sql")),
     ("0011_aggregates.sql", include_str!("../../migrations/0011_aggregates.sql")),
     ("0012_root_prefixes.sql", include_str!("../../migrations/0012_root_prefixes.sql")),
+    ("0013_substring_groups.sql", include_str!("../../migrations/0013_substring_groups.sql")),
 ];
 
 /// The schema version from which the database holds no private key (migration 0007).

@@ -16,6 +16,14 @@
 //! transaction (`rebuild_segment`), and the writer rebuilds a segment it receives after a purge
 //! touched it from the store rather than storing the indexer's rows, so the index never keeps
 //! trigrams of purged content.
+//!
+//! Groups (migration 0013): as the writer commits segments, the indexer reads a group's stored
+//! segment rows back a part at a time and builds the group's rows (`search::ngram::group_part`:
+//! per trigram, the group's segments that hold it) — the group in progress again every eighth of
+//! a group, a complete group once more with its last segment — which the writer stores like
+//! segment rows, recording the newest segment they cover in `grouped_to`. A search reads a
+//! group's rows first and skips the covered segments it rules out. Purges leave groups as they are
+//! (a superset of what the segments hold: a segment read more, never a match missed).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -39,6 +47,25 @@ pub struct SegmentRows {
     pub seg: i64,
     pub rows: Vec<(u32, Vec<u8>)>,
 }
+
+/// A group's rows (`ngram_groups`) over its segments up to `upto`, built by the indexer for the
+/// writer to store.
+#[derive(Debug)]
+pub struct GroupRows {
+    pub group: i64,
+    pub upto: i64,
+    pub rows: Vec<(u32, Vec<u8>)>,
+}
+
+/// What the indexer hands to the writer.
+#[derive(Debug)]
+pub enum Built {
+    Segment(SegmentRows),
+    Group(GroupRows),
+}
+
+/// Segments per group in a new database (`ngram_group_state.group_segments`): 262,144 events.
+pub const GROUP_SEGMENTS: i64 = 64;
 
 /// Events per read-back statement.
 const READ_CHUNK: i64 = 1024;
@@ -171,6 +198,82 @@ pub fn rebuild_segment(conn: &Connection, seg: i64) -> rusqlite::Result<()> {
     store_segment(conn, seg, &rows)
 }
 
+/// The coarse layer (migration 0013): per group of `group_segments` consecutive segments (group
+/// `g` = segments `g * group_segments ..`), one row per part in `ngram_groups` (same ids as
+/// segment rows: `g << 8 | part`) whose members are the group's segments
+/// (`search::ngram::group_part`). `grouped_to`: the newest segment the stored group rows cover
+/// (every older one is covered too; -1: none); the rows of the group in progress cover its
+/// segments up to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupState {
+    pub group_segments: i64,
+    pub grouped_to: i64,
+}
+
+pub fn group_state(conn: &Connection) -> rusqlite::Result<GroupState> {
+    conn.prepare_cached("SELECT group_segments, grouped_to FROM ngram_group_state")?
+        .query_row([], |r| Ok(GroupState { group_segments: r.get(0)?, grouped_to: r.get(1)? }))
+}
+
+pub fn set_grouped_to(conn: &Connection, seg: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE ngram_group_state SET grouped_to = ?1")?.execute([seg])?;
+    Ok(())
+}
+
+/// Changes the group size (1 to 4,096 segments; [`GROUP_SEGMENTS`] in a new database) and drops
+/// the stored groups, which the indexer builds again at the next start. For a stopped server
+/// (tests lower it to reach groups with few events).
+pub fn set_group_segments(conn: &Connection, group_segments: i64) -> anyhow::Result<()> {
+    if !(1..=SEGMENT_EVENTS as i64).contains(&group_segments) {
+        anyhow::bail!("a group has 1 to {SEGMENT_EVENTS} segments, not {group_segments}");
+    }
+    conn.execute_batch("DELETE FROM ngram_groups")?;
+    conn.execute("UPDATE ngram_group_state SET group_segments = ?1, grouped_to = -1", [group_segments])?;
+    Ok(())
+}
+
+/// Segments the group in progress grows by between two builds of its rows (an eighth of a group).
+pub fn group_step(group_segments: i64) -> i64 {
+    (group_segments / 8).max(1)
+}
+
+/// Builds the rows of group `group` over its segments up to `upto` from their stored rows, a part
+/// at a time (one statement of at most `group_segments` rows each: bounded memory). The segments
+/// must be indexed.
+pub fn build_group(
+    conn: &Connection,
+    group: i64,
+    group_segments: i64,
+    upto: i64,
+) -> rusqlite::Result<Vec<(u32, Vec<u8>)>> {
+    let first = group * group_segments;
+    let last = upto.min(first + group_segments - 1);
+    let mut stmt = conn.prepare_cached("SELECT id, data FROM ngram_parts WHERE id IN rarray(?1) ORDER BY id")?;
+    let mut out = Vec::new();
+    for part in 0..ngram::PARTS {
+        let ids: Vec<rusqlite::types::Value> =
+            (first..=last).map(|seg| rusqlite::types::Value::Integer(row_id(seg, part))).collect();
+        let rows: Vec<(usize, Vec<u8>)> = stmt
+            .query_map([std::rc::Rc::new(ids)], |r| Ok((((r.get::<_, i64>(0)? >> 8) - first) as usize, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        if let Some(data) = ngram::group_part(&rows) {
+            out.push((part, data));
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces the stored rows of group `group` (inside the writer's transaction).
+pub fn store_group(conn: &Connection, group: i64, rows: &[(u32, Vec<u8>)]) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM ngram_groups WHERE id >= ?1 AND id < ?2")?
+        .execute(params![row_id(group, 0), row_id(group + 1, 0)])?;
+    let mut insert = conn.prepare_cached("INSERT INTO ngram_groups(id, data) VALUES (?1, ?2)")?;
+    for (part, data) in rows {
+        insert.execute(params![row_id(group, *part), data])?;
+    }
+    Ok(())
+}
+
 pub fn indexed_to(conn: &Connection) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT indexed_to FROM ngram_state")?.query_row([], |r| r.get(0))
 }
@@ -188,18 +291,22 @@ pub struct Indexer {
     waiting: Arc<AtomicUsize>,
     /// The newest committed seq.
     committed: Arc<AtomicI64>,
+    /// `ngram_state.indexed_to` as last committed by the writer.
+    stored: Arc<AtomicI64>,
 }
 
 impl Indexer {
     /// Starts the indexer at the event after `indexed_to`; `committed` is the newest stored seq.
-    /// Built segments go to `deliver`, which returns false once the writer is gone.
+    /// Built segments and groups go to `deliver`, which returns false once the writer is gone.
     pub fn start(
         data_dir: &std::path::Path,
         indexed_to: i64,
         committed: i64,
-        deliver: impl FnMut(SegmentRows) -> bool + Send + 'static,
+        deliver: impl FnMut(Built) -> bool + Send + 'static,
     ) -> anyhow::Result<Self> {
         let conn = super::open_ro(data_dir)?;
+        let groups = group_state(&conn)?;
+        let stored = Arc::new(AtomicI64::new(indexed_to));
         let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_DEPTH);
         let waiting = Arc::new(AtomicUsize::new(0));
         let committed_at = Arc::new(AtomicI64::new(committed));
@@ -210,12 +317,20 @@ impl Indexer {
             committed: committed_at.clone(),
             builder: SegmentBuilder::default(),
             deliver: Box::new(deliver),
+            stored: stored.clone(),
+            group_segments: groups.group_segments.clamp(1, SEGMENT_EVENTS as i64),
+            grouped: groups.grouped_to,
         };
         if committed > indexed_to {
             tracing::info!(events = committed - indexed_to, "indexing events for substring search in the background");
         }
         let join = std::thread::Builder::new().name("trailkeep-ngram".into()).spawn(move || state.run(rx))?;
-        Ok(Self { tx, join, waiting, committed: committed_at })
+        Ok(Self { tx, join, waiting, committed: committed_at, stored })
+    }
+
+    /// The writer committed the segment rows up to `indexed_to` (groups of them can be built).
+    pub fn stored(&self, indexed_to: i64) {
+        self.stored.fetch_max(indexed_to, Ordering::Release);
     }
 
     /// Hands over the keys of committed events (in seq order). Never blocks: when the indexer
@@ -247,17 +362,32 @@ struct IndexerState {
     /// The newest committed seq (the writer's).
     committed: Arc<AtomicI64>,
     builder: SegmentBuilder,
-    deliver: Box<dyn FnMut(SegmentRows) -> bool + Send>,
+    deliver: Box<dyn FnMut(Built) -> bool + Send>,
+    /// `ngram_state.indexed_to` as committed (the segment rows groups are built from).
+    stored: Arc<AtomicI64>,
+    group_segments: i64,
+    /// The newest segment the delivered group rows cover.
+    grouped: i64,
 }
 
 impl IndexerState {
     fn run(&mut self, rx: Receiver<Vec<Keyed>>) {
         use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
         loop {
+            // A group whose segments are all stored is built (one per turn: messages are taken
+            // in between, so a backfill of many groups does not hold the segments up).
+            let grouping = self.group_ready();
+            if let Some((group, upto)) = grouping
+                && !self.build_group(group, upto)
+            {
+                return;
+            }
+            let grouping = grouping.is_some();
             // Read back what is committed but was not handed over, a chunk at a time, taking
             // messages in between; when caught up, wait for the next message (and look at the
             // writer's progress now and then: it may have kept keys back).
-            let msg = if self.next <= self.committed.load(Ordering::Acquire) {
+            let behind = self.next <= self.committed.load(Ordering::Acquire);
+            let msg = if behind || grouping {
                 match rx.try_recv() {
                     Ok(m) => Some(m),
                     Err(TryRecvError::Empty) => None,
@@ -275,10 +405,49 @@ impl IndexerState {
                     self.waiting.fetch_sub(events.len(), Ordering::Relaxed);
                     self.take(events)
                 }
-                None => self.read_back(),
+                None if behind => self.read_back(),
+                None => true,
             };
             if !ok {
                 return;
+            }
+        }
+    }
+
+    /// The group to build next and the newest segment its rows cover: the group after the
+    /// covered segments, once its stored segments are complete or an eighth of a group more.
+    fn group_ready(&self) -> Option<(i64, i64)> {
+        let stored_seg = ((self.stored.load(Ordering::Acquire) + 1) >> SEG_SHIFT) - 1;
+        if stored_seg <= self.grouped {
+            return None;
+        }
+        let group = (self.grouped + 1) / self.group_segments;
+        let end = (group + 1) * self.group_segments - 1;
+        let upto = stored_seg.min(end);
+        (upto == end || upto - self.grouped >= group_step(self.group_segments)).then_some((group, upto))
+    }
+
+    /// Builds a group's rows over its stored segments up to `upto` and delivers them; false once
+    /// the writer is gone.
+    fn build_group(&mut self, group: i64, upto: i64) -> bool {
+        let t0 = std::time::Instant::now();
+        match build_group(&self.conn, group, self.group_segments, upto) {
+            Ok(rows) => {
+                tracing::debug!(
+                    group,
+                    upto,
+                    rows = rows.len(),
+                    bytes = rows.iter().map(|r| r.1.len()).sum::<usize>(),
+                    ms = t0.elapsed().as_millis() as u64,
+                    "substring index group built"
+                );
+                self.grouped = upto;
+                (self.deliver)(Built::Group(GroupRows { group, upto, rows }))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "substring indexer cannot read segment rows; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                true
             }
         }
     }
@@ -332,6 +501,6 @@ impl IndexerState {
         }
         let builder = std::mem::take(&mut self.builder);
         let rows = SegmentRows { seg: seq >> SEG_SHIFT, rows: builder.finish() };
-        (self.deliver)(rows)
+        (self.deliver)(Built::Segment(rows))
     }
 }

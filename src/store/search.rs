@@ -397,6 +397,9 @@ pub fn pangea_search(conn: &Connection, q: &PangeaQuery) -> rusqlite::Result<Vec
 pub struct SubstringStats {
     /// Segments whose index rows were evaluated.
     pub segments: u64,
+    /// Groups of segments (`ngram_groups`) evaluated; their segments that cannot match are
+    /// decided without their rows.
+    pub groups: u64,
     /// Index rows read.
     pub rows: u64,
     /// Candidates the exact check saw (from the index).
@@ -422,6 +425,7 @@ pub fn pangea_search_with_stats(
         if let Some(seqs) = indexed_search(conn, q, &need, &stats)? {
             let st = stats.get();
             tracing::debug!(
+                groups = st.groups,
                 segments = st.segments,
                 rows = st.rows,
                 candidates = st.candidates,
@@ -490,12 +494,7 @@ fn indexed_search(
     let sql = pangea_where(q);
     let indexed_to = stored_ngram::indexed_to(conn)?;
     let Some((lo, hi)) = seq_bounds(conn, q)? else { return Ok(Some(Vec::new())) };
-    let mut keys = Vec::new();
-    need.keys(&mut keys);
-    let mut parts: Vec<u32> = keys.iter().map(|k| ngram::part(*k)).collect();
-    parts.sort_unstable();
-    parts.dedup();
-    let mut index = IndexReader { conn, need: need.clone(), ordered: false, parts, lo, hi, stats };
+    let mut index = IndexReader::new(conn, need.clone(), lo, hi, stats)?;
     let (seg_lo, seg_hi) = (lo >> SEG_SHIFT, hi.min(indexed_to) >> SEG_SHIFT);
     let tail = (lo.max(indexed_to + 1), hi);
     if let Some(field) = sort_field(q) {
@@ -586,13 +585,8 @@ impl<'a> Candidates<'a> {
         let Some(need) = ngram::need(expr, &|f| f.is_none_or(|f| INDEXED_FIELDS.contains(&f))) else {
             return Ok(None);
         };
-        let mut keys = Vec::new();
-        need.keys(&mut keys);
-        let mut parts: Vec<u32> = keys.iter().map(|k| ngram::part(*k)).collect();
-        parts.sort_unstable();
-        parts.dedup();
         let indexed_to = stored_ngram::indexed_to(conn)?;
-        let reader = IndexReader { conn, need, ordered: false, parts, lo, hi, stats };
+        let reader = IndexReader::new(conn, need, lo, hi, stats)?;
         Ok(Some(Self { reader, indexed_to }))
     }
 
@@ -644,21 +638,81 @@ struct IndexReader<'a> {
     lo: i64,
     hi: i64,
     stats: &'a std::cell::Cell<SubstringStats>,
+    groups: Groups,
 }
 
-impl IndexReader<'_> {
+/// The coarse layer as one search reads it (`store::ngram`, `ngram_groups`).
+struct Groups {
+    /// Segments per group.
+    size: i64,
+    /// The newest segment the stored groups cover (-1: none, or groups no longer read).
+    upto: i64,
+    /// The condition, ordered by how many segments of the first group read hold each trigram.
+    need: Need,
+    ordered: bool,
+    /// Each evaluated group's segments that may match.
+    found: HashMap<i64, ngram::Bits>,
+    /// Groups evaluated beyond those a call needs, in the direction of travel (doubles per read).
+    ahead: i64,
+    /// `upto` when the search began.
+    covered: i64,
+    /// Groups evaluated, and whether any of them ruled a segment out.
+    evaluated: usize,
+    pruned: bool,
+}
+
+/// Most groups evaluated ahead of the segments a call asks for.
+const MAX_GROUPS_AHEAD: i64 = 64;
+
+#[derive(Clone, Copy)]
+enum Rows {
+    Segments,
+    Groups,
+}
+
+impl<'a> IndexReader<'a> {
+    fn new(
+        conn: &'a Connection,
+        need: Need,
+        lo: i64,
+        hi: i64,
+        stats: &'a std::cell::Cell<SubstringStats>,
+    ) -> rusqlite::Result<Self> {
+        let mut keys = Vec::new();
+        need.keys(&mut keys);
+        let mut parts: Vec<u32> = keys.iter().map(|k| ngram::part(*k)).collect();
+        parts.sort_unstable();
+        parts.dedup();
+        let g = stored_ngram::group_state(conn)?;
+        let groups = Groups {
+            size: g.group_segments.clamp(1, ngram::SEGMENT_EVENTS as i64),
+            upto: g.grouped_to,
+            covered: g.grouped_to,
+            need: need.clone(),
+            ordered: false,
+            found: HashMap::new(),
+            ahead: 1,
+            evaluated: 0,
+            pruned: false,
+        };
+        Ok(Self { conn, need, ordered: false, parts, lo, hi, stats, groups })
+    }
+
     /// Most segments per read.
     fn batch(&self) -> usize {
         (MAX_ROWS_PER_READ / self.parts.len().max(1)).clamp(1, 64)
     }
 
     /// Reads the rows `ids` into `rows` (an id without a row: `None`).
-    fn fetch(&self, ids: Vec<i64>, rows: &mut HashMap<i64, Option<Vec<u8>>>) -> rusqlite::Result<()> {
+    fn fetch(&self, table: Rows, ids: Vec<i64>, rows: &mut HashMap<i64, Option<Vec<u8>>>) -> rusqlite::Result<()> {
         count(self.stats, |s| s.rows += ids.len() as u64);
         for id in &ids {
             rows.insert(*id, None);
         }
-        let mut stmt = self.conn.prepare_cached("SELECT id, data FROM ngram_parts WHERE id IN rarray(?1)")?;
+        let mut stmt = self.conn.prepare_cached(match table {
+            Rows::Segments => "SELECT id, data FROM ngram_parts WHERE id IN rarray(?1)",
+            Rows::Groups => "SELECT id, data FROM ngram_groups WHERE id IN rarray(?1)",
+        })?;
         let mut it = stmt.query([seq_array(ids)])?;
         while let Some(r) = it.next()? {
             rows.insert(r.get(0)?, Some(r.get(1)?));
@@ -666,11 +720,54 @@ impl IndexReader<'_> {
         Ok(())
     }
 
+    /// Evaluates `need` over `units` (segments or groups, per `table`) in steps, each step
+    /// reading, in one statement, the one row every undecided unit needs next: a rare term costs
+    /// a row or two per unit rather than one per trigram.
+    fn evaluate(
+        &self,
+        need: &Need,
+        enough: &dyn Fn(usize, usize) -> bool,
+        table: Rows,
+        units: &[i64],
+        rows: &mut HashMap<i64, Option<Vec<u8>>>,
+        found: &mut HashMap<i64, ngram::Bits>,
+    ) -> rusqlite::Result<()> {
+        let mut undecided: Vec<i64> = units.to_vec();
+        while !undecided.is_empty() {
+            let mut wanted = Vec::new();
+            undecided.retain(|&unit| {
+                let result = need.try_eval_until(enough, &mut |k| {
+                    let id = stored_ngram::row_id(unit, ngram::part(k));
+                    match rows.get(&id) {
+                        None => Err(k),
+                        Some(None) => Ok(None),
+                        Some(Some(d)) => Ok(ngram::find_in_part(d, k)),
+                    }
+                });
+                match result {
+                    Ok(bits) => {
+                        found.insert(unit, bits);
+                        false
+                    }
+                    Err(k) => {
+                        wanted.push(stored_ngram::row_id(unit, ngram::part(k)));
+                        true
+                    }
+                }
+            });
+            if !wanted.is_empty() {
+                self.fetch(table, wanted, rows)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Appends the candidates of `segs` (in the order given; each segment's seqs descending if
-    /// `desc`) to `out`. The condition is evaluated over all the segments in steps, each step
-    /// reading, in one statement, the one row every undecided segment needs next: a rare term
-    /// costs a row or two per segment rather than one per trigram. The first segment read is
-    /// read whole, to order the trigrams by how rare they are there.
+    /// `desc`) to `out`. Segments in stored groups go through their groups' rows first (each
+    /// group evaluated once per search, with some groups ahead in the direction of travel; no
+    /// more once two groups have ruled no segment out): a segment whose group says it cannot
+    /// match is decided without reading its rows. The others are evaluated on their own rows. The first group and the first segment read are read
+    /// whole, to order the trigrams by how rare they are there.
     fn candidates(&mut self, segs: &[i64], desc: bool, out: &mut Vec<i64>) -> rusqlite::Result<()> {
         let t0 = std::time::Instant::now();
         let result = self.candidates_timed(segs, desc, out);
@@ -678,12 +775,72 @@ impl IndexReader<'_> {
         result
     }
 
+    /// Evaluates the stored groups of `segs` not evaluated yet, and some more ahead.
+    fn evaluate_groups(&mut self, segs: &[i64], desc: bool) -> rusqlite::Result<()> {
+        let size = self.groups.size;
+        let mut wanted: Vec<i64> = Vec::new();
+        for &seg in segs {
+            let g = seg / size;
+            if seg <= self.groups.upto && !self.groups.found.contains_key(&g) && !wanted.contains(&g) {
+                wanted.push(g);
+            }
+        }
+        let Some(&last) = wanted.last() else { return Ok(()) };
+        // Groups ahead, within the window and the stored groups.
+        let (g_lo, g_hi) = ((self.lo >> SEG_SHIFT) / size, (self.hi >> SEG_SHIFT).min(self.groups.upto) / size);
+        let mut g = last;
+        for _ in 0..self.groups.ahead {
+            g = if desc { g - 1 } else { g + 1 };
+            if g < g_lo || g > g_hi {
+                break;
+            }
+            if !self.groups.found.contains_key(&g) {
+                wanted.push(g);
+            }
+        }
+        self.groups.ahead = (self.groups.ahead * 2).min(MAX_GROUPS_AHEAD);
+        let mut rows: HashMap<i64, Option<Vec<u8>>> = HashMap::new();
+        if !self.groups.ordered {
+            let first = wanted[0];
+            self.fetch(Rows::Groups, self.parts.iter().map(|p| stored_ngram::row_id(first, *p)).collect(), &mut rows)?;
+            let count = |k: u32| match rows.get(&stored_ngram::row_id(first, ngram::part(k))) {
+                Some(Some(d)) => ngram::find_in_part(d, k).map_or(0, |b| b.len()),
+                _ => 0,
+            };
+            self.groups.need.order_by_rarity(&count);
+            self.groups.ordered = true;
+        }
+        count(self.stats, |s| s.groups += wanted.len() as u64);
+        let mut found = HashMap::new();
+        self.evaluate(&self.groups.need, &ngram::group_enough, Rows::Groups, &wanted, &mut rows, &mut found)?;
+        // Groups that rule no segment out (every trigram in every segment: hex ids, frequent
+        // words) are not read any further for this search.
+        self.groups.pruned |= found.values().any(|b| (0..size).any(|i| !b.contains(i as usize)));
+        self.groups.evaluated += found.len();
+        if !self.groups.pruned && self.groups.evaluated >= 2 {
+            self.groups.upto = -1;
+        }
+        self.groups.found.extend(found);
+        Ok(())
+    }
+
     fn candidates_timed(&mut self, segs: &[i64], desc: bool, out: &mut Vec<i64>) -> rusqlite::Result<()> {
+        self.evaluate_groups(segs, desc)?;
+        let (size, covered) = (self.groups.size, self.groups.covered);
+        // A group's rows speak for the segments they covered when the search began.
+        let ruled_out = |seg: i64| {
+            seg <= covered && self.groups.found.get(&(seg / size)).is_some_and(|b| !b.contains((seg % size) as usize))
+        };
+        let segs: Vec<i64> = segs.iter().copied().filter(|&seg| !ruled_out(seg)).collect();
         let mut rows: HashMap<i64, Option<Vec<u8>>> = HashMap::new();
         if !self.ordered
             && let Some(&first) = segs.first()
         {
-            self.fetch(self.parts.iter().map(|p| stored_ngram::row_id(first, *p)).collect(), &mut rows)?;
+            self.fetch(
+                Rows::Segments,
+                self.parts.iter().map(|p| stored_ngram::row_id(first, *p)).collect(),
+                &mut rows,
+            )?;
             let count = |k: u32| match rows.get(&stored_ngram::row_id(first, ngram::part(k))) {
                 Some(Some(d)) => ngram::find_in_part(d, k).map_or(0, |b| b.len()),
                 _ => 0,
@@ -693,34 +850,9 @@ impl IndexReader<'_> {
         }
         count(self.stats, |s| s.segments += segs.len() as u64);
         let mut found: HashMap<i64, ngram::Bits> = HashMap::new();
-        let mut undecided: Vec<i64> = segs.to_vec();
-        while !undecided.is_empty() {
-            let mut wanted = Vec::new();
-            undecided.retain(|&seg| {
-                let result = self.need.try_eval(&mut |k| {
-                    let id = stored_ngram::row_id(seg, ngram::part(k));
-                    match rows.get(&id) {
-                        None => Err(k),
-                        Some(None) => Ok(None),
-                        Some(Some(d)) => Ok(ngram::find_in_part(d, k)),
-                    }
-                });
-                match result {
-                    Ok(bits) => {
-                        found.insert(seg, bits);
-                        false
-                    }
-                    Err(k) => {
-                        wanted.push(stored_ngram::row_id(seg, ngram::part(k)));
-                        true
-                    }
-                }
-            });
-            if !wanted.is_empty() {
-                self.fetch(wanted, &mut rows)?;
-            }
-        }
-        for &seg in segs {
+        let enough = |_, after| after <= ngram::FEW_CANDIDATES;
+        self.evaluate(&self.need, &enough, Rows::Segments, &segs, &mut rows, &mut found)?;
+        for &seg in &segs {
             let Some(bits) = found.get(&seg) else { continue };
             let base = seg << SEG_SHIFT;
             let start = out.len();

@@ -37,7 +37,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::aggregate::{self, BuiltSegment};
-use super::ngram::{self as stored_ngram, Indexer, Keyed, SegmentRows};
+use super::ngram::{self as stored_ngram, Built, GroupRows, Indexer, Keyed, SegmentRows};
 use super::retention::{self, PurgeReport};
 use super::tree::{TreeReader, load_recent_roots, load_tree, store_root_chunk};
 use super::uidfilter::Uids;
@@ -191,8 +191,8 @@ struct PurgeJob {
 enum Msg {
     Append(Job),
     Purge(PurgeJob),
-    /// A segment's substring-index rows from the indexer thread.
-    Ngram(SegmentRows),
+    /// A segment's or a group's substring-index rows from the indexer thread.
+    Ngram(Built),
     /// Store the pending free-text rows, then reply.
     SyncFts(oneshot::Sender<()>),
     /// A segment's summaries from the aggregate builder, to store.
@@ -304,7 +304,7 @@ pub fn spawn(
     state.checkpointer = Some(checkpointer);
     let fts = state.fts.clone();
     let back = tx.downgrade();
-    let deliver = move |rows: SegmentRows| back.upgrade().is_some_and(|tx| tx.blocking_send(Msg::Ngram(rows)).is_ok());
+    let deliver = move |rows: Built| back.upgrade().is_some_and(|tx| tx.blocking_send(Msg::Ngram(rows)).is_ok());
     state.indexer = Some(Indexer::start(&state.data_dir, state.ngram_indexed, state.next_seq - 1, deliver)?);
     let back = tx.downgrade();
     let deliver = move |b: BuiltSegment| back.upgrade().is_some_and(|tx| tx.blocking_send(Msg::Aggregates(b)).is_ok());
@@ -344,6 +344,13 @@ struct WriterState {
     ngram_pending: Vec<SegmentRows>,
     /// `ngram_state.indexed_to` as of the last COMMIT.
     ngram_indexed: i64,
+    /// Groups built by the indexer, stored in the next transaction.
+    ngram_groups_pending: Vec<GroupRows>,
+    /// `ngram_group_state.grouped_to` (a segment) as of the last COMMIT, and as in the current
+    /// transaction; the group size.
+    ngram_grouped: i64,
+    ngram_grouped_tx: i64,
+    ngram_group_segments: i64,
     /// Segments not yet stored that a purge touched: stored from the events, not the indexer.
     ngram_dirty: std::collections::BTreeSet<i64>,
     /// Purge jobs in progress, oldest first: one batch at a time between group commits.
@@ -393,6 +400,7 @@ impl WriterState {
         let uids = Uids::load(&conn, data_dir.clone())?;
         let indexed: i64 = conn.query_row("SELECT indexed_to FROM fts_state", [], |r| r.get(0))?;
         let ngram_indexed = stored_ngram::indexed_to(&conn)?;
+        let groups = stored_ngram::group_state(&conn)?;
         let fts = Arc::new(FtsProgress { committed: AtomicI64::new(next_seq - 1), indexed: AtomicI64::new(indexed) });
         let agg_built = aggregate::built_to(&conn)?;
         let mut state = Self {
@@ -415,6 +423,10 @@ impl WriterState {
             ngram_out: Vec::new(),
             ngram_pending: Vec::new(),
             ngram_indexed,
+            ngram_groups_pending: Vec::new(),
+            ngram_grouped: groups.grouped_to,
+            ngram_grouped_tx: groups.grouped_to,
+            ngram_group_segments: groups.group_segments.max(1),
             ngram_dirty: Default::default(),
             purges: Default::default(),
             clock: crate::time::now_micros,
@@ -496,14 +508,45 @@ impl WriterState {
         if upto != self.ngram_indexed {
             stored_ngram::set_indexed_to(&self.conn, upto)?;
         }
+        // Groups in order: the one after the covered segments (one out of order is dropped, as
+        // segments are).
+        let mut grouped = self.ngram_grouped;
+        for g in &self.ngram_groups_pending {
+            if g.group == (grouped + 1) / self.ngram_group_segments && g.upto > grouped {
+                stored_ngram::store_group(&self.conn, g.group, &g.rows)?;
+                grouped = g.upto;
+            }
+        }
+        if grouped != self.ngram_grouped {
+            stored_ngram::set_grouped_to(&self.conn, grouped)?;
+        }
+        self.ngram_grouped_tx = grouped;
         Ok(upto)
     }
 
-    /// After a COMMIT that stored the substring index up to `upto`.
+    /// After a COMMIT that stored the substring index up to `upto` (and the groups
+    /// `store_ngram_pending` stored).
     fn ngram_stored(&mut self, upto: i64) {
         self.ngram_pending.clear();
+        self.ngram_groups_pending.clear();
         self.ngram_dirty.retain(|seg| *seg > upto >> super::SEG_SHIFT);
         self.ngram_indexed = upto;
+        self.ngram_grouped = self.ngram_grouped_tx;
+        if let Some(ix) = &self.indexer {
+            ix.stored(upto);
+        }
+    }
+
+    /// Rows from the indexer, for the next transaction.
+    fn take_ngram(&mut self, built: Built) {
+        match built {
+            Built::Segment(rows) => self.ngram_pending.push(rows),
+            Built::Group(rows) => self.ngram_groups_pending.push(rows),
+        }
+    }
+
+    fn ngram_idle(&self) -> bool {
+        self.ngram_pending.is_empty() && self.ngram_groups_pending.is_empty()
     }
 
     /// After a COMMIT: the committed events' keys go to the indexer.
@@ -519,7 +562,7 @@ impl WriterState {
     fn flush_pending(&mut self) -> bool {
         if self.fts_pending.is_empty()
             && self.fts.indexed.load(Ordering::Acquire) >= self.next_seq - 1
-            && self.ngram_pending.is_empty()
+            && self.ngram_idle()
         {
             return true;
         }
@@ -558,7 +601,7 @@ impl WriterState {
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
                 }
-            } else if (self.fts_pending.is_empty() && self.ngram_pending.is_empty()) || idle_flush_failed {
+            } else if (self.fts_pending.is_empty() && self.ngram_idle()) || idle_flush_failed {
                 rx.blocking_recv()
             } else {
                 match clock.block_on(async { tokio::time::timeout(FTS_IDLE, rx.recv()).await }) {
@@ -573,7 +616,7 @@ impl WriterState {
             let first = match next {
                 Some(Msg::Append(j)) => j,
                 Some(Msg::Ngram(rows)) => {
-                    self.ngram_pending.push(rows);
+                    self.take_ngram(rows);
                     continue;
                 }
                 Some(Msg::Purge(p)) => {
@@ -602,7 +645,7 @@ impl WriterState {
                     }
                     Ok(Msg::SyncFts(reply)) => syncs.push(reply),
                     Ok(Msg::Aggregates(b)) => self.store_aggregates(b),
-                    Ok(Msg::Ngram(rows)) => self.ngram_pending.push(rows),
+                    Ok(Msg::Ngram(rows)) => self.take_ngram(rows),
                     Ok(Msg::Purge(p)) => self.start_purge(p),
                     Ok(Msg::Stop) => {
                         stopping = true;
@@ -630,7 +673,7 @@ impl WriterState {
         rx.close();
         while let Ok(msg) = rx.try_recv() {
             match msg {
-                Msg::Ngram(rows) => self.ngram_pending.push(rows),
+                Msg::Ngram(rows) => self.take_ngram(rows),
                 Msg::Aggregates(b) => self.store_aggregates(b),
                 _ => {}
             }
@@ -739,7 +782,7 @@ impl WriterState {
                         let _ = reply.send(());
                     }
                     Msg::Aggregates(_) => {}
-                    Msg::Ngram(rows) => self.ngram_pending.push(rows),
+                    Msg::Ngram(rows) => self.take_ngram(rows),
                     Msg::Stop => stop = true,
                 }
             }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use trailkeep::search::pangea_query;
 use trailkeep::store::aggregate::{AggRequest, aggregate};
-use trailkeep::store::search::{PangeaQuery, pangea_search, pangea_search_scan};
+use trailkeep::store::search::{PangeaQuery, pangea_search_scan, pangea_search_with_stats};
 
 use crate::common::{TestApp, TestServer, call, pangea_search as http_search, uuid4};
 
@@ -215,11 +215,16 @@ fn query(r: &mut Rng, samples: &Samples) -> String {
     }
 }
 
-/// Compares indexed and plain answers for `rounds` random queries; returns the matches compared
-/// and how many queries the index could narrow.
-fn compare(state: &trailkeep::http::state::AppState, r: &mut Rng, samples: &Samples, rounds: usize) -> (usize, usize) {
+/// Compares indexed and plain answers for `rounds` random queries; returns the matches compared,
+/// how many queries the index could narrow and the groups of segments they evaluated.
+fn compare(
+    state: &trailkeep::http::state::AppState,
+    r: &mut Rng,
+    samples: &Samples,
+    rounds: usize,
+) -> (usize, usize, u64) {
     let conn = state.pool.get().unwrap();
-    let (mut matched, mut narrowed) = (0, 0);
+    let (mut matched, mut narrowed, mut groups) = (0, 0, 0);
     for round in 0..rounds {
         let text = query(r, samples);
         let expr = pangea_query::parse(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
@@ -234,7 +239,8 @@ fn compare(state: &trailkeep::http::state::AppState, r: &mut Rng, samples: &Samp
             after_seq: (round % 13 == 0).then(|| r.below(20_000) as i64),
             ..Default::default()
         };
-        let indexed = pangea_search(&conn, &q).unwrap();
+        let (indexed, stats) = pangea_search_with_stats(&conn, &q).unwrap();
+        groups += stats.map_or(0, |s| s.groups);
         let plain = pangea_search_scan(&conn, &q).unwrap();
         assert_eq!(indexed, plain, "round {round}: {text:?} {q:?}");
         matched += plain.len();
@@ -266,7 +272,7 @@ fn compare(state: &trailkeep::http::state::AppState, r: &mut Rng, samples: &Samp
             narrowed += 1;
         }
     }
-    (matched, narrowed)
+    (matched, narrowed, groups)
 }
 
 #[actix_web::test]
@@ -289,7 +295,7 @@ async fn indexed_search_equals_a_scan() {
     ingest(&app, &s.admin, &mut r, SEGMENT as usize, &mut samples).await;
     wait_indexed(s.dir.path());
     assert_no_purged_postings(s.dir.path());
-    let (matched, narrowed) = compare(&s.state, &mut r, &samples, 200);
+    let (matched, narrowed, _) = compare(&s.state, &mut r, &samples, 200);
     assert!(matched > 20_000 && narrowed > 100, "seed {seed:#x}: {matched} matches, {narrowed} narrowed");
 
     // A term that spans two fields matches nowhere, even where the index holds all its trigrams.
@@ -305,15 +311,29 @@ async fn indexed_search_equals_a_scan() {
     assert_eq!(found["events"][0]["envelope"]["event"]["message"], "xqwertyx");
 
     // After a restart (the segment in progress was only in memory) and after indexing the whole
-    // log from scratch, as a database migrated from before the index is.
+    // log from scratch, as a database migrated from before the index is; with groups of a few
+    // segments (built at the start from the stored segments, then as segments complete), a purge
+    // after the groups were built, and a damaged group row.
     drop(app);
     let dir = s.stop().await;
-    for from_scratch in [false, true] {
+    for (from_scratch, group_segments) in [(false, 2), (true, 3)] {
+        let conn = rusqlite::Connection::open(dir.path().join("trailkeep.db")).unwrap();
         if from_scratch {
-            let conn = rusqlite::Connection::open(dir.path().join("trailkeep.db")).unwrap();
             conn.execute_batch("DELETE FROM ngram_parts; UPDATE ngram_state SET indexed_to = -1;").unwrap();
+        } else {
+            // A database from before migration 0013: the migration adds the groups' tables, and
+            // the server builds the groups of the indexed segments when it starts.
+            conn.execute_batch("DROP TABLE ngram_groups; DROP TABLE ngram_group_state; PRAGMA user_version = 12;")
+                .unwrap();
+            drop(trailkeep::store::open_rw(dir.path()).unwrap());
+            let state = trailkeep::store::ngram::group_state(&conn).unwrap();
+            assert_eq!((state.group_segments, state.grouped_to), (trailkeep::store::ngram::GROUP_SEGMENTS, -1));
         }
-        let opened = trailkeep::server::open(trailkeep::config::Config::for_tests(dir.path())).unwrap();
+        trailkeep::store::ngram::set_group_segments(&conn, group_segments).unwrap();
+        drop(conn);
+        let mut config = trailkeep::config::Config::for_tests(dir.path());
+        config.retention.workspaces.insert("workspaces/old".into(), SEC);
+        let opened = trailkeep::server::open(config).unwrap();
         let app = actix_web::test::init_service(
             actix_web::App::new().app_data(opened.state.clone()).configure(trailkeep::http::configure),
         )
@@ -324,12 +344,90 @@ async fn indexed_search_equals_a_scan() {
         drop(conn);
         ingest(&app, &key, &mut r, 700, &mut samples).await;
         wait_indexed(dir.path());
+        let grouped = wait_grouped(dir.path());
+        assert!(grouped >= 0, "{grouped}");
         assert_no_purged_postings(dir.path());
-        let (matched, _) = compare(&opened.state, &mut r, &samples, 40);
+        assert_groups_cover_segments(dir.path());
+        let (matched, _, groups) = compare(&opened.state, &mut r, &samples, 40);
+        assert!(matched > 2_000 && groups >= 10, "{matched} matches, {groups} groups");
+        // Purged after its group was built: the group may list segments for trigrams they no
+        // longer hold (a superset), never miss one.
+        std::thread::sleep(Duration::from_millis(1100));
+        let (st, report) = call(&app, "POST", "/api/v1/retention/purge", Some(&key), "").await;
+        assert_eq!(st, 200, "{report}");
+        assert!(report["purged"].as_u64().unwrap() > 50, "{report}");
+        assert_no_purged_postings(dir.path());
+        assert_groups_cover_segments(dir.path());
+        let (matched, _, _) = compare(&opened.state, &mut r, &samples, 40);
         assert!(matched > 2_000, "{matched}");
+        if !from_scratch {
+            // Groups that cover fewer segments than are indexed (the indexer behind the writer):
+            // the group of the newest segment built over the one before it only, which the search
+            // must not take as ruling the newest out.
+            let last_seg = db_value(dir.path(), "SELECT indexed_to FROM ngram_state") / SEGMENT;
+            assert!(last_seg % 2 == 1, "{last_seg}");
+            let conn = trailkeep::store::open_side_rw(dir.path()).unwrap();
+            let rows = trailkeep::store::ngram::build_group(&conn, last_seg / 2, 2, last_seg - 1).unwrap();
+            trailkeep::store::ngram::store_group(&conn, last_seg / 2, &rows).unwrap();
+            trailkeep::store::ngram::set_grouped_to(&conn, last_seg - 1).unwrap();
+            drop(conn);
+            let (matched, _, groups) = compare(&opened.state, &mut r, &samples, 40);
+            assert!(matched > 2_000 && groups >= 10, "{matched} matches, {groups} groups");
+        } else {
+            // A damaged group row reads as "every segment of the group".
+            let conn = trailkeep::store::open_side_rw(dir.path()).unwrap();
+            let n = conn.execute("UPDATE ngram_groups SET data = x'ff80'", []).unwrap();
+            assert!(n > 100, "{n}");
+            drop(conn);
+            let (matched, _, groups) = compare(&opened.state, &mut r, &samples, 40);
+            assert!(matched > 2_000 && groups >= 10, "{matched} matches, {groups} groups");
+        }
         opened.state.writer.stop().await;
         drop(app);
         drop(opened.state);
         opened.writer_thread.join().unwrap();
     }
+}
+
+/// Waits until the groups cover every indexed segment (groups of fewer than 16 segments are built
+/// again with each segment); returns `grouped_to`.
+fn wait_grouped(dir: &std::path::Path) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let indexed = db_value(dir, "SELECT indexed_to FROM ngram_state");
+        let size = db_value(dir, "SELECT group_segments FROM ngram_group_state");
+        assert_eq!(trailkeep::store::ngram::group_step(size), 1);
+        let want = (indexed + 1) / SEGMENT - 1;
+        let grouped = db_value(dir, "SELECT grouped_to FROM ngram_group_state");
+        if grouped >= want {
+            return grouped;
+        }
+        assert!(Instant::now() < deadline, "groups stuck at {grouped} of {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every trigram of a stored segment's rows is listed for that segment in its group's rows (those
+/// of the group in progress too).
+fn assert_groups_cover_segments(dir: &std::path::Path) {
+    use trailkeep::search::ngram::{find_in_part, part_keys};
+    let conn = rusqlite::Connection::open(dir.join("trailkeep.db")).unwrap();
+    let size = db_value(dir, "SELECT group_segments FROM ngram_group_state");
+    let grouped = db_value(dir, "SELECT grouped_to FROM ngram_group_state");
+    let mut checked = 0;
+    let mut stmt = conn.prepare("SELECT id, data FROM ngram_parts WHERE id < ?1").unwrap();
+    for row in stmt.query_map([(grouped + 1) << 8], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))).unwrap() {
+        let (id, data) = row.unwrap();
+        let (seg, part) = (id >> 8, id & 255);
+        let group: Option<Vec<u8>> = conn
+            .query_row("SELECT data FROM ngram_groups WHERE id = ?1", [((seg / size) << 8) | part], |r| r.get(0))
+            .ok();
+        let group = group.unwrap_or_else(|| panic!("segment {seg}: no group row for part {part}"));
+        for k in part_keys(&data).unwrap() {
+            let members = find_in_part(&group, k).unwrap_or_else(|| panic!("segment {seg}: key {k} not in its group"));
+            assert!(members.contains((seg % size) as usize), "segment {seg}: key {k}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 1000, "{checked}");
 }

@@ -138,6 +138,14 @@ def test_release_fixture_upgrades_and_continues_its_trail(release, new_server):
             if secret in raw:
                 problems.append(f"the {what}'s bytes are still in {f.name}")
     problems += [f"not private after the upgrade: {b}" for b in _modes(data)]
+    # The substring index's groups (migration 0013): none yet below 64 complete segments.
+    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        groups = c.execute("SELECT group_segments, grouped_to FROM ngram_group_state").fetchall()
+    finally:
+        c.close()
+    if groups != [(64, -1)]:
+        problems.append(f"ngram_group_state after the upgrade: {groups}, expected [(64, -1)]")
     keys = data / "keys"
     try:
         pk = serialization.load_pem_private_key((keys / "root-signing.1.pem").read_bytes(), password=None)
