@@ -355,6 +355,10 @@ struct WriterState {
     ngram_dirty: std::collections::BTreeSet<i64>,
     /// Purge jobs in progress, oldest first: one batch at a time between group commits.
     purges: std::collections::VecDeque<(PurgeJob, PurgeReport)>,
+    /// No purge batch before this: after a batch, the writer serves appends alone for as long
+    /// as the batch took (closed-loop clients, such as single-event ones, would otherwise get
+    /// one request through per batch).
+    purge_rest_until: std::time::Instant,
     /// The wall clock (µs) receive times come from (a fixed one in tests).
     clock: fn() -> i64,
 }
@@ -429,6 +433,7 @@ impl WriterState {
             ngram_group_segments: groups.group_segments.max(1),
             ngram_dirty: Default::default(),
             purges: Default::default(),
+            purge_rest_until: std::time::Instant::now(),
             clock: crate::time::now_micros,
         };
         state.recover_fts(indexed)?;
@@ -592,14 +597,23 @@ impl WriterState {
         let mut idle_flush_failed = false;
         while !stopping {
             let next = if !self.purges.is_empty() {
-                // A purge in progress goes on whenever nothing else is waiting.
-                match rx.try_recv() {
-                    Ok(msg) => Some(msg),
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        self.purge_step();
-                        continue;
+                // A purge in progress goes on whenever nothing else is waiting and its last batch
+                // has been rested for; meanwhile messages are served as they come.
+                let rest = self.purge_rest_until.saturating_duration_since(std::time::Instant::now());
+                if rest.is_zero() {
+                    match rx.try_recv() {
+                        Ok(msg) => Some(msg),
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            self.purge_step();
+                            continue;
+                        }
+                        Err(mpsc::error::TryRecvError::Disconnected) => None,
                     }
-                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                } else {
+                    match clock.block_on(async { tokio::time::timeout(rest, rx.recv()).await }) {
+                        Ok(msg) => msg,
+                        Err(_) => continue,
+                    }
                 }
             } else if (self.fts_pending.is_empty() && self.ngram_idle()) || idle_flush_failed {
                 rx.blocking_recv()
@@ -662,8 +676,12 @@ impl WriterState {
                     let _ = reply.send(());
                 }
             }
-            // One purge batch per group commit: appends wait for at most one batch.
-            self.purge_step();
+            // At most one purge batch per group commit, and only once the last one has been
+            // rested for: appends wait for at most one batch, and a purge takes at most about
+            // half of the writer's time however long it runs.
+            if std::time::Instant::now() >= self.purge_rest_until {
+                self.purge_step();
+            }
         }
         for (job, _) in self.purges.drain(..) {
             let _ = job.reply.send(Err(WriteError::Stopped));
@@ -808,7 +826,10 @@ impl WriterState {
     /// Purges the next batch of the oldest purge job, and replies once the job is done or failed.
     fn purge_step(&mut self) {
         let Some((job, mut report)) = self.purges.pop_front() else { return };
-        let result = match self.purge_batch(&job, &mut report) {
+        let started = std::time::Instant::now();
+        let batch = self.purge_batch(&job, &mut report);
+        self.purge_rest_until = std::time::Instant::now() + started.elapsed();
+        let result = match batch {
             Ok(true) => {
                 self.purges.push_front((job, report));
                 return;
