@@ -565,10 +565,14 @@ pub struct AggRequest {
     /// of the window only.
     pub row_budget: u64,
     /// Time spent counting at most (checked between statements, each of at most
-    /// `SCAN_CHUNK_SEGMENTS` segments): past it the counts cover the newest part only, as with the
-    /// row budget.
+    /// `SCAN_CHUNK_SEGMENTS` segments, once [`TIME_BUDGET_FLOOR`] rows are read): past it the
+    /// counts cover the newest part only, as with the row budget.
     pub time_budget: Duration,
 }
+
+/// Rows (or candidates) an aggregation always reads, if the window has them, before its time budget
+/// may cut it short.
+pub const TIME_BUDGET_FLOOR: u64 = 20_000;
 
 /// One field's most frequent values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -915,8 +919,10 @@ fn walk(conn: &Connection, req: &AggRequest, m: &mut Merge, a: i64, b: i64) -> r
     let mut batch = 1usize;
     // A segment read from its summaries: whole, inside the window, built.
     let from_summary = |seg: i64| seg <= built && seg << SEG_SHIFT >= a && ((seg + 1) << SEG_SHIFT) - 1 <= b;
-    let over_time = || started.elapsed() > req.time_budget;
     let mut read = 0u64;
+    // The time budget cuts only past the first `TIME_BUDGET_FLOOR` rows: a small log is always
+    // counted whole, whatever the machine's speed.
+    let over_time = |read: u64| read >= TIME_BUDGET_FLOOR && started.elapsed() > req.time_budget;
     let mut hi = b;
     while hi >= a {
         let seg = hi >> SEG_SHIFT;
@@ -943,7 +949,7 @@ fn walk(conn: &Connection, req: &AggRequest, m: &mut Merge, a: i64, b: i64) -> r
                 found.retain(|s| allowed.binary_search(s).is_ok());
             }
             let rows = found.len() as u64;
-            if read > 0 && (read + rows > req.row_budget || over_time()) {
+            if read > 0 && (read + rows > req.row_budget || over_time(read)) {
                 return Ok(Some(received_at(conn, hi + 1)?));
             }
             if rows * 2 > (hi - lo + 1) as u64 {
@@ -976,7 +982,7 @@ fn walk(conn: &Connection, req: &AggRequest, m: &mut Merge, a: i64, b: i64) -> r
             lo = (((lo - 1) >> SEG_SHIFT) << SEG_SHIFT).max(floor);
         }
         let rows = (hi - lo + 1) as u64;
-        if read > 0 && (read + rows > req.row_budget || over_time()) {
+        if read > 0 && (read + rows > req.row_budget || over_time(read)) {
             return Ok(Some(received_at(conn, hi + 1)?));
         }
         scan(m, lo, hi)?;
@@ -1301,6 +1307,13 @@ mod tests {
             .unwrap() as u64;
         assert_eq!(part.total, n);
         assert!(part.total < all.total);
+        // No time at all: a log smaller than the time budget's floor is still counted whole.
+        let mut req = request("actor:user-1", None, None, None, last);
+        req.time_budget = Duration::ZERO;
+        let events: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
+        assert!(events < TIME_BUDGET_FLOOR as i64);
+        let whole = aggregate(&conn, &req).unwrap();
+        assert!(whole.complete && whole.total == all.total);
     }
 
     #[test]

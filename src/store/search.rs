@@ -1185,11 +1185,16 @@ fn value_search(conn: &Connection, q: &PangeaQuery, d: &IndexDriver) -> rusqlite
     let mut segment: Vec<i64> = Vec::new();
     while next < segments.len() && out.len() < q.max_results {
         let want = q.max_results - out.len();
-        // One segment per statement while matches are dense; where the segments read so far had
-        // few, about as many as should give what is still wanted (at most 64) in one statement:
-        // a value with a few hundred matches over the log costs a few statements, not a lookup
-        // per segment.
-        let step = if visited == 0 { 1 } else { (want * visited / matched.max(1)).clamp(1, MAX_SEGMENTS_PER_LOOKUP) };
+        // One segment per statement while matches are dense; for an equality where the segments
+        // read so far had few, about as many as should give what is still wanted (at most 64) in
+        // one statement: a value with a few hundred matches over the log costs a few statements,
+        // not a lookup per segment. (A range's slices are read whole and sorted: it stays at one
+        // segment per statement, which measured faster for ranges whose matches are bunched.)
+        let step = if visited == 0 || !ordered {
+            1
+        } else {
+            (want * visited / matched.max(1)).clamp(1, MAX_SEGMENTS_PER_LOOKUP)
+        };
         let step = &segments[next..(next + step).min(segments.len())];
         next += step.len();
         visited += step.len();
