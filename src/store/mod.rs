@@ -106,10 +106,17 @@ fn synchronous_mode() -> Result<&'static str, String> {
 }
 
 /// Per-connection settings shared by the writer, the pool and CLI tools.
+/// Bytes the WAL file is truncated to when a checkpoint resets it (`journal_size_limit`).
+pub const WAL_SIZE_LIMIT: i64 = 192 << 20;
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "synchronous", synchronous_mode().unwrap_or("FULL"))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // The WAL file keeps its largest size (SQLite overwrites it rather than appending): after a
+    // spike — a backup's long read holding checkpoints back — a reset truncates it to a little
+    // more than an autocheckpoint cycle (10,000 frames of 16 KiB).
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     register_regexp(conn)?;
     // `rarray(?)`: a bound list of seqs (the substring index's candidates).
     rusqlite::vtab::array::load_module(conn)?;
@@ -370,6 +377,31 @@ mod tests {
         drop(conn);
         let err = open_rw(dir.path()).unwrap_err().to_string();
         assert!(err.contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn a_wal_spike_is_truncated_back_after_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_rw(dir.path()).unwrap();
+        let limit: i64 = conn.pragma_query_value(None, "journal_size_limit", |r| r.get(0)).unwrap();
+        assert_eq!(limit, WAL_SIZE_LIMIT);
+        // With a small limit, a WAL grown while a reader held checkpoints back shrinks to it at the
+        // next write after a full checkpoint.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024).unwrap();
+        conn.execute_batch("CREATE TABLE spike(x BLOB)").unwrap();
+        let reader = open_ro(dir.path()).unwrap();
+        reader.execute_batch("BEGIN; SELECT count(*) FROM spike;").unwrap();
+        for _ in 0..64 {
+            conn.execute("INSERT INTO spike VALUES (zeroblob(65536))", []).unwrap();
+        }
+        let wal = dir.path().join("trailkeep.db-wal");
+        let grown = std::fs::metadata(&wal).unwrap().len();
+        assert!(grown > 4 << 20, "{grown}");
+        reader.execute_batch("COMMIT").unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).unwrap();
+        conn.execute("INSERT INTO spike VALUES (1)", []).unwrap();
+        let after = std::fs::metadata(&wal).unwrap().len();
+        assert!(after <= 64 * 1024 + 2 * 16_384 + 32, "{grown} -> {after}");
     }
 
     #[test]

@@ -28,21 +28,10 @@ pub const BATCH: usize = 10_000;
 /// workspace, whose events are in every segment, would otherwise hold the writer for seconds.
 pub const MAX_SEGMENTS: usize = 4;
 
-/// Cuts rows in seq order after the first [`MAX_SEGMENTS`] segments; true if any were cut.
-fn within_segments<T>(rows: &mut Vec<T>, seq: impl Fn(&T) -> i64) -> bool {
-    let (mut segments, mut last) = (0, None);
-    for (i, r) in rows.iter().enumerate() {
-        let seg = seq(r) >> super::SEG_SHIFT;
-        if last != Some(seg) {
-            segments += 1;
-            last = Some(seg);
-            if segments > MAX_SEGMENTS {
-                rows.truncate(i);
-                return true;
-            }
-        }
-    }
-    false
+/// Where a batch whose first row is `first` stops (exclusive): [`MAX_SEGMENTS`] segments on, so
+/// its query reads no row it will not purge.
+fn segment_cap(first: i64) -> i64 {
+    ((first >> super::SEG_SHIFT) + MAX_SEGMENTS as i64) << super::SEG_SHIFT
 }
 
 /// The outcome of one purge run.
@@ -105,15 +94,18 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
         }
         let Some(ws_id) = string_id(conn, ws)? else { continue };
         let bound = boundary_seq(conn, now.saturating_sub(*period))?.min(hold);
-        let mut found = rows(
-            &format!(
-                "SELECT seq, origin, envelope, workspace, config FROM events
-                 WHERE workspace = ?1 AND seq < ?2 AND purged_at IS NULL AND NOT (origin = 2 AND action = ?3)
-                 ORDER BY seq LIMIT {BATCH}"
-            ),
-            &[&ws_id, &bound, &keep],
+        let due =
+            "FROM events WHERE workspace = ?1 AND seq < ?2 AND purged_at IS NULL AND NOT (origin = 2 AND action = ?3)";
+        let first: Option<i64> = conn
+            .prepare_cached(&format!("SELECT seq {due} ORDER BY seq LIMIT 1"))?
+            .query_row(params![ws_id, bound, keep], |r| r.get(0))
+            .optional()?;
+        let Some(first) = first else { continue };
+        let cap = bound.min(segment_cap(first));
+        let found = rows(
+            &format!("SELECT seq, origin, envelope, workspace, config {due} ORDER BY seq LIMIT {BATCH}"),
+            &[&ws_id, &cap, &keep],
         )?;
-        within_segments(&mut found, |r| r.0);
         if !found.is_empty() {
             let batch = vec![(ws.clone(), *period, found.into_iter().map(|(s, o, e, _, c)| (s, o, e, c)).collect())];
             return Ok((batch, None));
@@ -138,19 +130,23 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
     if floor >= bound {
         return Ok((Vec::new(), None));
     }
-    let mut found = rows(
-        &format!(
-            "SELECT seq, origin, envelope, workspace, config FROM events
-             WHERE seq >= ?1 AND seq < ?2 AND purged_at IS NULL AND workspace NOT IN ({})
-                   AND NOT (origin = 2 AND action = ?3)
-             ORDER BY seq LIMIT {BATCH}",
-            if exempt.is_empty() { "-1".to_string() } else { exempt.join(",") }
-        ),
-        &[&floor, &bound, &keep],
+    let due = format!(
+        "FROM events WHERE seq >= ?1 AND seq < ?2 AND purged_at IS NULL AND workspace NOT IN ({})
+               AND NOT (origin = 2 AND action = ?3)",
+        if exempt.is_empty() { "-1".to_string() } else { exempt.join(",") }
+    );
+    let first: Option<i64> = conn
+        .prepare_cached(&format!("SELECT seq {due} ORDER BY seq LIMIT 1"))?
+        .query_row(params![floor, bound, keep], |r| r.get(0))
+        .optional()?;
+    let Some(first) = first else { return Ok((Vec::new(), Some(bound))) };
+    let cap = bound.min(segment_cap(first));
+    let found = rows(
+        &format!("SELECT seq, origin, envelope, workspace, config {due} ORDER BY seq LIMIT {BATCH}"),
+        &[&floor, &cap, &keep],
     )?;
-    // Resume after this batch next time (or at the bound when nothing is left below it).
-    let cut = within_segments(&mut found, |r| r.0);
-    let next_floor = if found.len() == BATCH || cut { found.last().map_or(bound, |r| r.0 + 1) } else { bound };
+    // Resume after this batch next time (or at its cap when nothing is left below it).
+    let next_floor = if found.len() == BATCH { found.last().map_or(cap, |r| r.0 + 1) } else { cap };
     let mut names: BTreeMap<i64, String> = BTreeMap::new();
     let mut groups: Batch = Vec::new();
     for (seq, origin, envelope, ws_id, config) in found {
@@ -213,18 +209,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_ends_with_its_last_whole_segment() {
+    fn a_batch_ends_after_its_first_segments() {
         let seg = |s: i64| s << crate::store::SEG_SHIFT;
-        // Rows in six segments: the first MAX_SEGMENTS stay whole, the rest is cut.
-        let mut rows: Vec<i64> = (0..6).flat_map(|s| [seg(s), seg(s) + 7, seg(s) + 4095]).collect();
-        assert!(within_segments(&mut rows, |r| *r));
-        assert_eq!(rows.len(), 3 * MAX_SEGMENTS);
-        assert_eq!(rows.last(), Some(&(seg(MAX_SEGMENTS as i64 - 1) + 4095)));
-        // Fewer segments: nothing cut.
-        let mut few = vec![seg(2), seg(2) + 1, seg(9)];
-        assert!(!within_segments(&mut few, |r| *r));
-        assert_eq!(few.len(), 3);
-        let mut none: Vec<i64> = Vec::new();
-        assert!(!within_segments(&mut none, |r| *r));
+        assert_eq!(segment_cap(0), seg(MAX_SEGMENTS as i64));
+        assert_eq!(segment_cap(seg(7) + 4095), seg(7 + MAX_SEGMENTS as i64));
+        assert_eq!(segment_cap(seg(7)), seg(7 + MAX_SEGMENTS as i64));
     }
 }
