@@ -43,13 +43,20 @@ fn raw_lines(path: &std::path::Path) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
-#[actix_web::test]
-async fn replicates_to_a_directory_exactly_once_then_verifies_and_restores() {
+/// A server replicating every 0.2 s to a new directory (`file://DIR/trail`), at most `max_events`
+/// per object: (the directory, the target URL, the server).
+fn replicating_server(max_events: u64) -> (tempfile::TempDir, String, TestServer) {
     let archive = tempfile::tempdir().unwrap();
     let url = format!("file://{}/trail", archive.path().display());
     let s = TestServer::with_config(|c| {
-        c.replication = Some(trailkeep::config::Replication { target: url.clone(), interval: 200_000, max_events: 7 });
+        c.replication = Some(trailkeep::config::Replication { target: url.clone(), interval: 200_000, max_events });
     });
+    (archive, url, s)
+}
+
+#[actix_web::test]
+async fn replicates_to_a_directory_exactly_once_then_verifies_and_restores() {
+    let (archive, url, s) = replicating_server(7);
     let app = s.app().await;
     let mut n = 0;
     for i in 0..6 {
@@ -267,11 +274,7 @@ async fn search(app: &impl crate::common::TestApp, key: &str, config_id: Option<
 #[actix_web::test]
 async fn archives_carry_audit_configs_through_a_restore() {
     use trailkeep::configs::{NewConfig, Signing, schema::AuditSchema};
-    let archive = tempfile::tempdir().unwrap();
-    let url = format!("file://{}/trail", archive.path().display());
-    let s = TestServer::with_config(|c| {
-        c.replication = Some(trailkeep::config::Replication { target: url.clone(), interval: 200_000, max_events: 5 });
-    });
+    let (archive, url, s) = replicating_server(5);
     let app = s.app().await;
     let schema = json!({"fields": [
         {"id": "message", "type": "text", "required": true},
