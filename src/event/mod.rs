@@ -92,7 +92,21 @@ pub enum FieldValue {
 /// The text indexed for free-text search, from the stored event object. Ingest and the
 /// retention purge both use it: contentless FTS5 rows can only be deleted with the same text.
 pub fn fts_body(origin: Origin, event: &Map<String, Value>) -> String {
-    let text = |k: &str| event.get(k).and_then(Value::as_str);
+    let metadata = match event.get("metadata") {
+        Some(Value::Object(m)) => Some(m.values().filter_map(Value::as_str)),
+        _ => None,
+    };
+    fts_body_of(origin, |k| event.get(k).and_then(Value::as_str), metadata.into_iter().flatten())
+}
+
+/// `fts_body` from an event's string fields (`text`: the field's value where it is a string) and
+/// the string values of its `metadata` object in key order, for a reader that did not build a
+/// `serde_json::Value` (`replication::columns`).
+pub fn fts_body_of<'a>(
+    origin: Origin,
+    text: impl Fn(&str) -> Option<&'a str>,
+    metadata: impl Iterator<Item = &'a str>,
+) -> String {
     let mut parts: Vec<&str> = Vec::new();
     match origin {
         Origin::Pangea => {
@@ -105,9 +119,7 @@ pub fn fts_body(origin: Origin, event: &Map<String, Value>) -> String {
         }
         Origin::H2o | Origin::Server => {
             parts.extend(["message", "actor", "action", "target", "event_source"].map(|k| text(k).unwrap_or("")));
-            if let Some(Value::Object(m)) = event.get("metadata") {
-                parts.extend(m.values().filter_map(Value::as_str));
-            }
+            parts.extend(metadata);
         }
     }
     parts.join(" ")

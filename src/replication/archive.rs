@@ -6,8 +6,11 @@
 //! parallel; the chain is followed in order and stops at the first bad object, which is named
 //! (with the line, where one is at fault).
 //!
-//! The same walk feeds `restore` (`Walk::rows`): a data directory is only ever rebuilt from
-//! objects that verified.
+//! The same walk feeds `restore` (`Feed`): each object's rows are streamed to the restore while
+//! the object is checked (so inserting starts long before a large object is done), and its
+//! `Checked` (buffers, roots) follows once the object chained. A data directory is only ever
+//! rebuilt from objects that verified: the restore builds a file of its own and throws it away
+//! when the walk names a problem.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -68,7 +71,18 @@ struct LineRef<'a> {
     config_id: Option<&'a str>,
 }
 
-/// One event of a verified object, ready to be stored again (`restore`).
+/// Rows streamed to a restore in chunks of this many.
+const ROWS_CHUNK: usize = 2048;
+
+/// What a restore reads from the walk: for every object in order, a channel of its rows (in
+/// chunks, in order; closed early when the object fails a check), then on `objects` the object
+/// itself once it verified and chained.
+pub struct Feed {
+    pub rows: std::sync::mpsc::Sender<std::sync::mpsc::Receiver<Vec<Row>>>,
+    pub objects: tokio::sync::mpsc::Sender<Checked>,
+}
+
+/// One event of a checked object, ready to be stored again (`restore`).
 #[derive(Debug, Clone)]
 pub struct Row {
     pub seq: i64,
@@ -94,7 +108,6 @@ pub struct Checked {
     pub roots: Vec<Hash>,
     pub events: u64,
     pub purged: u64,
-    pub rows: Vec<Row>,
 }
 
 /// Reads a public key: an SPKI PEM (`public-key.pem`) or the base64 of its 32 bytes
@@ -131,7 +144,7 @@ pub fn verify_archive(url: &str, public_key: Option<&Path>) -> anyhow::Result<Ar
     runtime()?.block_on(async {
         let (store, prefix) = target.open()?;
         let walk = Walk::open(store, prefix, trusted).await?;
-        Ok(walk.run(false, None).await)
+        Ok(walk.run(None).await)
     })
 }
 
@@ -213,17 +226,26 @@ impl Walk {
         Ok(Self { store, prefix, key, entries, configs, notes, structural })
     }
 
-    /// Checks every object in order; with `rows`, each verified object's events are sent to `tx`
-    /// (in order) before the next is chained.
-    pub async fn run(self, rows: bool, tx: Option<tokio::sync::mpsc::Sender<Checked>>) -> ArchiveReport {
+    /// Checks every object in order; with a `feed`, each object's events are streamed to it as
+    /// they are checked, and the object follows once it chained.
+    pub async fn run(self, feed: Option<Feed>) -> ArchiveReport {
         let mut report = ArchiveReport { notes: self.notes.clone(), ..Default::default() };
         let upto = self.structural.as_ref().map_or(self.entries.len(), |(i, _)| *i);
         let store = self.store.clone();
         let prefix = self.prefix.clone();
         let declared: Arc<Declared> = Arc::new(Declared::of(self.configs.as_ref()));
+        let (feeds, tx) = match feed {
+            Some(f) => (Some(f.rows), Some(f.objects)),
+            None => (None, None),
+        };
+        // Called in order (`buffered`): each object's row channel is handed over in leaf order.
         let mut checks = futures_util::stream::iter(self.entries[..upto].to_vec())
             .map(move |(name, _, _)| {
                 let (store, prefix, declared) = (store.clone(), prefix.clone(), declared.clone());
+                let rows = feeds.as_ref().and_then(|f| {
+                    let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel(4);
+                    f.send(rows_rx).ok().map(|()| rows_tx)
+                });
                 tokio::spawn(async move { fetch_and_check(store, prefix, name, rows, declared).await })
             })
             .buffered(AHEAD);
@@ -314,7 +336,7 @@ async fn fetch_and_check(
     store: Arc<dyn ObjectStore>,
     prefix: ObjPath,
     name: ObjectName,
-    rows: bool,
+    rows: Option<std::sync::mpsc::SyncSender<Vec<Row>>>,
     declared: Arc<Declared>,
 ) -> Result<Checked, String> {
     let proof_name = ObjectName { proof: true, ..name.clone() }.name();
@@ -323,7 +345,7 @@ async fn fetch_and_check(
     let (proof, events) =
         tokio::join!(fetch(&store, &proof_path, &proof_name), fetch(&store, &events_path, &events_name));
     let (proof, events) = (proof?, events?);
-    tokio::task::spawn_blocking(move || check_object(name, &proof, &events, rows, &declared))
+    tokio::task::spawn_blocking(move || check_object(name, &proof, &events, rows.as_ref(), &declared))
         .await
         .map_err(|_| "checking an object stopped unexpectedly".to_string())?
 }
@@ -340,12 +362,13 @@ impl Declared {
 }
 
 /// Checks one object on its own: the proof's shape, every line (hash, position, buffer, hour,
-/// declared config) and every buffer root.
+/// declared config) and every buffer root. With `rows_out`, its events go there in chunks as they
+/// are checked (a failing object's channel closes early, after the rows before the bad line).
 pub fn check_object(
     name: ObjectName,
     proof: &[u8],
     events: &[u8],
-    keep_rows: bool,
+    rows_out: Option<&std::sync::mpsc::SyncSender<Vec<Row>>>,
     declared: &Declared,
 ) -> Result<Checked, String> {
     let events_name = name.name();
@@ -382,7 +405,7 @@ pub fn check_object(
     std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(events), &mut text)
         .map_err(|e| format!("{events_name}: not a readable gzip file: {e}"))?;
     let mut lines = text.split(|&b| b == b'\n');
-    let mut rows = Vec::new();
+    let mut rows = Vec::with_capacity(if rows_out.is_some() { ROWS_CHUNK } else { 0 });
     let mut roots = Vec::with_capacity(proof.buffers.len());
     let mut purged = 0u64;
     let mut line_no = 0usize;
@@ -436,7 +459,7 @@ pub fn check_object(
                 raw.to_string()
             };
             hashes.push(hash);
-            if keep_rows {
+            if let Some(out) = rows_out {
                 let uid = l.id.and_then(|s| uuid::Uuid::parse_str(s).ok()).ok_or_else(|| at("no event id"))?;
                 let origin = match l.origin {
                     Some("h2o") => crate::event::Origin::H2o,
@@ -464,6 +487,10 @@ pub fn check_object(
                 })
                 .map_err(|e| at(&format!("event {expected_seq}: {e}")))?;
                 rows.push(row);
+                if rows.len() == ROWS_CHUNK {
+                    let full = std::mem::replace(&mut rows, Vec::with_capacity(ROWS_CHUNK));
+                    out.send(full).map_err(|_| "the restore stopped".to_string())?;
+                }
             }
         }
         let root = mth(&hashes).unwrap_or([0; 32]);
@@ -479,7 +506,12 @@ pub fn check_object(
     if lines.any(|l| !l.is_empty()) {
         return Err(format!("{events_name}: line {}: more events than its proof declares", line_no + 1));
     }
-    Ok(Checked { name, events: proof.events, proof, roots, purged, rows })
+    if let Some(out) = rows_out
+        && !rows.is_empty()
+    {
+        out.send(rows).map_err(|_| "the restore stopped".to_string())?;
+    }
+    Ok(Checked { name, events: proof.events, proof, roots, purged })
 }
 
 /// Splits a line `{"envelope":…,"k":…}` into the envelope's bytes, exactly as written, and the

@@ -11,8 +11,9 @@
 //! counts read the rows until they are built).
 //!
 //! A pipeline over threads: objects are fetched, gunzipped, parsed and checked a few at a time
-//! (`archive::Walk`, the columns of every event derived there); one thread inserts the events and
-//! buffers; another builds the free-text index in a database file of its own
+//! (`archive::Walk`, the columns of every event derived there), their rows streamed in chunks as
+//! they are checked; one thread inserts the events as they come, and each object's buffers once
+//! it chained (one transaction per object); another builds the free-text index in a database file of its own
 //! (`trailkeep.db.restoring-fts`, whose FTS5 tables are copied into the database at the end, while
 //! the events' indexes are built), so tokenizing never holds up the row inserts.
 //!
@@ -33,7 +34,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use rusqlite::{Connection, params};
 
 use super::Target;
-use super::archive::{Checked, Walk, runtime};
+use super::archive::{Checked, Feed, Row, Walk, runtime};
 use crate::event::{FieldValue, Origin};
 use crate::keystore::{KeyInfo, KeyStore, Passphrase};
 use crate::ledger::{Checkpoint, checkpoint_path, write_checkpoint};
@@ -156,16 +157,24 @@ pub fn restore_from_archive(
     let configs = install_configs(&conn, walk.configs.as_ref()).map_err(fail)?;
     let fts = FtsBuilder::start(&fts_tmp, &conn).map_err(fail)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Checked>(2);
+    let (feeds_tx, feeds) = std::sync::mpsc::channel::<std::sync::mpsc::Receiver<Vec<Row>>>();
     let db_path = tmp.clone();
     let inserter = std::thread::spawn(move || -> anyhow::Result<Inserter> {
         let mut ins = Inserter::new(conn, db_path, fts, configs);
-        while let Some(obj) = rx.blocking_recv() {
-            ins.insert(obj)?;
+        // Per object: its rows as they are checked, then the object once it chained. A walk that
+        // stops early closes both (the file is then thrown away).
+        for rows in feeds {
+            ins.begin()?;
+            for chunk in rows {
+                ins.rows(chunk)?;
+            }
+            let Some(obj) = rx.blocking_recv() else { break };
+            ins.end(obj)?;
         }
         ins.busy = thread_cpu();
         Ok(ins)
     });
-    let report = rt.block_on(walk.run(true, Some(tx)));
+    let report = rt.block_on(walk.run(Some(Feed { rows: feeds_tx, objects: tx })));
     let ins = inserter.join().map_err(|_| fail(anyhow::anyhow!("the restore stopped unexpectedly")))?;
     let mut ins = ins.map_err(fail)?;
     if let Some(problem) = report.problem {
@@ -324,6 +333,8 @@ struct Inserter {
     strings: HashMap<String, i64>,
     segments: BTreeMap<i64, (i64, i64)>,
     next_seq: i64,
+    /// The seq after the last event inserted.
+    next_row: i64,
     next_leaf: u64,
     last_received: i64,
     now: i64,
@@ -332,6 +343,8 @@ struct Inserter {
     /// CPU time of the free-text thread.
     fts_busy: Duration,
     configs: RestoredConfigs,
+    /// The workspace of each buffer of the object being inserted (its first event's).
+    buffer_ws: HashMap<u64, i64>,
 }
 
 impl Inserter {
@@ -343,38 +356,38 @@ impl Inserter {
             strings: HashMap::new(),
             segments: BTreeMap::new(),
             next_seq: 0,
+            next_row: 0,
             next_leaf: 0,
             last_received: 0,
             now: crate::time::now_micros(),
             busy: Duration::ZERO,
             fts_busy: Duration::ZERO,
             configs,
+            buffer_ws: HashMap::new(),
         }
     }
 
-    fn insert(&mut self, mut obj: Checked) -> anyhow::Result<()> {
-        let mut fts_rows: FtsRows = Vec::with_capacity(obj.rows.len());
-        let conn = &self.conn;
-        let strings = &mut self.strings;
-        let mut intern = |value: &str| -> rusqlite::Result<i64> {
-            if let Some(id) = strings.get(value) {
-                return Ok(*id);
-            }
-            let id = store::intern(conn, value)?;
-            strings.insert(value.to_string(), id);
-            Ok(id)
-        };
-        conn.execute_batch("BEGIN")?;
-        let mut buffer_ws: HashMap<u64, i64> = HashMap::new();
-        let empty = intern("")?;
-        let mut insert_event = conn.prepare_cached(
-            "INSERT INTO events(seq, uid, origin, received_at, event_time, workspace, actor, action, event_source,
-                                target, source, status, status_code, read_only, type, buffer, hash, envelope, purged_at, config)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
-        )?;
-        let mut insert_field =
-            conn.prepare_cached("INSERT INTO event_fields(seq, field, value) VALUES (?1, ?2, ?3)")?;
-        for row in &mut obj.rows {
+    fn intern(&mut self, value: &str) -> rusqlite::Result<i64> {
+        if let Some(id) = self.strings.get(value) {
+            return Ok(*id);
+        }
+        let id = store::intern(&self.conn, value)?;
+        self.strings.insert(value.to_string(), id);
+        Ok(id)
+    }
+
+    /// Starts an object: one transaction for its events and buffers.
+    fn begin(&mut self) -> anyhow::Result<()> {
+        self.conn.execute_batch("BEGIN")?;
+        self.buffer_ws.clear();
+        Ok(())
+    }
+
+    /// Inserts a chunk of an object's events (in order).
+    fn rows(&mut self, mut rows: Vec<Row>) -> anyhow::Result<()> {
+        let mut fts_rows: FtsRows = Vec::with_capacity(rows.len());
+        let empty = self.intern("")?;
+        for row in &mut rows {
             let config = match &row.config_id {
                 None => crate::configs::DEFAULT,
                 Some(id) => *self.configs.ids.get(id).ok_or_else(|| {
@@ -387,18 +400,23 @@ impl Inserter {
                 Some(c) => c,
                 None => &mut row.columns,
             };
-            let ws = intern(&c.workspace)?;
-            buffer_ws.entry(row.buffer).or_insert(ws);
+            let ws = self.intern(&c.workspace)?;
+            self.buffer_ws.entry(row.buffer).or_insert(ws);
             let purged = row.envelope.is_empty();
             let (actor, action, source) = if purged {
                 (empty, empty, empty)
             } else {
-                (intern(&c.actor)?, intern(&c.action)?, intern(&c.event_source)?)
+                (self.intern(&c.actor)?, self.intern(&c.action)?, self.intern(&c.event_source)?)
             };
             // A purged event's receive time is not in the archive: one microsecond after the
             // previous event's keeps receive times strictly increasing with seq.
             let received_at = if purged { self.last_received + 1 } else { c.received_at };
             self.last_received = received_at;
+            let mut insert_event = self.conn.prepare_cached(
+                "INSERT INTO events(seq, uid, origin, received_at, event_time, workspace, actor, action, event_source,
+                                    target, source, status, status_code, read_only, type, buffer, hash, envelope, purged_at, config)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+            )?;
             insert_event.execute(params![
                 row.seq,
                 &row.uid.as_bytes()[..],
@@ -421,20 +439,32 @@ impl Inserter {
                 purged.then_some(self.now),
                 config,
             ])?;
-            for (field, value) in field_rows {
-                match value {
-                    FieldValue::Int(v) => insert_field.execute(params![row.seq, field, v])?,
-                    FieldValue::Text(v) => insert_field.execute(params![row.seq, field, v])?,
-                };
+            if !field_rows.is_empty() {
+                let mut insert_field =
+                    self.conn.prepare_cached("INSERT INTO event_fields(seq, field, value) VALUES (?1, ?2, ?3)")?;
+                for (field, value) in field_rows {
+                    match value {
+                        FieldValue::Int(v) => insert_field.execute(params![row.seq, field, v])?,
+                        FieldValue::Text(v) => insert_field.execute(params![row.seq, field, v])?,
+                    };
+                }
             }
             if let Some(body) = c.fts.take() {
                 fts_rows.push((row.seq, body));
             }
+            self.next_row = row.seq + 1;
             let range = self.segments.entry(row.seq >> SEG_SHIFT).or_insert((c.event_time, c.event_time));
             *range = (range.0.min(c.event_time), range.1.max(c.event_time));
         }
-        drop(insert_event);
-        drop(insert_field);
+        let fts = self.fts.take().context("the free-text index is closed")?;
+        self.fts = Some(fts.send(fts_rows)?);
+        Ok(())
+    }
+
+    /// Ends an object whose events are in (and which verified): its buffers, then the commit.
+    fn end(&mut self, obj: Checked) -> anyhow::Result<()> {
+        let empty = self.intern("")?;
+        let conn = &self.conn;
         let last = obj.proof.buffers.len() - 1;
         let mut insert_buffer = conn.prepare_cached(
             "INSERT INTO buffers(idx, first_seq, count, workspace, buffer_root, root_hash, published_at, signature)
@@ -449,7 +479,7 @@ impl Inserter {
                 b.leaf_index as i64,
                 b.first_seq,
                 b.count as i64,
-                buffer_ws.get(&b.leaf_index).copied().unwrap_or(empty),
+                self.buffer_ws.get(&b.leaf_index).copied().unwrap_or(empty),
                 &obj.roots[k][..],
                 hex::decode(&b.root_hash)?,
                 published,
@@ -458,8 +488,9 @@ impl Inserter {
         }
         drop(insert_buffer);
         conn.execute_batch("COMMIT")?;
-        let fts = self.fts.take().context("the free-text index is closed")?;
-        self.fts = Some(fts.send(fts_rows)?);
+        if self.next_row != obj.proof.last_seq + 1 {
+            bail!("{}: its events did not all arrive", obj.name.name());
+        }
         self.next_seq = obj.proof.last_seq + 1;
         self.next_leaf = obj.proof.last_leaf + 1;
         Ok(())

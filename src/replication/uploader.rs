@@ -32,10 +32,14 @@ use crate::store::replication::{self as sql, Watermark};
 use crate::store::{Pool, writer};
 use crate::time::format_micros;
 
-/// Multipart part size (S3's minimum is 5 MiB); smaller objects are one PUT.
-const PART: usize = 8 * 1024 * 1024;
-/// Gzip output is handed to the upload in chunks of about this size.
-const CHUNK: usize = 1024 * 1024;
+/// Multipart part size (S3's minimum, 5 MiB); smaller objects are one PUT. One part is in flight
+/// at a time while the next fills, so an upload holds about two parts, whatever the object's size.
+const PART: usize = 5 * 1024 * 1024;
+/// Gzip output is handed to the upload in chunks of about this size (each one allocation of
+/// `CHUNK_CAPACITY` bytes).
+const CHUNK: usize = 512 * 1024;
+/// Room past `CHUNK` for the compressor's last block (so a chunk's buffer never has to grow).
+const CHUNK_CAPACITY: usize = CHUNK + 128 * 1024;
 /// Longest wait between two attempts at an object.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -515,7 +519,7 @@ impl Uploader {
 
     /// Streams the gzipped lines of events `first_seq..=last_seq` into the object at `path`.
     async fn upload_events(&self, path: &ObjPath, first_seq: i64, last_seq: i64) -> Result<u64, Failure> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(2);
         let pool = self.pool.clone();
         let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let conn = pool.get()?;
@@ -524,7 +528,7 @@ impl Uploader {
             })
         });
         let mut w = object_store::buffered::BufWriter::with_capacity(self.store.clone(), path.clone(), PART)
-            .with_max_concurrency(2);
+            .with_max_concurrency(1);
         let mut total = 0u64;
         let mut failure = None;
         while let Some(chunk) = rx.recv().await {
@@ -622,7 +626,7 @@ pub fn write_events(
     mut sink: impl FnMut(Bytes) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(CHUNK + 64 * 1024), flate2::Compression::fast());
+    let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(CHUNK_CAPACITY), flate2::Compression::fast());
     let mut line = Vec::with_capacity(4096);
     crate::store::search::for_each_event(conn, first_seq, last_seq, |r| {
         line.clear();
@@ -630,7 +634,8 @@ pub fn write_events(
         line.push(b'\n');
         gz.write_all(&line)?;
         if gz.get_ref().len() >= CHUNK {
-            sink(Bytes::from(std::mem::take(gz.get_mut())))?;
+            let full = std::mem::replace(gz.get_mut(), Vec::with_capacity(CHUNK_CAPACITY));
+            sink(Bytes::from(full))?;
         }
         Ok(())
     })?;
