@@ -512,14 +512,14 @@ def test_secrets_never_shown(new_server, s3, tk_tmp):
 
 
 def test_large_objects_use_multipart_and_survive_a_kill(new_server, s3, proxy, tk_tmp):
-    """An object over 8 MiB goes up as a multipart upload; kill -9 while its parts are in flight,
+    """An object over 5 MiB goes up as a multipart upload (5 MiB parts); kill -9 while its parts are in flight,
     and after the restart the same object is uploaded again, exactly once."""
     bucket = s3.new_bucket()
     srv = replicating_server(new_server, s3, proxy.url, bucket, tk_tmp, name="multipart", max_events=100_000,
                              interval="30s")
     api = rh.Api(srv.url, srv.admin_key)
     # Random text compresses badly: ~40 MB of JSON, committed within one interval, gives an
-    # object of well over 8 MiB.
+    # object of well over 10 MiB (three parts or more).
     proxy.hold_next(lambda m, p: m == "PUT" and "partNumber=2" in p, "before")
     for b in range(40):
         r = api.pangea("/v2/log", {"events": [{"event": rh.pangea_event("", os.urandom(384).hex())} for _ in range(1000)]})
