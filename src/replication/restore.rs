@@ -326,6 +326,16 @@ impl FtsBuilder {
     }
 }
 
+/// A string's id, from the cache of those already stored or stored now.
+fn intern(conn: &Connection, strings: &mut HashMap<String, i64>, value: &str) -> rusqlite::Result<i64> {
+    if let Some(id) = strings.get(value) {
+        return Ok(*id);
+    }
+    let id = store::intern(conn, value)?;
+    strings.insert(value.to_string(), id);
+    Ok(id)
+}
+
 struct Inserter {
     conn: Connection,
     path: PathBuf,
@@ -368,12 +378,7 @@ impl Inserter {
     }
 
     fn intern(&mut self, value: &str) -> rusqlite::Result<i64> {
-        if let Some(id) = self.strings.get(value) {
-            return Ok(*id);
-        }
-        let id = store::intern(&self.conn, value)?;
-        self.strings.insert(value.to_string(), id);
-        Ok(id)
+        intern(&self.conn, &mut self.strings, value)
     }
 
     /// Starts an object: one transaction for its events and buffers.
@@ -387,6 +392,13 @@ impl Inserter {
     fn rows(&mut self, mut rows: Vec<Row>) -> anyhow::Result<()> {
         let mut fts_rows: FtsRows = Vec::with_capacity(rows.len());
         let empty = self.intern("")?;
+        let conn = &self.conn;
+        let strings = &mut self.strings;
+        let mut insert_event = conn.prepare_cached(
+            "INSERT INTO events(seq, uid, origin, received_at, event_time, workspace, actor, action, event_source,
+                                target, source, status, status_code, read_only, type, buffer, hash, envelope, purged_at, config)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+        )?;
         for row in &mut rows {
             let config = match &row.config_id {
                 None => crate::configs::DEFAULT,
@@ -400,23 +412,22 @@ impl Inserter {
                 Some(c) => c,
                 None => &mut row.columns,
             };
-            let ws = self.intern(&c.workspace)?;
+            let ws = intern(conn, strings, &c.workspace)?;
             self.buffer_ws.entry(row.buffer).or_insert(ws);
             let purged = row.envelope.is_empty();
             let (actor, action, source) = if purged {
                 (empty, empty, empty)
             } else {
-                (self.intern(&c.actor)?, self.intern(&c.action)?, self.intern(&c.event_source)?)
+                (
+                    intern(conn, strings, &c.actor)?,
+                    intern(conn, strings, &c.action)?,
+                    intern(conn, strings, &c.event_source)?,
+                )
             };
             // A purged event's receive time is not in the archive: one microsecond after the
             // previous event's keeps receive times strictly increasing with seq.
             let received_at = if purged { self.last_received + 1 } else { c.received_at };
             self.last_received = received_at;
-            let mut insert_event = self.conn.prepare_cached(
-                "INSERT INTO events(seq, uid, origin, received_at, event_time, workspace, actor, action, event_source,
-                                    target, source, status, status_code, read_only, type, buffer, hash, envelope, purged_at, config)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
-            )?;
             insert_event.execute(params![
                 row.seq,
                 &row.uid.as_bytes()[..],
@@ -441,7 +452,7 @@ impl Inserter {
             ])?;
             if !field_rows.is_empty() {
                 let mut insert_field =
-                    self.conn.prepare_cached("INSERT INTO event_fields(seq, field, value) VALUES (?1, ?2, ?3)")?;
+                    conn.prepare_cached("INSERT INTO event_fields(seq, field, value) VALUES (?1, ?2, ?3)")?;
                 for (field, value) in field_rows {
                     match value {
                         FieldValue::Int(v) => insert_field.execute(params![row.seq, field, v])?,
@@ -456,6 +467,7 @@ impl Inserter {
             let range = self.segments.entry(row.seq >> SEG_SHIFT).or_insert((c.event_time, c.event_time));
             *range = (range.0.min(c.event_time), range.1.max(c.event_time));
         }
+        drop(insert_event);
         let fts = self.fts.take().context("the free-text index is closed")?;
         self.fts = Some(fts.send(fts_rows)?);
         Ok(())
