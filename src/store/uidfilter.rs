@@ -28,7 +28,7 @@
 //! never a missed duplicate. A file that cannot be read or written makes every id a "maybe"
 //! (answered by the index, slowly but correctly) until a rebuild succeeds.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::hash::BuildHasherDefault;
@@ -90,6 +90,9 @@ pub struct UidFilter {
     dirty: Blocks,
     /// Changed blocks a thread is writing to the file.
     writing: Option<Writing>,
+    /// Blocks lookups read from the file since the last `write_behind`: the insert of an id just
+    /// looked up (an H2O event's) finds its block here.
+    read: RefCell<Blocks>,
     /// A read or write of the file failed: every id may be stored.
     failed: Cell<bool>,
 }
@@ -147,8 +150,16 @@ impl UidFilter {
             }
             file.write_all_at(&bytes, HEADER_BYTES + (i * 16_384) as u64 * BLOCK_BYTES)?;
         }
-        let f =
-            Self { file, nblocks, count, capacity, dirty: Default::default(), writing: None, failed: Cell::new(false) };
+        let f = Self {
+            file,
+            nblocks,
+            count,
+            capacity,
+            dirty: Default::default(),
+            writing: None,
+            read: Default::default(),
+            failed: Cell::new(false),
+        };
         f.write_header(None)?;
         Ok(f)
     }
@@ -180,6 +191,7 @@ impl UidFilter {
             capacity: capacity as usize,
             dirty: Default::default(),
             writing: None,
+            read: Default::default(),
             failed: Cell::new(false),
         };
         f.write_header(None).ok()?;
@@ -225,6 +237,9 @@ impl UidFilter {
         if let Some(block) = self.dirty.get(&b).or_else(|| self.writing.as_ref()?.blocks.get(&b)) {
             return Some(*block);
         }
+        if let Some(block) = self.read.borrow().get(&b) {
+            return Some(*block);
+        }
         let mut bytes = [0u8; BLOCK_BYTES as usize];
         if let Err(e) = self.file.read_exact_at(&mut bytes, HEADER_BYTES + b * BLOCK_BYTES) {
             if !self.failed.replace(true) {
@@ -236,6 +251,7 @@ impl UidFilter {
         for (w, chunk) in block.iter_mut().zip(bytes.chunks_exact(8)) {
             *w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
         }
+        self.read.borrow_mut().insert(b, block);
         Some(block)
     }
 
@@ -246,6 +262,7 @@ impl UidFilter {
         }
         let (b, bits) = place(uid, self.nblocks);
         let Some(mut block) = self.block(b) else { return };
+        self.read.get_mut().remove(&b);
         set(&mut block, &bits);
         self.dirty.insert(b, block);
     }
@@ -275,6 +292,7 @@ impl UidFilter {
     /// Once [`MAX_DIRTY`] blocks changed, has a thread write them while the writer goes on (it
     /// waits only if four times as many changed before the previous write ended).
     pub fn write_behind(&mut self) {
+        self.read.get_mut().clear();
         if let Some(w) = &self.writing {
             let ended = match w.done.try_recv() {
                 Err(TryRecvError::Empty) => None,
@@ -333,7 +351,7 @@ impl UidFilter {
     /// Bytes the filter holds in memory (its changed blocks).
     pub fn heap_bytes(&self) -> usize {
         let writing = self.writing.as_ref().map_or(0, |w| w.blocks.capacity());
-        (self.dirty.capacity() + writing) * (BLOCK_BYTES as usize + 8)
+        (self.dirty.capacity() + writing + self.read.borrow().capacity()) * (BLOCK_BYTES as usize + 8)
     }
 
     /// Bytes of the filter's file.
@@ -584,6 +602,7 @@ impl UidFilter {
             capacity,
             dirty: Default::default(),
             writing: None,
+            read: Default::default(),
             failed: Cell::new(false),
         };
         f.write_header(None).unwrap();
