@@ -20,8 +20,9 @@ Criteria (after the warm-up, default the first 5 minutes):
   p99      per request kind, the largest window p99 at most 1.5x the smallest (windows of 5 minutes)
   fds      open file descriptors flat: the last third's maximum at most the first third's + max(4, 10%)
   threads  the same for threads
-  wal      the WAL file bounded: at most SOAK_WAL_LIMIT_MB (its size is a high-water mark: the file is
-           not truncated while serving)
+  wal      the WAL file bounded: at most SOAK_WAL_LIMIT_MB outside the backup and the minute after
+           it, and at the end (a backup's snapshot holds checkpoints back for its duration; the
+           peak during it is reported)
   errors   no failed request; verify passes; the backup verifies; the purge removed events
 
 Prints a table per window and a PASS/FAIL line per criterion; writes samples.csv (one row per
@@ -247,12 +248,27 @@ def judge(windows: List[dict]) -> List[tuple]:
         lo, hi = min(s[key] for s in after), max(s[key] for s in after)
         res.append((name, last <= first + max(4, 0.10 * first),
                     f"first third max {first}, last third max {last} (range {lo}-{hi})"))
-    # The WAL file is never truncated while serving: its size is a high-water mark, so bounded
-    # means under the limit (a WAL the checkpoints cannot keep up with runs past it).
-    first, last = thirds(after, "wal_mb")
-    wal_max = max(s["wal_mb"] for s in samples)
-    res.append(("wal", wal_max <= WAL_LIMIT_MB,
-                f"max {wal_max:.1f} MB (limit {WAL_LIMIT_MB:.0f}); first third max {first:.1f}, last third max {last:.1f}"))
+    # A backup's `VACUUM INTO` reads one snapshot for the whole copy, and no checkpoint passes a
+    # reader: the WAL grows by the write rate times the backup's duration, and `journal_size_limit`
+    # truncates it at the first reset after it. Bounded means: under the limit outside the backup
+    # and the minute after it, and back under it at the end; the backup's peak is reported.
+    start = next((i for i, s in enumerate(samples) if "backup-start" in s["mark"]), None)
+    end = next((i for i, s in enumerate(samples) if "backup-end" in s["mark"]), None)
+    grace = int(60 / SAMPLE)
+    if start is not None:
+        start = max(0, start - 1)  # the sample before may already see the copy's first seconds
+        stop = (end if end is not None else len(samples)) + grace
+        during = samples[start:stop]
+        outside = samples[:start] + samples[stop:]
+    else:
+        during, outside = [], samples
+    out_max = max((s["wal_mb"] for s in outside), default=0.0)
+    at_end = samples[-1]["wal_mb"] if samples else 0.0
+    backup_peak = max((s["wal_mb"] for s in during), default=0.0)
+    res.append(("wal", out_max <= WAL_LIMIT_MB and at_end <= WAL_LIMIT_MB,
+                f"max {out_max:.1f} MB outside the backup (limit {WAL_LIMIT_MB:.0f}), {at_end:.1f} MB at the end; "
+                f"{backup_peak:.1f} MB during the backup ({outcomes.get('backup', {}).get('seconds', '?')} s) and the "
+                f"minute after it"))
     errors = sum(w["errors"] for w in windows if w["op"] != "search")
     first_err = next((w["first_error"] for w in windows if w["errors"] and w["first_error"]), None)
     b = outcomes.get("backup", {})

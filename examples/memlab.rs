@@ -9,9 +9,9 @@
 //!   against the full tree's; reading and hashing one block of 2^k leaves for k = 6 … 12; paths at
 //!   the current size from random leaves with an empty and a warm block cache; `prev_root`
 //!   lookups (`store::tree::root_size_of`) of a recent, an old and an unknown root.
-//! * `ids --dir D` — building the event-id filter from the database (`UidFilter::load`: what the
-//!   writer used to do inline when the filter was full, and still does once at start), then a
-//!   background rebuild (`Uids::rebuild_now`) while a simulated writer adds 1,000 ids every
+//! * `ids --dir D` — building the event-id filter from the database (`UidFilter::build`: what the
+//!   writer does at a start that cannot use the filter's file as it was left), a lookup and an
+//!   insert of a million new ids (the writer's work per H2O event), then a background rebuild (`Uids::rebuild_now`) while a simulated writer adds 1,000 ids every
 //!   millisecond: the longest `maintain` call (the writer's stall) and the build time.
 //!
 //! Figures are printed as `RESULT {json}` lines. Run on an otherwise quiet machine; the database
@@ -274,14 +274,31 @@ fn tree(dir: &Path, queries: usize) -> anyhow::Result<()> {
 fn ids(dir: &Path) -> anyhow::Result<()> {
     let conn = trailkeep::store::open_ro(dir)?;
     let mut load_ms = Vec::new();
-    let mut bytes = 0;
+    let scratch = tempfile::tempdir()?;
+    let mut f = None;
     for _ in 0..3 {
         let started = Instant::now();
-        let f = UidFilter::load(&conn)?;
+        f = Some(UidFilter::build(&conn, &scratch.path().join("uid-filter"))?);
         load_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-        bytes = f.heap_bytes();
     }
-    result(json!({"id_filter_load": {"inline_stall_ms": load_ms, "filter_bytes": bytes}}));
+    let mut f = f.expect("built");
+    result(json!({"id_filter_build": {"inline_stall_ms": load_ms, "file_bytes": f.file_bytes()}}));
+    // The writer's side of an H2O event: a lookup of a new id, then its insert; the changed
+    // blocks handed to a thread to write whenever they reach the limit, as `maintain` does.
+    let mut rng = Rng(17);
+    let n = 1_000_000;
+    let started = Instant::now();
+    let mut maybe = 0;
+    for _ in 0..n {
+        let id = rng.uuid();
+        maybe += usize::from(f.may_contain(&id));
+        f.insert(&id);
+        f.write_behind();
+    }
+    result(json!({"id_filter_ops": {
+        "lookup_and_insert_us": started.elapsed().as_secs_f64() * 1e6 / n as f64,
+        "false_positives": maybe, "ids": n, "heap_bytes": f.heap_bytes(),
+    }}));
     // The writer's side of a background rebuild: 1,000 ids added per "transaction", one every
     // millisecond, `maintain` between transactions as in `commit_group`.
     let rw = trailkeep::store::open_side_rw(dir)?;
@@ -304,7 +321,7 @@ fn ids(dir: &Path) -> anyhow::Result<()> {
     }
     result(json!({"id_filter_rebuild": {
         "build_ms": started.elapsed().as_secs_f64() * 1000.0, "ids_added_meanwhile": added,
-        "writer_maintain": percentiles(maintain_us), "filter_bytes": uids.heap_bytes(),
+        "writer_maintain": percentiles(maintain_us), "heap_bytes": uids.heap_bytes(),
     }}));
     Ok(())
 }

@@ -64,6 +64,10 @@ impl Bits {
     pub fn or(&mut self, o: &Bits) {
         self.0.iter_mut().zip(&o.0).for_each(|(a, b)| *a |= b);
     }
+    /// Removes the offsets of `o`.
+    pub fn remove(&mut self, o: &Bits) {
+        self.0.iter_mut().zip(&o.0).for_each(|(a, b)| *a &= !b);
+    }
     pub fn len(&self) -> usize {
         self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
@@ -543,6 +547,33 @@ pub fn group_part(rows: &[(usize, Vec<u8>)]) -> Option<Vec<u8>> {
     Some(encode_part(&grams))
 }
 
+/// A segment's row without the events in `gone` (purged ones): every posting list loses them, and
+/// a trigram left with no event goes, so the row is what [`SegmentBuilder`] makes from the other
+/// events. `None`: a malformed row; `Some(None)`: no trigram is left.
+pub fn strip_part(data: &[u8], gone: &Bits) -> Option<Option<Vec<u8>>> {
+    let mut pos = 0;
+    let n = get_varint(data, &mut pos)?;
+    let mut dir = Vec::with_capacity((n as usize).min(data.len()));
+    let mut k = 0u32;
+    for _ in 0..n {
+        k = k.checked_add(get_varint(data, &mut pos)?)?;
+        dir.push((k, get_varint(data, &mut pos)? as usize));
+    }
+    let mut grams = Vec::with_capacity(dir.len());
+    for (key, len) in dir {
+        let mut bits = decode_list(data.get(pos..pos.checked_add(len)?)?)?;
+        pos += len;
+        bits.remove(gone);
+        if !bits.is_empty() {
+            grams.push((key, bits.iter().map(|o| o as u16).collect::<Vec<u16>>()));
+        }
+    }
+    if pos != data.len() {
+        return None;
+    }
+    Some((!grams.is_empty()).then(|| encode_part(&grams)))
+}
+
 /// The trigram keys of a row, ascending, from its directory (the lists are not decoded); `None`:
 /// a malformed row.
 pub fn part_keys(data: &[u8]) -> Option<Vec<u32>> {
@@ -791,5 +822,48 @@ mod tests {
             rows.get(&part(k)).and_then(|r| find_in_part(r, k))
         });
         assert_eq!((got.len(), lookups), (2, 1), "{got:?}");
+    }
+
+    /// Stripping purged events from a segment's rows gives the rows built without them, byte for
+    /// byte: lists and bitmaps, trigrams left with no event dropped, parts left empty gone.
+    #[test]
+    fn strip_part_equals_building_without_the_purged_events() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let words = ["alpha", "beta", "gamma", "délta", "epsilon", "{\"k\":1}", "zeta", "rare-one"];
+        let events: Vec<Vec<u32>> = (0..SEGMENT_EVENTS)
+            .map(|i| {
+                let mut texts: Vec<String> = (0..3).map(|_| words[next(7) as usize].to_string()).collect();
+                texts.push(format!("id-{}", next(100_000)));
+                if i % 1000 == 7 {
+                    texts.push(words[7].to_string());
+                }
+                event_grams(texts.iter().map(String::as_str))
+            })
+            .collect();
+        for purge_every in [2u64, 5, 50, 4096] {
+            let mut gone = Bits::empty();
+            let (mut all, mut kept) = (SegmentBuilder::default(), SegmentBuilder::default());
+            for (i, keys) in events.iter().enumerate() {
+                all.add(i, keys);
+                if next(purge_every) == 0 || purge_every == 4096 {
+                    gone.insert(i);
+                } else {
+                    kept.add(i, keys);
+                }
+            }
+            let stripped: Vec<(u32, Vec<u8>)> = all
+                .finish()
+                .into_iter()
+                .filter_map(|(p, row)| strip_part(&row, &gone).unwrap().map(|r| (p, r)))
+                .collect();
+            assert_eq!(stripped, kept.finish(), "one in {purge_every} purged");
+        }
+        assert_eq!(strip_part(&[3, 1], &Bits::empty()), None, "a malformed row");
     }
 }

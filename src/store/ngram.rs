@@ -12,8 +12,9 @@
 //! The indexer reads events back from the database whenever it lacks their keys: after a start
 //! (the segment in progress was only in memory, and a log migrated from before 0008 is indexed
 //! from scratch) and when the writer could not hand keys over (a full channel: ingest never waits
-//! for the index). A purge rebuilds the rows of the stored segments it touched in its own
-//! transaction (`rebuild_segment`), and the writer rebuilds a segment it receives after a purge
+//! for the index). A purge removes its events from the rows of the stored segments it touched, in
+//! its own transaction (`strip_segment`: the rows are decoded, lose the purged offsets and are
+//! written back, without reading the segment's events), and the writer rebuilds a segment it receives after a purge
 //! touched it from the store rather than storing the indexer's rows, so the index never keeps
 //! trigrams of purged content.
 //!
@@ -192,10 +193,38 @@ pub fn store_segment(conn: &Connection, seg: i64, rows: &[(u32, Vec<u8>)]) -> ru
     Ok(())
 }
 
-/// Rebuilds the rows of a stored segment from its events (after a purge, in its transaction).
+/// Rebuilds the rows of a stored segment from its events.
 pub fn rebuild_segment(conn: &Connection, seg: i64) -> rusqlite::Result<()> {
     let rows = build_from_store(conn, seg)?;
     store_segment(conn, seg, &rows)
+}
+
+/// Removes the events at offsets `gone` (just purged) from the stored rows of segment `seg`
+/// (inside the purge's transaction): the rows become those [`rebuild_segment`] would build, from
+/// the segment's own rows rather than its 4,096 envelopes. A malformed row (only by editing the
+/// database) has the segment rebuilt from its events.
+pub fn strip_segment(conn: &Connection, seg: i64, gone: &ngram::Bits) -> rusqlite::Result<()> {
+    let rows: Vec<(i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT id, data FROM ngram_parts WHERE id >= ?1 AND id < ?2")?
+        .query_map(params![row_id(seg, 0), row_id(seg + 1, 0)], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stripped = Vec::with_capacity(rows.len());
+    for (id, data) in &rows {
+        match ngram::strip_part(data, gone) {
+            Some(row) => stripped.push((*id, row)),
+            None => return rebuild_segment(conn, seg),
+        }
+    }
+    let mut update = conn.prepare_cached("UPDATE ngram_parts SET data = ?2 WHERE id = ?1")?;
+    let mut delete = conn.prepare_cached("DELETE FROM ngram_parts WHERE id = ?1")?;
+    for ((id, row), (_, before)) in stripped.into_iter().zip(&rows) {
+        match row {
+            Some(data) if data != *before => update.execute(params![id, data])?,
+            Some(_) => 0,
+            None => delete.execute([id])?,
+        };
+    }
+    Ok(())
 }
 
 /// The coarse layer (migration 0013): per group of `group_segments` consecutive segments (group

@@ -10,7 +10,7 @@
 //! The purge runs on the writer thread (see `writer::WriterHandle::purge`), in transactions of
 //! at most [`BATCH`] events spread over at most [`MAX_SEGMENTS`] log segments, between group
 //! commits: a purge touching many segments never holds appends up for longer than a few segments'
-//! index rebuilds. With replication configured (and `[retention] require_replicated`,
+//! index updates. With replication configured (and `[retention] require_replicated`,
 //! the default) it never reaches the replication watermark: content not yet in the archive stays.
 
 use std::collections::BTreeMap;
@@ -23,9 +23,10 @@ use crate::event::system::PURGE_ACTION;
 
 /// Most events purged in one transaction.
 pub const BATCH: usize = 10_000;
-/// Most log segments one purge transaction touches. The transaction rebuilds the substring-index
-/// rows and summaries of each (tens of milliseconds a segment): a retention period on a busy
-/// workspace, whose events are in every segment, would otherwise hold the writer for seconds.
+/// Most log segments one purge transaction touches. The transaction rewrites the substring-index
+/// rows (without the purged events) and rebuilds the summaries of each: a retention period on a
+/// busy workspace, whose events are in every segment, would otherwise hold the writer for
+/// seconds.
 pub const MAX_SEGMENTS: usize = 4;
 
 /// Where a batch whose first row is `first` stops (exclusive): [`MAX_SEGMENTS`] segments on, so

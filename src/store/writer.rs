@@ -47,6 +47,7 @@ use crate::event::{EnvelopeHead, FieldValue, NewEvent, Origin, StoredEvent};
 use crate::ledger::cold::ColdTree;
 use crate::ledger::merkle::{Hash, mth};
 use crate::ledger::{Checkpoint, Ledger, SignedRoot, prepare_checkpoint_spare, write_checkpoint};
+use crate::search::ngram;
 use crate::time::format_micros;
 
 /// Most events in one group commit.
@@ -703,6 +704,8 @@ impl WriterState {
             b.stop();
         }
         self.flush_pending();
+        // After the last commit: the next start uses the filter's file as it is.
+        self.uids.close(&self.conn);
         if let Some(c) = self.checkpointer.take() {
             c.stop();
         }
@@ -736,7 +739,8 @@ impl WriterState {
             }
             return stop;
         }
-        // A full filter is rebuilt twice as large on another thread and swapped in here.
+        // The filter's changed blocks are written here, and a full filter, rebuilt twice as large
+        // on another thread, is swapped in.
         self.uids.maintain();
         match self.write(inputs, index_now) {
             Ok((results, tree_size, committed)) => {
@@ -877,18 +881,20 @@ impl WriterState {
             }
             let empty = self.intern("")?;
             let mut events = Vec::new();
-            let mut segments = std::collections::BTreeSet::new();
+            // The purged offsets of each segment touched.
+            let mut segments = std::collections::BTreeMap::<i64, ngram::Bits>::new();
             for (_, _, rows) in &batch {
                 for row in rows {
                     retention::purge_row(&self.conn, empty, row, &self.fts_text, job.now)?;
-                    segments.insert(row.0 >> super::SEG_SHIFT);
+                    let offset = (row.0 & (ngram::SEGMENT_EVENTS as i64 - 1)) as usize;
+                    segments.entry(row.0 >> super::SEG_SHIFT).or_insert_with(ngram::Bits::empty).insert(offset);
                 }
             }
-            // The substring index keeps no trigram of purged content: stored segments are built
-            // again from what is left, segments still to come will be built from the store.
-            for &seg in &segments {
+            // The substring index keeps no trigram of purged content: stored segments lose the
+            // purged events' postings, segments still to come will be built from the store.
+            for (&seg, gone) in &segments {
                 if ((seg + 1) << super::SEG_SHIFT) - 1 <= ngram_upto {
-                    stored_ngram::rebuild_segment(&self.conn, seg)?;
+                    stored_ngram::strip_segment(&self.conn, seg, gone)?;
                 } else {
                     self.ngram_dirty.insert(seg);
                 }
@@ -908,7 +914,7 @@ impl WriterState {
                 events.push(seal(system::purge(&info), super::DEFAULT_CONFIG, Vec::new()));
             }
             // Stored summaries must not count purged events.
-            for seg in segments.into_iter().filter(|s| *s <= self.agg_built) {
+            for seg in segments.into_keys().filter(|s| *s <= self.agg_built) {
                 aggregate::rebuild_segment(&self.conn, seg)?;
             }
             let (_, _, committed) = self.write_in_tx(vec![events])?;
@@ -1265,7 +1271,10 @@ impl WriterState {
     ) -> anyhow::Result<StoredEvent> {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.uids.insert(&ev.uid);
+        // Only H2O clients choose ids (see `write`): a Pangea event's UUIDv7 is never looked up.
+        if ev.origin != Origin::Pangea {
+            self.uids.insert(&ev.uid);
+        }
         let (envelope, hash) = head.finish(&format_micros(received_at), ev.signature.as_deref());
         let event_time = ev.event_time.unwrap_or(received_at);
         let range = segments.entry(seq >> super::SEG_SHIFT).or_insert((event_time, event_time));
