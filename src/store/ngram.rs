@@ -14,9 +14,9 @@
 //! from scratch) and when the writer could not hand keys over (a full channel: ingest never waits
 //! for the index). A purge removes its events from the rows of the stored segments it touched, in
 //! its own transaction (`strip_segment`: the rows are decoded, lose the purged offsets and are
-//! written back, without reading the segment's events), and the writer rebuilds a segment it receives after a purge
-//! touched it from the store rather than storing the indexer's rows, so the index never keeps
-//! trigrams of purged content.
+//! written back, without reading the segment's events), and the writer rebuilds a segment it
+//! receives after a purge touched it from the store rather than storing the indexer's rows, so the
+//! index never keeps trigrams of purged content.
 //!
 //! Groups (migration 0013): as the writer commits segments, the indexer reads a group's stored
 //! segment rows back a part at a time and builds the group's rows (`search::ngram::group_part`:

@@ -95,18 +95,31 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
         }
         let Some(ws_id) = string_id(conn, ws)? else { continue };
         let bound = boundary_seq(conn, now.saturating_sub(*period))?.min(hold);
-        let due =
-            "FROM events WHERE workspace = ?1 AND seq < ?2 AND purged_at IS NULL AND NOT (origin = 2 AND action = ?3)";
+        // Every row of the workspace below its floor is purged (or a purge event): the scans
+        // start there rather than at the first row of the log.
+        let floor_key = format!("retention_floor_ws:{ws}");
+        let floor: i64 =
+            super::get_setting(conn, &floor_key)?.and_then(|v| String::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
+        let due = "FROM events WHERE workspace = ?1 AND seq >= ?2 AND seq < ?3 AND purged_at IS NULL
+                        AND NOT (origin = 2 AND action = ?4)";
         let first: Option<i64> = conn
             .prepare_cached(&format!("SELECT seq {due} ORDER BY seq LIMIT 1"))?
-            .query_row(params![ws_id, bound, keep], |r| r.get(0))
+            .query_row(params![ws_id, floor, bound, keep], |r| r.get(0))
             .optional()?;
-        let Some(first) = first else { continue };
+        let Some(first) = first else {
+            if bound > floor {
+                super::put_setting(conn, &floor_key, bound.to_string().as_bytes())?;
+            }
+            continue;
+        };
         let cap = bound.min(segment_cap(first));
         let found = rows(
             &format!("SELECT seq, origin, envelope, workspace, config {due} ORDER BY seq LIMIT {BATCH}"),
-            &[&ws_id, &cap, &keep],
+            &[&ws_id, &first, &cap, &keep],
         )?;
+        // Purged in this transaction: everything due below the cap, or up to the last row taken.
+        let next_floor = if found.len() == BATCH { found.last().map_or(cap, |r| r.0 + 1) } else { cap };
+        super::put_setting(conn, &floor_key, next_floor.to_string().as_bytes())?;
         if !found.is_empty() {
             let batch = vec![(ws.clone(), *period, found.into_iter().map(|(s, o, e, _, c)| (s, o, e, c)).collect())];
             return Ok((batch, None));

@@ -164,8 +164,28 @@ async fn a_purge_over_many_segments_commits_a_few_segments_at_a_time() {
     assert_eq!(count(s.dir.path(), "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'hotword'"), 0);
     let kept = "SELECT count(*) FROM events WHERE purged_at IS NULL AND envelope LIKE '%coldword%'";
     assert_eq!(count(s.dir.path(), kept), 36000);
+    // The workspace's floor: every hot row below it is purged, and the next purge's scans start
+    // there (not at the start of the log).
+    let hot = "(SELECT id FROM strings WHERE value = 'workspaces/hot')";
+    let floor =
+        "SELECT CAST(CAST(value AS TEXT) AS INTEGER) FROM settings WHERE key = 'retention_floor_ws:workspaces/hot'";
+    let first_floor = count(s.dir.path(), floor);
+    let purged_max =
+        count(s.dir.path(), &format!("SELECT max(seq) FROM events WHERE workspace = {hot} AND purged_at IS NOT NULL"));
+    assert!(first_floor > purged_max, "{first_floor} {purged_max}");
+    let below = format!(
+        "SELECT count(*) FROM events WHERE workspace = {hot} AND seq < ({floor}) AND purged_at IS NULL AND action != (SELECT id FROM strings WHERE value = 'actions/audittrail/events/PURGE')"
+    );
+    assert_eq!(count(s.dir.path(), &below), 0);
+    ingest(&app, &s.admin, "workspaces/hot", 7, "later").await;
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (st, report) = call(&app, "POST", "/api/v1/retention/purge", Some(&s.admin), "").await;
+    assert_eq!(st, 200, "{report}");
+    assert_eq!(report["purged"], 8, "seven H2O events and one Pangea event: {report}");
+    assert!(count(s.dir.path(), floor) > first_floor);
+    assert_eq!(count(s.dir.path(), &below), 0);
     let (ok, out) = verify(s.dir.path());
-    assert!(ok && out.contains("4000 with content removed by retention"), "{out}");
+    assert!(ok && out.contains("4008 with content removed by retention"), "{out}");
 }
 
 #[actix_web::test]
