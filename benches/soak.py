@@ -12,8 +12,8 @@ time. The default mix is half of the capacity measured in BENCHMARKS.md (~60,000
 40%, exact workspace 20%, Pangea word 25%, H2O resource regex 10%, action regex 5%).
 
 During the run: the server has a retention period for the stream's hottest workspace (purged every
-minute), ``POST /api/v1/retention/purge`` is called at 60% of the run, ``trailkeep backup`` runs at
-40%. Afterwards: ``trailkeep verify`` on the data directory, and the backup restored and verified.
+minute, from the warm-up on), ``POST /api/v1/retention/purge`` is called at 60% of the run,
+``trailkeep backup`` runs at 40%. Afterwards: ``trailkeep verify`` on the data directory, and the backup restored and verified.
 
 Criteria (after the warm-up, default the first 5 minutes):
   rss      RSS at the end (median of the last minute) at most 10% above RSS after the warm-up
@@ -33,8 +33,8 @@ directory) to the output directory. Exit status 0 when every criterion passes.
 Environment (all optional): SOAK_SECONDS (3600), SOAK_WINDOW (300; a fifth of the run when it is
 under 30 minutes), SOAK_WARMUP (300; one window when the run is under 30 minutes), SOAK_SAMPLE (5),
 SOAK_SCALE (1.0, multiplies the three rates), SOAK_BULK_RATE (15000), SOAK_SINGLE_RATE (3000),
-SOAK_SEARCH_RATE (20), SOAK_BATCH (500), SOAK_RETENTION ("5min"; a fifth of the run, at least 60 s,
-when it is under 30 minutes), SOAK_WAL_LIMIT_MB (320),
+SOAK_SEARCH_RATE (20), SOAK_BATCH (500), SOAK_RETENTION ("3min", so that the purges start within
+the 5-minute warm-up; a fifth of the run, at least 60 s, when it is under 30 minutes), SOAK_WAL_LIMIT_MB (320),
 SOAK_DIR (scratch directory, default a new one under $TMPDIR), SOAK_OUT (default
 target/soak/<UTC time>), SOAK_KEEP=1 (keep the scratch directory), TRAILKEEP_BIN, LOADGEN.
 """
@@ -75,7 +75,7 @@ BULK_RATE = env_f("SOAK_BULK_RATE", 15000) * SCALE
 SINGLE_RATE = env_f("SOAK_SINGLE_RATE", 3000) * SCALE
 SEARCH_RATE = env_f("SOAK_SEARCH_RATE", 20) * SCALE
 BATCH = int(env_f("SOAK_BATCH", 500))
-RETENTION = os.environ.get("SOAK_RETENTION") or ("5min" if SECONDS >= 1800 else f"{int(max(60, SECONDS / 5))}s")
+RETENTION = os.environ.get("SOAK_RETENTION") or ("3min" if SECONDS >= 1800 else f"{int(max(60, SECONDS / 5))}s")
 WAL_LIMIT_MB = env_f("SOAK_WAL_LIMIT_MB", 320)
 BIN = Path(os.environ.get("TRAILKEEP_BIN", ROOT / "target/release/trailkeep"))
 LOADGEN = Path(os.environ.get("LOADGEN", ROOT / "target/release/examples/loadgen"))

@@ -10,7 +10,9 @@
 //! The purge runs on the writer thread (see `writer::WriterHandle::purge`), in transactions of
 //! at most [`BATCH`] events spread over at most [`MAX_SEGMENTS`] log segments, between group
 //! commits: a purge touching many segments never holds appends up for longer than a few segments'
-//! index updates. With replication configured (and `[retention] require_replicated`,
+//! index updates. Its scans start at a floor (`settings`: `retention_floor` for the default period,
+//! `retention_floor_ws:<workspace>` for a workspace's own period) below which every row is purged,
+//! so a purge reads the rows it may purge, not the log from its first row. With replication configured (and `[retention] require_replicated`,
 //! the default) it never reaches the replication watermark: content not yet in the archive stays.
 
 use std::collections::BTreeMap;
