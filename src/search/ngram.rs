@@ -551,14 +551,7 @@ pub fn group_part(rows: &[(usize, Vec<u8>)]) -> Option<Vec<u8>> {
 /// a trigram left with no event goes, so the row is what [`SegmentBuilder`] makes from the other
 /// events. `None`: a malformed row; `Some(None)`: no trigram is left.
 pub fn strip_part(data: &[u8], gone: &Bits) -> Option<Option<Vec<u8>>> {
-    let mut pos = 0;
-    let n = get_varint(data, &mut pos)?;
-    let mut dir = Vec::with_capacity((n as usize).min(data.len()));
-    let mut k = 0u32;
-    for _ in 0..n {
-        k = k.checked_add(get_varint(data, &mut pos)?)?;
-        dir.push((k, get_varint(data, &mut pos)? as usize));
-    }
+    let (dir, mut pos) = directory(data)?;
     let mut grams = Vec::with_capacity(dir.len());
     for (key, len) in dir {
         let mut bits = decode_list(data.get(pos..pos.checked_add(len)?)?)?;
@@ -574,19 +567,24 @@ pub fn strip_part(data: &[u8], gone: &Bits) -> Option<Option<Vec<u8>>> {
     Some((!grams.is_empty()).then(|| encode_part(&grams)))
 }
 
-/// The trigram keys of a row, ascending, from its directory (the lists are not decoded); `None`:
-/// a malformed row.
-pub fn part_keys(data: &[u8]) -> Option<Vec<u32>> {
+/// A row's directory: (trigram key, bytes of its list) in key order, and where the lists start;
+/// `None`: a malformed row.
+fn directory(data: &[u8]) -> Option<(Vec<(u32, usize)>, usize)> {
     let mut pos = 0;
     let n = get_varint(data, &mut pos)?;
-    let mut keys = Vec::with_capacity((n as usize).min(data.len()));
+    let mut dir = Vec::with_capacity((n as usize).min(data.len()));
     let mut k = 0u32;
     for _ in 0..n {
         k = k.checked_add(get_varint(data, &mut pos)?)?;
-        get_varint(data, &mut pos)?;
-        keys.push(k);
+        dir.push((k, get_varint(data, &mut pos)? as usize));
     }
-    Some(keys)
+    Some((dir, pos))
+}
+
+/// The trigram keys of a row, ascending, from its directory (the lists are not decoded); `None`:
+/// a malformed row.
+pub fn part_keys(data: &[u8]) -> Option<Vec<u32>> {
+    Some(directory(data)?.0.into_iter().map(|(k, _)| k).collect())
 }
 
 /// `None` if the row is malformed, else the lookup's result.

@@ -45,6 +45,19 @@ fn raw_lines(path: &std::path::Path) -> Vec<String> {
 
 /// A server replicating every 0.2 s to a new directory (`file://DIR/trail`), at most `max_events`
 /// per object: (the directory, the target URL, the server).
+/// `trailkeep restore --from-archive URL` into a new directory (without a signing key), which must
+/// succeed.
+fn restore_into_new_dir(url: &str) -> tempfile::TempDir {
+    let restored = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["restore", "--from-archive", url, "--data-dir"])
+        .arg(restored.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    restored
+}
+
 fn replicating_server(max_events: u64) -> (tempfile::TempDir, String, TestServer) {
     let archive = tempfile::tempdir().unwrap();
     let url = format!("file://{}/trail", archive.path().display());
@@ -165,13 +178,7 @@ async fn replicates_to_a_directory_exactly_once_then_verifies_and_restores() {
     assert!(text.contains(&format!("{n} events")), "{text}");
 
     // restore --from-archive (no signing key: read-only), then the local verify passes.
-    let restored = tempfile::tempdir().unwrap();
-    let out = Command::new(bin())
-        .args(["restore", "--from-archive", &url, "--data-dir"])
-        .arg(restored.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let restored = restore_into_new_dir(&url);
     let out = Command::new(bin()).args(["verify", "--data-dir"]).arg(restored.path()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     // A second restore into the same directory is refused.
@@ -371,13 +378,7 @@ async fn archives_carry_audit_configs_through_a_restore() {
     }
 
     // Restored: every event in its config, custom fields searchable, server signatures verified.
-    let restored = tempfile::tempdir().unwrap();
-    let out = Command::new(bin())
-        .args(["restore", "--from-archive", &url, "--data-dir"])
-        .arg(restored.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let restored = restore_into_new_dir(&url);
     let report = trailkeep::verify::verify(restored.path(), None).unwrap();
     assert!(report.problems.is_empty() && report.events == n as u64, "{:?}", report.problems);
     let out = Command::new(bin()).args(["verify", "--data-dir"]).arg(restored.path()).output().unwrap();
@@ -506,13 +507,7 @@ async fn restores_large_objects_row_for_row_and_nothing_from_a_bad_one() {
     assert!(objects.len() >= 2, "{objects:?}");
     assert!(objects.iter().any(|f| lines(f).len() > 2 * 2048), "no object of more than two chunks of rows");
 
-    let restored = tempfile::tempdir().unwrap();
-    let out = Command::new(bin())
-        .args(["restore", "--from-archive", &url, "--data-dir"])
-        .arg(restored.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let restored = restore_into_new_dir(&url);
     let source = stored_events(&dir.path().join("trailkeep.db"));
     assert_eq!(source.len(), n as usize);
     assert_eq!(stored_events(&restored.path().join("trailkeep.db")), source);
