@@ -464,8 +464,11 @@ impl Inserter {
                 fts_rows.push((row.seq, body));
             }
             self.next_row = row.seq + 1;
-            let range = self.segments.entry(row.seq >> SEG_SHIFT).or_insert((c.event_time, c.event_time));
-            *range = (range.0.min(c.event_time), range.1.max(c.event_time));
+            // As the writer keeps them: the server's events stay out of the segments' ranges.
+            if row.origin != Origin::Server {
+                let range = self.segments.entry(row.seq >> SEG_SHIFT).or_insert((c.event_time, c.event_time));
+                *range = (range.0.min(c.event_time), range.1.max(c.event_time));
+            }
         }
         drop(insert_event);
         let fts = self.fts.take().context("the free-text index is closed")?;

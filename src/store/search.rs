@@ -130,7 +130,19 @@ pub fn h2o_search(conn: &Connection, q: &H2oQuery) -> rusqlite::Result<Vec<Event
     let clustered = |f: &H2oField| matches!(f, H2oField::Principal | H2oField::Workspace | H2oField::Action);
     let segmented = q.exact.iter().chain(&q.regex).any(|(f, _)| clustered(f));
     if segmented {
-        segmented_search(conn, &sql, q.start_us, upper, q.limit)
+        // The exact values' trigrams: segments whose substring index lacks one are skipped.
+        let grams: Vec<Need> = q
+            .exact
+            .iter()
+            .filter(|(f, _)| clustered(f))
+            .filter_map(|(_, v)| ngram::term_grams(v).map(Need::Grams))
+            .collect();
+        let need = match grams.len() {
+            0 => None,
+            1 => grams.into_iter().next(),
+            _ => Some(Need::And(grams)),
+        };
+        segmented_search(conn, &sql, (q.start_us, upper), q.limit, need)
     } else {
         // The event-time index serves the window directly.
         window_search(conn, &sql, q.limit)
@@ -197,9 +209,10 @@ const MAX_SEGMENT_BATCH: usize = 64;
 fn segment_query(sql: &Sql, limit: usize, segments: usize) -> String {
     let seg = if segments == 1 { "= ?".to_string() } else { format!("IN ({})", vec!["?"; segments].join(",")) };
     format!(
-        "SELECT {ROW_COLUMNS} FROM events e WHERE (e.seq >> {shift}) {seg} AND {} ORDER BY e.event_time DESC, e.seq DESC LIMIT {limit}",
+        "SELECT {ROW_COLUMNS} FROM events e WHERE (e.seq >> {shift}) {seg} AND e.origin != {server} AND {} ORDER BY e.event_time DESC, e.seq DESC LIMIT {limit}",
         sql.where_sql(),
         shift = super::SEG_SHIFT,
+        server = Origin::Server as i64,
     )
 }
 
@@ -218,13 +231,17 @@ fn window_search(conn: &Connection, sql: &Sql, limit: usize) -> rusqlite::Result
 /// merged; a segment whose newest event is older than the page's last row ends the search. While
 /// the page is not full (a sparse value), each statement takes twice as many segments as the last
 /// (up to `MAX_SEGMENT_BATCH`, one index seek each): a value found in few of a million events'
-/// 250 segments costs a handful of statements, not one per segment.
+/// 250 segments costs a handful of statements, not one per segment. With `need` (the trigrams of
+/// the exact values), a segment the substring index covers and says cannot hold them is skipped
+/// without a seek: a rare value in a log of thousands of segments visits the few that hold it.
+/// The server's own events are in no segment's range (migration 0014); their own indexes answer
+/// for them.
 fn segmented_search(
     conn: &Connection,
     sql: &Sql,
-    start_us: i64,
-    end_us: i64,
+    (start_us, end_us): (i64, i64),
     limit: usize,
+    need: Option<Need>,
 ) -> rusqlite::Result<Vec<EventRow>> {
     let mut out: Vec<EventRow> = Vec::new();
     if limit == 0 || start_us >= end_us {
@@ -236,25 +253,82 @@ fn segmented_search(
     )?;
     let segs: Vec<(i64, i64)> =
         segs.query_map([start_us, end_us], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let query = format!(
+        "SELECT {ROW_COLUMNS} FROM events e WHERE e.origin = {server} AND {} ORDER BY e.event_time DESC, e.seq DESC LIMIT {limit}",
+        sql.where_sql(),
+        server = Origin::Server as i64,
+    );
+    let mut stmt = conn.prepare_cached(&query)?;
+    for row in stmt.query_map(params_from_iter(sql.params.iter()), read_row)? {
+        out.push(row?);
+    }
+    let stats = std::cell::Cell::new(SubstringStats::default());
+    let mut prune = match need {
+        Some(need) => Some(SegmentFilter::new(conn, need, &stats)?),
+        None => None,
+    };
+    // Segments to search, in walk order, that the index did not rule out.
+    let mut ready: std::collections::VecDeque<(i64, i64)> = std::collections::VecDeque::new();
     let (mut next, mut batch) = (0, 1);
-    while next < segs.len() {
-        if out.len() >= limit && out.last().is_some_and(|r| segs[next].1 < r.event_time) {
+    loop {
+        while ready.len() < batch && next < segs.len() {
+            let take = prune.as_ref().map_or(batch - ready.len(), |p| p.reader.batch());
+            let chunk = &segs[next..(next + take).min(segs.len())];
+            next += chunk.len();
+            match prune.as_mut() {
+                Some(p) => p.keep(chunk, &mut ready)?,
+                None => ready.extend(chunk),
+            }
+        }
+        let Some(&(_, newest)) = ready.front() else { break };
+        if out.len() >= limit && out.last().is_some_and(|r| newest < r.event_time) {
             break;
         }
-        let end = (next + batch).min(segs.len());
+        let n = batch.min(ready.len());
+        let ids: Vec<i64> = ready.drain(..n).map(|s| s.0).collect();
         // Padded to the batch size with the last segment again, so only a few statement shapes
         // exist (and stay in the statement cache).
-        let ids = (next..next + batch).map(|i| SqlValue::Integer(segs[i.min(end - 1)].0));
+        let padded = (0..batch).map(|i| SqlValue::Integer(ids[i.min(n - 1)]));
         let mut stmt = conn.prepare_cached(&segment_query(sql, limit, batch))?;
-        for row in stmt.query_map(params_from_iter(ids.chain(sql.params.iter().cloned())), read_row)? {
+        for row in stmt.query_map(params_from_iter(padded.chain(sql.params.iter().cloned())), read_row)? {
             out.push(row?);
         }
         out.sort_unstable_by_key(|r| std::cmp::Reverse((r.event_time, r.seq)));
         out.truncate(limit);
-        next = end;
         batch = if out.len() < limit { (batch * 2).min(MAX_SEGMENT_BATCH) } else { 1 };
     }
     Ok(out)
+}
+
+/// The substring index as a filter of whole segments for `segmented_search`.
+struct SegmentFilter<'a> {
+    reader: IndexReader<'a>,
+    /// The newest segment the index covers whole.
+    covered: i64,
+}
+
+impl<'a> SegmentFilter<'a> {
+    fn new(conn: &'a Connection, need: Need, stats: &'a std::cell::Cell<SubstringStats>) -> rusqlite::Result<Self> {
+        let indexed_to = stored_ngram::indexed_to(conn)?;
+        let covered = ((indexed_to + 1) >> SEG_SHIFT) - 1;
+        Ok(Self { reader: IndexReader::new(conn, need, 0, i64::MAX, stats)?, covered })
+    }
+
+    /// Appends the segments of `chunk` that may hold a match to `ready` (in the order given).
+    fn keep(
+        &mut self,
+        chunk: &[(i64, i64)],
+        ready: &mut std::collections::VecDeque<(i64, i64)>,
+    ) -> rusqlite::Result<()> {
+        let indexed: Vec<i64> = chunk.iter().map(|s| s.0).filter(|&seg| seg <= self.covered).collect();
+        let mut candidates = Vec::new();
+        if !indexed.is_empty() {
+            self.reader.candidates(&indexed, true, &mut candidates)?;
+        }
+        let hit: std::collections::HashSet<i64> = candidates.iter().map(|s| s >> SEG_SHIFT).collect();
+        ready.extend(chunk.iter().filter(|s| s.0 > self.covered || hit.contains(&s.0)));
+        Ok(())
+    }
 }
 
 /// Pangea field → SQL, for the fields of one config (`Catalog`).
@@ -1387,9 +1461,10 @@ mod tests {
     }
 
     /// Events spread over 24 segments whose event-time ranges overlap, plus back-dated events in
-    /// the newest segment, and a rare value that leaves pages unfilled (so statements take growing
-    /// batches of segments): the segmented search must return exactly what one plain ordered query
-    /// over the whole table returns, page after page.
+    /// the newest segment, server events far ahead of the clients' times (outside the segments'
+    /// ranges), a substring index over most segments, and a rare value that leaves pages unfilled
+    /// (so statements take growing batches of segments): the segmented search must return exactly
+    /// what one plain ordered query over the whole table returns, page after page.
     #[test]
     fn segmented_search_equals_a_plain_ordered_scan() {
         let dir = tempfile::tempdir().unwrap();
@@ -1403,7 +1478,7 @@ mod tests {
             .prepare(
                 "INSERT INTO events(seq, uid, origin, received_at, event_time, workspace, actor, action, event_source,
                                     read_only, type, buffer, hash, envelope)
-                 VALUES (?1, randomblob(16), 0, ?1, ?2, ?3, ?4, ?5, ?6, 0, 0, 0, zeroblob(32), '{}')",
+                 VALUES (?1, randomblob(16), ?2, ?1, ?3, ?4, ?5, ?6, ?7, 0, 0, 0, zeroblob(32), '{}')",
             )
             .unwrap();
         for seg in 0..24i64 {
@@ -1416,18 +1491,30 @@ mod tests {
                 }
                 let pick = |k: u64, from: usize, n: u64| ids[from + (k % n) as usize];
                 let (ws, mut actor, action) = (pick(next(), 4, 2), pick(next(), 1, 3), pick(next(), 6, 2));
-                if next().is_multiple_of(60) {
+                // A rare value, in a few segments only (the substring index rules the others out).
+                if seg % 7 == 3 && next().is_multiple_of(12) {
                     actor = ids[8];
                 }
-                insert.execute(rusqlite::params![seq, t, ws, actor, action, ids[0]]).unwrap();
+                // The server's events, at a clock far ahead of the clients' times.
+                let origin = if j % 40 == 7 { 2 } else { 0 };
+                if origin == 2 {
+                    t = 150_000 + seq;
+                }
+                insert.execute(rusqlite::params![seq, origin, t, ws, actor, action, ids[0]]).unwrap();
             }
         }
         drop(insert);
         conn.execute_batch(&format!(
-            "INSERT INTO segments SELECT seq >> {s}, MIN(event_time), MAX(event_time) FROM events GROUP BY seq >> {s}",
+            "INSERT INTO segments SELECT seq >> {s}, MIN(event_time), MAX(event_time) FROM events WHERE origin != 2
+             GROUP BY seq >> {s}",
             s = crate::store::SEG_SHIFT
         ))
         .unwrap();
+        // The substring index covers the first 20 segments; the last 4 are searched without it.
+        for seg in 0..20 {
+            stored_ngram::rebuild_segment(&conn, seg).unwrap();
+        }
+        stored_ngram::set_indexed_to(&conn, (20 << crate::store::SEG_SHIFT) - 1).unwrap();
         let fields = [
             (H2oField::Principal, "bob"),
             (H2oField::Workspace, "ws-2"),
@@ -1441,7 +1528,7 @@ mod tests {
                 limit: 1 + (next() % 70) as usize,
                 ..Default::default()
             };
-            q.end_us = q.start_us + 1 + (next() % 80_000) as i64;
+            q.end_us = q.start_us + 1 + (next() % 200_000) as i64;
             let filters = if round % 4 == 0 { 2 } else { 1 };
             for k in 0..filters {
                 let (f, v) = fields[((round + k) % 4) as usize];

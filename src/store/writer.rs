@@ -1259,7 +1259,8 @@ impl WriterState {
     }
 
     /// Inserts one event received at `received_at` (of `config`, with its custom-field rows) into
-    /// workspace `ws_id` and `buffer`, and widens its segment's event-time range in `segments`.
+    /// workspace `ws_id` and `buffer`, and widens its segment's event-time range in `segments` (a
+    /// client's event only).
     fn insert_event(
         &mut self,
         ev: &NewEvent,
@@ -1277,8 +1278,12 @@ impl WriterState {
         }
         let (envelope, hash) = head.finish(&format_micros(received_at), ev.signature.as_deref());
         let event_time = ev.event_time.unwrap_or(received_at);
-        let range = segments.entry(seq >> super::SEG_SHIFT).or_insert((event_time, event_time));
-        *range = (range.0.min(event_time), range.1.max(event_time));
+        // The server's events are found through their own indexes (migration 0014): their wall
+        // clock would widen the segment's range of client event times.
+        if ev.origin != Origin::Server {
+            let range = segments.entry(seq >> super::SEG_SHIFT).or_insert((event_time, event_time));
+            *range = (range.0.min(event_time), range.1.max(event_time));
+        }
         let actor = self.intern(&ev.actor)?;
         let action = self.intern(&ev.action)?;
         let source = self.intern(&ev.event_source)?;

@@ -36,7 +36,7 @@ async fn create_then_search_newest_first() {
     let (st, body) = call(&app, "POST", "/v1/events:search", Some(&s.admin), &req.to_string()).await;
     assert_eq!((st, body["message"].as_str()), (400, Some("page_token does not match the search request")));
     // The writer keeps each segment's event-time range (which the filtered search relies on) in
-    // step with the events.
+    // step with the events (the clients' events: `server_events_stay_out_of_segment_ranges`).
     let conn = rusqlite::Connection::open(s.dir.path().join("trailkeep.db")).unwrap();
     let ranges = |sql: &str| -> Vec<(i64, i64, i64)> {
         let mut stmt = conn.prepare(sql).unwrap();
@@ -44,11 +44,65 @@ async fn create_then_search_newest_first() {
     };
     let kept = ranges("SELECT seg, min_event_time, max_event_time FROM segments ORDER BY seg");
     let actual = ranges(&format!(
-        "SELECT seq >> {}, MIN(event_time), MAX(event_time) FROM events GROUP BY 1 ORDER BY 1",
+        "SELECT seq >> {}, MIN(event_time), MAX(event_time) FROM events WHERE origin != 2 GROUP BY 1 ORDER BY 1",
         trailkeep::store::SEG_SHIFT
     ));
     assert_eq!(kept, actual);
     assert!(kept[0].1 <= 1_751_450_400_000_000 && kept[0].2 >= 1_751_450_402_000_000, "{kept:?}");
+}
+
+/// The server's own events (here the searches' self-audit, at the wall clock) do not widen a
+/// segment's event-time range, and exact filters still find them, newest first.
+#[actix_web::test]
+async fn server_events_stay_out_of_segment_ranges() {
+    let s = TestServer::with_config(|c| c.self_audit = true);
+    let app = s.app().await;
+    let ws = format!("workspaces/{}", uuid4());
+    for i in 0..3 {
+        let mut ev = h2o_event(&format!("//x/{ws}/things/{i}"));
+        ev["eventTime"] = json!(format!("2025-07-02T10:00:0{i}Z"));
+        let path = format!("/v1/events?eventId={}", uuid4());
+        assert_eq!(call(&app, "POST", &path, Some(&s.admin), &ev.to_string()).await.0, 200);
+    }
+    let ws_search = json!({"filter": {"workspaceExact": ws}, "pageSize": 10}).to_string();
+    for _ in 0..2 {
+        let (st, body) = call(&app, "POST", "/v1/events:search", Some(&s.admin), &ws_search).await;
+        assert_eq!((st, body["events"].as_array().map(Vec::len)), (200, Some(3)), "{body}");
+    }
+    // The self-audit is written in the background.
+    let conn = rusqlite::Connection::open(s.dir.path().join("trailkeep.db")).unwrap();
+    let server_events = || conn.query_row("SELECT count(*) FROM events WHERE origin = 2", [], |r| r.get::<_, i64>(0));
+    for _ in 0..100 {
+        if server_events().unwrap() >= 2 {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(server_events().unwrap() >= 2);
+    let (lo, hi): (i64, i64) = conn
+        .query_row("SELECT min_event_time, max_event_time FROM segments WHERE seg = 0", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((lo, hi), (1_751_450_400_000_000, 1_751_450_402_000_000));
+    let req = json!({"filter": {"actionExact": "actions/audittrail/events/SEARCH",
+        "startEventTime": "2020-01-01T00:00:00Z", "endEventTime": "2100-01-01T00:00:00Z"}, "pageSize": 10});
+    let (st, audit) = call(&app, "POST", "/v1/events:search", Some(&s.admin), &req.to_string()).await;
+    assert_eq!(st, 200, "{audit}");
+    let times: Vec<&str> =
+        audit["events"].as_array().unwrap().iter().map(|e| e["eventTime"].as_str().unwrap()).collect();
+    assert!(times.len() >= 2 && times.iter().all(|t| *t > "2026"), "{times:?}");
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    // A filter matching both kinds merges them: the server's events are the newest.
+    let req = json!({"filter": {"actionRegex": ".", "startEventTime": "2020-01-01T00:00:00Z",
+        "endEventTime": "2100-01-01T00:00:00Z"}, "pageSize": 100});
+    let (_, all) = call(&app, "POST", "/v1/events:search", Some(&s.admin), &req.to_string()).await;
+    let all = all["events"].as_array().unwrap();
+    assert!(all.len() >= 5, "{all:?}");
+    assert!(
+        all[0]["eventTime"].as_str().unwrap() > "2026"
+            && all[all.len() - 1]["eventTime"] == json!("2025-07-02T10:00:00Z")
+    );
 }
 
 #[actix_web::test]
