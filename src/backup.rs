@@ -54,8 +54,12 @@ pub fn backup(data_dir: &Path, to: &Path, include_keys: bool) -> anyhow::Result<
     src.busy_timeout(std::time::Duration::from_secs(10))?;
     let target = to.to_str().context("the backup path must be UTF-8")?;
     // VACUUM INTO accepts an empty file: created here 0600, whatever the umask.
-    datadir::create_private(to).with_context(|| format!("cannot create {}", to.display()))?;
-    if let Err(e) = src.execute("VACUUM INTO ?1", [target]) {
+    let dest = datadir::create_private(to).with_context(|| format!("cannot create {}", to.display()))?;
+    let copied = src.execute("VACUUM INTO ?1", [target]).map_err(anyhow::Error::from).and_then(|_| {
+        // On disk before the checkpoint that vouches for it.
+        dest.sync_all().context("cannot sync the backup")
+    });
+    if let Err(e) = copied {
         let _ = std::fs::remove_file(to);
         return Err(e).context("VACUUM INTO failed");
     }

@@ -152,7 +152,15 @@ pub struct Handles {
 pub fn spawn(settings: Settings, cx: Handles) -> anyhow::Result<(Arc<Status>, std::thread::JoinHandle<()>)> {
     let status = Arc::new(Status::new(settings));
     let st = status.clone();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Its reads run on one blocking thread that lives as long as the uploader: a thread made
+    // per object and left to end would leave the allocator's pages of each object's buffers
+    // behind it, committed, until another thread happened to reuse them.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .thread_keep_alive(Duration::from_secs(24 * 3600))
+        .thread_name("trailkeep-replication-io")
+        .build()?;
     let join = std::thread::Builder::new().name("trailkeep-replication".into()).spawn(move || {
         rt.block_on(async move {
             let mut u = match Uploader::new(st.clone(), cx) {
