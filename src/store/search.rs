@@ -269,10 +269,19 @@ fn segmented_search(
     };
     // Segments to search, in walk order, that the index did not rule out.
     let mut ready: std::collections::VecDeque<(i64, i64)> = std::collections::VecDeque::new();
-    let (mut next, mut batch) = (0, 1);
+    // `probe`: segments the index is asked about at once, doubling (a frequent value fills the
+    // page from the first segment and pays for one segment's rows).
+    let (mut next, mut batch, mut probe) = (0, 1, 1);
     loop {
         while ready.len() < batch && next < segs.len() {
-            let take = prune.as_ref().map_or(batch - ready.len(), |p| p.reader.batch());
+            let take = match prune.as_ref() {
+                Some(p) => {
+                    let take = probe.min(p.reader.batch());
+                    probe = (probe * 2).min(MAX_SEGMENT_BATCH);
+                    take
+                }
+                None => batch - ready.len(),
+            };
             let chunk = &segs[next..(next + take).min(segs.len())];
             next += chunk.len();
             match prune.as_mut() {
