@@ -232,8 +232,9 @@ fn window_search(conn: &Connection, sql: &Sql, limit: usize) -> rusqlite::Result
 /// the page is not full (a sparse value), each statement takes twice as many segments as the last
 /// (up to `MAX_SEGMENT_BATCH`, one index seek each): a value found in few of a million events'
 /// 250 segments costs a handful of statements, not one per segment. With `need` (the trigrams of
-/// the exact values), a segment the substring index covers and says cannot hold them is skipped
-/// without a seek: a rare value in a log of thousands of segments visits the few that hold it.
+/// the exact values), once `PRUNE_AFTER` segments left the page short, a segment the substring
+/// index covers and says cannot hold them is skipped without a seek: a rare value in a log of
+/// thousands of segments visits the few that hold it.
 /// The server's own events are in no segment's range (migration 0014); their own indexes answer
 /// for them.
 fn segmented_search(
@@ -263,10 +264,9 @@ fn segmented_search(
         out.push(row?);
     }
     let stats = std::cell::Cell::new(SubstringStats::default());
-    let mut prune = match need {
-        Some(need) => Some(SegmentFilter::new(conn, need, &stats)?),
-        None => None,
-    };
+    // The index is asked only once the page is still short after `PRUNE_AFTER` segments: a
+    // frequent value fills it from the newest segments and reads no index row.
+    let (mut need, mut prune) = (need, None);
     // Segments to search, in walk order, that the index did not rule out.
     let mut ready: std::collections::VecDeque<(i64, i64)> = std::collections::VecDeque::new();
     // `probe`: segments the index is asked about at once, doubling (a frequent value fills the
@@ -274,6 +274,12 @@ fn segmented_search(
     let (mut next, mut batch, mut probe) = (0, 1, 1);
     loop {
         while ready.len() < batch && next < segs.len() {
+            if next >= PRUNE_AFTER
+                && out.len() < limit
+                && let Some(need) = need.take()
+            {
+                prune = Some(SegmentFilter::new(conn, need, &stats)?);
+            }
             let take = match prune.as_ref() {
                 Some(p) => {
                     let take = probe.min(p.reader.batch());
@@ -308,6 +314,9 @@ fn segmented_search(
     }
     Ok(out)
 }
+
+/// Segments `segmented_search` reads without asking the substring index first.
+const PRUNE_AFTER: usize = if cfg!(test) { 2 } else { MAX_SEGMENT_BATCH };
 
 /// The substring index as a filter of whole segments for `segmented_search`.
 struct SegmentFilter<'a> {
