@@ -152,12 +152,14 @@ pub struct Handles {
 pub fn spawn(settings: Settings, cx: Handles) -> anyhow::Result<(Arc<Status>, std::thread::JoinHandle<()>)> {
     let status = Arc::new(Status::new(settings));
     let st = status.clone();
-    // Its reads run on one blocking thread that lives as long as the uploader: a thread made
+    // Its blocking work runs on two threads that live as long as the uploader: a thread made
     // per object and left to end would leave the allocator's pages of each object's buffers
-    // behind it, committed, until another thread happened to reuse them.
+    // behind it, committed, until another thread happened to reuse them. Two, not one: while
+    // the database reader waits for the upload to take its chunks, a `file://` target writes
+    // each part on a blocking thread too.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .max_blocking_threads(1)
+        .max_blocking_threads(2)
         .thread_keep_alive(Duration::from_secs(24 * 3600))
         .thread_name("trailkeep-replication-io")
         .build()?;

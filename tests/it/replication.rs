@@ -458,13 +458,17 @@ fn stored_events(db: &std::path::Path) -> Vec<Vec<rusqlite::types::Value>> {
 /// check half-way leaves no database behind, though rows before the bad line were inserted.
 #[actix_web::test]
 async fn restores_large_objects_row_for_row_and_nothing_from_a_bad_one() {
-    // The events first, then a server that replicates them: objects of up to 5,000 events.
+    // The events first, then a server that replicates them: objects of up to 5,000 events, each
+    // with 3 KiB of random hex, so that an object takes more than one 5 MiB part (a `file://`
+    // target writes each part on a blocking thread while the database reader waits for the
+    // upload to take its chunks).
     let s = TestServer::new();
     let app = s.app().await;
     let mut n = 0;
+    let pad = || (0..96).map(|_| uuid::Uuid::new_v4().simple().to_string()).collect::<String>();
     for b in 0..6 {
         let body = json!({"events": (0..1000).map(|k| json!({"event": {
-            "message": format!("bulk {b}.{k} caf\u{e9} \"q\""), "actor": format!("user{}", k % 13),
+            "message": format!("bulk {b}.{k} caf\u{e9} \"q\" {}", pad()), "actor": format!("user{}", k % 13),
             "action": "read", "tenant_id": format!("workspaces/w{}", k % 3), "target": format!("doc/{k}"),
             "status": if k % 2 == 0 { "200" } else { "denied" }}})).collect::<Vec<_>>()});
         let (st, r) = call(&app, "POST", "/pangea/v2/log", Some(&s.admin), &body.to_string()).await;
@@ -506,6 +510,8 @@ async fn restores_large_objects_row_for_row_and_nothing_from_a_bad_one() {
     let objects = files(&archive.path().join("trail"), ".jsonl.gz");
     assert!(objects.len() >= 2, "{objects:?}");
     assert!(objects.iter().any(|f| lines(f).len() > 2 * 2048), "no object of more than two chunks of rows");
+    let largest = objects.iter().map(|f| std::fs::metadata(f).unwrap().len()).max().unwrap();
+    assert!(largest > 5 << 20, "no object of more than one part: {largest} bytes");
 
     let restored = restore_into_new_dir(&url);
     let source = stored_events(&dir.path().join("trailkeep.db"));
