@@ -13,7 +13,6 @@ pub mod keys;
 pub mod keystore;
 pub mod ledger;
 pub mod logging;
-pub mod memory;
 pub mod replication;
 pub mod search;
 pub mod server;

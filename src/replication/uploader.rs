@@ -528,72 +528,42 @@ impl Uploader {
     }
 
     /// Streams the gzipped lines of events `first_seq..=last_seq` into the object at `path`.
-    ///
-    /// The reader's thread allocated every chunk; it stays until the upload has dropped the last
-    /// of them and then returns their pages (`memory::release_thread`), as this thread does after
-    /// the upload, so that neither holds an object's buffers through the interval's sleep.
     async fn upload_events(&self, path: &ObjPath, first_seq: i64, last_seq: i64) -> Result<u64, Failure> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(2);
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(2);
         let pool = self.pool.clone();
-        let producer = tokio::task::spawn_blocking(move || {
-            let read = pool.get().map_err(anyhow::Error::from).and_then(|conn| {
-                write_events(&conn, first_seq, last_seq, |chunk| {
-                    tx.blocking_send(Piece::Chunk(chunk)).map_err(|_| anyhow::anyhow!("upload abandoned"))
-                })
-            });
-            let _ = tx.blocking_send(match read {
-                Ok(()) => Piece::End,
-                Err(e) => Piece::Failed(format!("{e:#}")),
-            });
-            drop(tx);
-            let _ = done_rx.recv();
-            crate::memory::release_thread();
+        let producer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let conn = pool.get()?;
+            write_events(&conn, first_seq, last_seq, |chunk| {
+                tx.blocking_send(chunk).map_err(|_| anyhow::anyhow!("upload abandoned"))
+            })
         });
-        let result = self.put_pieces(path, &mut rx).await;
-        drop(rx);
-        drop(done_tx);
-        let joined = producer.await.map_err(Failure::db);
-        crate::memory::release_thread();
-        joined?;
-        result
-    }
-
-    /// Writes the chunks into a (multipart) upload and completes it at the reader's end mark;
-    /// aborts it when the reader failed or stopped without the mark, or the store fails.
-    async fn put_pieces(&self, path: &ObjPath, rx: &mut tokio::sync::mpsc::Receiver<Piece>) -> Result<u64, Failure> {
         let mut w = object_store::buffered::BufWriter::with_capacity(self.store.clone(), path.clone(), PART)
             .with_max_concurrency(1);
         let mut total = 0u64;
-        let failure = loop {
-            match rx.recv().await {
-                Some(Piece::Chunk(chunk)) => {
-                    total += chunk.len() as u64;
-                    if let Err(e) = w.put(chunk).await {
-                        break Failure::store(e);
-                    }
-                }
-                Some(Piece::End) => {
-                    w.shutdown().await.map_err(|e| {
-                        let e = object_store::Error::Generic { store: "replication", source: Box::new(e) };
-                        Failure::store(e)
-                    })?;
-                    return Ok(total);
-                }
-                Some(Piece::Failed(e)) => break Failure::db(e),
-                None => break Failure::db("the event reader stopped"),
+        let mut failure = None;
+        while let Some(chunk) = rx.recv().await {
+            total += chunk.len() as u64;
+            if let Err(e) = w.put(chunk).await {
+                failure = Some(Failure::store(e));
+                break;
             }
-        };
-        let _ = w.abort().await;
-        Err(failure)
+        }
+        drop(rx);
+        let produced = producer.await.map_err(Failure::db).and_then(|r| r.map_err(|e| Failure::db(format!("{e:#}"))));
+        if let Some(f) = failure {
+            let _ = w.abort().await;
+            return Err(f);
+        }
+        if let Err(f) = produced {
+            let _ = w.abort().await;
+            return Err(f);
+        }
+        w.shutdown().await.map_err(|e| {
+            let e = object_store::Error::Generic { store: "replication", source: Box::new(e) };
+            Failure::store(e)
+        })?;
+        Ok(total)
     }
-}
-
-/// What the event reader hands the upload.
-enum Piece {
-    Chunk(Bytes),
-    End,
-    Failed(String),
 }
 
 /// A number in [0, 1) from the OS generator (backoff jitter).

@@ -33,7 +33,7 @@ const LAYERS: &[&[&str]] = &[
     &["keystore"],
     &["ledger", "search"],
     &["event"],
-    &["time", "datadir", "logging", "memory"],
+    &["time", "datadir", "logging"],
 ];
 
 /// The crate a file belongs to: the library or the binary (`src/main.rs`).
