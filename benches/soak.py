@@ -27,8 +27,9 @@ Criteria (after the warm-up, default the first 5 minutes):
 
 Prints a table per window and a PASS/FAIL line per criterion; writes samples.csv (one row per
 sample), windows.csv (one row per window and kind), summary.json, loadgen's results and the
-server's warnings and errors (server-warnings.log; the full request log stays in the scratch
-directory) to the output directory. Exit status 0 when every criterion passes.
+server's warnings and errors (server-warnings.log), its other lines but the per-request ones
+(server-events.log; the full request log stays in the scratch directory) to the output
+directory. Exit status 0 when every criterion passes.
 
 Environment (all optional): SOAK_SECONDS (3600), SOAK_WINDOW (300; a fifth of the run when it is
 under 30 minutes), SOAK_WARMUP (300; one window when the run is under 30 minutes), SOAK_SAMPLE (5),
@@ -396,12 +397,19 @@ def main() -> int:
         lg_out.close()
         lg_err.close()
     outcomes["server_exit"] = server.returncode
-    with open(work / "server.stderr", errors="replace") as f, open(out / "server-warnings.log", "w") as w:
-        kept = 0
+    with open(work / "server.stderr", errors="replace") as f, open(out / "server-warnings.log", "w") as w, \
+            open(out / "server-events.log", "w") as e:
+        kept = events = 0
         for line in f:
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
             if kept < 500 and re.search(r"\b(WARN|ERROR)\b|panicked", line):
-                w.write(re.sub(r"\x1b\[[0-9;]*m", "", line))
+                w.write(line)
                 kept += 1
+            # Everything but the per-request lines (filter rebuilds, purge runs, migrations…),
+            # to attribute what the samples show.
+            elif events < 20_000 and '"message":"request"' not in line:
+                e.write(line)
+                events += 1
     outcomes["server_warnings"] = kept
     log("soak load done; verifying the data directory and the backup")
     v = subprocess.run([str(BIN), "verify", "--data-dir", str(data)], capture_output=True, text=True)
