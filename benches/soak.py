@@ -401,14 +401,13 @@ def main() -> int:
             open(out / "server-events.log", "w") as e:
         kept = events = 0
         for line in f:
-            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
             if kept < 500 and re.search(r"\b(WARN|ERROR)\b|panicked", line):
-                w.write(line)
+                w.write(re.sub(r"\x1b\[[0-9;]*m", "", line))
                 kept += 1
             # Everything but the per-request lines (filter rebuilds, purge runs, migrations…),
             # to attribute what the samples show.
             elif events < 20_000 and '"message":"request"' not in line:
-                e.write(line)
+                e.write(re.sub(r"\x1b\[[0-9;]*m", "", line))
                 events += 1
     outcomes["server_warnings"] = kept
     log("soak load done; verifying the data directory and the backup")
