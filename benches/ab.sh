@@ -50,12 +50,7 @@ start() { # side binary
   # shellcheck disable=SC2086 # word splitting of the extra arguments is intended
   "$2" serve --listen 127.0.0.1:0 --data-dir "$WORK/$1" ${!extra:-} > "$OUT/$1.out" 2> "$OUT/$1.log" &
   PID[$1]=$!
-  for _ in $(seq 1 600); do
-    grep -q '^listening on ' "$OUT/$1.out" 2>/dev/null && break
-    kill -0 "${PID[$1]}" || { cat "$OUT/$1.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  URL[$1]=$(sed -n 's/^listening on //p' "$OUT/$1.out" | head -1)
+  URL[$1]=$(wait_listening "${PID[$1]}" "$OUT/$1.out" "$OUT/$1.log")
   KEY[$1]=$(sed -n 's/^admin key: //p' "$OUT/$1.out" | head -1)
 }
 lg() { # side label args...

@@ -1,4 +1,17 @@
-# Shell functions shared by benches/run.sh and benches/ab.sh (sourced, not run).
+# Shell functions shared by the bench scripts (sourced, not run).
+
+# wait_listening PID OUT LOG [SECONDS]: waits until the server PID (stdout in OUT, stderr in LOG)
+# prints its "listening on URL" line, at most SECONDS (default 60); prints URL. Exits with the
+# server's log when it died, and fails when it never listened.
+wait_listening() {
+  local pid=$1 out=$2 err=$3 tenths=$(( ${4:-60} * 10 ))
+  for _ in $(seq 1 "$tenths"); do
+    grep -q '^listening on ' "$out" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || { cat "$err" >&2; exit 1; }
+    sleep 0.1
+  done
+  sed -n 's/^listening on //p' "$out" | head -1 | grep . || { echo "the server did not start in time" >&2; exit 1; }
+}
 
 # verify_result BIN DATA_DIR LABEL OUT_FILE: times `trailkeep verify` on DATA_DIR (its output goes
 # to OUT_FILE) and prints one RESULT line with the events verified per second.

@@ -12,6 +12,7 @@
 # Run it on a quiet machine.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$ROOT/benches/lib.sh"
 A=$1 B=$2; shift 2
 EVENTS=10000000 DIR= PER_KIND=100
 LG=$ROOT/target/release/examples/loadgen
@@ -42,14 +43,10 @@ start() { # bin side
   t0=$(date +%s.%N)
   "$1" serve --listen 127.0.0.1:0 --data-dir "$DIR/tk" > "$OUT/$2.out" 2> "$OUT/$2.log" &
   PID=$!
-  for _ in $(seq 1 36000); do
-    grep -q '^listening on ' "$OUT/$2.out" 2>/dev/null && break
-    kill -0 "$PID" || { cat "$OUT/$2.log" >&2; exit 1; }
-    sleep 0.1
-  done
+  # An hour at most: the start applies the new build's migrations to a large database.
+  URL=$(wait_listening "$PID" "$OUT/$2.out" "$OUT/$2.log" 3600)
   t1=$(date +%s.%N)
   echo "$2: start to listening $(awk "BEGIN{printf \"%.1f\", $t1 - $t0}") s" | tee -a "$OUT/summary.txt"
-  URL=$(sed -n 's/^listening on //p' "$OUT/$2.out" | head -1)
 }
 stop() { kill -TERM "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
 
