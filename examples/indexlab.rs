@@ -54,6 +54,9 @@ struct Args {
     /// Skip the build (the tables of an earlier run are there)
     #[arg(long)]
     no_build: bool,
+    /// Only these queries (repeatable), through the substring index, each with what the index did
+    #[arg(long)]
+    query: Vec<String>,
 }
 
 const FTS_BATCH: usize = 16_384;
@@ -460,6 +463,16 @@ fn main() -> anyhow::Result<()> {
         println!("BUILD {built}");
         blooms
     };
+    if !args.query.is_empty() {
+        for text in &args.query {
+            for _ in 0..args.queries.clamp(1, 5) {
+                let t0 = Instant::now();
+                let (seqs, stats) = pangea_search_with_stats(&conn, &query(text))?;
+                println!("{:.1} ms {text:?}: {} matches, {stats:?}", t0.elapsed().as_secs_f64() * 1e3, seqs.len());
+            }
+        }
+        return Ok(());
+    }
     let kinds = kinds(&conn, n, args.queries)?;
     let designs: Vec<&str> = args.designs.split(',').collect();
     let mut lat: HashMap<(&str, &str), Tally> = HashMap::new();

@@ -204,6 +204,26 @@ pub trait Columns {
     fn is_fulltext(&self, field: &str) -> bool {
         field == FULLTEXT_FIELD
     }
+    /// SQL of a text that holds the field's value verbatim, for a field [`Columns::text`] reads
+    /// out of it (e.g. `e.envelope` for `json_extract(e.envelope, '$.event.message')`, the
+    /// envelope being canonical JSON: strings with only `"`, `\` and control characters
+    /// escaped, no whitespace). Whenever the field's text contains a [`verbatim_term`], this
+    /// text contains it too, so a contains test first asks `tk_contains(text, term)` (a byte
+    /// search) and parses the JSON only for the rows that pass.
+    fn verbatim(&self, _field: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Whether a contains test for `value` can be pre-checked on a field's verbatim text
+/// ([`Columns::verbatim`]): `value` has no character canonical JSON escapes (so a string
+/// holding it holds it unescaped in the JSON text), and some character no number or boolean
+/// reads as (`json_extract` returns numbers and booleans as SQL numbers, whose text — `1` for
+/// `true`, `1.0e+21`, `Inf` — is not the JSON text).
+pub fn verbatim_term(value: &str) -> bool {
+    !value.is_empty()
+        && !value.chars().any(|c| c == '"' || c == '\\' || c < '\u{20}')
+        && value.chars().any(|c| !"0123456789.+-eEInf".contains(c))
 }
 
 /// A word of the full-text index: a run of characters that SQLite FTS5's `unicode61` tokenizer
@@ -271,8 +291,26 @@ fn term_sql(t: &Term, cols: &dyn Columns, params: &mut Vec<Value>) -> String {
             (None, _) => "(0)".to_string(),
         },
         (None, Op::Contains | Op::Equals) => {
-            let parts: Vec<String> =
-                cols.bare_fields().iter().map(|f| field_test(cols, f, t.op, &t.value, params)).collect();
+            // Fields read out of a verbatim text are tested together after the others, behind
+            // one pre-check per text.
+            let guarded = |f: &String| cols.verbatim(f).filter(|_| t.op == Op::Contains && verbatim_term(&t.value));
+            let fields = cols.bare_fields();
+            let mut parts: Vec<String> = fields
+                .iter()
+                .filter(|f| guarded(f).is_none())
+                .map(|f| field_test(cols, f, t.op, &t.value, params))
+                .collect();
+            let mut texts: Vec<String> = fields.iter().filter_map(guarded).collect();
+            texts.dedup();
+            for text in texts {
+                params.push(Value::Text(t.value.clone()));
+                let tests: Vec<String> = fields
+                    .iter()
+                    .filter(|f| guarded(f).as_ref() == Some(&text))
+                    .map(|f| field_test(cols, f, t.op, &t.value, params))
+                    .collect();
+                parts.push(format!("(tk_contains({text}, ?) AND ({}))", tests.join(" OR ")));
+            }
             if parts.is_empty() { "(0)".to_string() } else { format!("({})", parts.join(" OR ")) }
         }
         (None, _) => "(0)".to_string(),
@@ -281,7 +319,13 @@ fn term_sql(t: &Term, cols: &dyn Columns, params: &mut Vec<Value>) -> String {
             match cols.kind(f) {
                 FieldKind::Unsearchable => "(0)".to_string(),
                 FieldKind::Text if comparison => "(0)".to_string(),
-                FieldKind::Text => field_test(cols, f, op, &t.value, params),
+                FieldKind::Text => match cols.verbatim(f).filter(|_| op == Op::Contains && verbatim_term(&t.value)) {
+                    Some(text) => {
+                        params.push(Value::Text(t.value.clone()));
+                        format!("(tk_contains({text}, ?) AND {})", field_test(cols, f, op, &t.value, params))
+                    }
+                    None => field_test(cols, f, op, &t.value, params),
+                },
                 FieldKind::Time | FieldKind::Datetime if op == Op::Contains => {
                     text_test(&cols.text(f), op, &t.value, params)
                 }

@@ -119,6 +119,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // more than an autocheckpoint cycle (10,000 frames of 16 KiB).
     conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     register_regexp(conn)?;
+    register_contains(conn)?;
     // `rarray(?)`: a bound list of seqs (the substring index's candidates).
     rusqlite::vtab::array::load_module(conn)?;
     Ok(())
@@ -221,6 +222,27 @@ fn register_regexp(conn: &Connection) -> rusqlite::Result<()> {
         };
         Ok(matched)
     })
+}
+
+/// `tk_contains(haystack, needle)`: 1 if the text `haystack` holds `needle` as a byte substring,
+/// else 0 (also for NULL): the cheap pre-check `search::pangea_query` puts before the JSON tests
+/// of a substring term (`Columns::verbatim`). The needle's searcher is built once per statement.
+fn register_contains(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "tk_contains",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let finder: Arc<memchr::memmem::Finder<'static>> = ctx
+                .get_or_create_aux(1, |vr| -> Result<_, BoxError> {
+                    Ok(memchr::memmem::Finder::new(vr.as_bytes()?).into_owned())
+                })?;
+            Ok(match ctx.get_raw(0) {
+                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => finder.find(t).is_some(),
+                _ => false,
+            })
+        },
+    )
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -341,6 +363,85 @@ pub fn setting_or_init(conn: &Connection, key: &str, make: impl FnOnce() -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `Columns::verbatim`'s pre-check relies on: for a term `verbatim_term` accepts, whenever
+    /// `json_extract` of a field of a canonical envelope contains it, `tk_contains` finds it in the
+    /// envelope's text. Over strings with escapes, control and non-ASCII characters, integers
+    /// beyond 64 bits, floats SQLite prints otherwise (`1e+21` as `1.0e+21`), booleans, null,
+    /// objects and arrays; terms cut from what `json_extract` returns and from the envelope.
+    #[test]
+    fn verbatim_pre_check_never_hides_a_match() {
+        use crate::search::pangea_query::verbatim_term;
+        use serde_json::{Value, json};
+        let conn = Connection::open_in_memory().unwrap();
+        configure(&conn).unwrap();
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let pieces = [
+            "ab", "b-c", "\"", "\\", "\n", "\u{1}", "\u{7f}", "é", "日本", "😀", "1", "0e", "+", ".", "In", "f",
+            "true", ":", ",", "{", "]", " ",
+        ];
+        let text =
+            |n: &mut dyn FnMut(usize) -> usize| -> String { (0..1 + n(5)).map(|_| pieces[n(pieces.len())]).collect() };
+        let numbers = [
+            "0",
+            "-0",
+            "-0.0",
+            "1e+21",
+            "1e-07",
+            "1.5",
+            "123456789012345678901234567890",
+            "1e+308",
+            "100000.0",
+            "true",
+            "false",
+            "null",
+        ];
+        let (mut checked, mut found) = (0, 0);
+        for _ in 0..3000 {
+            let value: Value = match next(4) {
+                0 => json!(text(&mut next)),
+                1 => serde_json::from_str(numbers[next(numbers.len())]).unwrap(),
+                2 => {
+                    json!({ text(&mut next): text(&mut next), "n": serde_json::from_str::<Value>(numbers[next(numbers.len())]).unwrap(), "a": [text(&mut next), 1.5, null] })
+                }
+                _ => json!([text(&mut next), serde_json::from_str::<Value>(numbers[next(numbers.len())]).unwrap()]),
+            };
+            let envelope = crate::event::canonical::to_canonical_string(&json!({"event": {"f": value, "g": "x"}}));
+            let extracted: Option<String> = conn
+                .query_row("SELECT CAST(json_extract(?1, '$.event.f') AS TEXT)", [&envelope], |r| r.get(0))
+                .unwrap();
+            let Some(extracted) = extracted else { continue };
+            for from in [&extracted, &envelope, &extracted] {
+                let chars: Vec<char> = from.chars().collect();
+                let len = (1 + next(8)).min(chars.len());
+                let at = next(chars.len() - len + 1);
+                let term: String = chars[at..at + len].iter().collect();
+                let (contains, pre): (bool, bool) = conn
+                    .query_row(
+                        "SELECT instr(json_extract(?1, '$.event.f'), ?2) > 0, tk_contains(?1, ?2)",
+                        [&envelope, &term],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .unwrap();
+                if verbatim_term(&term) {
+                    checked += 1;
+                    found += usize::from(contains);
+                    assert!(pre || !contains, "{term:?} in {extracted:?} but not found in {envelope:?}");
+                }
+            }
+        }
+        assert!(checked > 2000 && found > 1000, "{checked} terms checked, {found} contained");
+        // Terms the pre-check is not used for: numbers as SQLite prints them, escaped characters.
+        for term in ["1.0e+21", "Inf", "100000.0", "a\"b", "a\\b", "a\nb", ""] {
+            assert!(!verbatim_term(term), "{term:?}");
+        }
+    }
 
     #[test]
     fn synchronous_knob_is_full_unless_normal_is_asked_for() {

@@ -418,6 +418,17 @@ impl Columns for ConfigColumns<'_> {
     fn is_fulltext(&self, field: &str) -> bool {
         field == pangea_query::FULLTEXT_FIELD && self.0.field(field).is_none()
     }
+    fn verbatim(&self, field: &str) -> Option<String> {
+        // `json_extract` on the envelope (`text_sql`): the envelope is the canonical JSON the
+        // writer built (`event::canonical`), hashed as stored.
+        let f = self.0.field(field)?;
+        match (f.storage, f.kind) {
+            (Storage::Timestamp | Storage::Envelope, _) | (Storage::Indexed(_), FieldKind::Datetime) => {
+                Some("e.envelope".into())
+            }
+            _ => None,
+        }
+    }
     fn interned(&self, field: &str) -> Option<String> {
         // Text fields only: a field of another kind is never tested as text by `pangea_query`.
         match self.0.field(field).filter(|f| f.kind == FieldKind::Text)?.storage {
