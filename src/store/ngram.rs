@@ -182,15 +182,129 @@ pub fn build_from_store(conn: &Connection, seg: i64) -> rusqlite::Result<Vec<(u3
     Ok(b.finish())
 }
 
-/// Replaces the stored rows of segment `seg` (inside the writer's transaction).
+/// Replaces the stored rows of segment `seg` (inside the writer's transaction), each part where
+/// the clustered layout puts it.
 pub fn store_segment(conn: &Connection, seg: i64, rows: &[(u32, Vec<u8>)]) -> rusqlite::Result<()> {
+    let c = cluster_state(conn)?;
     conn.prepare_cached("DELETE FROM ngram_parts WHERE id >= ?1 AND id < ?2")?
         .execute(params![row_id(seg, 0), row_id(seg + 1, 0)])?;
+    if c.unit(seg, 0) < c.moved {
+        let ids: Vec<rusqlite::types::Value> =
+            (0..ngram::PARTS).map(|p| rusqlite::types::Value::Integer(c.id(seg, p))).collect();
+        conn.prepare_cached("DELETE FROM ngram_clustered WHERE id IN rarray(?1)")?.execute([std::rc::Rc::new(ids)])?;
+    }
     let mut insert = conn.prepare_cached("INSERT INTO ngram_parts(id, data) VALUES (?1, ?2)")?;
+    let mut clustered = conn.prepare_cached("INSERT INTO ngram_clustered(id, data) VALUES (?1, ?2)")?;
     for (part, data) in rows {
-        insert.execute(params![row_id(seg, *part), data])?;
+        if c.unit(seg, *part) < c.moved {
+            clustered.execute(params![c.id(seg, *part), data])?;
+        } else {
+            insert.execute(params![row_id(seg, *part), data])?;
+        }
     }
     Ok(())
+}
+
+/// Where the clustered layout (migration 0015) stands: per group of `group_segments` segments
+/// whose segments are all stored, the writer moves the group's rows from `ngram_parts` (a
+/// segment's 256 rows together, `row_id`) to `ngram_clustered` (a part's rows of the group's
+/// segments together, [`Cluster::id`]), a part at a time, in order of (group, part) units:
+/// `moved` units are there. A search reading one part of many consecutive segments (a term
+/// whose trigrams every segment holds) then reads a few pages instead of a 16 KiB page per
+/// segment. Readers look a row up in both tables in one statement ([`segment_rows`]), so a move
+/// committed between two of their statements never hides a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cluster {
+    pub group_segments: i64,
+    pub moved: i64,
+}
+
+impl Cluster {
+    /// The (group, part) unit of part `part` of segment `seg`.
+    pub fn unit(&self, seg: i64, part: u32) -> i64 {
+        (seg / self.group_segments) * i64::from(ngram::PARTS) + i64::from(part)
+    }
+
+    /// The `ngram_clustered` id of part `part` of segment `seg`.
+    pub fn id(&self, seg: i64, part: u32) -> i64 {
+        self.unit(seg, part) * self.group_segments + seg % self.group_segments
+    }
+
+    /// The segment row id (`row_id`) of an `ngram_clustered` id.
+    pub fn row_id(&self, id: i64) -> i64 {
+        let unit = id / self.group_segments;
+        let parts = i64::from(ngram::PARTS);
+        row_id((unit / parts) * self.group_segments + id % self.group_segments, (unit % parts) as u32)
+    }
+
+    /// Units whose segments are all stored when the index covers seqs up to `indexed_to`.
+    pub fn complete_units(&self, indexed_to: i64) -> i64 {
+        (((indexed_to + 1) >> SEG_SHIFT) / self.group_segments) * i64::from(ngram::PARTS)
+    }
+}
+
+pub fn cluster_state(conn: &Connection) -> rusqlite::Result<Cluster> {
+    conn.prepare_cached("SELECT g.group_segments, c.moved FROM ngram_group_state g, ngram_cluster_state c")?
+        .query_row([], |r| Ok(Cluster { group_segments: r.get::<_, i64>(0)?.max(1), moved: r.get(1)? }))
+}
+
+/// [`segment_rows`]' statement: the rows at their `row_id`s (?1) and their clustered ids (?2).
+pub const SEGMENT_ROWS_SQL: &str = "SELECT 0, id, data FROM ngram_parts WHERE id IN rarray(?1)
+     UNION ALL SELECT 1, id, data FROM ngram_clustered WHERE id IN rarray(?2)";
+
+/// The stored rows among the segment rows `ids` (`row_id`), wherever the clustered layout has
+/// them, read in one statement (one snapshot): `(row id, data)` in row id order.
+pub fn segment_rows(conn: &Connection, group_segments: i64, ids: &[i64]) -> rusqlite::Result<Vec<(i64, Vec<u8>)>> {
+    let c = Cluster { group_segments: group_segments.max(1), moved: 0 };
+    let plain: Vec<rusqlite::types::Value> = ids.iter().map(|&id| rusqlite::types::Value::Integer(id)).collect();
+    let clustered: Vec<rusqlite::types::Value> =
+        ids.iter().map(|&id| rusqlite::types::Value::Integer(c.id(id >> 8, (id & 0xff) as u32))).collect();
+    let mut stmt = conn.prepare_cached(SEGMENT_ROWS_SQL)?;
+    let mut out: Vec<(i64, Vec<u8>)> = stmt
+        .query_map([std::rc::Rc::new(plain), std::rc::Rc::new(clustered)], |r| {
+            let id: i64 = r.get(1)?;
+            Ok((if r.get::<_, i64>(0)? == 1 { c.row_id(id) } else { id }, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    out.sort_unstable_by_key(|(id, _)| *id);
+    Ok(out)
+}
+
+/// Moves up to `max_units` units of the groups complete when the index covers seqs up to
+/// `indexed_to` to `ngram_clustered` (inside the writer's transaction); returns `moved` after.
+pub fn cluster_step(conn: &Connection, indexed_to: i64, max_units: i64) -> rusqlite::Result<i64> {
+    let c = cluster_state(conn)?;
+    let end = c.complete_units(indexed_to).min(c.moved + max_units.max(0));
+    let parts = i64::from(ngram::PARTS);
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO ngram_clustered(id, data)
+         SELECT ?2 + (id >> 8) - ?3, data FROM ngram_parts WHERE id IN rarray(?1) ORDER BY id",
+    )?;
+    let mut delete = conn.prepare_cached("DELETE FROM ngram_parts WHERE id IN rarray(?1)")?;
+    for unit in c.moved..end {
+        let (first, part) = ((unit / parts) * c.group_segments, (unit % parts) as u32);
+        let ids: std::rc::Rc<Vec<rusqlite::types::Value>> = std::rc::Rc::new(
+            (first..first + c.group_segments).map(|seg| rusqlite::types::Value::Integer(row_id(seg, part))).collect(),
+        );
+        insert.execute(params![ids.clone(), unit * c.group_segments, first])?;
+        delete.execute([ids])?;
+    }
+    if end > c.moved {
+        conn.prepare_cached("UPDATE ngram_cluster_state SET moved = ?1")?.execute([end])?;
+    }
+    Ok(end.max(c.moved))
+}
+
+/// Moves every clustered row back to `ngram_parts` (before the group size changes).
+fn uncluster(conn: &Connection) -> rusqlite::Result<()> {
+    let c = cluster_state(conn)?;
+    let g = c.group_segments;
+    conn.execute(
+        "INSERT INTO ngram_parts(id, data)
+         SELECT ((((id / ?1) / 256) * ?1 + id % ?1) << 8) | ((id / ?1) % 256), data FROM ngram_clustered",
+        [g],
+    )?;
+    conn.execute_batch("DELETE FROM ngram_clustered; UPDATE ngram_cluster_state SET moved = 0;")
 }
 
 /// Rebuilds the rows of a stored segment from its events.
@@ -204,10 +318,9 @@ pub fn rebuild_segment(conn: &Connection, seg: i64) -> rusqlite::Result<()> {
 /// the segment's own rows rather than its 4,096 envelopes. A malformed row (only by editing the
 /// database) has the segment rebuilt from its events.
 pub fn strip_segment(conn: &Connection, seg: i64, gone: &ngram::Bits) -> rusqlite::Result<()> {
-    let rows: Vec<(i64, Vec<u8>)> = conn
-        .prepare_cached("SELECT id, data FROM ngram_parts WHERE id >= ?1 AND id < ?2")?
-        .query_map(params![row_id(seg, 0), row_id(seg + 1, 0)], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let c = cluster_state(conn)?;
+    let ids: Vec<i64> = (0..ngram::PARTS).map(|p| row_id(seg, p)).collect();
+    let rows = segment_rows(conn, c.group_segments, &ids)?;
     let mut stripped = Vec::with_capacity(rows.len());
     for (id, data) in &rows {
         match ngram::strip_part(data, gone) {
@@ -215,13 +328,16 @@ pub fn strip_segment(conn: &Connection, seg: i64, gone: &ngram::Bits) -> rusqlit
             None => return rebuild_segment(conn, seg),
         }
     }
-    let mut update = conn.prepare_cached("UPDATE ngram_parts SET data = ?2 WHERE id = ?1")?;
-    let mut delete = conn.prepare_cached("DELETE FROM ngram_parts WHERE id = ?1")?;
     for ((id, row), (_, before)) in stripped.into_iter().zip(&rows) {
+        let (part, table_id) = ((id & 0xff) as u32, id);
+        let (table, id) =
+            if c.unit(seg, part) < c.moved { ("ngram_clustered", c.id(seg, part)) } else { ("ngram_parts", table_id) };
         match row {
-            Some(data) if data != *before => update.execute(params![id, data])?,
+            Some(data) if data != *before => conn
+                .prepare_cached(&format!("UPDATE {table} SET data = ?2 WHERE id = ?1"))?
+                .execute(params![id, data])?,
             Some(_) => 0,
-            None => delete.execute([id])?,
+            None => conn.prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))?.execute([id])?,
         };
     }
     Ok(())
@@ -256,6 +372,7 @@ pub fn set_group_segments(conn: &Connection, group_segments: i64) -> anyhow::Res
     if !(1..=SEGMENT_EVENTS as i64).contains(&group_segments) {
         anyhow::bail!("a group has 1 to {SEGMENT_EVENTS} segments, not {group_segments}");
     }
+    uncluster(conn)?;
     conn.execute_batch("DELETE FROM ngram_groups")?;
     conn.execute("UPDATE ngram_group_state SET group_segments = ?1, grouped_to = -1", [group_segments])?;
     Ok(())
@@ -277,14 +394,13 @@ pub fn build_group(
 ) -> rusqlite::Result<Vec<(u32, Vec<u8>)>> {
     let first = group * group_segments;
     let last = upto.min(first + group_segments - 1);
-    let mut stmt = conn.prepare_cached("SELECT id, data FROM ngram_parts WHERE id IN rarray(?1) ORDER BY id")?;
     let mut out = Vec::new();
     for part in 0..ngram::PARTS {
-        let ids: Vec<rusqlite::types::Value> =
-            (first..=last).map(|seg| rusqlite::types::Value::Integer(row_id(seg, part))).collect();
-        let rows: Vec<(usize, Vec<u8>)> = stmt
-            .query_map([std::rc::Rc::new(ids)], |r| Ok((((r.get::<_, i64>(0)? >> 8) - first) as usize, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+        let ids: Vec<i64> = (first..=last).map(|seg| row_id(seg, part)).collect();
+        let rows: Vec<(usize, Vec<u8>)> = segment_rows(conn, group_segments, &ids)?
+            .into_iter()
+            .map(|(id, data)| (((id >> 8) - first) as usize, data))
+            .collect();
         if let Some(data) = ngram::group_part(&rows) {
             out.push((part, data));
         }
@@ -531,5 +647,34 @@ impl IndexerState {
         let builder = std::mem::take(&mut self.builder);
         let rows = SegmentRows { seg: seq >> SEG_SHIFT, rows: builder.finish() };
         (self.deliver)(Built::Segment(rows))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clustered ids: a part's rows of a group's segments are consecutive, groups and parts in
+    /// order, and every id maps back to its segment row.
+    #[test]
+    fn clustered_ids_are_consecutive_per_part_and_map_back() {
+        for g in [1, 2, 3, 64] {
+            let c = Cluster { group_segments: g, moved: 0 };
+            let mut seen = std::collections::BTreeSet::new();
+            for seg in 0..4 * g + 1 {
+                for part in [0, 1, 17, 255] {
+                    let id = c.id(seg, part);
+                    assert_eq!(c.row_id(id), row_id(seg, part), "g {g} seg {seg} part {part}");
+                    assert!(seen.insert(id));
+                    if seg % g > 0 {
+                        assert_eq!(c.id(seg - 1, part), id - 1);
+                    }
+                }
+            }
+            assert_eq!(c.id(g, 0), c.id(g - 1, 255) + 1);
+            assert_eq!(c.complete_units(-1), 0);
+            assert_eq!(c.complete_units(g * SEGMENT_EVENTS as i64 - 2), 0);
+            assert_eq!(c.complete_units(g * SEGMENT_EVENTS as i64 - 1), 256);
+        }
     }
 }

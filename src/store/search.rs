@@ -812,10 +812,13 @@ impl<'a> IndexReader<'a> {
         for id in &ids {
             rows.insert(*id, None);
         }
-        let mut stmt = self.conn.prepare_cached(match table {
-            Rows::Segments => "SELECT id, data FROM ngram_parts WHERE id IN rarray(?1)",
-            Rows::Groups => "SELECT id, data FROM ngram_groups WHERE id IN rarray(?1)",
-        })?;
+        if let Rows::Segments = table {
+            for (id, data) in stored_ngram::segment_rows(self.conn, self.groups.size, &ids)? {
+                rows.insert(id, Some(data));
+            }
+            return Ok(());
+        }
+        let mut stmt = self.conn.prepare_cached("SELECT id, data FROM ngram_groups WHERE id IN rarray(?1)")?;
         let mut it = stmt.query([seq_array(ids)])?;
         while let Some(r) = it.next()? {
             rows.insert(r.get(0)?, Some(r.get(1)?));
@@ -1893,11 +1896,14 @@ mod tests {
             assert!(plan.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"), "{plan}");
             assert!(!plan.contains("SCAN e"), "{plan}");
         }
-        let mut stmt =
-            conn.prepare("EXPLAIN QUERY PLAN SELECT id, data FROM ngram_parts WHERE id IN rarray(?1)").unwrap();
-        let plan: Vec<String> =
-            stmt.query_map([seq_array(vec![1, 2])], |r| r.get(3)).unwrap().map(Result::unwrap).collect();
-        assert!(plan.iter().any(|p| p.contains("USING INTEGER PRIMARY KEY (rowid=?)")), "{plan:?}");
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", stored_ngram::SEGMENT_ROWS_SQL)).unwrap();
+        let plan: Vec<String> = stmt
+            .query_map([seq_array(vec![1, 2]), seq_array(vec![3, 4])], |r| r.get(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(plan.iter().filter(|p| p.contains("USING INTEGER PRIMARY KEY (rowid=?)")).count(), 2, "{plan:?}");
+        assert!(!plan.iter().any(|p| p.starts_with("SCAN")), "{plan:?}");
     }
 
     fn query_plan(conn: &Connection, sql: &Sql, limit: usize, segments: usize) -> String {

@@ -66,6 +66,10 @@ const FTS_BATCH: usize = 1024;
 const FTS_MAX_BATCH: usize = 16_384;
 /// Pending free-text rows are stored after this long without requests.
 const FTS_IDLE: Duration = Duration::from_millis(50);
+/// Units of complete groups' substring-index rows moved to the clustered layout per transaction
+/// of the writer's own when it has nothing else to do (`store::ngram::cluster_step`; ~3 ms: a
+/// log migrated from before the layout is moved at ~5,000 units a minute).
+const IDLE_CLUSTER_UNITS: i64 = 16;
 /// Events committed after which the checkpoint thread copies the WAL into the database file
 /// (PASSIVE: it never blocks the writer). The writer's own automatic checkpoint, at 10,000 WAL
 /// frames, then only copies what is left and lets the WAL start over.
@@ -352,6 +356,9 @@ struct WriterState {
     ngram_grouped: i64,
     ngram_grouped_tx: i64,
     ngram_group_segments: i64,
+    /// `ngram_cluster_state.moved` as of the last COMMIT, and as in the current transaction.
+    ngram_moved: i64,
+    ngram_moved_tx: i64,
     /// Segments not yet stored that a purge touched: stored from the events, not the indexer.
     ngram_dirty: std::collections::BTreeSet<i64>,
     /// Purge jobs in progress, oldest first: one batch at a time between group commits.
@@ -406,6 +413,7 @@ impl WriterState {
         let indexed: i64 = conn.query_row("SELECT indexed_to FROM fts_state", [], |r| r.get(0))?;
         let ngram_indexed = stored_ngram::indexed_to(&conn)?;
         let groups = stored_ngram::group_state(&conn)?;
+        let cluster = stored_ngram::cluster_state(&conn)?;
         let fts = Arc::new(FtsProgress { committed: AtomicI64::new(next_seq - 1), indexed: AtomicI64::new(indexed) });
         let agg_built = aggregate::built_to(&conn)?;
         let mut state = Self {
@@ -432,6 +440,8 @@ impl WriterState {
             ngram_grouped: groups.grouped_to,
             ngram_grouped_tx: groups.grouped_to,
             ngram_group_segments: groups.group_segments.max(1),
+            ngram_moved: cluster.moved,
+            ngram_moved_tx: cluster.moved,
             ngram_dirty: Default::default(),
             purges: Default::default(),
             purge_rest_until: std::time::Instant::now(),
@@ -498,7 +508,7 @@ impl WriterState {
     /// having been restarted) and moves `ngram_state.indexed_to`, inside the current transaction.
     /// A segment a purge touched is built from the stored events instead. Returns the new
     /// `indexed_to`; the pending list is cleared by `ngram_stored` after COMMIT.
-    fn store_ngram_pending(&mut self) -> rusqlite::Result<i64> {
+    fn store_ngram_pending(&mut self, cluster_units: i64) -> rusqlite::Result<i64> {
         let mut upto = self.ngram_indexed;
         for seg in &self.ngram_pending {
             if seg.seg != (upto + 1) >> super::SEG_SHIFT {
@@ -527,7 +537,16 @@ impl WriterState {
             stored_ngram::set_grouped_to(&self.conn, grouped)?;
         }
         self.ngram_grouped_tx = grouped;
+        // Complete groups' rows to the clustered layout, a few units per transaction.
+        self.ngram_moved_tx = self.ngram_moved;
+        if cluster_units > 0 && self.ngram_moved < self.cluster(self.ngram_moved).complete_units(upto) {
+            self.ngram_moved_tx = stored_ngram::cluster_step(&self.conn, upto, cluster_units)?;
+        }
         Ok(upto)
+    }
+
+    fn cluster(&self, moved: i64) -> stored_ngram::Cluster {
+        stored_ngram::Cluster { group_segments: self.ngram_group_segments, moved }
     }
 
     /// After a COMMIT that stored the substring index up to `upto` (and the groups
@@ -538,6 +557,7 @@ impl WriterState {
         self.ngram_dirty.retain(|seg| *seg > upto >> super::SEG_SHIFT);
         self.ngram_indexed = upto;
         self.ngram_grouped = self.ngram_grouped_tx;
+        self.ngram_moved = self.ngram_moved_tx;
         if let Some(ix) = &self.indexer {
             ix.stored(upto);
         }
@@ -552,7 +572,9 @@ impl WriterState {
     }
 
     fn ngram_idle(&self) -> bool {
-        self.ngram_pending.is_empty() && self.ngram_groups_pending.is_empty()
+        self.ngram_pending.is_empty()
+            && self.ngram_groups_pending.is_empty()
+            && self.ngram_moved >= self.cluster(self.ngram_moved).complete_units(self.ngram_indexed)
     }
 
     /// After a COMMIT: the committed events' keys go to the indexer.
@@ -574,7 +596,7 @@ impl WriterState {
         }
         let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
             self.store_fts_pending()?;
-            let upto = self.store_ngram_pending()?;
+            let upto = self.store_ngram_pending(IDLE_CLUSTER_UNITS)?;
             self.conn.execute_batch("COMMIT")?;
             Ok(upto)
         });
@@ -871,7 +893,7 @@ impl WriterState {
         let result = (|| -> anyhow::Result<(bool, Vec<Committed>)> {
             // A purged row's free-text entry is deleted with its text: it must be stored first.
             self.store_fts_pending()?;
-            ngram_upto = self.store_ngram_pending()?;
+            ngram_upto = self.store_ngram_pending(0)?;
             let (batch, floor) = retention::next_batch(&self.conn, &job.retention, job.now)?;
             if let Some(f) = floor {
                 retention::save_floor(&self.conn, &job.retention, f)?;
@@ -1043,6 +1065,7 @@ impl WriterState {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let pending = self.fts_pending.len();
         let keyed = self.ngram_out.len();
+        let first_seq = self.next_seq;
         let result = self.stale_jobs(&inputs).map_err(anyhow::Error::from).and_then(|stale| {
             let events = inputs
                 .into_iter()
@@ -1063,7 +1086,9 @@ impl WriterState {
             if index {
                 self.store_fts_pending()?;
             }
-            let ngram_upto = self.store_ngram_pending()?;
+            // One unit per 1,024 events keeps pace with ingest (256 units per group of 64
+            // segments of 4,096 events), one more catches up.
+            let ngram_upto = self.store_ngram_pending(1 + (self.next_seq - first_seq) / 1024)?;
             Ok((r, index, ngram_upto))
         });
         match result {

@@ -163,14 +163,15 @@ fn wait_indexed(dir: &std::path::Path) -> i64 {
 /// The stored segments hold postings of every event that is not purged (all have texts of three
 /// or more characters) and of none that is.
 fn assert_no_purged_postings(dir: &std::path::Path) {
-    let conn = rusqlite::Connection::open(dir.join("trailkeep.db")).unwrap();
+    let conn = trailkeep::store::open_side_rw(dir).unwrap();
     let indexed: i64 = conn.query_row("SELECT indexed_to FROM ngram_state", [], |r| r.get(0)).unwrap();
+    let size = trailkeep::store::ngram::cluster_state(&conn).unwrap().group_segments;
     let mut purged_seen = 0;
     for seg in 0..=(indexed >> 12) {
         let mut all = trailkeep::search::ngram::Bits::empty();
-        let mut stmt = conn.prepare("SELECT data FROM ngram_parts WHERE id >= ?1 AND id < ?2").unwrap();
-        for data in stmt.query_map([seg << 8, (seg + 1) << 8], |r| r.get::<_, Vec<u8>>(0)).unwrap() {
-            all.or(&trailkeep::search::ngram::part_events(&data.unwrap()).unwrap());
+        let ids: Vec<i64> = (0..256).map(|p| trailkeep::store::ngram::row_id(seg, p)).collect();
+        for (_, data) in trailkeep::store::ngram::segment_rows(&conn, size, &ids).unwrap() {
+            all.or(&trailkeep::search::ngram::part_events(&data).unwrap());
         }
         let mut stmt = conn.prepare("SELECT seq, purged_at IS NOT NULL FROM events WHERE seq >> 12 = ?1").unwrap();
         for row in stmt.query_map([seg], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?))).unwrap() {
@@ -319,7 +320,11 @@ async fn indexed_search_equals_a_scan() {
     for (from_scratch, group_segments) in [(false, 2), (true, 3)] {
         let conn = rusqlite::Connection::open(dir.path().join("trailkeep.db")).unwrap();
         if from_scratch {
-            conn.execute_batch("DELETE FROM ngram_parts; UPDATE ngram_state SET indexed_to = -1;").unwrap();
+            conn.execute_batch(
+                "DELETE FROM ngram_parts; DELETE FROM ngram_clustered; UPDATE ngram_cluster_state SET moved = 0;
+                 UPDATE ngram_state SET indexed_to = -1;",
+            )
+            .unwrap();
         } else {
             // A database from before migration 0013: the migration adds the groups' tables, and
             // the server builds the groups of the indexed segments when it starts.
@@ -346,6 +351,11 @@ async fn indexed_search_equals_a_scan() {
         wait_indexed(dir.path());
         let grouped = wait_grouped(dir.path());
         assert!(grouped >= 0, "{grouped}");
+        // The complete groups' rows are in the clustered layout (and the purge below strips them
+        // there).
+        let moved = wait_clustered(dir.path());
+        assert!(moved >= 256, "{moved}");
+        assert!(db_value(dir.path(), "SELECT COUNT(*) FROM ngram_clustered") >= 256 * group_segments);
         assert_no_purged_postings(dir.path());
         assert_groups_cover_segments(dir.path());
         let (matched, _, groups) = compare(&opened.state, &mut r, &samples, 40);
@@ -407,17 +417,33 @@ fn wait_grouped(dir: &std::path::Path) -> i64 {
     }
 }
 
+/// Waits until every complete group's rows are in the clustered layout; returns the units moved.
+fn wait_clustered(dir: &std::path::Path) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let conn = rusqlite::Connection::open(dir.join("trailkeep.db")).unwrap();
+        let c = trailkeep::store::ngram::cluster_state(&conn).unwrap();
+        let want = c.complete_units(db_value(dir, "SELECT indexed_to FROM ngram_state"));
+        if c.moved >= want {
+            assert_eq!(c.moved, want);
+            return c.moved;
+        }
+        assert!(Instant::now() < deadline, "clustered layout stuck at {} of {want}", c.moved);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Every trigram of a stored segment's rows is listed for that segment in its group's rows (those
 /// of the group in progress too).
 fn assert_groups_cover_segments(dir: &std::path::Path) {
     use trailkeep::search::ngram::{find_in_part, part_keys};
-    let conn = rusqlite::Connection::open(dir.join("trailkeep.db")).unwrap();
+    let conn = trailkeep::store::open_side_rw(dir).unwrap();
     let size = db_value(dir, "SELECT group_segments FROM ngram_group_state");
     let grouped = db_value(dir, "SELECT grouped_to FROM ngram_group_state");
     let mut checked = 0;
-    let mut stmt = conn.prepare("SELECT id, data FROM ngram_parts WHERE id < ?1").unwrap();
-    for row in stmt.query_map([(grouped + 1) << 8], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))).unwrap() {
-        let (id, data) = row.unwrap();
+    let ids: Vec<i64> =
+        (0..=grouped).flat_map(|seg| (0..256).map(move |p| trailkeep::store::ngram::row_id(seg, p))).collect();
+    for (id, data) in trailkeep::store::ngram::segment_rows(&conn, size, &ids).unwrap() {
         let (seg, part) = (id >> 8, id & 255);
         let group: Option<Vec<u8>> = conn
             .query_row("SELECT data FROM ngram_groups WHERE id = ?1", [((seg / size) << 8) | part], |r| r.get(0))
