@@ -66,10 +66,16 @@ const FTS_BATCH: usize = 1024;
 const FTS_MAX_BATCH: usize = 16_384;
 /// Pending free-text rows are stored after this long without requests.
 const FTS_IDLE: Duration = Duration::from_millis(50);
-/// Units of complete groups' substring-index rows moved to the clustered layout per transaction
-/// of the writer's own when it has nothing else to do (`store::ngram::cluster_step`; ~3 ms: a
-/// log migrated from before the layout is moved at ~5,000 units a minute).
-const IDLE_CLUSTER_UNITS: i64 = 16;
+/// Units of complete groups' substring-index rows moved to the clustered layout at once
+/// (`store::ngram::cluster_step`): in a group commit once its events (and those before it since
+/// the last move) make up for them, and in a transaction of the writer's own when it has nothing
+/// else to do (a log migrated from before the layout is moved in the background).
+const CLUSTER_STEP: i64 = 16;
+/// Events of group commits per unit moved: 256 units per group of 64 segments of 4,096 events,
+/// the pace of ingest; each commit also counts for `CLUSTER_BONUS_EVENTS` more, which catches a
+/// backlog up under load.
+const EVENTS_PER_UNIT: i64 = 1024;
+const CLUSTER_BONUS_EVENTS: i64 = 256;
 /// Events committed after which the checkpoint thread copies the WAL into the database file
 /// (PASSIVE: it never blocks the writer). The writer's own automatic checkpoint, at 10,000 WAL
 /// frames, then only copies what is left and lets the WAL start over.
@@ -359,6 +365,8 @@ struct WriterState {
     /// `ngram_cluster_state.moved` as of the last COMMIT, and as in the current transaction.
     ngram_moved: i64,
     ngram_moved_tx: i64,
+    /// Events committed towards the next move (`EVENTS_PER_UNIT` per unit).
+    ngram_credit: i64,
     /// Segments not yet stored that a purge touched: stored from the events, not the indexer.
     ngram_dirty: std::collections::BTreeSet<i64>,
     /// Purge jobs in progress, oldest first: one batch at a time between group commits.
@@ -442,6 +450,7 @@ impl WriterState {
             ngram_group_segments: groups.group_segments.max(1),
             ngram_moved: cluster.moved,
             ngram_moved_tx: cluster.moved,
+            ngram_credit: 0,
             ngram_dirty: Default::default(),
             purges: Default::default(),
             purge_rest_until: std::time::Instant::now(),
@@ -537,10 +546,15 @@ impl WriterState {
             stored_ngram::set_grouped_to(&self.conn, grouped)?;
         }
         self.ngram_grouped_tx = grouped;
-        // Complete groups' rows to the clustered layout, a few units per transaction.
+        // Complete groups' rows to the clustered layout, `CLUSTER_STEP` units at a time.
         self.ngram_moved_tx = self.ngram_moved;
-        if cluster_units > 0 && self.ngram_moved < self.cluster(self.ngram_moved).complete_units(upto) {
+        if self.ngram_moved >= self.cluster(self.ngram_moved).complete_units(upto) {
+            // Nothing to move: no credit banked beyond one step.
+            self.ngram_credit = self.ngram_credit.min(CLUSTER_STEP * EVENTS_PER_UNIT);
+        } else if cluster_units > 0 {
             self.ngram_moved_tx = stored_ngram::cluster_step(&self.conn, upto, cluster_units)?;
+            let moved = self.ngram_moved_tx - self.ngram_moved;
+            self.ngram_credit = (self.ngram_credit - moved * EVENTS_PER_UNIT).max(0);
         }
         Ok(upto)
     }
@@ -596,7 +610,7 @@ impl WriterState {
         }
         let result = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
             self.store_fts_pending()?;
-            let upto = self.store_ngram_pending(IDLE_CLUSTER_UNITS)?;
+            let upto = self.store_ngram_pending(CLUSTER_STEP)?;
             self.conn.execute_batch("COMMIT")?;
             Ok(upto)
         });
@@ -1086,9 +1100,9 @@ impl WriterState {
             if index {
                 self.store_fts_pending()?;
             }
-            // One unit per 1,024 events keeps pace with ingest (256 units per group of 64
-            // segments of 4,096 events), one more catches up.
-            let ngram_upto = self.store_ngram_pending(1 + (self.next_seq - first_seq) / 1024)?;
+            self.ngram_credit += self.next_seq - first_seq + CLUSTER_BONUS_EVENTS;
+            let steps = self.ngram_credit / (EVENTS_PER_UNIT * CLUSTER_STEP);
+            let ngram_upto = self.store_ngram_pending(steps * CLUSTER_STEP)?;
             Ok((r, index, ngram_upto))
         });
         match result {
