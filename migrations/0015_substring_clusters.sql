@@ -1,7 +1,8 @@
 -- The substring index's segment rows of complete groups, clustered by part (store::ngram): once
 -- every segment of a group (ngram_group_state.group_segments of them) is stored, the writer moves
--- the group's rows out of ngram_parts, a part at a time, to ngram_clustered, keyed by group, part
--- and segment (id = ((seg / group_segments) * 256 + part) * group_segments + seg % group_segments).
+-- the group's rows out of ngram_parts, a few parts at a time, to ngram_clustered, keyed by group,
+-- part and segment (id = ((seg / group_segments) * 256 + part) * group_segments
+-- + seg % group_segments).
 -- A search reading one part of consecutive segments then reads consecutive rows (a few pages)
 -- rather than one 16 KiB page per segment. Derived data. Idempotent (a schema version set back
 -- re-runs it).

@@ -25,6 +25,11 @@
 //! segment rows, recording the newest segment they cover in `grouped_to`. A search reads a
 //! group's rows first and skips the covered segments it rules out. Purges leave groups as they are
 //! (a superset of what the segments hold: a segment read more, never a match missed).
+//!
+//! The clustered layout (migration 0015): once every segment of a group is stored, the writer
+//! moves the group's segment rows, a few parts per transaction, to `ngram_clustered`, where one
+//! part's rows of the group's segments are consecutive ([`Cluster`]); every reader finds a row in
+//! either table ([`segment_rows`]).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -38,6 +43,8 @@ use super::SEG_SHIFT;
 use crate::search::ngram::{self, SEGMENT_EVENTS, SegmentBuilder};
 
 const _: () = assert!(1 << SEG_SHIFT == SEGMENT_EVENTS);
+// `row_id` and the clustered layout's SQL take a part as the id's low 8 bits.
+const _: () = assert!(ngram::PARTS == 256);
 
 /// Keys handed to the indexer per committed event: (seq, trigram keys).
 pub type Keyed = (i64, Vec<u32>);
@@ -208,8 +215,8 @@ pub fn store_segment(conn: &Connection, seg: i64, rows: &[(u32, Vec<u8>)]) -> ru
 /// Where the clustered layout (migration 0015) stands: per group of `group_segments` segments
 /// whose segments are all stored, the writer moves the group's rows from `ngram_parts` (a
 /// segment's 256 rows together, `row_id`) to `ngram_clustered` (a part's rows of the group's
-/// segments together, [`Cluster::id`]), a part at a time, in order of (group, part) units:
-/// `moved` units are there. A search reading one part of many consecutive segments (a term
+/// segments together, [`Cluster::id`]), a few parts per transaction ([`cluster_step`]), in order
+/// of (group, part) units: `moved` units are there. A search reading one part of many consecutive segments (a term
 /// whose trigrams every segment holds) then reads a few pages instead of a 16 KiB page per
 /// segment. Readers look a row up in both tables in one statement ([`segment_rows`]), so a move
 /// committed between two of their statements never hides a row.
@@ -335,9 +342,9 @@ pub fn strip_segment(conn: &Connection, seg: i64, gone: &ngram::Bits) -> rusqlit
         }
     }
     for ((id, row), (_, before)) in stripped.into_iter().zip(&rows) {
-        let (part, table_id) = ((id & 0xff) as u32, id);
+        let part = (id & 0xff) as u32;
         let (table, id) =
-            if c.unit(seg, part) < c.moved { ("ngram_clustered", c.id(seg, part)) } else { ("ngram_parts", table_id) };
+            if c.unit(seg, part) < c.moved { ("ngram_clustered", c.id(seg, part)) } else { ("ngram_parts", id) };
         match row {
             Some(data) if data != *before => conn
                 .prepare_cached(&format!("UPDATE {table} SET data = ?2 WHERE id = ?1"))?
