@@ -303,13 +303,14 @@ fn term_sql(t: &Term, cols: &dyn Columns, params: &mut Vec<Value>) -> String {
             let mut texts: Vec<String> = fields.iter().filter_map(guarded).collect();
             texts.dedup();
             for text in texts {
-                params.push(Value::Text(t.value.clone()));
-                let tests: Vec<String> = fields
-                    .iter()
-                    .filter(|f| guarded(f).as_ref() == Some(&text))
-                    .map(|f| field_test(cols, f, t.op, &t.value, params))
-                    .collect();
-                parts.push(format!("(tk_contains({text}, ?) AND ({}))", tests.join(" OR ")));
+                parts.push(pre_checked(&text, &t.value, params, |params| {
+                    let tests: Vec<String> = fields
+                        .iter()
+                        .filter(|f| guarded(f).as_ref() == Some(&text))
+                        .map(|f| field_test(cols, f, t.op, &t.value, params))
+                        .collect();
+                    format!("({})", tests.join(" OR "))
+                }));
             }
             if parts.is_empty() { "(0)".to_string() } else { format!("({})", parts.join(" OR ")) }
         }
@@ -321,8 +322,7 @@ fn term_sql(t: &Term, cols: &dyn Columns, params: &mut Vec<Value>) -> String {
                 FieldKind::Text if comparison => "(0)".to_string(),
                 FieldKind::Text => match cols.verbatim(f).filter(|_| op == Op::Contains && verbatim_term(&t.value)) {
                     Some(text) => {
-                        params.push(Value::Text(t.value.clone()));
-                        format!("(tk_contains({text}, ?) AND {})", field_test(cols, f, op, &t.value, params))
+                        pre_checked(&text, &t.value, params, |params| field_test(cols, f, op, &t.value, params))
                     }
                     None => field_test(cols, f, op, &t.value, params),
                 },
@@ -343,6 +343,19 @@ fn term_sql(t: &Term, cols: &dyn Columns, params: &mut Vec<Value>) -> String {
             }
         }
     }
+}
+
+/// `tests` (SQL of contains tests for `value`, their parameters pushed by the closure) behind the
+/// byte search of `value` in the verbatim `text` ([`Columns::verbatim`]), whose parameter comes
+/// first.
+fn pre_checked(
+    text: &str,
+    value: &str,
+    params: &mut Vec<Value>,
+    tests: impl FnOnce(&mut Vec<Value>) -> String,
+) -> String {
+    params.push(Value::Text(value.to_string()));
+    format!("(tk_contains({text}, ?) AND {})", tests(params))
 }
 
 fn field_test(cols: &dyn Columns, field: &str, op: Op, value: &str, params: &mut Vec<Value>) -> String {
