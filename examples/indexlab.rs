@@ -19,7 +19,9 @@
 //!
 //!   cargo run --release --example indexlab -- --dir COPY_OF_A_DATA_DIR [--queries 30]
 //!
-//! It adds tables to the database it is given: run it on a copy.
+//! It adds tables to the database it is given: run it on a copy. With `--query TERM` (repeatable)
+//! it only runs those searches through trailkeep's index and prints what the index did (rows,
+//! candidates, index and check time), on any data directory, without building or adding anything.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -450,6 +452,16 @@ fn main() -> anyhow::Result<()> {
     let conn = trailkeep::store::open_rw(&args.dir)?;
     conn.pragma_update(None, "cache_size", -2_048)?;
     let n: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+    if !args.query.is_empty() {
+        for text in &args.query {
+            for _ in 0..args.queries.clamp(1, 5) {
+                let t0 = Instant::now();
+                let (seqs, stats) = pangea_search_with_stats(&conn, &query(text))?;
+                println!("{:.1} ms {text:?}: {} matches, {stats:?}", t0.elapsed().as_secs_f64() * 1e3, seqs.len());
+            }
+        }
+        return Ok(());
+    }
     let blooms = if args.no_build {
         let mut bits = Vec::new();
         let mut stmt = conn.prepare("SELECT bits FROM lab_bloom ORDER BY seg")?;
@@ -463,16 +475,6 @@ fn main() -> anyhow::Result<()> {
         println!("BUILD {built}");
         blooms
     };
-    if !args.query.is_empty() {
-        for text in &args.query {
-            for _ in 0..args.queries.clamp(1, 5) {
-                let t0 = Instant::now();
-                let (seqs, stats) = pangea_search_with_stats(&conn, &query(text))?;
-                println!("{:.1} ms {text:?}: {} matches, {stats:?}", t0.elapsed().as_secs_f64() * 1e3, seqs.len());
-            }
-        }
-        return Ok(());
-    }
     let kinds = kinds(&conn, n, args.queries)?;
     let designs: Vec<&str> = args.designs.split(',').collect();
     let mut lat: HashMap<(&str, &str), Tally> = HashMap::new();
