@@ -59,6 +59,9 @@ struct Args {
     /// Only these queries (repeatable), through the substring index, each with what the index did
     #[arg(long)]
     query: Vec<String>,
+    /// SQLite memory-mapped I/O for this connection (`PRAGMA mmap_size`, bytes; 0: off, as the server)
+    #[arg(long, default_value_t = 0)]
+    mmap: i64,
 }
 
 const FTS_BATCH: usize = 16_384;
@@ -451,6 +454,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let conn = trailkeep::store::open_rw(&args.dir)?;
     conn.pragma_update(None, "cache_size", -2_048)?;
+    conn.pragma_update(None, "mmap_size", args.mmap)?;
     let n: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
     if !args.query.is_empty() {
         for text in &args.query {
@@ -460,6 +464,7 @@ fn main() -> anyhow::Result<()> {
                 println!("{:.1} ms {text:?}: {} matches, {stats:?}", t0.elapsed().as_secs_f64() * 1e3, seqs.len());
             }
         }
+        println!("VmHWM {:.0} MB", vm_hwm_mb());
         return Ok(());
     }
     let blooms = if args.no_build {
