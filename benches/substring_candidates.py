@@ -4,18 +4,21 @@ how many per-posting place bits would leave: reads the stored texts of a few seg
 directory (read-only) and simulates the index in memory (BENCHMARKS.md, "Where a substring
 search spends its time").
 
-    python3 benches/substring_candidates.py DATA_DIR [SEGMENTS]   # e.g. 1200,1201,1202,1203
+    python3 benches/substring_candidates.py DATA_DIR [SEGMENTS [QUERIES]]
+    python3 benches/substring_candidates.py DATA_DIR 1200,1201,1202,1203 nyrupo,peneda,finyru
 
 SEGMENTS are 4,096-event segments (`seq >> 12`) of a `loadgen` log. Per kind (absent terms of the
 generator's syllables, bare words, two words, 8-character actor substrings; 40 queries each,
-drawn from the segments' own texts as `loadgen` draws them) it prints the candidates summed over
-the queries for
+drawn from the segments' own texts as `loadgen` draws them; then the QUERIES given, each on its
+own) it prints the candidates summed over the queries for
 
 * `tri`: trigram posting lists (trailkeep's index: an event is a candidate when it holds every
   trigram of the term somewhere in its searchable texts);
 * `next8`: plus, per posting of a sparse list, 8 bits of the characters that follow the trigram;
 * `pos8`: plus 8 bits of the positions (mod 8) where the trigram starts;
 * `n4p4`: plus 4 bits of each;
+* `four`: plus posting lists of the 4-grams one of whose trigrams is dense (a bitmap) in the
+  segment: a term's 4-gram with a dense half must be in the event;
 * `match`: the events that hold the term (what the exact check keeps),
 
 and the five queries with the most candidates. A list is a bitmap (no bits) where its varint gaps
@@ -29,7 +32,7 @@ import sqlite3
 import sys
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "shi", "po", "ve", "zu", "ri", "qu", "wa", "ly", "ny"]
-ENCODINGS = ["tri", "next8", "pos8", "n4p4", "match"]
+ENCODINGS = ["tri", "next8", "pos8", "n4p4", "four", "match"]
 
 
 def texts_of(row):
@@ -77,6 +80,7 @@ def load_segment(conn, seg):
                     m[1] |= 1 << nb
                     m[2] |= 1 << (4 + nb % 4)
     dense = set()
+    four = collections.defaultdict(set)
     for k, d in inv.items():
         if len(d) > 256:
             prev, size = 0, 0
@@ -86,11 +90,16 @@ def load_segment(conn, seg):
                 size += 1 if gap < 128 else 2
             if size > 512:
                 dense.add(k)
-    return inv, dense, texts
+    for i, ts in enumerate(texts):
+        for t in ts:
+            for p in range(len(t) - 3):
+                if t[p:p + 3] in dense or t[p + 1:p + 4] in dense:
+                    four[t[p:p + 4]].add(i)
+    return inv, dense, texts, four
 
 
 def candidates(seg, term, enc):
-    inv, dense, _ = seg
+    inv, dense, _, four = seg
     grams = [(term[i:i + 3], i, term[i + 3] if i + 3 < len(term) else None) for i in range(len(term) - 2)]
     if not grams:
         return None
@@ -102,6 +111,11 @@ def candidates(seg, term, enc):
         lists.append((k, i, nx, d))
     events = set(lists[0][3]).intersection(*[set(x[3]) for x in lists[1:]])
     if enc == "tri":
+        return events
+    if enc == "four":
+        for p in range(len(term) - 3):
+            if term[p:p + 3] in dense or term[p + 1:p + 4] in dense:
+                events &= four.get(term[p:p + 4], set())
         return events
     out = set()
     for e in events:
@@ -162,9 +176,21 @@ def main():
     conn = sqlite3.connect(f"file:{sys.argv[1]}/trailkeep.db?mode=ro", uri=True)
     segs = [load_segment(conn, s) for s in segments]
     print(f"{sum(len(s[2]) for s in segs)} events in segments {segments}")
+    for name, count in [("dense trigrams", lambda s: len(s[1])), ("4-gram lists", lambda s: len(s[3]))]:
+        print(f"{name} per segment: {[count(s) for s in segs]}")
+    size = 0
+    for _, _, _, four in segs:
+        for evs in four.values():
+            prev, b = 0, 1
+            for j, e in enumerate(sorted(evs)):
+                gap = e if j == 0 else e - prev
+                prev = e
+                b += 1 if gap < 128 else 2
+            size += min(b, 1 + 512) + 3
+    print(f"4-gram lists (`four`): {size / sum(len(s[2]) for s in segs):.1f} bytes/event encoded")
     words = collections.Counter()
     actors = set()
-    for _, _, texts in segs:
+    for _, _, texts, _ in segs:
         for ts in texts:
             actors.add(ts[0])
     for (env,) in conn.execute("SELECT envelope FROM events WHERE seq >> 12 = ?", (segments[0],)):
@@ -189,6 +215,8 @@ def main():
         s = rng.randrange(max(1, len(a) - 7))
         pieces.append(a[s:s + 8])
     run(segs, "actor substring", pieces)
+    for q in sys.argv[3].split(",") if len(sys.argv) > 3 else []:
+        run(segs, repr(q), [q])
 
 
 if __name__ == "__main__":
