@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """How many candidates the substring index leaves per query kind, against the true matches, and
-how many per-posting place bits would leave: reads the stored texts of a few segments of a data
-directory (read-only) and simulates the index in memory (BENCHMARKS.md, "Where a substring
-search spends its time").
+how many per-posting place bits or 4-gram lists would leave: reads the stored texts of a few
+segments of a data directory (read-only) and simulates the index in memory (BENCHMARKS.md,
+"Where a substring search spends its time").
 
     python3 benches/substring_candidates.py DATA_DIR [SEGMENTS [QUERIES]]
     python3 benches/substring_candidates.py DATA_DIR 1200,1201,1202,1203 nyrupo,peneda,finyru
