@@ -58,6 +58,17 @@ def h8(ch):
     return ((ord(ch) * 0x9E3779B1) & 0xFFFFFFFF) >> 29
 
 
+def gap_bytes(events):
+    """The bytes of a posting list's varint gaps: `search::ngram` stores the list as a tag and the
+    gaps, or as a tag and a 512-byte bitmap (a dense list) when the gaps take more."""
+    prev, size = 0, 0
+    for j, e in enumerate(sorted(events)):
+        gap = e if j == 0 else e - prev
+        prev = e
+        size += 1 if gap < 128 else 2
+    return size
+
+
 def load_segment(conn, seg):
     rows = conn.execute(
         "SELECT (SELECT value FROM strings WHERE id = e.actor), (SELECT value FROM strings WHERE id = e.action),"
@@ -79,17 +90,8 @@ def load_segment(conn, seg):
                     nb = h8(t[p + 3])
                     m[1] |= 1 << nb
                     m[2] |= 1 << (4 + nb % 4)
-    dense = set()
+    dense = {k for k, d in inv.items() if len(d) > 256 and gap_bytes(d) > 512}
     four = collections.defaultdict(set)
-    for k, d in inv.items():
-        if len(d) > 256:
-            prev, size = 0, 0
-            for j, e in enumerate(sorted(d)):
-                gap = e if j == 0 else e - prev
-                prev = e
-                size += 1 if gap < 128 else 2
-            if size > 512:
-                dense.add(k)
     for i, ts in enumerate(texts):
         for t in ts:
             for p in range(len(t) - 3):
@@ -178,15 +180,8 @@ def main():
     print(f"{sum(len(s[2]) for s in segs)} events in segments {segments}")
     for name, count in [("dense trigrams", lambda s: len(s[1])), ("4-gram lists", lambda s: len(s[3]))]:
         print(f"{name} per segment: {[count(s) for s in segs]}")
-    size = 0
-    for _, _, _, four in segs:
-        for evs in four.values():
-            prev, b = 0, 1
-            for j, e in enumerate(sorted(evs)):
-                gap = e if j == 0 else e - prev
-                prev = e
-                b += 1 if gap < 128 else 2
-            size += min(b, 1 + 512) + 3
+    # Each list also takes ~3 bytes of the row's directory (key gap and length).
+    size = sum(1 + min(gap_bytes(evs), 512) + 3 for _, _, _, four in segs for evs in four.values())
     print(f"4-gram lists (`four`): {size / sum(len(s[2]) for s in segs):.1f} bytes/event encoded")
     words = collections.Counter()
     actors = set()
