@@ -12,8 +12,10 @@ time. The default mix is half of the capacity measured in BENCHMARKS.md (~60,000
 40%, exact workspace 20%, Pangea word 25%, H2O resource regex 10%, action regex 5%).
 
 During the run: the server has a retention period for the stream's hottest workspace (purged every
-minute, from the warm-up on), ``POST /api/v1/retention/purge`` is called at 60% of the run,
-``trailkeep backup`` runs at 40%. Afterwards: ``trailkeep verify`` on the data directory, and the backup restored and verified.
+minute, from the warm-up on), ``POST /api/v1/retention/purge`` is called at 60% of the run, and a
+backup is taken at 40%: the server's online backup (``POST /api/v1/backups``, its writer copies
+between commits) or, with SOAK_BACKUP=cli, ``trailkeep backup`` (``VACUUM INTO`` in a process of
+its own). Afterwards: ``trailkeep verify`` on the data directory, and the backup restored and verified.
 
 Criteria (after the warm-up, default the first 5 minutes):
   rss      RSS at the end (median of the last minute) at most 10% above RSS after the warm-up
@@ -21,8 +23,8 @@ Criteria (after the warm-up, default the first 5 minutes):
   fds      open file descriptors flat: the last third's maximum at most the first third's + max(4, 10%)
   threads  the same for threads
   wal      the WAL file bounded: at most SOAK_WAL_LIMIT_MB outside the backup and the minute after
-           it, and at the end (a backup's snapshot holds checkpoints back for its duration; the
-           peak during it is reported)
+           it, and at the end (`trailkeep backup`'s snapshot holds checkpoints back for its
+           duration; the peak during it is reported)
   errors   no failed request; verify passes; the backup verifies; the purge removed events
 
 Prints a table per window and a PASS/FAIL line per criterion; writes samples.csv (one row per
@@ -36,6 +38,8 @@ under 30 minutes), SOAK_WARMUP (300; one window when the run is under 30 minutes
 SOAK_SCALE (1.0, multiplies the three rates), SOAK_BULK_RATE (15000), SOAK_SINGLE_RATE (3000),
 SOAK_SEARCH_RATE (20), SOAK_BATCH (500), SOAK_RETENTION ("3min", so that the purges start within
 the 5-minute warm-up; a fifth of the run, at least 60 s, when it is under 30 minutes), SOAK_WAL_LIMIT_MB (320),
+SOAK_RETENTION_DEFAULT (none: a retention period for every other workspace, e.g. "10min", which keeps
+the database within the page cache), SOAK_BACKUP (online or cli),
 SOAK_DIR (scratch directory, default a new one under $TMPDIR), SOAK_OUT (default
 target/soak/<UTC time>), SOAK_KEEP=1 (keep the scratch directory), TRAILKEEP_BIN, LOADGEN.
 """
@@ -78,6 +82,10 @@ SEARCH_RATE = env_f("SOAK_SEARCH_RATE", 20) * SCALE
 BATCH = int(env_f("SOAK_BATCH", 500))
 RETENTION = os.environ.get("SOAK_RETENTION") or ("3min" if SECONDS >= 1800 else f"{int(max(60, SECONDS / 5))}s")
 WAL_LIMIT_MB = env_f("SOAK_WAL_LIMIT_MB", 320)
+RETENTION_DEFAULT = os.environ.get("SOAK_RETENTION_DEFAULT", "")
+BACKUP = os.environ.get("SOAK_BACKUP", "online")
+if BACKUP not in ("online", "cli"):
+    sys.exit("SOAK_BACKUP: online or cli")
 BIN = Path(os.environ.get("TRAILKEEP_BIN", ROOT / "target/release/trailkeep"))
 LOADGEN = Path(os.environ.get("LOADGEN", ROOT / "target/release/examples/loadgen"))
 MIN_P99_SAMPLES = 100  # fewer requests in a window: its p99 is not judged
@@ -148,7 +156,7 @@ def proc_status(pid: int) -> Dict[str, int]:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM", "Threads"):
+            if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem", "Threads"):
                 st[k] = int(v.split()[0])
     return st
 
@@ -173,6 +181,8 @@ def sample(pid: int, t0: float, data: Path, url: str, key: str) -> dict:
         "t_s": round(time.monotonic() - t0, 1),
         "rss_mb": round(st.get("VmRSS", 0) / 1024, 1),
         "hwm_mb": round(st.get("VmHWM", 0) / 1024, 1),
+        "anon_mb": round(st.get("RssAnon", 0) / 1024, 1),
+        "file_mb": round(st.get("RssFile", 0) / 1024 + st.get("RssShmem", 0) / 1024, 1),
         "threads": st.get("Threads", 0),
         "fds": len(os.listdir(f"/proc/{pid}/fd")),
         "wal_mb": round(size_mb(data / "trailkeep.db-wal"), 1),
@@ -187,13 +197,24 @@ def sample(pid: int, t0: float, data: Path, url: str, key: str) -> dict:
     return row
 
 
-def run_backup(data: Path, work: Path) -> None:
+def run_backup(data: Path, work: Path, url: str, key: str) -> None:
     marks.append("backup-start")
     t = time.monotonic()
     dest = work / "backup.db"
-    r = subprocess.run([str(BIN), "backup", "--to", str(dest), "--data-dir", str(data)], capture_output=True, text=True)
-    outcomes["backup"] = {"rc": r.returncode, "seconds": round(time.monotonic() - t, 1), "mb": round(size_mb(dest), 1),
-                          "output": (r.stdout + r.stderr).strip()[-300:]}
+    if BACKUP == "cli":
+        r = subprocess.run([str(BIN), "backup", "--to", str(dest), "--data-dir", str(data)], capture_output=True,
+                           text=True)
+        rc, output = r.returncode, (r.stdout + r.stderr).strip()[-300:]
+    else:
+        # The server's online backup (its writer copies between commits) into --backup-dir.
+        status, output = http(url + "/api/v1/backups", key, "POST", b"{}", timeout=3600)
+        rc = 0 if status == 201 else status
+        if rc == 0:
+            made = Path(json.loads(output)["file"])
+            for suffix in ("", ".checkpoint"):
+                os.replace(str(made) + suffix, str(dest) + suffix)
+    outcomes["backup"] = {"rc": rc, "kind": BACKUP, "seconds": round(time.monotonic() - t, 1),
+                          "mb": round(size_mb(dest), 1), "output": output.strip()[-300:]}
     marks.append("backup-end")
 
 
@@ -341,10 +362,13 @@ def main() -> int:
                          check=True).stdout.split()[0]
     data = work / "data"
     config = work / "soak.toml"
-    config.write_text(f'[retention]\ninterval = "1min"\n\n[retention.workspaces]\n"{hot}" = "{RETENTION}"\n')
+    default = f'default = "{RETENTION_DEFAULT}"\n' if RETENTION_DEFAULT else ""
+    config.write_text(f'backup_dir = "{work / "backups"}"\n\n[retention]\n{default}interval = "1min"\n\n'
+                      f'[retention.workspaces]\n"{hot}" = "{RETENTION}"\n')
     log(f"soak: {SECONDS:.0f} s, windows of {WINDOW:.0f} s, warm-up {WARMUP:.0f} s, sample every {SAMPLE:.0f} s; "
         f"bulk {BULK_RATE:.0f} events/s, single {SINGLE_RATE:.0f}/s, search {SEARCH_RATE:.1f}/s; retention "
-        f"{RETENTION} for {hot}; scratch {work}; output {out}")
+        f"{RETENTION} for {hot}" + (f", {RETENTION_DEFAULT} for the others" if RETENTION_DEFAULT else "") +
+        f"; backup {BACKUP}; scratch {work}; output {out}")
     server, url, key = start_server(data, config, out, work)
     lg_out = open(out / "loadgen.results", "w")
     lg_err = open(out / "loadgen.log", "w")
@@ -364,7 +388,7 @@ def main() -> int:
             now = time.monotonic()
             for what in [w for w, at in todo.items() if now - t0 >= at]:
                 del todo[what]
-                target = (lambda: run_backup(data, work)) if what == "backup" else (lambda: run_purge(url, key))
+                target = (lambda: run_backup(data, work, url, key)) if what == "backup" else (lambda: run_purge(url, key))
                 th = threading.Thread(target=target, daemon=True)
                 th.start()
                 side.append(th)

@@ -1,4 +1,6 @@
-//! Online backups (`VACUUM INTO` on a read transaction, safe while the server writes) and restore.
+//! Backups and restore. `trailkeep backup` copies with `VACUUM INTO` on a read transaction (safe
+//! while a server writes, but no WAL checkpoint passes its snapshot); a running server's writer
+//! copies step by step between commits (`POST /api/v1/backups`, `store::writer`).
 //! A backup is the database file plus `<file>.checkpoint`, the signed root the copy ends at, so a
 //! restored copy verifies on its own; with `--include-keys` also `<file>.keys/`, a copy of the key
 //! store (the database holds no private key). Everything is written 0600 (directories 0700).
@@ -40,36 +42,69 @@ pub struct Backup {
     pub keys: Vec<KeyInfo>,
 }
 
-/// Copies the live database in `data_dir` to `to` and writes the matching checkpoint beside it;
-/// with `include_keys`, also the key store's files into `<to>.keys/`.
-pub fn backup(data_dir: &Path, to: &Path, include_keys: bool) -> anyhow::Result<Backup> {
-    let keys_to = keys_beside(to);
-    for p in [to, &checkpoint_beside(to), &keys_to] {
+/// Refuses a backup whose file, checkpoint or key copy is already there.
+pub fn check_free(to: &Path) -> anyhow::Result<()> {
+    for p in [to, &checkpoint_beside(to), &keys_beside(to)] {
         if p.exists() {
             bail!("{} already exists", p.display());
         }
     }
+    Ok(())
+}
+
+/// Copies the live database in `data_dir` to `to` and writes the matching checkpoint beside it;
+/// with `include_keys`, also the key store's files into `<to>.keys/`. `VACUUM INTO` reads one
+/// snapshot for the whole copy, so no checkpoint passes it meanwhile: a running server's WAL
+/// grows by its write rate times the copy's length (`POST /api/v1/backups` copies on the
+/// server's writer instead, `finish_online`).
+pub fn backup(data_dir: &Path, to: &Path, include_keys: bool) -> anyhow::Result<Backup> {
+    check_free(to)?;
     let src = Connection::open_with_flags(store::db_path(data_dir), OpenFlags::SQLITE_OPEN_READ_ONLY)
         .context("cannot open the database")?;
     src.busy_timeout(std::time::Duration::from_secs(10))?;
     let target = to.to_str().context("the backup path must be UTF-8")?;
     // VACUUM INTO accepts an empty file: created here 0600, whatever the umask.
-    let dest = datadir::create_private(to).with_context(|| format!("cannot create {}", to.display()))?;
-    let copied = src.execute("VACUUM INTO ?1", [target]).map_err(anyhow::Error::from).and_then(|_| {
-        // On disk before the checkpoint that vouches for it.
-        dest.sync_all().context("cannot sync the backup")
-    });
-    if let Err(e) = copied {
+    datadir::create_private(to).with_context(|| format!("cannot create {}", to.display()))?;
+    if let Err(e) = src.execute("VACUUM INTO ?1", [target]) {
         let _ = std::fs::remove_file(to);
         return Err(e).context("VACUUM INTO failed");
     }
+    seal(data_dir, to, include_keys)
+}
+
+/// Finishes a copy the server's writer made (`WriterHandle::backup`, for `POST
+/// /api/v1/backups`): the copy leaves WAL mode (a file of its own, as `backup` writes it), then
+/// it is sealed like any backup.
+pub fn finish_online(data_dir: &Path, to: &Path, include_keys: bool) -> anyhow::Result<Backup> {
+    let copy = Connection::open_with_flags(to, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let mode: String = copy.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("delete") {
+        bail!("the copy stays in {mode} mode");
+    }
+    drop(copy);
+    seal(data_dir, to, include_keys)
+}
+
+/// On disk before the checkpoint that vouches for it: syncs the copy, then writes the checkpoint
+/// it ends at beside it and, with `include_keys`, copies the key files.
+fn seal(data_dir: &Path, to: &Path, include_keys: bool) -> anyhow::Result<Backup> {
+    let synced = std::fs::File::open(to).and_then(|f| f.sync_all());
+    if let Err(e) = synced {
+        let _ = std::fs::remove_file(to);
+        return Err(e).context("cannot sync the backup");
+    }
     let copy = Connection::open_with_flags(to, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let checkpoint = checkpoint_of(&copy)?;
+    drop(copy);
     let body = serde_json::to_vec_pretty(&checkpoint)?;
     let mut f = datadir::create_private(&checkpoint_beside(to))?;
     f.write_all(&body)?;
     f.sync_all()?;
-    let keys = if include_keys { copy_key_files(&serverkeys::keys_dir(data_dir), &keys_to)? } else { Vec::new() };
+    let keys =
+        if include_keys { copy_key_files(&serverkeys::keys_dir(data_dir), &keys_beside(to))? } else { Vec::new() };
+    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        datadir::sync_dir(dir)?;
+    }
     Ok(Backup { checkpoint, keys })
 }
 

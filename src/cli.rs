@@ -192,6 +192,9 @@ struct ServeArgs {
     /// How often replication uploads what was committed since (default 60s)
     #[arg(long, env = "TRAILKEEP_REPLICATION_INTERVAL")]
     replication_interval: Option<String>,
+    /// Where online backups (POST /api/v1/backups) are written (default DATA_DIR/backups)
+    #[arg(long, env = "TRAILKEEP_BACKUP_DIR")]
+    backup_dir: Option<PathBuf>,
     /// Log format on stderr: auto = pretty on a terminal, JSON lines otherwise (colours only on a
     /// terminal, never with NO_COLOR)
     #[arg(long, env = "TRAILKEEP_LOG_FORMAT", value_parser = LogFormat::NAMES, default_value = "auto")]
@@ -218,6 +221,7 @@ impl ServeArgs {
                 tls_cert: self.tls_cert.clone(),
                 tls_key: self.tls_key.clone(),
                 key_passphrase: self.dir.passphrase()?,
+                backup_dir: self.backup_dir.clone(),
             },
         )
     }

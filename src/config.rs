@@ -50,6 +50,8 @@ pub struct Config {
     pub key_passphrase: Option<Passphrase>,
     /// Serve HTTPS with this certificate chain and private key (PEM files, read again on SIGHUP).
     pub tls: Option<TlsFiles>,
+    /// Where `POST /api/v1/backups` writes (default `<data_dir>/backups`).
+    pub backup_dir: Option<PathBuf>,
 }
 
 /// Where and how often events are replicated (`crate::replication`). Credentials are never part
@@ -108,6 +110,7 @@ pub struct FileConfig {
     pub auth_fail_per_sec: Option<f64>,
     pub replication: Option<ReplicationFile>,
     pub tls: Option<TlsFile>,
+    pub backup_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +155,7 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub key_passphrase: Option<Passphrase>,
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -200,7 +204,13 @@ impl Config {
             replication: None,
             tls: None,
             key_passphrase: None,
+            backup_dir: None,
         }
+    }
+
+    /// Where online backups go: `backup_dir`, else `backups/` in the data directory.
+    pub fn backups(&self) -> PathBuf {
+        self.backup_dir.clone().unwrap_or_else(|| self.data_dir.join("backups"))
     }
 
     /// Applies the environment and flags over the file over the defaults.
@@ -256,6 +266,7 @@ impl Config {
             replication,
             tls,
             key_passphrase: o.key_passphrase,
+            backup_dir: o.backup_dir.or(file.backup_dir),
         })
     }
 
@@ -275,6 +286,7 @@ impl Config {
         let _ = writeln!(s, "redact_private_ips = {}", self.redact_private_ips);
         let _ = writeln!(s, "self_audit = {}", self.self_audit);
         let _ = writeln!(s, "oauth_client_id = {}", q(&self.oauth_client_id));
+        let _ = writeln!(s, "backup_dir = {}", q(&self.backups().display().to_string()));
         let _ = writeln!(s, "auth_fail_burst = {}", self.auth_fail_burst);
         let _ = writeln!(s, "auth_fail_per_sec = {:?}", self.auth_fail_per_sec);
         if self.key_passphrase.is_some() {
@@ -457,6 +469,11 @@ oauth_client_id = "trailkeep"
 # Env TRAILKEEP_AUTH_FAIL_BURST / TRAILKEEP_AUTH_FAIL_PER_SEC, flags --auth-fail-burst / --auth-fail-per-sec.
 auth_fail_burst = 20
 auth_fail_per_sec = 1.0
+
+# Where online backups taken by the running server (`POST /api/v1/backups`, admin keys) are
+# written; each is a database file, its .checkpoint and, if asked for, a copy of the key store.
+# Default: DATA_DIR/backups. Env TRAILKEEP_BACKUP_DIR, flag --backup-dir.
+# backup_dir = "/srv/backups/trailkeep"          # example
 
 [tls]
 # Serve HTTPS (TLS 1.2 and 1.3 only) with this certificate chain (the server's certificate first,

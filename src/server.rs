@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, bail};
@@ -82,12 +83,12 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
     }
     let pool = store::reader_pool(&data_dir, 8)?;
     let keys = Arc::new(KeyStore::new(pool.clone()));
-    spawn_last_used_flusher(&data_dir, keys.clone());
     let signing_keys: Arc<dyn SigningKeys> = key_store;
     let configs = Arc::new(Registry::open(&conn, pool.clone(), signing_keys)?);
     let registry = configs.clone();
     let fts_text: store::FtsText = Arc::new(move |origin, config, event| registry.fts_text(origin, config, event));
     let (writer, writer_thread) = writer::spawn(conn, ledger.clone(), data_dir.clone(), fts_text)?;
+    spawn_last_used_flusher(&data_dir, keys.clone(), writer.backup_active());
     let auth_limit = crate::http::authlimit::AuthLimiter::new(config.auth_fail_burst, config.auth_fail_per_sec);
     let shutdown = tokio::sync::watch::channel(false).0;
     let (replication, replication_thread) = match &config.replication {
@@ -102,6 +103,7 @@ pub fn open(config: Config) -> anyhow::Result<Opened> {
                 ledger: ledger.clone(),
                 data_dir: data_dir.clone(),
                 shutdown: shutdown.subscribe(),
+                backup_active: writer.backup_active(),
             };
             let (status, join) = crate::replication::uploader::spawn(settings, handles)?;
             (Some(status), Some(join))
@@ -174,11 +176,16 @@ fn check_log(conn: &rusqlite::Connection, ledger: &Ledger, config: &Config) -> a
     Ok(())
 }
 
-fn spawn_last_used_flusher(data_dir: &std::path::Path, keys: Arc<KeyStore>) {
+/// Writes the keys' last-use times every 5 s, on a connection of its own; not while an online
+/// backup runs (a commit by another connection makes the copy start over): they wait in memory.
+fn spawn_last_used_flusher(data_dir: &std::path::Path, keys: Arc<KeyStore>, backup_active: Arc<AtomicBool>) {
     let dir = data_dir.to_path_buf();
     let _ = std::thread::Builder::new().name("trailkeep-keys".into()).spawn(move || {
         loop {
             std::thread::sleep(std::time::Duration::from_secs(5));
+            if backup_active.load(Ordering::Acquire) {
+                continue;
+            }
             if let Ok(conn) = rusqlite::Connection::open(store::db_path(&dir)) {
                 let _ = conn.busy_timeout(std::time::Duration::from_secs(2));
                 if let Err(e) = keys.flush_last_used(&conn) {

@@ -1,5 +1,5 @@
-//! The server's own events: the self-audit of H2O searches, API-key changes, verifications started
-//! from the admin API, and retention purges.
+//! The server's own events: the self-audit of H2O searches, API-key changes, verifications and
+//! backups started from the admin API, and retention purges.
 //!
 //! They are H2O-shaped events (event source, principal, resource, metadata, …; origin `Server`)
 //! so that both dialects and the UI render them like any other event, and each value stays
@@ -27,6 +27,8 @@ pub const CONFIG_DELETE_ACTION: &str = "actions/audittrail/configs/DELETE";
 pub const CONFIG_ROTATE_ACTION: &str = "actions/audittrail/configs/ROTATE_SIGNING_KEY";
 /// The action of a verification of the whole log started through the admin API.
 pub const VERIFY_ACTION: &str = "actions/audittrail/log/VERIFY";
+/// The action of an online backup taken through the admin API.
+pub const BACKUP_ACTION: &str = "actions/audittrail/log/BACKUP";
 
 /// The longest string value of an event (as in an H2O request).
 pub const MAX_VALUE: usize = 8192;
@@ -161,6 +163,36 @@ pub fn verify_started(actor_key_id: &str, peer: Option<String>, tree_size: u64, 
             source_ip: peer.unwrap_or_else(|| "unknown".into()),
             resource: "//audittrail/log".into(),
             metadata: Map::from_iter([("tree_size".to_string(), json!(tree_size.to_string()))]),
+            request_parameters: Map::new(),
+            user_agent: String::new(),
+            event_type: EventType::Api,
+        },
+        redact,
+    )
+}
+
+/// The event recording that admin key `actor_key_id` (from `peer`) took a backup of the log
+/// into the file named `file`, with a copy of the private keys if `include_keys`. Appended
+/// before the copy starts, so the backup holds it.
+pub fn backup_started(
+    actor_key_id: &str,
+    peer: Option<String>,
+    file: &str,
+    include_keys: bool,
+    redact: bool,
+) -> Option<NewEvent> {
+    build(
+        Fields {
+            event_source: "trailkeep",
+            action: BACKUP_ACTION,
+            read_only: true,
+            principal: format!("keys/{actor_key_id}"),
+            source_ip: peer.unwrap_or_else(|| "unknown".into()),
+            resource: "//audittrail/log".into(),
+            metadata: Map::from_iter([
+                ("file".to_string(), json!(file)),
+                ("include_keys".to_string(), json!(include_keys.to_string())),
+            ]),
             request_parameters: Map::new(),
             user_agent: String::new(),
             event_type: EventType::Api,

@@ -10,6 +10,7 @@
 //!   config's event-signing key
 //! - `GET /api/v1/retention` — the effective retention policy and the last purge
 //! - `POST /api/v1/retention/purge` — run the retention purge now
+//! - `POST /api/v1/backups` `{include_keys?}` — an online backup into the backup directory
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -39,7 +40,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(allow("POST")),
     )
     .service(web::resource("/api/v1/retention").route(web::get().to(retention)).default_service(allow("GET")))
-    .service(web::resource("/api/v1/retention/purge").route(web::post().to(purge_now)).default_service(allow("POST")));
+    .service(web::resource("/api/v1/retention/purge").route(web::post().to(purge_now)).default_service(allow("POST")))
+    .service(web::resource("/api/v1/backups").route(web::post().to(create_backup)).default_service(allow("POST")));
 }
 
 /// A key as listed (never its secret).
@@ -479,4 +481,142 @@ pub async fn run_purge(state: &State) -> Result<PurgeReport, String> {
     });
     state.retention.lock().last_run = Some((now, res.clone()));
     res
+}
+
+/// Pages an online backup copies per step of the writer (16 KiB each): a few milliseconds, after
+/// which the writer serves its queue for as long.
+const BACKUP_STEP_PAGES: i32 = 256;
+
+/// The outcome of an online backup.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct BackupResult {
+    /// The backup's database file, in the server's backup directory; `<file>.checkpoint` beside
+    /// it is the signed root it ends at, `<file>.keys/` the copy of the key store, if asked for.
+    file: String,
+    bytes: u64,
+    /// The log the copy holds: its size and root (as in `<file>.checkpoint`).
+    tree_size: u64,
+    root_hash: String,
+    /// Key files copied (`name.version`), with `include_keys`.
+    keys: Vec<String>,
+    seconds: f64,
+    /// Times a write by another connection made the copy start over.
+    restarts: u32,
+}
+
+/// Take an online backup
+///
+/// Copies the database into a new file of the server's backup directory (`backup_dir`, default `DATA_DIR/backups`) on the server's writer, a few pages between commits: ingest goes on, and the WAL does not grow as under `trailkeep backup`'s long read. The copy ends at a commit; `<file>.checkpoint` beside it holds the signed root it ends at, so it restores (`trailkeep restore --from FILE`) and verifies on its own. With `{"include_keys": true}` the key store's files are copied to `<file>.keys/` (keep that copy as safe as the server). The backup is recorded as an event first (`actions/audittrail/log/BACKUP`), which the copy holds.
+#[utoipa::path(
+    post,
+    path = "/api/v1/backups",
+    tag = TAG_UI,
+    operation_id = "admin_backup",
+    responses(
+        (status = 201, description = "The backup written", body = BackupResult),
+        (status = 400, description = "Invalid body", content_type = "application/problem+json", body = Problem),
+        (status = 503, description = "The backup failed (disk full, the writer stopped; nothing is left behind), or the trail is read-only", content_type = "application/problem+json", body = Problem),
+        (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
+        (status = 403, description = "Not an admin key without a workspace limit", content_type = "application/problem+json", body = Problem),
+        (status = 429, description = "Too many failed authentications", content_type = "application/problem+json", body = Problem),
+    ),
+    security(("api_key" = [])),
+)]
+async fn create_backup(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let p = match admin(&state, &req).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Some(r) = refuse_if_read_only(&state) {
+        return r;
+    }
+    let Ok(body) = read_body(&req, payload, 4 << 10).await else {
+        return problem(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is limited to 4 KiB");
+    };
+    let include_keys = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        if !is_json(&req) {
+            return problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json");
+        }
+        let body = match crate::event::canonical::parse_strict(&body, 4) {
+            Ok(Value::Object(o)) => o,
+            Ok(_) => return problem(StatusCode::BAD_REQUEST, "invalid_body", "the body must be a JSON object"),
+            Err(e) => return problem(StatusCode::BAD_REQUEST, "invalid_json", &e.to_string()),
+        };
+        if let Some(k) = body.keys().find(|k| k.as_str() != "include_keys") {
+            return problem(StatusCode::BAD_REQUEST, "invalid_body", &format!("unknown field {k:?}"));
+        }
+        match body.get("include_keys") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return problem(StatusCode::BAD_REQUEST, "invalid_body", "include_keys: true or false"),
+        }
+    };
+    let dir = state.config.backups();
+    let name = format!("trailkeep-{}.db", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+    let file = dir.join(&name);
+    let prepared = {
+        let (dir, file) = (dir.clone(), file.clone());
+        web::block(move || -> anyhow::Result<()> {
+            crate::datadir::prepare_dir(&dir)?;
+            crate::backup::check_free(&file)
+        })
+        .await
+    };
+    if !matches!(prepared, Ok(Ok(()))) {
+        tracing::error!("cannot prepare the backup directory");
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the backup directory cannot be written");
+    }
+    let peer = req.peer_addr().map(|a| a.ip().to_string());
+    let recorded = match system::backup_started(&p.key_id, peer, &name, include_keys, state.config.redact_private_ips) {
+        Some(ev) => state.writer.append(vec![ev]).await.is_ok(),
+        None => false,
+    };
+    if !recorded {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the backup could not be recorded; retry");
+    }
+    let started = std::time::Instant::now();
+    let copy = match state.writer.backup(file.clone(), BACKUP_STEP_PAGES).await {
+        Ok(c) => c,
+        Err(crate::store::writer::WriteError::Busy) => {
+            return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the writer is busy; retry");
+        }
+        Err(_) => {
+            return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the backup failed; nothing was kept");
+        }
+    };
+    let data_dir = state.data_dir.clone();
+    let sealed = {
+        let file = file.clone();
+        web::block(move || {
+            let b = crate::backup::finish_online(&data_dir, &file, include_keys)?;
+            Ok::<_, anyhow::Error>((b, std::fs::metadata(&file)?.len()))
+        })
+        .await
+    };
+    let (b, bytes) = match sealed {
+        Ok(Ok(done)) => done,
+        _ => {
+            tracing::error!("cannot finish the online backup");
+            let f = file.clone();
+            let _ = web::block(move || {
+                let _ = std::fs::remove_file(crate::backup::checkpoint_beside(&f));
+                std::fs::remove_file(&f)
+            })
+            .await;
+            return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the backup failed; nothing was kept");
+        }
+    };
+    tracing::info!(file = %name, bytes, tree_size = b.checkpoint.root.size, restarts = copy.restarts, "online backup written");
+    HttpResponse::Created().json(json!({
+        "file": file.display().to_string(),
+        "bytes": bytes,
+        "tree_size": b.checkpoint.root.size,
+        "root_hash": b.checkpoint.root.root_hash,
+        "keys": b.keys.iter().map(|k| k.id()).collect::<Vec<_>>(),
+        "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        "restarts": copy.restarts,
+    }))
 }

@@ -84,6 +84,7 @@ same way. The Pangea SDK sends its token in the same header.";
         admin::rotate_signing,
         admin::retention,
         admin::purge_now,
+        admin::create_backup,
         replication::replication_status,
         observe::metrics_endpoint,
         openapi_json,

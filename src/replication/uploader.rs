@@ -146,6 +146,8 @@ pub struct Handles {
     pub ledger: Arc<Ledger>,
     pub data_dir: std::path::PathBuf,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// True while the writer takes an online backup (`WriterHandle::backup_active`).
+    pub backup_active: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Starts the uploader thread. It stops when `shutdown` turns true.
@@ -215,6 +217,7 @@ struct Uploader {
     ledger: Arc<Ledger>,
     side: rusqlite::Connection,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    backup_active: Arc<std::sync::atomic::AtomicBool>,
     /// When the last "lag too high" warning was logged.
     warned_lag: Option<std::time::Instant>,
     warned_failure: Option<(std::time::Instant, FailureKind)>,
@@ -235,6 +238,7 @@ impl Uploader {
             ledger: cx.ledger,
             side,
             shutdown: cx.shutdown,
+            backup_active: cx.backup_active,
             warned_lag: None,
             warned_failure: None,
             data_dir: cx.data_dir,
@@ -244,6 +248,14 @@ impl Uploader {
 
     fn target(&self) -> &str {
         self.status.settings.target.url()
+    }
+
+    /// Waits while the writer takes an online backup: a commit on this connection would make the
+    /// copy start over. The watermark only moves later; the objects are uploaded already.
+    async fn no_backup_running(&self) {
+        while self.backup_active.load(std::sync::atomic::Ordering::Acquire) && !self.stopping() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     fn stopping(&self) -> bool {
@@ -469,6 +481,7 @@ impl Uploader {
                     return Err(Failure::db(format!("leaf {first} is not in the database")));
                 };
                 let planned = Watermark { pending_last: Some(last), ..wm };
+                self.no_backup_running().await;
                 sql::save_watermark(&self.side, self.target(), &planned, crate::time::now_micros())
                     .map_err(Failure::db)?;
                 last
@@ -504,6 +517,7 @@ impl Uploader {
             pending_last: None,
             objects: wm.objects + 1,
         };
+        self.no_backup_running().await;
         sql::save_watermark(&self.side, self.target(), &done, crate::time::now_micros()).map_err(Failure::db)?;
         self.status.update(|p| {
             p.replicated_leaves = done.next_leaf;

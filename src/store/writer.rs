@@ -26,10 +26,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
+use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -57,6 +59,8 @@ const MAX_GROUP_EVENTS: usize = 20_000;
 /// buffer's hashes (`store::search::buffer_hashes`), so small buffers keep pages of events spread
 /// over the log (a filter on a custom field, a rare actor) cheap to prove.
 pub const BUFFER_MAX: usize = 256;
+/// Restarts (commits by other connections during the copy) after which an online backup gives up.
+const MAX_BACKUP_RESTARTS: u32 = 8;
 /// Queue depth (requests) before callers get `Busy`.
 const QUEUE_DEPTH: usize = 4096;
 /// Pending free-text rows are stored inside the group commit that brings them to
@@ -208,7 +212,26 @@ enum Msg {
     SyncFts(oneshot::Sender<()>),
     /// A segment's summaries from the aggregate builder, to store.
     Aggregates(BuiltSegment),
+    /// Copy the database into a new file (`WriterState::run_backup`).
+    Backup(BackupJob),
     Stop,
+}
+
+struct BackupJob {
+    to: PathBuf,
+    /// Pages copied per step.
+    pages: i32,
+    reply: oneshot::Sender<Result<BackupCopy, WriteError>>,
+}
+
+/// What an online backup copied.
+#[derive(Debug, Clone, Copy)]
+pub struct BackupCopy {
+    /// Database pages in the copy.
+    pub pages: i64,
+    /// Steps taken, and how often a write by another connection made the copy start over.
+    pub steps: u64,
+    pub restarts: u32,
 }
 
 /// How far the log and its free-text index go (seq; -1 for none), as of the last COMMIT.
@@ -232,6 +255,7 @@ pub struct WriterHandle {
     pub committed: broadcast::Sender<Arc<Committed>>,
     fts: Arc<FtsProgress>,
     checkpoints: Arc<AtomicI64>,
+    backup_active: Arc<AtomicBool>,
 }
 
 impl WriterHandle {
@@ -284,6 +308,22 @@ impl WriterHandle {
     }
 
     /// WAL checkpoints run by the checkpoint thread so far.
+    /// Copies the database into the new file `to` on the writer's connection, `pages` at a time
+    /// between group commits (`WriterState::run_backup`). The copy ends at a commit: the signed
+    /// root it holds vouches for all of it.
+    pub async fn backup(&self, to: PathBuf, pages: i32) -> Result<BackupCopy, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        let job = BackupJob { to, pages: pages.max(1), reply };
+        self.tx.send(Msg::Backup(job)).await.map_err(|_| WriteError::Stopped)?;
+        rx.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// True while an online backup runs: writers on other connections (the replication
+    /// watermark) hold back, since each of their commits makes the copy start over.
+    pub fn backup_active(&self) -> Arc<AtomicBool> {
+        self.backup_active.clone()
+    }
+
     pub fn background_checkpoints(&self) -> i64 {
         self.checkpoints.load(Ordering::Relaxed)
     }
@@ -309,24 +349,47 @@ pub fn spawn(
 ) -> anyhow::Result<(WriterHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let (committed, _) = broadcast::channel(1024);
-    let mut state = WriterState::load(conn, ledger, data_dir, committed.clone(), fts_text)?;
-    let checkpointer = Checkpointer::start(&state.data_dir)?;
-    let checkpoints = checkpointer.runs.clone();
-    state.checkpointer = Some(checkpointer);
-    let fts = state.fts.clone();
-    let back = tx.downgrade();
-    let deliver = move |rows: Built| back.upgrade().is_some_and(|tx| tx.blocking_send(Msg::Ngram(rows)).is_ok());
-    state.indexer = Some(Indexer::start(&state.data_dir, state.ngram_indexed, state.next_seq - 1, deliver)?);
-    let back = tx.downgrade();
-    let deliver = move |b: BuiltSegment| back.upgrade().is_some_and(|tx| tx.blocking_send(Msg::Aggregates(b)).is_ok());
-    state.aggregates = Some(aggregate::Builder::start(&state.data_dir, state.agg_built, state.next_seq - 1, deliver)?);
-    let clock = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
-    let join = std::thread::Builder::new().name("trailkeep-writer".into()).spawn(move || state.run(rx, &clock))?;
-    Ok((WriterHandle { tx, committed, fts, checkpoints }, join))
+    let backup_active = Arc::new(AtomicBool::new(false));
+    // The state is made on the writer's thread (its connection is shared with an online backup
+    // there, `Rc`): what the handle needs comes back once it is loaded.
+    let (ready, started) = std::sync::mpsc::sync_channel(1);
+    let (to_ngram, to_aggregates) = (tx.downgrade(), tx.downgrade());
+    let (on_commit, active) = (committed.clone(), backup_active.clone());
+    let join = std::thread::Builder::new().name("trailkeep-writer".into()).spawn(move || {
+        let start = || -> anyhow::Result<(WriterState, tokio::runtime::Runtime)> {
+            let mut state = WriterState::load(conn, ledger, data_dir, on_commit, fts_text)?;
+            state.backup_active = active;
+            state.checkpointer = Some(Checkpointer::start(&state.data_dir)?);
+            let deliver =
+                move |rows: Built| to_ngram.upgrade().is_some_and(|tx| tx.blocking_send(Msg::Ngram(rows)).is_ok());
+            state.indexer = Some(Indexer::start(&state.data_dir, state.ngram_indexed, state.next_seq - 1, deliver)?);
+            let deliver = move |b: BuiltSegment| {
+                to_aggregates.upgrade().is_some_and(|tx| tx.blocking_send(Msg::Aggregates(b)).is_ok())
+            };
+            state.aggregates =
+                Some(aggregate::Builder::start(&state.data_dir, state.agg_built, state.next_seq - 1, deliver)?);
+            Ok((state, tokio::runtime::Builder::new_current_thread().enable_time().build()?))
+        };
+        match start() {
+            Ok((mut state, clock)) => {
+                let runs = state.checkpointer.as_ref().map(|c| c.runs.clone()).unwrap_or_default();
+                let _ = ready.send(Ok((state.fts.clone(), runs)));
+                state.run(rx, &clock);
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+            }
+        }
+    })?;
+    let (fts, checkpoints) = started.recv().context("the writer thread ended while starting")??;
+    Ok((WriterHandle { tx, committed, fts, checkpoints, backup_active }, join))
 }
 
 struct WriterState {
-    conn: Connection,
+    /// Shared only with an online backup in progress (`run_backup`), on this thread.
+    conn: Rc<Connection>,
+    /// True while an online backup runs (`WriterHandle::backup_active`).
+    backup_active: Arc<AtomicBool>,
     checkpointer: Option<Checkpointer>,
     ledger: Arc<Ledger>,
     data_dir: PathBuf,
@@ -369,6 +432,12 @@ struct WriterState {
     ngram_credit: i64,
     /// Segments not yet stored that a purge touched: stored from the events, not the indexer.
     ngram_dirty: std::collections::BTreeSet<i64>,
+    /// Online backups asked for, run one after the other (`run_backup`).
+    backups: std::collections::VecDeque<BackupJob>,
+    /// When the loop last did some work (the free-text rows' idle flush counts from it), and
+    /// whether the last idle flush failed (the next waits for a message).
+    idle_since: std::time::Instant,
+    idle_flush_failed: bool,
     /// Purge jobs in progress, oldest first: one batch at a time between group commits.
     purges: std::collections::VecDeque<(PurgeJob, PurgeReport)>,
     /// No purge batch before this: after a batch, the writer serves appends alone for as long
@@ -425,7 +494,8 @@ impl WriterState {
         let fts = Arc::new(FtsProgress { committed: AtomicI64::new(next_seq - 1), indexed: AtomicI64::new(indexed) });
         let agg_built = aggregate::built_to(&conn)?;
         let mut state = Self {
-            conn,
+            conn: Rc::new(conn),
+            backup_active: Default::default(),
             checkpointer: None,
             ledger,
             data_dir,
@@ -452,6 +522,9 @@ impl WriterState {
             ngram_moved_tx: cluster.moved,
             ngram_credit: 0,
             ngram_dirty: Default::default(),
+            backups: Default::default(),
+            idle_since: std::time::Instant::now(),
+            idle_flush_failed: false,
             purges: Default::default(),
             purge_rest_until: std::time::Instant::now(),
             clock: crate::time::now_micros,
@@ -629,96 +702,17 @@ impl WriterState {
     }
 
     fn run(&mut self, mut rx: mpsc::Receiver<Msg>, clock: &tokio::runtime::Runtime) {
-        let mut stopping = false;
-        // After a failed idle flush (e.g. disk full), the next try waits for the next message.
-        let mut idle_flush_failed = false;
-        while !stopping {
-            let next = if !self.purges.is_empty() {
-                // A purge in progress goes on whenever nothing else is waiting and its last batch
-                // has been rested for; meanwhile messages are served as they come.
-                let rest = self.purge_rest_until.saturating_duration_since(std::time::Instant::now());
-                if rest.is_zero() {
-                    match rx.try_recv() {
-                        Ok(msg) => Some(msg),
-                        Err(mpsc::error::TryRecvError::Empty) => {
-                            self.purge_step();
-                            continue;
-                        }
-                        Err(mpsc::error::TryRecvError::Disconnected) => None,
-                    }
-                } else {
-                    match clock.block_on(async { tokio::time::timeout(rest, rx.recv()).await }) {
-                        Ok(msg) => msg,
-                        Err(_) => continue,
-                    }
-                }
-            } else if (self.fts_pending.is_empty() && self.ngram_idle()) || idle_flush_failed {
-                rx.blocking_recv()
-            } else {
-                match clock.block_on(async { tokio::time::timeout(FTS_IDLE, rx.recv()).await }) {
-                    Ok(msg) => msg,
-                    Err(_) => {
-                        idle_flush_failed = !self.flush_pending();
-                        continue;
-                    }
-                }
+        loop {
+            let stop = match self.backups.pop_front() {
+                Some(job) => self.run_backup(job, &mut rx, clock),
+                None => self.turn(&mut rx, clock, None),
             };
-            idle_flush_failed = false;
-            let first = match next {
-                Some(Msg::Append(j)) => j,
-                Some(Msg::Ngram(rows)) => {
-                    self.take_ngram(rows);
-                    continue;
-                }
-                Some(Msg::Purge(p)) => {
-                    self.start_purge(p);
-                    continue;
-                }
-                Some(Msg::SyncFts(reply)) => {
-                    self.flush_pending();
-                    let _ = reply.send(());
-                    continue;
-                }
-                Some(Msg::Aggregates(b)) => {
-                    self.store_aggregates(b);
-                    continue;
-                }
-                _ => break,
-            };
-            let mut n = first.events.len();
-            let mut jobs = vec![first];
-            let mut syncs = Vec::new();
-            while n < MAX_GROUP_EVENTS {
-                match rx.try_recv() {
-                    Ok(Msg::Append(j)) => {
-                        n += j.events.len();
-                        jobs.push(j);
-                    }
-                    Ok(Msg::SyncFts(reply)) => syncs.push(reply),
-                    Ok(Msg::Aggregates(b)) => self.store_aggregates(b),
-                    Ok(Msg::Ngram(rows)) => self.take_ngram(rows),
-                    Ok(Msg::Purge(p)) => self.start_purge(p),
-                    Ok(Msg::Stop) => {
-                        stopping = true;
-                        break;
-                    }
-                    Err(_) => break,
-                }
+            if stop {
+                break;
             }
-            stopping |= self.commit_group(jobs, &mut rx, !syncs.is_empty());
-            if !syncs.is_empty() {
-                // Normally stored by the group's transaction; if that failed, on their own.
-                self.flush_pending();
-                for reply in syncs {
-                    let _ = reply.send(());
-                }
-            }
-            // At most one purge batch per group commit, and only once the last one has been
-            // rested for: appends wait for at most one batch, and a purge takes at most about
-            // half of the writer's time however long it runs.
-            if std::time::Instant::now() >= self.purge_rest_until {
-                self.purge_step();
-            }
+        }
+        for job in self.backups.drain(..) {
+            let _ = job.reply.send(Err(WriteError::Stopped));
         }
         for (job, _) in self.purges.drain(..) {
             let _ = job.reply.send(Err(WriteError::Stopped));
@@ -749,6 +743,186 @@ impl WriterState {
             tracing::warn!(error = %e, "final WAL checkpoint failed");
         }
         tracing::info!("writer stopped");
+    }
+
+    /// One round of the loop: waits for the next message (at most `cap`, when given: an online
+    /// backup's pacing) and serves it, an append with the group queued behind it. True once a
+    /// stop was asked for.
+    fn turn(&mut self, rx: &mut mpsc::Receiver<Msg>, clock: &tokio::runtime::Runtime, cap: Option<Duration>) -> bool {
+        let capped = |d: Duration| cap.map_or(d, |c| c.min(d));
+        let next = if !self.purges.is_empty() {
+            // A purge in progress goes on whenever nothing else is waiting and its last batch
+            // has been rested for; meanwhile messages are served as they come.
+            let rest = self.purge_rest_until.saturating_duration_since(std::time::Instant::now());
+            if rest.is_zero() {
+                match rx.try_recv() {
+                    Ok(msg) => Some(msg),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.purge_step();
+                        self.idle_since = std::time::Instant::now();
+                        return false;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                }
+            } else {
+                match clock.block_on(async { tokio::time::timeout(capped(rest), rx.recv()).await }) {
+                    Ok(msg) => msg,
+                    Err(_) => return false,
+                }
+            }
+        } else if (self.fts_pending.is_empty() && self.ngram_idle()) || self.idle_flush_failed {
+            match cap {
+                None => rx.blocking_recv(),
+                Some(cap) => match clock.block_on(async { tokio::time::timeout(cap, rx.recv()).await }) {
+                    Ok(msg) => msg,
+                    Err(_) => return false,
+                },
+            }
+        } else {
+            // After `FTS_IDLE` without work, the pending free-text rows are stored.
+            let idle = FTS_IDLE.saturating_sub(self.idle_since.elapsed());
+            match clock.block_on(async { tokio::time::timeout(capped(idle), rx.recv()).await }) {
+                Ok(msg) => msg,
+                Err(_) => {
+                    if self.idle_since.elapsed() >= FTS_IDLE {
+                        self.idle_flush_failed = !self.flush_pending();
+                        self.idle_since = std::time::Instant::now();
+                    }
+                    return false;
+                }
+            }
+        };
+        self.idle_flush_failed = false;
+        self.idle_since = std::time::Instant::now();
+        let first = match next {
+            Some(Msg::Append(j)) => j,
+            Some(Msg::Ngram(rows)) => {
+                self.take_ngram(rows);
+                return false;
+            }
+            Some(Msg::Purge(p)) => {
+                self.start_purge(p);
+                return false;
+            }
+            Some(Msg::SyncFts(reply)) => {
+                self.flush_pending();
+                let _ = reply.send(());
+                return false;
+            }
+            Some(Msg::Aggregates(b)) => {
+                self.store_aggregates(b);
+                return false;
+            }
+            Some(Msg::Backup(job)) => {
+                self.backups.push_back(job);
+                return false;
+            }
+            Some(Msg::Stop) | None => return true,
+        };
+        let mut n = first.events.len();
+        let mut jobs = vec![first];
+        let mut syncs = Vec::new();
+        let mut stopping = false;
+        while n < MAX_GROUP_EVENTS {
+            match rx.try_recv() {
+                Ok(Msg::Append(j)) => {
+                    n += j.events.len();
+                    jobs.push(j);
+                }
+                Ok(Msg::SyncFts(reply)) => syncs.push(reply),
+                Ok(Msg::Aggregates(b)) => self.store_aggregates(b),
+                Ok(Msg::Ngram(rows)) => self.take_ngram(rows),
+                Ok(Msg::Purge(p)) => self.start_purge(p),
+                Ok(Msg::Backup(job)) => self.backups.push_back(job),
+                Ok(Msg::Stop) => {
+                    stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        stopping |= self.commit_group(jobs, rx, !syncs.is_empty());
+        if !syncs.is_empty() {
+            // Normally stored by the group's transaction; if that failed, on their own.
+            self.flush_pending();
+            for reply in syncs {
+                let _ = reply.send(());
+            }
+        }
+        // At most one purge batch per group commit, and only once the last one has been
+        // rested for: appends wait for at most one batch, and a purge takes at most about
+        // half of the writer's time however long it runs.
+        if std::time::Instant::now() >= self.purge_rest_until {
+            self.purge_step();
+        }
+        self.idle_since = std::time::Instant::now();
+        stopping
+    }
+
+    /// Copies the database into the new file `job.to` with SQLite's online backup on this
+    /// connection, `job.pages` at a time: after each step the loop serves the queue for at least
+    /// as long as the step took, so a backup takes at most about half of the writer's time. No read
+    /// transaction outlives a step, so checkpoints go on and the WAL stays as small as without a
+    /// backup; a page a commit changes after it was copied reaches the copy with that commit
+    /// (SQLite keeps a backup of the connection that writes up to date), so the copy ends at a
+    /// commit. A commit by another connection makes the copy start over. True once a stop was
+    /// asked for (the copy is abandoned and removed).
+    fn run_backup(&mut self, job: BackupJob, rx: &mut mpsc::Receiver<Msg>, clock: &tokio::runtime::Runtime) -> bool {
+        self.backup_active.store(true, Ordering::Release);
+        let src = self.conn.clone();
+        let mut stop = false;
+        let mut copy = || -> anyhow::Result<Option<BackupCopy>> {
+            let mut dest = super::open_backup_target(&job.to)?;
+            let backup = rusqlite::backup::Backup::new(&src, &mut dest)?;
+            let mut done = BackupCopy { pages: 0, steps: 0, restarts: 0 };
+            let mut copied = 0;
+            loop {
+                let began = std::time::Instant::now();
+                let step = backup.step(job.pages)?;
+                done.steps += 1;
+                let p = backup.progress();
+                if p.pagecount - p.remaining < copied {
+                    done.restarts += 1;
+                    if done.restarts > MAX_BACKUP_RESTARTS {
+                        anyhow::bail!(
+                            "the database was changed by another connection {} times during the copy",
+                            done.restarts
+                        );
+                    }
+                }
+                copied = p.pagecount - p.remaining;
+                if step == rusqlite::backup::StepResult::Done {
+                    done.pages = i64::from(p.pagecount);
+                    return Ok(Some(done));
+                }
+                let until = std::time::Instant::now() + began.elapsed();
+                loop {
+                    let left = until.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    if self.turn(rx, clock, Some(left)) {
+                        stop = true;
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        let result = copy();
+        self.backup_active.store(false, Ordering::Release);
+        let reply = match result {
+            Ok(Some(done)) => Ok(done),
+            Ok(None) => Err(WriteError::Stopped),
+            Err(e) => {
+                tracing::error!(error = %e, "online backup failed");
+                Err(WriteError::Storage(format!("{e:#}")))
+            }
+        };
+        if reply.is_err() {
+            let _ = std::fs::remove_file(&job.to);
+        }
+        let _ = job.reply.send(reply);
+        stop
     }
 
     /// Commits one group and replies. Returns true if a stop was requested meanwhile.
@@ -838,6 +1012,9 @@ impl WriterState {
                     }
                     Msg::SyncFts(reply) => {
                         let _ = reply.send(());
+                    }
+                    Msg::Backup(job) => {
+                        let _ = job.reply.send(Err(WriteError::Busy));
                     }
                     Msg::Aggregates(_) => {}
                     Msg::Ngram(rows) => self.take_ngram(rows),

@@ -87,6 +87,113 @@ async fn backup_while_serving_restores_and_verifies() {
     assert!(!st.status.success(), "restore over an existing database must be refused");
 }
 
+/// An online backup taken by the writer while requests keep coming: the copy takes many steps
+/// of one page, with commits in between, ends at one of them (the checkpoint beside it matches
+/// what it holds, and it restores and verifies), and the log goes on after it.
+#[actix_web::test]
+async fn online_backup_between_commits_restores_and_verifies() {
+    let s = TestServer::new();
+    let dir = s.dir.path().to_path_buf();
+    let app = s.app().await;
+    let batch = |b: usize| {
+        let events: Vec<String> = (0..20)
+            .map(|i| format!(r#"{{"event":{{"message":"batch {b} event {i} {}"}}}}"#, "x".repeat(300)))
+            .collect();
+        format!(r#"{{"events":[{}]}}"#, events.join(","))
+    };
+    for b in 0..150 {
+        assert_eq!(call(&app, "POST", "/pangea/v2/log", Some(&s.admin), &batch(b)).await.0, 200);
+    }
+    let before = s.state.ledger.size();
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("online.db");
+    let ingest = async {
+        for b in 150..210 {
+            assert_eq!(call(&app, "POST", "/pangea/v2/log", Some(&s.admin), &batch(b)).await.0, 200);
+        }
+    };
+    let (copy, ()) = futures_util::future::join(s.state.writer.backup(file.clone(), 1), ingest).await;
+    let copy = copy.unwrap();
+    let after = s.state.ledger.size();
+    assert!(copy.steps as i64 >= copy.pages && copy.pages > 50, "{copy:?}");
+    let b = trailkeep::backup::finish_online(&dir, &file, false).unwrap();
+    let size = b.checkpoint.root.size;
+    // Commits came in while it copied (the first batch is queued before the first steps end).
+    assert!(size > before && size <= after, "{before} < {size} <= {after}");
+    let restored = out.path().join("restored");
+    trailkeep::backup::restore(&file, &restored, None).unwrap();
+    let (ok, text) = verify(&restored);
+    assert!(ok && text.contains(&format!("tree size {size}")), "{text}");
+    // The live log was not disturbed.
+    assert_eq!(call(&app, "POST", "/pangea/v2/log", Some(&s.admin), &batch(999)).await.0, 200);
+    drop(app);
+    let dir = s.stop().await;
+    let (ok, text) = verify(dir.path());
+    assert!(ok, "{text}");
+}
+
+/// `POST /api/v1/backups`: admin keys only; the backup lands in the backup directory with its
+/// checkpoint (and key copy when asked for), is recorded as an event it holds itself, and
+/// restores with the trail continuing.
+#[actix_web::test]
+async fn backup_endpoint_writes_a_restorable_backup() {
+    let backups = tempfile::tempdir().unwrap();
+    let into = backups.path().join("nightly");
+    let s = TestServer::with_config(|c| c.backup_dir = Some(into.clone()));
+    let dir = s.dir.path().to_path_buf();
+    let app = s.app().await;
+    for b in 0..3 {
+        let body = format!(r#"{{"events":[{{"event":{{"message":"m{b}"}}}}]}}"#);
+        assert_eq!(call(&app, "POST", "/pangea/v2/log", Some(&s.admin), &body).await.0, 200);
+    }
+    let search = s.key(&["search", "ingest"], &[]);
+    let (st, body) = call(&app, "POST", "/api/v1/backups", Some(&search), "").await;
+    assert_eq!((st, body["type"].as_str().is_some()), (403, true), "{body}");
+    let (st, body) = call(&app, "POST", "/api/v1/backups", Some(&s.admin), r#"{"include_keys":"yes"}"#).await;
+    assert_eq!(st, 400, "{body}");
+    let (st, body) = call(&app, "POST", "/api/v1/backups", Some(&s.admin), r#"{"other":1}"#).await;
+    assert_eq!(st, 400, "{body}");
+    let (st, body) = call(&app, "POST", "/api/v1/backups", Some(&s.admin), "").await;
+    assert_eq!(st, 201, "{body}");
+    let file = std::path::PathBuf::from(body["file"].as_str().unwrap());
+    assert_eq!(file.parent(), Some(into.as_path()));
+    assert!(body["keys"].as_array().unwrap().is_empty() && !trailkeep::backup::keys_beside(&file).exists());
+    assert_eq!(body["bytes"].as_u64(), Some(std::fs::metadata(&file).unwrap().len()));
+    use std::os::unix::fs::PermissionsExt;
+    for p in [into.clone(), file.clone(), trailkeep::backup::checkpoint_beside(&file)] {
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o077, 0, "{}", p.display());
+    }
+    // 3 events and the backup's own event, each committed alone.
+    assert_eq!(body["tree_size"], 4, "{body}");
+    let copy = rusqlite::Connection::open(&file).unwrap();
+    let mode: String = copy.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "delete");
+    let recorded: i64 = copy
+        .query_row("SELECT count(*) FROM events WHERE envelope LIKE '%actions/audittrail/log/BACKUP%'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(recorded, 1);
+    drop(copy);
+
+    let (st, body) = call(&app, "POST", "/api/v1/backups", Some(&s.admin), r#"{"include_keys":true}"#).await;
+    assert_eq!(st, 201, "{body}");
+    let with_keys = std::path::PathBuf::from(body["file"].as_str().unwrap());
+    assert!(body["keys"].as_array().unwrap().iter().any(|k| k.as_str().unwrap().starts_with("root-signing")), "{body}");
+    let restored = backups.path().join("restored");
+    let r = trailkeep::backup::restore(&with_keys, &restored, None).unwrap();
+    assert!(r.root_signing.is_some());
+    let (ok, text) = verify(&restored);
+    assert!(ok && text.contains("tree size 5"), "{text}");
+    drop(app);
+    drop(s);
+    let mut config = trailkeep::config::Config::for_tests(&restored);
+    config.self_audit = false;
+    let opened = trailkeep::server::open(config).unwrap();
+    assert!(opened.state.ledger.read_only().is_none(), "the trail continues with the copied keys");
+    let _ = dir;
+}
+
 #[actix_web::test]
 async fn export_cli_streams_every_format() {
     let (_s, dir) = seeded().await;
