@@ -577,37 +577,37 @@ async fn create_backup(state: State, req: HttpRequest, payload: web::Payload) ->
     if !recorded {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the backup could not be recorded; retry");
     }
-    let started = std::time::Instant::now();
-    let copy = match state.writer.backup(file.clone(), BACKUP_STEP_PAGES).await {
-        Ok(c) => c,
-        Err(crate::store::writer::WriteError::Busy) => {
-            return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the writer is busy; retry");
-        }
-        Err(_) => {
-            return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the backup failed; nothing was kept");
-        }
-    };
-    let data_dir = state.data_dir.clone();
-    let sealed = {
-        let file = file.clone();
-        web::block(move || {
-            let b = crate::backup::finish_online(&data_dir, &file, include_keys)?;
-            Ok::<_, anyhow::Error>((b, std::fs::metadata(&file)?.len()))
+    // On a task of its own: a client that goes away does not leave a copy half made.
+    let (writer, data_dir, to) = (state.writer.clone(), state.data_dir.clone(), file.clone());
+    let made = actix_web::rt::spawn(async move {
+        let started = std::time::Instant::now();
+        let copy = writer.backup(to.clone(), BACKUP_STEP_PAGES).await.map_err(|e| match e {
+            crate::store::writer::WriteError::Busy => "the writer is busy; retry",
+            _ => "the backup failed; nothing was kept",
+        })?;
+        let sealed = web::block(move || {
+            let sealed = crate::backup::finish_online(&data_dir, &to, include_keys)
+                .and_then(|b| Ok((b, std::fs::metadata(&to)?.len())));
+            if sealed.is_err() {
+                let _ = std::fs::remove_dir_all(crate::backup::keys_beside(&to));
+                let _ = std::fs::remove_file(crate::backup::checkpoint_beside(&to));
+                let _ = std::fs::remove_file(&to);
+            }
+            sealed
         })
-        .await
-    };
-    let (b, bytes) = match sealed {
-        Ok(Ok(done)) => done,
-        _ => {
-            tracing::error!("cannot finish the online backup");
-            let f = file.clone();
-            let _ = web::block(move || {
-                let _ = std::fs::remove_file(crate::backup::checkpoint_beside(&f));
-                std::fs::remove_file(&f)
-            })
-            .await;
-            return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the backup failed; nothing was kept");
+        .await;
+        match sealed {
+            Ok(Ok((b, bytes))) => Ok((copy, b, bytes, started.elapsed())),
+            _ => {
+                tracing::error!("cannot finish the online backup");
+                Err("the backup failed; nothing was kept")
+            }
         }
+    });
+    let (copy, b, bytes, took) = match made.await {
+        Ok(Ok(done)) => done,
+        Ok(Err(why)) => return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why),
+        Err(_) => return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the backup failed; nothing was kept"),
     };
     tracing::info!(file = %name, bytes, tree_size = b.checkpoint.root.size, restarts = copy.restarts, "online backup written");
     HttpResponse::Created().json(json!({
@@ -616,7 +616,7 @@ async fn create_backup(state: State, req: HttpRequest, payload: web::Payload) ->
         "tree_size": b.checkpoint.root.size,
         "root_hash": b.checkpoint.root.root_hash,
         "keys": b.keys.iter().map(|k| k.id()).collect::<Vec<_>>(),
-        "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        "seconds": (took.as_secs_f64() * 1000.0).round() / 1000.0,
         "restarts": copy.restarts,
     }))
 }

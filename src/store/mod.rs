@@ -2,6 +2,7 @@
 //! single writer. SQL lives here and in the submodules; handlers never touch it.
 
 pub mod aggregate;
+pub mod backup_copy;
 pub mod ngram;
 pub mod replication;
 pub mod retention;
@@ -134,20 +135,6 @@ pub fn open_side_rw(data_dir: &Path) -> rusqlite::Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     configure(&conn)?;
-    Ok(conn)
-}
-
-/// The destination of an online backup (`writer::WriterHandle::backup`): a new 0600 file (an
-/// existing one is refused), written without a journal or syncs (a failed copy is removed, and
-/// the finished one is synced before anything vouches for it, `backup::finish_online`); a small
-/// page cache, since the pages changed after being copied wait in it until the next step.
-pub fn open_backup_target(path: &Path) -> anyhow::Result<Connection> {
-    crate::datadir::create_private(path).context("cannot create the backup file")?;
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .context("cannot open the backup file")?;
-    conn.pragma_update(None, "journal_mode", "OFF")?;
-    conn.pragma_update(None, "synchronous", "OFF")?;
-    conn.pragma_update(None, "cache_size", -4_096)?;
     Ok(conn)
 }
 

@@ -39,6 +39,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::aggregate::{self, BuiltSegment};
+use super::backup_copy;
 use super::ngram::{self as stored_ngram, Built, GroupRows, Indexer, Keyed, SegmentRows};
 use super::retention::{self, PurgeReport};
 use super::tree::{TreeReader, load_recent_roots, load_tree, store_root_chunk};
@@ -307,7 +308,6 @@ impl WriterHandle {
         }
     }
 
-    /// WAL checkpoints run by the checkpoint thread so far.
     /// Copies the database into the new file `to` on the writer's connection, `pages` at a time
     /// between group commits (`WriterState::run_backup`). The copy ends at a commit: the signed
     /// root it holds vouches for all of it.
@@ -318,12 +318,13 @@ impl WriterHandle {
         rx.await.map_err(|_| WriteError::Stopped)?
     }
 
-    /// True while an online backup runs: writers on other connections (the replication
-    /// watermark) hold back, since each of their commits makes the copy start over.
+    /// True while an online backup runs: writers on other connections (the keys' last use, the
+    /// replication watermark) hold back, since each of their commits makes the copy start over.
     pub fn backup_active(&self) -> Arc<AtomicBool> {
         self.backup_active.clone()
     }
 
+    /// WAL checkpoints run by the checkpoint thread so far.
     pub fn background_checkpoints(&self) -> i64 {
         self.checkpoints.load(Ordering::Relaxed)
     }
@@ -872,14 +873,20 @@ impl WriterState {
         let src = self.conn.clone();
         let mut stop = false;
         let mut copy = || -> anyhow::Result<Option<BackupCopy>> {
-            let mut dest = super::open_backup_target(&job.to)?;
+            let mut dest = backup_copy::open_target(&job.to)?;
+            let flusher = backup_copy::Flusher::start(&job.to)?;
             let backup = rusqlite::backup::Backup::new(&src, &mut dest)?;
             let mut done = BackupCopy { pages: 0, steps: 0, restarts: 0 };
-            let mut copied = 0;
+            let (mut copied, mut unflushed) = (0, 0);
             loop {
                 let began = std::time::Instant::now();
                 let step = backup.step(job.pages)?;
                 done.steps += 1;
+                unflushed += i64::from(job.pages);
+                if unflushed >= backup_copy::FLUSH_PAGES {
+                    unflushed = 0;
+                    flusher.nudge();
+                }
                 let p = backup.progress();
                 if p.pagecount - p.remaining < copied {
                     done.restarts += 1;
