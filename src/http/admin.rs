@@ -607,7 +607,9 @@ async fn create_backup(state: State, req: HttpRequest, payload: web::Payload) ->
     let (copy, b, bytes, took) = match made.await {
         Ok(Ok(done)) => done,
         Ok(Err(why)) => return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why),
-        Err(_) => return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the backup failed; nothing was kept"),
+        Err(_) => {
+            return problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the backup failed; nothing was kept");
+        }
     };
     tracing::info!(file = %name, bytes, tree_size = b.checkpoint.root.size, restarts = copy.restarts, "online backup written");
     HttpResponse::Created().json(json!({
