@@ -251,7 +251,8 @@ impl Uploader {
     }
 
     /// Waits while the writer takes an online backup: a commit on this connection would make the
-    /// copy start over. The watermark only moves later; the objects are uploaded already.
+    /// copy start over. Replication pauses at its next watermark write (before an object's
+    /// upload, or after it) until the copy ends.
     async fn no_backup_running(&self) {
         while self.backup_active.load(std::sync::atomic::Ordering::Acquire) && !self.stopping() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
