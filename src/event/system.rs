@@ -154,21 +154,7 @@ pub fn config_changed(
 /// The event recording that admin key `actor_key_id` (from `peer`) started a verification of the
 /// log of `tree_size` leaves.
 pub fn verify_started(actor_key_id: &str, peer: Option<String>, tree_size: u64, redact: bool) -> Option<NewEvent> {
-    build(
-        Fields {
-            event_source: "trailkeep",
-            action: VERIFY_ACTION,
-            read_only: true,
-            principal: format!("keys/{actor_key_id}"),
-            source_ip: peer.unwrap_or_else(|| "unknown".into()),
-            resource: "//audittrail/log".into(),
-            metadata: Map::from_iter([("tree_size".to_string(), json!(tree_size.to_string()))]),
-            request_parameters: Map::new(),
-            user_agent: String::new(),
-            event_type: EventType::Api,
-        },
-        redact,
-    )
+    log_read(VERIFY_ACTION, actor_key_id, peer, [("tree_size", tree_size.to_string())], redact)
 }
 
 /// The event recording that admin key `actor_key_id` (from `peer`) took a backup of the log
@@ -181,18 +167,27 @@ pub fn backup_started(
     include_keys: bool,
     redact: bool,
 ) -> Option<NewEvent> {
+    let metadata = [("file", file.to_string()), ("include_keys", include_keys.to_string())];
+    log_read(BACKUP_ACTION, actor_key_id, peer, metadata, redact)
+}
+
+/// An admin key's read of the whole log (`//audittrail/log`), with string `metadata`.
+fn log_read<const N: usize>(
+    action: &'static str,
+    actor_key_id: &str,
+    peer: Option<String>,
+    metadata: [(&str, String); N],
+    redact: bool,
+) -> Option<NewEvent> {
     build(
         Fields {
             event_source: "trailkeep",
-            action: BACKUP_ACTION,
+            action,
             read_only: true,
             principal: format!("keys/{actor_key_id}"),
             source_ip: peer.unwrap_or_else(|| "unknown".into()),
             resource: "//audittrail/log".into(),
-            metadata: Map::from_iter([
-                ("file".to_string(), json!(file)),
-                ("include_keys".to_string(), json!(include_keys.to_string())),
-            ]),
+            metadata: metadata.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect(),
             request_parameters: Map::new(),
             user_agent: String::new(),
             event_type: EventType::Api,
