@@ -299,7 +299,8 @@ def judge(windows: List[dict]) -> List[tuple]:
         ("verify", outcomes.get("verify_rc") == 0, str(outcomes.get("verify", ""))[:150]),
         ("backup", b.get("rc") == 0 and outcomes.get("backup_verify_rc") == 0,
          f"rc {b.get('rc')}, {b.get('seconds')} s, {b.get('mb')} MB; restored copy: {str(outcomes.get('backup_verify', ''))[:120]}"),
-        ("purge", samples[-1]["events_purged"] > 0 and outcomes.get("purge_call", {}).get("status") == 200,
+        # 409 `purge_running`: a scheduled run was in progress; the call was answered, not queued.
+        ("purge", samples[-1]["events_purged"] > 0 and outcomes.get("purge_call", {}).get("status") in (200, 409),
          f"{samples[-1]['events_purged']} events purged; POST purge: {outcomes.get('purge_call', {}).get('status')}"),
     ]
     ok = all(c[1] for c in checks)

@@ -320,8 +320,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let every = std::time::Duration::from_micros(state.config.retention.interval.max(1_000_000) as u64);
             let mut stop = state.shutdown.subscribe();
             loop {
-                if let Err(e) = crate::http::admin::run_purge(&state).await {
-                    tracing::warn!(error = %e, "retention purge");
+                match crate::http::admin::run_purge(&state).await {
+                    Ok(_) => {}
+                    Err(crate::http::admin::PurgeRunError::Running { .. }) => {
+                        tracing::debug!("retention purge: one asked for through the API is still running")
+                    }
+                    Err(crate::http::admin::PurgeRunError::Failed(e)) => tracing::warn!(error = %e, "retention purge"),
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}

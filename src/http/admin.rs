@@ -12,6 +12,8 @@
 //! - `POST /api/v1/retention/purge` — run the retention purge now
 //! - `POST /api/v1/backups` `{include_keys?}` — an online backup into the backup directory
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
@@ -19,7 +21,7 @@ use serde_json::{Value, json};
 use super::apidoc::{Problem, TAG_UI};
 use super::body::{is_json, read_body};
 use super::pangea::configs::{change_config, record_config_change};
-use super::state::{State, with_reader};
+use super::state::{RunningPurge, State, with_reader};
 use super::ui::{principal, problem};
 use crate::event::system;
 use crate::keys::{Principal, Scopes, list_keys};
@@ -117,6 +119,9 @@ pub struct RetentionPolicy {
     /// The last run: `{at, ok, report}` or `{at, ok: false, error}`; null before the first.
     #[schema(value_type = Option<Object>)]
     last_run: Option<Value>,
+    /// The purge in progress: `{started_at, purged}` (events purged so far); null when none runs.
+    #[schema(value_type = Option<Object>)]
+    running: Option<Value>,
 }
 
 #[derive(utoipa::ToSchema)]
@@ -424,16 +429,24 @@ async fn retention(state: State, req: HttpRequest) -> HttpResponse {
     }
     let r = &state.config.retention;
     let period = |d: i64| if d == i64::MAX { "forever".to_string() } else { format_duration(d) };
-    let last = state.retention.lock().last_run.as_ref().map(|(at, res)| match res {
-        Ok(rep) => json!({"at": format_micros(*at), "ok": true, "report": rep}),
-        Err(e) => json!({"at": format_micros(*at), "ok": false, "error": e}),
-    });
+    let (last, running) = {
+        let status = state.retention.lock();
+        let last = status.last_run.as_ref().map(|(at, res)| match res {
+            Ok(rep) => json!({"at": format_micros(*at), "ok": true, "report": rep}),
+            Err(e) => json!({"at": format_micros(*at), "ok": false, "error": e}),
+        });
+        let running = status.running.as_ref().map(|r| {
+            json!({"started_at": format_micros(r.started_at), "purged": r.purged.load(std::sync::atomic::Ordering::Relaxed)})
+        });
+        (last, running)
+    };
     HttpResponse::Ok().json(json!({
         "enabled": r.is_enabled(),
         "default": r.default.map_or("forever".to_string(), period),
         "workspaces": r.workspaces.iter().map(|(w, d)| (w.clone(), json!(period(*d)))).collect::<serde_json::Map<_, _>>(),
         "interval": format_duration(r.interval),
         "last_run": last,
+        "running": running,
     }))
 }
 
@@ -447,7 +460,7 @@ async fn retention(state: State, req: HttpRequest) -> HttpResponse {
     operation_id = "admin_purge",
     responses(
         (status = 200, description = "What was purged", body = PurgeResult),
-        (status = 409, description = "No retention period is configured", content_type = "application/problem+json", body = Problem),
+        (status = 409, description = "No retention period is configured (`retention_disabled`), or a purge is already running (`purge_running`; `GET /api/v1/retention` shows it)", content_type = "application/problem+json", body = Problem),
         (status = 503, description = "The purge failed or the writer is busy (retry), or the trail is read-only (`read_only`: its root-signing key is not installed)", content_type = "application/problem+json", body = Problem),
         (status = 401, description = "Missing or invalid key", content_type = "application/problem+json", body = Problem),
         (status = 403, description = "Not an admin key without a workspace limit", content_type = "application/problem+json", body = Problem),
@@ -467,20 +480,57 @@ async fn purge_now(state: State, req: HttpRequest) -> HttpResponse {
     }
     match run_purge(&state).await {
         Ok(report) => HttpResponse::Ok().json(report),
-        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e),
+        Err(PurgeRunError::Running { started_at, purged }) => problem(
+            StatusCode::CONFLICT,
+            "purge_running",
+            &format!(
+                "a purge is already running (started {}, {purged} events purged so far); GET /api/v1/retention shows its outcome when it ends",
+                format_micros(started_at)
+            ),
+        ),
+        Err(PurgeRunError::Failed(e)) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e),
     }
 }
 
-/// Runs one purge through the writer and records the outcome for `GET /api/v1/retention`.
-pub async fn run_purge(state: &State) -> Result<PurgeReport, String> {
+/// Why a purge did not run to its end.
+pub enum PurgeRunError {
+    /// Another purge (scheduled or asked for) is in progress: when it started (µs), and what it
+    /// has purged so far.
+    Running { started_at: i64, purged: u64 },
+    /// The purge failed; the message is for the client.
+    Failed(String),
+}
+
+/// Runs one purge through the writer and records the outcome for `GET /api/v1/retention`; one
+/// at a time (a second is refused at once rather than queued behind the first).
+pub async fn run_purge(state: &State) -> Result<PurgeReport, PurgeRunError> {
     let now = crate::time::now_micros();
-    let res = state.writer.purge(state.config.retention.clone(), now).await.map_err(|e| match e {
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let mut r = state.retention.lock();
+        if let Some(running) = &r.running {
+            return Err(PurgeRunError::Running {
+                started_at: running.started_at,
+                purged: running.purged.load(std::sync::atomic::Ordering::Relaxed),
+            });
+        }
+        r.running = Some(RunningPurge { started_at: now, purged: progress.clone() });
+    }
+    // Cleared however this future ends (also when the client goes away and it is dropped).
+    struct Done<'a>(&'a State);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.retention.lock().running = None;
+        }
+    }
+    let _done = Done(state);
+    let res = state.writer.purge(state.config.retention.clone(), now, progress).await.map_err(|e| match e {
         crate::store::writer::WriteError::Busy => "the writer is busy; retry".to_string(),
         crate::store::writer::WriteError::ReadOnly(reason) => reason,
         _ => "the purge failed; it is retried at the next run".to_string(),
     });
     state.retention.lock().last_run = Some((now, res.clone()));
-    res
+    res.map_err(PurgeRunError::Failed)
 }
 
 /// Pages an online backup copies per step of the writer (16 KiB each): a few milliseconds, after

@@ -82,10 +82,18 @@ pub fn base_url(state: &State, req: &HttpRequest) -> String {
     format!("{scheme}://{}", info.host())
 }
 
-/// The last purge run (time in µs, and what it did).
+/// The last purge run (time in µs, and what it did), and the one in progress.
 #[derive(Default)]
 pub struct RetentionStatus {
     pub last_run: Option<(i64, Result<PurgeReport, String>)>,
+    pub running: Option<RunningPurge>,
+}
+
+/// A purge in progress: when it started (µs) and the events it has purged so far (the writer
+/// adds each batch as it commits).
+pub struct RunningPurge {
+    pub started_at: i64,
+    pub purged: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A verification of the log running in the background, started through the admin API.

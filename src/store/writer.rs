@@ -201,6 +201,8 @@ struct Job {
 struct PurgeJob {
     retention: Retention,
     now: i64,
+    /// Events purged so far, updated after each committed batch.
+    progress: Arc<std::sync::atomic::AtomicU64>,
     reply: oneshot::Sender<Result<PurgeReport, WriteError>>,
 }
 
@@ -288,9 +290,15 @@ impl WriterHandle {
 
     /// Runs the retention purge for `retention` as of `now` (µs) on the writer thread, between
     /// group commits; each purged batch is recorded by an event (`event::system::purge`).
-    pub async fn purge(&self, retention: Retention, now: i64) -> Result<PurgeReport, WriteError> {
+    /// `progress` counts the events purged so far, batch by batch.
+    pub async fn purge(
+        &self,
+        retention: Retention,
+        now: i64,
+        progress: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<PurgeReport, WriteError> {
         let (reply, rx) = oneshot::channel();
-        let job = PurgeJob { retention, now, reply };
+        let job = PurgeJob { retention, now, progress, reply };
         self.tx.send(Msg::Purge(job)).await.map_err(|_| WriteError::Stopped)?;
         rx.await.map_err(|_| WriteError::Stopped)?
     }
@@ -1053,6 +1061,7 @@ impl WriterState {
         let started = std::time::Instant::now();
         let batch = self.purge_batch(&job, &mut report);
         self.purge_rest_until = std::time::Instant::now() + started.elapsed();
+        job.progress.store(report.purged, Ordering::Relaxed);
         let result = match batch {
             Ok(true) => {
                 self.purges.push_front((job, report));

@@ -221,6 +221,37 @@ async fn purge_without_retention_is_a_conflict() {
 }
 
 #[actix_web::test]
+async fn a_second_purge_is_refused_while_one_runs() {
+    use trailkeep::http::admin::{PurgeRunError, run_purge};
+    let s = TestServer::with_config(|c| {
+        c.retention.workspaces.insert("workspaces/old".into(), SEC);
+    });
+    let app = s.app().await;
+    ingest(&app, &s.admin, "workspaces/old", 5, "zebracorn").await;
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    // Two runs at once (a scheduled one and one asked for): the second is refused at once.
+    let (first, second) = futures_util::future::join(run_purge(&s.state), run_purge(&s.state)).await;
+    assert_eq!(first.ok().map(|r| r.purged), Some(6));
+    assert!(matches!(second, Err(PurgeRunError::Running { .. })));
+    // Through the API, with the state of a run in progress shown by GET.
+    s.state.retention.lock().running = Some(trailkeep::http::state::RunningPurge {
+        started_at: trailkeep::time::now_micros(),
+        purged: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(42)),
+    });
+    let (st, body) = call(&app, "POST", "/api/v1/retention/purge", Some(&s.admin), "").await;
+    assert_eq!((st, body["code"].as_str()), (409, Some("purge_running")), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("42 events purged so far"), "{body}");
+    let (st, policy) = call(&app, "GET", "/api/v1/retention", Some(&s.admin), "").await;
+    assert_eq!((st, &policy["running"]["purged"]), (200, &json!(42)), "{policy}");
+    assert_eq!(policy["last_run"]["report"]["purged"], 6, "{policy}");
+    s.state.retention.lock().running = None;
+    let (st, again) = call(&app, "POST", "/api/v1/retention/purge", Some(&s.admin), "").await;
+    assert_eq!((st, &again["purged"]), (200, &json!(0)), "{again}");
+    let (_, policy) = call(&app, "GET", "/api/v1/retention", Some(&s.admin), "").await;
+    assert_eq!(policy["running"], Value::Null, "{policy}");
+}
+
+#[actix_web::test]
 async fn admin_key_api() {
     let s = TestServer::new();
     let app = s.app().await;

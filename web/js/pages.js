@@ -400,7 +400,7 @@ function renderRetention(body, d, ctx) {
 
   const lastBox = card('Last purge');
   lastBox.id = 'retention-last';
-  renderLastPurge(lastBox, d.last_run);
+  renderLastPurge(lastBox, d.last_run, d.running);
   body.append(lastBox);
 
   const result = h('div', { id: 'purge-result', attrs: { role: 'status' } });
@@ -418,9 +418,15 @@ function renderRetention(body, d, ctx) {
       result.append(h('p', null, `Purged ${fmtInt(r.purged ?? 0)} events in ${fmtInt(Object.keys(r.workspaces ?? {}).length)} workspace(s); ${fmtInt(r.purge_events ?? 0)} purge event(s) logged.`));
       announce(`Purged ${r.purged ?? 0} events`);
       const fresh = await api.retention().catch(() => null);
-      if (fresh) renderLastPurge(lastBox, fresh.last_run);
+      if (fresh) renderLastPurge(lastBox, fresh.last_run, fresh.running);
     } catch (e) {
-      result.append(h('p', { className: 'error-text' }, `The purge did not run: ${e.message} It runs again at the next interval; retry later.`));
+      if (e.code === 'purge_running') {
+        result.append(h('p', null, 'A purge is already running; its outcome shows above when it ends.'));
+        const fresh = await api.retention().catch(() => null);
+        if (fresh) renderLastPurge(lastBox, fresh.last_run, fresh.running);
+      } else {
+        result.append(h('p', { className: 'error-text' }, `The purge did not run: ${e.message} It runs again at the next interval; retry later.`));
+      }
     } finally {
       btn.disabled = false;
       btn.textContent = 'Purge now';
@@ -431,11 +437,15 @@ function renderRetention(body, d, ctx) {
     btn, result));
 }
 
-function renderLastPurge(box, last) {
+function renderLastPurge(box, last, running) {
   const title = box.querySelector('h2');
   box.replaceChildren(title);
+  if (running) {
+    box.append(h('p', { id: 'purge-running' }, badge('pending', 'Running'),
+      ` since ${relTime(running.started_at)}: ${fmtInt(running.purged ?? 0)} events purged so far.`));
+  }
   if (!last) {
-    box.append(h('p', { className: 'muted' }, 'No purge has run since the server started.'));
+    if (!running) box.append(h('p', { className: 'muted' }, 'No purge has run since the server started.'));
     return;
   }
   const rep = last.report ?? {};
