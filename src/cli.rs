@@ -457,7 +457,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}: {}", p.kind, p.detail);
             }
             if report.problems.is_empty() {
-                let purged = if report.purged > 0 {
+                let purged = if report.purge_pending > 0 {
+                    format!(
+                        " ({} with content removed by retention, {} of them awaiting their purge events: logged at the end of the purge run, or at the server's next start)",
+                        report.purged, report.purge_pending
+                    )
+                } else if report.purged > 0 {
                     format!(" ({} with content removed by retention)", report.purged)
                 } else {
                     String::new()

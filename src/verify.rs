@@ -30,6 +30,9 @@ pub struct Report {
     pub events: u64,
     /// Events whose content was removed by retention (their stored hashes are used).
     pub purged: u64,
+    /// Of those, the ones a purge run declared in `purge_pending` but not yet by a purge event
+    /// (the run was in progress, or stopped before its end; the writer logs them at its start).
+    pub purge_pending: u64,
     pub tree_size: u64,
     /// Events whose server signature was checked (server-signing configs).
     pub server_signed: u64,
@@ -115,6 +118,19 @@ fn check_log(
         if configs { "e.config" } else { "0" }
     ))?;
     let mut purges = Purges::default();
+    // A database of a release before `purge_pending` (not migrated) has none.
+    let pending_table: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'purge_pending')",
+        [],
+        |r| r.get(0),
+    )?;
+    if pending_table {
+        let mut stmt = conn.prepare("SELECT workspace, first_seq, last_seq, count FROM purge_pending")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            purges.pending(r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64);
+        }
+    }
     let mut signatures = SignatureChecker::start();
     let mut event_signatures = EventSignatures::new(conn, data_dir, configs)?;
     let mut rows = events.query([])?;
@@ -384,11 +400,16 @@ impl EventSignatures {
 struct Purges {
     /// (seq, workspace) of every purged row.
     purged: Vec<(i64, String)>,
-    /// workspace → (first_seq, last_seq, count, purge event seq).
+    /// workspace → (first_seq, last_seq, count, purge event seq; `i64::MAX` for a pending one).
     declared: std::collections::HashMap<String, Vec<(i64, i64, u64, i64)>>,
 }
 
 impl Purges {
+    /// Rows a purge run declared in `purge_pending`, before its purge event.
+    fn pending(&mut self, workspace: String, first: i64, last: i64, count: u64) {
+        self.declared.entry(workspace).or_default().push((first, last, count, i64::MAX));
+    }
+
     fn declared(&mut self, seq: i64, workspace: String, envelope: &str) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(envelope) else { return };
         let ev = &v["event"];
@@ -416,6 +437,7 @@ impl Purges {
                 problem(report, "unexplained_purge", format!("event {seq}: content removed without a purge event"));
             }
         }
+        report.purge_pending = self.declared.values().flatten().filter(|d| d.3 == i64::MAX).map(|d| d.2).sum();
         for (ws, d) in &self.declared {
             let declared: u64 = d.iter().map(|x| x.2).sum();
             let found = counts.get(ws.as_str()).copied().unwrap_or(0);

@@ -452,7 +452,7 @@ async fn retention(state: State, req: HttpRequest) -> HttpResponse {
 
 /// Run the retention purge now
 ///
-/// Removes the content of events older than their workspace's period (hashes stay; each purged batch is logged as a purge event).
+/// Removes the content of events older than their workspace's period (hashes stay; each run is logged by one purge event per workspace). One run at a time: while one is in progress (scheduled or asked for) the answer is 409 `purge_running`.
 #[utoipa::path(
     post,
     path = "/api/v1/retention/purge",

@@ -70,6 +70,8 @@ pub struct VerifyResult {
     events: u64,
     /// Events whose content retention removed (their hashes were checked).
     purged: u64,
+    /// Of those, the ones whose purge events are not logged yet (a purge run in progress).
+    purge_pending: u64,
     tree_size: u64,
     problems: Vec<VerifyProblem>,
     /// Set when the verification could not run at all.
@@ -358,11 +360,11 @@ fn run(state: &State, checked: &AtomicU64) {
                 .collect();
             tracing::info!(events = report.events, problems = problems.len(), "verification finished");
             json!({"ok": problems.is_empty(), "events": report.events, "purged": report.purged,
-                "tree_size": report.tree_size, "problems": problems, "error": null})
+                "purge_pending": report.purge_pending, "tree_size": report.tree_size, "problems": problems, "error": null})
         }
         Err(e) => {
             tracing::error!(error = %e, "verification could not run");
-            json!({"ok": false, "events": 0, "purged": 0, "tree_size": 0, "problems": [],
+            json!({"ok": false, "events": 0, "purged": 0, "purge_pending": 0, "tree_size": 0, "problems": [],
                 "error": "the verification could not read the database"})
         }
     };

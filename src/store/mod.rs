@@ -50,6 +50,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0013_substring_groups.sql", include_str!("../../migrations/0013_substring_groups.sql")),
     ("0014_server_event_times.sql", include_str!("../../migrations/0014_server_event_times.sql")),
     ("0015_substring_clusters.sql", include_str!("../../migrations/0015_substring_clusters.sql")),
+    ("0016_purge_pending.sql", include_str!("../../migrations/0016_purge_pending.sql")),
 ];
 
 /// The schema version from which the database holds no private key (migration 0007).

@@ -1,15 +1,17 @@
 //! Retention: events received longer ago than their workspace's period lose their content. The
 //! row keeps seq, hash, buffer, workspace and times, so every proof and `trailkeep verify` still
 //! pass; the envelope becomes `''`, content columns are cleared, the free-text entry is deleted
-//! and `purged_at` is set. Each purged batch is itself logged as an event in its workspace, in
-//! the same transaction, declaring how many events it purged and their seq range; `verify`
-//! checks that every purged row is covered by such an event.
+//! and `purged_at` is set. Each purge run is itself logged: one event per workspace, declaring how
+//! many of its events the run purged and their seq range; `verify` checks that every purged row
+//! is covered by such an event. The run's batches add their rows to `purge_pending` in their own
+//! transactions; the events are written, and the pending rows deleted, in one transaction at the
+//! end of the run (or at the next start of the writer after a crash).
 //!
 //! Purge events themselves are never purged.
 //!
 //! The purge runs on the writer thread (see `writer::WriterHandle::purge`), in transactions of
 //! at most [`BATCH`] events spread over at most [`MAX_SEGMENTS`] log segments, between group
-//! commits: a purge touching many segments never holds appends up for longer than a few segments'
+//! commits: a purge touching many segments never holds appends up for longer than one segment's
 //! index updates. Its scans start at a floor (`settings`: `retention_floor` for the default period,
 //! `retention_floor_ws:<workspace>` for a workspace's own period) below which every row is purged,
 //! so a purge reads the rows it may purge, not the log from its first row. With replication configured (and `[retention] require_replicated`,
@@ -21,15 +23,16 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::config::Retention;
-use crate::event::system::PURGE_ACTION;
+use crate::event::system::{PURGE_ACTION, PurgeInfo};
 
-/// Most events purged in one transaction.
-pub const BATCH: usize = 10_000;
+/// Most events purged in one transaction: about 30 ms of the writer's time (a request that
+/// arrives during a batch waits for it).
+pub const BATCH: usize = 1_024;
 /// Most log segments one purge transaction touches. The transaction rewrites the substring-index
 /// rows (without the purged events) and rebuilds the summaries of each: a retention period on a
 /// busy workspace, whose events are in every segment, would otherwise hold the writer for
 /// seconds.
-pub const MAX_SEGMENTS: usize = 4;
+pub const MAX_SEGMENTS: usize = 1;
 
 /// Where a batch whose first row is `first` stops (exclusive): [`MAX_SEGMENTS`] segments on, so
 /// its query reads no row it will not purge.
@@ -178,35 +181,82 @@ pub fn next_batch(conn: &Connection, r: &Retention, now: i64) -> rusqlite::Resul
     Ok((groups, Some(next_floor)))
 }
 
-/// Removes the content of one row (inside the caller's transaction).
-pub fn purge_row(
-    conn: &Connection,
-    empty_id: i64,
-    row: &Row,
-    text_of: &super::FtsText,
-    now: i64,
-) -> rusqlite::Result<()> {
+/// The free-text body of a row to purge, whose entry the caller deletes with [`forget_text`].
+pub fn purged_text(row: &Row, text_of: &super::FtsText) -> Option<String> {
     let (seq, origin, envelope, config) = (row.0, row.1, row.2.as_str(), row.3);
     match serde_json::from_str::<serde_json::Value>(envelope) {
-        Ok(v) => {
-            if let Some(ev) = v.get("event").and_then(|e| e.as_object()) {
-                let body = text_of(crate::event::Origin::from_i64(origin), config, ev);
-                conn.prepare_cached("INSERT INTO events_fts(events_fts, rowid, body) VALUES('delete', ?1, ?2)")?
-                    .execute(params![seq, body])?;
-            }
-        }
+        Ok(v) => v
+            .get("event")
+            .and_then(|e| e.as_object())
+            .map(|ev| text_of(crate::event::Origin::from_i64(origin), config, ev)),
         Err(e) => {
-            tracing::warn!(seq, error = %e, "purging an event whose envelope does not parse; its free-text entry stays")
+            tracing::warn!(seq, error = %e, "purging an event whose envelope does not parse; its free-text entry stays");
+            None
         }
     }
+}
+
+/// Removes the content of the rows `seqs` (inside the caller's transaction), in one statement
+/// per table: inside a transaction an UPDATE of `events` writes a statement journal (its foreign
+/// keys may abort it) of every page it changes, one per statement.
+pub fn clear_rows(conn: &Connection, empty_id: i64, seqs: Vec<i64>, now: i64) -> rusqlite::Result<()> {
+    let seqs = std::rc::Rc::new(seqs.into_iter().map(rusqlite::types::Value::from).collect::<Vec<_>>());
     conn.prepare_cached(
         "UPDATE events SET actor = ?1, action = ?1, event_source = ?1, target = NULL, source = NULL, status = NULL,
                            status_code = NULL, envelope = '', purged_at = ?2
-         WHERE seq = ?3",
+         WHERE seq IN rarray(?3)",
     )?
-    .execute(params![empty_id, now, seq])?;
-    conn.prepare_cached("DELETE FROM event_fields WHERE seq = ?1")?.execute([seq])?;
+    .execute(params![empty_id, now, seqs])?;
+    conn.prepare_cached("DELETE FROM event_fields WHERE seq IN rarray(?1)")?.execute([seqs])?;
     Ok(())
+}
+
+/// Deletes purged rows' free-text entries: `(seq, body)` as [`purged_text`] gave them. Run
+/// it last in the transaction: FTS5 writes its pending changes out as a new index segment at
+/// every statement that opens a statement journal (an UPDATE of `events`, among others), so
+/// deletes interleaved with the row updates wrote one segment per purged row and spent most of
+/// the purge merging them.
+pub fn forget_text(conn: &Connection, bodies: &[(i64, String)]) -> rusqlite::Result<()> {
+    let mut delete = conn.prepare_cached("INSERT INTO events_fts(events_fts, rowid, body) VALUES('delete', ?1, ?2)")?;
+    for (seq, body) in bodies {
+        delete.execute(params![seq, body])?;
+    }
+    Ok(())
+}
+
+/// Adds a batch's purged rows of one workspace to what its next purge event declares (inside the
+/// batch's transaction; table `purge_pending`).
+pub fn add_pending(conn: &Connection, info: &PurgeInfo) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO purge_pending(workspace, first_seq, last_seq, count, cutoff, period) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(workspace) DO UPDATE SET first_seq = min(first_seq, excluded.first_seq),
+             last_seq = max(last_seq, excluded.last_seq), count = count + excluded.count,
+             cutoff = max(cutoff, excluded.cutoff), period = excluded.period",
+    )?
+    .execute(params![info.workspace, info.first_seq, info.last_seq, info.count as i64, info.cutoff, info.period])?;
+    Ok(())
+}
+
+/// Takes what the pending purge events declare, one per workspace (inside the caller's
+/// transaction, which logs them).
+pub fn take_pending(conn: &Connection) -> rusqlite::Result<Vec<PurgeInfo>> {
+    let pending = conn
+        .prepare_cached(
+            "SELECT workspace, first_seq, last_seq, count, cutoff, period FROM purge_pending ORDER BY workspace",
+        )?
+        .query_map([], |r| {
+            Ok(PurgeInfo {
+                workspace: r.get(0)?,
+                first_seq: r.get(1)?,
+                last_seq: r.get(2)?,
+                count: r.get::<_, i64>(3)? as u64,
+                cutoff: r.get(4)?,
+                period: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    conn.prepare_cached("DELETE FROM purge_pending")?.execute([])?;
+    Ok(pending)
 }
 
 /// Saves where the default-period scan resumes.

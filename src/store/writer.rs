@@ -289,7 +289,7 @@ impl WriterHandle {
     }
 
     /// Runs the retention purge for `retention` as of `now` (µs) on the writer thread, between
-    /// group commits; each purged batch is recorded by an event (`event::system::purge`).
+    /// group commits; the run is recorded by one event per workspace (`event::system::purge`).
     /// `progress` counts the events purged so far, batch by batch.
     pub async fn purge(
         &self,
@@ -383,6 +383,12 @@ pub fn spawn(
             Ok((mut state, clock)) => {
                 let runs = state.checkpointer.as_ref().map(|c| c.runs.clone()).unwrap_or_default();
                 let _ = ready.send(Ok((state.fts.clone(), runs)));
+                // A purge run that stopped before its end (a crash) left its events pending.
+                match state.log_pending_purges() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purge_events = n, "logged the purge events of an interrupted purge run"),
+                    Err(e) => tracing::warn!(error = %e, "cannot log pending purge events; the next purge run does"),
+                }
                 state.run(rx, &clock);
             }
             Err(e) => {
@@ -451,7 +457,7 @@ struct WriterState {
     purges: std::collections::VecDeque<(PurgeJob, PurgeReport)>,
     /// No purge batch before this: after a batch, the writer serves appends alone for as long
     /// as the batch took (closed-loop clients, such as single-event ones, would otherwise get
-    /// one request through per batch).
+    /// one request through per batch); no rest when nothing arrived during the batch.
     purge_rest_until: std::time::Instant,
     /// The wall clock (µs) receive times come from (a fixed one in tests).
     clock: fn() -> i64,
@@ -768,6 +774,10 @@ impl WriterState {
                     Ok(msg) => Some(msg),
                     Err(mpsc::error::TryRecvError::Empty) => {
                         self.purge_step();
+                        // Nothing arrived during the batch: no rest, the next one goes on at once.
+                        if rx.is_empty() {
+                            self.purge_rest_until = std::time::Instant::now();
+                        }
                         self.idle_since = std::time::Instant::now();
                         return false;
                     }
@@ -1067,7 +1077,7 @@ impl WriterState {
                 self.purges.push_front((job, report));
                 return;
             }
-            Ok(false) => Ok(()),
+            Ok(false) => self.log_pending_purges().map(|n| report.purge_events = n),
             Err(e) => Err(e),
         };
         let reply = match result {
@@ -1090,14 +1100,15 @@ impl WriterState {
         let _ = job.reply.send(reply);
     }
 
-    /// Purges one batch in one transaction, with one purge event per workspace; false when done.
+    /// Purges one batch in one transaction, its rows added to the run's pending purge events
+    /// (`purge_pending`); false when done.
     fn purge_batch(&mut self, job: &PurgeJob, report: &mut PurgeReport) -> anyhow::Result<bool> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let pending = self.fts_pending.len();
         let keyed = self.ngram_out.len();
         let indexed = self.next_seq - 1;
         let mut ngram_upto = self.ngram_indexed;
-        let result = (|| -> anyhow::Result<(bool, Vec<Committed>)> {
+        let result = (|| -> anyhow::Result<bool> {
             // A purged row's free-text entry is deleted with its text: it must be stored first.
             self.store_fts_pending()?;
             ngram_upto = self.store_ngram_pending(0)?;
@@ -1106,19 +1117,24 @@ impl WriterState {
                 retention::save_floor(&self.conn, &job.retention, f)?;
             }
             if batch.is_empty() {
-                return Ok((false, Vec::new()));
+                return Ok(false);
             }
             let empty = self.intern("")?;
-            let mut events = Vec::new();
             // The purged offsets of each segment touched.
             let mut segments = std::collections::BTreeMap::<i64, ngram::Bits>::new();
+            let mut bodies = Vec::new();
+            let mut seqs = Vec::new();
             for (_, _, rows) in &batch {
                 for row in rows {
-                    retention::purge_row(&self.conn, empty, row, &self.fts_text, job.now)?;
+                    seqs.push(row.0);
+                    if let Some(body) = retention::purged_text(row, &self.fts_text) {
+                        bodies.push((row.0, body));
+                    }
                     let offset = (row.0 & (ngram::SEGMENT_EVENTS as i64 - 1)) as usize;
                     segments.entry(row.0 >> super::SEG_SHIFT).or_insert_with(ngram::Bits::empty).insert(offset);
                 }
             }
+            retention::clear_rows(&self.conn, empty, seqs, job.now)?;
             // The substring index keeps no trigram of purged content: stored segments lose the
             // purged events' postings, segments still to come will be built from the store.
             for (&seg, gone) in &segments {
@@ -1128,6 +1144,7 @@ impl WriterState {
                     self.ngram_dirty.insert(seg);
                 }
             }
+            // Declared by the run's purge events, at its end.
             for (workspace, period, rows) in batch {
                 let info = system::PurgeInfo {
                     workspace: workspace.clone(),
@@ -1137,42 +1154,30 @@ impl WriterState {
                     cutoff: job.now.saturating_sub(period),
                     period,
                 };
+                retention::add_pending(&self.conn, &info)?;
                 report.purged += info.count;
                 *report.workspaces.entry(workspace).or_default() += info.count;
-                report.purge_events += 1;
-                events.push(seal(system::purge(&info), super::DEFAULT_CONFIG, Vec::new()));
             }
             // Stored summaries must not count purged events.
             for seg in segments.into_keys().filter(|s| *s <= self.agg_built) {
                 aggregate::rebuild_segment(&self.conn, seg)?;
             }
-            let (_, _, committed) = self.write_in_tx(vec![events])?;
-            Ok((true, committed))
+            // Last: no statement after it makes FTS5 write a segment of its own.
+            retention::forget_text(&self.conn, &bodies)?;
+            Ok(true)
         })();
         match result {
-            Ok((more, committed)) => {
+            Ok(more) => {
                 if let Err(e) = self.conn.execute_batch("COMMIT") {
                     let _ = self.conn.execute_batch("ROLLBACK");
                     self.fts_pending.truncate(pending);
                     self.ngram_out.truncate(keyed);
                     return Err(e.into());
                 }
-                self.ledger.roots_committed();
-                // The purge events' own rows stay pending.
                 self.fts_stored(indexed);
                 self.ngram_stored(ngram_upto);
-                self.hand_keys_over();
-                self.fts.committed.store(self.next_seq - 1, Ordering::Release);
                 if let Some(b) = &self.aggregates {
                     b.purged();
-                    b.committed(self.next_seq - 1);
-                }
-                if !committed.is_empty() {
-                    self.publish_checkpoint()?;
-                    metrics::counter!("trailkeep_events_ingested_total").increment(committed.len() as u64);
-                    for c in committed {
-                        let _ = self.committed.send(Arc::new(c));
-                    }
                 }
                 Ok(more)
             }
@@ -1183,6 +1188,51 @@ impl WriterState {
                 Err(e)
             }
         }
+    }
+
+    /// Logs the pending purge events (`purge_pending`: one per workspace, declaring the rows the
+    /// batches since the last ones purged) and clears them, in one transaction; returns how many.
+    fn log_pending_purges(&mut self) -> anyhow::Result<u64> {
+        if self.ledger.read_only().is_some() {
+            return Ok(0);
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let pending = self.fts_pending.len();
+        let keyed = self.ngram_out.len();
+        let result = (|| -> anyhow::Result<Vec<Committed>> {
+            let infos = retention::take_pending(&self.conn)?;
+            if infos.is_empty() {
+                return Ok(Vec::new());
+            }
+            let events = infos.iter().map(|i| seal(system::purge(i), super::DEFAULT_CONFIG, Vec::new())).collect();
+            let (_, _, committed) = self.write_in_tx(vec![events])?;
+            Ok(committed)
+        })();
+        let committed = match result.and_then(|c| Ok(self.conn.execute_batch("COMMIT").map(|()| c)?)) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.fts_pending.truncate(pending);
+                self.ngram_out.truncate(keyed);
+                return Err(e);
+            }
+        };
+        self.ledger.roots_committed();
+        // The purge events' own free-text rows stay pending, as an append's.
+        self.hand_keys_over();
+        self.fts.committed.store(self.next_seq - 1, Ordering::Release);
+        if let Some(b) = &self.aggregates {
+            b.committed(self.next_seq - 1);
+        }
+        let n = committed.len() as u64;
+        if n > 0 {
+            self.publish_checkpoint()?;
+            metrics::counter!("trailkeep_events_ingested_total").increment(n);
+            for c in committed {
+                let _ = self.committed.send(Arc::new(c));
+            }
+        }
+        Ok(n)
     }
 
     /// Stores a segment's summaries from the builder, in a transaction of their own, if they are

@@ -158,8 +158,12 @@ async fn a_purge_over_many_segments_commits_a_few_segments_at_a_time() {
     let (st, report) = call(&app, "POST", "/api/v1/retention/purge", Some(&s.admin), "").await;
     assert_eq!(st, 200, "{report}");
     assert_eq!(report["purged"], 4000, "{report}");
-    // One transaction, and one purge event, per MAX_SEGMENTS segments.
-    assert_eq!(report["purge_events"], (segments + MAX_SEGMENTS as i64 - 1) / MAX_SEGMENTS as i64, "{report}");
+    // One transaction per MAX_SEGMENTS segments, one purge event for the run.
+    assert_eq!(report["purge_events"], 1, "{report}");
+    let declared = "SELECT CAST(json_extract(envelope, '$.event.metadata.purged') AS INTEGER) FROM events
+                    WHERE action = (SELECT id FROM strings WHERE value = 'actions/audittrail/events/PURGE')";
+    assert_eq!(count(s.dir.path(), declared), 4000);
+    assert_eq!(count(s.dir.path(), "SELECT count(*) FROM purge_pending"), 0);
     assert_eq!(search(&app, &s.admin, "hotword").await["count"], 0);
     assert_eq!(count(s.dir.path(), "SELECT count(*) FROM events_fts WHERE events_fts MATCH 'hotword'"), 0);
     let kept = "SELECT count(*) FROM events WHERE purged_at IS NULL AND envelope LIKE '%coldword%'";
@@ -218,6 +222,60 @@ async fn purge_without_retention_is_a_conflict() {
     let app = s.app().await;
     let (st, body) = call(&app, "POST", "/api/v1/retention/purge", Some(&s.admin), "").await;
     assert_eq!((st, body["code"].as_str()), (409, Some("retention_disabled")));
+}
+
+#[actix_web::test]
+async fn purge_events_pending_after_an_interrupted_run_are_logged_at_the_next_start() {
+    let s = TestServer::with_config(|c| {
+        c.retention.workspaces.insert("workspaces/old".into(), SEC);
+    });
+    {
+        let app = s.app().await;
+        ingest(&app, &s.admin, "workspaces/old", 5, "zebracorn").await;
+        ingest(&app, &s.admin, "workspaces/keep", 3, "lemurfish").await;
+    }
+    let dir = s.stop().await;
+    // What a run's committed batches leave when the server stops before the run's end: rows
+    // purged, declared in `purge_pending` only.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("trailkeep.db")).unwrap();
+        let old = "(SELECT id FROM strings WHERE value = 'workspaces/old')";
+        let (first, last, n): (i64, i64, i64) = conn
+            .query_row(&format!("SELECT min(seq), max(seq), count(*) FROM events WHERE workspace = {old}"), [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(n, 6);
+        conn.execute(&format!("UPDATE events SET envelope = '', purged_at = 1 WHERE workspace = {old}"), []).unwrap();
+        conn.execute(
+            "INSERT INTO purge_pending(workspace, first_seq, last_seq, count, cutoff, period) VALUES ('workspaces/old', ?1, ?2, ?3, 1, ?4)",
+            rusqlite::params![first, last, n, SEC],
+        )
+        .unwrap();
+    }
+    let (ok, out) = verify(dir.path());
+    assert!(ok && out.contains("6 with content removed by retention, 6 of them awaiting their purge events"), "{out}");
+    // A pending row that declares more than was purged does not pass.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("trailkeep.db")).unwrap();
+        conn.execute("UPDATE purge_pending SET count = 7", []).unwrap();
+        let (ok, out) = verify(dir.path());
+        assert!(!ok && out.contains("declare 7 purged events, 6 found"), "{out}");
+        conn.execute("UPDATE purge_pending SET count = 6", []).unwrap();
+    }
+    // The next start logs the purge event.
+    let mut config = trailkeep::config::Config::for_tests(dir.path());
+    config.self_audit = false;
+    let opened = trailkeep::server::open(config).unwrap();
+    opened.state.writer.stop().await;
+    drop(opened.state);
+    opened.writer_thread.join().unwrap();
+    let (ok, out) = verify(dir.path());
+    assert!(ok && out.contains("(6 with content removed by retention)"), "{out}");
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM purge_pending"), 0);
+    let declared = "SELECT CAST(json_extract(envelope, '$.event.metadata.purged') AS INTEGER) FROM events
+                    WHERE action = (SELECT id FROM strings WHERE value = 'actions/audittrail/events/PURGE')";
+    assert_eq!(count(dir.path(), declared), 6);
 }
 
 #[actix_web::test]

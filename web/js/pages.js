@@ -407,7 +407,7 @@ function renderRetention(body, d, ctx) {
   const btn = h('button', { type: 'button', className: 'primary', id: 'purge-now', disabled: !d.enabled }, 'Purge now');
   btn.addEventListener('click', async () => {
     const ok = await ctx.confirm('Purge now?',
-      'The content of every event older than its workspace\'s retention period is removed now (hashes and proofs stay). Each purged batch is logged as an event.',
+      'The content of every event older than its workspace\'s retention period is removed now (hashes and proofs stay). The purge is logged by one event per workspace.',
       'Purge now');
     if (!ok) return;
     btn.disabled = true;
