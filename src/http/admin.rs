@@ -516,21 +516,27 @@ pub async fn run_purge(state: &State) -> Result<PurgeReport, PurgeRunError> {
         }
         r.running = Some(RunningPurge { started_at: now, purged: progress.clone() });
     }
-    // Cleared however this future ends (also when the client goes away and it is dropped).
-    struct Done<'a>(&'a State);
-    impl Drop for Done<'_> {
-        fn drop(&mut self) {
-            self.0.retention.lock().running = None;
+    // On a task of its own: a client that goes away does not end the run's bookkeeping, which
+    // the writer's run outlives.
+    let st = state.clone();
+    let run = actix_web::rt::spawn(async move {
+        let res = st.writer.purge(st.config.retention.clone(), now, progress).await.map_err(|e| match e {
+            crate::store::writer::WriteError::Busy => "the writer is busy; retry".to_string(),
+            crate::store::writer::WriteError::ReadOnly(reason) => reason,
+            _ => "the purge failed; it is retried at the next run".to_string(),
+        });
+        let mut status = st.retention.lock();
+        status.last_run = Some((now, res.clone()));
+        status.running = None;
+        res
+    });
+    match run.await {
+        Ok(res) => res.map_err(PurgeRunError::Failed),
+        Err(_) => {
+            state.retention.lock().running = None;
+            Err(PurgeRunError::Failed("the purge stopped; it is retried at the next run".to_string()))
         }
     }
-    let _done = Done(state);
-    let res = state.writer.purge(state.config.retention.clone(), now, progress).await.map_err(|e| match e {
-        crate::store::writer::WriteError::Busy => "the writer is busy; retry".to_string(),
-        crate::store::writer::WriteError::ReadOnly(reason) => reason,
-        _ => "the purge failed; it is retried at the next run".to_string(),
-    });
-    state.retention.lock().last_run = Some((now, res.clone()));
-    res.map_err(PurgeRunError::Failed)
 }
 
 /// Pages an online backup copies per step of the writer (16 KiB each): a few milliseconds, after

@@ -228,9 +228,9 @@ pub fn clear_rows(conn: &Connection, empty_id: i64, seqs: Vec<i64>, now: i64) ->
 
 /// Deletes purged rows' free-text entries: `(seq, body)` as [`purged_text`] gave them. Run
 /// it last in the transaction: FTS5 writes its pending changes out as a new index segment at
-/// every statement that opens a statement journal (an UPDATE of `events`, among others), so
-/// deletes interleaved with the row updates wrote one segment per purged row and spent most of
-/// the purge merging them.
+/// every statement that opens a statement journal (a DELETE or UPDATE of `events`, whose foreign
+/// keys may abort it, among others), so deletes interleaved with the row updates wrote one
+/// segment per purged row and spent most of the purge merging them.
 pub fn forget_text(conn: &Connection, bodies: &[(i64, String)]) -> rusqlite::Result<()> {
     let mut delete = conn.prepare_cached("INSERT INTO events_fts(events_fts, rowid, body) VALUES('delete', ?1, ?2)")?;
     for (seq, body) in bodies {

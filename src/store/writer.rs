@@ -732,6 +732,10 @@ impl WriterState {
         for (job, _) in self.purges.drain(..) {
             let _ = job.reply.send(Err(WriteError::Stopped));
         }
+        // A purge run stopped here: what its committed batches purged is declared now.
+        if let Err(e) = self.log_pending_purges() {
+            tracing::warn!(error = %e, "cannot log pending purge events at stop; the next start does");
+        }
         // Nothing more comes in; the indexer and the summary builder, if waiting to deliver a
         // segment, give up (what they had not delivered is built again at the next start).
         rx.close();
