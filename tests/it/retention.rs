@@ -45,15 +45,20 @@ async fn ingest(
     assert_eq!(st, 200, "{body}");
 }
 
+/// A server that keeps `workspaces/old` for a second.
+fn retaining_old() -> TestServer {
+    TestServer::with_config(|c| {
+        c.retention.workspaces.insert("workspaces/old".into(), SEC);
+    })
+}
+
 async fn search(app: &impl TestApp, key: &str, query: &str) -> Value {
     pangea_search(app, key, json!({"query": query, "verbose": true})).await
 }
 
 #[actix_web::test]
 async fn purge_removes_content_keeps_proofs_and_is_logged() {
-    let s = TestServer::with_config(|c| {
-        c.retention.workspaces.insert("workspaces/old".into(), SEC);
-    });
+    let s = retaining_old();
     let app = s.app().await;
     ingest(&app, &s.admin, "workspaces/old", 5, "zebracorn").await;
     ingest(&app, &s.admin, "workspaces/keep", 3, "lemurfish").await;
@@ -226,9 +231,7 @@ async fn purge_without_retention_is_a_conflict() {
 
 #[actix_web::test]
 async fn purge_events_pending_after_an_interrupted_run_are_logged_at_the_next_start() {
-    let s = TestServer::with_config(|c| {
-        c.retention.workspaces.insert("workspaces/old".into(), SEC);
-    });
+    let s = retaining_old();
     {
         let app = s.app().await;
         ingest(&app, &s.admin, "workspaces/old", 5, "zebracorn").await;
@@ -280,42 +283,27 @@ async fn purge_events_pending_after_an_interrupted_run_are_logged_at_the_next_st
 
 #[actix_web::test]
 async fn purged_rows_free_their_pages() {
-    let s = TestServer::with_config(|c| {
-        c.retention.workspaces.insert("workspaces/old".into(), SEC);
-    });
+    let s = retaining_old();
     let app = s.app().await;
-    for b in 0..2 {
-        let requests: Vec<Value> = (0..1000)
-            .map(|i| {
-                let mut e = h2o_event(&format!("//svc/things/{b}-{i}"));
-                e["workspaceOverride"] = json!("workspaces/old");
-                e["metadata"] = json!({"message": format!("{} {i}", "padding ".repeat(100))});
-                json!({"event": e, "eventId": uuid4()})
-            })
-            .collect();
-        let (st, body) =
-            call(&app, "POST", "/v1/events:batchCreate", Some(&s.admin), &json!({"requests": requests}).to_string())
-                .await;
-        assert_eq!(st, 200, "{body}");
+    for _ in 0..2 {
+        ingest(&app, &s.admin, "workspaces/old", 1000, &"padding ".repeat(100)).await;
     }
     let pages = "SELECT count(*) FROM dbstat WHERE name = 'events'";
     let before = count(s.dir.path(), pages);
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let (st, report) = call(&app, "POST", "/api/v1/retention/purge", Some(&s.admin), "").await;
-    assert_eq!((st, &report["purged"]), (200, &json!(2000)), "{report}");
+    assert_eq!((st, &report["purged"]), (200, &json!(2002)), "{report}");
     // A row updated in place would keep its page as full as before.
     let after = count(s.dir.path(), pages);
     assert!(after * 4 < before, "the events table: {before} pages before the purge, {after} after");
     let (ok, out) = verify(s.dir.path());
-    assert!(ok && out.contains("2000 with content removed"), "{out}");
+    assert!(ok && out.contains("2002 with content removed"), "{out}");
 }
 
 #[actix_web::test]
 async fn a_second_purge_is_refused_while_one_runs() {
     use trailkeep::http::admin::{PurgeRunError, run_purge};
-    let s = TestServer::with_config(|c| {
-        c.retention.workspaces.insert("workspaces/old".into(), SEC);
-    });
+    let s = retaining_old();
     let app = s.app().await;
     ingest(&app, &s.admin, "workspaces/old", 5, "zebracorn").await;
     std::thread::sleep(std::time::Duration::from_millis(1_100));
