@@ -421,7 +421,7 @@ function renderRetention(body, d, ctx) {
       if (fresh) renderLastPurge(lastBox, fresh.last_run, fresh.running);
     } catch (e) {
       if (e.code === 'purge_running') {
-        result.append(h('p', null, 'A purge is already running; its outcome shows above when it ends.'));
+        result.append(h('p', null, 'A purge is already running (shown above); reload this page to see its outcome once it ends.'));
         const fresh = await api.retention().catch(() => null);
         if (fresh) renderLastPurge(lastBox, fresh.last_run, fresh.running);
       } else {
