@@ -1215,9 +1215,15 @@ impl WriterState {
         let committed = match result.and_then(|c| Ok(self.conn.execute_batch("COMMIT").map(|()| c)?)) {
             Ok(c) => c,
             Err(e) => {
+                // Rolled back: the writer's state comes from the database again (the pending
+                // rows stay for the next try).
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.fts_pending.truncate(pending);
                 self.ngram_out.truncate(keyed);
+                self.interned.clear();
+                if let Err(e) = self.reload_state() {
+                    tracing::error!(error = %e, "cannot reload the writer state after failing to log purge events");
+                }
                 return Err(e);
             }
         };
