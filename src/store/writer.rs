@@ -71,10 +71,6 @@ const FTS_BATCH: usize = 1024;
 const FTS_MAX_BATCH: usize = 16_384;
 /// Pending free-text rows are stored after this long without requests.
 const FTS_IDLE: Duration = Duration::from_millis(50);
-/// A purge's rest after a batch ends early once no message has come for this long: the
-/// requests that waited for the batch have been served, and a closed-loop client (one that
-/// sends its next request when the last is answered) has had time to send its next one.
-const PURGE_GRACE: Duration = Duration::from_millis(2);
 /// Units of complete groups' substring-index rows moved to the clustered layout at once
 /// (`store::ngram::cluster_step`): in a group commit once its events (and those before it since
 /// the last move) make up for them, and in a transaction of the writer's own when it has nothing
@@ -459,10 +455,9 @@ struct WriterState {
     idle_flush_failed: bool,
     /// Purge jobs in progress, oldest first: one batch at a time between group commits.
     purges: std::collections::VecDeque<(PurgeJob, PurgeReport)>,
-    /// No purge batch before this: after a batch, the writer serves appends alone for at most
-    /// as long as the batch took (closed-loop clients, such as single-event ones, would otherwise
-    /// get one request through per batch); no rest when nothing arrived during the batch, and the
-    /// rest ends once nothing has come for `PURGE_GRACE`.
+    /// No purge batch before this: after a batch, the writer serves appends alone for as long
+    /// as the batch took (closed-loop clients, such as single-event ones, would otherwise get
+    /// one request through per batch); no rest when nothing arrived during the batch.
     purge_rest_until: std::time::Instant,
     /// The wall clock (µs) receive times come from (a fixed one in tests).
     clock: fn() -> i64,
@@ -793,15 +788,9 @@ impl WriterState {
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
                 }
             } else {
-                match clock.block_on(async { tokio::time::timeout(capped(rest.min(PURGE_GRACE)), rx.recv()).await }) {
+                match clock.block_on(async { tokio::time::timeout(capped(rest), rx.recv()).await }) {
                     Ok(msg) => msg,
-                    Err(_) => {
-                        // Nothing came within the grace: the rest ends, the next batch goes on.
-                        if rest > PURGE_GRACE && cap.is_none_or(|c| c >= PURGE_GRACE) {
-                            self.purge_rest_until = std::time::Instant::now();
-                        }
-                        return false;
-                    }
+                    Err(_) => return false,
                 }
             }
         } else if (self.fts_pending.is_empty() && self.ngram_idle()) || self.idle_flush_failed {
@@ -884,8 +873,8 @@ impl WriterState {
             }
         }
         // At most one purge batch per group commit, and only once the last one has been
-        // rested for: appends wait for at most one batch, and while they keep coming a purge
-        // takes at most about half of the writer's time however long it runs.
+        // rested for: appends wait for at most one batch, and a purge takes at most about
+        // half of the writer's time however long it runs.
         if std::time::Instant::now() >= self.purge_rest_until {
             self.purge_step();
         }
