@@ -262,10 +262,12 @@ pub fn prepare_checkpoint_spare(data_dir: &Path) -> std::io::Result<()> {
     f.write_all(&[b' '; CHECKPOINT_SLOT])
 }
 
-/// Writes the checkpoint file: the JSON into the pre-allocated spare (in place), fsync, rename
-/// over `checkpoint.latest`, fsync of the directory. A crash at any point leaves
-/// `checkpoint.latest` whole, old or new; the renamed-away file's space is what the next spare
-/// takes.
+/// Writes the checkpoint file: the JSON into the pre-allocated spare (in place), fdatasync, the
+/// spare exchanged with `checkpoint.latest` (`renameat2(RENAME_EXCHANGE)`; a rename over it where
+/// the file system cannot exchange, or the first time), fsync of the directory. A crash at any
+/// point leaves `checkpoint.latest` whole, old or new. The exchanged-out file is the next spare,
+/// already allocated: the next write overwrites its blocks and changes neither its size nor its
+/// allocation, so its fdatasync writes no inode and no file is created per write.
 pub fn write_checkpoint(data_dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
     let path = checkpoint_path(data_dir);
     let spare = checkpoint_spare_path(data_dir);
@@ -283,11 +285,27 @@ pub fn write_checkpoint(data_dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> 
         if f.metadata()?.len() > body.len() as u64 {
             f.set_len(body.len() as u64)?;
         }
-        f.sync_all().context("cannot sync checkpoint file")?;
+        f.sync_data().context("cannot sync checkpoint file")?;
     }
-    std::fs::rename(&spare, &path).context("cannot replace checkpoint file")?;
+    put_in_place(&spare, &path).context("cannot replace checkpoint file")?;
     crate::datadir::sync_dir(data_dir)?;
     Ok(())
+}
+
+/// Moves the written spare to `path`: exchanged with the regular file there, keeping it as the
+/// next spare; renamed over it when there is none (the first checkpoint) or the file system
+/// cannot exchange. Anything but a regular file at `path` (a directory squatting on it) is left
+/// to the rename, which fails.
+fn put_in_place(spare: &Path, path: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+        match renameat_with(CWD, spare, CWD, path, RenameFlags::EXCHANGE) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::NOTSUP) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    std::fs::rename(spare, path)
 }
 
 pub fn read_checkpoint(data_dir: &Path) -> anyhow::Result<Option<Checkpoint>> {
@@ -456,12 +474,25 @@ mod tests {
         let mut next = cp.clone();
         next.root.size = 4;
         write_checkpoint(dir.path(), &next).unwrap();
-        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(next));
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(next.clone()));
+        // Exchanged: the previous file, whole and private, is the next spare.
+        let spare = std::fs::metadata(checkpoint_spare_path(dir.path())).unwrap();
+        assert_eq!(spare.len(), CHECKPOINT_SLOT as u64);
+        {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(spare.mode() & 0o777, 0o600);
+        }
+        let mut third = next.clone();
+        third.root.size = 5;
+        write_checkpoint(dir.path(), &third).unwrap();
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(third));
+        assert_eq!(std::fs::read(checkpoint_path(dir.path())).unwrap().len(), CHECKPOINT_SLOT);
         // A spare left short (e.g. by a crash while it was created) is completed; one that is not a
         // regular file is an error, not a silent fallback.
         std::fs::write(checkpoint_spare_path(dir.path()), b"{").unwrap();
         write_checkpoint(dir.path(), &cp).unwrap();
         assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(cp.clone()));
+        std::fs::remove_file(checkpoint_spare_path(dir.path())).unwrap();
         std::fs::create_dir(checkpoint_spare_path(dir.path())).unwrap();
         assert!(prepare_checkpoint_spare(dir.path()).is_err());
         assert!(write_checkpoint(dir.path(), &cp).is_err());
