@@ -222,7 +222,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-/// The checkpoint file outside the database: the newest signed root, written with fsync + rename
+/// The checkpoint file outside the database: the newest signed root, synced and put in place
 /// (see `write_checkpoint`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Checkpoint {
