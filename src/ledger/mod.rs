@@ -293,17 +293,16 @@ pub fn write_checkpoint(data_dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> 
 }
 
 /// Moves the written spare to `path`: exchanged with the regular file there, keeping it as the
-/// next spare; renamed over it when there is none (the first checkpoint) or the file system
-/// cannot exchange. Anything but a regular file at `path` (a directory squatting on it) is left
-/// to the rename, which fails.
+/// next spare; renamed over it when there is none (the first checkpoint) or the exchange fails
+/// (a file system that cannot exchange; a failed exchange changes nothing, so the rename is the
+/// whole fallback and reports any error). Anything but a regular file at `path` (a directory
+/// squatting on it) is left to the rename, which fails.
 fn put_in_place(spare: &Path, path: &Path) -> std::io::Result<()> {
     use rustix::fs::{CWD, RenameFlags, renameat_with};
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
-        match renameat_with(CWD, spare, CWD, path, RenameFlags::EXCHANGE) {
-            Ok(()) => return Ok(()),
-            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::NOTSUP) => {}
-            Err(e) => return Err(e.into()),
-        }
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+        && renameat_with(CWD, spare, CWD, path, RenameFlags::EXCHANGE).is_ok()
+    {
+        return Ok(());
     }
     std::fs::rename(spare, path)
 }
