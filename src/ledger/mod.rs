@@ -266,8 +266,8 @@ pub fn prepare_checkpoint_spare(data_dir: &Path) -> std::io::Result<()> {
 /// spare exchanged with `checkpoint.latest` (`renameat2(RENAME_EXCHANGE)`; a rename over it where
 /// the file system cannot exchange, or the first time), fsync of the directory. A crash at any
 /// point leaves `checkpoint.latest` whole, old or new. The exchanged-out file is the next spare,
-/// already allocated: the next write overwrites its blocks and changes neither its size nor its
-/// allocation, so its fdatasync writes no inode and no file is created per write.
+/// already allocated: the next write overwrites its blocks, changing neither its size nor its
+/// allocation, and no file is created per write.
 pub fn write_checkpoint(data_dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
     let path = checkpoint_path(data_dir);
     let spare = checkpoint_spare_path(data_dir);
