@@ -165,7 +165,7 @@ pub fn restore(from: &Path, data_dir: &Path, keys: Option<&Path>) -> anyhow::Res
         .context("the backup records no public key (it holds no signed root)")?;
     let keys_in_database = store::legacy_keys(&source)?.signing.is_some();
     let cp: Option<Checkpoint> = match std::fs::read(checkpoint_beside(from)) {
-        Ok(b) => Some(serde_json::from_slice(&b).context("the backup's checkpoint file is unreadable")?),
+        Ok(b) => Some(crate::ledger::parse_checkpoint(&b).context("the backup's checkpoint file is unreadable")?),
         Err(_) => None,
     };
     let cp = match cp {

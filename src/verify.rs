@@ -458,5 +458,5 @@ impl Purges {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Checkpoint> {
-    Ok(serde_json::from_slice(&std::fs::read(path)?)?)
+    crate::ledger::parse_checkpoint(&std::fs::read(path)?)
 }

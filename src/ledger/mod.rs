@@ -222,8 +222,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-/// The checkpoint file outside the database: the newest signed root, synced and put in place
-/// (see `write_checkpoint`).
+/// The checkpoint file outside the database: the newest signed root (see `write_checkpoint`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Checkpoint {
     #[serde(flatten)]
@@ -235,23 +234,110 @@ pub fn checkpoint_path(data_dir: &Path) -> PathBuf {
     data_dir.join(CHECKPOINT_FILE)
 }
 
-/// The next checkpoint file, allocated in advance (see `prepare_checkpoint_spare`).
+/// Where a new checkpoint file is written before it is renamed into place (see
+/// `prepare_checkpoint_spare`).
 pub const CHECKPOINT_SPARE: &str = "checkpoint.latest.tmp";
-/// Bytes of a checkpoint file: its JSON (about 450 bytes) padded with whitespace, so that a spare
-/// of this size is written in place without allocating disk space.
+/// Bytes of one slot of the checkpoint file: a header line and the JSON (about 450 bytes), padded
+/// with whitespace.
 pub const CHECKPOINT_SLOT: usize = 4096;
+/// Bytes of the checkpoint file: two slots, written alternately in place.
+pub const CHECKPOINT_BYTES: usize = 2 * CHECKPOINT_SLOT;
+/// How a slot begins: `#trailkeep-checkpoint gen=<n> len=<JSON bytes> sha256=<hex of the JSON>`.
+const SLOT_MAGIC: &[u8] = b"#trailkeep-checkpoint ";
 
 pub fn checkpoint_spare_path(data_dir: &Path) -> PathBuf {
     data_dir.join(CHECKPOINT_SPARE)
 }
 
-/// Makes sure the spare checkpoint file exists with `CHECKPOINT_SLOT` bytes allocated. The writer
-/// calls this before each transaction, so a full disk surfaces here, before anything is committed,
-/// and not between COMMIT and the checkpoint write, where the group would be in doubt.
+/// One slot: header line, JSON, whitespace up to `CHECKPOINT_SLOT` (the last byte a newline).
+fn slot_bytes(generation: u64, cp: &Checkpoint) -> anyhow::Result<Vec<u8>> {
+    use sha2::Digest;
+    let json = serde_json::to_vec_pretty(cp)?;
+    let mut slot = Vec::with_capacity(CHECKPOINT_SLOT);
+    slot.extend_from_slice(SLOT_MAGIC);
+    writeln!(slot, "gen={generation} len={} sha256={}", json.len(), hex::encode(sha2::Sha256::digest(&json)))?;
+    slot.extend_from_slice(&json);
+    slot.push(b'\n');
+    if slot.len() > CHECKPOINT_SLOT {
+        bail!("a checkpoint of {} bytes does not fit its slot", slot.len());
+    }
+    slot.resize(CHECKPOINT_SLOT - 1, b' ');
+    slot.push(b'\n');
+    Ok(slot)
+}
+
+fn blank_slot() -> Vec<u8> {
+    let mut slot = vec![b' '; CHECKPOINT_SLOT];
+    slot[CHECKPOINT_SLOT - 1] = b'\n';
+    slot
+}
+
+/// A slot's generation and checkpoint; `None` for a blank, torn or altered slot.
+fn parse_slot(slot: &[u8]) -> Option<(u64, Checkpoint)> {
+    use sha2::Digest;
+    let rest = slot.strip_prefix(SLOT_MAGIC)?;
+    let nl = rest.iter().position(|&b| b == b'\n')?;
+    let header = std::str::from_utf8(&rest[..nl]).ok()?;
+    let (mut generation, mut len, mut sha) = (None, None, None);
+    for field in header.split(' ') {
+        match field.split_once('=')? {
+            ("gen", v) => generation = v.parse::<u64>().ok(),
+            ("len", v) => len = v.parse::<usize>().ok(),
+            ("sha256", v) => sha = hex::decode(v).ok(),
+            _ => {}
+        }
+    }
+    let json = rest.get(nl + 1..nl + 1 + len?)?;
+    if sha2::Sha256::digest(json).as_slice() != sha?.as_slice() {
+        return None;
+    }
+    Some((generation?, serde_json::from_slice(json).ok()?))
+}
+
+/// The newest valid slot of a two-slot checkpoint file; `None` when `bytes` is not one (an older
+/// release's file, or a checkpoint kept elsewhere: one JSON document).
+fn newest_slot(bytes: &[u8]) -> Option<(usize, u64, Checkpoint)> {
+    if bytes.len() != CHECKPOINT_BYTES {
+        return None;
+    }
+    bytes
+        .chunks(CHECKPOINT_SLOT)
+        .enumerate()
+        .filter_map(|(i, s)| parse_slot(s).map(|(g, cp)| (i, g, cp)))
+        .max_by_key(|(_, g, _)| *g)
+}
+
+/// A checkpoint file's content: the newest valid slot of the two-slot file `write_checkpoint`
+/// writes, or a single JSON document (a file of an earlier release, a backup's `.checkpoint`, a
+/// trusted copy made by hand).
+pub fn parse_checkpoint(bytes: &[u8]) -> anyhow::Result<Checkpoint> {
+    if let Some((_, _, cp)) = newest_slot(bytes) {
+        return Ok(cp);
+    }
+    if bytes.len() == CHECKPOINT_BYTES && bytes.chunks(CHECKPOINT_SLOT).any(|s| s.starts_with(SLOT_MAGIC)) {
+        bail!("neither slot of the checkpoint file is intact");
+    }
+    serde_json::from_slice(bytes).context("the checkpoint file is unreadable")
+}
+
+/// Makes sure the next checkpoint write needs no disk space: nothing to do when `checkpoint.latest`
+/// is a two-slot file (written in place); otherwise (no checkpoint yet, an earlier release's
+/// file) the spare it will be written into first exists with `CHECKPOINT_BYTES` allocated. The
+/// writer calls this before each transaction, so a full disk surfaces here, before anything is
+/// committed, and not between COMMIT and the checkpoint write, where the group would be in doubt.
 pub fn prepare_checkpoint_spare(data_dir: &Path) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(checkpoint_path(data_dir))
+        .is_ok_and(|m| m.is_file() && m.len() == CHECKPOINT_BYTES as u64)
+    {
+        return Ok(());
+    }
+    allocate_spare(data_dir)
+}
+
+fn allocate_spare(data_dir: &Path) -> std::io::Result<()> {
     let path = checkpoint_spare_path(data_dir);
     match std::fs::symlink_metadata(&path) {
-        Ok(m) if m.is_file() && m.len() >= CHECKPOINT_SLOT as u64 => return Ok(()),
+        Ok(m) if m.is_file() && m.len() >= CHECKPOINT_BYTES as u64 => return Ok(()),
         Ok(m) if !m.is_file() => {
             return Err(std::io::Error::other(format!("{} is not a regular file", path.display())));
         }
@@ -259,26 +345,27 @@ pub fn prepare_checkpoint_spare(data_dir: &Path) -> std::io::Result<()> {
     }
     let mut f = crate::datadir::open_private(&path, false)?;
     // Real bytes, not a sparse file or an unwritten extent: writing over them later needs no space.
-    f.write_all(&[b' '; CHECKPOINT_SLOT])
+    f.write_all(&[b' '; CHECKPOINT_BYTES])
 }
 
-/// Writes the checkpoint file: the JSON into the pre-allocated spare (in place), fdatasync, the
-/// spare exchanged with `checkpoint.latest` (`renameat2(RENAME_EXCHANGE)`; a rename over it where
-/// the file system cannot exchange, or the first time), fsync of the directory. A crash at any
-/// point leaves `checkpoint.latest` whole, old or new. The exchanged-out file is the next spare,
-/// already allocated: the next write overwrites its blocks, changing neither its size nor its
-/// allocation, and no file is created per write.
+/// Writes the checkpoint file. `checkpoint.latest` holds two slots, each a generation number, the
+/// JSON and its SHA-256; a write overwrites the slot that does not hold the newest generation, in
+/// place, and syncs it (`fdatasync`: the file's size and blocks do not change). A crash or power
+/// cut during the write leaves the other slot, one checkpoint older, intact; a reader takes the
+/// newest slot whose checksum holds. One sync per write, no directory change.
+///
+/// The first time (or over an earlier release's one-document file, or a file whose slots are both
+/// unreadable) the whole two-slot file is written into the pre-allocated spare, synced, renamed
+/// over `checkpoint.latest`, and the directory synced: a crash leaves the old file or the new.
 pub fn write_checkpoint(data_dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> {
     let path = checkpoint_path(data_dir);
-    let spare = checkpoint_spare_path(data_dir);
-    let mut body = serde_json::to_vec_pretty(cp)?;
-    body.push(b'\n');
-    if body.len() < CHECKPOINT_SLOT {
-        // Whitespace after a JSON value is still the same JSON document.
-        body.resize(CHECKPOINT_SLOT - 1, b' ');
-        body.push(b'\n');
+    if write_in_place(&path, cp)? {
+        return Ok(());
     }
-    prepare_checkpoint_spare(data_dir).context("cannot create checkpoint file")?;
+    let mut body = slot_bytes(1, cp)?;
+    body.extend_from_slice(&blank_slot());
+    allocate_spare(data_dir).context("cannot create checkpoint file")?;
+    let spare = checkpoint_spare_path(data_dir);
     {
         let mut f = std::fs::OpenOptions::new().write(true).open(&spare).context("cannot open checkpoint file")?;
         f.write_all(&body).context("cannot write checkpoint file")?;
@@ -287,30 +374,36 @@ pub fn write_checkpoint(data_dir: &Path, cp: &Checkpoint) -> anyhow::Result<()> 
         }
         f.sync_data().context("cannot sync checkpoint file")?;
     }
-    put_in_place(&spare, &path).context("cannot replace checkpoint file")?;
+    std::fs::rename(&spare, &path).context("cannot replace checkpoint file")?;
     crate::datadir::sync_dir(data_dir)?;
     Ok(())
 }
 
-/// Moves the written spare to `path`: exchanged with the regular file there, keeping it as the
-/// next spare; renamed over it when there is none (the first checkpoint) or the exchange fails
-/// (a file system that cannot exchange; a failed exchange changes nothing, so the rename is the
-/// whole fallback and reports any error). Anything but a regular file at `path` (a directory
-/// squatting on it) is left to the rename, which fails.
-fn put_in_place(spare: &Path, path: &Path) -> std::io::Result<()> {
-    use rustix::fs::{CWD, RenameFlags, renameat_with};
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
-        && renameat_with(CWD, spare, CWD, path, RenameFlags::EXCHANGE).is_ok()
-    {
-        return Ok(());
+/// The in-place write of `write_checkpoint`; `Ok(false)` when `path` is not a two-slot file with
+/// an intact slot (missing, an earlier format, anything but a regular file), for the rename.
+fn write_in_place(path: &Path, cp: &Checkpoint) -> anyhow::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let f = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(_) => return Ok(false),
+    };
+    let meta = f.metadata().context("cannot read checkpoint file")?;
+    if !meta.is_file() || meta.len() != CHECKPOINT_BYTES as u64 {
+        return Ok(false);
     }
-    std::fs::rename(spare, path)
+    let mut bytes = vec![0u8; CHECKPOINT_BYTES];
+    f.read_exact_at(&mut bytes, 0).context("cannot read checkpoint file")?;
+    let Some((newest, generation, _)) = newest_slot(&bytes) else { return Ok(false) };
+    let slot = slot_bytes(generation + 1, cp)?;
+    f.write_all_at(&slot, ((1 - newest) * CHECKPOINT_SLOT) as u64).context("cannot write checkpoint file")?;
+    f.sync_data().context("cannot sync checkpoint file")?;
+    Ok(true)
 }
 
 pub fn read_checkpoint(data_dir: &Path) -> anyhow::Result<Option<Checkpoint>> {
     let path = checkpoint_path(data_dir);
     match std::fs::read(&path) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).context("the checkpoint file is unreadable")?)),
+        Ok(b) => Ok(Some(parse_checkpoint(&b)?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).context("cannot read the checkpoint file"),
     }
@@ -442,58 +535,126 @@ mod tests {
         );
     }
 
-    #[test]
-    fn checkpoint_file_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(read_checkpoint(dir.path()).unwrap().is_none());
-        let cp = Checkpoint {
+    fn sample_checkpoint(size: u64) -> Checkpoint {
+        Checkpoint {
             root: SignedRoot {
                 tree_name: "t".into(),
-                size: 3,
+                size,
                 root_hash: "00".repeat(32),
                 published_at: "x".into(),
                 signature: "s".into(),
             },
             public_key: "k".into(),
-        };
-        write_checkpoint(dir.path(), &cp).unwrap();
-        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(cp.clone()));
-        let text = std::fs::read_to_string(checkpoint_path(dir.path())).unwrap();
-        assert_eq!(text.len(), CHECKPOINT_SLOT, "padded to the slot size");
-        assert!(!checkpoint_spare_path(dir.path()).exists(), "the spare became the checkpoint");
-        // The next spare is allocated whole; a rewrite through it replaces the file.
+        }
+    }
+
+    fn mode(p: PathBuf) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn checkpoint_file_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = checkpoint_path(dir.path());
+        assert!(read_checkpoint(dir.path()).unwrap().is_none());
+        // The first write goes through the spare, allocated before it (as the writer does before
+        // each transaction), and renames it into place.
         prepare_checkpoint_spare(dir.path()).unwrap();
-        assert_eq!(std::fs::metadata(checkpoint_spare_path(dir.path())).unwrap().len(), CHECKPOINT_SLOT as u64);
-        {
-            use std::os::unix::fs::MetadataExt;
-            let mode = |p: PathBuf| std::fs::metadata(p).unwrap().mode() & 0o777;
-            assert_eq!(mode(checkpoint_spare_path(dir.path())), 0o600, "private whatever the umask");
-            assert_eq!(mode(checkpoint_path(dir.path())), 0o600);
-        }
-        let mut next = cp.clone();
-        next.root.size = 4;
-        write_checkpoint(dir.path(), &next).unwrap();
-        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(next.clone()));
-        // Exchanged: the previous file, whole and private, is the next spare.
-        let spare = std::fs::metadata(checkpoint_spare_path(dir.path())).unwrap();
-        assert_eq!(spare.len(), CHECKPOINT_SLOT as u64);
-        {
-            use std::os::unix::fs::MetadataExt;
-            assert_eq!(spare.mode() & 0o777, 0o600);
-        }
-        let mut third = next.clone();
-        third.root.size = 5;
-        write_checkpoint(dir.path(), &third).unwrap();
-        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(third));
-        assert_eq!(std::fs::read(checkpoint_path(dir.path())).unwrap().len(), CHECKPOINT_SLOT);
-        // A spare left short (e.g. by a crash while it was created) is completed; one that is not a
-        // regular file is an error, not a silent fallback.
-        std::fs::write(checkpoint_spare_path(dir.path()), b"{").unwrap();
+        assert_eq!(std::fs::metadata(checkpoint_spare_path(dir.path())).unwrap().len(), CHECKPOINT_BYTES as u64);
+        let cp = sample_checkpoint(3);
         write_checkpoint(dir.path(), &cp).unwrap();
         assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(cp.clone()));
-        std::fs::remove_file(checkpoint_spare_path(dir.path())).unwrap();
+        assert!(!checkpoint_spare_path(dir.path()).exists(), "the spare became the checkpoint");
+        assert_eq!(mode(path.clone()), 0o600, "private whatever the umask");
+        let first = std::fs::read(&path).unwrap();
+        assert_eq!(first.len(), CHECKPOINT_BYTES);
+        // A two-slot file needs no spare: later writes are in place, alternating slots, and the
+        // file keeps its size and inode.
+        prepare_checkpoint_spare(dir.path()).unwrap();
+        assert!(!checkpoint_spare_path(dir.path()).exists());
+        let inode = || {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(checkpoint_path(dir.path())).unwrap().ino()
+        };
+        let ino = inode();
+        for size in 4..9 {
+            write_checkpoint(dir.path(), &sample_checkpoint(size)).unwrap();
+            assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(sample_checkpoint(size)));
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(bytes.len(), CHECKPOINT_BYTES);
+            let slots: Vec<_> = bytes.chunks(CHECKPOINT_SLOT).map(|s| parse_slot(s).unwrap()).collect();
+            // Slot 0 has generation 1 (size 3); size s is generation s − 2, in slot (s − 3) % 2.
+            assert_eq!(slots[((size - 3) % 2) as usize].0, size - 2);
+            assert_eq!(slots[((size - 2) % 2) as usize].1.root.size, size - 1, "the previous one is kept");
+        }
+        assert_eq!(inode(), ino);
+        assert_eq!(mode(path.clone()), 0o600);
+    }
+
+    #[test]
+    fn a_torn_or_altered_slot_falls_back_to_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = checkpoint_path(dir.path());
+        write_checkpoint(dir.path(), &sample_checkpoint(3)).unwrap();
+        write_checkpoint(dir.path(), &sample_checkpoint(4)).unwrap();
+        // Size 4 is in slot 1. Tear it (its second half never reached the disk) or alter one byte
+        // of its JSON: the reader takes slot 0, one checkpoint older.
+        let good = std::fs::read(&path).unwrap();
+        let mut torn = good.clone();
+        torn[CHECKPOINT_SLOT + 200..].fill(0);
+        assert_eq!(parse_checkpoint(&torn).unwrap(), sample_checkpoint(3));
+        let mut altered = good.clone();
+        let at = CHECKPOINT_SLOT + altered[CHECKPOINT_SLOT..].windows(3).position(|w| w == b"\"si").unwrap();
+        altered[at + 1] = b'S';
+        assert_eq!(parse_checkpoint(&altered).unwrap(), sample_checkpoint(3));
+        // The next write goes over the bad slot, keeping the good one.
+        std::fs::write(&path, &torn).unwrap();
+        write_checkpoint(dir.path(), &sample_checkpoint(5)).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(parse_slot(&bytes[..CHECKPOINT_SLOT]).unwrap().1, sample_checkpoint(3));
+        assert_eq!(parse_slot(&bytes[CHECKPOINT_SLOT..]).unwrap(), (2, sample_checkpoint(5)));
+        // Both slots bad: unreadable, named as such; a write replaces the file whole.
+        let mut both = good.clone();
+        both[200..CHECKPOINT_SLOT].fill(b' ');
+        both[CHECKPOINT_SLOT + 200..].fill(b' ');
+        assert!(parse_checkpoint(&both).unwrap_err().to_string().contains("neither slot"));
+        std::fs::write(&path, &both).unwrap();
+        assert!(read_checkpoint(dir.path()).is_err());
+        write_checkpoint(dir.path(), &sample_checkpoint(6)).unwrap();
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(sample_checkpoint(6)));
+    }
+
+    #[test]
+    fn an_earlier_one_document_checkpoint_is_read_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = checkpoint_path(dir.path());
+        // An earlier release's file: one JSON document padded to 4 KiB.
+        let mut old = serde_json::to_vec_pretty(&sample_checkpoint(7)).unwrap();
+        old.resize(4095, b' ');
+        old.push(b'\n');
+        std::fs::write(&path, &old).unwrap();
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(sample_checkpoint(7)));
+        assert!(parse_checkpoint(b"{\"tree_name\": \"x\", \"size\": ").is_err());
+        // Not a two-slot file: the next transaction's spare is allocated, and the write replaces it.
+        prepare_checkpoint_spare(dir.path()).unwrap();
+        assert!(checkpoint_spare_path(dir.path()).exists());
+        write_checkpoint(dir.path(), &sample_checkpoint(8)).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap().len(), CHECKPOINT_BYTES);
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(sample_checkpoint(8)));
+        // A spare left short (e.g. by a crash while it was created) is completed; one that is not
+        // a regular file is an error, not a silent fallback.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(checkpoint_spare_path(dir.path()), b"{").unwrap();
+        write_checkpoint(dir.path(), &sample_checkpoint(3)).unwrap();
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), Some(sample_checkpoint(3)));
+        std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(checkpoint_spare_path(dir.path())).unwrap();
         assert!(prepare_checkpoint_spare(dir.path()).is_err());
-        assert!(write_checkpoint(dir.path(), &cp).is_err());
+        assert!(write_checkpoint(dir.path(), &sample_checkpoint(3)).is_err());
+        // A directory squatting on the checkpoint file's name: the write fails.
+        std::fs::remove_dir(checkpoint_spare_path(dir.path())).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert!(write_checkpoint(dir.path(), &sample_checkpoint(3)).is_err());
     }
 }

@@ -12,9 +12,9 @@
 //! goes; full-text searches see events up to it, and a restart indexes the events above it again
 //! from their stored envelopes (the pending rows were only in memory).
 //!
-//! Disk full: the checkpoint file is written into a spare allocated before BEGIN
-//! (`ledger::prepare_checkpoint_spare`), so running out of space fails the spare or the
-//! transaction, never the step after COMMIT. Either way nothing is stored and the requests get
+//! Disk full: the checkpoint file is written in place into blocks it already has, or, when it is
+//! not yet a two-slot file, into a spare allocated before BEGIN (`ledger::prepare_checkpoint_spare`),
+//! so running out of space fails the spare or the transaction, never the step after COMMIT. Either way nothing is stored and the requests get
 //! `WriteError::Full` (503); the next group tries again, so writes resume by themselves once
 //! space returns. Any other failure after COMMIT (an I/O error, the directory made unwritable)
 //! leaves the group committed but unacknowledged: its replies are held (never a 5xx for stored

@@ -120,6 +120,40 @@ def forge_key(key_id: Optional[str] = None, secret: Optional[str] = None) -> str
     return f"tk_{key_id}_{secret}{check}"
 
 
+
+CHECKPOINT_SLOT = 4096
+CHECKPOINT_MAGIC = b"#trailkeep-checkpoint "
+
+
+def parse_checkpoint(data: bytes) -> dict:
+    """A checkpoint file's newest signed root, read as ``ledger::parse_checkpoint`` reads it: two
+    4 KiB slots, each ``#trailkeep-checkpoint gen=<n> len=<bytes> sha256=<hex>``, the JSON and
+    whitespace, the valid slot with the highest generation winning; or one JSON document (an
+    earlier release's file, a backup's ``.checkpoint``)."""
+    if len(data) == 2 * CHECKPOINT_SLOT and any(
+            data[i:].startswith(CHECKPOINT_MAGIC) for i in (0, CHECKPOINT_SLOT)):
+        best: Optional[Tuple[int, dict]] = None
+        for i in (0, CHECKPOINT_SLOT):
+            slot = data[i:i + CHECKPOINT_SLOT]
+            if not slot.startswith(CHECKPOINT_MAGIC) or b"\n" not in slot:
+                continue
+            nl = slot.index(b"\n")
+            try:
+                fields = dict(f.split("=", 1) for f in slot[len(CHECKPOINT_MAGIC):nl].decode().split())
+                body = slot[nl + 1:nl + 1 + int(fields["len"])]
+                if hashlib.sha256(body).hexdigest() != fields["sha256"]:
+                    continue
+                gen, cp = int(fields["gen"]), json.loads(body)
+            except (ValueError, KeyError, UnicodeDecodeError):
+                continue
+            if best is None or gen > best[0]:
+                best = (gen, cp)
+        if best is None:
+            raise ValueError("neither slot of the checkpoint file is intact")
+        return best[1]
+    return json.loads(data)
+
+
 class ServerStartError(RuntimeError):
     def __init__(self, msg: str, returncode: Optional[int], output: str):
         super().__init__(msg)
@@ -346,7 +380,7 @@ class Server:
     def checkpoint(self) -> Optional[dict]:
         p = self.data_dir / "checkpoint.latest"
         try:
-            return json.loads(p.read_text())
+            return parse_checkpoint(p.read_bytes())
         except FileNotFoundError:
             return None
 

@@ -5,9 +5,10 @@
   a 500 or a 4xx; a rejected request stores nothing (no partial batch); reads keep working; when
   space returns (``mount -o remount,size=256m``) ingestion resumes within 5 s with the same PID;
   at the end every acknowledged event is there exactly once and ``trailkeep verify`` passes.
-* **Checkpoint spare unavailable** (the next checkpoint file is allocated before each
-  transaction, so this is where a full disk hits if SQLite itself did not; made deterministic):
-  a clean 503 that stores nothing, writes resume without a restart.
+* **Checkpoint spare unavailable** (a checkpoint file that is not yet a two-slot file written in
+  place is made from a spare allocated before the transaction, so this is where a full disk hits
+  if SQLite itself did not; made deterministic): a clean 503 that stores nothing, writes resume
+  without a restart.
 * **Checkpoint file unwritable after COMMIT** (an I/O fault, made deterministic): not
   acknowledged and not a 5xx either (the reply is held: in doubt), a retry with the same id finds
   the event once, other writes get 503 and store nothing, writes resume without a restart.
@@ -279,16 +280,21 @@ def _checkpoint_matches_db(srv: rh.Server) -> List[str]:
 
 
 def test_checkpoint_spare_unavailable_refuses_cleanly(new_server):
-    """The next checkpoint file is allocated before each transaction (what a full disk hits
-    first; here made impossible deterministically: a directory squats on the spare's name). The
-    write must be refused with a retryable 503 before anything is committed (a 5xx stores
-    nothing, §1.1), reads keep working, and writes resume without a restart once it can be made."""
+    """When ``checkpoint.latest`` is not a two-slot file written in place (the first write, an
+    earlier release's file; here it is moved away), the new file is written into a spare
+    allocated before the transaction (what a full disk hits first; here made impossible
+    deterministically: a directory squats on the spare's name). The write must be refused with a
+    retryable 503 before anything is committed (a 5xx stores nothing, §1.1), reads keep working,
+    and writes resume without a restart once it can be made."""
     srv = new_server("cpspare")
     api = rh.Api(srv.url, srv.admin_key)
     led = Ledger()
     for route, r in _write_round(api, led, 50, 5):
         assert r.status_code == 200, f"{route}: {rh.short(r)}"
     pid = srv.pid
+    cp_file = srv.data_dir / "checkpoint.latest"
+    saved = srv.data_dir / "checkpoint.saved"
+    cp_file.rename(saved)
     squat = srv.data_dir / "checkpoint.latest.tmp"
     if squat.is_file():
         squat.unlink()
@@ -304,6 +310,7 @@ def test_checkpoint_spare_unavailable_refuses_cleanly(new_server):
         problems += led.check(srv)
     finally:
         squat.rmdir()
+        saved.rename(cp_file)
     took, last = _resume(api, led)
     rh.fig_set(F, "checkpoint_spare_resume_s", None if took is None else round(took, 2))
     if took is None or took > 5.0:
@@ -677,7 +684,7 @@ def test_forked_checkpoint_is_refused(new_server):
     _ingest(srv)
     assert srv.stop() == 0
     p = srv.data_dir / "checkpoint.latest"
-    cp = json.loads(p.read_text())
+    cp = rh.parse_checkpoint(p.read_bytes())
     cp["root_hash"] = ("0" if cp["root_hash"][0] != "0" else "1") + cp["root_hash"][1:]
     p.write_text(json.dumps(cp, indent=2))
     with pytest.raises(rh.ServerStartError) as ei:

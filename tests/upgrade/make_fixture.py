@@ -35,6 +35,8 @@ from pangea.config import PangeaConfig  # noqa: E402
 from pangea.services import Audit  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "reliability"))
+from relharness import parse_checkpoint  # noqa: E402
 TESTKEY = HERE.parent / "conformance" / "testkey.pem"
 H2O_CREATE = 200
 H2O_BATCHES = (10, 100)
@@ -155,7 +157,7 @@ def manifest_of(data: Path, srv: Server, keys: dict, tag: str, commit: str, vers
         "JOIN strings w ON w.id = e.workspace ORDER BY e.seq").fetchall()
     user_version = c.execute("PRAGMA user_version").fetchone()[0]
     c.close()
-    cp = json.loads((data / "checkpoint.latest").read_text())
+    cp = parse_checkpoint((data / "checkpoint.latest").read_bytes())
     events = [{"seq": s, "id": str(uuid.UUID(bytes=bytes(u))), "origin": ["h2o", "pangea", "server"][o], "hash": h,
                "workspace": w, "purged": bool(p)} for s, u, o, h, w, p in rows]
     return {
