@@ -28,7 +28,7 @@ Criteria (after the warm-up, default the first 5 minutes):
   errors   no failed request; verify passes; the backup verifies; the purge removed events
 
 Prints a table per window and a PASS/FAIL line per criterion; writes samples.csv (one row per
-sample), windows.csv (one row per window and kind), summary.json, loadgen's results and the
+sample; anonymous RSS split into glibc's, which SQLite allocates from, and mimalloc's), windows.csv (one row per window and kind), summary.json, loadgen's results and the
 server's warnings and errors (server-warnings.log), its other lines but the per-request ones
 (server-events.log; the full request log stays in the scratch directory) to the output
 directory. Exit status 0 when every criterion passes.
@@ -161,6 +161,32 @@ def proc_status(pid: int) -> Dict[str, int]:
     return st
 
 
+def anon_split(pid: int) -> Dict[str, float]:
+    """Anonymous RSS by allocator (MB), from /proc/PID/smaps: glibc's (the `[heap]` and the
+    mappings near the top of the address space: its arenas and the threads' stacks), which SQLite
+    allocates from, and the rest, mimalloc's segments (every Rust allocation)."""
+    out = {"glibc_mb": 0.0, "mimalloc_mb": 0.0}
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            where = None
+            for line in f:
+                head = line.split(maxsplit=6)
+                if len(head) >= 5 and "-" in head[0] and ":" in head[3] and not head[0].endswith(":"):
+                    name = head[5].strip() if len(head) > 5 else ""
+                    start = int(head[0].split("-")[0], 16)
+                    if name == "[heap]" or (name == "" and start >= 0x7F0000000000):
+                        where = "glibc_mb"
+                    elif name == "":
+                        where = "mimalloc_mb"
+                    else:
+                        where = None
+                elif head[0] == "Rss:" and where:
+                    out[where] += int(head[1]) / 1024
+    except OSError:
+        pass
+    return {k: round(v, 1) for k, v in out.items()}
+
+
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -183,6 +209,7 @@ def sample(pid: int, t0: float, data: Path, url: str, key: str) -> dict:
         "hwm_mb": round(st.get("VmHWM", 0) / 1024, 1),
         "anon_mb": round(st.get("RssAnon", 0) / 1024, 1),
         "file_mb": round(st.get("RssFile", 0) / 1024 + st.get("RssShmem", 0) / 1024, 1),
+        **anon_split(pid),
         "threads": st.get("Threads", 0),
         "fds": len(os.listdir(f"/proc/{pid}/fd")),
         "wal_mb": round(size_mb(data / "trailkeep.db-wal"), 1),
@@ -249,8 +276,14 @@ def judge(windows: List[dict]) -> List[tuple]:
     end = median([s["rss_mb"] for s in after if s["t_s"] > end_t - span])
     peak = max(s["rss_mb"] for s in after)
     growth = end / base - 1 if base else float("inf")
+
+    def split(rows: List[dict]) -> str:
+        return "/".join(f"{median([s.get(k, 0.0) for s in rows]):.1f}" for k in ("glibc_mb", "mimalloc_mb"))
+
     res.append(("rss", growth <= 0.10, f"{base:.1f} MB after warm-up -> {end:.1f} MB at the end ({growth:+.1%}); "
-                                       f"peak {peak:.1f} MB, VmHWM {after[-1]['hwm_mb']:.1f} MB"))
+                                       f"peak {peak:.1f} MB, VmHWM {after[-1]['hwm_mb']:.1f} MB; anonymous "
+                                       f"glibc/mimalloc {split([s for s in after if s['t_s'] < WARMUP + span])} -> "
+                                       f"{split([s for s in after if s['t_s'] > end_t - span])} MB"))
     # p99 per kind, windows that start after the warm-up
     by_op: Dict[str, List[tuple]] = {}
     for w in windows:

@@ -287,7 +287,7 @@ fn parse_slot(slot: &[u8]) -> Option<(u64, Checkpoint)> {
             _ => {}
         }
     }
-    let json = rest.get(nl + 1..nl + 1 + len?)?;
+    let json = rest.get(nl + 1..(nl + 1).checked_add(len?)?)?;
     if sha2::Sha256::digest(json).as_slice() != sha?.as_slice() {
         return None;
     }
