@@ -28,8 +28,9 @@ Criteria (after the warm-up, default the first 5 minutes):
   errors   no failed request; verify passes; the backup verifies; the purge removed events
 
 Prints a table per window and a PASS/FAIL line per criterion; writes samples.csv (one row per
-sample; anonymous RSS split into glibc's, which SQLite allocates from, and mimalloc's), windows.csv (one row per window and kind), summary.json, loadgen's results and the
-server's warnings and errors (server-warnings.log), its other lines but the per-request ones
+sample; anonymous RSS split into glibc's, which SQLite allocates from, and mimalloc's),
+windows.csv (one row per window and kind), summary.json, loadgen's results and the server's
+warnings and errors (server-warnings.log), its other lines but the per-request ones
 (server-events.log; the full request log stays in the scratch directory) to the output
 directory. Exit status 0 when every criterion passes.
 

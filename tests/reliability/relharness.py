@@ -120,7 +120,6 @@ def forge_key(key_id: Optional[str] = None, secret: Optional[str] = None) -> str
     return f"tk_{key_id}_{secret}{check}"
 
 
-
 CHECKPOINT_SLOT = 4096
 CHECKPOINT_MAGIC = b"#trailkeep-checkpoint "
 
