@@ -272,8 +272,9 @@ fn blank_slot() -> Vec<u8> {
     slot
 }
 
-/// A slot's generation and checkpoint; `None` for a blank, torn or altered slot.
-fn parse_slot(slot: &[u8]) -> Option<(u64, Checkpoint)> {
+/// A slot's generation and JSON, its checksum verified; `None` for a blank, torn or altered slot.
+/// The JSON is not parsed here: the writer only needs to know which slot to overwrite.
+fn slot_json(slot: &[u8]) -> Option<(u64, &[u8])> {
     use sha2::Digest;
     let rest = slot.strip_prefix(SLOT_MAGIC)?;
     let nl = rest.iter().position(|&b| b == b'\n')?;
@@ -291,19 +292,19 @@ fn parse_slot(slot: &[u8]) -> Option<(u64, Checkpoint)> {
     if sha2::Sha256::digest(json).as_slice() != sha?.as_slice() {
         return None;
     }
-    Some((generation?, serde_json::from_slice(json).ok()?))
+    Some((generation?, json))
 }
 
-/// The newest valid slot of a two-slot checkpoint file; `None` when `bytes` is not one (an older
-/// release's file, or a checkpoint kept elsewhere: one JSON document).
-fn newest_slot(bytes: &[u8]) -> Option<(usize, u64, Checkpoint)> {
+/// The newest intact slot of a two-slot checkpoint file (index, generation, JSON); `None` when
+/// `bytes` is not one (an older release's file, or a checkpoint kept elsewhere: one JSON document).
+fn newest_slot(bytes: &[u8]) -> Option<(usize, u64, &[u8])> {
     if bytes.len() != CHECKPOINT_BYTES {
         return None;
     }
     bytes
         .chunks(CHECKPOINT_SLOT)
         .enumerate()
-        .filter_map(|(i, s)| parse_slot(s).map(|(g, cp)| (i, g, cp)))
+        .filter_map(|(i, s)| slot_json(s).map(|(g, json)| (i, g, json)))
         .max_by_key(|(_, g, _)| *g)
 }
 
@@ -311,8 +312,8 @@ fn newest_slot(bytes: &[u8]) -> Option<(usize, u64, Checkpoint)> {
 /// writes, or a single JSON document (a file of an earlier release, a backup's `.checkpoint`, a
 /// trusted copy made by hand).
 pub fn parse_checkpoint(bytes: &[u8]) -> anyhow::Result<Checkpoint> {
-    if let Some((_, _, cp)) = newest_slot(bytes) {
-        return Ok(cp);
+    if let Some((_, _, json)) = newest_slot(bytes) {
+        return serde_json::from_slice(json).context("the checkpoint file is unreadable");
     }
     if bytes.len() == CHECKPOINT_BYTES && bytes.chunks(CHECKPOINT_SLOT).any(|s| s.starts_with(SLOT_MAGIC)) {
         bail!("neither slot of the checkpoint file is intact");
@@ -533,6 +534,10 @@ mod tests {
         assert!(
             check_against_checkpoint(2, tree.root(2), "u", &cp(2, r2)).unwrap_err().to_string().contains("belongs")
         );
+    }
+
+    fn parse_slot(slot: &[u8]) -> Option<(u64, Checkpoint)> {
+        slot_json(slot).map(|(g, json)| (g, serde_json::from_slice(json).unwrap()))
     }
 
     fn sample_checkpoint(size: u64) -> Checkpoint {
